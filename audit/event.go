@@ -1,0 +1,39 @@
+package audit
+
+import "time"
+
+// Event kinds (SPEC.md, Audit).
+const (
+	KindConnect    = "connect"
+	KindReject     = "reject"
+	KindStatement  = "statement"
+	KindResult     = "result"
+	KindDisconnect = "disconnect"
+	KindConfig     = "config"
+)
+
+// Verdicts.
+const (
+	VerdictAllow = "allow"
+	VerdictDeny  = "deny"
+)
+
+// Event is one audit record as the proxy reports it. The Recorder assigns
+// chain_id, seq, event_id, proxy_instance and the hashes.
+type Event struct {
+	Kind       string
+	Time       time.Time
+	AccountID  string // empty when no tenant was verified (e.g. a rejected login)
+	Subject    string
+	ClientUser string // the user name the client sent (recorded, never used to log in)
+	ClientAddr string // IP address without port; empty for Unix sockets
+	Region     string // empty when no region is known (bad token): recorded in every region
+	SessionID  string
+	Statement  string   // per audit.statement; empty for non-statement kinds
+	Tables     []string // relations the statement touches
+	Verdict    string   // allow | deny, for statement, connect and reject events
+	Reason     string
+	SQLState   string
+	Rows       int64 // result events; -1 when unknown
+	DurationUS int64 // result events
+}

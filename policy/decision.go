@@ -1,0 +1,23 @@
+package policy
+
+// Decision is the verdict on one client message (a simple Query, a Parse or a Bind).
+type Decision struct {
+	// Allow is true when the message may be forwarded to PostgreSQL.
+	Allow bool
+	// SQLState is the error code sent with a denial: 42501 for policy
+	// violations, 54001 for statements too long or too deeply nested.
+	SQLState string
+	// Message is the client-facing error text; it starts with "pgtenant: " and
+	// names the table or construct at fault.
+	Message string
+	// Hint shows the fix (e.g. "add WHERE account_id = $1").
+	Hint string
+	// Reason is a short stable code for metrics and the audit
+	// (e.g. "unscoped_table", "ddl", "forbidden_schema"); empty when allowed.
+	Reason string
+	// Tables are the relations the statement touches, schema-qualified.
+	Tables []string
+	// Statement is the text recorded in the audit: literals replaced by $n
+	// placeholders. Empty for a Bind.
+	Statement string
+}
