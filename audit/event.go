@@ -29,11 +29,14 @@ type Event struct {
 	ClientAddr string // IP address without port; empty for Unix sockets
 	Region     string // empty when no region is known (bad token): recorded in every region
 	SessionID  string
-	Statement  string   // per audit.statement; empty for non-statement kinds
-	Tables     []string // relations the statement touches
-	Verdict    string   // allow | deny, for statement, connect and reject events
-	Reason     string
-	SQLState   string
-	Rows       int64 // result events; -1 when unknown
-	DurationUS int64 // result events
+	Statement  string // the policy's normalized text (literals replaced by $n); empty for non-statement kinds
+	// FullStatement is the statement as the client sent it; recorded instead
+	// of Statement only when audit.statement is full. Optional.
+	FullStatement string
+	Tables        []string // relations the statement touches
+	Verdict       string   // allow | deny, for statement, connect and reject events
+	Reason        string
+	SQLState      string
+	Rows          int64 // result events; -1 when unknown
+	DurationUS    int64 // result events
 }

@@ -102,6 +102,30 @@ type Region struct {
 	SSLRootCert string `mapstructure:"sslrootcert"`
 	// ConnectTimeout bounds a backend dial. Default 5s.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// AuditDatabase is the database holding schema pgtenant_audit. Default
+	// Database, or "postgres" when Database is empty.
+	AuditDatabase string `mapstructure:"audit_database"`
+	// AdminUser is the role `pgtenant audit init|seal|verify|export` log in
+	// as: it must be able to create roles and schemas (init) and read the
+	// audit tables. Default User. The proxy itself never uses it.
+	AdminUser string `mapstructure:"admin_user"`
+	// AdminPassword is AdminUser's password (prefer AdminPasswordEnv or AdminPasswordFile).
+	AdminPassword string `mapstructure:"admin_password"`
+	// AdminPasswordEnv names an environment variable holding AdminUser's password.
+	AdminPasswordEnv string `mapstructure:"admin_password_env"`
+	// AdminPasswordFile is a file holding AdminUser's password.
+	AdminPasswordFile string `mapstructure:"admin_password_file"`
+}
+
+// AuditDB returns the database that holds the region's audit schema.
+func (r Region) AuditDB() string {
+	switch {
+	case r.AuditDatabase != "":
+		return r.AuditDatabase
+	case r.Database != "":
+		return r.Database
+	}
+	return "postgres"
 }
 
 // Policy configures statement enforcement (see POLICY.md).

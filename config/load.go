@@ -164,6 +164,13 @@ func (c *Config) resolveSecrets() error {
 			return err
 		}
 		r.Password = pw
+		if r.AdminPassword != "" || r.AdminPasswordEnv != "" || r.AdminPasswordFile != "" {
+			apw, err := resolveSecret("regions."+name+".admin_password", r.AdminPassword, r.AdminPasswordEnv, r.AdminPasswordFile)
+			if err != nil {
+				return err
+			}
+			r.AdminPassword = apw
+		}
 		c.Regions[name] = r
 	}
 	return nil

@@ -1,0 +1,149 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// NoTenantChain is the reserved chain_id of events with no verified tenant
+// (rejected logins, bad tokens). No account may be named "-": the Recorder
+// refuses tenant events for it rather than mixing them into this chain.
+const NoTenantChain = "-"
+
+// Statement recording modes (audit.statement).
+const (
+	StatementNormalized  = "normalized"
+	StatementFull        = "full"
+	StatementFingerprint = "fingerprint"
+)
+
+// ChainFor returns the chain an event with account belongs to.
+func ChainFor(account string) string {
+	if account == "" {
+		return NoTenantChain
+	}
+	return account
+}
+
+// NewRow turns an event into the canonical row recorded in region: strings
+// are made valid UTF-8 without NUL bytes, the time is truncated to whole
+// microseconds (as timestamptz stores it), tables are sorted and
+// de-duplicated, empty optional values become NULL, and a fresh UUIDv7
+// event_id is assigned. Hashes are computed later, when seq is known.
+func NewRow(ev Event, region, instance, statementMode string) (*Row, error) {
+	if ev.AccountID == NoTenantChain {
+		return nil, fmt.Errorf("audit: account id %q is reserved for the no-tenant chain", NoTenantChain)
+	}
+	switch ev.Kind {
+	case KindConnect, KindReject, KindStatement, KindResult, KindDisconnect, KindConfig:
+	default:
+		return nil, fmt.Errorf("audit: unknown event kind %q", ev.Kind)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("audit: event id: %w", err)
+	}
+	ts := ev.Time
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	r := &Row{
+		ChainID:       ChainFor(ev.AccountID),
+		EventID:       id,
+		TS:            ts.Truncate(time.Microsecond).UTC(),
+		Kind:          ev.Kind,
+		AccountID:     opt(ev.AccountID),
+		Subject:       opt(ev.Subject),
+		ClientUser:    opt(ev.ClientUser),
+		ClientAddr:    canonAddr(ev.ClientAddr),
+		Region:        clean(region),
+		SessionID:     opt(ev.SessionID),
+		ProxyInstance: opt(instance),
+		Statement:     opt(recordedStatement(ev, statementMode)),
+		Tables:        canonTables(ev.Tables),
+		Verdict:       opt(ev.Verdict),
+		Reason:        opt(ev.Reason),
+		SQLState:      opt(ev.SQLState),
+	}
+	if ev.Kind == KindResult {
+		if ev.Rows >= 0 {
+			r.Rows = &ev.Rows
+		}
+		d := ev.DurationUS
+		r.DurationUS = &d
+	}
+	return r, nil
+}
+
+// recordedStatement applies audit.statement to the event's text.
+func recordedStatement(ev Event, mode string) string {
+	switch mode {
+	case StatementFull:
+		if ev.FullStatement != "" {
+			return ev.FullStatement
+		}
+		return ev.Statement
+	case StatementFingerprint:
+		if ev.Statement == "" {
+			return ""
+		}
+		sum := sha256.Sum256([]byte(ev.Statement))
+		return hex.EncodeToString(sum[:])
+	default:
+		return ev.Statement
+	}
+}
+
+// clean makes s storable in a text column: valid UTF-8 and no NUL bytes.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	return s
+}
+
+func opt(s string) *string {
+	if s == "" {
+		return nil
+	}
+	c := clean(s)
+	return &c
+}
+
+// canonAddr returns the address in PostgreSQL's inet text form, or nil when
+// it is empty or not an IP address (Unix sockets).
+func canonAddr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		s = ap.Addr().String()
+	}
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return nil
+	}
+	a = a.WithZone("").Unmap()
+	t := a.String()
+	return &t
+}
+
+func canonTables(t []string) []string {
+	if len(t) == 0 {
+		return nil
+	}
+	out := make([]string, len(t))
+	for i, s := range t {
+		out[i] = clean(s)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,189 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// HashVersion is the version of the content encoding written by this build
+// (README.md, "Hash encoding"). It is stored in every row's hash_version
+// column and is the second byte hashed into content_hash.
+const HashVersion = 1
+
+// Domain-separation prefixes of the three hashes.
+const (
+	tagContent = 0x00
+	tagEntry   = 0x10
+	tagGenesis = 0x20
+)
+
+// HashSize is the length of every hash in the chain (SHA-256).
+const HashSize = sha256.Size
+
+// Row is one row of pgtenant_audit.events. Pointer fields are nullable
+// columns (nil = NULL); a nil Tables is NULL, an empty non-nil one is '{}'.
+type Row struct {
+	ChainID       string
+	Seq           int64
+	EventID       uuid.UUID
+	TS            time.Time
+	Kind          string
+	AccountID     *string
+	Subject       *string
+	ClientUser    *string
+	ClientAddr    *string // inet in PostgreSQL's text form, e.g. 10.0.0.7 or ::1
+	Region        string
+	SessionID     *string
+	ProxyInstance *string
+	Statement     *string
+	Tables        []string
+	Verdict       *string
+	Reason        *string
+	SQLState      *string
+	Rows          *int64
+	DurationUS    *int64
+	HashVersion   int16
+	ContentHash   []byte
+	PrevHash      []byte
+	EntryHash     []byte
+}
+
+// encoder appends the length-prefixed encoding of README.md to buf.
+type encoder struct{ buf []byte }
+
+func (e *encoder) null()    { e.buf = append(e.buf, 0) }
+func (e *encoder) present() { e.buf = append(e.buf, 1) }
+
+func (e *encoder) bytes(b []byte) {
+	e.present()
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(b)))
+	e.buf = append(e.buf, b...)
+}
+
+func (e *encoder) str(s string) {
+	e.present()
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(s)))
+	e.buf = append(e.buf, s...)
+}
+
+func (e *encoder) optStr(s *string) {
+	if s == nil {
+		e.null()
+		return
+	}
+	e.str(*s)
+}
+
+func (e *encoder) int64(v int64) {
+	e.present()
+	e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(v))
+}
+
+func (e *encoder) optInt64(v *int64) {
+	if v == nil {
+		e.null()
+		return
+	}
+	e.int64(*v)
+}
+
+func (e *encoder) strArray(a []string) {
+	if a == nil {
+		e.null()
+		return
+	}
+	e.present()
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(a)))
+	for _, s := range a {
+		e.str(s)
+	}
+}
+
+// addr encodes an inet as its 4 or 16 address bytes; text that is not a
+// plain address (which the Recorder never writes) is encoded as its bytes.
+func (e *encoder) addr(s *string) {
+	if s == nil {
+		e.null()
+		return
+	}
+	a, err := netip.ParseAddr(*s)
+	if err != nil || a.Zone() != "" {
+		e.str(*s)
+		return
+	}
+	e.bytes(a.AsSlice())
+}
+
+// EncodeContent returns the version-1 content encoding of r: every field
+// except seq and the hashes, in the fixed order of README.md.
+func (r *Row) EncodeContent(buf []byte) []byte {
+	e := encoder{buf: buf}
+	e.buf = append(e.buf, tagContent, HashVersion)
+	e.bytes(r.EventID[:])
+	e.str(r.ChainID)
+	e.str(r.Region)
+	e.int64(r.TS.UnixMicro())
+	e.str(r.Kind)
+	e.optStr(r.AccountID)
+	e.optStr(r.Subject)
+	e.optStr(r.ClientUser)
+	e.addr(r.ClientAddr)
+	e.optStr(r.SessionID)
+	e.optStr(r.ProxyInstance)
+	e.optStr(r.Statement)
+	e.strArray(r.Tables)
+	e.optStr(r.Verdict)
+	e.optStr(r.Reason)
+	e.optStr(r.SQLState)
+	e.optInt64(r.Rows)
+	e.optInt64(r.DurationUS)
+	return e.buf
+}
+
+// ComputeContentHash returns SHA-256 of r's content encoding.
+func (r *Row) ComputeContentHash() []byte {
+	var scratch [512]byte
+	sum := sha256.Sum256(r.EncodeContent(scratch[:0]))
+	return sum[:]
+}
+
+// EntryHash links a row into its chain:
+// SHA-256(0x10 || lp(chain_id) || seq as int64 BE || prev_hash || content_hash).
+func EntryHash(chainID string, seq int64, prevHash, contentHash []byte) []byte {
+	e := encoder{buf: make([]byte, 0, 1+5+len(chainID)+8+2*HashSize)}
+	e.buf = append(e.buf, tagEntry)
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(chainID)))
+	e.buf = append(e.buf, chainID...)
+	e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(seq))
+	e.buf = append(e.buf, prevHash...)
+	e.buf = append(e.buf, contentHash...)
+	sum := sha256.Sum256(e.buf)
+	return sum[:]
+}
+
+// GenesisHash is the prev_hash of a chain's first row (seq 1):
+// SHA-256(0x20 || lp(region) || lp(chain_id)). It ties the chain to its
+// region, so a chain copied to another region does not verify.
+func GenesisHash(region, chainID string) []byte {
+	e := encoder{}
+	e.buf = append(e.buf, tagGenesis)
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(region)))
+	e.buf = append(e.buf, region...)
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(chainID)))
+	e.buf = append(e.buf, chainID...)
+	sum := sha256.Sum256(e.buf)
+	return sum[:]
+}
+
+// Seal assigns seq and prev to r and computes its content and entry hashes.
+func (r *Row) Seal(seq int64, prev []byte) {
+	r.Seq = seq
+	r.HashVersion = HashVersion
+	r.ContentHash = r.ComputeContentHash()
+	r.PrevHash = prev
+	r.EntryHash = EntryHash(r.ChainID, seq, prev, r.ContentHash)
+}
