@@ -1,0 +1,89 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reason codes carried by Error.Reason. They are stable: metrics and tests use them.
+const (
+	ReasonMissingToken  = "missing_token"
+	ReasonMalformed     = "malformed"
+	ReasonBadSignature  = "bad_signature"
+	ReasonAlgNotAllowed = "alg_not_allowed"
+	ReasonExpired       = "expired"
+	ReasonNotYetValid   = "not_yet_valid"
+	ReasonWrongIssuer   = "wrong_issuer"
+	ReasonWrongAudience = "wrong_audience"
+	ReasonMissingClaim  = "missing_claim"
+	ReasonBadClaim      = "bad_claim"
+	ReasonUnknownKid    = "unknown_kid"
+	ReasonTooLarge      = "too_large"
+)
+
+// Error is every authentication failure Authenticate returns; the proxy maps
+// it to SQLSTATE 28000. Its message is safe to send to the client: it starts
+// with "pgtenant: " and never contains the token or any part of it.
+type Error struct {
+	// Reason is one of the Reason* codes.
+	Reason string
+	// Claim names the configured claim at fault for missing_claim and
+	// bad_claim (a configuration value, never a token value).
+	Claim string
+	// Err is the underlying cause, for errors.Is/As. Its text may quote
+	// bytes of the token: do not send it to clients or write it to logs.
+	Err error
+}
+
+// Error returns the client-safe message.
+func (e *Error) Error() string {
+	switch e.Reason {
+	case ReasonMissingToken:
+		return "pgtenant: no token given (pass it as the jwt startup parameter, in options as -c jwt=..., or as the password)"
+	case ReasonMalformed:
+		return "pgtenant: token is malformed"
+	case ReasonBadSignature:
+		return "pgtenant: token signature is invalid"
+	case ReasonAlgNotAllowed:
+		return "pgtenant: token signing algorithm is not allowed"
+	case ReasonExpired:
+		return "pgtenant: token has expired"
+	case ReasonNotYetValid:
+		return "pgtenant: token is not valid yet"
+	case ReasonWrongIssuer:
+		return "pgtenant: token issuer is not accepted"
+	case ReasonWrongAudience:
+		return "pgtenant: token audience is not accepted"
+	case ReasonMissingClaim:
+		return fmt.Sprintf("pgtenant: token lacks the %s claim", e.claimName())
+	case ReasonBadClaim:
+		return fmt.Sprintf("pgtenant: token claim %s is invalid", e.claimName())
+	case ReasonUnknownKid:
+		return "pgtenant: token key id (kid) is unknown"
+	case ReasonTooLarge:
+		return fmt.Sprintf("pgtenant: token is larger than %d bytes", MaxTokenBytes)
+	}
+	return "pgtenant: token rejected"
+}
+
+func (e *Error) claimName() string {
+	if e.Claim == "" {
+		return "required"
+	}
+	return e.Claim
+}
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsAuthError reports whether err is (or wraps) an authentication failure.
+func IsAuthError(err error) bool {
+	var ae *Error
+	return errors.As(err, &ae)
+}
+
+func fail(reason string, err error) *Error { return &Error{Reason: reason, Err: err} }
+
+func claimFail(reason, claim string, err error) *Error {
+	return &Error{Reason: reason, Claim: claim, Err: err}
+}
