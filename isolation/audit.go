@@ -1,0 +1,130 @@
+package isolation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pg_trigger.tgtype bits (src/include/catalog/pg_trigger.h).
+const (
+	tgDelete   = 1 << 3
+	tgUpdate   = 1 << 4
+	tgTruncate = 1 << 5
+)
+
+// auditLayer checks that pgtenant_audit.events has ENABLE ALWAYS triggers that
+// raise on UPDATE, DELETE and TRUNCATE, and that the service role cannot
+// disable them.
+func auditLayer(ctx context.Context, tx pgx.Tx) (AuditLayer, error) {
+	l := AuditLayer{Status: Active, Table: AuditSchema + ".events"}
+	var oid uint32
+	var ownedByRole bool
+	err := tx.QueryRow(ctx, `SELECT c.oid, pg_catalog.pg_get_userbyid(c.relowner)::text, pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE n.nspname = $1 AND c.relname = 'events' AND c.relkind IN ('r', 'p')`, AuditSchema).Scan(&oid, &l.Owner, &ownedByRole)
+	if errors.Is(err, pgx.ErrNoRows) {
+		l.Status = Missing
+		l.Problems = []string{"table " + l.Table + " does not exist (run `pgtenant audit init`)"}
+		return l, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("find audit table: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT t.tgname::text, t.tgtype::int, t.tgenabled::text, t.tgfoid::regprocedure::text,
+	       coalesce(p.prosrc, '') ~* '\mraise\M'
+	  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+	 WHERE t.tgrelid = $1 AND NOT t.tgisinternal ORDER BY t.tgname`, oid)
+	if err != nil {
+		return l, fmt.Errorf("read audit triggers: %w", err)
+	}
+	type trig struct {
+		TriggerReport
+		mask int
+	}
+	trigs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (trig, error) {
+		var t trig
+		var enabled string
+		err := row.Scan(&t.Name, &t.mask, &enabled, &t.Function, &t.Raises)
+		t.Enabled = enabledWord(enabled)
+		for _, e := range []struct {
+			bit  int
+			name string
+		}{{tgUpdate, "UPDATE"}, {tgDelete, "DELETE"}, {tgTruncate, "TRUNCATE"}, {1 << 2, "INSERT"}} {
+			if t.mask&e.bit != 0 {
+				t.Events = append(t.Events, e.name)
+			}
+		}
+		return t, err
+	})
+	if err != nil {
+		return l, fmt.Errorf("read audit triggers: %w", err)
+	}
+	for _, t := range trigs {
+		l.Triggers = append(l.Triggers, t.TriggerReport)
+	}
+	for _, op := range []struct {
+		bit  int
+		name string
+	}{{tgUpdate, "UPDATE"}, {tgDelete, "DELETE"}, {tgTruncate, "TRUNCATE"}} {
+		status, why := Missing, fmt.Sprintf("no trigger blocks %s on %s", op.name, l.Table)
+		for _, t := range trigs {
+			if t.mask&op.bit == 0 || !t.Raises {
+				continue
+			}
+			if t.Enabled == "always" {
+				status = Active
+				break
+			}
+			status = DeployedInert
+			why = fmt.Sprintf("trigger %s blocks %s but is %s, not ENABLE ALWAYS, so sessions with session_replication_role = replica (or the owner disabling it) bypass it", t.Name, op.name, t.Enabled)
+		}
+		if status != Active {
+			l.Problems = append(l.Problems, why)
+			l.Status = Worst(l.Status, status)
+		}
+	}
+	if ownedByRole {
+		l.Problems = append(l.Problems, fmt.Sprintf("the service role can act as the owner (%s) of %s and disable its triggers", l.Owner, l.Table))
+		l.Status = Worst(l.Status, DeployedInert)
+	}
+	return l, nil
+}
+
+func enabledWord(code string) string {
+	switch code {
+	case "A":
+		return "always"
+	case "O":
+		return "origin"
+	case "R":
+		return "replica"
+	default:
+		return "disabled"
+	}
+}
+
+// chainHeads summarises the audit chains from pgtenant_audit.events, in a
+// savepoint so that a role without SELECT on it leaves the snapshot usable.
+func chainHeads(ctx context.Context, tx pgx.Tx) (*ChainHeads, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer sp.Rollback(ctx) //nolint:errcheck // read-only
+	var h ChainHeads
+	var last *time.Time
+	err = sp.QueryRow(ctx, `SELECT count(*), coalesce(sum(head), 0)::int8, max(last)
+	  FROM (SELECT chain_id, max(seq) AS head, max(ts) AS last FROM `+AuditSchema+`.events GROUP BY chain_id) c`).Scan(&h.Chains, &h.Entries, &last)
+	if err != nil {
+		return nil, fmt.Errorf("read chain heads: %w", err)
+	}
+	if last != nil {
+		t := last.UTC()
+		h.LastAppend = &t
+	}
+	return &h, nil
+}
