@@ -1,0 +1,145 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtenant/pgtenant/cluster"
+)
+
+// startTimeout bounds starting one cluster (initdb + start + bootstrap).
+const startTimeout = 2 * time.Minute
+
+// Start starts a cluster for t and closes it (removing its directory) in
+// t.Cleanup. It skips t only when no PostgreSQL binaries are installed.
+func Start(t testing.TB, cfg cluster.Config) *cluster.Cluster {
+	t.Helper()
+	skipWithoutBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	c, err := cluster.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: start cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return c
+}
+
+// skipWithoutBinaries skips t when no PostgreSQL server binaries exist.
+func skipWithoutBinaries(t testing.TB) {
+	t.Helper()
+	if _, err := cluster.BinDir(); err != nil {
+		if errors.Is(err, cluster.ErrNoBinaries) {
+			t.Skipf("pgtest: %v", err)
+		}
+		t.Fatalf("pgtest: %v", err)
+	}
+}
+
+// shared holds the clusters of Shared, keyed by name, until Main closes them.
+var shared = struct {
+	sync.Mutex
+	inMain   bool
+	clusters map[string]*sharedCluster
+}{clusters: map[string]*sharedCluster{}}
+
+// sharedCluster is started once; later callers wait for the first start.
+type sharedCluster struct {
+	once sync.Once
+	c    *cluster.Cluster
+	err  error
+}
+
+// Shared returns the test binary's cluster called name, starting it on first
+// use (concurrent callers wait for it). Main closes it after all tests; a
+// test binary whose TestMain does not call Main fails here rather than leak
+// a running server.
+func Shared(t testing.TB, name string) *cluster.Cluster {
+	t.Helper()
+	skipWithoutBinaries(t)
+	shared.Lock()
+	if !shared.inMain {
+		shared.Unlock()
+		t.Fatalf("pgtest: Shared(%q) needs `func TestMain(m *testing.M) { pgtest.Main(m) }` in this package", name)
+	}
+	sc, ok := shared.clusters[name]
+	if !ok {
+		sc = &sharedCluster{}
+		shared.clusters[name] = sc
+	}
+	shared.Unlock()
+	sc.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		sc.c, sc.err = cluster.Start(ctx, cluster.Config{Name: name})
+	})
+	if sc.err != nil {
+		t.Fatalf("pgtest: start shared cluster %q: %v", name, sc.err)
+	}
+	return sc.c
+}
+
+// Main runs the tests, closes the shared clusters and exits with the tests'
+// status (or 1 if a cluster fails to close). Call it from TestMain.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+// run is Main without os.Exit.
+func run(m interface{ Run() int }) int {
+	shared.Lock()
+	shared.inMain = true
+	shared.Unlock()
+	code := m.Run()
+	if err := closeShared(); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// closeShared closes and forgets every shared cluster.
+func closeShared() error {
+	shared.Lock()
+	defer shared.Unlock()
+	var errs []error
+	for name, sc := range shared.clusters {
+		if sc.c != nil {
+			if err := sc.c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		delete(shared.clusters, name)
+	}
+	return errors.Join(errs...)
+}
+
+// Conn connects to dsn and closes the connection in t.Cleanup.
+func Conn(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = conn.Close(ctx)
+	})
+	return conn
+}
