@@ -168,6 +168,9 @@ type Audit struct {
 	SpoolDir string `mapstructure:"spool_dir"`
 	// SpoolMaxBytes is the spool's high-water mark; past it statements get 57P03. Default 1 GiB.
 	SpoolMaxBytes int64 `mapstructure:"spool_max_bytes"`
+	// OutageTimeout is how long the regional audit database may stay
+	// unwritable before spool mode refuses new statements (57P03). Default 10s.
+	OutageTimeout time.Duration `mapstructure:"outage_timeout"`
 	// QueueSize bounds the in-memory event queue. Default 65536.
 	QueueSize int `mapstructure:"queue_size"`
 	// CheckpointDir is where `audit seal` also writes checkpoints, outside the database.

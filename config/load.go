@@ -56,6 +56,7 @@ var defaults = map[string]any{
 	"audit.spool_dir":                   "/var/lib/pgtenant/spool",
 	"audit.spool_max_bytes":             int64(1 << 30),
 	"audit.queue_size":                  65536,
+	"audit.outage_timeout":              10 * time.Second,
 	"audit.checkpoint_dir":              "",
 	"audit.seal_public_key":             "",
 	"audit.statement":                   "normalized",

@@ -1,0 +1,329 @@
+package audit
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgtenant/pgtenant/config"
+)
+
+// Audit modes (audit.mode).
+const (
+	ModeSpool  = "spool"
+	ModeStrict = "strict"
+	ModeAsync  = "async"
+)
+
+// Recorder writes the proxy's events to the audit trail of each region. It
+// is safe for concurrent use.
+type Recorder struct {
+	cfg      config.Audit
+	instance string
+	logger   *slog.Logger
+	writers  map[string]*regionWriter
+	names    []string
+
+	mu       sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup
+	closeErr error
+	once     sync.Once
+}
+
+// NewRecorder starts one writer per region. In spool mode it opens
+// spool_dir/<region> and first ships whatever a previous run left there.
+// An audit schema that is reachable but outdated is an error; an unreachable
+// database is not (events wait in the spool or queue).
+func NewRecorder(ctx context.Context, cfg config.Audit, regions map[string]config.Region, instance string, logger *slog.Logger) (*Recorder, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if len(regions) == 0 {
+		return nil, errors.New("audit: no regions configured")
+	}
+	switch cfg.Mode {
+	case ModeSpool, ModeStrict, ModeAsync:
+	default:
+		return nil, fmt.Errorf("audit.mode: %q is not one of spool, strict, async", cfg.Mode)
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 65536
+	}
+	if cfg.OutageTimeout <= 0 {
+		cfg.OutageTimeout = 10 * time.Second
+	}
+	if cfg.SpoolMaxBytes <= 0 {
+		cfg.SpoolMaxBytes = 1 << 30
+	}
+	r := &Recorder{cfg: cfg, instance: instance, logger: logger, writers: map[string]*regionWriter{}, names: sortedRegions(regions)}
+	for _, name := range r.names {
+		w, err := r.startWriter(ctx, name, regions[name])
+		if err != nil {
+			r.shutdownNow()
+			return nil, err
+		}
+		r.writers[name] = w
+	}
+	return r, nil
+}
+
+func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Region) (*regionWriter, error) {
+	pool, err := newPool(ctx, name, reg, 2)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, pool); err != nil {
+		if errors.Is(err, ErrSchemaOutdated) {
+			pool.Close()
+			return nil, fmt.Errorf("region %s: %w", name, err)
+		}
+		r.logger.Warn("audit database not reachable at start; events will wait", "region", name, "error", err)
+	}
+	w := &regionWriter{
+		name: name, pool: pool, logger: r.logger,
+		stop: make(chan struct{}), hardStop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if r.cfg.Mode == ModeSpool {
+		sp, err := openSpool(filepath.Join(r.cfg.SpoolDir, name), r.cfg.SpoolMaxBytes)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("region %s: %w", name, err)
+		}
+		w.spool = sp
+		if n := sp.Pending(); n > 0 {
+			r.logger.Info("audit spool has unshipped events from a previous run", "region", name, "events", n)
+		}
+		go w.runSpool()
+	} else {
+		w.queue = make(chan *item, r.cfg.QueueSize)
+		go w.runQueue()
+	}
+	return w, nil
+}
+
+// checkSchema asks the (service-role) database for its audit schema
+// version; ErrSchemaOutdated when it is reachable and behind this build.
+func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var v int
+	err := pool.QueryRow(ctx, `SELECT pgtenant_audit.schema_version()`).Scan(&v)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "3F000" || pgErr.Code == "42883" || pgErr.Code == "42501") {
+		return fmt.Errorf("%w (%s)", ErrSchemaOutdated, pgErr.Message)
+	}
+	if err != nil {
+		return err
+	}
+	if v < SchemaVersion {
+		return fmt.Errorf("%w (version %d, need %d)", ErrSchemaOutdated, v, SchemaVersion)
+	}
+	return nil
+}
+
+// Record records ev. A statement event is as durable as audit.mode promises
+// when Record returns nil: fsync'd to the spool (spool), committed to the
+// regional database (strict), or queued (async). Any other event is queued.
+// An error wrapping ErrUnavailable means the statement must be refused
+// (SQLSTATE 57P03). An event with no region is recorded in every region.
+func (r *Recorder) Record(ctx context.Context, ev Event) error {
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return fmt.Errorf("%w: recorder closed", ErrUnavailable)
+	}
+	r.inflight.Add(1)
+	r.mu.RUnlock()
+	defer r.inflight.Done()
+
+	targets := r.names
+	if ev.Region != "" {
+		if _, ok := r.writers[ev.Region]; !ok {
+			return fmt.Errorf("audit: region %q is not configured", ev.Region)
+		}
+		targets = []string{ev.Region}
+	}
+	statement := ev.Kind == KindStatement
+	for _, name := range targets {
+		w := r.writers[name]
+		row, err := NewRow(ev, name, r.instance, r.cfg.Statement)
+		if err != nil {
+			return err
+		}
+		if err := r.recordIn(ctx, w, row, statement); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, statement bool) error {
+	if w.spool != nil {
+		if statement {
+			if err := w.unavailable(r.cfg.OutageTimeout); err != nil {
+				return err
+			}
+		}
+		err := w.spool.Append([]*Row{row}, statement, statement)
+		if errors.Is(err, ErrSpoolFull) {
+			return fmt.Errorf("%w: region %s: spool holds %d bytes (audit.spool_max_bytes %d)",
+				ErrUnavailable, w.name, w.spool.Bytes(), r.cfg.SpoolMaxBytes)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, err)
+		}
+		return nil
+	}
+	it := &item{row: row}
+	if statement && r.cfg.Mode == ModeStrict {
+		it.done = make(chan error, 1)
+	}
+	w.queued.Add(1)
+	select {
+	case w.queue <- it:
+	case <-ctx.Done():
+		w.queued.Add(-1)
+		return fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, ctx.Err())
+	}
+	if it.done == nil {
+		return nil
+	}
+	select {
+	case err := <-it.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, ctx.Err())
+	}
+}
+
+// Close stops accepting events, ships everything accepted (until ctx ends;
+// in spool mode what is left stays in the spool for the next start), then
+// stops the writers and closes their pools.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+		waited := make(chan struct{})
+		go func() { r.inflight.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+		}
+		for _, w := range r.writers {
+			close(w.stop)
+		}
+		for _, name := range r.names {
+			w := r.writers[name]
+			select {
+			case <-w.done:
+			case <-ctx.Done():
+				close(w.hardStop)
+				<-w.done
+				if r.closeErr == nil {
+					r.closeErr = fmt.Errorf("audit: region %s: close: %w", name, ctx.Err())
+				}
+			}
+		}
+		r.shutdownNow()
+	})
+	return r.closeErr
+}
+
+// shutdownNow releases resources without waiting for writers.
+func (r *Recorder) shutdownNow() {
+	for _, w := range r.writers {
+		if w.spool != nil {
+			if err := w.spool.Close(); err != nil && r.closeErr == nil {
+				r.closeErr = err
+			}
+		}
+		w.pool.Close()
+	}
+}
+
+// Healthy returns nil when region's audit store is writable: its last write
+// succeeded (or none failed yet) and its spool is below the high-water mark.
+func (r *Recorder) Healthy(region string) error {
+	w, ok := r.writers[region]
+	if !ok {
+		return fmt.Errorf("audit: region %q is not configured", region)
+	}
+	if w.failingSince.Load() != 0 {
+		w.mu.Lock()
+		err := w.lastErr
+		w.mu.Unlock()
+		return fmt.Errorf("%w: region %s: %w", ErrUnavailable, region, err)
+	}
+	if w.spool != nil && w.spool.Bytes() >= r.cfg.SpoolMaxBytes {
+		return fmt.Errorf("%w: region %s: spool is full", ErrUnavailable, region)
+	}
+	return nil
+}
+
+// Stats is a snapshot of the recorder's measurements, per region.
+type Stats struct {
+	Regions map[string]RegionStats
+}
+
+// RegionStats are one region's audit measurements.
+type RegionStats struct {
+	// QueueDepth is the events accepted and not yet in the database.
+	QueueDepth int64
+	// SpoolBytes is the size of the region's spool (spool mode).
+	SpoolBytes int64
+	// Batches is the number of committed append transactions.
+	Batches uint64
+	// EventsWritten is the number of rows appended.
+	EventsWritten uint64
+	// EventsFailed counts events that could not be written (their Record
+	// returned an error, or they were still queued when Close gave up).
+	EventsFailed uint64
+	// Duplicates counts re-shipped events skipped because their event_id was recorded.
+	Duplicates uint64
+	// WriteSeconds is the total time spent in append transactions.
+	WriteSeconds float64
+	// LastWriteSeconds is the duration of the latest append transaction.
+	LastWriteSeconds float64
+	// HeadSeq and HeadHash are the seq and entry hash (hex) of the latest row written.
+	HeadSeq  int64
+	HeadHash string
+	// Healthy reports whether the latest write succeeded.
+	Healthy bool
+}
+
+// Stats returns the current measurements.
+func (r *Recorder) Stats() Stats {
+	s := Stats{Regions: make(map[string]RegionStats, len(r.writers))}
+	for name, w := range r.writers {
+		rs := RegionStats{
+			Batches:          w.batches.Load(),
+			EventsWritten:    w.written.Load(),
+			EventsFailed:     w.failed.Load(),
+			Duplicates:       w.dups.Load(),
+			WriteSeconds:     time.Duration(w.writeNanos.Load()).Seconds(),
+			LastWriteSeconds: time.Duration(w.lastNanos.Load()).Seconds(),
+			Healthy:          w.failingSince.Load() == 0,
+		}
+		if w.spool != nil {
+			rs.QueueDepth = w.spool.Pending()
+			rs.SpoolBytes = w.spool.Bytes()
+		} else {
+			rs.QueueDepth = w.queued.Load()
+		}
+		w.mu.Lock()
+		rs.HeadSeq, rs.HeadHash = w.head.seq, hex.EncodeToString(w.head.hash)
+		w.mu.Unlock()
+		s.Regions[name] = rs
+	}
+	return s
+}

@@ -1,0 +1,306 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtenant/pgtenant/config"
+)
+
+// Schema and role names of the audit store.
+const (
+	Schema = "pgtenant_audit"
+	// OwnerRole owns every audit object. It cannot log in; the proxy's
+	// service role may only execute the append functions.
+	OwnerRole = "pgtenant_audit_owner"
+	// ReaderRole may read the audit tables; grant it to auditors.
+	ReaderRole = "pgtenant_audit_reader"
+)
+
+// migrations are applied in order, each once, recorded in
+// pgtenant_audit.schema_migrations. Never edit a released migration: append
+// a new one.
+var migrations = []string{
+	// 1: tables, append-only triggers, append functions.
+	`
+CREATE TABLE pgtenant_audit.events (
+	chain_id       text        NOT NULL,
+	seq            bigint      NOT NULL CHECK (seq >= 1),
+	event_id       uuid        NOT NULL,
+	ts             timestamptz NOT NULL,
+	kind           text        NOT NULL CHECK (kind IN ('connect','reject','statement','result','disconnect','config')),
+	account_id     text,
+	subject        text,
+	client_user    text,
+	client_addr    inet,
+	region         text        NOT NULL,
+	session_id     text,
+	proxy_instance text,
+	statement      text,
+	tables         text[],
+	verdict        text        CHECK (verdict IN ('allow','deny')),
+	reason         text,
+	sqlstate       text,
+	rows           bigint,
+	duration_us    bigint,
+	hash_version   smallint    NOT NULL,
+	content_hash   bytea       NOT NULL,
+	prev_hash      bytea       NOT NULL,
+	entry_hash     bytea       NOT NULL,
+	PRIMARY KEY (chain_id, seq),
+	UNIQUE (event_id)
+);
+CREATE INDEX events_account_ts ON pgtenant_audit.events (account_id, ts);
+
+CREATE TABLE pgtenant_audit.chain_heads (
+	chain_id   text        PRIMARY KEY,
+	region     text        NOT NULL,
+	seq        bigint      NOT NULL CHECK (seq >= 0),
+	head       bytea       NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pgtenant_audit.checkpoints (
+	id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	chain_id  text        NOT NULL,
+	region    text        NOT NULL,
+	size      bigint      NOT NULL CHECK (size >= 0),
+	head      bytea       NOT NULL,
+	ts        timestamptz NOT NULL,
+	key_id    text        NOT NULL,
+	signature bytea       NOT NULL
+);
+CREATE INDEX checkpoints_chain ON pgtenant_audit.checkpoints (chain_id, size);
+
+CREATE FUNCTION pgtenant_audit.forbid_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION 'pgtenant_audit.%: % is not allowed, the audit trail is append-only', TG_TABLE_NAME, TG_OP
+		USING ERRCODE = '42501';
+END $$;
+
+CREATE FUNCTION pgtenant_audit.head_forward() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.chain_id IS DISTINCT FROM OLD.chain_id OR NEW.region IS DISTINCT FROM OLD.region
+	   OR NEW.seq < OLD.seq OR (NEW.seq = OLD.seq AND NEW.head IS DISTINCT FROM OLD.head) THEN
+		RAISE EXCEPTION 'pgtenant_audit.chain_heads: a chain head may only move forward'
+			USING ERRCODE = '42501';
+	END IF;
+	RETURN NEW;
+END $$;
+
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.events
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON pgtenant_audit.events
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.checkpoints
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON pgtenant_audit.checkpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER chain_heads_no_delete BEFORE DELETE ON pgtenant_audit.chain_heads
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER chain_heads_no_truncate BEFORE TRUNCATE ON pgtenant_audit.chain_heads
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER chain_heads_forward BEFORE UPDATE ON pgtenant_audit.chain_heads
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.head_forward();
+-- ENABLE ALWAYS: the triggers fire under session_replication_role = replica too.
+ALTER TABLE pgtenant_audit.events ENABLE ALWAYS TRIGGER events_append_only;
+ALTER TABLE pgtenant_audit.events ENABLE ALWAYS TRIGGER events_no_truncate;
+ALTER TABLE pgtenant_audit.checkpoints ENABLE ALWAYS TRIGGER checkpoints_append_only;
+ALTER TABLE pgtenant_audit.checkpoints ENABLE ALWAYS TRIGGER checkpoints_no_truncate;
+ALTER TABLE pgtenant_audit.chain_heads ENABLE ALWAYS TRIGGER chain_heads_no_delete;
+ALTER TABLE pgtenant_audit.chain_heads ENABLE ALWAYS TRIGGER chain_heads_no_truncate;
+ALTER TABLE pgtenant_audit.chain_heads ENABLE ALWAYS TRIGGER chain_heads_forward;
+
+-- reserve locks a chain's head row (creating it at genesis) for the rest of
+-- the transaction and returns its seq and head, and which of p_ids are
+-- already recorded (so a re-shipped spool batch is not appended twice).
+CREATE FUNCTION pgtenant_audit.reserve(p_chain text, p_region text, p_genesis bytea, p_ids uuid[])
+RETURNS TABLE (seq bigint, head bytea, present uuid[])
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_seq bigint;
+	v_head bytea;
+	v_region text;
+BEGIN
+	INSERT INTO pgtenant_audit.chain_heads (chain_id, region, seq, head)
+		VALUES (p_chain, p_region, 0, p_genesis) ON CONFLICT (chain_id) DO NOTHING;
+	UPDATE pgtenant_audit.chain_heads h SET updated_at = now() WHERE h.chain_id = p_chain
+		RETURNING h.seq, h.head, h.region INTO v_seq, v_head, v_region;
+	IF v_region IS DISTINCT FROM p_region THEN
+		RAISE EXCEPTION 'pgtenant_audit.reserve: chain % belongs to region %, not %', p_chain, v_region, p_region;
+	END IF;
+	-- A new statement, hence a new snapshot: it sees rows committed by the
+	-- transaction we may have waited for on the head row.
+	RETURN QUERY SELECT v_seq, v_head,
+		ARRAY(SELECT e.event_id FROM pgtenant_audit.events e WHERE e.event_id = ANY (p_ids));
+END $$;
+
+-- append inserts rows that must extend the chain head exactly (contiguous
+-- seq, prev_hash = head) and moves the head to the last row.
+CREATE FUNCTION pgtenant_audit.append(p_chain text, p_rows jsonb) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_seq bigint;
+	v_head bytea;
+	r record;
+BEGIN
+	SELECT h.seq, h.head INTO v_seq, v_head FROM pgtenant_audit.chain_heads h
+		WHERE h.chain_id = p_chain FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pgtenant_audit.append: chain % has no head', p_chain;
+	END IF;
+	FOR r IN SELECT x.chain_id, x.seq, x.prev_hash, x.entry_hash
+	         FROM jsonb_populate_recordset(NULL::pgtenant_audit.events, p_rows) x LOOP
+		IF r.chain_id IS DISTINCT FROM p_chain OR r.seq IS DISTINCT FROM v_seq + 1
+		   OR r.prev_hash IS DISTINCT FROM v_head OR length(r.entry_hash) <> 32 THEN
+			RAISE EXCEPTION 'pgtenant_audit.append: row seq % does not extend chain % at seq %', r.seq, p_chain, v_seq
+				USING ERRCODE = '40001';
+		END IF;
+		v_seq := r.seq;
+		v_head := r.entry_hash;
+	END LOOP;
+	INSERT INTO pgtenant_audit.events
+		SELECT * FROM jsonb_populate_recordset(NULL::pgtenant_audit.events, p_rows);
+	UPDATE pgtenant_audit.chain_heads h SET seq = v_seq, head = v_head, updated_at = now()
+		WHERE h.chain_id = p_chain;
+	RETURN v_seq;
+END $$;
+
+CREATE FUNCTION pgtenant_audit.schema_version() RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT coalesce(max(version), 0) FROM pgtenant_audit.schema_migrations
+$$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA pgtenant_audit FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
+`,
+}
+
+// SchemaVersion is the audit schema version this build writes.
+var SchemaVersion = len(migrations)
+
+// InitRegion creates or upgrades the audit schema in one region's audit
+// database, logged in as the region's admin role (admin_user, default user),
+// which must be able to create roles and schemas. It is idempotent and safe
+// to run from several processes at once (an advisory lock serializes them).
+// It then grants the region's service role (user) EXECUTE on the append
+// functions and nothing else.
+func InitRegion(ctx context.Context, name string, r config.Region, logger *slog.Logger) error {
+	conn, err := connectAdmin(ctx, name, r)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("region %s: begin: %w", name, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	from, err := initSchema(ctx, tx, r.User)
+	if err != nil {
+		return fmt.Errorf("region %s: audit init: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("region %s: audit init: commit: %w", name, err)
+	}
+	if logger != nil {
+		logger.Info("audit schema ready", "region", name, "from_version", from, "version", SchemaVersion)
+	}
+	return nil
+}
+
+func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error) {
+	owner := pgx.Identifier{OwnerRole}.Sanitize()
+	reader := pgx.Identifier{ReaderRole}.Sanitize()
+	service := pgx.Identifier{serviceRole}.Sanitize()
+	steps := []string{
+		`SELECT pg_advisory_xact_lock(hashtext('pgtenant_audit.init'))`,
+		`DO $$ BEGIN
+			IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgtenant_audit_owner') THEN
+				CREATE ROLE pgtenant_audit_owner NOLOGIN;
+			END IF;
+			IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgtenant_audit_reader') THEN
+				CREATE ROLE pgtenant_audit_reader NOLOGIN;
+			END IF;
+			IF NOT pg_has_role(current_user, 'pgtenant_audit_owner', 'USAGE') THEN
+				GRANT pgtenant_audit_owner TO CURRENT_USER;
+			END IF;
+		END $$`,
+		`CREATE SCHEMA IF NOT EXISTS pgtenant_audit AUTHORIZATION ` + owner,
+		`SET LOCAL ROLE ` + owner,
+		`CREATE TABLE IF NOT EXISTS pgtenant_audit.schema_migrations (
+			version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+	}
+	for _, s := range steps {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return 0, err
+		}
+	}
+	var owned string
+	if err := tx.QueryRow(ctx, `SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1`, Schema).Scan(&owned); err != nil {
+		return 0, err
+	}
+	if owned != OwnerRole {
+		return 0, fmt.Errorf("schema %s is owned by %s, not %s", Schema, owned, OwnerRole)
+	}
+	var from int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM pgtenant_audit.schema_migrations`).Scan(&from); err != nil {
+		return 0, err
+	}
+	if from > len(migrations) {
+		return from, fmt.Errorf("schema version %d is newer than this build's %d", from, len(migrations))
+	}
+	for v := from + 1; v <= len(migrations); v++ {
+		if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
+			return from, fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO pgtenant_audit.schema_migrations (version) VALUES ($1)`, v); err != nil {
+			return from, fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	var rules int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_rules WHERE schemaname = $1`, Schema).Scan(&rules); err != nil {
+		return from, err
+	}
+	if rules > 0 {
+		return from, fmt.Errorf("schema %s has %d rule(s); rules could silently rewrite appends, drop them", Schema, rules)
+	}
+	grants := []string{
+		`REVOKE ALL ON SCHEMA pgtenant_audit FROM PUBLIC`,
+		`GRANT USAGE ON SCHEMA pgtenant_audit TO ` + reader,
+		`GRANT SELECT ON ALL TABLES IN SCHEMA pgtenant_audit TO ` + reader,
+	}
+	if serviceRole != OwnerRole {
+		grants = append(grants,
+			`GRANT USAGE ON SCHEMA pgtenant_audit TO `+service,
+			`REVOKE ALL ON ALL TABLES IN SCHEMA pgtenant_audit FROM `+service,
+			`GRANT EXECUTE ON FUNCTION pgtenant_audit.reserve(text, text, bytea, uuid[]),
+				pgtenant_audit.append(text, jsonb), pgtenant_audit.schema_version() TO `+service)
+	}
+	for _, s := range grants {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return from, err
+		}
+	}
+	return from, nil
+}
+
+// ErrSchemaOutdated means the audit schema is missing or older than this
+// build; run `pgtenant audit init`.
+var ErrSchemaOutdated = errors.New("audit schema is missing or outdated: run `pgtenant audit init`")
+
+// Init creates or upgrades the audit schema in every configured region.
+func Init(ctx context.Context, regions map[string]config.Region, logger *slog.Logger) error {
+	for _, name := range sortedRegions(regions) {
+		if err := InitRegion(ctx, name, regions[name], logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,421 @@
+package audit
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// The spool is a directory of segment files, NNNNNNNNNNNNNNNNNNNN.seg, each a
+// sequence of records: u32 BE payload length, u32 BE CRC-32C of the payload,
+// payload (a RowJSON without seq and hashes). Writers append whole records
+// with one write(2) and group their fsyncs; one reader (the shipper) follows
+// the log and deletes a segment once it is rotated and fully shipped. After a
+// restart the reader starts again at the oldest segment; rows already in the
+// database are skipped by event_id.
+
+const (
+	segmentSuffix   = ".seg"
+	segmentMaxBytes = 8 << 20
+	recordHeader    = 8
+	maxRecordBytes  = 64 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrSpoolFull means the spool reached audit.spool_max_bytes.
+var ErrSpoolFull = errors.New("audit spool is full")
+
+// spool is one region's local write-ahead log of audit rows.
+type spool struct {
+	dir      string
+	maxBytes int64
+
+	mu       sync.Mutex
+	cur      *os.File
+	curID    uint64
+	curSize  int64
+	sizes    map[uint64]int64 // bytes written per live segment
+	total    int64            // bytes in live segments
+	records  int64            // records written and not yet released
+	writeGen uint64           // incremented per record written
+	closed   bool
+	notify   chan struct{} // closed and replaced when records are written
+
+	syncMu    sync.Mutex
+	syncedGen atomic.Uint64
+
+	// reader state, used by the shipper goroutine only
+	rID     uint64
+	rOff    int64
+	rFile   *os.File
+	rReader *bufio.Reader
+}
+
+func segName(id uint64) string { return fmt.Sprintf("%020d%s", id, segmentSuffix) }
+
+// openSpool opens (creating) dir, repairs a torn tail left by a crash, and
+// starts a fresh segment for new writes.
+func openSpool(dir string, maxBytes int64) (*spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	s := &spool{dir: dir, maxBytes: maxBytes, sizes: map[uint64]int64{}, notify: make(chan struct{})}
+	ids, err := s.segments()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		size, n, err := repairSegment(filepath.Join(dir, segName(id)))
+		if err != nil {
+			return nil, err
+		}
+		s.sizes[id] = size
+		s.total += size
+		s.records += n
+	}
+	next := uint64(1)
+	if len(ids) > 0 {
+		next = ids[len(ids)-1] + 1
+		s.rID = ids[0]
+	} else {
+		s.rID = next
+	}
+	if err := s.rotateLocked(next); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *spool) segments() ([]uint64, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", s.dir, err)
+	}
+	var ids []uint64
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, segmentSuffix) {
+			continue
+		}
+		id, err := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 10, 64)
+		if err != nil {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// repairSegment truncates a segment after its last intact record (a write
+// torn by a crash was never acknowledged) and returns its size and record count.
+func repairSegment(path string) (int64, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	var off, n int64
+	for {
+		payload, err := readRecord(r)
+		if err != nil {
+			break
+		}
+		off += recordHeader + int64(len(payload))
+		n++
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	if st.Size() != off {
+		if err := f.Truncate(off); err != nil {
+			return 0, 0, fmt.Errorf("spool: truncate torn tail of %s: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			return 0, 0, fmt.Errorf("spool: %w", err)
+		}
+	}
+	return off, n, nil
+}
+
+var errTorn = errors.New("torn or corrupt spool record")
+
+func readRecord(r *bufio.Reader) ([]byte, error) {
+	var hdr [recordHeader]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errTorn
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n == 0 || n > maxRecordBytes {
+		return nil, errTorn
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return nil, errTorn
+	}
+	if crc32.Checksum(payload, crcTable) != binary.BigEndian.Uint32(hdr[4:]) {
+		return nil, errTorn
+	}
+	return payload, nil
+}
+
+// rotateLocked syncs and closes the current segment and starts segment id.
+func (s *spool) rotateLocked(id uint64) error {
+	if s.cur != nil {
+		if err := s.cur.Sync(); err != nil {
+			return fmt.Errorf("spool: sync: %w", err)
+		}
+		s.syncedGen.Store(max(s.syncedGen.Load(), s.writeGen))
+		if err := s.cur.Close(); err != nil {
+			return fmt.Errorf("spool: close: %w", err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, segName(id)), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if d, err := os.Open(s.dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	s.cur, s.curID, s.curSize = f, id, 0
+	s.sizes[id] = 0
+	return nil
+}
+
+// Append writes rows to the log. With durable it returns only after an
+// fsync covers them (group commit: concurrent appenders share one fsync).
+// With limit it refuses with ErrSpoolFull past the high-water mark.
+func (s *spool) Append(rows []*Row, durable, limit bool) error {
+	var buf []byte
+	for _, r := range rows {
+		payload, err := json.Marshal(r.ToJSON(false))
+		if err != nil {
+			return fmt.Errorf("spool: encode: %w", err)
+		}
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(payload)))
+		buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(payload, crcTable))
+		buf = append(buf, payload...)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("spool: closed")
+	}
+	if limit && s.total+int64(len(buf)) > s.maxBytes {
+		s.mu.Unlock()
+		return ErrSpoolFull
+	}
+	if s.curSize > 0 && s.curSize+int64(len(buf)) > segmentMaxBytes {
+		if err := s.rotateLocked(s.curID + 1); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	if _, err := s.cur.Write(buf); err != nil {
+		// A partial write would corrupt the segment for later appends: start a new one.
+		_ = s.cur.Truncate(s.curSize)
+		s.mu.Unlock()
+		return fmt.Errorf("spool: write: %w", err)
+	}
+	s.curSize += int64(len(buf))
+	s.sizes[s.curID] = s.curSize
+	s.total += int64(len(buf))
+	s.records += int64(len(rows))
+	s.writeGen++
+	gen := s.writeGen
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+	if !durable {
+		return nil
+	}
+	return s.syncTo(gen)
+}
+
+// syncTo returns once an fsync has covered write generation gen.
+func (s *spool) syncTo(gen uint64) error {
+	if s.syncedGen.Load() >= gen {
+		return nil
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.syncedGen.Load() >= gen {
+		return nil
+	}
+	s.mu.Lock()
+	f, upTo := s.cur, s.writeGen
+	s.mu.Unlock()
+	if err := f.Sync(); err != nil {
+		if errors.Is(err, fs.ErrClosed) && s.syncedGen.Load() >= gen {
+			return nil // rotated (and synced) meanwhile
+		}
+		return fmt.Errorf("spool: fsync: %w", err)
+	}
+	s.syncedGen.Store(max(s.syncedGen.Load(), upTo))
+	return nil
+}
+
+// Bytes returns the bytes held by live segments.
+func (s *spool) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// Pending returns the records written and not yet released.
+func (s *spool) Pending() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.records
+}
+
+// spoolPos is a reader position: a segment and an offset in it.
+type spoolPos struct {
+	id  uint64
+	off int64
+}
+
+// Next returns up to max rows from the reader position and the position
+// after them, without advancing the reader (call Release once they are
+// shipped). It returns no rows and a channel that is closed when more are
+// written.
+func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
+	var rows []*Row
+	for len(rows) < max {
+		s.mu.Lock()
+		size, live := s.sizes[s.rID]
+		curID, notify := s.curID, s.notify
+		s.mu.Unlock()
+		if !live || s.rOff >= size {
+			if s.rID < curID {
+				// Finished a rotated segment: move on (it is deleted on Release).
+				s.closeReader()
+				s.rID, s.rOff = s.nextLive(s.rID), 0
+				if len(rows) > 0 {
+					break
+				}
+				continue
+			}
+			if len(rows) == 0 {
+				return nil, spoolPos{s.rID, s.rOff}, notify, nil
+			}
+			break
+		}
+		if s.rFile == nil {
+			f, err := os.Open(filepath.Join(s.dir, segName(s.rID)))
+			if err != nil {
+				return nil, spoolPos{}, nil, fmt.Errorf("spool: %w", err)
+			}
+			if _, err := f.Seek(s.rOff, io.SeekStart); err != nil {
+				f.Close()
+				return nil, spoolPos{}, nil, fmt.Errorf("spool: %w", err)
+			}
+			s.rFile, s.rReader = f, bufio.NewReaderSize(f, 256<<10)
+		}
+		payload, err := readRecord(s.rReader)
+		if err != nil {
+			return nil, spoolPos{}, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
+		}
+		var j RowJSON
+		if err := json.Unmarshal(payload, &j); err != nil {
+			return nil, spoolPos{}, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
+		}
+		row, err := j.Row()
+		if err != nil {
+			return nil, spoolPos{}, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
+		}
+		rows = append(rows, row)
+		s.rOff += recordHeader + int64(len(payload))
+	}
+	return rows, spoolPos{s.rID, s.rOff}, nil, nil
+}
+
+func (s *spool) nextLive(after uint64) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.curID
+	for id := range s.sizes {
+		if id > after && id < next {
+			next = id
+		}
+	}
+	return next
+}
+
+func (s *spool) closeReader() {
+	if s.rFile != nil {
+		s.rFile.Close()
+		s.rFile, s.rReader = nil, nil
+	}
+}
+
+// Release records that n rows up to pos are in the database and deletes
+// every rotated segment before pos.
+func (s *spool) Release(pos spoolPos, n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records -= int64(n)
+	if s.records < 0 {
+		s.records = 0
+	}
+	for id, size := range s.sizes {
+		if id < pos.id && id != s.curID {
+			if err := os.Remove(filepath.Join(s.dir, segName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("spool: %w", err)
+			}
+			delete(s.sizes, id)
+			s.total -= size
+		}
+	}
+	return nil
+}
+
+// Pos returns the reader position.
+func (s *spool) Pos() spoolPos { return spoolPos{s.rID, s.rOff} }
+
+// SkipSegment moves the reader past a segment it cannot read (corruption).
+func (s *spool) SkipSegment() {
+	s.closeReader()
+	s.rID, s.rOff = s.nextLive(s.rID), 0
+}
+
+// Rewind moves the reader back to pos (after a failed shipment).
+func (s *spool) Rewind(pos spoolPos) {
+	s.closeReader()
+	s.rID, s.rOff = pos.id, pos.off
+}
+
+// Close syncs and closes the current segment.
+func (s *spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.closeReader()
+	err := s.cur.Sync()
+	if cerr := s.cur.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

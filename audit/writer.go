@@ -1,0 +1,271 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// batchMax is the most rows one transaction appends.
+const batchMax = 256
+
+// item is one queued row; done (strict statement events) receives the
+// outcome of the transaction that carried it.
+type item struct {
+	row  *Row
+	done chan error
+}
+
+// regionWriter ships one region's rows to its database: from the in-memory
+// queue (strict, async) or from the spool (spool).
+type regionWriter struct {
+	name   string
+	pool   *pgxpool.Pool
+	queue  chan *item
+	spool  *spool
+	logger *slog.Logger
+
+	stop     chan struct{} // closed by Close: drain, then exit
+	hardStop chan struct{} // closed when Close's context ends: exit now
+	done     chan struct{}
+
+	queued       atomic.Int64
+	batches      atomic.Uint64
+	written      atomic.Uint64
+	failed       atomic.Uint64
+	dups         atomic.Uint64
+	writeNanos   atomic.Int64
+	lastNanos    atomic.Int64
+	failingSince atomic.Int64 // unix nanos of the first failure of the current outage; 0 = healthy
+
+	mu      sync.Mutex
+	lastErr error
+	head    chainHead
+}
+
+type chainHead struct {
+	chain string
+	seq   int64
+	hash  []byte
+}
+
+// write appends rows in one transaction and records the outcome.
+func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
+	start := time.Now()
+	ins, dups, err := appendRows(ctx, w.pool, w.name, rows)
+	d := time.Since(start)
+	if err != nil {
+		w.failingSince.CompareAndSwap(0, time.Now().UnixNano())
+		w.mu.Lock()
+		first := w.lastErr == nil
+		w.lastErr = err
+		w.mu.Unlock()
+		if first {
+			w.logger.Warn("audit write failed", "region", w.name, "events", len(rows), "error", err)
+		}
+		return err
+	}
+	if w.failingSince.Swap(0) != 0 {
+		w.logger.Info("audit writes recovered", "region", w.name)
+	}
+	w.batches.Add(1)
+	w.written.Add(uint64(ins))
+	w.dups.Add(uint64(dups))
+	w.writeNanos.Add(int64(d))
+	w.lastNanos.Store(int64(d))
+	last := rows[len(rows)-1]
+	w.mu.Lock()
+	w.lastErr = nil
+	if last.EntryHash != nil {
+		w.head = chainHead{last.ChainID, last.Seq, last.EntryHash}
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// backoff waits before retrying; it returns false when the writer must exit now.
+func (w *regionWriter) backoff(attempt int) bool {
+	d := min(50*time.Millisecond<<min(attempt, 5), time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.hardStop:
+		return false
+	}
+}
+
+// writeCtx is canceled when the writer must stop now.
+func (w *regionWriter) writeCtx() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-w.hardStop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// runQueue ships the in-memory queue (strict and async modes). Statement
+// events of strict mode fail with the transaction; queued events are kept
+// and retried, so a full queue blocks producers rather than dropping.
+func (w *regionWriter) runQueue() {
+	defer close(w.done)
+	var held []*item
+	attempt := 0
+	for {
+		if len(held) == 0 {
+			select {
+			case it := <-w.queue:
+				held = append(held, it)
+			case <-w.stop:
+				select {
+				case it := <-w.queue:
+					held = append(held, it)
+				default:
+					return
+				}
+			case <-w.hardStop:
+				return
+			}
+		}
+	drain:
+		for len(held) < batchMax {
+			select {
+			case it := <-w.queue:
+				held = append(held, it)
+			default:
+				break drain
+			}
+		}
+		rows := make([]*Row, len(held))
+		for i, it := range held {
+			rows[i] = it.row
+		}
+		ctx, cancel := w.writeCtx()
+		err := w.write(ctx, rows)
+		cancel()
+		if err == nil {
+			for _, it := range held {
+				if it.done != nil {
+					it.done <- nil
+				}
+			}
+			w.queued.Add(-int64(len(held)))
+			held = held[:0]
+			attempt = 0
+			continue
+		}
+		keep := held[:0]
+		for _, it := range held {
+			if it.done != nil {
+				it.done <- fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, err)
+				w.failed.Add(1)
+				w.queued.Add(-1)
+				continue
+			}
+			keep = append(keep, it)
+		}
+		held = keep
+		attempt++
+		if !w.backoff(attempt) {
+			w.abandon(held)
+			return
+		}
+	}
+}
+
+// abandon reports events still held when Close gave up.
+func (w *regionWriter) abandon(held []*item) {
+	for {
+		select {
+		case it := <-w.queue:
+			held = append(held, it)
+			continue
+		default:
+		}
+		break
+	}
+	for _, it := range held {
+		if it.done != nil {
+			it.done <- fmt.Errorf("%w: region %s: recorder closed", ErrUnavailable, w.name)
+		}
+	}
+	if len(held) > 0 {
+		w.failed.Add(uint64(len(held)))
+		w.logger.Error("audit events lost at shutdown", "region", w.name, "events", len(held))
+	}
+}
+
+// runSpool ships the spool: batches in log order, rewound and retried on
+// failure, released (and their segments deleted) once committed.
+func (w *regionWriter) runSpool() {
+	defer close(w.done)
+	attempt := 0
+	draining := false
+	for {
+		start := w.spool.Pos()
+		rows, pos, notify, err := w.spool.Next(batchMax)
+		if err != nil {
+			w.logger.Error("audit spool segment unreadable, skipping the rest of it", "region", w.name, "error", err)
+			w.spool.SkipSegment()
+			continue
+		}
+		if len(rows) == 0 {
+			if draining {
+				return
+			}
+			select {
+			case <-notify:
+			case <-w.stop:
+				draining = true
+			case <-w.hardStop:
+				return
+			}
+			continue
+		}
+		ctx, cancel := w.writeCtx()
+		err = w.write(ctx, rows)
+		cancel()
+		if err != nil {
+			w.spool.Rewind(start)
+			attempt++
+			if !w.backoff(attempt) {
+				return
+			}
+			continue
+		}
+		attempt = 0
+		if err := w.spool.Release(pos, len(rows)); err != nil {
+			w.logger.Warn("audit spool release failed", "region", w.name, "error", err)
+		}
+	}
+}
+
+// unavailable returns ErrUnavailable when the region's database has been
+// unwritable for longer than outage, or nil.
+func (w *regionWriter) unavailable(outage time.Duration) error {
+	since := w.failingSince.Load()
+	if since == 0 || time.Since(time.Unix(0, since)) < outage {
+		return nil
+	}
+	w.mu.Lock()
+	last := w.lastErr
+	w.mu.Unlock()
+	return fmt.Errorf("%w: region %s: database unwritable since %s: %w", ErrUnavailable, w.name,
+		time.Unix(0, since).UTC().Format(time.RFC3339), last)
+}
+
+// ErrUnavailable means the audit trail cannot currently make an event
+// durable (database unreachable, spool full, recorder closed). The proxy
+// refuses the statement with SQLSTATE 57P03.
+var ErrUnavailable = errors.New("audit trail unavailable")
