@@ -69,7 +69,7 @@ func configuredTable(ctx context.Context, tx pgx.Tx, name, column string) (tenan
 	var oid *uint32
 	var qualified *string
 	var hasColumn bool
-	err = sp.QueryRow(ctx, `SELECT c.oid, format('%I.%I', n.nspname, c.relname),
+	err = sp.QueryRow(ctx, `SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
 	       EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped)
 	  FROM (SELECT to_regclass($1) AS oid) r
 	  LEFT JOIN pg_catalog.pg_class c ON c.oid = r.oid
