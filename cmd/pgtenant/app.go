@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pgtenant/pgtenant/admin"
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/metrics"
+	"github.com/pgtenant/pgtenant/proxy"
+)
+
+// app is a running pgtenant: the proxy, its admin endpoint and the parts
+// they share. serve and demo both run one.
+type app struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	level   *slog.LevelVar
+	proxy   *proxy.Server
+	metrics *metrics.Metrics
+	admin   *admin.Server
+	closers []func(context.Context) error
+}
+
+// newApp builds every part from cfg; nothing listens yet.
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*app, error) {
+	a := &app{cfg: cfg, log: log, level: level}
+	verifier, err := auth.NewVerifier(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames()})
+	srv, err := proxy.New(proxy.Options{
+		Config: cfg, Authenticator: verifier, Metrics: a.metrics, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	a.proxy = srv
+	if cfg.AdminListen != "" {
+		a.admin = admin.New(admin.Options{
+			Addr: cfg.AdminListen, Metrics: a.metrics.Handler(), Regions: cfg.Regions,
+			RegionChecks: admin.RegionChecks(cfg.Regions), OnRegionProbe: a.metrics.SetRegionUp, Logger: log,
+		})
+	}
+	return a, nil
+}
+
+// run listens on cfg.Listen (or ln when given) and serves until ctx ends,
+// then drains for up to limits.shutdown_timeout.
+func (a *app) run(ctx context.Context, ln net.Listener) error {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+			return fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+		}
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- a.proxy.Serve(ln) }()
+	if a.admin != nil {
+		go func() { errc <- a.admin.Run(ctx) }()
+	}
+	a.log.Info("pgtenant listening", "listen", ln.Addr().String(), "admin_listen", a.cfg.AdminListen, "regions", a.cfg.RegionNames())
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.log.Info("draining", "timeout", a.cfg.Limits.ShutdownTimeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), a.cfg.Limits.ShutdownTimeout)
+	defer cancel()
+	if err := a.proxy.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		runErr = errors.Join(runErr, err)
+	}
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.closers[i](cctx); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+		cancel()
+	}
+	a.log.Info("stopped")
+	return runErr
+}

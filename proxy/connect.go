@@ -1,0 +1,173 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/auth"
+)
+
+// handle serves one client connection from accept to close.
+func (s *Server) handle(conn net.Conn) {
+	defer conn.Close()
+	n := s.clients.Add(1)
+	defer s.clients.Add(-1)
+	s.opts.Metrics.ClientAccepted()
+	defer s.opts.Metrics.ClientClosed()
+	rt := s.runtime()
+	addr := clientIP(conn)
+	log := s.log.With("conn_id", newSessionID(), "client_addr", addr)
+
+	if lim := rt.limits.MaxConnections; lim > 0 && n > int64(lim) {
+		s.reject(conn, nil, log, addr, auth.Principal{}, newClientError(codeTooManyConnections, "too_many_connections", "too many connections (limit %d)", lim))
+		return
+	}
+	_ = conn.SetDeadline(time.Now().Add(rt.limits.StartupTimeout))
+	st, err := s.readStartup(conn)
+	if err != nil {
+		if !errors.Is(err, errCancelHandled) {
+			s.reject(conn, nil, log, addr, auth.Principal{}, err)
+		}
+		return
+	}
+	ss, err := s.authenticate(st, rt, log, addr)
+	if err != nil {
+		var w *bufio.Writer
+		if ss != nil {
+			w = ss.cw
+		}
+		var p auth.Principal
+		if ss != nil {
+			p = ss.principal
+		}
+		s.reject(st.conn, w, log, addr, p, err)
+		return
+	}
+	defer ss.close()
+	if err := s.track(ss); err != nil {
+		s.reject(st.conn, ss.cw, ss.log, addr, ss.principal, err)
+		_ = ss.backend.conn.Close()
+		return
+	}
+	defer s.untrack(ss)
+	ss.key = s.cancels.issue(ss.backend)
+	defer s.cancels.revoke(ss.key)
+	if err := ss.sendStartupReply(); err != nil {
+		ss.log.Debug("startup reply failed", "error", err)
+		return
+	}
+	_ = st.conn.SetDeadline(time.Time{})
+	ss.log.Info("connection opened", "user", ss.user, "database", st.req.Database)
+	connect := ss.event(audit.KindConnect)
+	connect.Verdict = audit.VerdictAllow
+	ss.recordAsync(connect)
+	ss.run()
+	ss.recordAsync(ss.event(audit.KindDisconnect))
+	ss.log.Info("connection closed")
+}
+
+// authenticate negotiates the protocol, takes the token, verifies it, picks
+// the region and dials its backend. On error the returned session (if any)
+// carries the client writer to report the error on.
+func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logger, addr string) (*session, error) {
+	ss := &session{
+		srv: s, rt: rt, id: newSessionID(), client: st.conn, user: st.req.User, addr: addr,
+		cr:    &msgReader{r: bufio.NewReaderSize(st.conn, smallBufSize), maxLen: maxPasswordLen},
+		cw:    bufio.NewWriterSize(st.conn, bulkBufSize),
+		stmts: map[string]*stmtRef{}, portals: map[string]*stmtRef{},
+	}
+	if err := negotiate(ss.cw, st); err != nil {
+		return ss, err
+	}
+	if rt.requireTLS && !st.tls {
+		return ss, newClientError(codeInvalidAuthorization, "tls_required", "TLS is required: connect with sslmode=require or stronger")
+	}
+	token := st.req.Token
+	if token == "" {
+		pw, err := readPassword(ss.cr, ss.cw)
+		if err != nil {
+			return nil, err
+		}
+		token = pw
+	}
+	if token == "" {
+		return ss, &auth.Error{Reason: "missing_token"}
+	}
+	p, err := rt.auth.Authenticate(token)
+	if err != nil {
+		return ss, err
+	}
+	ss.principal = p
+	ss.expiresAt = p.ExpiresAt
+	ss.log = log.With("session_id", ss.id, "account_id", p.Account, "region", p.Region)
+	reg, ok := rt.regions[p.Region]
+	if !ok {
+		return ss, newClientError(codeInvalidAuthorization, "unknown_region", "region %q named by the token is not configured", truncate(p.Region, 64))
+	}
+	ss.region = reg
+	ctx, cancel := context.WithTimeout(context.Background(), reg.base.ConnectTimeout+time.Second)
+	defer cancel()
+	bc, err := reg.dial(ctx, st.req, p, rt.settings)
+	s.opts.Metrics.BackendDialed(reg.name, err)
+	if err != nil {
+		return ss, err
+	}
+	ss.backend = bc
+	ss.br = &msgReader{r: bufio.NewReaderSize(bc.conn, bulkBufSize), maxLen: 1<<30 - 1}
+	ss.bw = bufio.NewWriterSize(bc.conn, smallBufSize)
+	ss.cr.maxLen = rt.limits.MaxMessageBytes
+	ss.checker = rt.checkers(p)
+	return ss, nil
+}
+
+// reject reports a failed connection attempt to the client (FATAL), the log,
+// the metrics and the audit.
+func (s *Server) reject(conn net.Conn, w *bufio.Writer, log *slog.Logger, addr string, p auth.Principal, err error) {
+	if isClosedErr(err) {
+		log.Debug("client left during startup", "error", err)
+		return
+	}
+	ce := toClientError(err)
+	if errors.Is(err, errProtocol) {
+		ce = newClientError(codeProtocolViolation, "protocol", "invalid startup: %v", err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		ce = newClientError(codeProtocolViolation, "startup_timeout", "startup did not complete in time")
+	}
+	s.opts.Metrics.ClientRejected(ce.Reason)
+	log.Info("connection rejected", "reason", ce.Reason, "sqlstate", ce.Code, "error", ce.Err)
+	if w == nil {
+		w = bufio.NewWriterSize(conn, 512)
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = encode(w, ce.errorResponse("FATAL"))
+	_ = w.Flush()
+	s.recordReject(addr, p, ce)
+}
+
+// recordReject audits a refused connection; the account and region are
+// known only when the token was valid (e.g. the region was unreachable).
+func (s *Server) recordReject(addr string, p auth.Principal, ce *clientError) {
+	ev := audit.Event{Kind: audit.KindReject, Time: time.Now(), ClientAddr: addr, Verdict: audit.VerdictDeny,
+		AccountID: p.Account, Subject: p.Subject, Region: p.Region, Reason: ce.Reason, SQLState: ce.Code, Rows: -1}
+	if _, known := s.runtime().regions[p.Region]; !known {
+		ev.AccountID, ev.Region = "", ""
+	}
+	if err := s.opts.Auditor.Record(context.Background(), ev); err != nil {
+		s.log.Warn("audit event not recorded", "kind", ev.Kind, "error", err)
+	}
+}
+
+// clientIP returns the peer's IP address, or "" for a Unix socket.
+func clientIP(conn net.Conn) string {
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return ""
+}

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+
+	"github.com/pgtenant/pgtenant/policy"
+)
+
+// pendingKind is a frontend message awaiting the backend's reply.
+type pendingKind uint8
+
+const (
+	pendParse pendingKind = iota + 1
+	pendBind
+	pendDescribe
+	pendExecute
+	pendClose
+	pendSync
+	pendQuery
+	pendDeny      // extended-protocol message denied: its injected Bind fails
+	pendDenyQuery // simple Query denied: its injected Query fails
+	pendFatal     // end the session (expired token) once earlier replies are out
+)
+
+// endsBatch reports whether ReadyForQuery answers this entry.
+func (k pendingKind) endsBatch() bool {
+	return k == pendSync || k == pendQuery || k == pendDenyQuery || k == pendFatal
+}
+
+// stmtRef describes an executed statement for the audit's result event.
+type stmtRef struct {
+	statement string
+	tables    []string
+}
+
+// pending is one frontend message whose reply has not been relayed yet.
+type pending struct {
+	kind     pendingKind
+	start    time.Time
+	overhead time.Duration // time pgtenant spent deciding and auditing
+	stmt     *stmtRef      // query and execute entries
+	deny     *policy.Decision
+	fatal    *clientError
+	rows     int64
+	sqlstate string
+}
+
+// pendingQueue is the FIFO of frontend messages in flight. The client loop
+// pushes; the backend loop matches each reply to the head. Replies arrive in
+// message order, so the head is always the message being answered.
+type pendingQueue struct {
+	mu    sync.Mutex
+	items []pending
+	head  int
+}
+
+func (q *pendingQueue) push(p pending) {
+	q.mu.Lock()
+	if q.head > 0 && q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	q.items = append(q.items, p)
+	q.mu.Unlock()
+}
+
+// peek returns a copy of the head entry.
+func (q *pendingQueue) peek() (pending, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return pending{}, false
+	}
+	return q.items[q.head], true
+}
+
+// update changes the head entry in place.
+func (q *pendingQueue) update(f func(*pending)) {
+	q.mu.Lock()
+	if q.head < len(q.items) {
+		f(&q.items[q.head])
+	}
+	q.mu.Unlock()
+}
+
+// pop removes and returns the head entry.
+func (q *pendingQueue) pop() (pending, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return pending{}, false
+	}
+	p := q.items[q.head]
+	q.items[q.head] = pending{}
+	q.head++
+	return p, true
+}
+
+// popBatch removes every entry up to and including the first one answered by
+// ReadyForQuery; the others were skipped by the server after an error. It
+// calls skipped for each of those and returns the batch end.
+func (q *pendingQueue) popBatch(skipped func(pending)) (pending, bool) {
+	for {
+		p, ok := q.pop()
+		if !ok {
+			return pending{}, false
+		}
+		if p.kind.endsBatch() {
+			return p, true
+		}
+		skipped(p)
+	}
+}
+
+// empty reports whether no reply is outstanding.
+func (q *pendingQueue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.head == len(q.items)
+}

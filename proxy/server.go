@@ -1,0 +1,220 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/config"
+)
+
+// Options wires a Server. Config is required; nil hooks get safe defaults
+// (Checkers: allow everything, Auditor and Metrics: discard).
+type Options struct {
+	Config        *config.Config
+	Authenticator Authenticator
+	Checkers      CheckerFactory
+	Auditor       Auditor
+	Metrics       Metrics
+	Logger        *slog.Logger
+}
+
+// runtimeConfig is the part of the configuration a reload may replace; a
+// session keeps the one it started with.
+type runtimeConfig struct {
+	auth       Authenticator
+	checkers   CheckerFactory
+	regions    map[string]*region
+	tls        *tls.Config
+	rules      paramRules
+	settings   sessionSettings
+	limits     config.Limits
+	requireTLS bool
+}
+
+// Server accepts PostgreSQL client connections and relays each to its
+// tenant's region.
+type Server struct {
+	opts    Options
+	rt      atomic.Pointer[runtimeConfig]
+	cancels *cancelRegistry
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	sessions  map[*session]struct{}
+	perTenant map[string]int
+	listeners []net.Listener
+	draining  bool
+	wg        sync.WaitGroup
+	clients   atomic.Int64
+}
+
+// New builds a Server from opts.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil || opts.Authenticator == nil {
+		return nil, errors.New("proxy: Config and Authenticator are required")
+	}
+	if opts.Checkers == nil {
+		opts.Checkers = func(auth.Principal) StatementChecker { return allowAll{} }
+	}
+	if opts.Auditor == nil {
+		opts.Auditor = nopAuditor{}
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = nopMetrics{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, cancels: newCancelRegistry(), log: opts.Logger,
+		sessions: map[*session]struct{}{}, perTenant: map[string]int{}}
+	if err := s.Reload(opts.Config, opts.Authenticator, opts.Checkers); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload replaces the authenticator, policy, regions, TLS certificate and
+// limits for new connections; open sessions keep what they started with.
+func (s *Server) Reload(cfg *config.Config, a Authenticator, checkers CheckerFactory) error {
+	rt := &runtimeConfig{
+		auth: a, checkers: checkers, regions: map[string]*region{}, limits: cfg.Limits, requireTLS: cfg.TLS.Require,
+		rules:    newParamRules(cfg.Policy.TenantSetting, cfg.Policy.SearchPath, cfg.Policy.AllowedSettings),
+		settings: sessionSettings{tenantSetting: cfg.Policy.TenantSetting, searchPath: cfg.Policy.SearchPath},
+	}
+	for name, rc := range cfg.Regions {
+		r, err := newRegion(name, rc)
+		if err != nil {
+			return err
+		}
+		rt.regions[name] = r
+	}
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		rt.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if checkers == nil {
+		rt.checkers = s.opts.Checkers
+	}
+	s.rt.Store(rt)
+	return nil
+}
+
+func (s *Server) rules() paramRules       { return s.rt.Load().rules }
+func (s *Server) tlsConfig() *tls.Config  { return s.rt.Load().tls }
+func (s *Server) runtime() *runtimeConfig { return s.rt.Load() }
+func (s *Server) ActiveClients() int64    { return s.clients.Load() }
+
+// Serve accepts connections on ln until ln is closed or Shutdown is called.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return errors.New("proxy: server is shutting down")
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isDraining() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(conn)
+		}()
+	}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// Shutdown stops accepting, ends idle sessions at once and busy ones when
+// they become idle, and at ctx's deadline closes whatever is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.drain()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for ss := range s.sessions {
+		if ss.wmu.TryLock() {
+			_ = ss.client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = encode(ss.cw, shutdownError().errorResponse("FATAL"))
+			_ = ss.cw.Flush()
+			ss.wmu.Unlock()
+		}
+		ss.close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// track registers a running session, enforcing the per-tenant limit.
+func (s *Server) track(ss *session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return shutdownError()
+	}
+	if lim := ss.rt.limits.MaxConnectionsPerTenant; lim > 0 && s.perTenant[ss.principal.Account] >= lim {
+		return newClientError(codeTooManyConnections, "tenant_limit", "too many connections for this account (limit %d)", lim)
+	}
+	s.perTenant[ss.principal.Account]++
+	s.sessions[ss] = struct{}{}
+	return nil
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[ss]; !ok {
+		return
+	}
+	delete(s.sessions, ss)
+	if s.perTenant[ss.principal.Account]--; s.perTenant[ss.principal.Account] <= 0 {
+		delete(s.perTenant, ss.principal.Account)
+	}
+}

@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Buffer sizes. Client-side reads and backend-side writes carry statements
+// (small); backend reads and client writes carry results (bulk).
+const (
+	smallBufSize = 8 << 10
+	bulkBufSize  = 16 << 10
+)
+
+// errProtocol marks a malformed or unexpected protocol message.
+var errProtocol = errors.New("protocol violation")
+
+// msgReader reads typed protocol messages (type byte + int32 length) from a
+// buffered stream. Bodies can be forwarded as bytes without decoding.
+type msgReader struct {
+	r      *bufio.Reader
+	maxLen int    // largest body accepted
+	body   []byte // reused body buffer for messages that are decoded
+}
+
+// header reads the next message's type and body length.
+func (m *msgReader) header() (byte, int, error) {
+	h, err := m.r.Peek(5)
+	if err != nil {
+		return 0, 0, err
+	}
+	t := h[0]
+	n := int(int32(binary.BigEndian.Uint32(h[1:5]))) - 4
+	if _, err := m.r.Discard(5); err != nil {
+		return 0, 0, err
+	}
+	if n < 0 || n > m.maxLen {
+		return t, n, fmt.Errorf("%w: message %q with length %d (limit %d)", errProtocol, t, n+4, m.maxLen+4)
+	}
+	return t, n, nil
+}
+
+// readBody reads an n-byte body into the reused buffer. The result is valid
+// until the next readBody call.
+func (m *msgReader) readBody(n int) ([]byte, error) {
+	if cap(m.body) < n {
+		m.body = make([]byte, n)
+	}
+	b := m.body[:n]
+	if _, err := io.ReadFull(m.r, b); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	return b, nil
+}
+
+// release drops an oversized body buffer so one huge message does not pin memory.
+func (m *msgReader) release() {
+	if cap(m.body) > 1<<20 {
+		m.body = nil
+	}
+}
+
+// forward copies an n-byte body to w without allocating, streaming bodies
+// larger than the read buffer.
+func (m *msgReader) forward(w *bufio.Writer, n int) error {
+	for n > 0 {
+		if m.r.Buffered() == 0 {
+			if _, err := m.r.Peek(1); err != nil {
+				return unexpectedEOF(err)
+			}
+		}
+		k := min(n, m.r.Buffered())
+		b, _ := m.r.Peek(k)
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		_, _ = m.r.Discard(k)
+		n -= k
+	}
+	return nil
+}
+
+// drained reports whether no further input is buffered, i.e. the peer's
+// current batch is consumed and the output should be flushed.
+func (m *msgReader) drained() bool { return m.r.Buffered() == 0 }
+
+// writeHeader writes a message header for a body of n bytes.
+func writeHeader(w *bufio.Writer, t byte, n int) error {
+	var h [5]byte
+	h[0] = t
+	binary.BigEndian.PutUint32(h[1:], uint32(n+4))
+	_, err := w.Write(h[:])
+	return err
+}
+
+// writeMsg writes a complete message with the given body.
+func writeMsg(w *bufio.Writer, t byte, body []byte) error {
+	if err := writeHeader(w, t, len(body)); err != nil {
+		return err
+	}
+	_, err := w.Write(body)
+	return err
+}
+
+// encode appends a pgproto3 message's wire form to w.
+func encode(w io.Writer, msg pgproto3.Message) error {
+	b, err := msg.Encode(nil)
+	if err != nil {
+		return fmt.Errorf("encode %T: %w", msg, err)
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// cstring returns the NUL-terminated string at the start of b and the rest.
+func cstring(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
+}
