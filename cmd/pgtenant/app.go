@@ -51,21 +51,39 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	return a, nil
 }
 
-// run listens on cfg.Listen (or ln when given) and serves until ctx ends,
-// then drains for up to limits.shutdown_timeout.
-func (a *app) run(ctx context.Context, ln net.Listener) error {
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-			return fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+// listeners are the app's bound sockets; binding before serving lets the
+// caller print the real addresses (port 0 picks a free port).
+type listeners struct {
+	proxy, admin net.Listener
+}
+
+// listen binds cfg.Listen and, when set, cfg.AdminListen.
+func (a *app) listen() (*listeners, error) {
+	ls := &listeners{}
+	var err error
+	if ls.proxy, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+	}
+	if a.admin != nil {
+		if ls.admin, err = net.Listen("tcp", a.cfg.AdminListen); err != nil {
+			_ = ls.proxy.Close()
+			return nil, fmt.Errorf("admin_listen %s: %w", a.cfg.AdminListen, err)
 		}
 	}
+	return ls, nil
+}
+
+// run serves on ls until ctx ends, then drains for up to
+// limits.shutdown_timeout and closes every part.
+func (a *app) run(ctx context.Context, ls *listeners) error {
 	errc := make(chan error, 2)
-	go func() { errc <- a.proxy.Serve(ln) }()
-	if a.admin != nil {
-		go func() { errc <- a.admin.Run(ctx) }()
+	go func() { errc <- a.proxy.Serve(ls.proxy) }()
+	adminAddr := ""
+	if ls.admin != nil {
+		adminAddr = ls.admin.Addr().String()
+		go func() { errc <- a.admin.Serve(ctx, ls.admin) }()
 	}
-	a.log.Info("pgtenant listening", "listen", ln.Addr().String(), "admin_listen", a.cfg.AdminListen, "regions", a.cfg.RegionNames())
+	a.log.Info("pgtenant listening", "listen", ls.proxy.Addr().String(), "admin_listen", adminAddr, "regions", a.cfg.RegionNames())
 	var runErr error
 	select {
 	case <-ctx.Done():

@@ -34,7 +34,11 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			if err := a.run(ctx, nil); err != nil {
+			ls, err := a.listen()
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			if err := a.run(ctx, ls); err != nil {
 				return withCode(exitFailed, err)
 			}
 			return nil

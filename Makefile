@@ -1,0 +1,26 @@
+# pgtenant developer commands. `make demo` and `make test` are the README's two commands.
+GO ?= go
+PKGS := ./...
+
+.PHONY: demo test test-short build vet fuzz bench
+
+## demo: start two local regions, the proxy, and print psql lines (Ctrl-C stops)
+demo:
+	scripts/deps.sh demo
+	$(GO) run ./cmd/pgtenant demo
+
+## test: every test, with real PostgreSQL clusters and real clients
+test: vet
+	scripts/deps.sh test
+	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+## test-short: the fast layers only (skips pgbench and long runs)
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+build:
+	scripts/build.sh
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
