@@ -24,11 +24,13 @@ var debianPGRoot = "/usr/lib/postgresql"
 // BinDir finds the PostgreSQL server binaries: $PGTENANT_PG_BINDIR, else
 // `pg_config --bindir` if it holds initdb, else the newest
 // /usr/lib/postgresql/*/bin. The error wraps ErrNoBinaries when nothing is
-// found.
+// found; a $PGTENANT_PG_BINDIR without the binaries is a different error.
 func BinDir() (string, error) {
 	if dir := os.Getenv(EnvBinDir); dir != "" {
 		if !hasServerBinaries(dir) {
-			return "", fmt.Errorf("%w: $%s=%q has no executable initdb and pg_ctl", ErrNoBinaries, EnvBinDir, dir)
+			// Not ErrNoBinaries: an explicit setting that is wrong must fail
+			// loudly rather than make tests skip.
+			return "", fmt.Errorf("cluster: $%s=%q has no executable initdb and pg_ctl", EnvBinDir, dir)
 		}
 		return dir, nil
 	}

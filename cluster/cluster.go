@@ -71,7 +71,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 
 // create does the work of Start on c; the caller closes c on error.
 func (c *Cluster) create(ctx context.Context, cfg Config) error {
-	dir, err := os.MkdirTemp(cfg.Dir, "pgtenant-"+cfg.Name+"-")
+	parent := cfg.Dir
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	reapStale(parent)
+	dir, err := os.MkdirTemp(parent, dirPrefix+cfg.Name+"-")
 	if err != nil {
 		return fmt.Errorf("create cluster directory: %w", err)
 	}
@@ -85,6 +90,9 @@ func (c *Cluster) create(ctx context.Context, cfg Config) error {
 	c.DataDir = filepath.Join(dir, "data")
 	c.logFile = filepath.Join(dir, "postgresql.log")
 	if err := c.makeSocketDir(); err != nil {
+		return err
+	}
+	if err := writeOwner(dir, c.SocketDir); err != nil {
 		return err
 	}
 	if err := c.initdb(ctx); err != nil {

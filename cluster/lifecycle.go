@@ -153,14 +153,12 @@ func (c *Cluster) removeLockFiles() error {
 	return nil
 }
 
-// killGroup SIGKILLs the postmaster pid and its process group and waits
-// until all of them are gone.
+// killGroup SIGKILLs the postmaster pid and its child processes, as a
+// crash would, and waits until all of them are gone. The postmaster is
+// stopped first so it cannot fork while its children are listed.
 func killGroup(pid int) error {
-	pids := []int{pid}
-	if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
-		pids = processGroup(pid)
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-	}
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	pids := append([]int{pid}, childrenOf(pid)...)
 	for _, p := range pids {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
@@ -177,6 +175,15 @@ func (c *Cluster) Close() error {
 	}
 	c.closed = true
 	var errs []error
+	if !c.running {
+		// A server we lost track of (a pg_ctl interrupted by its context)
+		// must not outlive its directory.
+		if pid, err := readPostmasterPID(c.DataDir); err == nil && isPostmasterOf(pid, c.DataDir) {
+			if err := killGroup(pid); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	if c.running {
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		err := c.pgctlStop(ctx, "immediate")

@@ -142,23 +142,32 @@ func waitGone(pids []int, timeout time.Duration) error {
 	}
 }
 
-// processGroup lists the PIDs in process group pgid (pg_ctl starts the
-// postmaster in its own session, so the group is the whole server).
-func processGroup(pgid int) []int {
-	pids := []int{pgid}
+// childrenOf lists the PIDs whose parent is pid (PostgreSQL's server
+// processes each call setsid, so the process group does not find them).
+func childrenOf(pid int) []int {
+	var kids []int
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return pids
+		return nil
 	}
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == pgid {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
 			continue
 		}
-		g, err := syscall.Getpgid(pid)
-		if err == nil && g == pgid {
-			pids = append(pids, pid)
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(s[i+1:]) // state, ppid, ...
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			kids = append(kids, child)
 		}
 	}
-	return pids
+	return kids
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,12 +30,33 @@ func Start(t testing.TB, cfg cluster.Config) *cluster.Cluster {
 	if err != nil {
 		t.Fatalf("pgtest: start cluster: %v", err)
 	}
+	track(c)
 	t.Cleanup(func() {
+		untrack(c)
 		if err := c.Close(); err != nil {
 			t.Errorf("pgtest: %v", err)
 		}
 	})
 	return c
+}
+
+// live holds the clusters of Start not yet cleaned up, so that Main can
+// close them when the test binary is interrupted.
+var live = struct {
+	sync.Mutex
+	m map[*cluster.Cluster]bool
+}{m: map[*cluster.Cluster]bool{}}
+
+func track(c *cluster.Cluster) {
+	live.Lock()
+	defer live.Unlock()
+	live.m[c] = true
+}
+
+func untrack(c *cluster.Cluster) {
+	live.Lock()
+	defer live.Unlock()
+	delete(live.m, c)
 }
 
 // skipWithoutBinaries skips t when no PostgreSQL server binaries exist.
@@ -91,7 +114,8 @@ func Shared(t testing.TB, name string) *cluster.Cluster {
 }
 
 // Main runs the tests, closes the shared clusters and exits with the tests'
-// status (or 1 if a cluster fails to close). Call it from TestMain.
+// status (or 1 if a cluster fails to close). Call it from TestMain. On
+// SIGINT or SIGTERM it closes every cluster of pgtest and exits at once.
 func Main(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -101,7 +125,21 @@ func run(m interface{ Run() int }) int {
 	shared.Lock()
 	shared.inMain = true
 	shared.Unlock()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(os.Stderr, "pgtest: %v: closing clusters\n", sig)
+			closeAll()
+			os.Exit(128 + int(sig.(syscall.Signal)))
+		case <-done:
+		}
+	}()
 	code := m.Run()
+	signal.Stop(sigs)
+	close(done)
 	if err := closeShared(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		if code == 0 {
@@ -109,6 +147,20 @@ func run(m interface{ Run() int }) int {
 		}
 	}
 	return code
+}
+
+// closeAll closes the shared clusters and those of running tests.
+func closeAll() {
+	live.Lock()
+	cs := make([]*cluster.Cluster, 0, len(live.m))
+	for c := range live.m {
+		cs = append(cs, c)
+	}
+	live.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+	}
+	_ = closeShared()
 }
 
 // closeShared closes and forgets every shared cluster.
