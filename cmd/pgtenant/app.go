@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/pgtenant/pgtenant/admin"
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/metrics"
@@ -34,9 +36,25 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames()})
+	var auditor proxy.Auditor
+	var recorder *audit.Recorder
+	if !cfg.Audit.Disabled {
+		if cfg.Audit.Init {
+			if err := audit.Init(ctx, cfg.Regions, log); err != nil {
+				return nil, fmt.Errorf("audit init: %w", err)
+			}
+		}
+		recorder, err = audit.NewRecorder(ctx, cfg.Audit, cfg.Regions, instanceName(), log)
+		if err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		a.closers = append(a.closers, recorder.Close)
+		auditor = recorder
+	}
+	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
+		AuditStats: auditStats(recorder)})
 	srv, err := proxy.New(proxy.Options{
-		Config: cfg, Authenticator: verifier, Metrics: a.metrics, Logger: log,
+		Config: cfg, Authenticator: verifier, Auditor: auditor, Metrics: a.metrics, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -46,6 +64,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 		a.admin = admin.New(admin.Options{
 			Addr: cfg.AdminListen, Metrics: a.metrics.Handler(), Regions: cfg.Regions,
 			RegionChecks: admin.RegionChecks(cfg.Regions), OnRegionProbe: a.metrics.SetRegionUp, Logger: log,
+			AuditCheck: auditCheck(recorder, cfg.RegionNames()),
 		})
 	}
 	return a, nil
@@ -104,4 +123,48 @@ func (a *app) run(ctx context.Context, ls *listeners) error {
 	}
 	a.log.Info("stopped")
 	return runErr
+}
+
+// instanceName identifies this proxy process in audit rows.
+func instanceName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
+// auditStats adapts the recorder's measurements for the metrics package.
+func auditStats(r *audit.Recorder) func() metrics.AuditStats {
+	if r == nil {
+		return nil
+	}
+	return func() metrics.AuditStats {
+		st := r.Stats()
+		out := metrics.AuditStats{Chains: map[string]metrics.ChainHeads{}}
+		for name, rs := range st.Regions {
+			out.QueueDepth += int(rs.QueueDepth)
+			out.SpoolBytes += rs.SpoolBytes
+			out.Written += rs.EventsWritten
+			out.Failed += rs.EventsFailed
+			out.Chains[name] = metrics.ChainHeads{Entries: rs.HeadSeq}
+		}
+		return out
+	}
+}
+
+// auditCheck reports whether every region's audit store is writable, for /readyz.
+func auditCheck(r *audit.Recorder, regions []string) admin.CheckFunc {
+	if r == nil {
+		return nil
+	}
+	return func(context.Context) error {
+		var errs []error
+		for _, name := range regions {
+			if err := r.Healthy(name); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
 }
