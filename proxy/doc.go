@@ -1,0 +1,45 @@
+// Package proxy is pgtenant's PostgreSQL wire-protocol relay: it accepts
+// client connections, authenticates them by JWT, connects each to its
+// tenant's region with the tenant context set, and relays messages while a
+// StatementChecker decides every statement and an Auditor records it.
+//
+// Connection startup:
+//
+//	client                       pgtenant                        region backend
+//	  | SSLRequest / GSSENCRequest |                                   |
+//	  |<-------- 'S' (TLS) or 'N' -|                                   |
+//	  | StartupMessage ----------->| token from jwt / options -c jwt=  |
+//	  |<- NegotiateProtocolVersion | (only if 3.2 or _pq_ options)     |
+//	  |<- AuthCleartextPassword ---| (only if no token yet)            |
+//	  | PasswordMessage(token) --->| verify JWT, pick data_region      |
+//	  |                            | pgconn: service role, SCRAM/md5 ->|
+//	  |                            | set_config(tenant, $1), hijack -->|
+//	  |<- AuthenticationOk, ParameterStatus*, BackendKeyData (ours), ReadyForQuery
+//
+// Steady state runs two loops per session and no goroutine or channel hop
+// per message:
+//
+//	client loop:  client --Q/P/B--> decide + audit --bytes--> backend
+//	                     other messages ------------bytes---> backend
+//	                     each forwarded message pushes a pending entry
+//	backend loop: backend --bytes--> client; replies that end a statement
+//	                     (CommandComplete, ErrorResponse, ReadyForQuery, ...)
+//	                     pop the pending entry they answer
+//
+// Buffered writers are flushed when the reader on the other side has no
+// buffered input left, so a pipelined batch travels as one write.
+//
+// Denials keep PostgreSQL's exact error semantics without the proxy writing
+// to the client out of order: a denied Query is replaced by a query that
+// fails on the server (a syntax error), a denied Parse or Bind by a Bind of a
+// statement name no client can create. The server raises an error at exactly
+// that point of the stream, which fails an open transaction and makes the
+// server skip the rest of an extended batch up to Sync; the backend loop
+// recognises the pending denial and sends the denial's ErrorResponse in place
+// of the server's error. The client loop also drops the client's messages up
+// to Sync, so nothing after a denied message reaches the server.
+//
+// CancelRequest: each client gets a BackendKeyData of pgtenant's own; the
+// registry maps it to the real backend's key and address, so a cancel
+// reaches exactly the right backend in the right region.
+package proxy
