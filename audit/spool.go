@@ -43,16 +43,17 @@ type spool struct {
 	dir      string
 	maxBytes int64
 
-	mu       sync.Mutex
-	cur      *os.File
-	curID    uint64
-	curSize  int64
-	sizes    map[uint64]int64 // bytes written per live segment
-	total    int64            // bytes in live segments
-	records  int64            // records written and not yet released
-	writeGen uint64           // incremented per record written
-	closed   bool
-	notify   chan struct{} // closed and replaced when records are written
+	mu        sync.Mutex
+	cur       *os.File
+	curID     uint64
+	curSize   int64
+	sizes     map[uint64]int64 // bytes written per live segment
+	total     int64            // bytes in live segments
+	unshipped int64            // bytes written and not yet released
+	records   int64            // records written and not yet released
+	writeGen  uint64           // incremented per record written
+	closed    bool
+	notify    chan struct{} // closed and replaced when records are written
 
 	syncMu    sync.Mutex
 	syncedGen atomic.Uint64
@@ -84,6 +85,7 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 		}
 		s.sizes[id] = size
 		s.total += size
+		s.unshipped += size
 		s.records += n
 	}
 	next := uint64(1)
@@ -220,7 +222,7 @@ func (s *spool) Append(rows []*Row, durable, limit bool) error {
 		s.mu.Unlock()
 		return errors.New("spool: closed")
 	}
-	if limit && s.total+int64(len(buf)) > s.maxBytes {
+	if limit && s.unshipped+int64(len(buf)) > s.maxBytes {
 		s.mu.Unlock()
 		return ErrSpoolFull
 	}
@@ -239,6 +241,7 @@ func (s *spool) Append(rows []*Row, durable, limit bool) error {
 	s.curSize += int64(len(buf))
 	s.sizes[s.curID] = s.curSize
 	s.total += int64(len(buf))
+	s.unshipped += int64(len(buf))
 	s.records += int64(len(rows))
 	s.writeGen++
 	gen := s.writeGen
@@ -274,11 +277,12 @@ func (s *spool) syncTo(gen uint64) error {
 	return nil
 }
 
-// Bytes returns the bytes held by live segments.
+// Bytes returns the bytes written and not yet shipped (what the high-water
+// mark limits).
 func (s *spool) Bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.total
+	return s.unshipped
 }
 
 // Pending returns the records written and not yet released.
@@ -290,8 +294,9 @@ func (s *spool) Pending() int64 {
 
 // spoolPos is a reader position: a segment and an offset in it.
 type spoolPos struct {
-	id  uint64
-	off int64
+	id    uint64
+	off   int64
+	bytes int64 // bytes read since the position Next started at
 }
 
 // Next returns up to max rows from the reader position and the position
@@ -300,6 +305,7 @@ type spoolPos struct {
 // written.
 func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
 	var rows []*Row
+	var read int64
 	for len(rows) < max {
 		s.mu.Lock()
 		size, live := s.sizes[s.rID]
@@ -316,7 +322,7 @@ func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
 				continue
 			}
 			if len(rows) == 0 {
-				return nil, spoolPos{s.rID, s.rOff}, notify, nil
+				return nil, spoolPos{s.rID, s.rOff, 0}, notify, nil
 			}
 			break
 		}
@@ -345,8 +351,9 @@ func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
 		}
 		rows = append(rows, row)
 		s.rOff += recordHeader + int64(len(payload))
+		read += recordHeader + int64(len(payload))
 	}
-	return rows, spoolPos{s.rID, s.rOff}, nil, nil
+	return rows, spoolPos{s.rID, s.rOff, read}, nil, nil
 }
 
 func (s *spool) nextLive(after uint64) uint64 {
@@ -377,6 +384,10 @@ func (s *spool) Release(pos spoolPos, n int) error {
 	if s.records < 0 {
 		s.records = 0
 	}
+	s.unshipped -= pos.bytes
+	if s.unshipped < 0 {
+		s.unshipped = 0
+	}
 	for id, size := range s.sizes {
 		if id < pos.id && id != s.curID {
 			if err := os.Remove(filepath.Join(s.dir, segName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -390,7 +401,7 @@ func (s *spool) Release(pos spoolPos, n int) error {
 }
 
 // Pos returns the reader position.
-func (s *spool) Pos() spoolPos { return spoolPos{s.rID, s.rOff} }
+func (s *spool) Pos() spoolPos { return spoolPos{s.rID, s.rOff, 0} }
 
 // SkipSegment moves the reader past a segment it cannot read (corruption).
 func (s *spool) SkipSegment() {
