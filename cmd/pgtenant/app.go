@@ -26,6 +26,7 @@ type app struct {
 	proxy   *proxy.Server
 	metrics *metrics.Metrics
 	admin   *admin.Server
+	auditor proxy.Auditor // nil when the audit is disabled
 	closers []func(context.Context) error
 }
 
@@ -50,16 +51,22 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 		}
 		a.closers = append(a.closers, recorder.Close)
 		auditor = recorder
+		a.auditor = recorder
+	}
+	checkers, err := a.policyFor(cfg)
+	if err != nil {
+		return nil, err
 	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
 		AuditStats: auditStats(recorder)})
 	srv, err := proxy.New(proxy.Options{
-		Config: cfg, Authenticator: verifier, Auditor: auditor, Metrics: a.metrics, Logger: log,
+		Config: cfg, Authenticator: verifier, Checkers: checkers, Auditor: auditor, Metrics: a.metrics, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	a.proxy = srv
+	a.recordConfig(ctx, "start", configHash(cfg), nil)
 	if cfg.AdminListen != "" {
 		a.admin = admin.New(admin.Options{
 			Addr: cfg.AdminListen, Metrics: a.metrics.Handler(), Regions: cfg.Regions,

@@ -38,6 +38,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
+			go a.watchConfig(ctx, path)
 			if err := a.run(ctx, ls); err != nil {
 				return withCode(exitFailed, err)
 			}

@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/test/pgtest"
+	"github.com/pgtenant/pgtenant/test/proxytest"
+)
+
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// binary builds cmd/pgtenant once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pgtenant-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "pgtenant")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, "../../cmd/pgtenant").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// serveConfig renders a config for `pgtenant serve` in front of c, with
+// the HMAC secret taken from the environment variable secretEnv.
+func serveConfig(c *cluster.Cluster, listen, dir, secretEnv string) string {
+	return fmt.Sprintf(`listen: %s
+admin_listen: ""
+log: { level: info, format: json }
+auth:
+  hs256_secret_env: %s
+regions:
+  eu-west: { host: 127.0.0.1, port: %d, user: %s, password: %s, database: %s, admin_user: postgres }
+audit:
+  mode: spool
+  spool_dir: %s
+limits:
+  shutdown_timeout: 5s
+`, listen, secretEnv, c.Port, c.ServiceUser, c.ServicePassword, c.Database, filepath.Join(dir, "spool"))
+}
+
+type served struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// startServe runs the binary and waits until it accepts connections.
+func startServe(t *testing.T, cfgPath, addr string, env ...string) *served {
+	t.Helper()
+	cmd := exec.Command(binary(t), "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &served{cmd: cmd, addr: addr, stderr: &lockedBuffer{}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			s.stderr.mu.Lock()
+			s.stderr.b.WriteString(sc.Text() + "\n")
+			s.stderr.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return s
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("pgtenant serve did not start:\n%s", s.stderr.String())
+	return nil
+}
+
+func tokenWith(t *testing.T, secret, account string) string {
+	t.Helper()
+	tok, err := auth.Mint(auth.MintOptions{Secret: []byte(secret), Account: account, Region: "eu-west", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestServeReloadsOnSIGHUPAndDrainsOnSIGTERM(t *testing.T) {
+	c := pgtest.Shared(t, "eu-west")
+	proxytest.InstallDemo(t, c)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	oldSecret, newSecret := strings.Repeat("o", 32), strings.Repeat("n", 32)
+	cfgPath := filepath.Join(dir, "pgtenant.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(cfgPath+".tmp", []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(cfgPath+".tmp", cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(serveConfig(c, addr, dir, "OLD_SECRET"))
+	srv := startServe(t, cfgPath, addr, "OLD_SECRET="+oldSecret, "NEW_SECRET="+newSecret)
+	dsn := func(secret string) string {
+		return fmt.Sprintf("postgres://u:%s@%s/app?sslmode=disable", tokenWith(t, secret, "42"), addr)
+	}
+	ctx := ctxT(t)
+	open, err := pgx.Connect(ctx, dsn(oldSecret))
+	if err != nil {
+		t.Fatalf("connect with the old secret: %v\n%s", err, srv.stderr.String())
+	}
+	defer open.Close(context.Background())
+
+	// Rotate the secret: new connections need the new key, the open session keeps working.
+	write(serveConfig(c, addr, dir, "NEW_SECRET"))
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Count(srv.stderr.String(), "configuration reloaded") >= 1 }, srv)
+	if _, err := pgx.Connect(ctx, dsn(oldSecret)); pgCode(err) != "28000" {
+		t.Errorf("old secret after rotation: got %v, want 28000", err)
+	}
+	fresh, err := pgx.Connect(ctx, dsn(newSecret))
+	if err != nil {
+		t.Fatalf("new secret after rotation: %v", err)
+	}
+	fresh.Close(context.Background())
+	var n int
+	if err := open.QueryRow(ctx, "SELECT count(*) FROM orders WHERE account_id = 42").Scan(&n); err != nil {
+		t.Fatalf("open session broke on reload: %v", err)
+	}
+
+	// A broken config is rejected and the running one stays in force.
+	write("listen: [not valid\n")
+	waitFor(t, func() bool { return strings.Contains(srv.stderr.String(), "configuration rejected") }, srv)
+	again, err := pgx.Connect(ctx, dsn(newSecret))
+	if err != nil {
+		t.Fatalf("a rejected config replaced the running one: %v", err)
+	}
+	again.Close(context.Background())
+
+	// Every configuration change is in the audit, with the config's hash.
+	admin, err := pgx.Connect(ctx, c.SuperuserDSN(c.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	waitFor(t, func() bool {
+		var applied, rejected int
+		_ = admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE reason IN ('start','applied') AND statement LIKE 'config sha256:%'),
+			count(*) FILTER (WHERE reason LIKE 'rejected%') FROM pgtenant_audit.events WHERE kind = 'config'`).Scan(&applied, &rejected)
+		return applied >= 2 && rejected >= 1
+	}, srv)
+
+	// SIGTERM: the idle session gets 57P01, the process exits 0.
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, srv.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("pgtenant did not exit after SIGTERM")
+	}
+	if err := open.Ping(ctx); err == nil {
+		t.Error("the session survived the drain")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, srv *served) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("condition not met; server log:\n%s", srv.stderr.String())
+}
