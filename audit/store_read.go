@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,7 +23,23 @@ func scanRow(rows pgx.Rows) (*Row, error) {
 		return nil, err
 	}
 	r.TS = r.TS.UTC()
+	r.ClientAddr = hostAddr(r.ClientAddr)
 	return r, nil
+}
+
+// hostAddr turns inet text of a single host ("10.0.0.7/32") into the plain
+// address the Recorder hashed; any other value (a network) is kept as is,
+// so that it fails verification.
+func hostAddr(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	p, err := netip.ParsePrefix(*s)
+	if err != nil || p.Bits() != p.Addr().BitLen() {
+		return s
+	}
+	a := p.Addr().String()
+	return &a
 }
 
 // streamChain calls fn for each row of chain with minSeq <= seq <= maxSeq

@@ -1,0 +1,210 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/test/pgtest"
+)
+
+// The child process records statement events in spool mode and prints each
+// session id once Record returned nil; the parent SIGKILLs it mid-load.
+const (
+	childEnv      = "PGTENANT_AUDIT_TEST_CHILD"
+	childSpoolEnv = "PGTENANT_AUDIT_TEST_SPOOL"
+	childPortEnv  = "PGTENANT_AUDIT_TEST_PORT"
+	childDBEnv    = "PGTENANT_AUDIT_TEST_DB"
+	childPassEnv  = "PGTENANT_AUDIT_TEST_PASS"
+)
+
+func runChild() int {
+	port, _ := strconv.Atoi(os.Getenv(childPortEnv))
+	r := config.Region{Host: "127.0.0.1", Port: port, User: "app", Password: os.Getenv(childPassEnv),
+		AuditDatabase: os.Getenv(childDBEnv), SSLMode: "disable", ConnectTimeout: 5 * time.Second}
+	cfg := config.Audit{Mode: ModeSpool, SpoolDir: os.Getenv(childSpoolEnv), SpoolMaxBytes: 1 << 30,
+		QueueSize: 1024, Statement: StatementNormalized, OutageTimeout: time.Minute}
+	ctx := context.Background()
+	rec, err := NewRecorder(ctx, cfg, map[string]config.Region{"eu-west": r}, "child", nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	out := bufio.NewWriter(os.Stdout)
+	for i := 0; ; i++ {
+		sid := "k" + strconv.Itoa(i)
+		if err := rec.Record(ctx, stmt("a1", sid, i)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Fprintln(out, sid)
+		out.Flush()
+	}
+}
+
+func TestSpoolSurvivesSIGKILLWithoutLossOrDuplicates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	r, c := initRegion(t, "eu-west")
+	spoolDir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", childSpoolEnv+"="+spoolDir,
+		childPortEnv+"="+strconv.Itoa(c.Port), childDBEnv+"="+r.AuditDatabase, childPassEnv+"="+c.ServicePassword)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		acked[sc.Text()] = true
+		if len(acked) == 3000 {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	for sc.Scan() {
+		acked[sc.Text()] = true // lines already written before the kill
+	}
+	_ = cmd.Wait()
+	if len(acked) < 3000 {
+		t.Fatalf("child stopped after %d events: %s", len(acked), stderr.String())
+	}
+
+	// A new process with the same spool ships what is left, then Close flushes.
+	ctx := testCtx(t)
+	regions := map[string]config.Region{"eu-west": r}
+	cfg := testAuditConfig(t, ModeSpool)
+	cfg.SpoolDir = spoolDir
+	rec, err := NewRecorder(ctx, cfg, regions, "restarted", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	adm := adminConn(t, c, r)
+	rows, err := adm.Query(ctx, `SELECT session_id, count(*) FROM pgtenant_audit.events GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]int{}
+	for rows.Next() {
+		var sid string
+		var n int
+		if err := rows.Scan(&sid, &n); err != nil {
+			t.Fatal(err)
+		}
+		stored[sid] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for sid := range acked {
+		if stored[sid] != 1 {
+			t.Fatalf("acknowledged event %s stored %d times", sid, stored[sid])
+		}
+	}
+	for sid, n := range stored {
+		if n != 1 {
+			t.Fatalf("event %s stored %d times", sid, n)
+		}
+	}
+	t.Logf("acknowledged %d, stored %d (unacknowledged but spooled events may be stored too)", len(acked), len(stored))
+	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
+		t.Fatalf("verify: %+v", rep.Failures)
+	}
+}
+
+func TestSpoolRefusesWhileDatabaseIsDownAndResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops and restarts a cluster")
+	}
+	c := pgtest.Start(t, clusterConfig("down"))
+	r := freshRegion(t, c)
+	ctx := testCtx(t)
+	if err := InitRegion(ctx, "eu-west", r, nil); err != nil {
+		t.Fatal(err)
+	}
+	regions := map[string]config.Region{"eu-west": r}
+	cfg := testAuditConfig(t, ModeSpool)
+	cfg.OutageTimeout = 100 * time.Millisecond
+	rec, err := NewRecorder(ctx, cfg, regions, "i1", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := 0
+	record := func(i int) error {
+		err := rec.Record(ctx, stmt("a1", "s"+strconv.Itoa(i), i))
+		if err == nil {
+			accepted++
+		}
+		return err
+	}
+	for i := range 20 {
+		if err := record(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Keep recording until the outage is noticed; bounded, not timed.
+	var refused error
+	for i := 20; i < 100000 && refused == nil; i++ {
+		refused = record(i)
+		if refused == nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !errors.Is(refused, ErrUnavailable) {
+		t.Fatalf("Record while the database is down: %v, want ErrUnavailable", refused)
+	}
+	if rec.Healthy("eu-west") == nil {
+		t.Error("Healthy reports a down database as writable")
+	}
+	if err := rec.Record(ctx, Event{Kind: KindDisconnect, AccountID: "a1", Region: "eu-west"}); err != nil {
+		t.Errorf("a non-statement event was refused during the outage: %v", err)
+	}
+	accepted++ // the disconnect event
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err2 error = ErrUnavailable
+	for i := 0; i < 100000 && err2 != nil; i++ {
+		err2 = record(100000 + i)
+		if err2 != nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err2 != nil {
+		t.Fatalf("Record after the database came back: %v", err2)
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	adm := adminConn(t, c, r)
+	if n := countRows(t, adm, `chain_id = 'a1'`); n != int64(accepted) {
+		t.Fatalf("stored %d events, accepted %d", n, accepted)
+	}
+	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
+		t.Fatalf("verify: %+v", rep.Failures)
+	}
+}
