@@ -73,7 +73,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 func (c *Cluster) create(ctx context.Context, cfg Config) error {
 	parent := cfg.Dir
 	if parent == "" {
-		parent = os.TempDir()
+		parent = defaultParent()
 	}
 	reapStale(parent)
 	dir, err := os.MkdirTemp(parent, dirPrefix+cfg.Name+"-")
@@ -95,7 +95,7 @@ func (c *Cluster) create(ctx context.Context, cfg Config) error {
 	if err := writeOwner(dir, c.SocketDir); err != nil {
 		return err
 	}
-	if err := c.initdb(ctx); err != nil {
+	if err := c.makeDataDir(ctx); err != nil {
 		return err
 	}
 	if err := writeHBA(c.DataDir, cfg.HBA, c.owner); err != nil {
@@ -127,15 +127,4 @@ func (c *Cluster) makeSocketDir() error {
 	}
 	c.SocketDir = sock
 	return c.owner.own(sock)
-}
-
-// initdb creates the data directory.
-func (c *Cluster) initdb(ctx context.Context) error {
-	err := c.owner.run(ctx, c.Dir, filepath.Join(c.BinDir, "initdb"),
-		"-D", c.DataDir, "-A", "trust", "--auth-host=scram-sha-256",
-		"-U", Superuser, "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
-	if err != nil {
-		return fmt.Errorf("initdb: %w", err)
-	}
-	return nil
 }

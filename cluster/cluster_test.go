@@ -269,3 +269,37 @@ func assertCount(t *testing.T, c *cluster.Cluster, query string, want int) {
 		t.Errorf("%s = %d, want %d", query, n, want)
 	}
 }
+
+func TestStartWithoutTemplateAndLongDir(t *testing.T) {
+	t.Setenv(cluster.EnvNoTemplate, "1")
+	base, err := os.MkdirTemp("", "long-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	// Deep enough that Dir/sock/.s.PGSQL.<port> exceeds the socket name limit.
+	parent := filepath.Join(base, strings.Repeat("d", 60), strings.Repeat("e", 60))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p := parent; p != filepath.Dir(base); p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := pgtest.Start(t, cluster.Config{Name: "long", Dir: parent})
+	if strings.HasPrefix(c.SocketDir, c.Dir) {
+		t.Errorf("socket dir %s is inside the long dir %s", c.SocketDir, c.Dir)
+	}
+	if _, err := os.Stat(filepath.Join(c.SocketDir, ".s.PGSQL."+strconv.Itoa(c.Port))); err != nil {
+		t.Errorf("no Unix socket: %v", err)
+	}
+	assertCount(t, c, "SELECT 1", 1)
+	sock := c.SocketDir
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("separate socket dir %s survived Close (err %v)", sock, err)
+	}
+}

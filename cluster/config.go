@@ -20,7 +20,7 @@ const (
 // Config describes a cluster to start. The zero value is usable.
 type Config struct {
 	Name            string            // label, e.g. "eu-west"; used in the directory name; default "pg"
-	Dir             string            // parent directory of the cluster's directory; "" = os.MkdirTemp's default
+	Dir             string            // parent directory of the cluster's directory; "" = $PGTENANT_PG_TMPDIR, /dev/shm or os.TempDir()
 	Port            int               // TCP port on 127.0.0.1; 0 = pick a free port
 	ServiceUser     string            // default "app": LOGIN, NOSUPERUSER, NOBYPASSRLS, NOCREATEDB, NOCREATEROLE
 	ServicePassword string            // default "app-password" (stored as a SCRAM-SHA-256 verifier)
