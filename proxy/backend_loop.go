@@ -164,6 +164,7 @@ func (s *session) onReady(n int) (bool, error) {
 	}
 	if len(body) == 1 && body[0] == 'I' && s.queue.empty() {
 		s.idle.Store(true)
+		s.startIdleTimer()
 		if s.draining.Load() {
 			if err := encode(s.cw, shutdownError().errorResponse("FATAL")); err != nil {
 				return true, err

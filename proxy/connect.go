@@ -100,8 +100,12 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 	}
 	p, err := rt.auth.Authenticate(token)
 	if err != nil {
+		if wait := s.backoff.failed(addr); wait > 0 {
+			sleepUntilDeadline(wait, rt.limits.StartupTimeout)
+		}
 		return ss, err
 	}
+	s.backoff.succeeded(addr)
 	ss.principal = p
 	ss.expiresAt = p.ExpiresAt
 	ss.log = log.With("session_id", ss.id, "account_id", p.Account, "region", p.Region)

@@ -18,6 +18,7 @@ const (
 	codeInsufficientPriv     = "42501" // policy denial
 	codeCannotConnectNow     = "57P03" // audit store unavailable
 	codeAdminShutdown        = "57P01" // proxy draining
+	codeIdleSessionTimeout   = "57P05"
 	codeTooManyConnections   = "53300"
 	codeFeatureNotSupported  = "0A000"
 	codeInternal             = "XX000"

@@ -45,6 +45,7 @@ type Server struct {
 	opts    Options
 	rt      atomic.Pointer[runtimeConfig]
 	cancels *cancelRegistry
+	backoff *authBackoff
 	log     *slog.Logger
 
 	mu        sync.Mutex
@@ -73,7 +74,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, cancels: newCancelRegistry(), log: opts.Logger,
+	s := &Server{opts: opts, cancels: newCancelRegistry(), backoff: newAuthBackoff(), log: opts.Logger,
 		sessions: map[*session]struct{}{}, perTenant: map[string]int{}}
 	if err := s.Reload(opts.Config, opts.Authenticator, opts.Checkers); err != nil {
 		return nil, err

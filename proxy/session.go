@@ -56,10 +56,12 @@ type session struct {
 	expiresAt time.Time
 
 	// backend loop state
-	batchErr string // SQLSTATE of the first error since the last ReadyForQuery
-	idle     atomic.Bool
-	draining atomic.Bool
-	closed   sync.Once
+	batchErr  string // SQLSTATE of the first error since the last ReadyForQuery
+	idle      atomic.Bool
+	idleSince atomic.Int64 // unix nanoseconds
+	idleTimer *time.Timer
+	draining  atomic.Bool
+	closed    sync.Once
 }
 
 func newSessionID() string {
@@ -88,6 +90,9 @@ func (s *session) run() {
 // close ends both connections once; a blocked read or write returns.
 func (s *session) close() {
 	s.closed.Do(func() {
+		if s.idleTimer != nil {
+			s.idleTimer.Stop()
+		}
 		_ = s.client.Close()
 		_ = s.backend.conn.Close()
 	})
@@ -157,6 +162,7 @@ func (s *session) sendStartupReply() error {
 		return err
 	}
 	s.idle.Store(true)
+	s.startIdleTimer()
 	return s.cw.Flush()
 }
 

@@ -159,3 +159,26 @@ func TestRejections(t *testing.T) {
 func urlEscape(s string) string {
 	return strings.NewReplacer("%", "%25", " ", "%20", "=", "%3D", "&", "%26", "+", "%2B").Replace(s)
 }
+
+func TestIdleSessionTimeout(t *testing.T) {
+	env := proxytest.Start(t, proxytest.Options{Configure: func(c *config.Config) { c.Limits.IdleTimeout = 300 * time.Millisecond }})
+	conn := connect(t, env.DSN(t, "42", "eu-west"))
+	ctx := ctxT(t)
+	// Busy longer than the timeout: a running statement is not idle.
+	if _, err := conn.Exec(ctx, "SELECT pg_sleep(0.6)"); err != nil {
+		t.Fatalf("a statement outlasting the idle timeout was cut: %v", err)
+	}
+	// Idle inside a transaction is not idle-session either.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("idle in transaction was cut by the idle-session timeout: %v", err)
+	}
+	time.Sleep(900 * time.Millisecond)
+	if err := conn.Ping(ctx); err == nil {
+		t.Fatal("the idle session was not closed")
+	}
+}
