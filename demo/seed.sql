@@ -1,6 +1,7 @@
 -- pgtenant demo data: two tenants, 42 and 7, and a few countries. Run as
 -- the superuser after schema.sql (RLS does not apply to the superuser).
--- Idempotent: existing rows are left alone.
+-- Idempotent: existing rows are left alone. Each order has at most one
+-- line item (the corpus MERGEs line items into orders by order id).
 
 INSERT INTO public.countries (code, name) VALUES
     ('DE', 'Germany'),
@@ -27,7 +28,7 @@ ON CONFLICT DO NOTHING;
 
 INSERT INTO public.line_items (id, account_id, order_id, sku, qty) VALUES
     (1, 42, 1001, 'SKU-1', 2),
-    (2, 42, 1001, 'SKU-2', 1),
+    (2, 42,    1, 'SKU-2', 1),
     (3, 42,    5, 'SKU-3', 0),
     (4,  7, 2001, 'SKU-1', 3),
     (5,  7, 2002, 'SKU-9', 1)
