@@ -30,13 +30,21 @@ type ExportOptions struct {
 // ExportFormat identifies an export's header line.
 const ExportFormat = "pgtenant-audit-export"
 
-// exportLine is one JSON line of an export: a header, an event or a checkpoint.
-type exportLine struct {
-	Type string `json:"type"`
-	*exportHeader
-	*RowJSON
-	*Checkpoint
-}
+// Lines of a JSON-lines export: a header, then events, then checkpoints.
+type (
+	headerLine struct {
+		Type string `json:"type"`
+		*exportHeader
+	}
+	eventLine struct {
+		Type string `json:"type"`
+		*RowJSON
+	}
+	checkpointLine struct {
+		Type string `json:"type"`
+		*Checkpoint
+	}
+)
 
 type exportHeader struct {
 	Format     string `json:"format"`
@@ -132,7 +140,7 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 		if !opts.Until.IsZero() {
 			h.Until = opts.Until.UTC().Format(time.RFC3339Nano)
 		}
-		if err := enc.Encode(exportLine{Type: "header", exportHeader: h}); err != nil {
+		if err := enc.Encode(headerLine{Type: "header", exportHeader: h}); err != nil {
 			return 0, err
 		}
 	}
@@ -144,7 +152,7 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			if cw != nil {
 				return cw.Write(csvEvent(j))
 			}
-			return enc.Encode(exportLine{Type: "event", RowJSON: &j})
+			return enc.Encode(eventLine{Type: "event", RowJSON: &j})
 		})
 		if err != nil {
 			return n, err
@@ -157,7 +165,7 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			}
 			continue
 		}
-		if err := enc.Encode(exportLine{Type: "checkpoint", Checkpoint: &cps[i]}); err != nil {
+		if err := enc.Encode(checkpointLine{Type: "checkpoint", Checkpoint: &cps[i]}); err != nil {
 			return n, err
 		}
 	}
