@@ -1,0 +1,423 @@
+package policy
+
+import (
+	"strings"
+
+	"github.com/pgtenant/pgtenant/parser"
+)
+
+// Denial is a tenant-independent reason to refuse a statement.
+type Denial struct {
+	Reason, Message, Hint string
+	SQLState              string
+}
+
+// Req is one requirement of an allowed-if analysis: Table is pinned when F holds.
+type Req struct {
+	Table string
+	F     *formula
+}
+
+// ExecArg is one EXECUTE argument: a literal of the text (Lit >= 0), or a
+// constant baked into the shape (Const), or neither (not a usable value).
+type ExecArg struct {
+	Lit      int
+	Const    string
+	HasConst bool
+}
+
+// StmtAnalysis is the tenant-independent analysis of one statement.
+type StmtAnalysis struct {
+	Kind   parser.Kind
+	Deny   *Denial
+	Reqs   []Req
+	Tables []string
+	// Name/All: PREPARE, EXECUTE, DEALLOCATE targets.
+	Name string
+	All  bool
+	// Prepared is PREPARE's inner analysis; Inner is EXPLAIN's or DECLARE's.
+	Prepared *StmtAnalysis
+	Inner    *StmtAnalysis
+	// ExecArgs are EXECUTE's arguments.
+	ExecArgs []ExecArg
+	// ParamTypes are PREPARE's declared types.
+	ParamTypes []string
+}
+
+type relRef struct{ b, r int }
+
+type analyzer struct {
+	e      *Engine
+	cat    *Catalog
+	sc     *parser.Scanned
+	st     *parser.Statement
+	res    *StmtAnalysis
+	tables map[relRef]*Table
+	class  map[relRef]Class
+	pinned map[relRef]*formula
+}
+
+func deny(reason, msg, hint string) *Denial {
+	return &Denial{Reason: reason, Message: "pgtenant: " + msg, Hint: hint, SQLState: "42501"}
+}
+
+// analyze returns the analysis of one statement summary.
+func (e *Engine) analyze(cat *Catalog, sc *parser.Scanned, st *parser.Statement) *StmtAnalysis {
+	a := &analyzer{e: e, cat: cat, sc: sc, st: st, res: &StmtAnalysis{Kind: st.Kind},
+		tables: map[relRef]*Table{}, class: map[relRef]Class{}, pinned: map[relRef]*formula{}}
+	a.statement()
+	return a.res
+}
+
+func (a *analyzer) fail(d *Denial) {
+	if a.res.Deny == nil {
+		a.res.Deny = d
+	}
+}
+
+var stmtNames = map[string]string{
+	"CreateStmt": "CREATE TABLE", "CreateTableAsStmt": "CREATE TABLE AS", "ViewStmt": "CREATE VIEW",
+	"AlterTableStmt": "ALTER TABLE", "DropStmt": "DROP", "DoStmt": "DO", "CallStmt": "CALL",
+	"LockStmt": "LOCK", "TruncateStmt": "TRUNCATE", "VacuumStmt": "VACUUM/ANALYZE", "GrantStmt": "GRANT",
+	"GrantRoleStmt": "GRANT role", "AlterSystemStmt": "ALTER SYSTEM", "LoadStmt": "LOAD", "CheckPointStmt": "CHECKPOINT",
+	"RefreshMatViewStmt": "REFRESH MATERIALIZED VIEW", "CreateExtensionStmt": "CREATE EXTENSION",
+	"CreateForeignServerStmt": "CREATE SERVER", "IndexStmt": "CREATE INDEX", "CommentStmt": "COMMENT",
+	"CreateFunctionStmt": "CREATE FUNCTION", "CreateSchemaStmt": "CREATE SCHEMA", "CreateRoleStmt": "CREATE ROLE",
+	"ReindexStmt": "REINDEX", "ClusterStmt": "CLUSTER", "CopyStmt": "COPY", "SecLabelStmt": "SECURITY LABEL",
+}
+
+func (a *analyzer) statement() {
+	st := a.st
+	switch st.Kind {
+	case parser.KindSelect:
+		if st.Into {
+			a.fail(deny("ddl", "SELECT ... INTO creates a table and is not allowed", "use a plain SELECT"))
+		}
+		a.query()
+	case parser.KindInsert, parser.KindUpdate, parser.KindDelete, parser.KindMerge:
+		a.query()
+	case parser.KindCopy:
+		a.copyStmt()
+	case parser.KindExplain:
+		if st.Analyze {
+			a.fail(deny("explain_analyze", "EXPLAIN ANALYZE executes the statement and reports other tenants' row counts", "use EXPLAIN without ANALYZE"))
+		}
+		a.inner(st.Inner, "EXPLAIN")
+	case parser.KindDeclareCursor:
+		a.res.Name = st.Name
+		a.inner(st.Inner, "DECLARE")
+	case parser.KindFetch, parser.KindClosePortal, parser.KindShow, parser.KindUnlisten:
+	case parser.KindPrepare:
+		a.res.Name = st.Name
+		a.res.ParamTypes = st.ParamTypes
+		for _, t := range st.ParamTypes {
+			if t == "?" {
+				a.fail(deny("type", "PREPARE with a parameter type outside pg_catalog is not allowed", "declare built-in parameter types"))
+			}
+		}
+		if st.Inner == nil || !isQueryKind(st.Inner.Kind) {
+			a.fail(deny("prepare", "PREPARE of this statement kind is not allowed", "prepare SELECT, INSERT, UPDATE, DELETE or MERGE only"))
+			return
+		}
+		in := a.e.analyze(a.cat, a.sc, st.Inner)
+		if in.Deny != nil {
+			a.fail(in.Deny)
+		}
+		a.res.Prepared = in
+		a.res.Tables = in.Tables
+	case parser.KindExecute:
+		a.res.Name = st.Name
+		for _, v := range st.ExecArgs {
+			arg := ExecArg{Lit: -1}
+			if v.Kind == parser.ValConst && len(v.Casts) == 0 && (v.ConstKind == "int" || v.ConstKind == "string") {
+				if i := a.sc.LitAt(v.Loc); i >= 0 {
+					if a.sc.Lits[i].Kind == parser.LitRaw {
+						arg.Const, arg.HasConst = v.Text, true
+					} else {
+						arg.Lit = i
+					}
+				}
+			}
+			a.res.ExecArgs = append(a.res.ExecArgs, arg)
+		}
+		a.query()
+	case parser.KindDeallocate:
+		a.res.Name, a.res.All = st.Name, st.All
+	case parser.KindTransaction:
+		switch st.Txn {
+		case "prepare", "commit_prepared", "rollback_prepared":
+			a.fail(deny("two_phase", "two-phase commit (PREPARE TRANSACTION / COMMIT PREPARED) is not allowed", "use ordinary COMMIT"))
+		case "":
+			a.fail(deny("statement", "unsupported transaction statement", ""))
+		}
+	case parser.KindSet:
+		if d := a.e.checkSet(st.Set); d != nil {
+			a.fail(d)
+		}
+	case parser.KindDiscard:
+		if st.All || st.Discard == "" {
+			a.fail(deny("discard_all", "DISCARD ALL would reset the tenant setting", "use DISCARD PLANS, SEQUENCES or TEMP"))
+		}
+	case parser.KindListen, parser.KindNotify:
+		a.fail(deny("listen_notify", "LISTEN/NOTIFY channels are shared by all tenants and are not allowed", ""))
+	default:
+		name := stmtNames[st.Node]
+		if name == "" {
+			name = strings.TrimSuffix(st.Node, "Stmt")
+		}
+		a.fail(deny("ddl", name+" is not allowed for tenant connections", "run schema changes and maintenance outside pgtenant"))
+	}
+}
+
+func isQueryKind(k parser.Kind) bool {
+	switch k {
+	case parser.KindSelect, parser.KindInsert, parser.KindUpdate, parser.KindDelete, parser.KindMerge:
+		return true
+	}
+	return false
+}
+
+func (a *analyzer) inner(in *parser.Statement, what string) {
+	if in == nil {
+		a.fail(deny("statement", what+" without a statement", ""))
+		return
+	}
+	if !isQueryKind(in.Kind) && in.Kind != parser.KindExecute {
+		a.fail(deny("statement", what+" of this statement kind is not allowed", ""))
+		return
+	}
+	r := a.e.analyze(a.cat, a.sc, in)
+	if r.Deny != nil {
+		a.fail(r.Deny)
+	}
+	a.res.Inner = r
+	a.res.Tables = r.Tables
+	a.res.Reqs = append(a.res.Reqs, r.Reqs...)
+}
+
+func (a *analyzer) copyStmt() {
+	c := a.st.Copy
+	switch {
+	case c.File || c.Program:
+		a.fail(deny("copy_file", "COPY to or from a server file or program is not allowed", "use COPY ... TO STDOUT"))
+		return
+	case c.From:
+		a.fail(deny("copy_from", "COPY ... FROM is not allowed", "use INSERT statements with account_id set"))
+		return
+	}
+	if c.Rel != nil {
+		t, cl, name := a.resolveTable(*c.Rel)
+		a.addTable(name)
+		switch cl {
+		case ClassTenant:
+			a.fail(deny("unscoped_table", "COPY "+name+" TO exports every tenant's rows of "+t.Name,
+				"use COPY (SELECT ... FROM "+t.Name+" WHERE "+t.TenantColumn+" = <your account>) TO STDOUT"))
+		case ClassGlobal, ClassCatalog:
+		default:
+			a.relDenial(cl, name)
+		}
+	}
+	a.query()
+}
+
+func (a *analyzer) addTable(name string) {
+	for _, t := range a.res.Tables {
+		if t == name {
+			return
+		}
+	}
+	a.res.Tables = append(a.res.Tables, name)
+}
+
+func (a *analyzer) relDenial(cl Class, name string) {
+	switch cl {
+	case ClassForbidden:
+		a.fail(deny("forbidden_schema", name+" is in a forbidden schema", "tenant connections cannot use this schema"))
+	case ClassStats:
+		a.fail(deny("stats_view", name+" exposes other sessions or table-wide statistics", "query your own tables instead"))
+	case ClassUnknown:
+		a.fail(deny("unknown_table", "relation "+name+" is neither a tenant nor a global table",
+			"register it in policy.tenant_tables or policy.global_tables (views and partitions too)"))
+	}
+}
+
+// query checks every block, function, operator and type of the statement.
+func (a *analyzer) query() {
+	st := a.st
+	if len(st.Unknown) > 0 {
+		a.fail(deny("unsupported", "unsupported construct ("+st.Unknown[0]+")", "rewrite the statement with plain SQL"))
+	}
+	if st.CurrentOf {
+		a.fail(deny("current_of", "WHERE CURRENT OF is not allowed", "use WHERE account_id = ... AND id = ..."))
+	}
+	a.checkFuncs()
+	a.checkOps()
+	a.checkTypes()
+	// classify every relation
+	for bi, b := range st.Blocks {
+		for ri := range b.Rels {
+			r := &b.Rels[ri]
+			if r.Kind != parser.RelTable {
+				continue
+			}
+			t, cl, name := a.resolveTable(*r)
+			ref := relRef{bi, ri}
+			a.tables[ref], a.class[ref] = t, cl
+			a.addTable(name)
+		}
+	}
+	// pins, parents first
+	for bi := range st.Blocks {
+		a.pinBlock(bi)
+	}
+	// requirements
+	for bi, b := range st.Blocks {
+		for ri := range b.Rels {
+			r := &b.Rels[ri]
+			if r.Kind != parser.RelTable {
+				continue
+			}
+			ref := relRef{bi, ri}
+			cl, t := a.class[ref], a.tables[ref]
+			name := a.displayName(ref)
+			if r.Target {
+				switch cl {
+				case ClassTenant:
+				case ClassGlobal:
+					a.fail(deny("global_write", "global table "+name+" is read-only for tenants", "write reference data outside pgtenant"))
+					continue
+				case ClassCatalog:
+					a.fail(deny("catalog_write", "writing to catalog "+name+" is not allowed", ""))
+					continue
+				default:
+					a.relDenial(cl, name)
+					continue
+				}
+				if b.DML != nil && (b.DML.Kind == parser.KindInsert || b.DML.Kind == parser.KindMerge) {
+					continue // checked by the DML rules
+				}
+			}
+			switch cl {
+			case ClassTenant:
+				if r.Source {
+					a.fail(deny("merge_source", "tenant table "+name+" used directly as a MERGE source",
+						"use USING (SELECT ... FROM "+t.Name+" WHERE "+t.TenantColumn+" = <your account>)"))
+					continue
+				}
+				f := a.pinned[ref]
+				if f == nil {
+					a.unscoped(t, name, b.Role)
+					continue
+				}
+				a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
+			case ClassGlobal, ClassCatalog:
+			default:
+				a.relDenial(cl, name)
+			}
+		}
+		if b.DML != nil {
+			a.dmlRules(bi)
+		}
+	}
+	size := 0
+	for _, r := range a.res.Reqs {
+		size += r.F.size()
+	}
+	if size > 20000 {
+		a.fail(&Denial{Reason: "too_complex", Message: "pgtenant: statement too complex to verify", SQLState: "54001"})
+	}
+}
+
+func (a *analyzer) unscoped(t *Table, name, role string) {
+	where := ""
+	switch role {
+	case "cte":
+		where = " (in a WITH query)"
+	case "sublink":
+		where = " (in a subquery)"
+	case "from":
+		where = " (in a derived table)"
+	case "setop":
+		where = " (in a UNION/INTERSECT/EXCEPT arm)"
+	case "source":
+		where = " (in the INSERT's SELECT)"
+	}
+	a.fail(deny("unscoped_table", "table "+name+" is not scoped to your account"+where,
+		"add WHERE "+t.Name+"."+t.TenantColumn+" = <your account id> (or = $n bound to it) in every query block that reads "+t.Name))
+}
+
+func (a *analyzer) displayName(ref relRef) string {
+	if t := a.tables[ref]; t != nil {
+		return t.QualifiedName()
+	}
+	r := a.st.Blocks[ref.b].Rels[ref.r]
+	if r.Schema != "" {
+		return r.Schema + "." + r.Name
+	}
+	return r.Name
+}
+
+// resolveTable classifies a named relation against the catalog.
+func (a *analyzer) resolveTable(r parser.Rel) (*Table, Class, string) {
+	cat := a.cat
+	if r.Catalog != "" {
+		return nil, ClassUnknown, r.Catalog + "." + r.Schema + "." + r.Name
+	}
+	if r.Schema != "" {
+		name := r.Schema + "." + r.Name
+		if a.e.forbidden[r.Schema] {
+			return nil, ClassForbidden, name
+		}
+		switch {
+		case r.Schema == "pg_catalog":
+			return nil, catalogClass(r.Name), name
+		case r.Schema == "information_schema":
+			return nil, ClassCatalog, name
+		case strings.HasPrefix(r.Schema, "pg_temp") || strings.HasPrefix(r.Schema, "pg_toast"):
+			return nil, ClassForbidden, name
+		}
+		if t := cat.Tables[name]; t != nil {
+			return t, a.e.tableClass(t), name
+		}
+		return nil, a.e.unknownClass(), name
+	}
+	if catalogRels[r.Name] {
+		return nil, catalogClass(r.Name), "pg_catalog." + r.Name
+	}
+	for _, s := range cat.SearchPath {
+		if t := cat.Tables[s+"."+r.Name]; t != nil {
+			if a.e.forbidden[s] {
+				return t, ClassForbidden, t.QualifiedName()
+			}
+			return t, a.e.tableClass(t), t.QualifiedName()
+		}
+	}
+	if strings.HasPrefix(r.Name, "pg_") {
+		return nil, ClassUnknown, r.Name
+	}
+	return nil, a.e.unknownClass(), cat.SearchPath[0] + "." + r.Name
+}
+
+func (e *Engine) tableClass(t *Table) Class {
+	if t.Class == ClassUnknown {
+		return e.unknownClass()
+	}
+	return t.Class
+}
+
+func (e *Engine) unknownClass() Class {
+	if e.cfg.UnknownTables == "allow" {
+		return ClassGlobal
+	}
+	return ClassUnknown
+}
+
+func catalogClass(name string) Class {
+	if !catalogRels[name] {
+		return ClassUnknown
+	}
+	if statsRels[name] || strings.HasPrefix(name, "pg_stat") || strings.HasPrefix(name, "pg_statio") {
+		return ClassStats
+	}
+	return ClassCatalog
+}

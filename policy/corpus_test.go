@@ -1,0 +1,90 @@
+package policy
+
+import (
+	"bufio"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/config"
+)
+
+// CorpusRow is one line of a tenancy corpus.
+type corpusRow struct {
+	line     int
+	verdict  string
+	category string
+	sql      string
+}
+
+func readCorpus(t testing.TB, path string) []corpusRow {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rows []corpusRow
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		parts := strings.SplitN(line, "\t", 3)
+		if len(parts) != 3 {
+			t.Fatalf("%s:%d: malformed row", path, n)
+		}
+		rows = append(rows, corpusRow{line: n, verdict: parts[0], category: parts[1], sql: parts[2]})
+	}
+	return rows
+}
+
+func testPolicyConfig() config.Policy {
+	p := config.Default().Policy
+	p.Discover = false
+	p.GlobalTables = []string{"public.countries"}
+	p.ForbiddenSchemas = []string{"audit", "pgtenant_audit"}
+	return p
+}
+
+func newTestEngine(t testing.TB, mutate ...func(*config.Policy)) *Engine {
+	t.Helper()
+	cfg := testPolicyConfig()
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := os.ReadFile("testdata/schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := e.BaseCatalog()
+	if err := cat.AddSchemaSQL(string(schema), e.TenantColumn()); err != nil {
+		t.Fatal(err)
+	}
+	e.SetCatalog("eu-west", cat)
+	return e
+}
+
+func TestCorpus(t *testing.T) {
+	e := newTestEngine(t)
+	for _, r := range readCorpus(t, "testdata/tenancy.tsv") {
+		s := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
+		d := RunCorpusSQL(s, r.sql)
+		got := "deny"
+		if d.Allow {
+			got = "allow"
+		}
+		if got != r.verdict {
+			t.Errorf("line %d [%s] want %s got %s (%s): %s", r.line, r.category, r.verdict, got, d.Message, r.sql)
+		}
+	}
+}

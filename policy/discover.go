@@ -1,0 +1,59 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// discoverSQL lists every column of every user table, partition, view,
+// materialized view and foreign table, in column order.
+const discoverSQL = `
+SELECT n.nspname, c.relname, c.relkind::text, a.attname, pg_catalog.format_type(a.atttypid, NULL)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
+ORDER BY n.nspname, c.relname, a.attnum`
+
+// Discover reads the region's catalog through conn: every relation having the
+// tenant column becomes a tenant table (views and partitions included), and
+// all relations' column lists are recorded (quoted identifiers keep their
+// case). The result, merged with the configuration, is installed for region.
+func (e *Engine) Discover(ctx context.Context, region string, conn *pgx.Conn) error {
+	rows, err := conn.Query(ctx, discoverSQL)
+	if err != nil {
+		return fmt.Errorf("policy: discover %s: %w", region, err)
+	}
+	defer rows.Close()
+	cat := NewCatalog(e.searchPath)
+	var cur *Table
+	for rows.Next() {
+		var schema, name, kind, col, typ string
+		if err := rows.Scan(&schema, &name, &kind, &col, &typ); err != nil {
+			return fmt.Errorf("policy: discover %s: %w", region, err)
+		}
+		if cur == nil || cur.Schema != schema || cur.Name != name {
+			cur = &Table{Schema: schema, Name: name, View: kind == "v" || kind == "m", Columns: []string{}}
+			cat.Tables[schema+"."+name] = cur
+		}
+		cur.Columns = append(cur.Columns, col)
+		if col == e.cfg.TenantColumn {
+			cur.Class, cur.TenantColumn, cur.TenantType = ClassTenant, col, normType(typ)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("policy: discover %s: %w", region, err)
+	}
+	if !e.cfg.Discover {
+		for _, t := range cat.Tables {
+			t.Class, t.TenantColumn = ClassUnknown, ""
+		}
+	}
+	e.SetCatalog(region, cat)
+	return nil
+}

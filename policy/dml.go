@@ -1,0 +1,186 @@
+package policy
+
+import (
+	"github.com/pgtenant/pgtenant/parser"
+)
+
+// dmlRules applies the INSERT/UPDATE/MERGE rules of POLICY.md 4.8 to block bi.
+func (a *analyzer) dmlRules(bi int) {
+	b := a.st.Blocks[bi]
+	d := b.DML
+	ref := relRef{bi, 0}
+	if a.class[ref] != ClassTenant {
+		return // non-tenant targets were judged already
+	}
+	t := a.tables[ref]
+	name := a.displayName(ref)
+	col := t.TenantColumn
+	setRule := func(sets []parser.SetTarget) {
+		for _, s := range sets {
+			if s.Col != col {
+				continue
+			}
+			if s.Indirect {
+				a.fail(deny("tenant_column_write", "assignment to part of "+col+" of "+name, ""))
+				continue
+			}
+			f := a.exprFormula(s.Val, t.TenantType)
+			if f == nil {
+				a.fail(deny("tenant_column_write", "SET "+col+" of "+name+" must be your own account id",
+					"do not change "+col+"; rows cannot move between tenants"))
+				continue
+			}
+			a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
+		}
+	}
+	switch d.Kind {
+	case parser.KindInsert:
+		pos := a.insertPos(d.Cols, d.Indirect, col, name, d.DefaultValues)
+		if pos < 0 {
+			return
+		}
+		if d.SourceOther || len(d.Arms) == 0 {
+			a.fail(deny("insert_source", "INSERT source of "+name+" not understood", ""))
+			return
+		}
+		for _, arm := range d.Arms {
+			ab := a.st.Blocks[arm]
+			if ab.Values != nil {
+				for _, row := range ab.Values {
+					if pos >= len(row) {
+						a.fail(deny("insert_tenant", "INSERT into "+name+" without a value for "+col, ""))
+						return
+					}
+					f := a.exprFormula(row[pos], t.TenantType)
+					if f == nil {
+						a.insertValueDenial(name, col)
+						return
+					}
+					a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
+				}
+				continue
+			}
+			if ab.Star || pos >= len(ab.Targets) {
+				a.fail(deny("insert_tenant", "INSERT ... SELECT * into "+name+" maps "+col+" by position",
+					"list the columns and select "+col+" explicitly"))
+				return
+			}
+			e := ab.Targets[pos]
+			var f *formula
+			if e.Kind == "column" {
+				rels, c, ok := a.resolve(arm, nil, e.Col)
+				if ok && len(rels) == 1 && rels[0].b == arm && a.class[rels[0]] == ClassTenant && a.tables[rels[0]].TenantColumn == c {
+					f = a.pinned[rels[0]]
+				}
+			} else {
+				f = a.exprFormula(e, t.TenantType)
+			}
+			if f == nil {
+				a.insertValueDenial(name, col)
+				return
+			}
+			a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
+		}
+		if c := d.Conflict; c != nil && c.Update {
+			inferred := false
+			for _, x := range c.Infer {
+				if x == col {
+					inferred = true
+				}
+			}
+			if !inferred {
+				var alts []*formula
+				for _, p := range c.Where {
+					alts = append(alts, a.predPins(bi, nil, p, ref, false))
+				}
+				f := fOr(alts...)
+				if f == nil {
+					a.fail(deny("upsert_unscoped", "ON CONFLICT DO UPDATE on "+name+" may update another tenant's row",
+						"use ON CONFLICT ("+col+", ...) or add WHERE "+t.Name+"."+col+" = <your account> to the DO UPDATE"))
+					return
+				}
+				a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
+			}
+			setRule(c.Set)
+		}
+	case parser.KindUpdate:
+		setRule(d.Set)
+	case parser.KindMerge:
+		if a.pinned[ref] == nil {
+			a.fail(deny("unscoped_table", "MERGE target "+name+" is not scoped to your account",
+				"add "+t.Name+"."+col+" = <your account id> to the ON condition"))
+			return
+		}
+		a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: a.pinned[ref]})
+		for _, act := range d.Actions {
+			switch {
+			case act.Match == "not_matched_by_source":
+				a.fail(deny("merge", "MERGE ... WHEN NOT MATCHED BY SOURCE reaches other tenants' rows of "+name, ""))
+				return
+			case act.Cmd == "insert":
+				pos := a.insertPos(nonNil(act.Cols), nil, col, name, len(act.Cols) == 0)
+				if pos < 0 {
+					return
+				}
+				if pos >= len(act.Values) {
+					a.insertValueDenial(name, col)
+					return
+				}
+				f := a.exprFormula(act.Values[pos], t.TenantType)
+				if f == nil {
+					a.insertValueDenial(name, col)
+					return
+				}
+				a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
+			case act.Cmd == "update":
+				setRule(act.Set)
+			case act.Cmd == "delete", act.Cmd == "nothing":
+			default:
+				a.fail(deny("merge", "unsupported MERGE action", ""))
+			}
+		}
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (a *analyzer) insertValueDenial(name, col string) {
+	a.fail(deny("insert_tenant", "INSERT into "+name+" must set "+col+" to your own account id on every row",
+		"list "+col+" and give it your account id (a literal, $n, or current_setting('"+a.e.cfg.TenantSetting+"'))"))
+}
+
+// insertPos returns the tenant column's position in an INSERT column list, or -1 after denying.
+func (a *analyzer) insertPos(cols []string, indirect []bool, col, name string, defaults bool) int {
+	if defaults || cols == nil {
+		a.fail(deny("insert_tenant", "INSERT into "+name+" needs an explicit column list including "+col,
+			"write INSERT INTO "+name+" ("+col+", ...) VALUES (<your account id>, ...)"))
+		return -1
+	}
+	pos := -1
+	for i, c := range cols {
+		if c == col {
+			if pos >= 0 || (i < len(indirect) && indirect[i]) {
+				a.fail(deny("insert_tenant", "INSERT into "+name+" lists "+col+" more than once", ""))
+				return -1
+			}
+			pos = i
+		}
+	}
+	if pos < 0 {
+		a.fail(deny("insert_tenant", "INSERT into "+name+" does not set "+col,
+			"add "+col+" to the column list with your account id"))
+	}
+	return pos
+}
+
+func (a *analyzer) exprFormula(e parser.Expr, typ string) *formula {
+	if e.Kind != "value" {
+		return nil
+	}
+	return a.valueFormula(e.Val, typ)
+}

@@ -1,0 +1,20 @@
+// Package policy decides whether a tenant's statement may reach PostgreSQL.
+//
+// The Engine holds the configuration, one relation Catalog per region and a
+// bounded cache of tenant-independent analyses keyed by statement shape
+// (parser.Scan abstracts integer and string literals). An analysis is either a
+// denial or a set of requirements: formulas over "slots" (a literal of the
+// text, or a $n parameter) that must equal the caller's account. The values
+// are checked on every execution (Query, Bind, EXECUTE), so a cached analysis
+// can never let `IN (42, 7)` ride on an allowed `IN (42)`.
+//
+// The rules are POLICY.md's: every tenant-table occurrence in every query
+// block (subqueries, CTEs, set-operation arms, LATERAL, RETURNING, ON
+// CONFLICT, MERGE) must be pinned by a WHERE/ON conjunct `account_id = <own
+// account>` (=, IN, = ANY, IS NOT DISTINCT FROM, or equality with an already
+// pinned relation's tenant column); INSERT must set the tenant column on every
+// row; escapes (DDL, settings, dangerous functions, forbidden schemas,
+// statistics views, COPY FROM/files) are denied; anything not understood is denied.
+//
+// A Session implements proxy.StatementChecker for one client connection.
+package policy

@@ -1,0 +1,239 @@
+package policy
+
+import (
+	"strings"
+
+	"github.com/pgtenant/pgtenant/parser"
+)
+
+func setOf(s string) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range strings.Fields(s) {
+		m[f] = true
+	}
+	return m
+}
+
+// statsRels are catalog relations that expose other sessions, other tenants'
+// data or table-wide statistics (besides every pg_stat* / pg_statio* view).
+var statsRels = setOf(`pg_locks pg_prepared_xacts pg_largeobject pg_largeobject_metadata pg_statistic
+pg_statistic_ext_data pg_authid pg_shadow pg_user_mapping pg_user_mappings pg_file_settings pg_hba_file_rules
+pg_ident_file_mappings pg_replication_slots pg_replication_origin pg_replication_origin_status
+pg_backend_memory_contexts pg_shmem_allocations pg_subscription pg_config pg_db_role_setting pg_stats
+pg_stats_ext pg_stats_ext_exprs pg_prepared_statements_all pg_aios pg_wait_events`)
+
+// deniedFuncs are built-in functions tenants may never call.
+var deniedFuncs = setOf(`set_config pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file ts_stat
+pg_terminate_backend pg_cancel_backend pg_reload_conf pg_rotate_logfile pg_switch_wal pg_logical_emit_message
+pg_notify setval pg_promote pg_create_restore_point pg_current_logfile pg_blocking_pids
+pg_safe_snapshot_blocking_pids pg_isolation_test_session_is_blocked pg_log_backend_memory_contexts
+pg_get_backend_memory_contexts pg_lock_status pg_prepared_xact pg_show_all_file_settings pg_hba_file_rules
+pg_ident_file_mappings pg_get_shmem_allocations pg_get_replication_slots pg_show_replication_origin_status
+pg_import_system_collations pg_backup_start pg_backup_stop pg_start_backup pg_stop_backup
+pg_wal_replay_pause pg_wal_replay_resume pg_drop_replication_slot pg_copy_logical_replication_slot
+pg_copy_physical_replication_slot pg_create_logical_replication_slot pg_create_physical_replication_slot
+pg_replication_slot_advance pg_sync_replication_slots gin_clean_pending_list brin_summarize_new_values
+brin_summarize_range brin_desummarize_range pg_mcv_list_items pg_stat_have_stats pg_nextoid
+pg_signal_backend pg_sequence_last_value pg_get_wal_replay_pause_state pg_control_system
+pg_control_checkpoint pg_control_recovery pg_control_init pg_walfile_name pg_walfile_name_offset
+pg_get_wal_resource_managers pg_split_walfile_name pg_get_process_memory_contexts pg_ls_logdir pg_ls_waldir
+pg_ls_tmpdir pg_ls_archive_statusdir pg_ls_logicalsnapdir pg_ls_logicalmapdir pg_ls_replslotdir
+pg_ls_summariesdir pg_file_write pg_file_rename pg_file_unlink pg_file_sync pg_logdir_ls pg_get_keywords_x
+loread lowrite pg_stat_get_activity pg_settings_get_flags_x`)
+
+// deniedPrefixes cover function families.
+var deniedPrefixes = []string{"lo_", "be_lo_", "dblink", "query_to_xml", "table_to_xml", "cursor_to_xml",
+	"schema_to_xml", "database_to_xml", "pg_advisory", "pg_try_advisory", "pg_stat_", "pg_replication_",
+	"pg_logical_", "pg_ls_", "pg_read_", "pg_file_", "binary_upgrade_", "pg_wal_", "pg_current_wal",
+	"pg_last_wal", "pg_xlog", "pg_create_", "pg_drop_", "pg_import_"}
+
+func funcDenied(name string) bool {
+	if deniedFuncs[name] {
+		return true
+	}
+	for _, p := range deniedPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *analyzer) checkFuncs() {
+	for _, f := range a.st.Funcs {
+		if d := a.e.checkFunc(f); d != nil {
+			a.fail(d)
+			return
+		}
+	}
+}
+
+func (e *Engine) checkFunc(f parser.Func) *Denial {
+	q := f.QName
+	full := q.Name
+	if q.Schema != "" {
+		full = q.Schema + "." + q.Name
+	}
+	if e.forbidden[q.Schema] {
+		return deny("forbidden_schema", "function "+full+" is in a forbidden schema", "")
+	}
+	if q.Schema == "" || q.Schema == "pg_catalog" {
+		switch q.Name {
+		case "set_config":
+			return e.checkSetConfig(f)
+		case "ts_rewrite":
+			if len(f.Args) == 2 {
+				return deny("function", "ts_rewrite with a query text runs arbitrary SQL", "use the three-argument form")
+			}
+		}
+		if funcDenied(q.Name) {
+			return deny("function", "function "+full+" is not allowed for tenant connections",
+				"it reaches files, other sessions, large objects, locks or other tenants' data")
+		}
+		if builtinFuncs[q.Name] {
+			return nil
+		}
+		if q.Schema == "" {
+			for _, s := range e.searchPath {
+				if e.allowedFuncs[s+"."+q.Name] {
+					return nil
+				}
+			}
+			if e.allowedFuncs[q.Name] {
+				return nil
+			}
+		}
+		return deny("function", "function "+full+" is not a built-in function on the allowlist",
+			"add it to policy.allowed_functions after reviewing it (SECURITY DEFINER functions bypass RLS)")
+	}
+	if e.allowedFuncs[full] {
+		return nil
+	}
+	return deny("function", "function "+full+" is not allowed for tenant connections",
+		"add it to policy.allowed_functions after reviewing it (SECURITY DEFINER functions bypass RLS)")
+}
+
+// checkSetConfig treats set_config('name', 'value', is_local) as SET name = value.
+func (e *Engine) checkSetConfig(f parser.Func) *Denial {
+	bad := deny("setting", "set_config of this setting is not allowed",
+		"only settings on the allowlist may be changed, with a literal name")
+	if len(f.Args) != 3 || f.Args[0].Kind != parser.ValConst || f.Args[0].ConstKind != "string" || len(f.Args[0].Casts) > 0 {
+		return bad
+	}
+	si := &parser.SetInfo{Kind: "value", Name: strings.ToLower(f.Args[0].Text), ArgsOK: true}
+	v := f.Args[1]
+	if v.Kind == parser.ValConst && len(v.Casts) == 0 {
+		si.Args = []string{v.Text}
+	} else {
+		si.ArgsOK = false
+	}
+	if d := e.checkSet(si); d != nil {
+		return d
+	}
+	return nil
+}
+
+// defaultSettings may be SET by tenants (POLICY.md 4.1).
+var defaultSettings = setOf(`application_name timezone datestyle intervalstyle extra_float_digits statement_timeout
+lock_timeout idle_in_transaction_session_timeout client_min_messages client_encoding search_path`)
+
+// checkSet decides SET / RESET / set_config.
+func (e *Engine) checkSet(si *parser.SetInfo) *Denial {
+	if si == nil {
+		return deny("setting", "unsupported SET", "")
+	}
+	name := si.Name
+	switch si.Kind {
+	case "reset_all":
+		return deny("setting", "RESET ALL would reset the tenant setting", "reset individual settings")
+	case "multi":
+		switch name {
+		case "transaction", "session characteristics", "transaction snapshot":
+			return nil
+		}
+		return deny("setting", "SET "+name+" is not allowed", "")
+	case "current":
+		return deny("setting", "SET ... FROM CURRENT is not allowed", "")
+	}
+	if name == strings.ToLower(e.cfg.TenantSetting) {
+		return deny("tenant_setting", "the tenant setting "+e.cfg.TenantSetting+" is owned by pgtenant and cannot be changed",
+			"pgtenant sets it from your token")
+	}
+	if !defaultSettings[name] && !e.allowedSettings[name] {
+		return deny("setting", "SET "+name+" is not allowed for tenant connections",
+			"allowed settings: application_name, TimeZone, DateStyle, statement_timeout, ... (policy.allowed_settings)")
+	}
+	switch name {
+	case "client_encoding":
+		if si.Kind != "value" || !si.ArgsOK || len(si.Args) != 1 || !isUTF8(si.Args[0]) {
+			return deny("setting", "client_encoding can only be UTF8", "pgtenant parses statements as UTF8")
+		}
+	case "search_path":
+		if si.Kind != "value" || !si.ArgsOK || !samePath(si.Args, e.searchPath) {
+			return deny("search_path", "search_path is pinned to "+strings.Join(e.searchPath, ", "),
+				"qualify names instead of changing search_path")
+		}
+	}
+	return nil
+}
+
+func isUTF8(s string) bool {
+	s = strings.ToUpper(strings.NewReplacer("-", "", "_", "", " ", "").Replace(s))
+	return s == "UTF8" || s == "UNICODE"
+}
+
+func samePath(args, pinned []string) bool {
+	var got []string
+	for _, a := range args {
+		got = append(got, ParseSearchPath(a)...)
+	}
+	if len(got) != len(pinned) {
+		return false
+	}
+	for i := range got {
+		if got[i] != pinned[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *analyzer) checkOps() {
+	for _, o := range a.st.Ops {
+		if o.Schema != "" && o.Schema != "pg_catalog" {
+			a.fail(deny("operator", "operator "+o.Schema+"."+o.Name+" is outside pg_catalog", "use the built-in operator"))
+			return
+		}
+	}
+}
+
+func (a *analyzer) checkTypes() {
+	for _, t := range a.st.Types {
+		s := t.Schema
+		if s == "" || s == "pg_catalog" || s == "information_schema" {
+			continue
+		}
+		if a.e.forbidden[s] {
+			a.fail(deny("forbidden_schema", "type "+s+"."+t.Name+" is in a forbidden schema", ""))
+			return
+		}
+		ok := false
+		for _, p := range a.cat.SearchPath {
+			if p == s {
+				ok = true
+			}
+		}
+		if !ok {
+			for _, tb := range a.cat.Tables {
+				if tb.Schema == s {
+					ok = true
+					break
+				}
+			}
+		}
+		if !ok {
+			a.fail(deny("type", "type "+s+"."+t.Name+" is in an unknown schema", ""))
+			return
+		}
+	}
+}

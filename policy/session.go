@@ -1,0 +1,314 @@
+package policy
+
+import (
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/parser"
+)
+
+// Session checks one client session's statements and remembers its prepared
+// statements (protocol-level and SQL PREPARE share one namespace, as in
+// PostgreSQL). It implements proxy.StatementChecker; use it from one goroutine.
+type Session struct {
+	e        *Engine
+	p        auth.Principal
+	cat      *Catalog
+	prepared map[string]*prepared
+}
+
+// prepared is a remembered statement: its analysis and the text its literal slots read.
+type prepared struct {
+	an   *StmtAnalysis
+	sql  string
+	sc   *parser.Scanned
+	oids []uint32
+}
+
+// params supplies parameter values to slot evaluation.
+type params struct {
+	known   bool // false at Parse: parameters are not bound yet
+	formats []int16
+	values  [][]byte
+	oids    []uint32
+}
+
+func (s *Session) account() account { return newAccount(s.p.Account) }
+
+// evalSlot evaluates one slot against literal values of sql and the parameters.
+func evalSlot(acc account, sl Slot, sql string, sc *parser.Scanned, ps *params) tri {
+	switch sl.Kind {
+	case SlotLit, SlotLitArray:
+		if sc == nil || sl.Index >= len(sc.Lits) {
+			return no
+		}
+		v, ok := parser.LitValue(sql, sc.Lits[sl.Index])
+		if !ok {
+			return no
+		}
+		if sl.Kind == SlotLitArray {
+			return boolTri(acc.matchArrayText(v, sl.Type))
+		}
+		return boolTri(acc.matchText(v, sl.Type))
+	case SlotParam, SlotParamArray:
+		if ps == nil {
+			return no
+		}
+		if !ps.known {
+			return unknown
+		}
+		i := sl.Index - 1
+		if i < 0 || i >= len(ps.values) || ps.values[i] == nil {
+			return no
+		}
+		var oid uint32
+		if i < len(ps.oids) {
+			oid = ps.oids[i]
+		}
+		array := sl.Kind == SlotParamArray
+		if !oidOK(oid, sl.Type, array) {
+			return no
+		}
+		var format int16
+		switch {
+		case len(ps.formats) == 0:
+		case len(ps.formats) == 1:
+			format = ps.formats[0]
+		case i < len(ps.formats) && len(ps.formats) == len(ps.values):
+			format = ps.formats[i]
+		default:
+			return no
+		}
+		v := ps.values[i]
+		switch format {
+		case 0:
+			if array {
+				return boolTri(acc.matchArrayText(string(v), sl.Type))
+			}
+			return boolTri(acc.matchText(string(v), sl.Type))
+		case 1:
+			if array {
+				return no
+			}
+			return boolTri(acc.matchBinary(v, oid, sl.Type))
+		}
+	}
+	return no
+}
+
+func boolTri(b bool) tri {
+	if b {
+		return yes
+	}
+	return no
+}
+
+// evalReqs checks every requirement; it returns the first failing one.
+func (s *Session) evalReqs(reqs []Req, sql string, sc *parser.Scanned, ps *params) (tri, string) {
+	acc := s.account()
+	res := yes
+	for _, r := range reqs {
+		v := r.F.eval(func(sl Slot) tri { return evalSlot(acc, sl, sql, sc, ps) })
+		switch v {
+		case no:
+			return no, r.Table
+		case unknown:
+			res = unknown
+		}
+	}
+	return res, ""
+}
+
+func wrongAccount(table string) *Denial {
+	return deny("wrong_account", "table "+table+" is not scoped to your account (the tenant value given is not your account id)",
+		"compare "+table+"'s tenant column with your own account id")
+}
+
+func (d *Denial) decision(tables []string, stmt string) Decision {
+	return Decision{Allow: false, SQLState: d.SQLState, Message: d.Message, Hint: d.Hint, Reason: d.Reason,
+		Tables: tables, Statement: stmt}
+}
+
+// CheckQuery decides a simple-protocol Query message: allowed only if every
+// statement in it is allowed; session state (PREPARE/DEALLOCATE) changes only then.
+func (s *Session) CheckQuery(sql string) Decision {
+	an, sc := s.e.analyzeText(s.cat, sql)
+	norm := ""
+	if an.deny == nil || an.deny.Reason == "parse_error" {
+		norm = sc.Normalize(sql)
+	}
+	if an.deny != nil {
+		return an.deny.decision(nil, norm)
+	}
+	var tables []string
+	pending := map[string]*prepared{}
+	dropped := map[string]bool{}
+	dropAll := false
+	lookup := func(name string) *prepared {
+		if p, ok := pending[name]; ok {
+			return p
+		}
+		if dropAll || dropped[name] {
+			return nil
+		}
+		return s.prepared[name]
+	}
+	for _, st := range an.stmts {
+		tables = appendUnique(tables, st.Tables...)
+		if st.Deny != nil {
+			return st.Deny.decision(tables, norm)
+		}
+		target := st
+		for target.Kind == parser.KindExplain && target.Inner != nil {
+			target = target.Inner
+		}
+		switch target.Kind {
+		case parser.KindPrepare:
+			if _, exists := pending[target.Name]; exists || lookup(target.Name) != nil {
+				return deny("prepare", "prepared statement \""+target.Name+"\" already exists", "DEALLOCATE it first").decision(tables, norm)
+			}
+			pending[target.Name] = &prepared{an: target.Prepared, sql: sql, sc: sc, oids: typeOIDs(target.ParamTypes)}
+			if v, t := s.evalReqs(target.Prepared.Reqs, sql, sc, &params{}); v == no {
+				return wrongAccount(t).decision(tables, norm)
+			}
+			continue
+		case parser.KindExecute:
+			if d := s.checkExecute(target, lookup(target.Name), sql, sc); d != nil {
+				return d.decision(tables, norm)
+			}
+			if p := lookup(target.Name); p != nil {
+				tables = appendUnique(tables, p.an.Tables...)
+			}
+		case parser.KindDeallocate:
+			if target.All {
+				dropAll = true
+				pending = map[string]*prepared{}
+			} else {
+				delete(pending, target.Name)
+				dropped[target.Name] = true
+			}
+		}
+		if v, t := s.evalReqs(st.Reqs, sql, sc, &params{known: true}); v != yes {
+			return wrongAccount(t).decision(tables, norm)
+		}
+	}
+	// the whole message is allowed: apply the session changes
+	if dropAll {
+		s.prepared = map[string]*prepared{}
+	}
+	for name := range dropped {
+		delete(s.prepared, name)
+	}
+	for name, p := range pending {
+		s.prepared[name] = p
+	}
+	return Decision{Allow: true, Tables: tables, Statement: norm}
+}
+
+// checkExecute evaluates a remembered statement with EXECUTE's arguments as text values.
+func (s *Session) checkExecute(ex *StmtAnalysis, p *prepared, sql string, sc *parser.Scanned) *Denial {
+	if p == nil {
+		return deny("prepare", "prepared statement \""+ex.Name+"\" is not known to pgtenant", "PREPARE it in this session first")
+	}
+	ps := &params{known: true, oids: p.oids}
+	for _, a := range ex.ExecArgs {
+		switch {
+		case a.Lit >= 0 && a.Lit < len(sc.Lits):
+			v, ok := parser.LitValue(sql, sc.Lits[a.Lit])
+			if ok {
+				ps.values = append(ps.values, []byte(v))
+			} else {
+				ps.values = append(ps.values, nil)
+			}
+		case a.HasConst:
+			ps.values = append(ps.values, []byte(a.Const))
+		default:
+			ps.values = append(ps.values, nil)
+		}
+	}
+	if v, t := s.evalReqs(p.an.Reqs, p.sql, p.sc, ps); v != yes {
+		return wrongAccount(t)
+	}
+	return nil
+}
+
+func typeOIDs(names []string) []uint32 {
+	var out []uint32
+	for _, n := range names {
+		oid := map[string]uint32{"int8": oidInt8, "int4": oidInt4, "int2": oidInt2, "text": oidText,
+			"varchar": oidVarchar, "uuid": oidUUID}[n]
+		if oid == 0 {
+			oid = 1 // declared, but not a type a tenant value may have
+		}
+		out = append(out, oid)
+	}
+	return out
+}
+
+// CheckParse decides a Parse message; when allowed the analysis is remembered
+// under name (a denied Parse leaves the previous statement of that name in place).
+func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
+	an, sc := s.e.analyzeText(s.cat, sql)
+	norm := ""
+	if an.deny == nil || an.deny.Reason == "parse_error" {
+		norm = sc.Normalize(sql)
+	}
+	if an.deny != nil {
+		return an.deny.decision(nil, norm)
+	}
+	if len(an.stmts) > 1 {
+		return deny("multi_statement", "a prepared statement may hold only one statement", "send one statement per Parse").decision(nil, norm)
+	}
+	var st *StmtAnalysis
+	if len(an.stmts) == 1 {
+		st = an.stmts[0]
+	} else {
+		st = &StmtAnalysis{Kind: parser.KindOther}
+	}
+	if st.Deny != nil {
+		return st.Deny.decision(st.Tables, norm)
+	}
+	switch st.Kind {
+	case parser.KindPrepare, parser.KindExecute, parser.KindDeallocate:
+		return deny("prepare", "SQL PREPARE/EXECUTE/DEALLOCATE inside a protocol-level prepared statement is not supported",
+			"send it as a simple query").decision(st.Tables, norm)
+	}
+	ps := &params{oids: paramOIDs}
+	if v, t := s.evalReqs(st.Reqs, sql, sc, ps); v == no {
+		return wrongAccount(t).decision(st.Tables, norm)
+	}
+	s.prepared[name] = &prepared{an: st, sql: sql, sc: sc, oids: append([]uint32(nil), paramOIDs...)}
+	return Decision{Allow: true, Tables: st.Tables, Statement: norm}
+}
+
+// CheckBind evaluates the remembered statement's parameter slots against the
+// bound values; a Bind of a statement pgtenant does not know is allowed (the
+// server raises its own error).
+func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) Decision {
+	p := s.prepared[statement]
+	if p == nil {
+		return Decision{Allow: true}
+	}
+	if len(formats) > 1 && len(formats) != len(values) {
+		return deny("bind", "Bind format codes do not match the parameters", "").decision(p.an.Tables, "")
+	}
+	ps := &params{known: true, formats: formats, values: values, oids: p.oids}
+	if v, t := s.evalReqs(p.an.Reqs, p.sql, p.sc, ps); v != yes {
+		return wrongAccount(t).decision(p.an.Tables, "")
+	}
+	return Decision{Allow: true, Tables: p.an.Tables}
+}
+
+// CloseStatement forgets a prepared statement.
+func (s *Session) CloseStatement(name string) { delete(s.prepared, name) }
+
+func appendUnique(list []string, more ...string) []string {
+outer:
+	for _, m := range more {
+		for _, x := range list {
+			if x == m {
+				continue outer
+			}
+		}
+		list = append(list, m)
+	}
+	return list
+}

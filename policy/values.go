@@ -1,0 +1,206 @@
+package policy
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"strings"
+)
+
+// OIDs of the parameter types a tenant value may be declared as.
+const (
+	oidInt8      = 20
+	oidInt2      = 21
+	oidInt4      = 23
+	oidText      = 25
+	oidVarchar   = 1043
+	oidUUID      = 2950
+	oidInt2Array = 1005
+	oidInt4Array = 1007
+	oidInt8Array = 1016
+	oidTextArray = 1009
+	oidVarArray  = 1015
+	oidUUIDArray = 2951
+)
+
+// parseInt8 reads s as PostgreSQL's int8in does for decimal input: optional
+// surrounding whitespace, an optional sign and decimal digits (leading zeros allowed).
+func parseInt8(s string) (int64, bool) {
+	s = strings.Trim(s, " \t\n\r\f\v")
+	if s == "" {
+		return 0, false
+	}
+	neg := false
+	switch s[0] {
+	case '+':
+		s = s[1:]
+	case '-':
+		neg = true
+		s = s[1:]
+	}
+	if s == "" {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+		if v > 1<<63 {
+			return 0, false
+		}
+	}
+	if neg {
+		return -int64(v), true
+	}
+	if v > 1<<63-1 {
+		return 0, false
+	}
+	return int64(v), true
+}
+
+// normUUID returns the 32 lower-case hex digits of a UUID text, or "".
+func normUUID(s string) string {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
+		s = s[1 : len(s)-1]
+	}
+	s = strings.ToLower(strings.ReplaceAll(s, "-", ""))
+	if len(s) != 32 {
+		return ""
+	}
+	if _, err := hex.DecodeString(s); err != nil {
+		return ""
+	}
+	return s
+}
+
+// account is the caller's account prepared for comparisons.
+type account struct {
+	text  string
+	int   int64
+	isInt bool
+	uuid  string
+}
+
+func newAccount(s string) account {
+	a := account{text: s}
+	a.int, a.isInt = parseInt8(s)
+	if a.isInt && strings.TrimSpace(s) != s {
+		a.isInt = false
+	}
+	a.uuid = normUUID(s)
+	return a
+}
+
+// matchText reports whether a text-form value equals the account as the column type reads it.
+func (a account) matchText(v, typ string) bool {
+	switch typ {
+	case "text":
+		return v == a.text && v != ""
+	case "uuid":
+		u := normUUID(v)
+		return u != "" && u == a.uuid
+	default:
+		n, ok := parseInt8(v)
+		return ok && a.isInt && n == a.int && fitsType(n, typ)
+	}
+}
+
+func fitsType(n int64, typ string) bool {
+	switch typ {
+	case "smallint":
+		return n >= -1<<15 && n < 1<<15
+	case "integer":
+		return n >= -1<<31 && n < 1<<31
+	}
+	return true
+}
+
+// matchArrayText reports whether an array text '{v,...}' has at least one
+// element and every element equals the account.
+func (a account) matchArrayText(v, typ string) bool {
+	v = strings.TrimSpace(v)
+	if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
+		return false
+	}
+	body := v[1 : len(v)-1]
+	if strings.ContainsAny(body, "{}\\") {
+		return false
+	}
+	parts := strings.Split(body, ",")
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
+			p = p[1 : len(p)-1]
+			if strings.Contains(p, `"`) {
+				return false
+			}
+		} else if strings.EqualFold(p, "null") {
+			return false
+		}
+		if !a.matchText(p, typ) {
+			return false
+		}
+	}
+	return true
+}
+
+// oidOK reports whether a declared parameter type may carry a tenant value of typ.
+func oidOK(oid uint32, typ string, array bool) bool {
+	if oid == 0 {
+		return true
+	}
+	switch typ {
+	case "text":
+		if array {
+			return oid == oidTextArray || oid == oidVarArray
+		}
+		return oid == oidText || oid == oidVarchar
+	case "uuid":
+		if array {
+			return oid == oidUUIDArray
+		}
+		return oid == oidUUID
+	default:
+		if array {
+			return oid == oidInt8Array || oid == oidInt4Array || oid == oidInt2Array
+		}
+		return oid == oidInt8 || oid == oidInt4 || oid == oidInt2
+	}
+}
+
+// matchBinary decodes a binary-format scalar parameter and compares it.
+func (a account) matchBinary(v []byte, oid uint32, typ string) bool {
+	switch typ {
+	case "text":
+		return a.matchText(string(v), typ)
+	case "uuid":
+		return len(v) == 16 && hex.EncodeToString(v) == a.uuid
+	}
+	size := 0
+	switch oid {
+	case oidInt8:
+		size = 8
+	case oidInt4:
+		size = 4
+	case oidInt2:
+		size = 2
+	case 0:
+		size = map[string]int{"bigint": 8, "integer": 4, "smallint": 2}[typ]
+	}
+	if size == 0 || len(v) != size || !a.isInt {
+		return false
+	}
+	var n int64
+	switch size {
+	case 8:
+		n = int64(binary.BigEndian.Uint64(v))
+	case 4:
+		n = int64(int32(binary.BigEndian.Uint32(v)))
+	case 2:
+		n = int64(int16(binary.BigEndian.Uint16(v)))
+	}
+	return n == a.int
+}
