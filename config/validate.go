@@ -10,7 +10,7 @@ import (
 )
 
 // KnownAlgorithms are the JWS algorithms pgtenant can verify.
-var KnownAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"}
+var KnownAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // Validate checks the configuration for missing or contradictory values and
 // returns an error naming the first key at fault.
