@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/demo"
 	"github.com/pgtenant/pgtenant/test/pgtest"
@@ -93,7 +94,7 @@ func TestCorpusAllowedStatementsRunOnDemoSchema(t *testing.T) {
 		if _, err := tx.Exec(ctx, "SAVEPOINT corpus"); err != nil {
 			t.Fatal(err)
 		}
-		err := execCorpus(ctx, conn, cc)
+		_, err := execCorpus(ctx, conn, cc)
 		if err != nil {
 			t.Errorf("tenancy.tsv:%d (%s): %s\n\t%v", cc.line, cc.category, cc.sql, err)
 		}
@@ -112,11 +113,10 @@ func TestCorpusAllowedStatementsRunOnDemoSchema(t *testing.T) {
 }
 
 // execCorpus runs one corpus statement: simple protocol, or Parse+Bind with
-// text values when the row has binds.
-func execCorpus(ctx context.Context, conn *pgx.Conn, cc corpusCase) error {
+// text values when the row has binds. It returns the result sets.
+func execCorpus(ctx context.Context, conn *pgx.Conn, cc corpusCase) ([]*pgconn.Result, error) {
 	if cc.binds == nil {
-		_, err := conn.PgConn().Exec(ctx, cc.sql).ReadAll()
-		return err
+		return conn.PgConn().Exec(ctx, cc.sql).ReadAll()
 	}
 	values := make([][]byte, len(cc.binds))
 	for i, v := range cc.binds {
@@ -124,8 +124,95 @@ func execCorpus(ctx context.Context, conn *pgx.Conn, cc corpusCase) error {
 			values[i] = []byte(*v)
 		}
 	}
-	_, err := conn.PgConn().ExecParams(ctx, cc.sql, values, nil, nil, nil).Close()
-	return err
+	res := conn.PgConn().ExecParams(ctx, cc.sql, values, nil, nil, nil).Read()
+	return []*pgconn.Result{res}, res.Err
+}
+
+// tenant7Fingerprint digests every row of tenant 7, read through RLS as
+// tenant 7 inside tx (with session settings a statement may have changed
+// put back).
+func tenant7Fingerprint(ctx context.Context, tx pgx.Tx) (string, error) {
+	var fp string
+	_, err := tx.Exec(ctx, `SET LOCAL row_security = on; SET LOCAL search_path = public;
+		SET LOCAL app.current_account_id = '7'`)
+	if err != nil {
+		return "", err
+	}
+	err = tx.QueryRow(ctx, `SELECT md5(string_agg(r, '|' ORDER BY r)) FROM (
+		SELECT 'o' || o::text AS r FROM public.orders o
+		UNION ALL SELECT 'c' || c::text FROM public.customers c
+		UNION ALL SELECT 'l' || l::text FROM public.line_items l) rows`).Scan(&fp)
+	return fp, err
+}
+
+// leaksTenant7 returns a description of the first result cell that shows
+// tenant 7's data: an account_id column equal to 7, JSON with
+// "account_id":7, or tenant 7's email domain.
+func leaksTenant7(results []*pgconn.Result) string {
+	for _, r := range results {
+		for _, row := range r.Rows {
+			for i, cell := range row {
+				v := string(cell)
+				if i < len(r.FieldDescriptions) && r.FieldDescriptions[i].Name == "account_id" && v == "7" {
+					return "account_id = 7"
+				}
+				if strings.Contains(v, `"account_id":7,`) || strings.Contains(v, "example.org") {
+					return "value " + v
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// TestCorpusRLSHoldsForEveryStatement checks the second layer on its own:
+// whatever the proxy would decide, no corpus statement run directly as the
+// service role for account 42 returns tenant 7's rows or changes them.
+func TestCorpusRLSHoldsForEveryStatement(t *testing.T) {
+	ctx := ctxT(t)
+	c := installed(t)
+	conn := pgtest.Conn(t, c.ServiceDSN())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	want, err := tenant7Fingerprint(ctx, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL app.current_account_id = '42'"); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, cc := range readCorpus(t) {
+		if strings.HasPrefix(cc.category, "txn") {
+			continue // would end the enclosing transaction
+		}
+		if _, err := tx.Exec(ctx, "SAVEPOINT corpus"); err != nil {
+			t.Fatal(err)
+		}
+		results, err := execCorpus(ctx, conn, cc)
+		if err == nil {
+			if leak := leaksTenant7(results); leak != "" {
+				t.Errorf("tenancy.tsv:%d (%s %s): %s\n\treturned tenant 7's data: %s", cc.line, cc.verdict, cc.category, cc.sql, leak)
+			}
+			got, err := tenant7Fingerprint(ctx, tx)
+			if err != nil {
+				t.Fatalf("tenancy.tsv:%d: fingerprint: %v", cc.line, err)
+			}
+			if got != want {
+				t.Errorf("tenancy.tsv:%d (%s %s): %s\n\tchanged tenant 7's rows", cc.line, cc.verdict, cc.category, cc.sql)
+			}
+			checked++
+		}
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT corpus"); err != nil {
+			t.Fatalf("tenancy.tsv:%d: rollback to savepoint: %v", cc.line, err)
+		}
+	}
+	if checked < 100 {
+		t.Errorf("only %d corpus statements ran", checked)
+	}
 }
 
 // TestCorpusHeaderNamesDemoTables keeps the corpus copy and the schema in
