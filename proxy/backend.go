@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/regiondb"
 )
 
 // subjectSetting is set to the token's subject beside the tenant setting, so
@@ -27,25 +27,13 @@ type region struct {
 }
 
 func newRegion(name string, rc config.Region) (*region, error) {
-	dsn := strings.Join([]string{
-		kv("host", rc.Host), kv("port", strconv.Itoa(rc.Port)), kv("user", rc.User),
-		kv("password", rc.Password), kv("sslmode", rc.SSLMode), kv("sslrootcert", rc.SSLRootCert),
-		kv("connect_timeout", strconv.Itoa(max(1, int(rc.ConnectTimeout.Seconds())))),
-	}, " ")
-	base, err := pgconn.ParseConfig(dsn)
+	cc, err := regiondb.ConnConfig(name, rc, regiondb.Login{User: rc.User, Password: rc.Password})
 	if err != nil {
-		return nil, fmt.Errorf("region %s: %w", name, err)
+		return nil, err
 	}
+	base := &cc.Config
 	base.RuntimeParams = map[string]string{}
 	return &region{name: name, database: rc.Database, base: base}, nil
-}
-
-// kv renders one keyword='value' pair of a libpq connection string.
-func kv(k, v string) string {
-	if v == "" {
-		return ""
-	}
-	return k + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // backendConn is an authenticated backend session with the tenant context set,
