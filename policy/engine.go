@@ -196,3 +196,7 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// Catalog returns a copy of the region's current catalog (the configured one
+// when the region has none yet), to extend and install with SetCatalog.
+func (e *Engine) Catalog(region string) *Catalog { return e.catalog(region).Clone() }
