@@ -261,3 +261,21 @@ func TestRecorderModesWriteVerifiableChains(t *testing.T) {
 }
 
 func clusterConfig(name string) cluster.Config { return cluster.Config{Name: name} }
+
+func TestInitWithoutAdminRole(t *testing.T) {
+	c := pgtest.Shared(t, "audit")
+	r := freshRegion(t, c)
+	r.AdminUser = "" // the unprivileged service role
+	err := InitRegion(testCtx(t), "eu-west", r, nil)
+	if err == nil || !strings.Contains(err.Error(), "admin_user") {
+		t.Fatalf("init as the service role: %v, want an error naming admin_user", err)
+	}
+	r.AdminUser = c.Superuser
+	if err := InitRegion(testCtx(t), "eu-west", r, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.AdminUser = ""
+	if err := InitRegion(testCtx(t), "eu-west", r, nil); err != nil {
+		t.Fatalf("serve's init with a current schema and no admin role: %v", err)
+	}
+}

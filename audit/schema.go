@@ -197,6 +197,23 @@ func InitRegion(ctx context.Context, name string, r config.Region, logger *slog.
 		return err
 	}
 	defer conn.Close(context.Background())
+	var privileged bool
+	if err := conn.QueryRow(ctx, `SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user`).Scan(&privileged); err != nil {
+		return fmt.Errorf("region %s: audit init: %w", name, err)
+	}
+	if !privileged {
+		// Not allowed to create roles: fine only if there is nothing to do.
+		var v int
+		err := conn.QueryRow(ctx, `SELECT pgtenant_audit.schema_version()`).Scan(&v)
+		if err == nil && v == SchemaVersion {
+			if logger != nil {
+				logger.Info("audit schema is current; not re-applying grants without an admin role", "region", name, "version", v)
+			}
+			return nil
+		}
+		return fmt.Errorf("region %s: audit init: role %q cannot create roles; set regions.%s.admin_user (and admin_password_env) to a role with CREATEROLE that may create schemas in database %q",
+			name, conn.Config().User, name, r.AuditDB())
+	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("region %s: begin: %w", name, err)
