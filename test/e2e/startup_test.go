@@ -420,3 +420,64 @@ func TestUnknownMessageTypeIsFatal(t *testing.T) {
 	rawExpectFatalOrClose(t, pgproto3.NewFrontend(conn, conn), "08P01")
 	rawStillServes(t, env)
 }
+
+// rawTryLogin logs in with extra startup parameters and reports the FATAL the
+// proxy refused it with, or the server's ParameterStatus values on success.
+func rawTryLogin(t *testing.T, env *proxytest.Env, extra map[string]string) (*pgproto3.ErrorResponse, map[string]string) {
+	t.Helper()
+	conn := dialRaw(t, env)
+	defer conn.Close()
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(rawStartupMessage(extra))
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for {
+		switch m := rawReceive(t, fe).(type) {
+		case *pgproto3.AuthenticationCleartextPassword:
+			fe.Send(&pgproto3.PasswordMessage{Password: proxytest.Token(t, "42", "eu-west", 0)})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		case *pgproto3.ErrorResponse:
+			c := *m
+			return &c, nil
+		case *pgproto3.ParameterStatus:
+			status[m.Name] = m.Value
+		case *pgproto3.ReadyForQuery:
+			return nil, status
+		}
+	}
+}
+
+// PostgreSQL looks encoding names up after dropping every character that is
+// not a letter or digit (clean_encoding_name), and knows aliases such as
+// mskanji and windows932: all of these select a client-only encoding whose
+// multibyte characters may contain 0x5C, which POLICY.md 1.6 forbids.
+func TestStartupRefusesUnsafeClientEncodings(t *testing.T) {
+	env := proxytest.Start(t, proxytest.Options{})
+	for _, enc := range []string{"SJIS", "ShiftJIS", "mskanji", "s.j.i.s", "Windows932", "BIG-5", "gb-18030", "ShiftJIS2004", "win_950", "UHC", "Johab"} {
+		for _, via := range []string{"parameter", "options"} {
+			t.Run(enc+" via "+via, func(t *testing.T) {
+				extra := map[string]string{"client_encoding": enc}
+				if via == "options" {
+					extra = map[string]string{"options": "-c client_encoding=" + enc}
+				}
+				fatal, status := rawTryLogin(t, env, extra)
+				if fatal == nil {
+					t.Fatalf("client_encoding %q was accepted: the server now uses %s", enc, status["client_encoding"])
+				}
+				if fatal.Severity != "FATAL" || fatal.Code != "28000" {
+					t.Errorf("client_encoding %q: %s %s %q, want FATAL 28000", enc, fatal.Severity, fatal.Code, fatal.Message)
+				}
+			})
+		}
+	}
+	// Control: UTF8 spelled the ways drivers send it is accepted.
+	for _, enc := range []string{"UTF8", "utf-8", "unicode"} {
+		if fatal, status := rawTryLogin(t, env, map[string]string{"client_encoding": enc}); fatal != nil || status["client_encoding"] != "UTF8" {
+			t.Errorf("client_encoding %q: refused %+v / server encoding %q, want UTF8", enc, fatal, status["client_encoding"])
+		}
+	}
+}
