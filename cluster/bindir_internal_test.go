@@ -80,6 +80,8 @@ func TestConfigValidation(t *testing.T) {
 		{Settings: map[string]string{"listen_addresses": "*"}},
 		{Settings: map[string]string{"Port": "5432"}},
 		{Settings: map[string]string{"bad key": "1"}},
+		{Settings: map[string]string{"include": "/etc/passwd"}},
+		{Settings: map[string]string{"INCLUDE_DIR": "/etc"}},
 		{Settings: map[string]string{"work_mem": "1MB\nport = 1"}},
 		{HBA: []string{"host all all 0.0.0.0/0 trust\nlocal all all trust"}},
 	}

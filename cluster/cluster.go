@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,7 +61,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		Name: cfg.Name, BinDir: binDir, Superuser: Superuser,
 		ServiceUser: cfg.ServiceUser, ServicePassword: cfg.ServicePassword, Database: cfg.Database,
-		settings: cfg.Settings, owner: owner,
+		settings: maps.Clone(cfg.Settings), owner: owner,
 	}
 	if err := c.create(ctx, cfg); err != nil {
 		_ = c.Close()

@@ -39,6 +39,11 @@ var reservedSettings = map[string]bool{
 	"hba_file":                true,
 	"ident_file":              true,
 	"config_file":             true,
+	"external_pid_file":       true,
+	// Directives, not settings: they would pull in other files.
+	"include":           true,
+	"include_if_exists": true,
+	"include_dir":       true,
 }
 
 var (

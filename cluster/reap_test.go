@@ -35,7 +35,7 @@ func TestStaleClusterOfDeadProcessIsReaped(t *testing.T) {
 	}
 	pgtest.Start(t, cluster.Config{Name: "probe"}).Close() // skips without binaries
 
-	parent, err := os.MkdirTemp("", "reap-")
+	parent, err := os.MkdirTemp(scratchParent(), "reap-")
 	if err != nil {
 		t.Fatal(err)
 	}

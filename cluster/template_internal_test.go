@@ -70,7 +70,7 @@ func TestTemplateIsRebuiltWhenIncomplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := os.MkdirTemp("", "tmplcache-")
+	base, err := os.MkdirTemp(defaultParent(), "tmplcache-")
 	if err != nil {
 		t.Fatal(err)
 	}
