@@ -69,7 +69,7 @@ func (a *analyzer) dmlRules(bi int) {
 			var f *formula
 			if e.Kind == "column" {
 				rels, c, ok := a.resolve(arm, nil, e.Col)
-				if ok && len(rels) == 1 && rels[0].b == arm && a.class[rels[0]] == ClassTenant && a.tables[rels[0]].TenantColumn == c {
+				if ok && len(rels) == 1 && rels[0].b == arm && a.class[rels[0]] == ClassTenant && a.tenantCol(rels[0]) == c {
 					f = a.pinned[rels[0]]
 				}
 			} else {

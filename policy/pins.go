@@ -125,8 +125,7 @@ func leaves(it *parser.FromItem, set map[int]bool) {
 
 // usingPins: JOIN ... USING (col) is l.col = r.col.
 func (a *analyzer) usingPins(bi int, r restriction, ref relRef) *formula {
-	t := a.tables[ref]
-	if t == nil || r.usingCol != t.TenantColumn {
+	if a.tables[ref] == nil || r.usingCol != a.tenantCol(ref) {
 		return nil
 	}
 	ls, lst := a.unqualified(bi, r.usingL, r.usingCol)
@@ -164,8 +163,7 @@ func (a *analyzer) allPinned(list []relRef, col string, self relRef) *formula {
 		if s == self {
 			return nil
 		}
-		t := a.tables[s]
-		if a.class[s] != ClassTenant || t == nil || t.TenantColumn != col {
+		if a.class[s] != ClassTenant || a.tables[s] == nil || a.tenantCol(s) != col {
 			return nil
 		}
 		kids = append(kids, a.pinned[s])
@@ -182,7 +180,7 @@ func (a *analyzer) predPins(bi int, scope []*parser.FromItem, p parser.Pred, ref
 	switch p.Kind {
 	case parser.PredEq:
 		rels, col, ok := a.resolve(bi, scope, p.Col)
-		if !ok || col != t.TenantColumn || !containsRef(rels, ref) {
+		if !ok || col != a.tenantCol(ref) || !containsRef(rels, ref) {
 			return nil
 		}
 		var kids []*formula
@@ -199,12 +197,12 @@ func (a *analyzer) predPins(bi int, scope []*parser.FromItem, p parser.Pred, ref
 		if !lok || !rok {
 			return nil
 		}
-		if containsRef(l, ref) && lc == t.TenantColumn {
+		if containsRef(l, ref) && lc == a.tenantCol(ref) {
 			if f := a.allPinned(r, rc, ref); f != nil {
 				return f
 			}
 		}
-		if containsRef(r, ref) && rc == t.TenantColumn {
+		if containsRef(r, ref) && rc == a.tenantCol(ref) {
 			return a.allPinned(l, lc, ref)
 		}
 	case parser.PredOr:
@@ -482,4 +480,29 @@ func (a *analyzer) hasColumn(ref relRef, c string) tri {
 		}
 	}
 	return no
+}
+
+// tenantCol is the name under which a tenant relation's tenant column is
+// visible in its block (column aliases rename it; "" when unknowable).
+func (a *analyzer) tenantCol(ref relRef) string {
+	t := a.tables[ref]
+	if t == nil {
+		return ""
+	}
+	r := &a.st.Blocks[ref.b].Rels[ref.r]
+	if len(r.ColAliases) == 0 {
+		return t.TenantColumn
+	}
+	if t.Columns == nil {
+		return ""
+	}
+	for i, c := range t.Columns {
+		if c == t.TenantColumn {
+			if i < len(r.ColAliases) {
+				return r.ColAliases[i]
+			}
+			return c
+		}
+	}
+	return ""
 }
