@@ -1,0 +1,132 @@
+// Command pgtenant-bench compares pgtenant with a direct connection and with
+// PgBouncer using pgbench, in one run on this machine, and measures pgtenant
+// with many idle connections. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pgtenant/pgtenant/bench"
+)
+
+// Exit codes, as for pgtenant itself.
+const (
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args, runs the harness and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, verbose, err := parseFlags(args, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pgtenant-bench: %s\n", oneLine(err))
+		return exitUsage
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(stderr, "pgtenant-bench: %s\n", oneLine(err))
+		return exitUsage
+	}
+	level := slog.LevelInfo
+	if !verbose && o.Smoke {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := bench.Run(ctx, o, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgtenant-bench: %s\n", oneLine(err))
+		return exitFailed
+	}
+	res.Markdown(stdout)
+	fmt.Fprintf(stdout, "\nresults written to %s/results.json and %s/results.md\n", o.OutDir, o.OutDir)
+	return 0
+}
+
+// parseFlags builds the options: the defaults (or the --smoke preset),
+// overridden by every flag given explicitly.
+func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
+	def := bench.DefaultOptions()
+	fs := pflag.NewFlagSet("pgtenant-bench", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		o       bench.Options
+		verbose bool
+	)
+	fs.DurationVar(&o.Duration, "duration", def.Duration, "pgbench -T of each measured run")
+	fs.DurationVar(&o.Warmup, "warmup", def.Warmup, "unmeasured pgbench run per target before measuring (0 = none)")
+	fs.IntSliceVar(&o.Clients, "clients", def.Clients, "pgbench -c values")
+	fs.StringSliceVar(&o.Modes, "modes", def.Modes, "pgbench -M values: simple,extended,prepared")
+	fs.StringSliceVar(&o.Targets, "targets", def.Targets, "targets: "+strings.Join(bench.AllTargets, ","))
+	fs.IntVar(&o.IdleConns, "idle-conns", def.IdleConns, "idle connections held through pgtenant in the connection-scale run (0 = skip)")
+	fs.IntVar(&o.Tenants, "tenants", def.Tenants, "tenants in the accounts table")
+	fs.IntVar(&o.RowsPerTenant, "rows-per-tenant", def.RowsPerTenant, "accounts rows per tenant")
+	fs.Int64Var(&o.Tenant, "tenant", def.Tenant, "the tenant pgbench connects as")
+	fs.StringVar(&o.OutDir, "out", def.OutDir, "directory for results.json and results.md")
+	fs.StringVar(&o.PgtenantBin, "pgtenant-bin", "", "prebuilt pgtenant binary (default: go build ./cmd/pgtenant)")
+	fs.BoolVar(&o.KeepLogs, "keep-logs", false, "keep pgbench's per-transaction logs under --out/logs")
+	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds in all: every target, 1 client, 1 mode, 1s runs, 20 idle connections (for CI)")
+	fs.BoolVarP(&verbose, "verbose", "v", false, "progress logs in --smoke mode too")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: pgtenant-bench [flags]\n\nBenchmarks pgtenant against a direct connection and PgBouncer with pgbench.\n\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, false, err
+	}
+	if fs.NArg() > 0 {
+		return o, false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.Smoke {
+		// Start from the preset; explicit flags still win.
+		s := bench.SmokeOptions()
+		fs.Visit(func(f *pflag.Flag) {
+			switch f.Name {
+			case "duration":
+				s.Duration = o.Duration
+			case "warmup":
+				s.Warmup = o.Warmup
+			case "clients":
+				s.Clients = o.Clients
+			case "modes":
+				s.Modes = o.Modes
+			case "targets":
+				s.Targets = o.Targets
+			case "idle-conns":
+				s.IdleConns = o.IdleConns
+			case "tenants":
+				s.Tenants = o.Tenants
+			case "rows-per-tenant":
+				s.RowsPerTenant = o.RowsPerTenant
+			case "tenant":
+				s.Tenant = o.Tenant
+			case "out":
+				s.OutDir = o.OutDir
+			}
+		})
+		s.PgtenantBin, s.KeepLogs = o.PgtenantBin, o.KeepLogs
+		o = s
+	}
+	return o, verbose, nil
+}
+
+// oneLine joins a multi-line error into one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}

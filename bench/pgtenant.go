@@ -1,0 +1,180 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/cluster"
+)
+
+// Environment variables the generated pgtenant config reads its secrets from.
+const (
+	envJWTSecret  = "BENCH_JWT_SECRET"
+	envPGPassword = "BENCH_PG_PASSWORD"
+	benchRegion   = "bench"
+)
+
+// buildPgtenant builds ./cmd/pgtenant of the module the harness runs in
+// into dir and returns the binary's path.
+func buildPgtenant(ctx context.Context, dir string) (string, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "pgtenant")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/pgtenant")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/pgtenant: %w: %s", err, lastLines(string(out), 10))
+	}
+	return bin, nil
+}
+
+// moduleRoot returns the directory of the pgtenant module's go.mod.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w (run the harness from the pgtenant repository, or pass --pgtenant-bin)", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the pgtenant module: run from the repository or pass --pgtenant-bin")
+	}
+	b, err := os.ReadFile(gomod)
+	if err != nil || !strings.Contains(string(b), "module github.com/pgtenant/pgtenant\n") {
+		return "", fmt.Errorf("%s is not the pgtenant module: run from the repository or pass --pgtenant-bin", gomod)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// pgtenantConfig is the generated configuration for one audit mode: the
+// product's defaults (policy on, audit init at start) with a local listen
+// port, the bench cluster as the only region and the superuser for audit
+// init. Secrets come from the environment, never from the file.
+func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConns int) map[string]any {
+	return map[string]any{
+		"listen":       "127.0.0.1:" + strconv.Itoa(port),
+		"admin_listen": "",
+		"log":          map[string]any{"level": "warn", "format": "text"},
+		"auth":         map[string]any{"hs256_secret_env": envJWTSecret},
+		"regions": map[string]any{
+			benchRegion: map[string]any{
+				"host": "127.0.0.1", "port": c.Port, "user": c.ServiceUser, "password_env": envPGPassword,
+				"database": c.Database, "sslmode": "disable", "admin_user": cluster.Superuser,
+			},
+		},
+		"audit":  map[string]any{"mode": mode, "spool_dir": spoolDir},
+		"limits": map[string]any{"max_connections": maxConns, "startup_timeout": "60s", "shutdown_timeout": "10s"},
+	}
+}
+
+// pgtenantProc is a running `pgtenant serve`.
+type pgtenantProc struct {
+	*process
+	port  int
+	mode  string
+	token string
+}
+
+// newJWTSecret returns a random HS256 secret for this run.
+func newJWTSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("jwt secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// startPgtenant writes the config for mode and runs `pgtenant serve
+// --config`, then waits until a tenant can connect through it.
+func startPgtenant(ctx context.Context, bin, workDir, mode, secret string, c *cluster.Cluster, o *Options) (*pgtenantProc, error) {
+	dir, err := os.MkdirTemp(workDir, "pgtenant-"+mode+"-")
+	if err != nil {
+		return nil, fmt.Errorf("pgtenant: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := pgtenantConfig(port, mode, filepath.Join(dir, "spool"), c, o.IdleConns+o.maxClients()+100)
+	b, err := json.MarshalIndent(cfg, "", "  ") // JSON is YAML
+	if err != nil {
+		return nil, fmt.Errorf("pgtenant config: %w", err)
+	}
+	cfgPath := filepath.Join(dir, "pgtenant.yaml")
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		return nil, fmt.Errorf("pgtenant config: %w", err)
+	}
+	tok, err := auth.Mint(auth.MintOptions{Secret: []byte(secret), Account: strconv.FormatInt(o.Tenant, 10),
+		Region: benchRegion, Subject: "pgtenant-bench", TTL: 24 * time.Hour})
+	if err != nil {
+		return nil, fmt.Errorf("pgtenant token: %w", err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Dir = dir
+	cmd.Env = append(withoutPG(os.Environ()), envJWTSecret+"="+secret, envPGPassword+"="+c.ServicePassword)
+	p, err := startProcess("pgtenant-"+mode, cmd, filepath.Join(dir, "pgtenant.log"), nil)
+	if err != nil {
+		return nil, err
+	}
+	t := &pgtenantProc{process: p, port: port, mode: mode, token: tok}
+	ep := t.endpoint(c)
+	if err := p.waitReady(ctx, 90*time.Second, func(ctx context.Context) error { return probe(ctx, ep) }); err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, err
+	}
+	return t, nil
+}
+
+// endpoint is how pgbench reaches the cluster through pgtenant: the token
+// is the password, the user name is only recorded.
+func (t *pgtenantProc) endpoint(c *cluster.Cluster) Endpoint {
+	return Endpoint{Host: "127.0.0.1", Port: t.port, User: "bench", Database: c.Database, Password: t.token}
+}
+
+// policyEnforced reports whether pgtenant refuses an unscoped read of a
+// tenant table (SQLSTATE 42501, "pgtenant:"), i.e. whether the statement
+// policy is active in serve; false means only RLS scoped the rows.
+func (t *pgtenantProc) policyEnforced(ctx context.Context, c *cluster.Cluster) (bool, error) {
+	ep := t.endpoint(c)
+	conn, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable password=%s",
+		ep.Host, ep.Port, ep.User, ep.Database, ep.Password))
+	if err != nil {
+		return false, fmt.Errorf("connect through %s: %w", t.name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "SELECT count(*) FROM accounts").ReadAll()
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.As(err, &pgErr) && pgErr.Code == "42501" && strings.HasPrefix(pgErr.Message, "pgtenant:"):
+		return true, nil
+	}
+	return false, fmt.Errorf("unscoped probe through %s: %w", t.name, err)
+}
+
+// withoutPG drops PG* variables so they cannot redirect the child.
+func withoutPG(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "PG") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+

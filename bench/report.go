@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Results is everything one harness run measured.
+type Results struct {
+	StartedAt      time.Time    `json:"started_at"`
+	FinishedAt     time.Time    `json:"finished_at"`
+	Machine        Machine      `json:"machine"`
+	Settings       Settings     `json:"settings"`
+	PolicyEnforced *bool        `json:"policy_enforced,omitempty"` // nil when no pgtenant target ran
+	Rows           []Row        `json:"rows"`
+	Scale          *ScaleResult `json:"scale,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	LoadAvg   string `json:"loadavg_at_start"` // /proc/loadavg: other load skews figures
+	Kernel    string `json:"kernel"`
+	Postgres  string `json:"postgres"`
+	PgBouncer string `json:"pgbouncer,omitempty"`
+	Pgbench   string `json:"pgbench"`
+	Go        string `json:"go"`
+}
+
+// Settings records the options of the run.
+type Settings struct {
+	DurationSeconds float64  `json:"duration_seconds"`
+	WarmupSeconds   float64  `json:"warmup_seconds"`
+	Clients         []int    `json:"clients"`
+	Modes           []string `json:"modes"`
+	Targets         []string `json:"targets"`
+	IdleConns       int      `json:"idle_conns"`
+	Tenants         int      `json:"tenants"`
+	RowsPerTenant   int      `json:"rows_per_tenant"`
+	Tenant          int64    `json:"tenant"`
+	StatementsPerTx int      `json:"statements_per_tx"`
+	Smoke           bool     `json:"smoke"`
+	Script          string   `json:"script"`
+}
+
+// Row is one measured pgbench run.
+type Row struct {
+	Target       string  `json:"target"`
+	Mode         string  `json:"mode"`
+	Clients      int     `json:"clients"`
+	Threads      int     `json:"threads"`
+	Transactions int64   `json:"transactions"`
+	Statements   int64   `json:"statements"`
+	TPS          float64 `json:"tps"`
+	Latency      Latency `json:"latency"`
+
+	// The proxy process's resources (nil for direct).
+	ProxyCPUPer1kStatements *float64 `json:"proxy_cpu_seconds_per_1k_statements,omitempty"`
+	ProxyRSSBytes           *int64   `json:"proxy_rss_bytes,omitempty"`
+
+	// Throughput ratios for pgtenant rows (nil when the reference did not run).
+	TPSvsDirect      *float64 `json:"tps_vs_direct,omitempty"`
+	TPSvsPgBouncer   *float64 `json:"tps_vs_pgbouncer_session,omitempty"`
+	TPSvsPgBouncerTx *float64 `json:"tps_vs_pgbouncer_transaction,omitempty"`
+	P99vsDirect      *float64 `json:"p99_vs_direct,omitempty"`
+}
+
+// IsPgtenant reports whether the row measured pgtenant.
+func (r Row) IsPgtenant() bool { return strings.HasPrefix(r.Target, "pgtenant-") }
+
+// computeRatios fills the ratio fields of every pgtenant row from the rows
+// of the reference targets with the same mode and client count.
+func (res *Results) computeRatios() {
+	type key struct {
+		target, mode string
+		clients      int
+	}
+	byKey := map[key]Row{}
+	for _, r := range res.Rows {
+		byKey[key{r.Target, r.Mode, r.Clients}] = r
+	}
+	ratio := func(a, b float64) *float64 {
+		if a <= 0 || b <= 0 {
+			return nil
+		}
+		v := a / b
+		return &v
+	}
+	for i, r := range res.Rows {
+		if !r.IsPgtenant() {
+			continue
+		}
+		row := &res.Rows[i]
+		if d, ok := byKey[key{TargetDirect, r.Mode, r.Clients}]; ok {
+			row.TPSvsDirect = ratio(r.TPS, d.TPS)
+			row.P99vsDirect = ratio(r.Latency.P99Ms, d.Latency.P99Ms)
+		}
+		if b, ok := byKey[key{TargetPgBouncerSess, r.Mode, r.Clients}]; ok {
+			row.TPSvsPgBouncer = ratio(r.TPS, b.TPS)
+		}
+		if b, ok := byKey[key{TargetPgBouncerTx, r.Mode, r.Clients}]; ok {
+			row.TPSvsPgBouncerTx = ratio(r.TPS, b.TPS)
+		}
+	}
+}
+
+// write stores results.json and results.md in dir.
+func (res *Results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	var md strings.Builder
+	res.Markdown(&md)
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md.String()), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
+}
+
+// Markdown writes the results as Markdown tables.
+func (res *Results) Markdown(w io.Writer) {
+	s := res.Settings
+	fmt.Fprintf(w, "# pgtenant benchmark\n\n")
+	fmt.Fprintf(w, "%s; %d CPUs, load average at start %s; %s; %s; %s.\n\n",
+		res.StartedAt.UTC().Format(time.RFC3339), res.Machine.CPUs, res.Machine.LoadAvg,
+		res.Machine.Postgres, orDash(res.Machine.PgBouncer), res.Machine.Pgbench)
+	fmt.Fprintf(w, "pgbench -n -T %.0f (after a %.0fs warm-up per target), %d tenants × %d rows, tenant %d, %d statements per transaction (read-write mix: BEGIN; SELECT; UPDATE; SELECT; END).",
+		s.DurationSeconds, s.WarmupSeconds, s.Tenants, s.RowsPerTenant, s.Tenant, s.StatementsPerTx)
+	if res.PolicyEnforced != nil {
+		if *res.PolicyEnforced {
+			fmt.Fprint(w, " pgtenant's statement policy was enforcing (an unscoped read was refused).")
+		} else {
+			fmt.Fprint(w, " **pgtenant's statement policy was NOT enforcing in serve** (an unscoped read passed; only RLS scoped it): figures exclude policy cost.")
+		}
+	}
+	if s.Smoke {
+		fmt.Fprint(w, " Smoke run: figures are not meaningful.")
+	}
+	fmt.Fprint(w, "\n\n")
+	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU s / 1k stmts | proxy RSS MiB |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, r := range res.Rows {
+		rss := "–"
+		if r.ProxyRSSBytes != nil {
+			rss = fmt.Sprintf("%.1f", float64(*r.ProxyRSSBytes)/(1<<20))
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s |\n",
+			r.Target, r.Mode, r.Clients, r.TPS, r.Latency.MeanMs, r.Latency.P99Ms,
+			fmtRatio(r.TPSvsDirect), fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), fmtRatio(r.P99vsDirect),
+			fmtFloat(r.ProxyCPUPer1kStatements, "%.3f"), rss)
+	}
+	if sc := res.Scale; sc != nil {
+		fmt.Fprintf(w, "\n## Connection scale\n\n")
+		fmt.Fprintln(w, "| target | idle connections | opened | failed | open time s | proxy RSS before MiB | proxy RSS after MiB | RSS per connection KiB | proxy CPU s to accept |")
+		fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f | %.2f |\n", sc.Target, sc.Requested, sc.Opened, sc.Failed,
+			sc.OpenSeconds, float64(sc.RSSBeforeBytes)/(1<<20), float64(sc.RSSAfterBytes)/(1<<20), sc.RSSPerConnBytes/1024, sc.CPUSecondsOpen)
+		if sc.FirstError != "" {
+			fmt.Fprintf(w, "\nFirst connection error: %s\n", sc.FirstError)
+		}
+	}
+}
+
+func fmtRatio(v *float64) string { return fmtFloat(v, "%.2f") }
+
+func fmtFloat(v *float64, format string) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf(format, *v)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "no PgBouncer"
+	}
+	return s
+}

@@ -1,0 +1,353 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pgtenant/pgtenant/cluster"
+)
+
+// target is one endpoint pgbench measures, with the proxy process in front
+// of the cluster (nil for direct).
+type target struct {
+	name string
+	ep   Endpoint
+	proc *process
+}
+
+// supports reports whether the target can run mode: PgBouncer's
+// transaction pooling cannot keep protocol-level prepared statements.
+func (t target) supports(mode string) bool {
+	return !(t.name == TargetPgBouncerTx && mode == "prepared")
+}
+
+// harness holds the state of one run.
+type harness struct {
+	o       Options
+	log     *slog.Logger
+	workDir string
+	pgbench string
+	bouncer string // pgbouncer binary, "" when not needed
+	pgt     string // pgtenant binary, "" when not needed
+	secret  string
+	script  string
+	c       *cluster.Cluster
+	stops   []func()
+}
+
+// Run runs the whole harness with o and writes the results to o.OutDir.
+func Run(ctx context.Context, o Options, log *slog.Logger) (*Results, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	h := &harness{o: o, log: log}
+	defer h.cleanup()
+	res := &Results{StartedAt: time.Now().UTC()}
+	if err := h.prepare(ctx, res); err != nil {
+		return nil, err
+	}
+	targets, err := h.startTargets(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.warmUp(ctx, targets); err != nil {
+		return nil, err
+	}
+	for _, mode := range o.Modes {
+		for _, clients := range o.Clients {
+			for _, t := range targets {
+				if !t.supports(mode) {
+					continue
+				}
+				row, err := h.measure(ctx, t, mode, clients)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", t.name, err)
+				}
+				res.Rows = append(res.Rows, row)
+			}
+		}
+	}
+	h.stopAll() // the scale run gets the machine to itself
+	if o.IdleConns > 0 {
+		if res.Scale, err = h.scaleRun(ctx); err != nil {
+			return nil, err
+		}
+	}
+	res.computeRatios()
+	res.FinishedAt = time.Now().UTC()
+	if err := res.write(o.OutDir); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// prepare finds the tools, builds pgtenant and starts the cluster with the
+// workload.
+func (h *harness) prepare(ctx context.Context, res *Results) error {
+	o := &h.o
+	var err error
+	if h.pgbench, err = findPgbench(); err != nil {
+		return err
+	}
+	if slices.Contains(o.Targets, TargetPgBouncerSess) || slices.Contains(o.Targets, TargetPgBouncerTx) {
+		if h.bouncer, err = findPgBouncer(); err != nil {
+			return err
+		}
+	}
+	needPgtenant := o.IdleConns > 0 || slices.ContainsFunc(o.Targets, func(t string) bool { return strings.HasPrefix(t, "pgtenant-") })
+	if h.workDir, err = os.MkdirTemp("", "pgtenant-bench-"); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	// The postgres OS user (PgBouncer) must reach its directory inside.
+	if err := os.Chmod(h.workDir, 0o755); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	if err := raiseNoFile(o.IdleConns + o.maxClients()); err != nil {
+		return err
+	}
+	if needPgtenant {
+		if h.pgt = o.PgtenantBin; h.pgt == "" {
+			h.log.Info("building pgtenant")
+			if h.pgt, err = buildPgtenant(ctx, h.workDir); err != nil {
+				return err
+			}
+		}
+		if h.secret, err = newJWTSecret(); err != nil {
+			return err
+		}
+	}
+	h.log.Info("starting cluster and loading the workload", "tenants", o.Tenants, "rows_per_tenant", o.RowsPerTenant)
+	if h.c, err = startCluster(ctx, o); err != nil {
+		return err
+	}
+	h.stops = append(h.stops, func() {
+		if err := h.c.Close(); err != nil {
+			h.log.Warn("close cluster", "error", err)
+		}
+	})
+	if err := installWorkload(ctx, h.c, o); err != nil {
+		return err
+	}
+	if h.script, err = writeScript(h.workDir); err != nil {
+		return err
+	}
+	res.Machine = h.machine(ctx)
+	res.Settings = Settings{
+		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(),
+		Clients: o.Clients, Modes: o.Modes, Targets: o.Targets, IdleConns: o.IdleConns,
+		Tenants: o.Tenants, RowsPerTenant: o.RowsPerTenant, Tenant: o.Tenant,
+		StatementsPerTx: statementsPerTx(Script), Smoke: o.Smoke, Script: Script,
+	}
+	return nil
+}
+
+// startTargets starts the proxies of the selected targets, one at a time.
+func (h *harness) startTargets(ctx context.Context, res *Results) ([]target, error) {
+	var targets []target
+	for _, name := range h.o.Targets {
+		t := target{name: name}
+		switch name {
+		case TargetDirect:
+			// The application sets the tenant itself on a direct connection.
+			t.ep = Endpoint{Host: "127.0.0.1", Port: h.c.Port, User: h.c.ServiceUser, Database: h.c.Database,
+				Password: h.c.ServicePassword, Options: fmt.Sprintf("-c %s=%d", TenantSetting, h.o.Tenant)}
+			if err := probe(ctx, t.ep); err != nil {
+				return nil, fmt.Errorf("direct: %w", err)
+			}
+		case TargetPgBouncerSess, TargetPgBouncerTx:
+			mode := strings.TrimPrefix(name, "pgbouncer-")
+			b, err := startPgBouncer(ctx, h.bouncer, h.workDir, mode, h.c, &h.o)
+			if err != nil {
+				return nil, err
+			}
+			h.track(b.process)
+			t.ep, t.proc = b.endpoint(h.c), b.process
+		default:
+			mode := strings.TrimPrefix(name, "pgtenant-")
+			p, err := startPgtenant(ctx, h.pgt, h.workDir, mode, h.secret, h.c, &h.o)
+			if err != nil {
+				return nil, err
+			}
+			h.track(p.process)
+			t.ep, t.proc = p.endpoint(h.c), p.process
+			if res.PolicyEnforced == nil {
+				on, err := p.policyEnforced(ctx, h.c)
+				if err != nil {
+					return nil, err
+				}
+				res.PolicyEnforced = &on
+				if !on {
+					h.log.Warn("pgtenant serve did not refuse an unscoped statement: the statement policy is not enforcing, figures exclude its cost")
+				}
+			}
+		}
+		h.log.Info("target ready", "target", name, "port", t.ep.Port)
+		targets = append(targets, t)
+	}
+	return targets, nil
+}
+
+// track registers a started process for stopping.
+func (h *harness) track(p *process) {
+	h.stops = append(h.stops, func() {
+		if err := p.stop(15 * time.Second); err != nil {
+			h.log.Warn("stop", "process", p.name, "error", err)
+		}
+	})
+}
+
+// stopAll stops every process started so far except the cluster (the
+// first stop function).
+func (h *harness) stopAll() {
+	for len(h.stops) > 1 {
+		last := h.stops[len(h.stops)-1]
+		h.stops = h.stops[:len(h.stops)-1]
+		last()
+	}
+}
+
+// cleanup stops everything and removes the work directory.
+func (h *harness) cleanup() {
+	for i := len(h.stops) - 1; i >= 0; i-- {
+		h.stops[i]()
+	}
+	h.stops = nil
+	if h.workDir != "" {
+		_ = os.RemoveAll(h.workDir)
+	}
+}
+
+// threads is pgbench -j: one thread per CPU, at most one per client.
+func threads(clients int) int { return max(1, min(clients, runtime.NumCPU())) }
+
+// warmUp runs each target once, unmeasured, at the highest client count:
+// it fills caches, pgtenant's analysis cache and PgBouncer's pools.
+func (h *harness) warmUp(ctx context.Context, targets []target) error {
+	if h.o.Warmup <= 0 {
+		return nil
+	}
+	for _, t := range targets {
+		mode := h.o.Modes[0]
+		if !t.supports(mode) {
+			mode = "simple"
+		}
+		h.log.Info("warm-up", "target", t.name, "mode", mode, "clients", h.o.maxClients())
+		r := h.pgbenchRun(t, mode, h.o.maxClients(), h.o.Warmup, "")
+		if _, err := r.run(ctx); err != nil {
+			return fmt.Errorf("%s warm-up: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+func (h *harness) pgbenchRun(t target, mode string, clients int, d time.Duration, logDir string) pgbenchRun {
+	return pgbenchRun{Bin: h.pgbench, Endpoint: t.ep, Script: h.script, Vars: scriptVars(&h.o),
+		Mode: mode, Clients: clients, Threads: threads(clients), Duration: d, LogDir: logDir}
+}
+
+// measure runs one measured pgbench run after a checkpoint (so no run
+// pays for another's dirty pages) and samples the proxy around it.
+func (h *harness) measure(ctx context.Context, t target, mode string, clients int) (Row, error) {
+	row := Row{Target: t.name, Mode: mode, Clients: clients, Threads: threads(clients)}
+	if err := h.c.Exec(ctx, h.c.Database, "CHECKPOINT"); err != nil {
+		return row, err
+	}
+	logDir, err := os.MkdirTemp(h.workDir, fmt.Sprintf("log-%s-%s-c%d-", t.name, mode, clients))
+	if err != nil {
+		return row, fmt.Errorf("log directory: %w", err)
+	}
+	var before ProcSample
+	if t.proc != nil {
+		if before, err = sampleProc(t.proc.pid()); err != nil {
+			return row, err
+		}
+	}
+	sum, err := h.pgbenchRun(t, mode, clients, h.o.Duration, logDir).run(ctx)
+	if err != nil {
+		return row, err
+	}
+	if t.proc != nil {
+		after, err := sampleProc(t.proc.pid())
+		if err != nil {
+			return row, err
+		}
+		stmts := sum.Processed * int64(statementsPerTx(Script))
+		if stmts > 0 {
+			cpu := (after.CPU - before.CPU).Seconds() / float64(stmts) * 1000
+			row.ProxyCPUPer1kStatements = &cpu
+		}
+		rss := after.RSSBytes
+		row.ProxyRSSBytes = &rss
+	}
+	if row.Latency, err = readTxLogs(logDir); err != nil {
+		return row, err
+	}
+	if h.o.KeepLogs {
+		dst := filepath.Join(h.o.OutDir, "logs", filepath.Base(logDir))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+			_ = os.Rename(logDir, dst)
+		}
+	} else {
+		_ = os.RemoveAll(logDir)
+	}
+	row.Transactions = sum.Processed
+	row.Statements = sum.Processed * int64(statementsPerTx(Script))
+	row.TPS = sum.TPS
+	h.log.Info("measured", "target", t.name, "mode", mode, "clients", clients,
+		"tps", fmt.Sprintf("%.0f", row.TPS), "p99_ms", fmt.Sprintf("%.2f", row.Latency.P99Ms))
+	return row, nil
+}
+
+// scaleRun holds IdleConns idle clients through a fresh pgtenant (spool mode,
+// the default).
+func (h *harness) scaleRun(ctx context.Context) (*ScaleResult, error) {
+	h.log.Info("connection-scale run", "idle_conns", h.o.IdleConns)
+	p, err := startPgtenant(ctx, h.pgt, h.workDir, "spool", h.secret, h.c, &h.o)
+	if err != nil {
+		return nil, err
+	}
+	h.track(p.process)
+	ep := p.endpoint(h.c)
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable password=%s connect_timeout=60",
+		ep.Host, ep.Port, ep.User, ep.Database, ep.Password)
+	res, err := holdIdle(ctx, p.process, dsn, h.o.IdleConns)
+	if err != nil {
+		return nil, err
+	}
+	res.Target = "pgtenant-spool"
+	h.log.Info("connection scale", "opened", res.Opened, "failed", res.Failed,
+		"rss_per_conn_kib", fmt.Sprintf("%.1f", res.RSSPerConnBytes/1024))
+	return res, nil
+}
+
+// machine describes the host and the tool versions.
+func (h *harness) machine(ctx context.Context) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		m.LoadAvg = strings.Join(f[:min(3, len(f))], " ")
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.CommandContext(ctx, h.pgbench, "--version").Output(); err == nil {
+		m.Pgbench = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.CommandContext(ctx, filepath.Join(h.c.BinDir, "postgres"), "--version").Output(); err == nil {
+		m.Postgres = strings.TrimSpace(string(out))
+	}
+	if h.bouncer != "" {
+		m.PgBouncer = pgbouncerVersion(h.bouncer)
+	}
+	return m
+}
+
+
