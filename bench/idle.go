@@ -21,11 +21,11 @@ type ScaleResult struct {
 	Opened          int     `json:"opened"`
 	Failed          int     `json:"failed"`
 	FirstError      string  `json:"first_error,omitempty"`
-	OpenSeconds     float64 `json:"open_seconds"`      // wall time to open them all
-	RSSBeforeBytes  int64   `json:"rss_before_bytes"`  // proxy VmRSS with no client
-	RSSAfterBytes   int64   `json:"rss_after_bytes"`   // proxy VmRSS with every client open
+	OpenSeconds     float64 `json:"open_seconds"`       // wall time to open them all
+	RSSBeforeBytes  int64   `json:"rss_before_bytes"`   // proxy VmRSS with no client
+	RSSAfterBytes   int64   `json:"rss_after_bytes"`    // proxy VmRSS with every client open
 	RSSPerConnBytes float64 `json:"rss_per_conn_bytes"` // (after - before) / opened
-	CPUSecondsOpen  float64 `json:"cpu_seconds_open"`  // proxy CPU spent accepting them
+	CPUSecondsOpen  float64 `json:"cpu_seconds_open"`   // proxy CPU spent accepting them
 }
 
 // raiseNoFile raises RLIMIT_NOFILE so this process (n client sockets) and

@@ -177,4 +177,3 @@ func withoutPG(env []string) []string {
 	}
 	return out
 }
-

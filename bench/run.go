@@ -349,5 +349,3 @@ func (h *harness) machine(ctx context.Context) Machine {
 	}
 	return m
 }
-
-
