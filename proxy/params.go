@@ -37,13 +37,42 @@ var refusedSettings = map[string]bool{
 	"replication": true, "app.current_subject": true,
 }
 
-// unsafeEncodings are client encodings whose multibyte characters may contain
-// 0x5C (backslash), so the server could see string boundaries where pg_query
-// does not (POLICY.md 1.6).
-var unsafeEncodings = map[string]bool{
-	"sjis": true, "shift_jis": true, "shift_jis_2004": true, "big5": true, "gbk": true,
-	"gb18030": true, "uhc": true, "johab": true, "win932": true, "win936": true, "win949": true,
-	"win950": true, "cp932": true, "cp936": true, "cp949": true, "cp950": true,
+// safeEncodings are the client encodings (in PostgreSQL's cleaned form:
+// lower-case letters and digits only, aliases included) whose multibyte
+// characters never contain 0x5C (backslash). The client-only encodings SJIS,
+// SHIFT_JIS_2004, BIG5, GBK, GB18030, UHC and JOHAB, under any alias, are not
+// listed: with them the server could see string boundaries where pg_query
+// does not (POLICY.md 1.6). An allowlist, so an alias PostgreSQL adds later is
+// refused rather than let through.
+var safeEncodings = map[string]bool{
+	"utf8": true, "unicode": true, "sqlascii": true,
+	"latin1": true, "latin2": true, "latin3": true, "latin4": true, "latin5": true,
+	"latin6": true, "latin7": true, "latin8": true, "latin9": true, "latin10": true,
+	"iso88591": true, "iso88592": true, "iso88593": true, "iso88594": true, "iso88595": true,
+	"iso88596": true, "iso88597": true, "iso88598": true, "iso88599": true, "iso885910": true,
+	"iso885913": true, "iso885914": true, "iso885915": true, "iso885916": true,
+	"win866": true, "win874": true, "win1250": true, "win1251": true, "win1252": true, "win1253": true,
+	"win1254": true, "win1255": true, "win1256": true, "win1257": true, "win1258": true, "win": true,
+	"windows866": true, "windows874": true, "windows1250": true, "windows1251": true, "windows1252": true,
+	"windows1253": true, "windows1254": true, "windows1255": true, "windows1256": true,
+	"windows1257": true, "windows1258": true, "alt": true, "koi8": true, "koi8r": true, "koi8u": true,
+	"eucjp": true, "euccn": true, "euckr": true, "euctw": true, "eucjis2004": true, "mulecternal": true,
+	"tcvn": true, "tcvn5712": true, "vscii": true, "abc": true,
+}
+
+// cleanEncodingName is PostgreSQL's clean_encoding_name: every character
+// that is not a letter or digit dropped, the rest lower-cased.
+func cleanEncodingName(name string) string {
+	var b strings.Builder
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b.WriteRune(c)
+		case c >= 'A' && c <= 'Z':
+			b.WriteRune(c + 'a' - 'A')
+		}
+	}
+	return b.String()
 }
 
 func newParamRules(tenantSetting, searchPath string, extra []string) paramRules {
@@ -105,7 +134,7 @@ func (r paramRules) setting(name, value string, req *startupRequest) error {
 		}
 		return nil // the backend session sets it anyway
 	case lk == "client_encoding":
-		if unsafeEncodings[strings.ToLower(strings.NewReplacer("-", "_", " ", "").Replace(value))] {
+		if !safeEncodings[cleanEncodingName(value)] {
 			return newClientError(codeInvalidAuthorization, "refused_parameter", "client_encoding %q is not supported; use UTF8", value)
 		}
 	case !r.allowed[lk]:
