@@ -271,6 +271,9 @@ func assertCount(t *testing.T, c *cluster.Cluster, query string, want int) {
 }
 
 func TestStartWithoutTemplateAndLongDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs initdb")
+	}
 	t.Setenv(cluster.EnvNoTemplate, "1")
 	base, err := os.MkdirTemp(scratchParent(), "long-")
 	if err != nil {

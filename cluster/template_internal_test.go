@@ -62,6 +62,9 @@ func TestCopyTreeKeepsModesAndLinks(t *testing.T) {
 }
 
 func TestTemplateIsRebuiltWhenIncomplete(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs initdb twice")
+	}
 	bin, err := BinDir()
 	if err != nil {
 		t.Skip(err)
