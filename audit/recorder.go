@@ -68,6 +68,10 @@ func NewRecorder(ctx context.Context, cfg config.Audit, regions map[string]confi
 	for _, name := range r.names {
 		w, err := r.startWriter(ctx, name, regions[name])
 		if err != nil {
+			for _, started := range r.writers {
+				close(started.hardStop)
+				<-started.done
+			}
 			r.shutdownNow()
 			return nil, err
 		}

@@ -102,9 +102,14 @@ func (w *regionWriter) backoff(attempt int) bool {
 	}
 }
 
-// writeCtx is canceled when the writer must stop now.
+// writeTimeout bounds one append transaction, so that a database that
+// hangs (rather than refusing connections) is noticed as an outage too.
+const writeTimeout = 15 * time.Second
+
+// writeCtx is canceled when the writer must stop now or the write takes
+// longer than writeTimeout.
 func (w *regionWriter) writeCtx() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	go func() {
 		select {
 		case <-w.hardStop:
