@@ -38,7 +38,7 @@ const (
 	MaxDepth = 256
 	// MaxExprDepth caps the potential expression nesting: the number of tokens
 	// that may chain into one expression along the current nesting path.
-	MaxExprDepth = 3000
+	MaxExprDepth = 5000
 	// MaxChains caps JOIN and set-operation keywords (each nests the tree one level).
 	MaxChains = 1000
 )

@@ -1,0 +1,1 @@
+SELECT o.id FROM orders o LEFT JOIN line_items li USING (account_id) WHERE o.account_id = 42 AND (o.total > 1 OR o.account_id IN (42, $1)) AND EXISTS (SELECT 1 FROM customers c WHERE c.account_id = o.account_id)

@@ -1,0 +1,1 @@
+MERGE INTO orders o USING (SELECT order_id FROM line_items WHERE account_id = 42) s ON o.account_id = 42 AND o.id = s.order_id WHEN MATCHED THEN UPDATE SET total = 1 WHEN NOT MATCHED THEN INSERT (id, account_id) VALUES (s.order_id, 42)
