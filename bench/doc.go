@@ -16,6 +16,8 @@
 //	pgbouncer.go PgBouncer's configuration, auth_file and process
 //	pgtenant.go  building pgtenant, its generated config and process
 //	procstat.go  CPU time and RSS of a process from /proc
+//	fstype.go    which file system holds the data (tmpfs makes fsync free)
+//	process.go   starting, probing and stopping the child servers
 //	pgbench.go   running pgbench and parsing its summary
 //	latency.go   per-transaction logs: mean and percentiles
 //	idle.go      the connection-scale run

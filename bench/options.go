@@ -39,6 +39,7 @@ type Options struct {
 	RowsPerTenant int           // accounts rows per tenant
 	Tenant        int64         // the tenant pgbench connects as (1..Tenants)
 	OutDir        string        // where results.json and results.md go
+	DataDir       string        // parent of the cluster's data directory; "" = the run's work directory under $TMPDIR (on disk, so fsync costs what it costs)
 	PgtenantBin   string        // a prebuilt pgtenant binary; "" builds ./cmd/pgtenant
 	KeepLogs      bool          // keep pgbench's per-transaction logs under OutDir
 	Smoke         bool          // recorded in the results; SmokeOptions sets it

@@ -26,6 +26,7 @@ type Machine struct {
 	CPUs      int    `json:"cpus"`
 	LoadAvg   string `json:"loadavg_at_start"` // /proc/loadavg: other load skews figures
 	Kernel    string `json:"kernel"`
+	DataFS    string `json:"data_fs"` // file system of the cluster's data directory
 	Postgres  string `json:"postgres"`
 	PgBouncer string `json:"pgbouncer,omitempty"`
 	Pgbench   string `json:"pgbench"`
@@ -133,8 +134,8 @@ func (res *Results) write(dir string) error {
 func (res *Results) Markdown(w io.Writer) {
 	s := res.Settings
 	fmt.Fprintf(w, "# pgtenant benchmark\n\n")
-	fmt.Fprintf(w, "%s; %d CPUs, load average at start %s; %s; %s; %s.\n\n",
-		res.StartedAt.UTC().Format(time.RFC3339), res.Machine.CPUs, res.Machine.LoadAvg,
+	fmt.Fprintf(w, "%s; %d CPUs, load average at start %s; data on %s; %s; %s; %s.\n\n",
+		res.StartedAt.UTC().Format(time.RFC3339), res.Machine.CPUs, res.Machine.LoadAvg, res.Machine.DataFS,
 		res.Machine.Postgres, orDash(res.Machine.PgBouncer), res.Machine.Pgbench)
 	fmt.Fprintf(w, "pgbench -n -T %.0f (after a %.0fs warm-up per target), %d tenants × %d rows, tenant %d, %d statements per transaction (read-write mix: BEGIN; SELECT; UPDATE; SELECT; END).",
 		s.DurationSeconds, s.WarmupSeconds, s.Tenants, s.RowsPerTenant, s.Tenant, s.StatementsPerTx)

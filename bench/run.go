@@ -125,7 +125,14 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 		}
 	}
 	h.log.Info("starting cluster and loading the workload", "tenants", o.Tenants, "rows_per_tenant", o.RowsPerTenant)
-	if h.c, err = startCluster(ctx, o); err != nil {
+	parent := o.DataDir
+	if parent == "" {
+		parent = h.workDir
+	}
+	if fs := fsType(parent); fs == "tmpfs" || fs == "ramfs" {
+		h.log.Warn("the cluster's data directory is on a RAM file system: fsync costs nothing there, figures flatter every target", "dir", parent, "fs", fs)
+	}
+	if h.c, err = startCluster(ctx, o, parent); err != nil {
 		return err
 	}
 	h.stops = append(h.stops, func() {
@@ -140,6 +147,7 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 		return err
 	}
 	res.Machine = h.machine(ctx)
+	res.Machine.DataFS = fsType(h.c.DataDir)
 	res.Settings = Settings{
 		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(),
 		Clients: o.Clients, Modes: o.Modes, Targets: o.Targets, IdleConns: o.IdleConns,

@@ -69,9 +69,10 @@ func clusterSettings(o *Options) map[string]string {
 	}
 }
 
-// startCluster starts the tuned cluster.
-func startCluster(ctx context.Context, o *Options) (*cluster.Cluster, error) {
-	c, err := cluster.Start(ctx, cluster.Config{Name: "bench", Settings: clusterSettings(o)})
+// startCluster starts the tuned cluster under parent. The parent is set
+// explicitly: the cluster package's default is tmpfs, where fsync is free.
+func startCluster(ctx context.Context, o *Options, parent string) (*cluster.Cluster, error) {
+	c, err := cluster.Start(ctx, cluster.Config{Name: "bench", Dir: parent, Settings: clusterSettings(o)})
 	if err != nil {
 		return nil, fmt.Errorf("start cluster: %w", err)
 	}

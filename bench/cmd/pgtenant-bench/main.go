@@ -80,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 	fs.IntVar(&o.RowsPerTenant, "rows-per-tenant", def.RowsPerTenant, "accounts rows per tenant")
 	fs.Int64Var(&o.Tenant, "tenant", def.Tenant, "the tenant pgbench connects as")
 	fs.StringVar(&o.OutDir, "out", def.OutDir, "directory for results.json and results.md")
+	fs.StringVar(&o.DataDir, "data-dir", "", "parent directory of the cluster's data (default: a temp dir under $TMPDIR; avoid tmpfs, where fsync is free)")
 	fs.StringVar(&o.PgtenantBin, "pgtenant-bin", "", "prebuilt pgtenant binary (default: go build ./cmd/pgtenant)")
 	fs.BoolVar(&o.KeepLogs, "keep-logs", false, "keep pgbench's per-transaction logs under --out/logs")
 	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds in all: every target, 1 client, 1 mode, 1s runs, 20 idle connections (for CI)")
@@ -120,7 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 				s.OutDir = o.OutDir
 			}
 		})
-		s.PgtenantBin, s.KeepLogs = o.PgtenantBin, o.KeepLogs
+		s.PgtenantBin, s.KeepLogs, s.DataDir = o.PgtenantBin, o.KeepLogs, o.DataDir
 		o = s
 	}
 	return o, verbose, nil
