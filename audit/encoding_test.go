@@ -10,7 +10,7 @@ import (
 )
 
 func sp(s string) *string { return &s }
-func ip(v int64) *int64  { return &v }
+func ip(v int64) *int64   { return &v }
 
 // goldenRow is the fixed input of the golden vectors (also in README.md).
 func goldenRow() *Row {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // The spool is a directory of segment files, NNNNNNNNNNNNNNNNNNNN.seg, each a
@@ -42,6 +43,7 @@ var ErrSpoolFull = errors.New("audit spool is full")
 type spool struct {
 	dir      string
 	maxBytes int64
+	lock     *os.File // flock'd: one process per spool directory
 
 	mu        sync.Mutex
 	cur       *os.File
@@ -74,8 +76,18 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
 	s := &spool{dir: dir, maxBytes: maxBytes, sizes: map[uint64]int64{}, notify: make(chan struct{})}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("spool %s is in use by another process (each proxy instance needs its own audit.spool_dir): %w", dir, err)
+	}
+	s.lock = lock
 	ids, err := s.segments()
 	if err != nil {
+		s.lock.Close()
 		return nil, err
 	}
 	for _, id := range ids {
@@ -96,6 +108,7 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 		s.rID = next
 	}
 	if err := s.rotateLocked(next); err != nil {
+		s.lock.Close()
 		return nil, err
 	}
 	return s, nil
@@ -428,5 +441,6 @@ func (s *spool) Close() error {
 	if cerr := s.cur.Close(); err == nil {
 		err = cerr
 	}
+	s.lock.Close()
 	return err
 }

@@ -194,3 +194,20 @@ func TestSpoolShippingFreesTheHighWaterMark(t *testing.T) {
 		}
 	}
 }
+
+func TestSpoolDirectoryIsExclusive(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openSpool(dir, 1<<30); err == nil {
+		t.Fatal("a second spool opened the same directory")
+	}
+	s.Close()
+	s2, err := openSpool(dir, 1<<30)
+	if err != nil {
+		t.Fatalf("reopen after close: %v", err)
+	}
+	s2.Close()
+}
