@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgtenant/pgtenant/admin"
@@ -14,6 +15,7 @@ import (
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/metrics"
+	"github.com/pgtenant/pgtenant/policy"
 	"github.com/pgtenant/pgtenant/proxy"
 )
 
@@ -27,6 +29,7 @@ type app struct {
 	metrics *metrics.Metrics
 	admin   *admin.Server
 	auditor proxy.Auditor // nil when the audit is disabled
+	engine  atomic.Pointer[policy.Engine]
 	closers []func(context.Context) error
 }
 
@@ -58,7 +61,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 		return nil, err
 	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
-		AuditStats: auditStats(recorder)})
+		AuditStats: auditStats(recorder), CacheStats: a.cacheStats})
 	srv, err := proxy.New(proxy.Options{
 		Config: cfg, Authenticator: verifier, Checkers: checkers, Auditor: auditor, Metrics: a.metrics, Logger: log,
 	})

@@ -111,6 +111,7 @@ func demoConfig(dir, listen, adminListen string, clusters map[string]*cluster.Cl
 	cfg.Auth.Secret = []byte(hex.EncodeToString(secret))
 	cfg.Audit.SpoolDir = filepath.Join(dir, "spool")
 	cfg.Audit.CheckpointDir = filepath.Join(dir, "checkpoints")
+	cfg.Policy.GlobalTables = []string{"public.countries"}
 	cfg.Regions = map[string]config.Region{}
 	for name, c := range clusters {
 		cfg.Regions[name] = config.Region{Host: "127.0.0.1", Port: c.Port, User: c.ServiceUser, Password: c.ServicePassword,
