@@ -86,12 +86,17 @@ func Export(ctx context.Context, regions map[string]config.Region, opts ExportOp
 		}
 	}
 	var total int64
+	found := false
 	for _, name := range names {
-		n, err := exportRegion(ctx, name, regions[name], opts, bw, cw)
+		n, ok, err := exportRegion(ctx, name, regions[name], opts, bw, cw)
 		if err != nil {
 			return total, fmt.Errorf("export: region %s: %w", name, err)
 		}
 		total += n
+		found = found || ok
+	}
+	if !found {
+		return 0, fmt.Errorf("export: no audit chain for account %q", opts.Account)
 	}
 	if cw != nil {
 		cw.Flush()
@@ -102,32 +107,34 @@ func Export(ctx context.Context, regions map[string]config.Region, opts ExportOp
 	return total, bw.Flush()
 }
 
-func exportRegion(ctx context.Context, name string, r config.Region, opts ExportOptions, bw *bufio.Writer, cw *csv.Writer) (int64, error) {
+// exportRegion writes the chain's rows and checkpoints held in one region;
+// found is false when the region has no such chain.
+func exportRegion(ctx context.Context, name string, r config.Region, opts ExportOptions, bw *bufio.Writer, cw *csv.Writer) (int64, bool, error) {
 	conn, err := connectAdmin(ctx, name, r)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer conn.Close(context.Background())
 	headSeq, _, ok, err := headOf(ctx, conn, opts.Account)
 	if err != nil || !ok {
-		return 0, err
+		return 0, false, err
 	}
 	first, last := int64(1), headSeq
 	if !opts.Since.IsZero() {
 		if err := conn.QueryRow(ctx, `SELECT coalesce(min(seq), 0) FROM pgtenant_audit.events WHERE chain_id = $1 AND ts >= $2`,
 			opts.Account, opts.Since).Scan(&first); err != nil {
-			return 0, err
+			return 0, true, err
 		}
 	}
 	if !opts.Until.IsZero() {
 		if err := conn.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM pgtenant_audit.events WHERE chain_id = $1 AND ts < $2`,
 			opts.Account, opts.Until).Scan(&last); err != nil {
-			return 0, err
+			return 0, true, err
 		}
 	}
 	cps, err := dbCheckpoints(ctx, conn, opts.Account)
 	if err != nil {
-		return 0, err
+		return 0, true, err
 	}
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
@@ -141,7 +148,7 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			h.Until = opts.Until.UTC().Format(time.RFC3339Nano)
 		}
 		if err := enc.Encode(headerLine{Type: "header", exportHeader: h}); err != nil {
-			return 0, err
+			return 0, true, err
 		}
 	}
 	var n int64
@@ -155,21 +162,21 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			return enc.Encode(eventLine{Type: "event", RowJSON: &j})
 		})
 		if err != nil {
-			return n, err
+			return n, true, err
 		}
 	}
 	for i := range cps {
 		if cw != nil {
 			if err := cw.Write(csvCheckpoint(cps[i])); err != nil {
-				return n, err
+				return n, true, err
 			}
 			continue
 		}
 		if err := enc.Encode(checkpointLine{Type: "checkpoint", Checkpoint: &cps[i]}); err != nil {
-			return n, err
+			return n, true, err
 		}
 	}
-	return n, nil
+	return n, true, nil
 }
 
 var csvHeader = []string{"record", "chain_id", "seq", "event_id", "ts", "kind", "account_id", "subject", "client_user",

@@ -91,3 +91,15 @@ func TestExportVerifiesOfflineAndShowsTampering(t *testing.T) {
 		t.Fatalf("csv export: %d records, %v", len(recs), err)
 	}
 }
+
+func TestExportAndVerifyOfAnUnknownAccount(t *testing.T) {
+	r, _ := initRegion(t, "eu-west")
+	regions := map[string]config.Region{"eu-west": r}
+	var out bytes.Buffer
+	if _, err := Export(testCtx(t), regions, ExportOptions{Account: "nobody"}, &out); err == nil {
+		t.Fatal("export of an account with no chain succeeded")
+	}
+	if _, err := VerifyDB(testCtx(t), regions, VerifyOptions{Account: "nobody"}); err == nil {
+		t.Fatal("verify of an account with no chain succeeded")
+	}
+}

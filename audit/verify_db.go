@@ -63,6 +63,15 @@ func VerifyDB(ctx context.Context, regions map[string]config.Region, opts Verify
 		rep.Regions = append(rep.Regions, rr)
 		rep.Failures = append(rep.Failures, fails...)
 	}
+	if opts.Account != "" {
+		found := 0
+		for _, rr := range rep.Regions {
+			found += rr.Chains
+		}
+		if found == 0 {
+			return nil, fmt.Errorf("%w: no audit chain for account %q", ErrCannotVerify, opts.Account)
+		}
+	}
 	rep.OK = len(rep.Failures) == 0
 	return rep, nil
 }
