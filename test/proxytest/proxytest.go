@@ -20,7 +20,9 @@ import (
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/demo"
+	"github.com/pgtenant/pgtenant/policy"
 	"github.com/pgtenant/pgtenant/proxy"
+	"github.com/pgtenant/pgtenant/regiondb"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
@@ -36,7 +38,11 @@ type Options struct {
 	Regions []string
 	// Configure edits the configuration before the proxy starts.
 	Configure func(*config.Config)
-	// Checkers is the policy; nil allows everything.
+	// Policy enforces the real policy engine, with each region's catalog
+	// discovered (as serve does). Without it and without Checkers, every
+	// statement is allowed (RLS still scopes rows).
+	Policy bool
+	// Checkers replaces the policy with a test double.
 	Checkers func(cfg *config.Config, regions map[string]*cluster.Cluster) proxy.CheckerFactory
 	// Auditor records events; nil discards them.
 	Auditor proxy.Auditor
@@ -49,7 +55,8 @@ type Env struct {
 	Clusters map[string]*cluster.Cluster
 	Config   *config.Config
 	Server   *proxy.Server
-	Addr     string // host:port of the proxy
+	Addr     string         // host:port of the proxy
+	Engine   *policy.Engine // the policy engine, with Options.Policy
 	Done     chan error
 }
 
@@ -74,7 +81,7 @@ func Start(t testing.TB, o Options) *Env {
 		InstallDemo(t, c)
 		env.Clusters[name] = c
 		cfg.Regions[name] = config.Region{Host: "127.0.0.1", Port: c.Port, User: c.ServiceUser,
-			Password: c.ServicePassword, Database: "", SSLMode: "disable", ConnectTimeout: 5 * time.Second}
+			Password: c.ServicePassword, Database: c.Database, SSLMode: "disable", ConnectTimeout: 5 * time.Second}
 	}
 	if o.Configure != nil {
 		o.Configure(cfg)
@@ -85,8 +92,12 @@ func Start(t testing.TB, o Options) *Env {
 		t.Fatalf("proxytest: verifier: %v", err)
 	}
 	var checkers proxy.CheckerFactory
-	if o.Checkers != nil {
+	switch {
+	case o.Checkers != nil:
 		checkers = o.Checkers(cfg, env.Clusters)
+	case o.Policy:
+		env.Engine = startPolicy(t, cfg)
+		checkers = func(p auth.Principal) proxy.StatementChecker { return env.Engine.NewSession(p) }
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := proxy.New(proxy.Options{Config: cfg, Authenticator: verifier, Checkers: checkers,
@@ -170,4 +181,28 @@ func SignedToken(t testing.TB, claims map[string]any) string {
 		t.Fatalf("proxytest: sign: %v", err)
 	}
 	return tok
+}
+
+// startPolicy builds the policy engine for cfg and discovers every region's
+// catalog, as serve does.
+func startPolicy(t testing.TB, cfg *config.Config) *policy.Engine {
+	t.Helper()
+	engine, err := policy.NewEngine(cfg.Policy)
+	if err != nil {
+		t.Fatalf("proxytest: policy: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for name, r := range cfg.Regions {
+		conn, err := regiondb.Connect(ctx, name, r, regiondb.Service(r, "proxytest-discovery"))
+		if err != nil {
+			t.Fatalf("proxytest: discovery: %v", err)
+		}
+		err = engine.Discover(ctx, name, conn)
+		conn.Close(context.Background())
+		if err != nil {
+			t.Fatalf("proxytest: discovery: %v", err)
+		}
+	}
+	return engine
 }
