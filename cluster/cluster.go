@@ -29,8 +29,9 @@ type Cluster struct {
 	settings    map[string]string
 	owner       osUser
 	logFile     string
-	ownSockDir  bool // SocketDir is outside Dir and must be removed too
-	portReserve bool // Port is reserved in this process
+	ownSockDir  bool   // SocketDir is outside Dir and must be removed too
+	portReserve bool   // Port is reserved in this process
+	killedShm   shmSeg // SysV segment left by Kill, removed by Close
 
 	mu      sync.Mutex
 	running bool

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sys/unix"
 
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/test/pgtest"
@@ -127,7 +128,7 @@ func TestSettingsAndHBA(t *testing.T) {
 		t.Fatal(err)
 	}
 	su := pgtest.Conn(t, c.SuperuserDSN("app"))
-	want := map[string]string{"work_mem": "7MB", "max_connections": "50", "fsync": "off",
+	want := map[string]string{"work_mem": "7MB", "max_connections": "50", "fsync": "off", "dynamic_shared_memory_type": "mmap",
 		"password_encryption": "scram-sha-256", "listen_addresses": "127.0.0.1", "application_name": "it's",
 		"unix_socket_directories": c.SocketDir}
 	for k, v := range want {
@@ -314,4 +315,33 @@ func scratchParent() string {
 		return "/dev/shm"
 	}
 	return ""
+}
+
+func TestKillThenCloseLeavesNoSharedMemory(t *testing.T) {
+	c := pgtest.Start(t, cluster.Config{Name: "shm"})
+	b, err := os.ReadFile(filepath.Join(c.DataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 || len(strings.Fields(lines[6])) != 2 {
+		t.Fatalf("postmaster.pid has no shared memory line:\n%s", b)
+	}
+	shmid, err := strconv.Atoi(strings.Fields(lines[6])[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(shmid, unix.IPC_STAT, &ds); err != nil {
+		t.Fatalf("segment %d of the running server: %v", shmid, err)
+	}
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.SysvShmCtl(shmid, unix.IPC_STAT, &ds); err == nil && int(int32(ds.Perm.Key)) != 0 && ds.Nattch == 0 {
+		t.Errorf("SysV segment %d (key %#x) of the killed server survived Close", shmid, ds.Perm.Key)
+	}
 }

@@ -15,9 +15,12 @@ const confFile = "pgtenant.conf"
 
 // defaultSettings are applied unless Config.Settings overrides them.
 var defaultSettings = map[string]string{
-	"fsync":               "off",
-	"max_connections":     "200",
-	"password_encryption": "scram-sha-256",
+	// Dynamic shared memory as files in the data directory, not in
+	// /dev/shm, where a killed server would leave them behind.
+	"dynamic_shared_memory_type": "mmap",
+	"fsync":                      "off",
+	"max_connections":            "200",
+	"password_encryption":        "scram-sha-256",
 }
 
 // defaultHBA follows Config.HBA in pg_hba.conf.

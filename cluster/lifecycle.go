@@ -112,6 +112,7 @@ func (c *Cluster) Restart(ctx context.Context) error {
 	if err := c.pgctlStart(ctx); err != nil {
 		return fmt.Errorf("cluster %s: restart: %w", c.Name, err)
 	}
+	c.killedShm = shmSeg{} // the new server took over or removed it
 	return nil
 }
 
@@ -130,10 +131,12 @@ func (c *Cluster) Kill() error {
 	if err != nil {
 		return fmt.Errorf("cluster %s: kill: %w", c.Name, err)
 	}
+	seg := readShmSeg(c.DataDir)
 	if err := killGroup(pid); err != nil {
 		return fmt.Errorf("cluster %s: kill: %w", c.Name, err)
 	}
 	c.running = false
+	c.killedShm = seg
 	if err := c.removeLockFiles(); err != nil {
 		return fmt.Errorf("cluster %s: kill: %w", c.Name, err)
 	}
@@ -179,10 +182,13 @@ func (c *Cluster) Close() error {
 		// A server we lost track of (a pg_ctl interrupted by its context)
 		// must not outlive its directory.
 		if pid, err := readPostmasterPID(c.DataDir); err == nil && isPostmasterOf(pid, c.DataDir) {
+			seg := readShmSeg(c.DataDir)
 			if err := killGroup(pid); err != nil {
 				errs = append(errs, err)
 			}
+			seg.remove()
 		}
+		c.killedShm.remove()
 	}
 	if c.running {
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -191,9 +197,11 @@ func (c *Cluster) Close() error {
 		if err != nil {
 			// Last resort: the directory must not be removed under a live server.
 			if pid, perr := readPostmasterPID(c.DataDir); perr == nil {
+				seg := readShmSeg(c.DataDir)
 				if kerr := killGroup(pid); kerr != nil {
 					errs = append(errs, err, kerr)
 				}
+				seg.remove()
 			} else {
 				errs = append(errs, err)
 			}

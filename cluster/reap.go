@@ -110,10 +110,12 @@ func reapStale(parent string) {
 		}
 		dataDir := filepath.Join(dir, "data")
 		if pid, err := readPostmasterPID(dataDir); err == nil && isPostmasterOf(pid, dataDir) {
+			seg := readShmSeg(dataDir)
 			if err := killGroup(pid); err != nil {
 				slog.Warn("cluster: stale cluster server did not die", "dir", dir, "error", err)
 				continue
 			}
+			seg.remove()
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			slog.Warn("cluster: remove stale cluster", "dir", dir, "error", err)
