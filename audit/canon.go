@@ -38,6 +38,12 @@ func ChainFor(account string) string {
 // de-duplicated, empty optional values become NULL, and a fresh UUIDv7
 // event_id is assigned. Hashes are computed later, when seq is known.
 func NewRow(ev Event, region, instance, statementMode string) (*Row, error) {
+	return newRow(ev, ChainFor(ev.AccountID), region, instance, statementMode)
+}
+
+// newRow is NewRow with an explicit chain: an event with no region goes to
+// the no-tenant chain even when it names an (unverified) account.
+func newRow(ev Event, chain, region, instance, statementMode string) (*Row, error) {
 	if ev.AccountID == NoTenantChain {
 		return nil, fmt.Errorf("audit: account id %q is reserved for the no-tenant chain", NoTenantChain)
 	}
@@ -55,7 +61,7 @@ func NewRow(ev Event, region, instance, statementMode string) (*Row, error) {
 		ts = time.Now()
 	}
 	r := &Row{
-		ChainID:       ChainFor(ev.AccountID),
+		ChainID:       chain,
 		EventID:       id,
 		TS:            ts.Truncate(time.Microsecond).UTC(),
 		Kind:          ev.Kind,

@@ -228,7 +228,8 @@ func TestRecorderModesWriteVerifiableChains(t *testing.T) {
 				}
 			}
 			// A rejected login with no region goes to every region's no-tenant chain.
-			if err := rec.Record(ctx, Event{Kind: KindReject, ClientAddr: "10.9.8.7", Reason: "bad signature", Verdict: VerdictDeny}); err != nil {
+			// Even when it names an account: with no region it is not a verified tenant.
+			if err := rec.Record(ctx, Event{Kind: KindReject, AccountID: "claimed", ClientAddr: "10.9.8.7", Reason: "bad signature", Verdict: VerdictDeny}); err != nil {
 				t.Fatal(err)
 			}
 			if err := rec.Close(ctx); err != nil {
@@ -244,7 +245,7 @@ func TestRecorderModesWriteVerifiableChains(t *testing.T) {
 				where string
 				want  int64
 			}{
-				{eu, `chain_id = 'a1'`, 50}, {eu, `chain_id = 'a2'`, 50}, {eu, `chain_id = '-' AND account_id IS NULL`, 1},
+				{eu, `chain_id = 'a1'`, 50}, {eu, `chain_id = 'a2'`, 50}, {eu, `chain_id = '-' AND account_id = 'claimed'`, 1}, {eu, `chain_id = 'claimed'`, 0},
 				{us, `chain_id = '-' AND client_addr = '10.9.8.7'`, 1}, {us, `chain_id <> '-'`, 0},
 				{eu, `kind = 'result' AND rows IS NOT NULL AND duration_us = 10`, 50},
 			} {

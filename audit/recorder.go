@@ -149,8 +149,9 @@ func (r *Recorder) Record(ctx context.Context, ev Event) error {
 	r.mu.RUnlock()
 	defer r.inflight.Done()
 
-	targets := r.names
+	targets, chain := r.names, NoTenantChain
 	if ev.Region != "" {
+		chain = ChainFor(ev.AccountID)
 		if _, ok := r.writers[ev.Region]; !ok {
 			return fmt.Errorf("audit: region %q is not configured", ev.Region)
 		}
@@ -159,7 +160,7 @@ func (r *Recorder) Record(ctx context.Context, ev Event) error {
 	statement := ev.Kind == KindStatement
 	for _, name := range targets {
 		w := r.writers[name]
-		row, err := NewRow(ev, name, r.instance, r.cfg.Statement)
+		row, err := newRow(ev, chain, name, r.instance, r.cfg.Statement)
 		if err != nil {
 			return err
 		}
