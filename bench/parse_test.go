@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStatCPU(t *testing.T) {
+	// utime (14) = 250 ticks, stime (15) = 50 ticks; the command holds
+	// spaces and a parenthesis.
+	line := "1234 (pg tenant) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 1000000 500 18446744073709551615\n"
+	got, err := parseStatCPU([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3 * time.Second; got != want {
+		t.Errorf("cpu = %s, want %s", got, want)
+	}
+	for _, bad := range []string{"", "1234 no parens", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 -5 1 0"} {
+		if _, err := parseStatCPU([]byte(bad)); err == nil {
+			t.Errorf("parseStatCPU(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseStatusMemory(t *testing.T) {
+	status := "Name:\tpgtenant\nVmPeak:\t  900 kB\nVmHWM:\t    4096 kB\nVmRSS:\t    2048 kB\nThreads:\t8\n"
+	rss, hwm, err := parseStatusMemory([]byte(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss != 2048*1024 || hwm != 4096*1024 {
+		t.Errorf("rss %d hwm %d", rss, hwm)
+	}
+	for _, bad := range []string{"Name:\tkthreadd\n", "VmRSS:\t12 MB\nVmHWM:\t1 kB\n", "VmRSS:\tx kB\nVmHWM:\t1 kB\n"} {
+		if _, _, err := parseStatusMemory([]byte(bad)); err == nil {
+			t.Errorf("parseStatusMemory(%q): no error", bad)
+		}
+	}
+}
+
+func TestSampleOwnProcess(t *testing.T) {
+	// Burn some CPU so the reading cannot be zero, then read ourselves.
+	x := 0
+	for i := range 50_000_000 {
+		x ^= i
+	}
+	s, err := sampleProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RSSBytes <= 0 || s.HWMBytes < s.RSSBytes || s.CPU <= 0 {
+		t.Errorf("sample %+v (x=%d)", s, x)
+	}
+	if _, err := sampleProc(1 << 30); err == nil {
+		t.Error("sampleProc of a pid that cannot exist: no error")
+	}
+}
+
+func TestTxLogSummary(t *testing.T) {
+	// client_id transaction_no time script_no time_epoch time_us [lag] [retries]
+	var b strings.Builder
+	for i := 1; i <= 100; i++ {
+		b.WriteString("0 ")
+		b.WriteString(itoa(i))
+		b.WriteString(" ")
+		b.WriteString(itoa(i * 1000)) // 1..100 ms
+		b.WriteString(" 0 1700000000 123456\n")
+	}
+	b.WriteString("1 7 failed 0 1700000000 123456\n1 8 skipped 0 1700000000 123456 10\n\n")
+	var l txLog
+	if err := l.read(strings.NewReader(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	s := l.summary()
+	want := Latency{Count: 100, Failed: 2, MeanMs: 50.5, P50Ms: 50, P99Ms: 99, MaxMs: 100}
+	if s != want {
+		t.Errorf("summary %+v, want %+v", s, want)
+	}
+	for _, bad := range []string{"0 1 12\n", "0 1 -3 0 1 2\n", "0 1 12ms 0 1 2\n"} {
+		var l txLog
+		if err := l.read(strings.NewReader(bad)); err == nil {
+			t.Errorf("read(%q): no error", bad)
+		}
+	}
+	var empty txLog
+	if s := empty.summary(); s != (Latency{}) {
+		t.Errorf("empty summary %+v", s)
+	}
+}
+
+func TestPercentileNearestRank(t *testing.T) {
+	cases := []struct {
+		vals []int64
+		p    float64
+		want int64
+	}{
+		{[]int64{7}, 99, 7},
+		{[]int64{1, 2}, 50, 1},
+		{[]int64{1, 2}, 99, 2},
+		{[]int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 90, 9},
+		{[]int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 91, 10},
+		{[]int64{1, 2, 3}, 0, 1},
+	}
+	for _, c := range cases {
+		if got := percentile(c.vals, c.p); got != c.want {
+			t.Errorf("percentile(%v, %v) = %d, want %d", c.vals, c.p, got, c.want)
+		}
+	}
+}
+
+// pgbench15Output is pgbench 15's summary for a custom script.
+const pgbench15Output = `pgbench (15.20 (Debian 15.20-0+deb12u1))
+transaction type: /tmp/pgtenant-bench-1/tenant_rw.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 8
+number of threads: 2
+maximum number of tries: 1
+duration: 20 s
+number of transactions actually processed: 41234
+number of failed transactions: 0 (0.000%)
+latency average = 3.880 ms
+initial connection time = 12.345 ms
+tps = 2061.712345 (without initial connection time)
+`
+
+func TestParsePgbench(t *testing.T) {
+	s, err := parsePgbench(pgbench15Output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s != (pgbenchSummary{Processed: 41234, Failed: 0, TPS: 2061.712345}) {
+		t.Errorf("summary %+v", s)
+	}
+	failed := strings.Replace(pgbench15Output, "failed transactions: 0 (0.000%)", "failed transactions: 3 (0.007%)", 1)
+	if s, err := parsePgbench(failed); err != nil || s.Failed != 3 {
+		t.Errorf("failed count: %+v %v", s, err)
+	}
+	for _, cut := range []string{"number of transactions actually processed", "tps = "} {
+		broken := strings.Replace(pgbench15Output, cut, "something else", 1)
+		if _, err := parsePgbench(broken); err == nil {
+			t.Errorf("output without %q: no error", cut)
+		}
+	}
+}
+
+func TestPgbenchArgsKeepTheSecretOut(t *testing.T) {
+	r := pgbenchRun{Bin: "pgbench", Script: "/s.sql", Mode: "prepared", Clients: 8, Threads: 2,
+		Duration: 1500 * time.Millisecond, LogDir: "/logs", Vars: map[string]string{"t": "42", "rows": "10"},
+		Endpoint: Endpoint{Host: "127.0.0.1", Port: 6432, User: "u", Database: "app", Password: "tok.en.sig", Options: "-c a=b"}}
+	want := []string{"-n", "-f", "/s.sql", "-M", "prepared", "-c", "8", "-j", "2", "-T", "2",
+		"-D", "rows=10", "-D", "t=42", "--log", "--log-prefix=/logs/tx"}
+	if got := r.args(); !slices.Equal(got, want) {
+		t.Errorf("args %q\nwant %q", got, want)
+	}
+	t.Setenv("PGHOST", "elsewhere")
+	env := r.env()
+	for _, kv := range []string{"PGPASSWORD=tok.en.sig", "PGOPTIONS=-c a=b", "PGPORT=6432", "PGHOST=127.0.0.1"} {
+		if !slices.Contains(env, kv) {
+			t.Errorf("env lacks %s", kv)
+		}
+	}
+	if slices.Contains(env, "PGHOST=elsewhere") {
+		t.Error("the caller's PGHOST leaked into pgbench's environment")
+	}
+}
+
+func TestScriptStatements(t *testing.T) {
+	if n := statementsPerTx(Script); n != 5 {
+		t.Errorf("Script has %d statements, want 5 (BEGIN, SELECT, UPDATE, SELECT, END)", n)
+	}
+	for _, want := range []string{"account_id = :t AND aid = :aid", `\gset`, "BEGIN;", "END;"} {
+		if !strings.Contains(Script, want) {
+			t.Errorf("Script lacks %q", want)
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

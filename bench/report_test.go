@@ -1,0 +1,136 @@
+package bench
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestComputeRatios(t *testing.T) {
+	res := &Results{Rows: []Row{
+		{Target: TargetDirect, Mode: "simple", Clients: 8, TPS: 1000, Latency: Latency{P99Ms: 2}},
+		{Target: TargetPgBouncerSess, Mode: "simple", Clients: 8, TPS: 800},
+		{Target: TargetPgBouncerTx, Mode: "simple", Clients: 8, TPS: 500},
+		{Target: TargetPgtenantSpool, Mode: "simple", Clients: 8, TPS: 400, Latency: Latency{P99Ms: 5}},
+		// Another mode: no reference rows, so no ratios.
+		{Target: TargetPgtenantSpool, Mode: "prepared", Clients: 8, TPS: 450},
+		// A reference with zero throughput gives no ratio rather than +Inf.
+		{Target: TargetDirect, Mode: "extended", Clients: 1, TPS: 0},
+		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 1, TPS: 10},
+	}}
+	res.computeRatios()
+	r := res.Rows[3]
+	check := func(name string, got *float64, want float64) {
+		t.Helper()
+		if got == nil || *got != want {
+			t.Errorf("%s = %v, want %v", name, deref(got), want)
+		}
+	}
+	check("tps vs direct", r.TPSvsDirect, 0.4)
+	check("tps vs pgbouncer session", r.TPSvsPgBouncer, 0.5)
+	check("tps vs pgbouncer transaction", r.TPSvsPgBouncerTx, 0.8)
+	check("p99 vs direct", r.P99vsDirect, 2.5)
+	if p := res.Rows[4]; p.TPSvsDirect != nil || p.TPSvsPgBouncer != nil || p.TPSvsPgBouncerTx != nil {
+		t.Errorf("prepared row got ratios without references: %+v", p)
+	}
+	if res.Rows[6].TPSvsDirect != nil {
+		t.Errorf("ratio against a zero-TPS reference: %v", *res.Rows[6].TPSvsDirect)
+	}
+	for _, i := range []int{0, 1, 2} {
+		if res.Rows[i].TPSvsDirect != nil {
+			t.Errorf("reference row %s got a ratio", res.Rows[i].Target)
+		}
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestWriteJSONAndMarkdown(t *testing.T) {
+	cpu, rss, ratio := 0.25, int64(30<<20), 0.5
+	scale := &ScaleResult{Target: "pgtenant-spool", Requested: 100, Opened: 100, RSSBeforeBytes: 20 << 20, RSSAfterBytes: 30 << 20, RSSPerConnBytes: 104857.6}
+	on := true
+	res := &Results{StartedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), PolicyEnforced: &on, Scale: scale,
+		Settings: Settings{DurationSeconds: 20, StatementsPerTx: 5, Tenants: 1000, RowsPerTenant: 1000, Tenant: 42},
+		Rows: []Row{
+			{Target: TargetDirect, Mode: "simple", Clients: 8, TPS: 1000, Latency: Latency{MeanMs: 8, P99Ms: 20}},
+			{Target: TargetPgtenantStrict, Mode: "simple", Clients: 8, TPS: 500, ProxyCPUPer1kStatements: &cpu, ProxyRSSBytes: &rss, TPSvsDirect: &ratio},
+		}}
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := res.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Rows) != 2 || back.Rows[1].TPSvsDirect == nil || *back.Rows[1].TPSvsDirect != 0.5 ||
+		back.Rows[0].ProxyRSSBytes != nil || back.Scale == nil || back.Scale.Opened != 100 {
+		t.Errorf("JSON round trip: %+v", back)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| direct | simple | 8 | 1000 | 8.00 | 20.00 | – |",
+		"| pgtenant-strict | simple | 8 | 500 |",
+		"| 0.50 |", "| 0.250 | 30.0 |",
+		"| pgtenant-spool | 100 | 100 | 0 |", "| 102.4 |",
+		"policy was enforcing",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for name, o := range map[string]Options{"default": DefaultOptions(), "smoke": SmokeOptions()} {
+		if err := o.Validate(); err != nil {
+			t.Errorf("%s options: %v", name, err)
+		}
+	}
+	bad := map[string]func(*Options){
+		"--duration":   func(o *Options) { o.Duration = 500 * time.Millisecond },
+		"--warmup":     func(o *Options) { o.Warmup = -time.Second },
+		"--clients 0":  func(o *Options) { o.Clients = []int{0} },
+		"--clients":    func(o *Options) { o.Clients = nil },
+		"--modes":      func(o *Options) { o.Modes = []string{"simple", "pipelined"} },
+		"--targets":    func(o *Options) { o.Targets = []string{"pgpool"} },
+		"--idle-conns": func(o *Options) { o.IdleConns = -1 },
+		"--tenant":     func(o *Options) { o.Tenant = 1001 },
+		"--tenants":    func(o *Options) { o.Tenants = 0 },
+		"--out":        func(o *Options) { o.OutDir = "" },
+	}
+	for flag, mutate := range bad {
+		o := DefaultOptions()
+		mutate(&o)
+		err := o.Validate()
+		if err == nil || !strings.Contains(err.Error(), strings.Fields(flag)[0]) {
+			t.Errorf("%s: error %v, want one naming the flag", flag, err)
+		}
+	}
+	o := DefaultOptions()
+	o.Clients = []int{64, 1, 8, 8}
+	o.Targets = []string{TargetPgtenantStrict, TargetDirect}
+	o.Modes = []string{"prepared", "simple"}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.Clients, []int{1, 8, 64}) || strings.Join(o.Targets, ",") != "direct,pgtenant-strict" || strings.Join(o.Modes, ",") != "simple,prepared" {
+		t.Errorf("normalized: clients %v targets %v modes %v", o.Clients, o.Targets, o.Modes)
+	}
+}

@@ -1,0 +1,110 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgtenant/pgtenant/cluster"
+)
+
+// TestSmokeRun runs the whole harness in --smoke mode against real
+// PostgreSQL, PgBouncer and the built pgtenant, so the harness cannot rot.
+// It checks what was produced, never how fast anything was.
+func TestSmokeRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the smoke run starts a cluster, PgBouncer twice and pgtenant four times; skipped with -short")
+	}
+	if _, err := cluster.BinDir(); errors.Is(err, cluster.ErrNoBinaries) {
+		t.Skipf("no PostgreSQL server binaries: %v", err)
+	}
+	if _, err := findPgBouncer(); err != nil {
+		t.Skipf("PgBouncer is not installed, so the pgbouncer targets cannot run (scripts/deps.sh test installs it): %v", err)
+	}
+	o := SmokeOptions()
+	o.OutDir = filepath.Join(t.TempDir(), "results")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := Run(ctx, o, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if res.PolicyEnforced == nil {
+		t.Error("policy_enforced was not probed")
+	}
+	seen := map[string]int{}
+	for _, r := range res.Rows {
+		seen[r.Target]++
+		if r.TPS <= 0 || r.Transactions <= 0 || r.Statements != r.Transactions*5 {
+			t.Errorf("%s: tps %v, %d transactions, %d statements", r.Target, r.TPS, r.Transactions, r.Statements)
+		}
+		if r.Latency.Count <= 0 || r.Latency.MeanMs <= 0 || r.Latency.P99Ms < r.Latency.P50Ms || r.Latency.MaxMs < r.Latency.P99Ms {
+			t.Errorf("%s: latency %+v", r.Target, r.Latency)
+		}
+		proxied := r.Target != TargetDirect
+		if proxied != (r.ProxyRSSBytes != nil) || proxied != (r.ProxyCPUPer1kStatements != nil) {
+			t.Errorf("%s: proxy measurements present=%v/%v, want %v", r.Target, r.ProxyRSSBytes != nil, r.ProxyCPUPer1kStatements != nil, proxied)
+		}
+		if r.ProxyRSSBytes != nil && *r.ProxyRSSBytes <= 0 {
+			t.Errorf("%s: proxy RSS %d", r.Target, *r.ProxyRSSBytes)
+		}
+		if r.IsPgtenant() {
+			for name, v := range map[string]*float64{"vs direct": r.TPSvsDirect, "vs pgbouncer session": r.TPSvsPgBouncer,
+				"vs pgbouncer transaction": r.TPSvsPgBouncerTx, "p99 vs direct": r.P99vsDirect} {
+				if v == nil || *v <= 0 {
+					t.Errorf("%s: ratio %s not computed", r.Target, name)
+				}
+			}
+		}
+	}
+	for _, target := range AllTargets {
+		if seen[target] != len(o.Modes)*len(o.Clients) {
+			t.Errorf("target %s has %d rows, want %d", target, seen[target], len(o.Modes)*len(o.Clients))
+		}
+	}
+
+	sc := res.Scale
+	if sc == nil {
+		t.Fatal("no connection-scale result")
+	}
+	if sc.Opened != o.IdleConns || sc.Failed != 0 || sc.RSSAfterBytes <= 0 || sc.RSSBeforeBytes <= 0 {
+		t.Errorf("scale run: %+v", sc)
+	}
+
+	b, err := os.ReadFile(filepath.Join(o.OutDir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if len(back.Rows) != len(res.Rows) || back.Scale == nil {
+		t.Errorf("results.json has %d rows (want %d), scale %v", len(back.Rows), len(res.Rows), back.Scale)
+	}
+	md, err := os.ReadFile(filepath.Join(o.OutDir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range AllTargets {
+		if !strings.Contains(string(md), "| "+target+" | ") {
+			t.Errorf("results.md has no row for %s", target)
+		}
+	}
+}
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
