@@ -65,8 +65,8 @@ func (c *Cluster) pgctlStart(ctx context.Context) error {
 		err = fmt.Errorf("%w: %w", errAddrInUse, err)
 	}
 	// A failed pg_ctl -w may leave a server starting up; make sure it is gone.
-	if pid, perr := readPostmasterPID(c.DataDir); perr == nil {
-		_ = killGroup(pid)
+	if pid, perr := readPostmasterPID(c.DataDir); perr == nil && isPostmasterOf(pid, c.DataDir) {
+		_ = killServer(pid)
 		_ = c.removeLockFiles()
 	}
 	return fmt.Errorf("start server on port %d: %w\nserver log:\n%s", c.Port, err, tail)
@@ -131,8 +131,11 @@ func (c *Cluster) Kill() error {
 	if err != nil {
 		return fmt.Errorf("cluster %s: kill: %w", c.Name, err)
 	}
+	if !isPostmasterOf(pid, c.DataDir) {
+		return fmt.Errorf("cluster %s: kill: postmaster %d is not running", c.Name, pid)
+	}
 	seg := readShmSeg(c.DataDir)
-	if err := killGroup(pid); err != nil {
+	if err := killServer(pid); err != nil {
 		return fmt.Errorf("cluster %s: kill: %w", c.Name, err)
 	}
 	c.running = false
@@ -156,10 +159,10 @@ func (c *Cluster) removeLockFiles() error {
 	return nil
 }
 
-// killGroup SIGKILLs the postmaster pid and its child processes, as a
+// killServer SIGKILLs the postmaster pid and its child processes, as a
 // crash would, and waits until all of them are gone. The postmaster is
 // stopped first so it cannot fork while its children are listed.
-func killGroup(pid int) error {
+func killServer(pid int) error {
 	_ = syscall.Kill(pid, syscall.SIGSTOP)
 	pids := append([]int{pid}, childrenOf(pid)...)
 	for _, p := range pids {
@@ -183,7 +186,7 @@ func (c *Cluster) Close() error {
 		// must not outlive its directory.
 		if pid, err := readPostmasterPID(c.DataDir); err == nil && isPostmasterOf(pid, c.DataDir) {
 			seg := readShmSeg(c.DataDir)
-			if err := killGroup(pid); err != nil {
+			if err := killServer(pid); err != nil {
 				errs = append(errs, err)
 			}
 			seg.remove()
@@ -196,9 +199,9 @@ func (c *Cluster) Close() error {
 		cancel()
 		if err != nil {
 			// Last resort: the directory must not be removed under a live server.
-			if pid, perr := readPostmasterPID(c.DataDir); perr == nil {
+			if pid, perr := readPostmasterPID(c.DataDir); perr == nil && isPostmasterOf(pid, c.DataDir) {
 				seg := readShmSeg(c.DataDir)
-				if kerr := killGroup(pid); kerr != nil {
+				if kerr := killServer(pid); kerr != nil {
 					errs = append(errs, err, kerr)
 				}
 				seg.remove()

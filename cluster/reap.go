@@ -111,7 +111,7 @@ func reapStale(parent string) {
 		dataDir := filepath.Join(dir, "data")
 		if pid, err := readPostmasterPID(dataDir); err == nil && isPostmasterOf(pid, dataDir) {
 			seg := readShmSeg(dataDir)
-			if err := killGroup(pid); err != nil {
+			if err := killServer(pid); err != nil {
 				slog.Warn("cluster: stale cluster server did not die", "dir", dir, "error", err)
 				continue
 			}
