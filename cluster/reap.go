@@ -156,6 +156,9 @@ func isPostmasterOf(pid int, dataDir string) bool {
 	if processGone(pid) {
 		return false
 	}
+	if _, err := os.Stat("/proc/self/cmdline"); err != nil {
+		return true // no /proc (not Linux): the live PID from the lock file is all we have
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return false
