@@ -26,6 +26,7 @@ type ScaleResult struct {
 	RSSAfterBytes   int64   `json:"rss_after_bytes"`    // proxy VmRSS with every client open
 	RSSPerConnBytes float64 `json:"rss_per_conn_bytes"` // (after - before) / opened
 	CPUSecondsOpen  float64 `json:"cpu_seconds_open"`   // proxy CPU spent accepting them
+	Error           string  `json:"error,omitempty"`    // why the run failed, if it did
 }
 
 // raiseNoFile raises RLIMIT_NOFILE so this process (n client sockets) and

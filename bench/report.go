@@ -168,6 +168,9 @@ func (res *Results) Markdown(w io.Writer) {
 		fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f | %.2f |\n", sc.Target, sc.Requested, sc.Opened, sc.Failed,
 			sc.OpenSeconds, float64(sc.RSSBeforeBytes)/(1<<20), float64(sc.RSSAfterBytes)/(1<<20), sc.RSSPerConnBytes/1024, sc.CPUSecondsOpen)
+		if sc.Error != "" {
+			fmt.Fprintf(w, "\nThe connection-scale run failed: %s\n", sc.Error)
+		}
 		if sc.FirstError != "" {
 			fmt.Fprintf(w, "\nFirst connection error: %s\n", sc.FirstError)
 		}

@@ -65,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 	def := bench.DefaultOptions()
 	fs := pflag.NewFlagSet("pgtenant-bench", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are reported in one line by run
 	var (
 		o       bench.Options
 		verbose bool
@@ -85,10 +85,14 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 	fs.BoolVar(&o.KeepLogs, "keep-logs", false, "keep pgbench's per-transaction logs under --out/logs")
 	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds in all: every target, 1 client, 1 mode, 1s runs, 20 idle connections (for CI)")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "progress logs in --smoke mode too")
-	fs.Usage = func() {
+	usage := func() {
 		fmt.Fprintf(stderr, "Usage: pgtenant-bench [flags]\n\nBenchmarks pgtenant against a direct connection and PgBouncer with pgbench.\n\n%s", fs.FlagUsages())
 	}
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			usage()
+		}
 		return o, false, err
 	}
 	if fs.NArg() > 0 {
