@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,9 +108,28 @@ func enabledWord(code string) string {
 	}
 }
 
-// chainHeads summarises the audit chains from pgtenant_audit.events, in a
-// savepoint so that a role without SELECT on it leaves the snapshot usable.
-func chainHeads(ctx context.Context, tx pgx.Tx) (*ChainHeads, error) {
+// chainHeads summarises the audit chains from pgtenant_audit.chain_heads,
+// else from pgtenant_audit.events, each in a savepoint so that a role without
+// SELECT on them (the service role, by design) leaves the snapshot usable. It
+// returns why neither could be read.
+func chainHeads(ctx context.Context, tx pgx.Tx) (*ChainHeads, string) {
+	queries := []string{
+		`SELECT count(*), coalesce(sum(seq), 0)::int8, max(updated_at) FROM ` + AuditSchema + `.chain_heads`,
+		`SELECT count(*), coalesce(sum(head), 0)::int8, max(last)
+		   FROM (SELECT chain_id, max(seq) AS head, max(ts) AS last FROM ` + AuditSchema + `.events GROUP BY chain_id) c`,
+	}
+	var errs []string
+	for _, q := range queries {
+		h, err := chainHeadsQuery(ctx, tx, q)
+		if err == nil {
+			return h, ""
+		}
+		errs = append(errs, err.Error())
+	}
+	return nil, "cannot read the chain heads with the service role (wire isolation.Options.ChainHeads from the audit recorder): " + strings.Join(errs, "; ")
+}
+
+func chainHeadsQuery(ctx context.Context, tx pgx.Tx, q string) (*ChainHeads, error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -117,10 +137,8 @@ func chainHeads(ctx context.Context, tx pgx.Tx) (*ChainHeads, error) {
 	defer sp.Rollback(ctx) //nolint:errcheck // read-only
 	var h ChainHeads
 	var last *time.Time
-	err = sp.QueryRow(ctx, `SELECT count(*), coalesce(sum(head), 0)::int8, max(last)
-	  FROM (SELECT chain_id, max(seq) AS head, max(ts) AS last FROM `+AuditSchema+`.events GROUP BY chain_id) c`).Scan(&h.Chains, &h.Entries, &last)
-	if err != nil {
-		return nil, fmt.Errorf("read chain heads: %w", err)
+	if err := sp.QueryRow(ctx, q).Scan(&h.Chains, &h.Entries, &last); err != nil {
+		return nil, err
 	}
 	if last != nil {
 		t := last.UTC()

@@ -10,17 +10,18 @@ import (
 	"github.com/pgtenant/pgtenant/config"
 )
 
-// Database returns the database inspected for region r: its configured
-// database, else "postgres".
+// Database returns the database whose tenant tables are inspected for region
+// r: its configured database, else the service role's name (libpq's default,
+// as policy discovery uses). The audit layer is read from r.AuditDB().
 func Database(r config.Region) string {
 	if r.Database != "" {
 		return r.Database
 	}
-	return "postgres"
+	return r.User
 }
 
-// connect opens one connection to region name as its service role.
-func connect(ctx context.Context, name string, r config.Region) (*pgx.Conn, error) {
+// connect opens one connection to database db of region name as its service role.
+func connect(ctx context.Context, name string, r config.Region, db string) (*pgx.Conn, error) {
 	sslmode := r.SSLMode
 	if sslmode == "" {
 		sslmode = "disable"
@@ -30,7 +31,7 @@ func connect(ctx context.Context, name string, r config.Region) (*pgx.Conn, erro
 		port = 5432
 	}
 	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s application_name=pgtenant-isolation-proof",
-		dsnQuote(r.Host), port, dsnQuote(Database(r)), dsnQuote(r.User), dsnQuote(sslmode))
+		dsnQuote(r.Host), port, dsnQuote(db), dsnQuote(r.User), dsnQuote(sslmode))
 	if r.SSLRootCert != "" {
 		dsn += " sslrootcert=" + dsnQuote(r.SSLRootCert)
 	}
@@ -44,7 +45,7 @@ func connect(ctx context.Context, name string, r config.Region) (*pgx.Conn, erro
 	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("region %s: connect as %s: %w", name, r.User, err)
+		return nil, fmt.Errorf("region %s: connect to %s as %s: %w", name, db, r.User, err)
 	}
 	return conn, nil
 }

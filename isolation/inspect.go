@@ -36,7 +36,7 @@ type Options struct {
 // its isolation layers. It never fails: an unreachable region gives a Report
 // with Status unknown and Error set.
 func Inspect(ctx context.Context, name string, r config.Region, o Options) Report {
-	rep := Report{Region: name, CheckedAt: time.Now().UTC(), Database: Database(r), ServiceRole: r.User}
+	rep := Report{Region: name, CheckedAt: time.Now().UTC(), Database: Database(r), AuditDatabase: r.AuditDB(), ServiceRole: r.User}
 	rep.Parser = ParserLayer{Status: Missing, PolicyVersion: o.PolicyVersion}
 	if o.ParserActive {
 		rep.Parser.Status = Active
@@ -46,16 +46,25 @@ func Inspect(ctx context.Context, name string, r config.Region, o Options) Repor
 			rep.LastVerification = &v
 		}
 	}
-	conn, err := connect(ctx, name, r)
+	conn, err := connect(ctx, name, r, rep.Database)
 	if err != nil {
 		return rep.failed(err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := inspectConn(ctx, conn, &rep, o); err != nil {
+	auditConn := conn
+	if rep.AuditDatabase != rep.Database {
+		if auditConn, err = connect(ctx, name, r, rep.AuditDatabase); err != nil {
+			return rep.failed(err)
+		}
+		defer auditConn.Close(context.WithoutCancel(ctx))
+	}
+	if err := inspectConn(ctx, conn, auditConn, &rep, o); err != nil {
 		return rep.failed(fmt.Errorf("region %s: %w", name, err))
 	}
 	if o.ChainHeads != nil {
-		if h, err := o.ChainHeads(ctx, name); err == nil {
+		if h, err := o.ChainHeads(ctx, name); err != nil {
+			rep.ChainHeadsError = err.Error()
+		} else {
 			rep.ChainHeads = &h
 		}
 	}
@@ -72,20 +81,31 @@ func (rep Report) failed(err error) Report {
 	return rep
 }
 
-// inspectConn reads the catalog in one read-only snapshot.
-func inspectConn(ctx context.Context, conn *pgx.Conn, rep *Report, o Options) error {
+// readOnly begins a read-only snapshot with a statement timeout.
+func readOnly(ctx context.Context, conn *pgx.Conn, timeout time.Duration) (pgx.Tx, error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return nil, fmt.Errorf("begin: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	timeout := o.StatementTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", fmt.Sprintf("%dms", timeout.Milliseconds())); err != nil {
-		return fmt.Errorf("set statement_timeout: %w", err)
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("set statement_timeout: %w", err)
 	}
+	return tx, nil
+}
+
+// inspectConn reads the tenant tables' catalog through conn and the audit
+// schema's through auditConn (the same connection when both live in one
+// database), each in one read-only snapshot.
+func inspectConn(ctx context.Context, conn, auditConn *pgx.Conn, rep *Report, o Options) error {
+	tx, err := readOnly(ctx, conn, o.StatementTimeout)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 
 	role, err := readRole(ctx, tx)
 	if err != nil {
@@ -102,14 +122,19 @@ func inspectConn(ctx context.Context, conn *pgx.Conn, rep *Report, o Options) er
 		return err
 	}
 	rep.Role = roleLayer(role, rep.RLS.Tables)
-	rep.Audit, err = auditLayer(ctx, tx)
+	atx := tx
+	if auditConn != conn {
+		if atx, err = readOnly(ctx, auditConn, o.StatementTimeout); err != nil {
+			return fmt.Errorf("audit database %s: %w", rep.AuditDatabase, err)
+		}
+		defer atx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	}
+	rep.Audit, err = auditLayer(ctx, atx)
 	if err != nil {
 		return err
 	}
 	if o.ChainHeads == nil && rep.Audit.Status != Missing {
-		if h, err := chainHeads(ctx, tx); err == nil {
-			rep.ChainHeads = h
-		}
+		rep.ChainHeads, rep.ChainHeadsError = chainHeads(ctx, atx)
 	}
 	return nil
 }

@@ -13,16 +13,19 @@ type Report struct {
 	// CheckedAt is when the catalog was read.
 	CheckedAt time.Time `json:"checked_at"`
 	// Database and ServiceRole identify what was inspected.
-	Database    string `json:"database"`
-	ServiceRole string `json:"service_role"`
+	Database      string `json:"database"`
+	AuditDatabase string `json:"audit_database"`
+	ServiceRole   string `json:"service_role"`
 	// ServerVersion is the backend's server_version.
 	ServerVersion string `json:"server_version,omitempty"`
 
-	Parser           ParserLayer   `json:"parser_enforcement"`
-	RLS              RLSLayer      `json:"row_level_security"`
-	Role             RoleLayer     `json:"service_role_privileges"`
-	Audit            AuditLayer    `json:"audit_append_only"`
-	ChainHeads       *ChainHeads   `json:"chain_heads,omitempty"`
+	Parser     ParserLayer `json:"parser_enforcement"`
+	RLS        RLSLayer    `json:"row_level_security"`
+	Role       RoleLayer   `json:"service_role_privileges"`
+	Audit      AuditLayer  `json:"audit_append_only"`
+	ChainHeads *ChainHeads `json:"chain_heads,omitempty"`
+	// ChainHeadsError says why ChainHeads could not be read.
+	ChainHeadsError  string        `json:"chain_heads_error,omitempty"`
 	LastVerification *Verification `json:"last_verification,omitempty"`
 }
 
