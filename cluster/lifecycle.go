@@ -32,7 +32,7 @@ func (c *Cluster) startOnFreePort(ctx context.Context, port int) error {
 			releasePort(c.Port)
 			c.portReserve = false
 		}
-		if c.Port, err = pickPort(); err != nil {
+		if c.Port, err = nextPort(); err != nil {
 			return err
 		}
 		c.portReserve = true

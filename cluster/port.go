@@ -13,6 +13,10 @@ var (
 	reserved = map[int]bool{}
 )
 
+// nextPort picks the port for the next start attempt (a variable so tests
+// can hand out a taken port).
+var nextPort = pickPort
+
 // pickPort returns a TCP port on 127.0.0.1 that was free a moment ago and
 // is not used by another cluster of this process, and reserves it. Another
 // process can still take it before the server binds; Start retries then.
