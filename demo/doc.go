@@ -9,4 +9,11 @@
 // (the `audit` schema and functions the tenancy corpus names, for corpus
 // tests only). The proxy's own audit schema, pgtenant_audit, is not created
 // here; package audit owns it.
+//
+// Install grants to the cluster's service role. To install by hand, run the
+// files as the superuser in one session, naming the role first (default
+// "app"):
+//
+//	psql -v ON_ERROR_STOP=1 -U postgres -d app \
+//	  -c "SET pgtenant.service_role = 'app'" -f schema.sql -f seed.sql
 package demo
