@@ -61,6 +61,16 @@ type Metrics struct {
 
 	configReloads    *prometheus.CounterVec
 	configReloadTime prometheus.Gauge
+
+	// perRegion caches the hot-path children of each configured region; it
+	// is read-only after New.
+	perRegion map[string]regionChildren
+	allowed   prometheus.Counter // statements_total{verdict="allow",reason=""}
+}
+
+// regionChildren are one region's per-statement observers.
+type regionChildren struct {
+	overhead, duration prometheus.Observer
 }
 
 // New creates the collectors and registers them on a new registry.
@@ -87,6 +97,8 @@ func New(o Options) *Metrics {
 	m.statementOverhead = f.histogramVec("statement_overhead_seconds", "Time pgtenant itself adds to a statement (parse, policy, audit), excluding the backend.", overheadBuckets, "region")
 	m.statementDuration = f.histogramVec("statement_duration_seconds", "End-to-end statement latency as the client sees it, backend included.", durationBuckets, "region")
 
+	m.allowed = m.statements.WithLabelValues("allow", "")
+
 	m.backendDials = f.counterVec("backend_connections_total", "Backend connections opened, by region.", "region")
 	m.backendDialErrors = f.counterVec("backend_dial_errors_total", "Failed backend dials, by region.", "region")
 	m.regionUp = f.gaugeVec("region_up", "Whether the region's backend was reachable at the last dial or probe (1) or not (0).", "region")
@@ -98,9 +110,14 @@ func New(o Options) *Metrics {
 	m.configReloads = f.counterVec("config_reloads_total", "Configuration reloads, by result (success or failure).", "result")
 	m.configReloadTime = f.gauge("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")
 
+	m.perRegion = make(map[string]regionChildren, len(o.Regions))
 	for _, r := range o.Regions {
 		m.backendDials.WithLabelValues(r)
 		m.backendDialErrors.WithLabelValues(r)
+		m.perRegion[r] = regionChildren{
+			overhead: m.statementOverhead.WithLabelValues(r),
+			duration: m.statementDuration.WithLabelValues(r),
+		}
 	}
 	for _, v := range []string{"success", "failure"} {
 		m.configReloads.WithLabelValues(v)

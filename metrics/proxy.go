@@ -36,7 +36,7 @@ func (m *Metrics) BackendDialed(region string, err error) {
 func (m *Metrics) StatementDecided(verdict, reason string) {
 	switch verdict {
 	case "allow":
-		m.statements.WithLabelValues("allow", "").Inc()
+		m.allowed.Inc()
 	case "deny":
 		m.statements.WithLabelValues("deny", m.denyReasons.value(reason)).Inc()
 	default:
@@ -46,6 +46,11 @@ func (m *Metrics) StatementDecided(verdict, reason string) {
 
 // StatementDone records a forwarded statement's proxy overhead and end-to-end latency.
 func (m *Metrics) StatementDone(region string, overhead, total time.Duration) {
+	if c, ok := m.perRegion[region]; ok {
+		c.overhead.Observe(overhead.Seconds())
+		c.duration.Observe(total.Seconds())
+		return
+	}
 	r := m.regions.value(region)
 	m.statementOverhead.WithLabelValues(r).Observe(overhead.Seconds())
 	m.statementDuration.WithLabelValues(r).Observe(total.Seconds())
