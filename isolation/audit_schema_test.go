@@ -55,7 +55,9 @@ func TestRealAuditSchema(t *testing.T) {
 
 	// Granting the service role the owner role makes the triggers removable by it.
 	f.exec("postgres", "GRANT "+audit.OwnerRole+" TO "+f.c.ServiceUser)
-	t.Cleanup(func() { _ = f.c.Exec(context.Background(), "postgres", "REVOKE "+audit.OwnerRole+" FROM "+f.c.ServiceUser) })
+	t.Cleanup(func() {
+		_ = f.c.Exec(context.Background(), "postgres", "REVOKE "+audit.OwnerRole+" FROM "+f.c.ServiceUser)
+	})
 	rep = isolation.Inspect(ctx, "eu-west", r, isolation.Options{Policy: f.policy, ParserActive: true})
 	if rep.Audit.Status != isolation.DeployedInert || !strings.Contains(strings.Join(rep.Audit.Problems, ";"), "disable its triggers") {
 		t.Fatalf("service role in the owner role: %+v", rep.Audit)
