@@ -312,3 +312,20 @@ func TestDefaultTagMatchesAppVersion(t *testing.T) {
 		t.Fatalf("image by digest %q", c.Image)
 	}
 }
+
+func TestValuesSchemaRejectsMistakes(t *testing.T) {
+	ch := loadChart(t, chartDir)
+	for name, doc := range map[string]string{
+		"typo":          `replicaCont: 3`,
+		"mode":          `mode: sidecars`,
+		"port":          `ports: {postgres: 70000}`,
+		"region typo":   `regions: {eu-west: {hots: x}}`,
+		"key file path": `jwt: {keysSecret: k, publicKeyFiles: [../../etc/passwd]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := renderChart(ch, parseValues(t, baseValues, doc)); err == nil || !strings.Contains(err.Error(), "schema") {
+				t.Fatalf("values %s: err = %v, want a schema error", doc, err)
+			}
+		})
+	}
+}
