@@ -100,6 +100,11 @@ func TestSpoolSurvivesSIGKILLWithoutLossOrDuplicates(t *testing.T) {
 	if err := rec.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	st := rec.Stats().Regions["eu-west"]
+	t.Logf("after restart: shipped %d left-over events, skipped %d already stored", st.EventsWritten, st.Duplicates)
+	if st.Duplicates > batchMax {
+		t.Errorf("restart re-shipped %d stored events; the shipped cursor should limit that to one batch", st.Duplicates)
+	}
 	adm := adminConn(t, c, r)
 	rows, err := adm.Query(ctx, `SELECT session_id, count(*) FROM pgtenant_audit.events GROUP BY 1`)
 	if err != nil {

@@ -126,7 +126,7 @@ func mustVerify(t testing.TB, regions map[string]config.Region, opts VerifyOptio
 }
 
 func stmt(account, session string, i int) Event {
-	return Event{Kind: KindStatement, Time: time.Now(), AccountID: account, Subject: "sub-" + account,
+	return Event{Kind: KindStatement, Time: time.Now(), AccountID: account, Region: "eu-west", Subject: "sub-" + account,
 		ClientUser: "app", ClientAddr: "127.0.0.1", SessionID: session,
 		Statement: fmt.Sprintf("SELECT * FROM orders WHERE account_id = $1 /* %d */", i),
 		Tables:    []string{"public.orders"}, Verdict: VerdictAllow}

@@ -90,15 +90,46 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 		s.lock.Close()
 		return nil, err
 	}
+	// Resume after the shipped cursor when it names a live segment and a
+	// record boundary; otherwise ship everything again (the database skips
+	// rows it already has by event_id).
+	cur, haveCursor := readCursor(dir)
+	haveCursor = haveCursor && slices.Contains(ids, cur.id)
+	type segInfo struct{ size, n int64 }
+	infos := map[uint64]segInfo{}
 	for _, id := range ids {
-		size, n, err := repairSegment(filepath.Join(dir, segName(id)))
+		from := int64(0)
+		if haveCursor && id == cur.id {
+			from = cur.off
+		}
+		size, n, boundary, err := repairSegment(filepath.Join(dir, segName(id)), from)
 		if err != nil {
+			s.lock.Close()
 			return nil, err
 		}
-		s.sizes[id] = size
-		s.total += size
-		s.unshipped += size
-		s.records += n
+		if haveCursor && id == cur.id && boundary != cur.off {
+			haveCursor = false
+			if size, n, _, err = repairSegment(filepath.Join(dir, segName(id)), 0); err != nil {
+				s.lock.Close()
+				return nil, err
+			}
+		}
+		infos[id] = segInfo{size, n}
+	}
+	for _, id := range ids {
+		info := infos[id]
+		s.sizes[id] = info.size
+		s.total += info.size
+		switch {
+		case haveCursor && id < cur.id:
+			// shipped before the restart, deleted on the next release
+		case haveCursor && id == cur.id:
+			s.unshipped += info.size - cur.off
+			s.records += info.n
+		default:
+			s.unshipped += info.size
+			s.records += info.n
+		}
 	}
 	next := uint64(1)
 	if len(ids) > 0 {
@@ -106,6 +137,9 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 		s.rID = ids[0]
 	} else {
 		s.rID = next
+	}
+	if haveCursor {
+		s.rID, s.rOff = cur.id, cur.off
 	}
 	if err := s.rotateLocked(next); err != nil {
 		s.lock.Close()
@@ -136,36 +170,72 @@ func (s *spool) segments() ([]uint64, error) {
 }
 
 // repairSegment truncates a segment after its last intact record (a write
-// torn by a crash was never acknowledged) and returns its size and record count.
-func repairSegment(path string) (int64, int64, error) {
+// torn by a crash was never acknowledged). It returns the segment's size,
+// the number of records at or after offset from, and the offset of the
+// first record at or after from (from itself when it is a record boundary).
+func repairSegment(path string, from int64) (size, n, boundary int64, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return 0, 0, fmt.Errorf("spool: %w", err)
+		return 0, 0, 0, fmt.Errorf("spool: %w", err)
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
-	var off, n int64
+	var off int64
+	boundary = -1
 	for {
+		if boundary < 0 && off >= from {
+			boundary = off
+		}
 		payload, err := readRecord(r)
 		if err != nil {
 			break
 		}
+		if off >= from {
+			n++
+		}
 		off += recordHeader + int64(len(payload))
-		n++
+	}
+	if boundary < 0 {
+		boundary = off
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return 0, 0, fmt.Errorf("spool: %w", err)
+		return 0, 0, 0, fmt.Errorf("spool: %w", err)
 	}
 	if st.Size() != off {
 		if err := f.Truncate(off); err != nil {
-			return 0, 0, fmt.Errorf("spool: truncate torn tail of %s: %w", path, err)
+			return 0, 0, 0, fmt.Errorf("spool: truncate torn tail of %s: %w", path, err)
 		}
 		if err := f.Sync(); err != nil {
-			return 0, 0, fmt.Errorf("spool: %w", err)
+			return 0, 0, 0, fmt.Errorf("spool: %w", err)
 		}
 	}
-	return off, n, nil
+	return off, n, boundary, nil
+}
+
+// cursorFile records how far the shipper got: "<segment> <offset>\n". It
+// is rewritten after every shipped batch without fsync: after a power loss
+// an older cursor only means re-shipping rows the database then skips.
+const cursorFile = "SHIPPED"
+
+func readCursor(dir string) (spoolPos, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, cursorFile))
+	if err != nil {
+		return spoolPos{}, false
+	}
+	var p spoolPos
+	if _, err := fmt.Sscanf(string(b), "%d %d\n", &p.id, &p.off); err != nil || p.off < 0 {
+		return spoolPos{}, false
+	}
+	return p, true
+}
+
+func (s *spool) writeCursor(p spoolPos) error {
+	tmp := filepath.Join(s.dir, cursorFile+".tmp")
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", p.id, p.off), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir, cursorFile))
 }
 
 var errTorn = errors.New("torn or corrupt spool record")
@@ -400,6 +470,9 @@ func (s *spool) Release(pos spoolPos, n int) error {
 	s.unshipped -= pos.bytes
 	if s.unshipped < 0 {
 		s.unshipped = 0
+	}
+	if err := s.writeCursor(pos); err != nil {
+		return fmt.Errorf("spool: cursor: %w", err)
 	}
 	for id, size := range s.sizes {
 		if id < pos.id && id != s.curID {

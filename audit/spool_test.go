@@ -211,3 +211,61 @@ func TestSpoolDirectoryIsExclusive(t *testing.T) {
 	}
 	s2.Close()
 }
+
+func TestSpoolRestartResumesAfterTheShippedCursor(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := spoolRows(t, 30)
+	for _, r := range rows {
+		if err := s.Append([]*Row{r}, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, pos, _, err := s.Next(10)
+	if err != nil || len(got) != 10 {
+		t.Fatalf("next: %d rows, %v", len(got), err)
+	}
+	if err := s.Release(pos, len(got)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s2, err := openSpool(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Pending() != 20 {
+		t.Errorf("pending after restart = %d, want 20", s2.Pending())
+	}
+	rest := drain(t, s2)
+	if len(rest) != 20 || rest[0].EventID != rows[10].EventID {
+		t.Fatalf("after restart read %d rows, want the 20 after the cursor", len(rest))
+	}
+	s2.Close()
+}
+
+func TestSpoolDistrustsACursorOffARecordBoundary(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(spoolRows(t, 5), true, true); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, cursorFile), []byte("1 7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := openSpool(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n := len(drain(t, s2)); n != 5 {
+		t.Fatalf("read %d rows with a cursor inside a record, want all 5", n)
+	}
+}
