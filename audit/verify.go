@@ -37,6 +37,7 @@ type Failure struct {
 	Detail   string `json:"detail"`
 }
 
+// String formats the failure as one line for people.
 func (f Failure) String() string {
 	s := fmt.Sprintf("region %s chain %q seq %d: %s: %s", f.Region, f.ChainID, f.Seq, f.Kind, f.Detail)
 	if f.Expected != "" || f.Actual != "" {
