@@ -220,7 +220,7 @@ func csvCheckpoint(c Checkpoint) []string {
 // exported row are truncation when the export claims to reach the head.
 func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	sc.Buffer(make([]byte, 64<<10), 256<<20)
 	verifiers := map[[2]string]*chainVerifier{}
 	cps := map[[2]string][]Checkpoint{}
 	var order [][2]string
