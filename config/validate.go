@@ -58,6 +58,15 @@ func (c *Config) Validate() error {
 	if c.Audit.Mode == "spool" && c.Audit.SpoolDir == "" && !c.Audit.Disabled {
 		return errors.New("audit.spool_dir: required in spool mode")
 	}
+	if c.Audit.SpoolMaxBytes <= 0 {
+		return fmt.Errorf("audit.spool_max_bytes: %d must be positive", c.Audit.SpoolMaxBytes)
+	}
+	if c.Audit.QueueSize <= 0 {
+		return fmt.Errorf("audit.queue_size: %d must be positive", c.Audit.QueueSize)
+	}
+	if c.Audit.OutageTimeout <= 0 {
+		return errors.New("audit.outage_timeout: must be positive")
+	}
 	if c.Limits.MaxMessageBytes < 1024 {
 		return fmt.Errorf("limits.max_message_bytes: %d is below the minimum 1024", c.Limits.MaxMessageBytes)
 	}
