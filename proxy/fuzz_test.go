@@ -21,6 +21,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -320,13 +321,25 @@ func FuzzStartupParams(f *testing.F) {
 func FuzzSplitOptions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, opts string) {
 		words := splitOptions(opts)
-		// Escaping each word and splitting again gives the same words.
-		quoted := make([]string, len(words))
-		for i, w := range words {
-			quoted[i] = escapeOption(w)
+		// Words as PostgreSQL's pg_split_opts would read them, except where
+		// the proxy knowingly differs: it splits valid UTF-8 by runes (invalid
+		// bytes become U+FFFD) and does not treat \v and \f as white space.
+		// Neither matters for safety, since the proxy never forwards options.
+		if utf8.ValidString(opts) && !strings.ContainsAny(opts, "\v\f") {
+			if want := pgSplitOpts(opts); !slices.Equal(words, want) {
+				t.Fatalf("splitOptions(%q) = %q, PostgreSQL reads %q", opts, words, want)
+			}
 		}
-		if again := splitOptions(strings.Join(quoted, " ")); !slices.Equal(again, words) {
-			t.Fatalf("splitOptions(%q) = %q, but its escaped join splits into %q", opts, words, again)
+		// Escaping each word and splitting again gives the same words (an
+		// empty word, from a trailing backslash, has no escaped form).
+		if !slices.Contains(words, "") {
+			quoted := make([]string, len(words))
+			for i, w := range words {
+				quoted[i] = escapeOption(w)
+			}
+			if again := splitOptions(strings.Join(quoted, " ")); !slices.Equal(again, words) {
+				t.Fatalf("splitOptions(%q) = %q, but its escaped join splits into %q", opts, words, again)
+			}
 		}
 		req := &startupRequest{Params: map[string]string{}}
 		if err := fuzzRules.parseOptions(opts, req); err != nil {
@@ -346,6 +359,38 @@ func countFolded(params map[string]string, name string) int {
 		}
 	}
 	return n
+}
+
+// pgSplitOpts is PostgreSQL 15's pg_split_opts (src/backend/utils/init/postinit.c):
+// words end at unescaped white space (C isspace), a backslash takes the
+// next byte literally.
+func pgSplitOpts(s string) []string {
+	isSpace := func(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') }
+	var words []string
+	i := 0
+	for {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			return words
+		}
+		var w []byte
+		escape := false
+		for ; i < len(s); i++ {
+			c := s[i]
+			if isSpace(c) && !escape {
+				break
+			}
+			if !escape && c == '\\' {
+				escape = true
+			} else {
+				escape = false
+				w = append(w, c)
+			}
+		}
+		words = append(words, string(w))
+	}
 }
 
 // escapeOption backslash-escapes what splitOptions treats specially.
