@@ -71,7 +71,7 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 		CacheStats: func() (uint64, uint64) { return 1, 1 },
 	})
 	// Touch every vector so that its family is gathered.
-	m.ClientRejected("bad_token")
+	m.ClientRejected("auth_bad_signature")
 	m.StatementDecided("deny", "ddl")
 	m.StatementDone("eu-west", time.Microsecond, time.Millisecond)
 	m.BackendDialed("eu-west", nil)

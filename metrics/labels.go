@@ -55,20 +55,28 @@ func (b *boundedLabel) value(v string) string {
 	return v
 }
 
-// DefaultDenyReasons are the policy reason codes always reported as themselves.
+// DefaultDenyReasons are the policy reason codes always reported as
+// themselves (policy.Decision.Reason, plus the proxy's own denials).
 var DefaultDenyReasons = []string{
-	"unscoped_table", "wrong_tenant", "unknown_table", "global_write",
-	"tenant_column_change", "insert_columns", "ddl", "utility", "forbidden_schema",
-	"forbidden_function", "forbidden_relation", "setting", "role", "copy", "listen_notify",
-	"select_into", "explain_analyze", "lock", "transaction", "function_call",
-	"parse_error", "too_long", "too_deep", "audit_unavailable",
+	"unscoped_table", "wrong_account", "unknown_table", "global_write", "tenant_column_write",
+	"insert_tenant", "insert_source", "upsert_unscoped", "merge", "merge_source", "current_of",
+	"ddl", "catalog_write", "forbidden_schema", "stats_view", "function", "operator", "type",
+	"setting", "tenant_setting", "search_path", "discard_all", "copy_from", "copy_file",
+	"listen_notify", "two_phase", "explain_analyze", "prepare", "bind", "statement",
+	"multi_statement", "unsupported", "parse_error", "too_long", "too_large", "too_complex",
+	"function_call", "audit_unavailable",
 }
 
-// DefaultRejectReasons are the client rejection codes always reported as themselves.
+// DefaultRejectReasons are the client rejection codes always reported as
+// themselves (the proxy's clientError reasons; auth failures are "auth_" +
+// the verifier's reason).
 var DefaultRejectReasons = []string{
-	"no_token", "bad_token", "expired_token", "unknown_region", "backend_unavailable",
-	"startup_parameter", "tls_required", "too_many_connections", "startup_timeout",
-	"protocol", "shutting_down",
+	"auth_missing_token", "auth_malformed_token", "auth_bad_signature", "auth_alg_not_allowed",
+	"auth_token_expired", "auth_not_yet_valid", "auth_wrong_issuer", "auth_wrong_audience",
+	"auth_missing_claim", "auth_bad_claim", "auth_unknown_kid", "auth_plain_password",
+	"unknown_region", "region_unreachable", "backend_error", "refused_parameter",
+	"unsupported_protocol", "protocol", "tls_required", "too_many_connections", "tenant_limit",
+	"startup_timeout", "idle_timeout", "shutdown", "internal",
 }
 
 // extraCodes is how many well-formed codes outside the allowlists a label may learn.

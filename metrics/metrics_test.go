@@ -33,8 +33,8 @@ func TestClientConnections(t *testing.T) {
 		m.ClientAccepted()
 	}
 	m.ClientClosed()
-	m.ClientRejected("bad_token")
-	m.ClientRejected("bad_token")
+	m.ClientRejected("auth_bad_signature")
+	m.ClientRejected("auth_bad_signature")
 	m.ClientRejected("Token eyJhbGciOi...") // free text must not become a label value
 	err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
 # HELP pgtenant_client_connections Client connections currently open.
@@ -45,7 +45,7 @@ pgtenant_client_connections 2
 pgtenant_client_connections_accepted_total 3
 # HELP pgtenant_client_connections_rejected_total Client connections rejected before a session started, by reason.
 # TYPE pgtenant_client_connections_rejected_total counter
-pgtenant_client_connections_rejected_total{reason="bad_token"} 2
+pgtenant_client_connections_rejected_total{reason="auth_bad_signature"} 2
 pgtenant_client_connections_rejected_total{reason="other"} 1
 `), "pgtenant_client_connections", "pgtenant_client_connections_accepted_total", "pgtenant_client_connections_rejected_total")
 	if err != nil {
@@ -231,7 +231,7 @@ func TestNamingConventions(t *testing.T) {
 		CacheStats: func() (uint64, uint64) { return 0, 0 },
 	})
 	m.ClientAccepted()
-	m.ClientRejected("bad_token")
+	m.ClientRejected("auth_bad_signature")
 	m.StatementDecided("deny", "ddl")
 	m.StatementDone("eu-west", time.Microsecond, time.Millisecond)
 	m.BackendDialed("eu-west", nil)
