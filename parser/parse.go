@@ -3,7 +3,9 @@ package parser
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -54,10 +56,17 @@ func checkStack() error {
 // MaxBytes is the byte cap.
 func (p *Parser) MaxBytes() int { return p.maxBytes }
 
-// Guard applies the pre-parse guards (length cap and screen) and returns the scan.
+// Guard applies the pre-parse guards (length cap, NUL bytes, UTF-8 validity
+// and the screen) and returns the scan.
 func (p *Parser) Guard(sql string) (*Scanned, error) {
 	if len(sql) > p.maxBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(sql), p.maxBytes)
+	}
+	if strings.IndexByte(sql, 0) >= 0 {
+		return nil, fmt.Errorf("%w: statement contains a NUL byte", ErrSyntax)
+	}
+	if !utf8.ValidString(sql) {
+		return nil, fmt.Errorf("%w: statement is not valid UTF-8", ErrSyntax)
 	}
 	return Scan(sql)
 }

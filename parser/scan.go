@@ -122,7 +122,11 @@ func Scan(sql string) (*Scanned, error) {
 			continue
 		case c == '\'':
 			end := scanQuoted(sql, i, '\'', false)
-			addLit(LitString, i, end)
+			kind := LitString
+			if end == n && (end-i < 2 || sql[end-1] != '\'' || !closedQuote(sql[i:end])) {
+				kind = LitRaw // unterminated: never share a shape with a terminated string
+			}
+			addLit(kind, i, end)
 			i = end
 			isString = true
 			if err := tok(); err != nil {
@@ -165,6 +169,9 @@ func Scan(sql string) (*Scanned, error) {
 					((sql[i] == '+' || sql[i] == '-') && (sql[i-1] == 'e' || sql[i-1] == 'E'))) {
 					i++
 				}
+			}
+			if i-start > 18 {
+				kind = LitRaw // may not fit in an integer constant
 			}
 			addLit(kind, start, i)
 			if err := tok(); err != nil {
@@ -344,6 +351,16 @@ func scanQuoted(sql string, i int, q byte, backslash bool) int {
 		i++
 	}
 	return n
+}
+
+// closedQuote reports whether a quoted token q (starting with its quote)
+// is terminated, i.e. ends with an odd run of closing quotes.
+func closedQuote(q string) bool {
+	run := 0
+	for i := len(q) - 1; i > 0 && q[i] == q[0]; i-- {
+		run++
+	}
+	return run%2 == 1
 }
 
 // scanDollar recognises a dollar-quoted string at sql[i] == '$'.

@@ -144,6 +144,9 @@ func (e *Engine) analyzeText(cat *Catalog, sql string) (*analysis, *parser.Scann
 		if errors.Is(err, parser.ErrTooLong) {
 			d.Reason = "too_long"
 		}
+		if errors.Is(err, parser.ErrSyntax) {
+			d = deny("parse_error", err.Error(), "send valid UTF-8 SQL")
+		}
 		return &analysis{deny: d}, &parser.Scanned{}
 	}
 	if an := e.cache.get(cat, sc.Shape, sql, sc); an != nil {
@@ -161,7 +164,7 @@ const maxCachedBytes = 64 << 10
 func (e *Engine) analyzeScanned(cat *Catalog, sql string, sc *parser.Scanned) *analysis {
 	sum, err := e.parser.ParseScanned(sql)
 	if err != nil {
-		return &analysis{deny: deny("parse_error", "statement could not be parsed: "+firstLine(err.Error()),
+		return &analysis{noCache: true, deny: deny("parse_error", "statement could not be parsed: "+firstLine(err.Error()),
 			"pgtenant only forwards statements it can parse")}
 	}
 	an := &analysis{}
