@@ -71,9 +71,9 @@ var DefaultDenyReasons = []string{
 // themselves (the proxy's clientError reasons; auth failures are "auth_" +
 // the verifier's reason).
 var DefaultRejectReasons = []string{
-	"auth_missing_token", "auth_malformed_token", "auth_bad_signature", "auth_alg_not_allowed",
-	"auth_token_expired", "auth_not_yet_valid", "auth_wrong_issuer", "auth_wrong_audience",
-	"auth_missing_claim", "auth_bad_claim", "auth_unknown_kid", "auth_plain_password",
+	"auth_missing_token", "auth_malformed", "auth_bad_signature", "auth_alg_not_allowed",
+	"auth_expired", "auth_not_yet_valid", "auth_wrong_issuer", "auth_wrong_audience",
+	"auth_missing_claim", "auth_bad_claim", "auth_unknown_kid", "auth_too_large",
 	"unknown_region", "region_unreachable", "backend_error", "refused_parameter",
 	"unsupported_protocol", "protocol", "tls_required", "too_many_connections", "tenant_limit",
 	"startup_timeout", "idle_timeout", "shutdown", "internal",
