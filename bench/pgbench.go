@@ -41,6 +41,13 @@ type pgbenchRun struct {
 	LogDir   string            // when set: --log --log-prefix=LogDir/tx
 }
 
+// pgbenchGrace is how long pgbench may take beyond -T (connecting, the
+// last transactions, disconnecting) before the target counts as hung.
+const pgbenchGrace = 90 * time.Second
+
+// ErrHung reports a target that stopped answering.
+var ErrHung = errors.New("hung")
+
 // pgbenchSummary is what pgbench prints at the end of a run.
 type pgbenchSummary struct {
 	Processed int64   // number of transactions actually processed
@@ -100,14 +107,19 @@ func (r pgbenchRun) env() []string {
 // meaningless.
 func (r pgbenchRun) run(ctx context.Context) (pgbenchSummary, error) {
 	// Generous bound: the run itself, connection set-up and teardown.
-	ctx, cancel := context.WithTimeout(ctx, r.Duration+2*time.Minute)
+	limit := r.Duration + pgbenchGrace
+	rctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.Bin, r.args()...)
+	cmd := exec.CommandContext(rctx, r.Bin, r.args()...)
 	cmd.Env = r.env()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
+	if err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		return pgbenchSummary{}, fmt.Errorf("pgbench -M %s -c %d -T %s: %w: still running after %s, the target stopped answering: %s",
+			r.Mode, r.Clients, r.Duration, ErrHung, limit, lastLines(errb.String()+out.String(), 6))
+	}
 	if err != nil {
 		return pgbenchSummary{}, fmt.Errorf("pgbench -M %s -c %d: %w: %s", r.Mode, r.Clients, err, lastLines(errb.String()+out.String(), 6))
 	}

@@ -173,7 +173,11 @@ func probe(ctx context.Context, ep Endpoint) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 	var tenant string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('"+TenantSetting+"', true)").Scan(&tenant); err != nil {
 		return fmt.Errorf("read tenant setting: %w", err)

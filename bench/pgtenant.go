@@ -149,16 +149,24 @@ func (t *pgtenantProc) endpoint(c *cluster.Cluster) Endpoint {
 // tenant table (SQLSTATE 42501, "pgtenant:"), i.e. whether the statement
 // policy is active in serve; false means only RLS scoped the rows.
 func (t *pgtenantProc) policyEnforced(ctx context.Context, c *cluster.Cluster) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
 	ep := t.endpoint(c)
 	conn, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable password=%s",
 		ep.Host, ep.Port, ep.User, ep.Database, ep.Password))
 	if err != nil {
 		return false, fmt.Errorf("connect through %s: %w", t.name, err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 	_, err = conn.Exec(ctx, "SELECT count(*) FROM accounts").ReadAll()
 	var pgErr *pgconn.PgError
 	switch {
+	case ctx.Err() != nil:
+		return false, fmt.Errorf("unscoped probe through %s: %w: no answer within %s", t.name, ErrHung, probeTimeout)
 	case err == nil:
 		return false, nil
 	case errors.As(err, &pgErr) && pgErr.Code == "42501" && strings.HasPrefix(pgErr.Message, "pgtenant:"):
@@ -166,6 +174,9 @@ func (t *pgtenantProc) policyEnforced(ctx context.Context, c *cluster.Cluster) (
 	}
 	return false, fmt.Errorf("unscoped probe through %s: %w", t.name, err)
 }
+
+// probeTimeout bounds one probe statement.
+const probeTimeout = 30 * time.Second
 
 // withoutPG drops PG* variables so they cannot redirect the child.
 func withoutPG(env []string) []string {

@@ -74,6 +74,21 @@ func (p *process) stop(timeout time.Duration) error {
 	return fmt.Errorf("%s: did not stop within %s after SIGTERM; killed", p.name, timeout)
 }
 
+// quit sends SIGQUIT (a Go program prints every goroutine's stack and
+// exits) and waits up to timeout, then kills the process.
+func (p *process) quit(timeout time.Duration) {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
 // errorf wraps err with the process name and the tail of its log.
 func (p *process) errorf(format string, args ...any) error {
 	tail := "(empty log)"

@@ -40,21 +40,26 @@ type harness struct {
 	secret  string
 	script  string
 	c       *cluster.Cluster
-	stops   []func()
+	stops   []func(failed bool) // in start order; the first closes the cluster
 }
 
 // Run runs the whole harness with o and writes the results to o.OutDir.
-func Run(ctx context.Context, o Options, log *slog.Logger) (*Results, error) {
+func Run(ctx context.Context, o Options, log *slog.Logger) (_ *Results, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	h := &harness{o: o, log: log}
-	defer h.cleanup()
+	defer func() {
+		if kept := h.cleanup(err != nil); kept != "" {
+			err = fmt.Errorf("%w (logs kept in %s)", err, kept)
+		}
+	}()
 	res := &Results{StartedAt: time.Now().UTC()}
 	if err := h.prepare(ctx, res); err != nil {
 		return nil, err
 	}
-	targets, err := h.startTargets(ctx, res)
+	var targets []target
+	targets, err = h.startTargets(ctx, res)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +148,7 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 	if h.c, err = startCluster(ctx, o, parent); err != nil {
 		return err
 	}
-	h.stops = append(h.stops, func() {
+	h.stops = append(h.stops, func(bool) {
 		if err := h.c.Close(); err != nil {
 			h.log.Warn("close cluster", "error", err)
 		}
@@ -184,7 +189,7 @@ func (h *harness) startTargets(ctx context.Context, res *Results) ([]target, err
 			if err != nil {
 				return nil, err
 			}
-			h.track(b.process)
+			h.track(b.process, false)
 			t.ep, t.proc = b.endpoint(h.c), b.process
 		default:
 			mode := strings.TrimPrefix(name, "pgtenant-")
@@ -192,7 +197,7 @@ func (h *harness) startTargets(ctx context.Context, res *Results) ([]target, err
 			if err != nil {
 				return nil, err
 			}
-			h.track(p.process)
+			h.track(p.process, true)
 			t.ep, t.proc = p.endpoint(h.c), p.process
 			if res.PolicyEnforced == nil {
 				on, err := p.policyEnforced(ctx, h.c)
@@ -211,9 +216,15 @@ func (h *harness) startTargets(ctx context.Context, res *Results) ([]target, err
 	return targets, nil
 }
 
-// track registers a started process for stopping.
-func (h *harness) track(p *process) {
-	h.stops = append(h.stops, func() {
+// track registers a started process for stopping. When the run failed, a
+// Go process (goStacks) is stopped with SIGQUIT so that its log ends with
+// every goroutine's stack: the evidence of where a hung proxy was stuck.
+func (h *harness) track(p *process, goStacks bool) {
+	h.stops = append(h.stops, func(failed bool) {
+		if failed && goStacks {
+			p.quit(10 * time.Second)
+			return
+		}
 		if err := p.stop(15 * time.Second); err != nil {
 			h.log.Warn("stop", "process", p.name, "error", err)
 		}
@@ -226,19 +237,26 @@ func (h *harness) stopAll() {
 	for len(h.stops) > 1 {
 		last := h.stops[len(h.stops)-1]
 		h.stops = h.stops[:len(h.stops)-1]
-		last()
+		last(false)
 	}
 }
 
-// cleanup stops everything and removes the work directory.
-func (h *harness) cleanup() {
+// cleanup stops everything and removes the work directory, except after a
+// failure: then it keeps the work directory (the proxies' logs) and
+// returns its path.
+func (h *harness) cleanup(failed bool) (kept string) {
 	for i := len(h.stops) - 1; i >= 0; i-- {
-		h.stops[i]()
+		h.stops[i](failed)
 	}
 	h.stops = nil
-	if h.workDir != "" {
-		_ = os.RemoveAll(h.workDir)
+	if h.workDir == "" {
+		return ""
 	}
+	if failed {
+		return h.workDir
+	}
+	_ = os.RemoveAll(h.workDir)
+	return ""
 }
 
 // threads is pgbench -j: one thread per CPU, at most one per client.
@@ -330,7 +348,7 @@ func (h *harness) scaleRun(ctx context.Context) (*ScaleResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.track(p.process)
+	h.track(p.process, true)
 	ep := p.endpoint(h.c)
 	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable password=%s connect_timeout=60",
 		ep.Host, ep.Port, ep.User, ep.Database, ep.Password)
