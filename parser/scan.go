@@ -63,7 +63,7 @@ type Scanned struct {
 // its shape and literals. It also screens the text: an error (wrapping
 // ErrTooComplex) means the statement must never reach the C parser.
 func Scan(sql string) (*Scanned, error) {
-	s := &Scanned{}
+	s := &Scanned{Lits: make([]Lit, 0, 8)}
 	var shape strings.Builder
 	shape.Grow(len(sql))
 	copied := 0 // sql[copied:] not yet written to shape
@@ -197,12 +197,13 @@ func Scan(sql string) (*Scanned, error) {
 				}
 				i = end
 			} else {
-				switch strings.ToLower(word) {
-				case "and", "or":
+				switch {
+				case len(word) <= 3 && (strings.EqualFold(word, "and") || strings.EqualFold(word, "or")):
 					levels[depth] = 0
 					lastWasString = false
 					continue
-				case "join", "union", "intersect", "except":
+				case len(word) >= 4 && len(word) <= 9 && (strings.EqualFold(word, "join") || strings.EqualFold(word, "union") ||
+					strings.EqualFold(word, "intersect") || strings.EqualFold(word, "except")):
 					chains++
 					if chains > MaxChains {
 						return nil, fmt.Errorf("%w: more than %d joins or set operations", ErrTooComplex, MaxChains)

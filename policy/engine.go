@@ -113,7 +113,7 @@ func (e *Engine) catalog(region string) *Catalog {
 
 // NewSession returns the statement checker of one client session.
 func (e *Engine) NewSession(p auth.Principal) *Session {
-	return &Session{e: e, p: p, cat: e.catalog(p.Region), prepared: map[string]*prepared{}}
+	return &Session{e: e, p: p, cat: e.catalog(p.Region), acc: newAccount(p.Account), prepared: map[string]*prepared{}}
 }
 
 // CacheStats returns the analysis cache's hit and miss counts.
@@ -126,6 +126,9 @@ type analysis struct {
 	deny  *Denial // for the whole text (guard or parse failure)
 	stmts []*StmtAnalysis
 	fixed []fixedLit
+	// normalized is the text with every literal replaced by $n: identical
+	// for every text of the same shape.
+	normalized string
 	// noCache marks analyses that depend on a constant the shape cannot pin down.
 	noCache bool
 }
@@ -153,6 +156,7 @@ func (e *Engine) analyzeText(cat *Catalog, sql string) (*analysis, *parser.Scann
 		return an, sc
 	}
 	an := e.analyzeScanned(cat, sql, sc)
+	an.normalized = sc.Normalize(sql)
 	if len(sql) <= maxCachedBytes && !an.noCache {
 		e.cache.put(cat, sc.Shape, an)
 	}

@@ -108,17 +108,17 @@ const (
 	unknown
 )
 
-// eval evaluates f; slot returns the truth of one slot.
-func (f *formula) eval(slot func(Slot) tri) tri {
+// eval evaluates f over the slot values of env.
+func (f *formula) eval(env *slotEnv) tri {
 	switch f.op {
 	case 't':
 		return yes
 	case 's':
-		return slot(f.slot)
+		return evalSlot(env, f.slot)
 	case '&':
 		res := yes
 		for _, k := range f.kids {
-			switch k.eval(slot) {
+			switch k.eval(env) {
 			case no:
 				return no
 			case unknown:
@@ -129,7 +129,7 @@ func (f *formula) eval(slot func(Slot) tri) tri {
 	case '|':
 		res := no
 		for _, k := range f.kids {
-			switch k.eval(slot) {
+			switch k.eval(env) {
 			case yes:
 				return yes
 			case unknown:

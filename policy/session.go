@@ -12,6 +12,7 @@ type Session struct {
 	e        *Engine
 	p        auth.Principal
 	cat      *Catalog
+	acc      account
 	prepared map[string]*prepared
 }
 
@@ -31,10 +32,18 @@ type params struct {
 	oids    []uint32
 }
 
-func (s *Session) account() account { return newAccount(s.p.Account) }
+
+// slotEnv is what slot evaluation reads: the account, the text and the parameters.
+type slotEnv struct {
+	acc *account
+	sql string
+	sc  *parser.Scanned
+	ps  *params
+}
 
 // evalSlot evaluates one slot against literal values of sql and the parameters.
-func evalSlot(acc account, sl Slot, sql string, sc *parser.Scanned, ps *params) tri {
+func evalSlot(env *slotEnv, sl Slot) tri {
+	acc, sql, sc, ps := env.acc, env.sql, env.sc, env.ps
 	switch sl.Kind {
 	case SlotLit, SlotLitArray:
 		if sc == nil || sl.Index >= len(sc.Lits) {
@@ -103,10 +112,10 @@ func boolTri(b bool) tri {
 
 // evalReqs checks every requirement; it returns the first failing one.
 func (s *Session) evalReqs(reqs []Req, sql string, sc *parser.Scanned, ps *params) (tri, string) {
-	acc := s.account()
+	env := slotEnv{acc: &s.acc, sql: sql, sc: sc, ps: ps}
 	res := yes
 	for _, r := range reqs {
-		v := r.F.eval(func(sl Slot) tri { return evalSlot(acc, sl, sql, sc, ps) })
+		v := r.F.eval(&env)
 		switch v {
 		case no:
 			return no, r.Table
@@ -131,12 +140,20 @@ func (d *Denial) decision(tables []string, stmt string) Decision {
 // statement in it is allowed; session state (PREPARE/DEALLOCATE) changes only then.
 func (s *Session) CheckQuery(sql string) Decision {
 	an, sc := s.e.analyzeText(s.cat, sql)
-	norm := ""
-	if an.deny == nil || an.deny.Reason == "parse_error" {
-		norm = sc.Normalize(sql)
-	}
+	norm := an.normalized
 	if an.deny != nil {
 		return an.deny.decision(nil, norm)
+	}
+	if len(an.stmts) == 1 && isQueryKind(an.stmts[0].Kind) {
+		// fast path: one plain statement, no session effects
+		st := an.stmts[0]
+		if st.Deny != nil {
+			return st.Deny.decision(st.Tables, norm)
+		}
+		if v, t := s.evalReqs(st.Reqs, sql, sc, &params{known: true}); v != yes {
+			return wrongAccount(t).decision(st.Tables, norm)
+		}
+		return Decision{Allow: true, Tables: st.Tables, Statement: norm}
 	}
 	var tables []string
 	pending := map[string]*prepared{}
@@ -247,10 +264,7 @@ func typeOIDs(names []string) []uint32 {
 // under name (a denied Parse leaves the previous statement of that name in place).
 func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
 	an, sc := s.e.analyzeText(s.cat, sql)
-	norm := ""
-	if an.deny == nil || an.deny.Reason == "parse_error" {
-		norm = sc.Normalize(sql)
-	}
+	norm := an.normalized
 	if an.deny != nil {
 		return an.deny.decision(nil, norm)
 	}
