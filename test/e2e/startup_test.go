@@ -297,15 +297,38 @@ func rawCancel(t *testing.T, env *proxytest.Env, pid uint32, secret []byte) {
 	}
 }
 
+// waitActive waits until query runs on the eu-west backend, as the service
+// role sees in pg_stat_activity: a cancel that reaches an idle backend is a
+// no-op, so a cancel test must not race the statement's start.
+func waitActive(t *testing.T, env *proxytest.Env, query string) {
+	t.Helper()
+	direct := connect(t, env.DirectDSN("eu-west"))
+	deadline := time.Now().Add(rawDeadline / 2)
+	for {
+		var running int
+		if err := direct.QueryRow(ctxT(t), "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = $1", query).Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if running > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never started on the backend", query)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestStartupCancelRequestWithUnknownKeyIsIgnored(t *testing.T) {
 	env := proxytest.Start(t, proxytest.Options{})
 	conn := dialRaw(t, env)
 	fe, key := rawLogin(t, conn)
 
-	fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(1)"})
+	fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(1.5)"})
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	waitActive(t, env, "SELECT pg_sleep(1.5)")
 	random := make([]byte, 8)
 	_, _ = rand.Read(random)
 	wrongSecret := append([]byte(nil), key.SecretKey...)
@@ -323,7 +346,7 @@ func TestStartupCancelRequestWithUnknownKeyIsIgnored(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // let the statement start; a cancel before it is a no-op
+	waitActive(t, env, "SELECT pg_sleep(30)")
 	rawCancel(t, env, key.ProcessID, key.SecretKey)
 	if _, er := rawResult(t, fe); er == nil || er.Code != "57014" {
 		t.Fatalf("the issued key did not cancel pg_sleep(30): %+v", er)
