@@ -129,7 +129,7 @@ func (p *prover) rlsTable(ctx context.Context, r *region, t *table) {
 	o := p.directWrite(ctx, r, sql)
 	switch {
 	case o.err == nil:
-		p.result(r, t, LayerRLS, "rls_insert_a", Fail, "with the setting = B a row for tenant A was accepted (rolled back): the policy needs WITH CHECK on the tenant column")
+		p.result(r, t, LayerRLS, "rls_insert_a", Fail, "with the setting = B a row for tenant A was accepted (rolled back): row-level security must refuse it (a policy WITH CHECK comparing the tenant column with the setting)")
 	case sqlState(o.err) == "42501":
 		p.result(r, t, LayerRLS, "rls_insert_a", Pass, "refused by row-level security: "+describeErr(o.err))
 	case !seeded:
