@@ -79,7 +79,7 @@ func TestSampleValue(t *testing.T) {
 
 func TestSeedOrderPutsParentsFirst(t *testing.T) {
 	orders := &table{oid: 1, display: "orders"}
-	items := &table{oid: 2, display: "items", fks: []foreignKey{{refOID: 1}, {refOID: 2}}} // and a self-reference
+	items := &table{oid: 2, display: "items", fks: []foreignKey{{refOID: 1}, {refOID: 2}}}  // and a self-reference
 	notes := &table{oid: 3, display: "notes", fks: []foreignKey{{refOID: 2}, {refOID: 99}}} // 99: not a tenant table
 	a := &table{oid: 4, display: "a", fks: []foreignKey{{refOID: 5}}}
 	b := &table{oid: 5, display: "b", fks: []foreignKey{{refOID: 4}}} // a cycle
