@@ -260,16 +260,15 @@ func (w *walker) preds(n *pg.Node) []Pred {
 		}
 		switch x.Kind {
 		case pg.A_Expr_Kind_AEXPR_OP:
-			lc, lok := asCol(x.Lexpr)
-			rc, rok := asCol(x.Rexpr)
-			switch {
-			case lok && rok:
-				return []Pred{{Kind: PredColEq, Col: lc, Col2: rc}}
-			case lok:
-				return []Pred{{Kind: PredEq, Col: lc, Vals: []Value{w.value(x.Rexpr)}}}
-			case rok:
-				return []Pred{{Kind: PredEq, Col: rc, Vals: []Value{w.value(x.Lexpr)}}}
+			if l, r, ok := rowPair(x.Lexpr, x.Rexpr); ok {
+				// (a, b) = (x, y) is a = x AND b = y
+				var out []Pred
+				for i := range l {
+					out = append(out, w.eqPred(l[i], r[i]))
+				}
+				return out
 			}
+			return []Pred{w.eqPred(x.Lexpr, x.Rexpr)}
 		case pg.A_Expr_Kind_AEXPR_NOT_DISTINCT:
 			lc, lok := asCol(x.Lexpr)
 			rc, rok := asCol(x.Rexpr)
@@ -282,6 +281,22 @@ func (w *walker) preds(n *pg.Node) []Pred {
 		case pg.A_Expr_Kind_AEXPR_IN:
 			lc, lok := asCol(x.Lexpr)
 			l, isList := nodeMsg(x.Rexpr).(*pg.List)
+			if _, isRow := nodeMsg(x.Lexpr).(*pg.RowExpr); isRow && isList && len(l.Items) > 0 {
+				// (a, b) IN ((x, y), ...) is an OR of row equalities
+				p := Pred{Kind: PredOr}
+				for _, it := range l.Items {
+					lr, rr, ok := rowPair(x.Lexpr, it)
+					if !ok {
+						return []Pred{{}}
+					}
+					var br []Pred
+					for i := range lr {
+						br = append(br, w.eqPred(lr[i], rr[i]))
+					}
+					p.Or = append(p.Or, br)
+				}
+				return []Pred{p}
+			}
 			if lok && isList && len(l.Items) > 0 {
 				p := Pred{Kind: PredEq, Col: lc}
 				for _, it := range l.Items {
@@ -300,6 +315,31 @@ func (w *walker) preds(n *pg.Node) []Pred {
 		}
 	}
 	return []Pred{{}}
+}
+
+// eqPred reduces l = r (uncast sides) to a conjunct.
+func (w *walker) eqPred(l, r *pg.Node) Pred {
+	lc, lok := asCol(l)
+	rc, rok := asCol(r)
+	switch {
+	case lok && rok:
+		return Pred{Kind: PredColEq, Col: lc, Col2: rc}
+	case lok:
+		return Pred{Kind: PredEq, Col: lc, Vals: []Value{w.value(r)}}
+	case rok:
+		return Pred{Kind: PredEq, Col: rc, Vals: []Value{w.value(l)}}
+	}
+	return Pred{}
+}
+
+// rowPair returns the elements of two row constructors of equal width.
+func rowPair(l, r *pg.Node) ([]*pg.Node, []*pg.Node, bool) {
+	lr, ok1 := nodeMsg(l).(*pg.RowExpr)
+	rr, ok2 := nodeMsg(r).(*pg.RowExpr)
+	if !ok1 || !ok2 || len(lr.Args) != len(rr.Args) || len(lr.Args) == 0 {
+		return nil, nil, false
+	}
+	return lr.Args, rr.Args, true
 }
 
 // anyValues reduces the right side of = ANY(...) to the values every element must equal.

@@ -47,6 +47,12 @@ var ruleCases = []struct{ verdict, sql string }{
 	{"deny", `SELECT * FROM orders WHERE account_id = NULL`},
 	{"deny", `SELECT * FROM orders WHERE account_id = id`},
 	{"allow", `SELECT * FROM orders WHERE ((account_id = 42 AND (total > 1)))`},
+	{"allow", `SELECT * FROM orders WHERE (account_id, id) = (42, 1)`},
+	{"deny", `SELECT * FROM orders WHERE (account_id, id) = (7, 1)`},
+	{"deny", `SELECT * FROM orders WHERE (id, total) = (42, 1)`},
+	{"allow", `SELECT * FROM orders WHERE (account_id, id) IN ((42, 1), (42, 2))`},
+	{"deny", `SELECT * FROM orders WHERE (account_id, id) IN ((42, 1), (7, 2))`},
+	{"deny", `SELECT * FROM orders WHERE (account_id, id) <> (7, 1)`},
 	// OR
 	{"allow", `SELECT * FROM orders WHERE account_id = 42 OR account_id = 42`},
 	{"allow", `SELECT * FROM orders WHERE account_id IN (42) OR (account_id = 42 AND total > 1)`},
