@@ -416,7 +416,7 @@ func catalogClass(name string) Class {
 	if !catalogRels[name] {
 		return ClassUnknown
 	}
-	if statsRels[name] || strings.HasPrefix(name, "pg_stat") || strings.HasPrefix(name, "pg_statio") {
+	if statsRels[name] || strings.HasPrefix(name, "pg_stat_") || strings.HasPrefix(name, "pg_statio_") {
 		return ClassStats
 	}
 	return ClassCatalog
