@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"strings"
+
 	"github.com/pgtenant/pgtenant/parser"
 )
 
@@ -282,7 +284,7 @@ func (a *analyzer) valueFormula(v parser.Value, typ string) *formula {
 	case parser.ValArrayParam:
 		return fSlot(Slot{Kind: SlotParamArray, Index: v.Param, Type: typ})
 	case parser.ValSetting:
-		if v.Text == a.e.cfg.TenantSetting {
+		if strings.EqualFold(v.Text, a.e.cfg.TenantSetting) {
 			return fTrue
 		}
 	}
