@@ -172,7 +172,9 @@ func (p *prover) proveRegion(ctx context.Context, r *region) error {
 		return fmt.Errorf("prove: region %s: connect through pgtenant at %s as tenant A: %w", r.name, p.o.Addr, err)
 	}
 	defer connA.Close(context.Background())
-	if !p.o.Keep {
+	if p.o.Keep {
+		defer p.result(r, nil, LayerCleanup, "cleanup", Warn, "skipped (keep): the rows of tenant "+p.a+" stay; a later run refuses that tenant id")
+	} else {
 		defer p.cleanup(context.WithoutCancel(ctx), r, connA)
 	}
 	p.seed(ctx, r, connA)

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/demo"
 	"github.com/pgtenant/pgtenant/prove"
 	"github.com/pgtenant/pgtenant/test/pgtest"
@@ -129,6 +131,32 @@ func TestProveCommand(t *testing.T) {
 	rep = prove.Report{}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitOK || rep.TenantA != "9200000000000001" || len(rep.Regions) != 1 || rep.Regions[0] != "prove-us" {
 		t.Fatalf("prove with tokens: exit %d, %v: %+v\n%s", code, err, rep, errOut)
+	}
+
+	// --addr: a pgtenant that is already running; --keep leaves A's rows,
+	// and a later run refuses that tenant.
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stopApp, err := startProveApp(ctx, cfg, slog.New(slog.DiscardHandler), new(slog.LevelVar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runProveArgs(t, "--config", cfgPath, "--addr", addr, "--region", "prove-eu", "--keep", "--json")
+	stopApp()
+	rep = prove.Report{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitOK || rep.Warned != 1 {
+		t.Fatalf("prove --addr --keep: exit %d, %v, %d warnings\n%s", code, err, rep.Warned, errOut)
+	}
+	if n := superCount(t, eu, "SELECT count(*) FROM public.orders WHERE account_id::text = $1", rep.TenantA); n != 1 {
+		t.Errorf("--keep: %d orders of tenant A left, want 1", n)
+	}
+	if _, errOut, code := runProveArgs(t, "--config", cfgPath, "--region", "prove-eu", "--tenant-a", rep.TenantA, "--tenant-b", rep.TenantB); code != exitUsage || !strings.Contains(errOut, "already has rows") {
+		t.Errorf("a tenant with rows: exit %d: %s", code, errOut)
+	}
+	if err := eu.Exec(ctx, eu.Database, "DELETE FROM public.orders WHERE account_id = "+rep.TenantA+"; DELETE FROM public.customers WHERE account_id = "+rep.TenantA); err != nil {
+		t.Fatal(err)
 	}
 
 	// Weaken RLS on orders in one region: the RLS step fails, naming the table; exit 1.
