@@ -1,0 +1,83 @@
+package policy
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/test/pgtest"
+)
+
+// Discover against a real PostgreSQL: tables, partitions and views having the
+// tenant column become tenant relations with their columns and types; quoted
+// identifiers keep their case; other tables are known but unclassified.
+func TestDiscoverRealCatalog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	c := pgtest.Start(t, cluster.Config{Name: "policy-discover"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ddl := `
+CREATE TABLE orders (id bigint, account_id bigint, total numeric, note text);
+CREATE TABLE "Invoices" ("Id" int, account_id integer, "Amount" numeric);
+CREATE TABLE docs (id int, account_id uuid, body text);
+CREATE TABLE countries (code text, name text);
+CREATE TABLE events (id bigint, account_id bigint, at date) PARTITION BY RANGE (at);
+CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE VIEW orders_v WITH (security_invoker = true) AS SELECT id, account_id, total FROM orders;
+CREATE SCHEMA audit;
+CREATE TABLE audit.log (id bigint, account_id bigint);
+GRANT USAGE ON SCHEMA audit TO app;
+`
+	if err := c.Exec(ctx, c.Database, ddl); err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEngine(t, func(p *config.Policy) { p.Discover = true })
+	conn := pgtest.Conn(t, c.ServiceDSN())
+	if err := e.Discover(ctx, "eu-west", conn); err != nil {
+		t.Fatal(err)
+	}
+	cat := e.Catalog("eu-west")
+	want := map[string]struct {
+		class Class
+		typ   string
+		ncols int
+	}{
+		"public.orders":      {ClassTenant, "bigint", 4},
+		"public.Invoices":    {ClassTenant, "integer", 3},
+		"public.docs":        {ClassTenant, "uuid", 3},
+		"public.countries":   {ClassGlobal, "", 2}, // configured global, columns discovered
+		"public.events":      {ClassTenant, "bigint", 3},
+		"public.events_2024": {ClassTenant, "bigint", 3},
+		"public.orders_v":    {ClassTenant, "bigint", 3},
+		"audit.log":          {ClassTenant, "bigint", 2},
+	}
+	for name, w := range want {
+		tb := cat.Tables[name]
+		if tb == nil {
+			t.Errorf("%s not discovered", name)
+			continue
+		}
+		if tb.Class != w.class || tb.TenantType != w.typ || len(tb.Columns) != w.ncols {
+			t.Errorf("%s: %+v, want %+v", name, tb, w)
+		}
+	}
+	s := session(t, e, "42")
+	for q, allow := range map[string]bool{
+		`SELECT * FROM "Invoices" WHERE account_id = 42`:                                      true,
+		`SELECT * FROM invoices WHERE account_id = 42`:                                        false,
+		`SELECT "Amount" FROM "Invoices" i, countries WHERE code = 'x'`:                       false,
+		`SELECT * FROM events_2024 WHERE account_id = 42`:                                     true,
+		`SELECT * FROM orders_v WHERE account_id = 42`:                                        true,
+		`SELECT * FROM orders_v`:                                                              false,
+		`SELECT * FROM audit.log WHERE account_id = 42`:                                       false,
+		`SELECT o.id FROM orders o JOIN countries c ON c.code = o.note WHERE account_id = 42`: true,
+	} {
+		if d := s.CheckQuery(q); d.Allow != allow {
+			t.Errorf("%s: allow=%v (%s)", q, d.Allow, d.Message)
+		}
+	}
+}
