@@ -197,7 +197,7 @@ func (p *prover) judge(r *region, t *table, check string, o outcome) {
 	case o.rows == 0:
 		p.result(r, t, LayerProxy, check, Pass, join("allowed, but no row touched (row-level security held)", o.note))
 	default:
-		p.result(r, t, LayerProxy, check, Fail, join(fmt.Sprintf("tenant B reached %d row(s) it does not own", o.rows), o.note))
+		p.result(r, t, LayerProxy, check, Fail, join(fmt.Sprintf("tenant B read or wrote %d row(s) it does not own", o.rows), o.note))
 	}
 }
 

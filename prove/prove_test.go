@@ -239,3 +239,47 @@ func TestTenantsThatOwnRowsAreRefused(t *testing.T) {
 		t.Fatalf("unknown region: %v", err)
 	}
 }
+
+// TestAttacksDetectLeaks runs the gate against a proxy with no statement
+// policy (every statement allowed) and RLS weakened on orders: the attacks
+// themselves must then find the leaks, and the escapes must be caught.
+func TestAttacksDetectLeaks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	startEnv(t, "ALTER TABLE public.orders NO FORCE ROW LEVEL SECURITY; ALTER TABLE public.orders OWNER TO app",
+		"ALTER TABLE public.orders OWNER TO postgres")
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{testRegion}}) // no policy: RLS only
+	rep := run(t, options(env))
+	for _, check := range []string{"select_unscoped", "select_where_a", "select_param_a_text", "select_param_a_binary",
+		"prepared_rebound_to_a", "sql_prepare_execute_a", "select_in_b_a", "select_b_or_true", "subquery_exists_a",
+		"subquery_from_unscoped", "cte_unscoped", "self_join", "lateral_a", "union_unscoped_arm",
+		"update_a", "update_unscoped", "delete_a", "delete_unscoped", "multi_statement_delete_a", "insert_for_a", "copy_to_stdout"} {
+		if !hasResult(rep, "public.orders", check, Fail) {
+			t.Errorf("orders: %s did not detect the leak", check)
+		}
+		if !hasResult(rep, "public.customers", check, Pass) {
+			t.Errorf("customers: %s failed although RLS holds there", check)
+		}
+	}
+	if !hasResult(rep, "public.orders", "a_rows_intact", Pass) {
+		t.Error("the attacks' writes were not rolled back")
+	}
+	for _, check := range []string{"escape_set_tenant_setting", "escape_set_config", "escape_reset_all"} {
+		if !hasResult(rep, "", check, Fail) {
+			t.Errorf("%s was allowed without a policy, yet did not fail", check)
+		}
+	}
+	found := false
+	for _, r := range rep.Failures() {
+		if r.Check == "escape_set_tenant_setting" && strings.Contains(r.Detail, "afterwards the session runs as app with app.current_account_id = \""+rep.TenantA+"\"") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the escape's effect was not reported: %+v", rep.Failures())
+	}
+	if n := rowsOf(t, env.Clusters[testRegion], rep.TenantA, rep.TenantB); n != 0 {
+		t.Errorf("%d rows of the synthetic tenants left", n)
+	}
+}
