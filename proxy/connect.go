@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -37,7 +36,7 @@ func (s *Server) handle(conn net.Conn) {
 	}
 	ss, err := s.authenticate(st, rt, log, addr)
 	if err != nil {
-		var w *bufio.Writer
+		var w *connWriter
 		if ss != nil {
 			w = ss.cw
 		}
@@ -77,8 +76,8 @@ func (s *Server) handle(conn net.Conn) {
 func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logger, addr string) (*session, error) {
 	ss := &session{
 		srv: s, rt: rt, id: newSessionID(), client: st.conn, user: st.req.User, addr: addr,
-		cr:    &msgReader{r: bufio.NewReaderSize(st.conn, smallBufSize), maxLen: maxPasswordLen},
-		cw:    bufio.NewWriterSize(st.conn, bulkBufSize),
+		cr:    &msgReader{r: newConnReader(st.conn), maxLen: maxPasswordLen},
+		cw:    newConnWriter(st.conn),
 		stmts: map[string]*stmtRef{}, portals: map[string]*stmtRef{},
 	}
 	if err := negotiate(ss.cw, st); err != nil {
@@ -122,8 +121,8 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 		return ss, err
 	}
 	ss.backend = bc
-	ss.br = &msgReader{r: bufio.NewReaderSize(bc.conn, bulkBufSize), maxLen: 1<<30 - 1}
-	ss.bw = bufio.NewWriterSize(bc.conn, smallBufSize)
+	ss.br = &msgReader{r: newConnReader(bc.conn), maxLen: 1<<30 - 1}
+	ss.bw = newConnWriter(bc.conn)
 	ss.cr.maxLen = rt.limits.MaxMessageBytes
 	ss.checker = rt.checkers(p)
 	return ss, nil
@@ -131,7 +130,7 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 
 // reject reports a failed connection attempt to the client (FATAL), the log,
 // the metrics and the audit.
-func (s *Server) reject(conn net.Conn, w *bufio.Writer, log *slog.Logger, addr string, p auth.Principal, err error) {
+func (s *Server) reject(conn net.Conn, w *connWriter, log *slog.Logger, addr string, p auth.Principal, err error) {
 	if isClosedErr(err) {
 		log.Debug("client left during startup", "error", err)
 		return
@@ -147,7 +146,7 @@ func (s *Server) reject(conn net.Conn, w *bufio.Writer, log *slog.Logger, addr s
 	s.opts.Metrics.ClientRejected(ce.Reason)
 	log.Info("connection rejected", "reason", ce.Reason, "sqlstate", ce.Code, "error", ce.Err)
 	if w == nil {
-		w = bufio.NewWriterSize(conn, 512)
+		w = newConnWriter(conn)
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = encode(w, ce.errorResponse("FATAL"))

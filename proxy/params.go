@@ -56,7 +56,7 @@ var safeEncodings = map[string]bool{
 	"windows866": true, "windows874": true, "windows1250": true, "windows1251": true, "windows1252": true,
 	"windows1253": true, "windows1254": true, "windows1255": true, "windows1256": true,
 	"windows1257": true, "windows1258": true, "alt": true, "koi8": true, "koi8r": true, "koi8u": true,
-	"eucjp": true, "euccn": true, "euckr": true, "euctw": true, "eucjis2004": true, "mulecternal": true,
+	"eucjp": true, "euccn": true, "euckr": true, "euctw": true, "eucjis2004": true, "muleinternal": true,
 	"tcvn": true, "tcvn5712": true, "vscii": true, "abc": true,
 }
 
@@ -91,8 +91,16 @@ func newParamRules(tenantSetting, searchPath string, extra []string) paramRules 
 // tenant context is refused; any other setting not on the allowlist is dropped.
 func (r paramRules) parseStartup(params map[string]string) (*startupRequest, error) {
 	req := &startupRequest{Params: map[string]string{}}
+	seen := make(map[string]bool, len(params))
 	for k, v := range params {
-		switch lk := strings.ToLower(k); {
+		lk := strings.ToLower(k)
+		if seen[lk] {
+			// PostgreSQL's setting names are case-insensitive: with both
+			// "jwt" and "JWT", which one wins must not depend on map order.
+			return nil, newClientError(codeInvalidAuthorization, "refused_parameter", "startup parameter %q is given twice", truncate(k, 40))
+		}
+		seen[lk] = true
+		switch {
 		case lk == "user":
 			req.User = v
 		case lk == "database":

@@ -16,3 +16,13 @@ func TestClientEncodingFollowsPostgreSQLNameCleaning(t *testing.T) {
 		}
 	}
 }
+
+func TestStartupParameterGivenTwiceIsRefused(t *testing.T) {
+	r := newParamRules("app.current_account_id", "public", nil)
+	if _, err := r.parseStartup(map[string]string{"jwt": "a", "JWT": "b"}); err == nil {
+		t.Fatal("jwt and JWT were both accepted; the token would depend on map order")
+	}
+	if _, err := r.parseStartup(map[string]string{"TimeZone": "UTC", "timezone": "UTC"}); err == nil {
+		t.Fatal("a setting given twice in different case was accepted")
+	}
+}

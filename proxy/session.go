@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -41,10 +40,10 @@ type session struct {
 	client  net.Conn
 	cr      *msgReader
 	wmu     sync.Mutex
-	cw      *bufio.Writer
+	cw      *connWriter
 	backend *backendConn
 	br      *msgReader
-	bw      *bufio.Writer
+	bw      *connWriter
 	queue   pendingQueue
 
 	// client loop state

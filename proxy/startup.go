@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -141,7 +140,7 @@ func (s *Server) startTLS(st *clientStart) error {
 
 // negotiate tells a client that asked for a newer minor version or for
 // protocol options that pgtenant speaks 3.0 without them.
-func negotiate(w *bufio.Writer, st *clientStart) error {
+func negotiate(w *connWriter, st *clientStart) error {
 	if st.minor == 0 && len(st.req.Unknown) == 0 {
 		return nil
 	}
@@ -150,7 +149,7 @@ func negotiate(w *bufio.Writer, st *clientStart) error {
 
 // readPassword asks for a cleartext password and returns it: with no token in
 // the startup packet, the password is the token.
-func readPassword(r *msgReader, w *bufio.Writer) (string, error) {
+func readPassword(r *msgReader, w *connWriter) (string, error) {
 	if err := encode(w, &pgproto3.AuthenticationCleartextPassword{}); err != nil {
 		return "", err
 	}

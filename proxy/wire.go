@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,20 +9,13 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Buffer sizes. Client-side reads and backend-side writes carry statements
-// (small); backend reads and client writes carry results (bulk).
-const (
-	smallBufSize = 8 << 10
-	bulkBufSize  = 16 << 10
-)
-
 // errProtocol marks a malformed or unexpected protocol message.
 var errProtocol = errors.New("protocol violation")
 
 // msgReader reads typed protocol messages (type byte + int32 length) from a
 // buffered stream. Bodies can be forwarded as bytes without decoding.
 type msgReader struct {
-	r      *bufio.Reader
+	r      *connReader
 	maxLen int    // largest body accepted
 	body   []byte // reused body buffer for messages that are decoded
 }
@@ -67,7 +59,7 @@ func (m *msgReader) release() {
 
 // forward copies an n-byte body to w without allocating, streaming bodies
 // larger than the read buffer.
-func (m *msgReader) forward(w *bufio.Writer, n int) error {
+func (m *msgReader) forward(w *connWriter, n int) error {
 	for n > 0 {
 		if m.r.Buffered() == 0 {
 			if _, err := m.r.Peek(1); err != nil {
@@ -90,7 +82,7 @@ func (m *msgReader) forward(w *bufio.Writer, n int) error {
 func (m *msgReader) drained() bool { return m.r.Buffered() == 0 }
 
 // writeHeader writes a message header for a body of n bytes.
-func writeHeader(w *bufio.Writer, t byte, n int) error {
+func writeHeader(w *connWriter, t byte, n int) error {
 	var h [5]byte
 	h[0] = t
 	binary.BigEndian.PutUint32(h[1:], uint32(n+4))
@@ -99,7 +91,7 @@ func writeHeader(w *bufio.Writer, t byte, n int) error {
 }
 
 // writeMsg writes a complete message with the given body.
-func writeMsg(w *bufio.Writer, t byte, body []byte) error {
+func writeMsg(w *connWriter, t byte, body []byte) error {
 	if err := writeHeader(w, t, len(body)); err != nil {
 		return err
 	}
