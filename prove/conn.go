@@ -69,8 +69,8 @@ func describeErr(err error) string {
 	if errors.As(err, &pe) {
 		msg = pe.Code + " " + pe.Message
 	}
-	if len(msg) > 160 {
-		msg = msg[:157] + "..."
+	if r := []rune(msg); len(r) > 160 {
+		msg = string(r[:157]) + "..."
 	}
 	return msg
 }
