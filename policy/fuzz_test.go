@@ -29,6 +29,9 @@ func FuzzPolicy(f *testing.F) {
 	for _, c := range ruleCases {
 		f.Add(c.sql)
 	}
+	for _, c := range moreCases {
+		f.Add(c.sql)
+	}
 	f.Add("SELECT 1" + strings.Repeat("+1", 30000))
 	f.Add("SELECT " + strings.Repeat("-+", 20000))
 	f.Fuzz(func(t *testing.T, sql string) {

@@ -51,6 +51,9 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO app;`
 	for _, rc := range ruleCases {
 		stmts = append(stmts, rc.sql)
 	}
+	for _, rc := range moreCases {
+		stmts = append(stmts, rc.sql)
+	}
 	ran := 0
 	for _, sql := range stmts {
 		low := strings.ToLower(strings.TrimSpace(sql))
