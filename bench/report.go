@@ -18,6 +18,7 @@ type Results struct {
 	Settings       Settings     `json:"settings"`
 	PolicyEnforced *bool        `json:"policy_enforced,omitempty"` // nil when no pgtenant target ran
 	Rows           []Row        `json:"rows"`
+	WarmupErrors   []string     `json:"warmup_errors,omitempty"`
 	Scale          *ScaleResult `json:"scale,omitempty"`
 }
 
@@ -59,6 +60,8 @@ type Row struct {
 	Statements   int64   `json:"statements"`
 	TPS          float64 `json:"tps"`
 	Latency      Latency `json:"latency"`
+	// Error is why the run failed (pgbench error, hung target); no figures then.
+	Error string `json:"error,omitempty"`
 
 	// The proxy process's resources (nil for direct).
 	ProxyCPUPer1kStatements *float64 `json:"proxy_cpu_seconds_per_1k_statements,omitempty"`
@@ -69,6 +72,17 @@ type Row struct {
 	TPSvsPgBouncer   *float64 `json:"tps_vs_pgbouncer_session,omitempty"`
 	TPSvsPgBouncerTx *float64 `json:"tps_vs_pgbouncer_transaction,omitempty"`
 	P99vsDirect      *float64 `json:"p99_vs_direct,omitempty"`
+}
+
+// Failed returns the rows whose run failed.
+func (res *Results) Failed() []Row {
+	var out []Row
+	for _, r := range res.Rows {
+		if r.Error != "" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // IsPgtenant reports whether the row measured pgtenant.
@@ -153,6 +167,10 @@ func (res *Results) Markdown(w io.Writer) {
 	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU s / 1k stmts | proxy RSS MiB |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range res.Rows {
+		if r.Error != "" {
+			fmt.Fprintf(w, "| %s | %s | %d | FAILED (see below) | | | | | | | | |\n", r.Target, r.Mode, r.Clients)
+			continue
+		}
 		rss := "–"
 		if r.ProxyRSSBytes != nil {
 			rss = fmt.Sprintf("%.1f", float64(*r.ProxyRSSBytes)/(1<<20))
@@ -161,6 +179,15 @@ func (res *Results) Markdown(w io.Writer) {
 			r.Target, r.Mode, r.Clients, r.TPS, r.Latency.MeanMs, r.Latency.P99Ms,
 			fmtRatio(r.TPSvsDirect), fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), fmtRatio(r.P99vsDirect),
 			fmtFloat(r.ProxyCPUPer1kStatements, "%.3f"), rss)
+	}
+	if failed := res.Failed(); len(failed) > 0 || len(res.WarmupErrors) > 0 {
+		fmt.Fprintf(w, "\n## Failed runs\n\n")
+		for _, r := range failed {
+			fmt.Fprintf(w, "- %s -M %s -c %d: %s\n", r.Target, r.Mode, r.Clients, r.Error)
+		}
+		for _, e := range res.WarmupErrors {
+			fmt.Fprintf(w, "- warm-up %s\n", e)
+		}
 	}
 	if sc := res.Scale; sc != nil {
 		fmt.Fprintf(w, "\n## Connection scale\n\n")

@@ -63,7 +63,8 @@ func TestWriteJSONAndMarkdown(t *testing.T) {
 		Rows: []Row{
 			{Target: TargetDirect, Mode: "simple", Clients: 8, TPS: 1000, Latency: Latency{MeanMs: 8, P99Ms: 20}},
 			{Target: TargetPgtenantStrict, Mode: "simple", Clients: 8, TPS: 500, ProxyCPUPer1kStatements: &cpu, ProxyRSSBytes: &rss, TPSvsDirect: &ratio},
-		}}
+			{Target: TargetPgtenantAsync, Mode: "simple", Clients: 64, Error: "pgbench: hung"},
+		}, WarmupErrors: []string{"pgtenant-spool: boom"}}
 	dir := filepath.Join(t.TempDir(), "out")
 	if err := res.write(dir); err != nil {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func TestWriteJSONAndMarkdown(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Rows) != 2 || back.Rows[1].TPSvsDirect == nil || *back.Rows[1].TPSvsDirect != 0.5 ||
+	if len(back.Rows) != 3 || back.Rows[2].Error != "pgbench: hung" || len(res.Failed()) != 1 || back.Rows[1].TPSvsDirect == nil || *back.Rows[1].TPSvsDirect != 0.5 ||
 		back.Rows[0].ProxyRSSBytes != nil || back.Scale == nil || back.Scale.Opened != 100 {
 		t.Errorf("JSON round trip: %+v", back)
 	}
@@ -90,6 +91,9 @@ func TestWriteJSONAndMarkdown(t *testing.T) {
 		"| 0.50 |", "| 0.250 | 30.0 |",
 		"| pgtenant-spool | 100 | 100 | 0 |", "| 102.4 |",
 		"policy was enforcing",
+		"| pgtenant-async | simple | 64 | FAILED",
+		"- pgtenant-async -M simple -c 64: pgbench: hung",
+		"- warm-up pgtenant-spool: boom",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)

@@ -18,9 +18,10 @@ import (
 // target is one endpoint pgbench measures, with the proxy process in front
 // of the cluster (nil for direct).
 type target struct {
-	name string
-	ep   Endpoint
-	proc *process
+	name     string
+	ep       Endpoint
+	proc     *process
+	goStacks bool // the proxy is a Go program: SIGQUIT dumps its goroutines
 }
 
 // supports reports whether the target can run mode: PgBouncer's
@@ -63,18 +64,27 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (_ *Results, err erro
 	if err != nil {
 		return nil, err
 	}
-	if err := h.warmUp(ctx, targets); err != nil {
+	if err := h.warmUp(ctx, targets, res); err != nil {
 		return nil, err
 	}
 	for _, mode := range o.Modes {
 		for _, clients := range o.Clients {
-			for _, t := range targets {
+			for i := range targets {
+				t := &targets[i]
 				if !t.supports(mode) {
 					continue
 				}
-				row, err := h.measure(ctx, t, mode, clients)
+				row, err := h.measure(ctx, *t, mode, clients)
 				if err != nil {
-					return nil, fmt.Errorf("%s: %w", t.name, err)
+					// One failed run is reported in its row; the others still run.
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					h.log.Error("run failed", "target", t.name, "mode", mode, "clients", clients, "error", err)
+					row = Row{Target: t.name, Mode: mode, Clients: clients, Threads: threads(clients), Error: err.Error()}
+					if err := h.recoverTarget(ctx, t, fmt.Sprintf("%s-%s-c%d", t.name, mode, clients), res); err != nil {
+						return nil, err
+					}
 				}
 				res.Rows = append(res.Rows, row)
 			}
@@ -174,46 +184,86 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 func (h *harness) startTargets(ctx context.Context, res *Results) ([]target, error) {
 	var targets []target
 	for _, name := range h.o.Targets {
-		t := target{name: name}
-		switch name {
-		case TargetDirect:
-			// The application sets the tenant itself on a direct connection.
-			t.ep = Endpoint{Host: "127.0.0.1", Port: h.c.Port, User: h.c.ServiceUser, Database: h.c.Database,
-				Password: h.c.ServicePassword, Options: fmt.Sprintf("-c %s=%d", TenantSetting, h.o.Tenant)}
-			if err := probe(ctx, t.ep); err != nil {
-				return nil, fmt.Errorf("direct: %w", err)
-			}
-		case TargetPgBouncerSess, TargetPgBouncerTx:
-			mode := strings.TrimPrefix(name, "pgbouncer-")
-			b, err := startPgBouncer(ctx, h.bouncer, h.workDir, mode, h.c, &h.o)
-			if err != nil {
-				return nil, err
-			}
-			h.track(b.process, false)
-			t.ep, t.proc = b.endpoint(h.c), b.process
-		default:
-			mode := strings.TrimPrefix(name, "pgtenant-")
-			p, err := startPgtenant(ctx, h.pgt, h.workDir, mode, h.secret, h.c, &h.o)
-			if err != nil {
-				return nil, err
-			}
-			h.track(p.process, true)
-			t.ep, t.proc = p.endpoint(h.c), p.process
-			if res.PolicyEnforced == nil {
-				on, err := p.policyEnforced(ctx, h.c)
-				if err != nil {
-					return nil, err
-				}
-				res.PolicyEnforced = &on
-				if !on {
-					h.log.Warn("pgtenant serve did not refuse an unscoped statement: the statement policy is not enforcing, figures exclude its cost")
-				}
-			}
+		t, err := h.startTarget(ctx, name, res)
+		if err != nil {
+			return nil, err
 		}
-		h.log.Info("target ready", "target", name, "port", t.ep.Port)
 		targets = append(targets, t)
 	}
 	return targets, nil
+}
+
+// startTarget starts one target's proxy (none for direct) and probes it.
+func (h *harness) startTarget(ctx context.Context, name string, res *Results) (target, error) {
+	t := target{name: name}
+	switch name {
+	case TargetDirect:
+		// The application sets the tenant itself on a direct connection.
+		t.ep = Endpoint{Host: "127.0.0.1", Port: h.c.Port, User: h.c.ServiceUser, Database: h.c.Database,
+			Password: h.c.ServicePassword, Options: fmt.Sprintf("-c %s=%d", TenantSetting, h.o.Tenant)}
+		if err := probe(ctx, t.ep); err != nil {
+			return t, fmt.Errorf("direct: %w", err)
+		}
+	case TargetPgBouncerSess, TargetPgBouncerTx:
+		mode := strings.TrimPrefix(name, "pgbouncer-")
+		b, err := startPgBouncer(ctx, h.bouncer, h.workDir, mode, h.c, &h.o)
+		if err != nil {
+			return t, err
+		}
+		h.track(b.process, false)
+		t.ep, t.proc = b.endpoint(h.c), b.process
+	default:
+		mode := strings.TrimPrefix(name, "pgtenant-")
+		p, err := startPgtenant(ctx, h.pgt, h.workDir, mode, h.secret, h.c, &h.o)
+		if err != nil {
+			return t, err
+		}
+		h.track(p.process, true)
+		t.ep, t.proc, t.goStacks = p.endpoint(h.c), p.process, true
+		if res.PolicyEnforced == nil {
+			on, err := p.policyEnforced(ctx, h.c)
+			if err != nil {
+				return t, err
+			}
+			res.PolicyEnforced = &on
+			if !on {
+				h.log.Warn("pgtenant serve did not refuse an unscoped statement: the statement policy is not enforcing, figures exclude its cost")
+			}
+		}
+	}
+	h.log.Info("target ready", "target", name, "port", t.ep.Port)
+	return t, nil
+}
+
+// recoverTarget handles a failed pgbench run on t: it stops t's proxy
+// (pgtenant with SIGQUIT, so its log ends with every goroutine's stack),
+// keeps that log as OutDir/failures/<what>.log, and starts the proxy
+// afresh, which also ends its backend sessions and releases the row locks
+// they held, so that the other targets' runs are not blocked.
+func (h *harness) recoverTarget(ctx context.Context, t *target, what string, res *Results) error {
+	if t.proc == nil {
+		return nil
+	}
+	if t.goStacks {
+		t.proc.quit(10 * time.Second)
+	} else if err := t.proc.stop(15 * time.Second); err != nil {
+		h.log.Warn("stop", "process", t.proc.name, "error", err)
+	}
+	if b, err := os.ReadFile(t.proc.logFile); err == nil {
+		dir := filepath.Join(h.o.OutDir, "failures")
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			path := filepath.Join(dir, what+".log")
+			if err := os.WriteFile(path, b, 0o644); err == nil {
+				h.log.Warn("kept the proxy's log", "target", t.name, "path", path)
+			}
+		}
+	}
+	nt, err := h.startTarget(ctx, t.name, res)
+	if err != nil {
+		return fmt.Errorf("restart %s after a failed run: %w", t.name, err)
+	}
+	*t = nt
+	return nil
 }
 
 // track registers a started process for stopping. When the run failed, a
@@ -264,19 +314,28 @@ func threads(clients int) int { return max(1, min(clients, runtime.NumCPU())) }
 
 // warmUp runs each target once, unmeasured, at the highest client count:
 // it fills caches, pgtenant's analysis cache and PgBouncer's pools.
-func (h *harness) warmUp(ctx context.Context, targets []target) error {
+func (h *harness) warmUp(ctx context.Context, targets []target, res *Results) error {
 	if h.o.Warmup <= 0 {
 		return nil
 	}
-	for _, t := range targets {
+	for i := range targets {
+		t := &targets[i]
 		mode := h.o.Modes[0]
 		if !t.supports(mode) {
 			mode = "simple"
 		}
 		h.log.Info("warm-up", "target", t.name, "mode", mode, "clients", h.o.maxClients())
-		r := h.pgbenchRun(t, mode, h.o.maxClients(), h.o.Warmup, "")
+		r := h.pgbenchRun(*t, mode, h.o.maxClients(), h.o.Warmup, "")
 		if _, err := r.run(ctx); err != nil {
-			return fmt.Errorf("%s warm-up: %w", t.name, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Reported, not fatal: the measured runs will show whether it recurs.
+			h.log.Error("warm-up failed", "target", t.name, "error", err)
+			res.WarmupErrors = append(res.WarmupErrors, fmt.Sprintf("%s: %v", t.name, err))
+			if err := h.recoverTarget(ctx, t, t.name+"-warmup", res); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -41,8 +41,15 @@ func TestSmokeRun(t *testing.T) {
 		t.Error("policy_enforced was not probed")
 	}
 	seen := map[string]int{}
+	for _, e := range res.WarmupErrors {
+		t.Errorf("warm-up failed: %s", e)
+	}
 	for _, r := range res.Rows {
 		seen[r.Target]++
+		if r.Error != "" {
+			t.Errorf("%s -M %s -c %d failed: %s", r.Target, r.Mode, r.Clients, r.Error)
+			continue
+		}
 		if r.TPS <= 0 || r.Transactions <= 0 || r.Statements != r.Transactions*5 {
 			t.Errorf("%s: tps %v, %d transactions, %d statements", r.Target, r.TPS, r.Transactions, r.Statements)
 		}

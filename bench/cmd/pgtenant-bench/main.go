@@ -57,6 +57,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	res.Markdown(stdout)
 	fmt.Fprintf(stdout, "\nresults written to %s/results.json and %s/results.md\n", o.OutDir, o.OutDir)
+	if failed := res.Failed(); len(failed) > 0 {
+		fmt.Fprintf(stderr, "pgtenant-bench: %d run(s) failed, first: %s %s -c %d: %s\n", len(failed),
+			failed[0].Target, failed[0].Mode, failed[0].Clients, oneLine(errors.New(failed[0].Error)))
+		return exitFailed
+	}
 	return 0
 }
 
