@@ -36,6 +36,9 @@ type app struct {
 // newApp builds every part from cfg; nothing listens yet.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*app, error) {
 	a := &app{cfg: cfg, log: log, level: level}
+	if err := requireRLS(ctx, cfg); err != nil {
+		return nil, err
+	}
 	verifier, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
@@ -74,7 +77,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 		a.admin = admin.New(admin.Options{
 			Addr: cfg.AdminListen, Metrics: a.metrics.Handler(), Regions: cfg.Regions,
 			RegionChecks: admin.RegionChecks(cfg.Regions), OnRegionProbe: a.metrics.SetRegionUp, Logger: log,
-			AuditCheck: auditCheck(recorder, cfg.RegionNames()),
+			AuditCheck: auditCheck(recorder, cfg.RegionNames()), Proof: a.proofOptions(cfg),
 		})
 	}
 	return a, nil

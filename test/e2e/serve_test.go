@@ -3,8 +3,12 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/demo"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
@@ -230,4 +235,66 @@ func waitFor(t *testing.T, cond func() bool, srv *served) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("condition not met; server log:\n%s", srv.stderr.String())
+}
+
+func TestServeRequireRLSRefusesToStartNamingTheTable(t *testing.T) {
+	c := pgtest.Start(t, cluster.Config{Name: "weak-rls"})
+	ctx := ctxT(t)
+	if err := demo.Install(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, c.Database, "ALTER TABLE public.line_items NO FORCE ROW LEVEL SECURITY"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "pgtenant.yaml")
+	body := serveConfig(c, freeAddr(t), dir, "SECRET") + "policy:\n  require_rls: true\n"
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary(t), "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "SECRET="+strings.Repeat("s", 32))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("serve with weak RLS: err %v, want exit 2\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "line_items") || !strings.Contains(string(out), "require_rls") {
+		t.Errorf("error does not name the table and the setting:\n%s", out)
+	}
+}
+
+func TestServeIsolationProof(t *testing.T) {
+	c := pgtest.Shared(t, "eu-west")
+	proxytest.InstallDemo(t, c)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "pgtenant.yaml")
+	adminAddr := freeAddr(t)
+	body := strings.Replace(serveConfig(c, freeAddr(t), dir, "SECRET"), `admin_listen: ""`, "admin_listen: "+adminAddr, 1)
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := strings.TrimPrefix(strings.SplitN(body, "\n", 2)[0], "listen: ")
+	srv := startServe(t, cfgPath, listen, "SECRET="+strings.Repeat("s", 32))
+	resp, err := http.Get("http://" + adminAddr + "/isolation-proof")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, srv.stderr.String())
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var proof struct {
+		Regions []struct {
+			Region string `json:"region"`
+			Status string `json:"status"`
+			Parser struct {
+				Status string `json:"status"`
+			} `json:"parser_enforcement"`
+		} `json:"regions"`
+	}
+	if err := json.Unmarshal(raw, &proof); err != nil {
+		t.Fatalf("proof is not JSON: %v\n%s", err, raw)
+	}
+	if len(proof.Regions) != 1 || proof.Regions[0].Parser.Status != "active" || proof.Regions[0].Status != "active" {
+		t.Errorf("proof from serve: %s", raw)
+	}
 }
