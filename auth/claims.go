@@ -211,6 +211,10 @@ func (c *claims) text(name string, limit int, required bool) (string, error) {
 	return s, nil
 }
 
+// ReservedAccount is the audit's chain for events with no verified tenant
+// (audit.NoTenantChain); no token may claim it.
+const ReservedAccount = "-"
+
 // tenant reads the tenant claim: a JSON string, or a non-negative JSON
 // integer kept as its exact decimal text.
 func (c *claims) tenant() (string, error) {
@@ -221,7 +225,11 @@ func (c *claims) tenant() (string, error) {
 	}
 	switch {
 	case raw[0] == '"':
-		return c.text(name, MaxClaimBytes, true)
+		account, err := c.text(name, MaxClaimBytes, true)
+		if err == nil && account == ReservedAccount {
+			return "", claimFail(ReasonBadClaim, name, errors.New("the account id is reserved"))
+		}
+		return account, err
 	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
 		if !isDecimalInteger(raw) {
 			return "", claimFail(ReasonBadClaim, name, errors.New("number is not a non-negative integer"))

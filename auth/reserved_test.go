@@ -1,0 +1,37 @@
+package auth
+
+import (
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/config"
+)
+
+func TestReservedAccountIsTheAuditsNoTenantChain(t *testing.T) {
+	if ReservedAccount != audit.NoTenantChain {
+		t.Fatalf("auth reserves %q but the audit's no-tenant chain is %q", ReservedAccount, audit.NoTenantChain)
+	}
+}
+
+func TestReservedAccountIsRefused(t *testing.T) {
+	secret := []byte("reserved-account-test-secret-0123456789")
+	v, err := NewVerifier(config.Auth{Secret: secret, Algorithms: []string{"HS256"}, Leeway: time.Second,
+		TenantClaim: "account_id", RegionClaim: "data_region", SubjectClaim: "sub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"account_id": ReservedAccount, "data_region": "eu-west", "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Authenticate(tok)
+	ae, ok := err.(*Error)
+	if !ok || ae.Reason != ReasonBadClaim {
+		t.Fatalf("account %q: got %v, want a bad_claim rejection", ReservedAccount, err)
+	}
+}
