@@ -88,14 +88,21 @@ func TestScanShapeAndLiterals(t *testing.T) {
 	if v, ok := LitValue(sql, a.Lits[1]); !ok || v != "x'y" {
 		t.Errorf("string value %q %v", v, ok)
 	}
+	var s *Scanned
 	for _, raw := range []string{"E'42'", "$$42$$", "$q$42$q$", "0x2A", "1_000", "42.0", "4e1", "B'101'", "X'2A'", "U&'42'", "N'42'"} {
-		s, err := Scan("SELECT " + raw)
+		var err error
+		s, err = Scan("SELECT " + raw)
 		if err != nil || len(s.Lits) != 1 || s.Lits[0].Kind != LitRaw {
 			t.Errorf("%s: %+v %v", raw, s, err)
 		}
 	}
+	// UESCAPE's character changes how the U& string decodes: never abstracted
+	s, _ = Scan(`SELECT U&'d!0061t!+000061' UESCAPE '!'`)
+	if len(s.Lits) != 2 || s.Lits[1].Kind != LitRaw {
+		t.Errorf("uescape: %+v", s.Lits)
+	}
 	// string continuation is never abstracted
-	s, _ := Scan("SELECT '4'\n'2'")
+	s, _ = Scan("SELECT '4'\n'2'")
 	if len(s.Lits) != 2 || s.Lits[0].Kind != LitRaw || s.Lits[1].Kind != LitRaw {
 		t.Errorf("continuation: %+v", s.Lits)
 	}

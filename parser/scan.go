@@ -73,6 +73,7 @@ func Scan(sql string) (*Scanned, error) {
 	pathSum := 0 // sum of levels[0..depth-1]
 	chains := 0
 	lastWasString := false
+	rawNext := false // the next string follows UESCAPE: it changes how another literal decodes
 	n := len(sql)
 	tok := func() error {
 		levels[depth]++
@@ -82,6 +83,9 @@ func Scan(sql string) (*Scanned, error) {
 		return nil
 	}
 	addLit := func(kind LitKind, start, end int) {
+		if rawNext {
+			kind, rawNext = LitRaw, false
+		}
 		if kind == LitString && lastWasString {
 			kind = LitRaw
 			if k := len(s.Lits) - 1; k >= 0 && s.Lits[k].Kind == LitString {
@@ -198,6 +202,8 @@ func Scan(sql string) (*Scanned, error) {
 				i = end
 			} else {
 				switch {
+				case len(word) == 7 && strings.EqualFold(word, "uescape"):
+					rawNext = true
 				case len(word) <= 3 && (strings.EqualFold(word, "and") || strings.EqualFold(word, "or")):
 					levels[depth] = 0
 					lastWasString = false
