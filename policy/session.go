@@ -32,7 +32,6 @@ type params struct {
 	oids    []uint32
 }
 
-
 // slotEnv is what slot evaluation reads: the account, the text and the parameters.
 type slotEnv struct {
 	acc *account
