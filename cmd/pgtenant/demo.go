@@ -57,9 +57,6 @@ func runDemo(ctx context.Context, out, errOut io.Writer, listen, adminListen str
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil { // the clusters may run as the postgres user
-		return err
-	}
 	fmt.Fprintln(out, "pgtenant demo: starting PostgreSQL clusters eu-west and us-east ...")
 	clusters := map[string]*cluster.Cluster{}
 	defer func() {
@@ -69,7 +66,9 @@ func runDemo(ctx context.Context, out, errOut io.Writer, listen, adminListen str
 	}()
 	for _, name := range []string{"eu-west", "us-east"} {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		c, err := cluster.Start(sctx, cluster.Config{Name: name, Dir: dir})
+		// Default location: fast shared memory when available; a later start
+		// reaps clusters of a demo that was killed without cleaning up.
+		c, err := cluster.Start(sctx, cluster.Config{Name: name})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("start cluster %s: %w", name, err)
