@@ -253,7 +253,8 @@ func (a *analyzer) valueFormula(v parser.Value, typ string) *formula {
 		typ = "bigint"
 	}
 	switch typ {
-	case "bigint", "integer", "smallint", "text", "uuid":
+	case "bigint", "integer", "smallint", "numeric", "text", "uuid":
+		// numeric compares like an integer: only exact integer values pin
 	default:
 		return nil
 	}
