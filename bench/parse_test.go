@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgtenant/pgtenant/cluster"
 )
 
 func TestParseStatCPU(t *testing.T) {
@@ -182,3 +184,20 @@ func TestScriptStatements(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestPgBouncerConfig(t *testing.T) {
+	if got := authFileLine(`we"ird`, "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2Vy"); got != `"we""ird" "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2Vy"`+"\n" {
+		t.Errorf("auth file line %q", got)
+	}
+	ini := pgbouncerIni("/d", 6500, "transaction", &cluster.Cluster{Port: 5999, Database: "app"}, 42, 64)
+	for _, want := range []string{
+		"app = host=127.0.0.1 port=5999 dbname=app connect_query='SET app.current_account_id = 42'\n",
+		"listen_port = 6500\n", "pool_mode = transaction\n", "auth_type = scram-sha-256\n",
+		"auth_file = /d/userlist.txt\n", "server_reset_query = DEALLOCATE ALL\n",
+		"default_pool_size = 64\n", "max_client_conn = 164\n",
+	} {
+		if !strings.Contains(ini, want) {
+			t.Errorf("pgbouncer.ini lacks %q:\n%s", want, ini)
+		}
+	}
+}

@@ -68,6 +68,13 @@ func scramSecret(ctx context.Context, c *cluster.Cluster) (string, error) {
 	return secret, nil
 }
 
+// authFileLine is one auth_file entry: "user" "secret", each quoted with
+// embedded double quotes doubled, as PgBouncer reads them.
+func authFileLine(user, secret string) string {
+	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+	return q(user) + " " + q(secret) + "\n"
+}
+
 // pgbouncerIni is PgBouncer's configuration. The server connection sets
 // the tenant setting once when it is opened (connect_query), as an
 // application on PgBouncer would have to: every client of a run is the
@@ -122,7 +129,7 @@ func startPgBouncer(ctx context.Context, bin, workDir, mode string, c *cluster.C
 		return nil, err
 	}
 	files := map[string]string{
-		"userlist.txt":  fmt.Sprintf("%q %q\n", c.ServiceUser, secret),
+		"userlist.txt":  authFileLine(c.ServiceUser, secret),
 		"pgbouncer.ini": pgbouncerIni(dir, port, mode, c, o.Tenant, o.maxClients()),
 	}
 	for name, content := range files {
