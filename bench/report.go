@@ -65,7 +65,8 @@ type Row struct {
 
 	// The proxy process's resources (nil for direct).
 	ProxyCPUPer1kStatements *float64 `json:"proxy_cpu_seconds_per_1k_statements,omitempty"`
-	ProxyRSSBytes           *int64   `json:"proxy_rss_bytes,omitempty"`
+	ProxyRSSBytes           *int64   `json:"proxy_rss_bytes,omitempty"`      // VmRSS after the run
+	ProxyPeakRSSBytes       *int64   `json:"proxy_peak_rss_bytes,omitempty"` // VmHWM: the process's peak so far
 
 	// Throughput ratios for pgtenant rows (nil when the reference did not run).
 	TPSvsDirect      *float64 `json:"tps_vs_direct,omitempty"`

@@ -377,8 +377,8 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 			cpu := (after.CPU - before.CPU).Seconds() / float64(stmts) * 1000
 			row.ProxyCPUPer1kStatements = &cpu
 		}
-		rss := after.RSSBytes
-		row.ProxyRSSBytes = &rss
+		rss, hwm := after.RSSBytes, after.HWMBytes
+		row.ProxyRSSBytes, row.ProxyPeakRSSBytes = &rss, &hwm
 	}
 	if row.Latency, err = readTxLogs(logDir); err != nil {
 		return row, err
