@@ -4,42 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtenant/pgtenant/config"
-	"github.com/pgtenant/pgtenant/isolation"
+	"github.com/pgtenant/pgtenant/regiondb"
 )
 
 var errPanicked = errors.New("check panicked")
 
 // RegionCheck returns a readiness check that logs in to region name's
-// backend with its service credentials and runs SELECT 1.
+// backend with its service credentials and pings it.
 func RegionCheck(name string, r config.Region) CheckFunc {
 	return func(ctx context.Context) error {
-		sslmode := r.SSLMode
-		if sslmode == "" {
-			sslmode = "disable"
-		}
-		port := r.Port
-		if port == 0 {
-			port = 5432
-		}
-		dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s application_name=pgtenant-readyz",
-			quote(r.Host), port, quote(isolation.Database(r)), quote(r.User), quote(sslmode))
-		if r.SSLRootCert != "" {
-			dsn += " sslrootcert=" + quote(r.SSLRootCert)
-		}
-		cc, err := pgx.ParseConfig(dsn)
-		if err != nil {
-			return fmt.Errorf("region %s: %w", name, err)
-		}
-		cc.Password = r.Password
-		if r.ConnectTimeout > 0 {
-			cc.ConnectTimeout = r.ConnectTimeout
-		}
-		conn, err := pgx.ConnectConfig(ctx, cc)
+		conn, err := regiondb.Connect(ctx, name, r, regiondb.Service(r, "pgtenant-readyz"))
 		if err != nil {
 			return fmt.Errorf("region %s unreachable: %w", name, err)
 		}
@@ -58,8 +34,4 @@ func RegionChecks(regions map[string]config.Region) map[string]CheckFunc {
 		m[name] = RegionCheck(name, r)
 	}
 	return m
-}
-
-func quote(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

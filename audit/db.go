@@ -3,44 +3,23 @@ package audit
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/regiondb"
 )
 
 // connConfig returns the pgx configuration for region r's audit database,
 // logging in as the service role, or as the admin role when admin is set.
 func connConfig(name string, r config.Region, admin bool) (*pgx.ConnConfig, error) {
-	user, password := r.User, r.Password
-	if admin && r.AdminUser != "" {
-		user, password = r.AdminUser, r.AdminPassword
+	l := regiondb.Service(r, "pgtenant-audit")
+	if admin {
+		l = regiondb.Admin(r, "pgtenant-audit")
 	}
-	sslmode := r.SSLMode
-	if sslmode == "" {
-		sslmode = "disable"
-	}
-	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s application_name=pgtenant-audit",
-		dsnQuote(r.Host), r.Port, dsnQuote(r.AuditDB()), dsnQuote(user), dsnQuote(sslmode))
-	if r.SSLRootCert != "" {
-		dsn += " sslrootcert=" + dsnQuote(r.SSLRootCert)
-	}
-	cc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("region %s: %w", name, err)
-	}
-	cc.Password = password
-	if r.ConnectTimeout > 0 {
-		cc.ConnectTimeout = r.ConnectTimeout
-	}
-	return cc, nil
-}
-
-// dsnQuote quotes a keyword/value connection string value.
-func dsnQuote(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	l.Database = r.AuditDB()
+	return regiondb.ConnConfig(name, r, l)
 }
 
 // connectAdmin opens one admin connection to region name's audit database.

@@ -22,8 +22,7 @@ type Login struct {
 	Application string
 }
 
-// Service is the region's service role logged in to its database ("postgres"
-// when the region does not pin one).
+// Service is the region's service role logged in to Database(r).
 func Service(r config.Region, application string) Login {
 	return Login{User: r.User, Password: r.Password, Database: Database(r), Application: application}
 }
@@ -36,12 +35,13 @@ func Admin(r config.Region, application string) Login {
 	return Login{User: r.AdminUser, Password: r.AdminPassword, Database: Database(r), Application: application}
 }
 
-// Database is the database pgtenant's own connections use in region r.
+// Database is the database pgtenant's own connections use in region r: the
+// pinned one, else the service role's name (libpq's default).
 func Database(r config.Region) string {
 	if r.Database != "" {
 		return r.Database
 	}
-	return "postgres"
+	return r.User
 }
 
 // ConnConfig returns pgx settings for l in region name. The password is set
