@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -372,5 +373,53 @@ func TestPolicyPsqlDescribeCommands(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPolicyDriverHousekeepingIsAllowed sends what drivers and ORMs send
+// around an application's own statements (connection setup, health checks,
+// transaction control, introspection), with both protocols: none of it may
+// be denied.
+func TestPolicyDriverHousekeepingIsAllowed(t *testing.T) {
+	env, _ := policyEnv(t)
+	conn := connect(t, env.DSN(t, "42", "eu-west"))
+	ctx := ctxT(t)
+	statements := []struct{ client, sql string }{
+		{"pgx Ping", "-- ping"},
+		{"pgx DeallocateAll", "deallocate all"},
+		{"pgx BeginTx options", "begin isolation level serializable read only deferrable"},
+		{"transaction control", "commit"},
+		{"transaction control", "START TRANSACTION READ WRITE"},
+		{"nested transactions (GORM, JDBC)", "SAVEPOINT sp1"},
+		{"nested transactions (GORM, JDBC)", "ROLLBACK TO SAVEPOINT sp1"},
+		{"nested transactions (GORM, JDBC)", "RELEASE SAVEPOINT sp1"},
+		{"transaction control", "ROLLBACK"},
+		{"JDBC", "SET extra_float_digits = 3"},
+		{"JDBC", "SET application_name = 'PostgreSQL JDBC Driver'"},
+		{"JDBC, SQLAlchemy", "select current_schema()"},
+		{"JDBC, SQLAlchemy", "show transaction isolation level"},
+		{"SQLAlchemy", "select pg_catalog.version()"},
+		{"SQLAlchemy", "show standard_conforming_strings"},
+		{"SQLAlchemy", "SELECT t.oid, typarray FROM pg_type t JOIN pg_namespace ns ON typnamespace = ns.oid WHERE typname = 'hstore'"},
+		{"Rails", "SET client_min_messages TO 'warning'"},
+		{"Rails", "SET intervalstyle = iso_8601"},
+		{"Rails", "SET SESSION timezone TO 'UTC'"},
+		{"Django", "SELECT set_config('TimeZone', 'UTC', false)"},
+		{"statement timeouts", "SET statement_timeout = 5000"},
+		{"statement timeouts", "RESET statement_timeout"},
+		{"introspection", "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = 'orders'::regclass AND a.attnum > 0"},
+		{"introspection", "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'orders'"},
+		{"introspection", "SELECT constraint_name FROM information_schema.table_constraints WHERE table_name = 'orders'"},
+		{"introspection", "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'orders'"},
+		{"introspection", "SELECT pg_get_serial_sequence('orders', 'id')"},
+		{"introspection", "SELECT setting FROM pg_settings WHERE name = 'server_version_num'"},
+		{"Hibernate", "select nextval('orders_id_seq')"},
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		for _, st := range statements {
+			if _, err := conn.Exec(ctx, st.sql, mode); err != nil {
+				t.Errorf("%v: %s: %q: %v", mode, st.client, st.sql, err)
+			}
+		}
 	}
 }
