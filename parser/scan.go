@@ -201,15 +201,14 @@ func Scan(sql string) (*Scanned, error) {
 				}
 				i = end
 			} else {
-				switch {
-				case len(word) == 7 && strings.EqualFold(word, "uescape"):
+				switch keyword(word) {
+				case kwUescape:
 					rawNext = true
-				case len(word) <= 3 && (strings.EqualFold(word, "and") || strings.EqualFold(word, "or")):
+				case kwAndOr:
 					levels[depth] = 0
 					lastWasString = false
 					continue
-				case len(word) >= 4 && len(word) <= 9 && (strings.EqualFold(word, "join") || strings.EqualFold(word, "union") ||
-					strings.EqualFold(word, "intersect") || strings.EqualFold(word, "except")):
+				case kwChain:
 					chains++
 					if chains > MaxChains {
 						return nil, fmt.Errorf("%w: more than %d joins or set operations", ErrTooComplex, MaxChains)
@@ -396,4 +395,53 @@ func isIdentStart(c byte) bool {
 
 func isIdentCont(c byte) bool { return isIdentStart(c) || isDigit(c) || c == '$' }
 
-func isOpChar(c byte) bool { return strings.IndexByte("~!@#^&|`?+-*/%<>=", c) >= 0 }
+var opChars = func() (t [256]bool) {
+	for _, c := range []byte("~!@#^&|`?+-*/%<>=") {
+		t[c] = true
+	}
+	return t
+}()
+
+func isOpChar(c byte) bool { return opChars[c] }
+
+// Keywords the screen cares about.
+const (
+	kwNone = iota
+	kwAndOr
+	kwChain
+	kwUescape
+)
+
+// keyword classifies a word without allocating.
+func keyword(w string) int {
+	var kw string
+	var k int
+	switch len(w) {
+	case 2:
+		kw, k = "or", kwAndOr
+	case 3:
+		kw, k = "and", kwAndOr
+	case 4:
+		kw, k = "join", kwChain
+	case 5:
+		kw, k = "union", kwChain
+	case 6:
+		kw, k = "except", kwChain
+	case 7:
+		kw, k = "uescape", kwUescape
+	case 9:
+		kw, k = "intersect", kwChain
+	default:
+		return kwNone
+	}
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != kw[i] {
+			return kwNone
+		}
+	}
+	return k
+}
