@@ -165,13 +165,19 @@ func (e *Engine) analyzeText(cat *Catalog, sql string) (*analysis, *parser.Scann
 
 const maxCachedBytes = 64 << 10
 
-func (e *Engine) analyzeScanned(cat *Catalog, sql string, sc *parser.Scanned) *analysis {
+func (e *Engine) analyzeScanned(cat *Catalog, sql string, sc *parser.Scanned) (an *analysis) {
+	defer func() {
+		if r := recover(); r != nil {
+			// fail closed: an analyser bug denies the statement, never crashes the proxy
+			an = &analysis{noCache: true, deny: deny("internal", "statement could not be analysed", "report this statement to the operators")}
+		}
+	}()
 	sum, err := e.parser.ParseScanned(sql)
 	if err != nil {
 		return &analysis{noCache: true, deny: deny("parse_error", "statement could not be parsed: "+firstLine(err.Error()),
 			"pgtenant only forwards statements it can parse")}
 	}
-	an := &analysis{}
+	an = &analysis{}
 	seen := map[int]bool{}
 	for _, st := range sum.Statements {
 		an.stmts = append(an.stmts, e.analyze(cat, sc, st))
