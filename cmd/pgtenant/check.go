@@ -68,7 +68,7 @@ func runCheck(cmd *cobra.Command, o checkOpts) error {
 	if strings.TrimSpace(o.account) == "" {
 		return withCode(exitUsage, errors.New("check: --account must not be empty"))
 	}
-	cfg, err := config.Load(o.config)
+	cfg, err := config.LoadPolicy(o.config)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
