@@ -72,6 +72,11 @@ func (w *walker) msg(m proto.Message, b int) {
 	case *pg.ColumnRef, *pg.ParamRef, *pg.A_Const, *pg.A_Star, *pg.String, *pg.Integer,
 		*pg.Float, *pg.Boolean, *pg.BitString, *pg.SQLValueFunction, *pg.SetToDefault:
 		return
+	case *pg.SortBy:
+		if len(x.UseOp) > 0 {
+			w.st.Ops = append(w.st.Ops, qname(x.UseOp))
+		}
+		w.expr(x.Node, b)
 	case *pg.CurrentOfExpr:
 		w.st.CurrentOf = true
 	case *pg.CollateClause:

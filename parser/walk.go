@@ -594,6 +594,7 @@ func (w *walker) insertStmt(x *pg.InsertStmt, parent int, role string) (int, []s
 			}
 			d.Cols = append(d.Cols, rt.Name)
 			d.Indirect = append(d.Indirect, len(rt.Indirection) > 0)
+			w.exprs(rt.Indirection, b)
 		}
 	}
 	if x.SelectStmt == nil {
@@ -644,6 +645,7 @@ func (w *walker) setTargets(list []*pg.Node, b int) []SetTarget {
 			continue
 		}
 		st := SetTarget{Col: rt.Name, Indirect: len(rt.Indirection) > 0}
+		w.exprs(rt.Indirection, b) // subscripts may hold sublinks
 		if mar, ok := nodeMsg(rt.Val).(*pg.MultiAssignRef); ok {
 			st.Val = Expr{Kind: "other"}
 			if row, ok := nodeMsg(mar.Source).(*pg.RowExpr); ok && int(mar.Colno) >= 1 && int(mar.Colno) <= len(row.Args) {
@@ -746,6 +748,7 @@ func (w *walker) mergeStmt(x *pg.MergeStmt, parent int, role string) (int, []str
 					name := rt.Name
 					if len(rt.Indirection) > 0 {
 						name += "[]"
+						w.exprs(rt.Indirection, b)
 					}
 					a.Cols = append(a.Cols, name)
 				}

@@ -156,6 +156,11 @@ var moreCases = []struct{ verdict, sql string }{
 	{"allow", `SELECT *, count(*) OVER () FROM orders WHERE account_id = 42`},
 	{"allow", `SELECT * FROM orders o, unnest(ARRAY[1, 2]) u WHERE o.account_id = 42`},
 	{"allow", `SELECT * FROM orders WHERE account_id = 42 AND id IN (VALUES (1), (2))`},
+	{"deny", `UPDATE orders SET note[(SELECT max(id) FROM customers)] = 'x' WHERE account_id = 42`},
+	{"deny", `INSERT INTO orders (account_id, note[(SELECT max(id) FROM customers)]) VALUES (42, 'x')`},
+	{"deny", `SELECT * FROM orders WHERE account_id = 42 ORDER BY id USING OPERATOR(public.<)`},
+	{"allow", `SELECT * FROM orders WHERE account_id = 42 ORDER BY id USING <`},
+	{"deny", `SELECT JSON_ARRAY(SELECT email FROM customers)`},
 	{"allow", `WITH RECURSIVE t AS (SELECT id FROM orders WHERE account_id = 42 UNION ALL SELECT o.id FROM orders o JOIN t ON o.id = t.id + 1 WHERE o.account_id = 42) SELECT * FROM t`},
 }
 
