@@ -3,6 +3,7 @@ package parser
 import (
 	"errors"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -134,5 +135,43 @@ func TestSplitScript(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("%d: got %q want %q", i, got[i], want[i])
 		}
+	}
+}
+
+// Inputs just under the screen's limits still go to pg_query: they must
+// return (a summary or an error), never crash the process.
+func TestJustUnderLimitsDoNotCrash(t *testing.T) {
+	p := newTestParser(t)
+	for _, sql := range []string{
+		"SELECT " + strings.Repeat("- ", MaxExprDepth-20) + "1",
+		"SELECT " + strings.Repeat("NOT ", MaxExprDepth-20) + "true",
+		"SELECT 1" + strings.Repeat("+1", MaxExprDepth/2-20),
+		"SELECT " + strings.Repeat("(", MaxDepth-5) + "1" + strings.Repeat(")", MaxDepth-5),
+		"SELECT " + strings.Repeat("ARRAY[", MaxDepth-5) + "1" + strings.Repeat("]", MaxDepth-5),
+		"SELECT 1" + strings.Repeat(" UNION SELECT 1", MaxChains-5),
+	} {
+		if _, _, err := p.Parse(sql); err != nil && errors.Is(err, ErrTooComplex) {
+			t.Errorf("screen refused an input under its limits: %.40s... %v", sql, err)
+		}
+	}
+}
+
+// New refuses to run when RLIMIT_STACK is below MinStack.
+func TestNewChecksStackLimit(t *testing.T) {
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_STACK, &old); err != nil {
+		t.Fatal(err)
+	}
+	small := old
+	small.Cur = 2 << 20
+	if err := syscall.Setrlimit(syscall.RLIMIT_STACK, &small); err != nil {
+		t.Skipf("cannot lower RLIMIT_STACK: %v", err)
+	}
+	_, err := New(1<<20, 1)
+	if rerr := syscall.Setrlimit(syscall.RLIMIT_STACK, &old); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "stack limit") {
+		t.Fatalf("New with a 2 MiB stack limit: %v", err)
 	}
 }
