@@ -142,6 +142,8 @@ type Rel struct {
 	Block int
 	// Cols are the output columns of a subquery/CTE/function when derivable (nil: unknown).
 	Cols []string
+	// DefAliases are a CTE reference's column names from the WITH definition.
+	DefAliases []string
 	// Target marks a DML target; Source marks a MERGE source.
 	Target, Source bool
 	// QualifiedOnly marks entries visible only to qualified references (EXCLUDED).
@@ -256,6 +258,9 @@ type Block struct {
 	// Targets are the target-list expressions; Star marks a * in it.
 	Targets []Expr
 	Star    bool
+	// TargetNames are the output names of the targets: a name, "*" or
+	// "qualifier.*" for stars, "" when not derivable.
+	TargetNames []string
 	// Values are the rows of a VALUES block.
 	Values [][]Expr
 	// OutCols are the output column names when derivable.

@@ -16,8 +16,9 @@ type walker struct {
 }
 
 type cteInfo struct {
-	block int
-	cols  []string
+	block   int
+	cols    []string
+	aliases []string
 }
 
 // summarize walks one RawStmt.Stmt. It never panics: an unexpected shape is
@@ -231,7 +232,7 @@ func (w *walker) withClause(wc *pg.WithClause) func() {
 		if ac := strs(cte.Aliascolnames); len(ac) > 0 {
 			cols = overlayCols(ac, cols)
 		}
-		scope[cte.Ctename] = cteInfo{block: b, cols: cols}
+		scope[cte.Ctename] = cteInfo{block: b, cols: cols, aliases: strs(cte.Aliascolnames)}
 	}
 	return func() { w.ctes = w.ctes[:len(w.ctes)-1] }
 }
@@ -317,10 +318,15 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent int, role string) ([]int, [
 			w.unknown("target:" + msgName(nodeMsg(t)))
 			continue
 		}
+		tn := rt.Name
 		if isStar(rt.Val) {
 			blk.Star = true
 			cols = nil
+			tn = starName(rt.Val)
+		} else if tn == "" {
+			tn = figureColname(rt.Val)
 		}
+		blk.TargetNames = append(blk.TargetNames, tn)
 		blk.Targets = append(blk.Targets, w.exprOf(rt.Val))
 		if cols != nil {
 			name := rt.Name
@@ -347,6 +353,19 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent int, role string) ([]int, [
 	w.expr(s.LimitCount, b)
 	// LockingClause names FROM entries only: nothing to walk.
 	return []int{b}, blk.OutCols
+}
+
+// starName renders a star target as "*" or "qualifier.*" ("" when odd).
+func starName(n *pg.Node) string {
+	cr, ok := nodeMsg(n).(*pg.ColumnRef)
+	if !ok || len(cr.Fields) == 0 {
+		return ""
+	}
+	if _, ok := nodeMsg(cr.Fields[len(cr.Fields)-1]).(*pg.A_Star); !ok {
+		return ""
+	}
+	parts := strs(cr.Fields[:len(cr.Fields)-1])
+	return strings.Join(append(parts, "*"), ".")
 }
 
 func isStar(n *pg.Node) bool {
@@ -427,6 +446,7 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 				r.Kind = RelCTE
 				r.Block = c.block
 				r.Cols = c.cols
+				r.DefAliases = c.aliases
 				if len(r.ColAliases) > 0 {
 					r.Cols = overlayCols(r.ColAliases, r.Cols)
 				}

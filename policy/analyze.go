@@ -55,6 +55,8 @@ type analyzer struct {
 	tables map[relRef]*Table
 	class  map[relRef]Class
 	pinned map[relRef]*formula
+	// colMemo caches derived output columns per block.
+	colMemo map[int][]string
 }
 
 func deny(reason, msg, hint string) *Denial {

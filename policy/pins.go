@@ -472,10 +472,10 @@ func (a *analyzer) hasColumn(ref relRef, c string) tri {
 	case parser.RelExcluded:
 		return unknown
 	default:
-		if r.Cols == nil {
+		cols = a.outCols(ref)
+		if cols == nil {
 			return unknown
 		}
-		cols = r.Cols
 	}
 	for _, x := range cols {
 		if x == c {
@@ -508,4 +508,129 @@ func (a *analyzer) tenantCol(ref relRef) string {
 		}
 	}
 	return ""
+}
+
+// outCols returns the output column names of a range entry (nil: unknown),
+// expanding * in derived tables and CTEs from the catalog.
+func (a *analyzer) outCols(ref relRef) []string {
+	r := &a.st.Blocks[ref.b].Rels[ref.r]
+	switch r.Kind {
+	case parser.RelTable:
+		t := a.tables[ref]
+		if t == nil || t.Columns == nil {
+			return nil
+		}
+		return overlay(t.Columns, r.ColAliases)
+	case parser.RelSubquery, parser.RelCTE:
+		if r.Cols != nil {
+			return r.Cols
+		}
+		if r.Block < 0 {
+			return nil
+		}
+		cols := a.blockCols(r.Block)
+		if cols == nil {
+			return nil
+		}
+		return overlay(overlay(cols, r.DefAliases), r.ColAliases)
+	case parser.RelFunction:
+		return r.Cols
+	}
+	return nil
+}
+
+func overlay(cols, aliases []string) []string {
+	if len(aliases) == 0 {
+		return cols
+	}
+	out := append([]string(nil), cols...)
+	for i, al := range aliases {
+		if i < len(out) {
+			out[i] = al
+		}
+	}
+	return out
+}
+
+// blockCols derives a SELECT block's output names, expanding stars.
+func (a *analyzer) blockCols(bi int) []string {
+	if a.colMemo == nil {
+		a.colMemo = map[int][]string{}
+	}
+	if c, ok := a.colMemo[bi]; ok {
+		return c
+	}
+	a.colMemo[bi] = nil // cycle guard
+	b := a.st.Blocks[bi]
+	if b.OutCols != nil {
+		a.colMemo[bi] = b.OutCols
+		return b.OutCols
+	}
+	if len(b.TargetNames) == 0 {
+		return nil
+	}
+	var out []string
+	for _, n := range b.TargetNames {
+		switch {
+		case n == "":
+			return nil
+		case n == "*":
+			for _, it := range b.From {
+				if hasMerge(it) {
+					return nil
+				}
+				var rels []int
+				leavesInOrder(it, &rels)
+				for _, ri := range rels {
+					c := a.outCols(relRef{bi, ri})
+					if c == nil {
+						return nil
+					}
+					out = append(out, c...)
+				}
+			}
+		case len(n) > 2 && n[len(n)-2:] == ".*":
+			q := n[:len(n)-2]
+			found := -1
+			for ri := range b.Rels {
+				if b.Rels[ri].RefName() == q && !b.Rels[ri].QualifiedOnly {
+					if found >= 0 {
+						return nil
+					}
+					found = ri
+				}
+			}
+			if found < 0 {
+				return nil
+			}
+			c := a.outCols(relRef{bi, found})
+			if c == nil {
+				return nil
+			}
+			out = append(out, c...)
+		default:
+			out = append(out, n)
+		}
+	}
+	a.colMemo[bi] = out
+	return out
+}
+
+func hasMerge(it *parser.FromItem) bool {
+	if it == nil || it.Rel >= 0 {
+		return false
+	}
+	return it.Natural || len(it.Using) > 0 || it.Alias != "" || hasMerge(it.Left) || hasMerge(it.Right)
+}
+
+func leavesInOrder(it *parser.FromItem, out *[]int) {
+	if it == nil {
+		return
+	}
+	if it.Rel >= 0 {
+		*out = append(*out, it.Rel)
+		return
+	}
+	leavesInOrder(it.Left, out)
+	leavesInOrder(it.Right, out)
 }

@@ -161,6 +161,11 @@ var moreCases = []struct{ verdict, sql string }{
 	{"deny", `SELECT * FROM orders WHERE account_id = 42 ORDER BY id USING OPERATOR(public.<)`},
 	{"allow", `SELECT * FROM orders WHERE account_id = 42 ORDER BY id USING <`},
 	{"deny", `SELECT JSON_ARRAY(SELECT email FROM customers)`},
+	{"allow", `SELECT * FROM line_items li, (SELECT * FROM countries) co WHERE account_id = 42 AND li.sku = co.code`},
+	{"deny", `SELECT * FROM line_items li, (SELECT * FROM orders WHERE account_id = 42) o WHERE account_id = 42`},
+	{"allow", `WITH c AS (SELECT co.* FROM countries co) SELECT * FROM orders, c WHERE account_id = 42 AND note = c.code`},
+	{"deny", `WITH c(account_id) AS (SELECT co.code FROM countries co) SELECT * FROM orders, c WHERE account_id = 42`},
+	{"allow", `SELECT * FROM orders o, (SELECT code AS x FROM countries) co(account_id) WHERE o.account_id = 42`},
 	{"allow", `WITH RECURSIVE t AS (SELECT id FROM orders WHERE account_id = 42 UNION ALL SELECT o.id FROM orders o JOIN t ON o.id = t.id + 1 WHERE o.account_id = 42) SELECT * FROM t`},
 }
 
