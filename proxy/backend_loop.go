@@ -17,6 +17,7 @@ func (s *session) backendLoop() error {
 	for {
 		t, n, err := s.br.header()
 		if err != nil {
+			s.backendLost(err)
 			return err
 		}
 		s.wmu.Lock()
@@ -100,6 +101,7 @@ func (s *session) onError(n int) error {
 		s.batchErr = er.Code
 	}
 	fatal := er.Severity == "FATAL" || er.Severity == "PANIC"
+	s.backendFatal = s.backendFatal || fatal
 	p, ok := s.queue.peek()
 	switch {
 	case !ok || fatal:
@@ -186,7 +188,7 @@ func (s *session) finish(p pending, sqlstate string, rows int64) {
 		return
 	}
 	ev := s.event(audit.KindResult)
-	ev.Statement, ev.Tables = p.stmt.statement, p.stmt.tables
+	ev.Statement, ev.FullStatement, ev.Tables = p.stmt.statement, p.stmt.full, p.stmt.tables
 	ev.SQLState, ev.Rows, ev.DurationUS = sqlstate, rows, total.Microseconds()
 	s.recordAsync(ev)
 }

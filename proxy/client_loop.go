@@ -88,7 +88,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 			Message: "pgtenant: the FunctionCall protocol message is not allowed",
 			Hint:    "call the function from a SQL statement instead"}
 		s.srv.opts.Metrics.StatementDecided("deny", d.Reason)
-		return s.denySimple(d, time.Now())
+		return s.denySimple(d, "", time.Now())
 	default:
 		ce := newClientError(codeProtocolViolation, "protocol", "invalid frontend message type %d", t)
 		s.fatal(ce)
@@ -125,14 +125,15 @@ func (s *session) onQuery(n int) error {
 		return errAwaitBackend
 	}
 	start := time.Now()
-	d := s.checker.CheckQuery(string(body[:n-1]))
+	sql := string(body[:n-1])
+	d := s.checker.CheckQuery(sql)
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if !d.Allow {
-		return s.denySimple(d, start)
+		return s.denySimple(d, sql, start)
 	}
-	ref := &stmtRef{statement: d.Statement, tables: d.Tables}
+	ref := &stmtRef{statement: d.Statement, full: sql, tables: d.Tables}
 	if err := s.recordStatement(ref); err != nil {
-		return s.denySimple(s.unavailable(err), start)
+		return s.denySimple(s.unavailable(err), sql, start)
 	}
 	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref})
 	return writeMsg(s.bw, 'Q', body)
@@ -165,9 +166,9 @@ func (s *session) onParse(n int) error {
 	}
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if !d.Allow {
-		return s.denyExtended(d, start)
+		return s.denyExtended(d, query, start)
 	}
-	s.stmts[name] = &stmtRef{statement: d.Statement, tables: d.Tables}
+	s.stmts[name] = &stmtRef{statement: d.Statement, full: query, tables: d.Tables}
 	s.queue.push(pending{kind: pendParse})
 	return writeMsg(s.bw, 'P', body)
 }
@@ -188,14 +189,14 @@ func (s *session) onBind(n int) error {
 	d := s.checker.CheckBind(stmt, s.bindFmts, s.bindVals)
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if !d.Allow {
-		return s.denyExtended(d, start)
+		return s.denyExtended(d, "", start)
 	}
 	ref := s.stmts[stmt]
 	if ref == nil {
 		ref = &stmtRef{}
 	}
 	if err := s.recordStatement(ref); err != nil {
-		return s.denyExtended(s.unavailable(err), start)
+		return s.denyExtended(s.unavailable(err), "", start)
 	}
 	s.portals[portal] = ref
 	s.queue.push(pending{kind: pendBind})
@@ -282,33 +283,33 @@ var errMalformedBind = fmt.Errorf("malformed Bind message")
 
 // denySimple answers a denied simple Query (or FunctionCall): the injected
 // query fails on the server, the backend loop sends the denial in its place.
-func (s *session) denySimple(d policy.Decision, start time.Time) error {
-	s.recordDenial(d)
+func (s *session) denySimple(d policy.Decision, sql string, start time.Time) error {
+	s.recordDenial(d, sql)
 	s.queue.push(pending{kind: pendDenyQuery, start: start, deny: &d})
 	return writeMsg(s.bw, 'Q', injectedQuery)
 }
 
 // denyExtended answers a denied Parse or Bind and skips the client's
 // messages up to Sync, as the server does after an error.
-func (s *session) denyExtended(d policy.Decision, start time.Time) error {
-	s.recordDenial(d)
+func (s *session) denyExtended(d policy.Decision, sql string, start time.Time) error {
+	s.recordDenial(d, sql)
 	s.queue.push(pending{kind: pendDeny, start: start, deny: &d})
 	s.skip = true
 	return writeMsg(s.bw, 'B', injectedBind)
 }
 
-func (s *session) recordDenial(d policy.Decision) {
+func (s *session) recordDenial(d policy.Decision, sql string) {
 	s.log.Info("statement denied", "reason", d.Reason, "sqlstate", d.SQLState, "tables", d.Tables)
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Reason, ev.SQLState = audit.VerdictDeny, d.Reason, d.SQLState
-	ev.Statement, ev.Tables = d.Statement, d.Tables
+	ev.Statement, ev.FullStatement, ev.Tables = d.Statement, sql, d.Tables
 	s.recordAsync(ev)
 }
 
 // recordStatement records an allowed statement before it is forwarded.
 func (s *session) recordStatement(ref *stmtRef) error {
 	ev := s.event(audit.KindStatement)
-	ev.Verdict, ev.Statement, ev.Tables = audit.VerdictAllow, ref.statement, ref.tables
+	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
 	return s.srv.opts.Auditor.Record(context.Background(), ev)
 }
 

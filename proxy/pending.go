@@ -30,7 +30,8 @@ func (k pendingKind) endsBatch() bool {
 
 // stmtRef describes an executed statement for the audit's result event.
 type stmtRef struct {
-	statement string
+	statement string // normalized text (literals as $n)
+	full      string // the text the client sent, for audit.statement: full
 	tables    []string
 }
 

@@ -61,6 +61,10 @@ type session struct {
 	idleTimer *time.Timer
 	draining  atomic.Bool
 	closed    sync.Once
+	ending    atomic.Bool // close or Terminate began: a backend EOF is expected
+	// backendFatal: the backend sent a FATAL (relayed to the client), so
+	// its EOF needs no further explanation.
+	backendFatal bool
 }
 
 func newSessionID() string {
@@ -72,7 +76,14 @@ func newSessionID() string {
 // run relays messages until either side ends the session.
 func (s *session) run() {
 	done := make(chan error, 1)
-	go func() { done <- s.backendLoop() }()
+	go func() {
+		err := s.backendLoop()
+		// Nothing relays backend replies any more: end the session, which
+		// also wakes the client loop's read (a client waiting for a reply
+		// would otherwise wait forever for a backend that is gone).
+		s.close()
+		done <- err
+	}()
 	err := s.clientLoop()
 	if errors.Is(err, errAwaitBackend) {
 		err = <-done
@@ -89,6 +100,7 @@ func (s *session) run() {
 // close ends both connections once; a blocked read or write returns.
 func (s *session) close() {
 	s.closed.Do(func() {
+		s.ending.Store(true)
 		if s.idleTimer != nil {
 			s.idleTimer.Stop()
 		}
@@ -99,6 +111,7 @@ func (s *session) close() {
 
 // terminateBackend sends Terminate so the server ends the session cleanly.
 func (s *session) terminateBackend() {
+	s.ending.Store(true)
 	_ = s.backend.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = writeHeader(s.bw, 'X', 0)
 	_ = s.bw.Flush()
@@ -127,6 +140,18 @@ func (s *session) drain() {
 		s.fatal(shutdownError())
 		s.close()
 	}
+}
+
+// backendLost tells the client that its backend connection ended under it
+// (the server crashed, was killed or shut down), unless the backend said why
+// itself (a FATAL already relayed) or the session is ending anyway. It is
+// called only at a message boundary of the client stream.
+func (s *session) backendLost(err error) {
+	if s.backendFatal || s.ending.Load() {
+		return
+	}
+	s.log.Warn("backend connection lost", "error", err)
+	s.fatal(newClientError(codeConnectionFailure, "backend_lost", "lost the connection to region %q", s.region.name))
 }
 
 func shutdownError() *clientError {

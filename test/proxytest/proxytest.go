@@ -46,6 +46,9 @@ type Options struct {
 	Checkers func(cfg *config.Config, regions map[string]*cluster.Cluster) proxy.CheckerFactory
 	// Auditor records events; nil discards them.
 	Auditor proxy.Auditor
+	// NewAuditor, when set, builds the auditor from the final configuration
+	// (after Configure) instead of Auditor.
+	NewAuditor func(t testing.TB, cfg *config.Config) proxy.Auditor
 	// Metrics receives measurements; nil discards them.
 	Metrics proxy.Metrics
 }
@@ -87,6 +90,9 @@ func Start(t testing.TB, o Options) *Env {
 		o.Configure(cfg)
 	}
 	env.Config = cfg
+	if o.NewAuditor != nil {
+		o.Auditor = o.NewAuditor(t, cfg)
+	}
 	verifier, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		t.Fatalf("proxytest: verifier: %v", err)

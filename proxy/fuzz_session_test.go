@@ -1,0 +1,577 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/policy"
+)
+
+// FuzzSession drives an authenticated session with arbitrary client bytes
+// against a fake backend that answers as PostgreSQL would. Invariants: no
+// panic; the session ends once the input is exhausted; the client receives
+// only well-formed backend messages; no denied text reaches the backend; the
+// client gets one ReadyForQuery per Query or Sync the backend processed
+// (fewer only when the session ended with FATAL); the client never sees the
+// server's error for an injected message; and a session that went quiet has
+// no reply outstanding in the pending queue.
+
+// fuzzDenyMarker makes fuzzChecker deny a statement or bound value.
+const fuzzDenyMarker = "DENYME"
+
+// fuzzChecker denies any statement text or bound value holding the marker.
+type fuzzChecker struct{}
+
+func fuzzDecision(s string) policy.Decision {
+	if strings.Contains(s, fuzzDenyMarker) {
+		return policy.Decision{SQLState: codeInsufficientPriv, Reason: "fuzz_marker",
+			Message: "pgtenant: fuzz marker denied", Hint: "drop the marker"}
+	}
+	return policy.Decision{Allow: true}
+}
+
+func (fuzzChecker) CheckQuery(sql string) policy.Decision { return fuzzDecision(sql) }
+func (fuzzChecker) CheckParse(_, sql string, _ []uint32) policy.Decision {
+	return fuzzDecision(sql)
+}
+func (fuzzChecker) CheckBind(_ string, _ []int16, values [][]byte) policy.Decision {
+	for _, v := range values {
+		if d := fuzzDecision(string(v)); !d.Allow {
+			return d
+		}
+	}
+	return policy.Decision{Allow: true}
+}
+func (fuzzChecker) CloseStatement(string) {}
+
+// readTracker counts goroutines blocked in Read on a connection, so the
+// harness can tell when every party is waiting for input (the session is
+// quiet) without sleeping for a fixed time.
+type readTracker struct{ in atomic.Int32 }
+
+// trackedConn is a net.Conn whose Reads are counted by a readTracker.
+type trackedConn struct {
+	net.Conn
+	t *readTracker
+}
+
+func (c trackedConn) Read(p []byte) (int, error) {
+	c.t.in.Add(1)
+	defer c.t.in.Add(-1)
+	return c.Conn.Read(p)
+}
+
+// scriptConn is the client side of a fuzzed session: Reads return the
+// script, then block until Close (as a client waiting for replies would);
+// Writes are kept, up to a cap.
+type scriptConn struct {
+	in      *bytes.Reader
+	t       readTracker
+	closeCh chan struct{}
+	once    sync.Once
+
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func newScriptConn(script []byte) *scriptConn {
+	return &scriptConn{in: bytes.NewReader(script), closeCh: make(chan struct{})}
+}
+
+func (c *scriptConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.in.Len() > 0 {
+		defer c.mu.Unlock()
+		return c.in.Read(p)
+	}
+	c.mu.Unlock()
+	c.t.in.Add(1)
+	defer c.t.in.Add(-1)
+	<-c.closeCh
+	return 0, net.ErrClosed
+}
+
+func (c *scriptConn) Write(p []byte) (int, error) {
+	select {
+	case <-c.closeCh:
+		return 0, net.ErrClosed
+	default:
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out.Len()+len(p) > 8<<20 {
+		return 0, errors.New("scriptConn: the proxy wrote over 8 MiB")
+	}
+	return c.out.Write(p)
+}
+
+func (c *scriptConn) Close() error {
+	c.once.Do(func() { close(c.closeCh) })
+	return nil
+}
+
+func (c *scriptConn) output() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.out.Bytes())
+}
+
+func (c *scriptConn) LocalAddr() net.Addr              { return sentAddr{} }
+func (c *scriptConn) RemoteAddr() net.Addr             { return sentAddr{} }
+func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
+func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
+
+// fakeBackend answers the proxy's backend-side messages as PostgreSQL 15
+// would, closely enough for the proxy's reply matching: prepared statements
+// and portals, errors that start skip-until-Sync, the injected denials.
+type fakeBackend struct {
+	conn    net.Conn
+	r       *bufio.Reader
+	w       *bufio.Writer
+	stmts   map[string]bool
+	portals map[string]bool
+	skip    bool
+
+	// results, read after the backend's goroutine ended
+	ready      int      // ReadyForQuery messages sent
+	violations []string // denied text that reached the backend
+	fatal      bool     // the backend ended the session with FATAL
+}
+
+// Texts of the server's errors for the proxy's injected messages: the client
+// must never see them.
+const (
+	fakeInjectedQueryError = "syntax error at or near \"pgtenant_denied\""
+	fakeInjectedBindError  = "prepared statement \"pgtenant.denied\" does not exist"
+)
+
+func newFakeBackend(conn net.Conn) *fakeBackend {
+	return &fakeBackend{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn),
+		stmts: map[string]bool{}, portals: map[string]bool{}}
+}
+
+func (b *fakeBackend) send(msgs ...pgproto3.BackendMessage) {
+	for _, m := range msgs {
+		buf, err := m.Encode(nil)
+		if err != nil {
+			panic(err)
+		}
+		_, _ = b.w.Write(buf)
+	}
+}
+
+func fakeError(code, msg string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg}
+}
+
+var fakeRow = []pgproto3.BackendMessage{
+	&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}},
+	&pgproto3.DataRow{Values: [][]byte{[]byte("row")}},
+	&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+}
+
+// extError sends an error for an extended-protocol message and starts
+// skipping until Sync.
+func (b *fakeBackend) extError(code, msg string) {
+	b.send(fakeError(code, msg))
+	b.skip = true
+}
+
+func (b *fakeBackend) readyForQuery() {
+	b.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	b.ready++
+}
+
+func (b *fakeBackend) protocolFatal(msg string) {
+	b.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: msg})
+	b.fatal = true
+}
+
+func (b *fakeBackend) checkText(what string, text []byte) {
+	if bytes.Contains(text, []byte(fuzzDenyMarker)) {
+		b.violations = append(b.violations, fmt.Sprintf("%s %q", what, truncate(string(text), 80)))
+	}
+}
+
+// run serves until the proxy closes the connection or the session ends.
+func (b *fakeBackend) run() {
+	defer b.conn.Close()
+	for {
+		if b.r.Buffered() == 0 {
+			if b.w.Flush() != nil {
+				return
+			}
+		}
+		var h [5]byte
+		if _, err := io.ReadFull(b.r, h[:]); err != nil {
+			return
+		}
+		n := int(int32(binary.BigEndian.Uint32(h[1:]))) - 4
+		if n < 0 || n > 1<<30 {
+			b.protocolFatal("invalid message length")
+			_ = b.w.Flush()
+			return
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(b.r, body); err != nil {
+			return
+		}
+		if !b.handle(h[0], body) {
+			_ = b.w.Flush()
+			return
+		}
+	}
+}
+
+// handle answers one message; false ends the session.
+func (b *fakeBackend) handle(t byte, body []byte) bool {
+	switch t {
+	case 'Q', 'P':
+		b.checkText(string(t), body) // checked even when skipped: it must not arrive at all
+	case 'B':
+		b.checkText("Bind", body)
+	}
+	switch t {
+	case 'S':
+		b.skip = false
+		b.readyForQuery()
+		return true
+	case 'X':
+		return false
+	}
+	if b.skip {
+		return true
+	}
+	switch t {
+	case 'Q':
+		q := strings.TrimSuffix(string(body), "\x00")
+		switch {
+		case q == "pgtenant_denied":
+			b.send(fakeError("42601", fakeInjectedQueryError))
+		case strings.TrimSpace(q) == "":
+			b.send(&pgproto3.EmptyQueryResponse{})
+		case strings.Contains(q, "fail"):
+			b.send(fakeError("22012", "division by zero"))
+		case strings.Contains(q, "copy_out"):
+			b.send(&pgproto3.CopyOutResponse{}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
+				&pgproto3.CommandComplete{CommandTag: []byte("COPY 1")})
+		case strings.Contains(q, "notice"):
+			b.send(&pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "hello"})
+			b.send(fakeRow...)
+		default:
+			b.send(fakeRow...)
+		}
+		b.readyForQuery()
+	case 'P':
+		name, rest, ok1 := cstring(body)
+		_, rest, ok2 := cstring(rest)
+		if !ok1 || !ok2 || len(rest) < 2 {
+			b.protocolFatal("invalid Parse message")
+			return false
+		}
+		if name != "" && b.stmts[name] {
+			b.extError("42P05", "prepared statement already exists")
+			return true
+		}
+		b.stmts[name] = true
+		b.send(&pgproto3.ParseComplete{})
+	case 'B':
+		portal, rest, ok1 := cstring(body)
+		stmt, _, ok2 := cstring(rest)
+		switch {
+		case !ok1 || !ok2:
+			b.protocolFatal("invalid Bind message")
+			return false
+		case stmt == "pgtenant.denied":
+			b.extError("26000", fakeInjectedBindError)
+		case !b.stmts[stmt]:
+			b.extError("26000", "prepared statement does not exist")
+		case portal != "" && b.portals[portal]:
+			b.extError("42P03", "cursor already exists")
+		default:
+			b.portals[portal] = true
+			b.send(&pgproto3.BindComplete{})
+		}
+	case 'D':
+		if len(body) < 2 {
+			b.protocolFatal("invalid Describe message")
+			return false
+		}
+		name, _, ok := cstring(body[1:])
+		switch {
+		case !ok || (body[0] != 'S' && body[0] != 'P'):
+			b.protocolFatal("invalid Describe message")
+			return false
+		case body[0] == 'S' && b.stmts[name]:
+			b.send(&pgproto3.ParameterDescription{}, fakeRow[0])
+		case body[0] == 'P' && b.portals[name]:
+			b.send(fakeRow[0])
+		default:
+			b.extError("26000", "does not exist")
+		}
+	case 'E':
+		portal, _, ok := cstring(body)
+		switch {
+		case !ok:
+			b.protocolFatal("invalid Execute message")
+			return false
+		case !b.portals[portal]:
+			b.extError("34000", "portal does not exist")
+		default:
+			b.send(fakeRow[1:]...)
+		}
+	case 'C':
+		if len(body) < 2 || (body[0] != 'S' && body[0] != 'P') {
+			b.protocolFatal("invalid Close message")
+			return false
+		}
+		name, _, _ := cstring(body[1:])
+		if body[0] == 'S' {
+			delete(b.stmts, name)
+		} else {
+			delete(b.portals, name)
+		}
+		b.send(&pgproto3.CloseComplete{})
+	case 'H':
+		_ = b.w.Flush()
+	case 'd', 'c', 'f':
+		// Ignored outside COPY, as PostgreSQL does.
+	default:
+		b.protocolFatal(fmt.Sprintf("invalid frontend message type %d", t))
+		return false
+	}
+	return true
+}
+
+// fuzzSessionServer is a Server for sessions built by runFuzzSession.
+func fuzzSessionServer(tb testing.TB) *Server {
+	tb.Helper()
+	cfg := config.Default()
+	cfg.Auth.Secret = []byte(fuzzSecret)
+	cfg.Audit.Disabled = true
+	cfg.AdminListen = ""
+	cfg.Limits.IdleTimeout = 0
+	cfg.Limits.MaxMessageBytes = 1 << 20 // the default 64 MiB only makes lying lengths slower
+	cfg.Regions = map[string]config.Region{
+		"eu-west": {Host: "127.0.0.1", Port: 1, User: "app", SSLMode: "disable", ConnectTimeout: time.Second},
+	}
+	v, err := auth.NewVerifier(cfg.Auth)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := New(Options{Config: cfg, Authenticator: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Checkers: func(auth.Principal) StatementChecker { return fuzzChecker{} }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// fuzzSessionResult is what a fuzzed session produced.
+type fuzzSessionResult struct {
+	out        []byte   // everything the client received
+	ready      int      // ReadyForQuery messages the backend sent
+	violations []string // denied text seen by the backend
+	backendEnd bool     // the backend ended the session with FATAL
+	queueLeft  int      // pending entries left when the session went quiet (-1: it ended first)
+}
+
+// runFuzzSession runs one session after authentication as handle would,
+// with script as the client's input and a fakeBackend as the region.
+func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult {
+	t.Helper()
+	client := newScriptConn(script)
+	proxyEnd, backendEnd := net.Pipe()
+	var proxyReads, backendReads readTracker
+	fb := newFakeBackend(trackedConn{backendEnd, &backendReads})
+	bconn := trackedConn{proxyEnd, &proxyReads}
+	ss := &session{
+		srv: srv, rt: srv.runtime(), id: "fuzz", log: srv.log, client: client, addr: "",
+		principal: auth.Principal{Account: "42", Region: "eu-west", Subject: "fuzz"},
+		region:    &region{name: "eu-west"},
+		checker:   fuzzChecker{},
+		cr:        &msgReader{r: newConnReader(client), maxLen: srv.runtime().limits.MaxMessageBytes},
+		cw:        newConnWriter(client),
+		backend:   &backendConn{conn: bconn},
+		br:        &msgReader{r: newConnReader(bconn), maxLen: 1<<30 - 1},
+		bw:        newConnWriter(bconn),
+		stmts:     map[string]*stmtRef{}, portals: map[string]*stmtRef{},
+	}
+	if err := ss.sendStartupReply(); err != nil {
+		t.Fatal(err)
+	}
+	backendDone := make(chan struct{})
+	go func() { defer close(backendDone); fb.run() }()
+	sessionDone := make(chan struct{})
+	go func() { defer close(sessionDone); ss.run() }()
+
+	res := fuzzSessionResult{queueLeft: -1}
+	deadline := time.Now().Add(10 * time.Second)
+	quiet := func() bool {
+		return client.t.in.Load() == 1 && proxyReads.in.Load() == 1 && backendReads.in.Load() == 1
+	}
+wait:
+	for {
+		select {
+		case <-sessionDone:
+			break wait
+		default:
+		}
+		// Quiet: the proxy waits for the client with all input read, and
+		// both relay directions wait for input. Only these three goroutines
+		// write, so nothing can move until the client speaks again.
+		if quiet() {
+			res.queueLeft = queueLen(&ss.queue)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session neither ended nor went quiet within 10s for input %q", truncate(string(script), 200))
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	_ = client.Close() // the client hangs up
+	select {
+	case <-sessionDone:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("session did not end after the client closed, input %q", truncate(string(script), 200))
+	}
+	select {
+	case <-backendDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backend connection was not closed when the session ended")
+	}
+	res.out = client.output()
+	res.ready, res.violations, res.backendEnd = fb.ready, fb.violations, fb.fatal
+	return res
+}
+
+func queueLen(q *pendingQueue) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) - q.head
+}
+
+// checkFuzzSession checks a session's result against the invariants.
+func checkFuzzSession(t *testing.T, script []byte, res fuzzSessionResult) {
+	t.Helper()
+	in := truncate(string(script), 300)
+	if len(res.violations) > 0 {
+		t.Fatalf("denied text reached the backend: %v (input %q)", res.violations, in)
+	}
+	fe := pgproto3.NewFrontend(bytes.NewReader(res.out), io.Discard)
+	ready, fatal := 0, false
+	for {
+		msg, err := fe.Receive()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("client received a malformed message: %v (input %q)", err, in)
+		}
+		if fatal {
+			t.Fatalf("client received %T after a FATAL error (input %q)", msg, in)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			ready++
+		case *pgproto3.ErrorResponse:
+			if m.Message == fakeInjectedQueryError || m.Message == fakeInjectedBindError {
+				t.Fatalf("client received the server's error for an injected message: %q (input %q)", m.Message, in)
+			}
+			fatal = m.Severity == "FATAL"
+		}
+	}
+	ready-- // the startup reply's
+	if fatal || res.backendEnd {
+		if ready > res.ready {
+			t.Fatalf("client received %d ReadyForQuery, the backend sent %d (input %q)", ready, res.ready, in)
+		}
+		return
+	}
+	if ready != res.ready {
+		t.Fatalf("client received %d ReadyForQuery, the backend sent %d (input %q)", ready, res.ready, in)
+	}
+	if res.queueLeft > 0 {
+		t.Fatalf("session went quiet with %d replies still pending (input %q)", res.queueLeft, in)
+	}
+}
+
+// fuzzSessionSeeds are the seed scripts also stored in testdata.
+func fuzzSessionSeeds() map[string][]byte {
+	cat := func(msgs ...pgproto3.FrontendMessage) []byte {
+		var b []byte
+		for _, m := range msgs {
+			b = append(b, fuzzMsg(m)...)
+		}
+		return b
+	}
+	q := func(s string) pgproto3.FrontendMessage { return &pgproto3.Query{String: s} }
+	parse := func(name, s string) pgproto3.FrontendMessage { return &pgproto3.Parse{Name: name, Query: s} }
+	bind := func(portal, stmt string, vals ...string) pgproto3.FrontendMessage {
+		m := &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt}
+		for _, v := range vals {
+			m.Parameters = append(m.Parameters, []byte(v))
+		}
+		return m
+	}
+	exec := func(portal string) pgproto3.FrontendMessage { return &pgproto3.Execute{Portal: portal} }
+	sync := &pgproto3.Sync{}
+	seeds := map[string][]byte{
+		"simple":          cat(q("SELECT 1"), &pgproto3.Terminate{}),
+		"simple_denied":   cat(q("SELECT DENYME"), q("SELECT 1")),
+		"extended":        cat(parse("", "SELECT $1"), bind("", "", "42"), &pgproto3.Describe{ObjectType: 'P'}, exec(""), sync),
+		"extended_denied": cat(parse("s1", "SELECT DENYME"), bind("", "s1"), exec(""), sync, q("SELECT 1")),
+		"bind_denied":     cat(parse("s1", "SELECT $1"), bind("p", "s1", "DENYME"), exec("p"), sync),
+		"named_pipeline": cat(parse("a", "SELECT 1"), parse("b", "SELECT 2"), bind("pa", "a"), bind("pb", "b"),
+			exec("pa"), exec("pb"), &pgproto3.Close{ObjectType: 'P', Name: "pa"}, &pgproto3.Close{ObjectType: 'S', Name: "a"}, sync),
+		"backend_error_then_query": cat(bind("", "missing"), q("SELECT 1"), sync, q("SELECT 2")),
+		"backend_error_then_denied_query": cat(parse("", "SELECT 1"), exec("nope"), q("SELECT DENYME"), sync,
+			q("SELECT DENYME"), q("SELECT 1")),
+		"sync_storm":          bytes.Repeat(cat(sync), 64),
+		"copydata_outside":    cat(&pgproto3.CopyData{Data: []byte("x")}, &pgproto3.CopyDone{}, &pgproto3.CopyFail{Message: "x"}, q("SELECT 1")),
+		"copy_out":            cat(q("COPY t TO STDOUT -- copy_out"), q("SELECT notice")),
+		"function_call":       cat(&pgproto3.FunctionCall{Function: 1}, q("SELECT 1")),
+		"flush":               cat(parse("", "SELECT 1"), &pgproto3.Flush{}, bind("", ""), exec(""), &pgproto3.Flush{}, sync),
+		"terminate_mid":       cat(parse("", "SELECT 1"), &pgproto3.Terminate{}, q("SELECT 1")),
+		"reserved_name":       cat(parse("pgtenant.denied", "SELECT 1"), sync),
+		"empty_and_fail":      cat(q(""), q("SELECT fail"), q("   ")),
+		"truncated":           cat(q("SELECT 1"))[:7],
+		"length_lies_short":   append([]byte{'Q', 0, 0, 0, 6}, "SELECT 1\x00"...),
+		"length_lies_long":    append([]byte{'Q', 0, 0, 0, 200}, "SELECT 1\x00"...),
+		"huge_length":         []byte{'Q', 0x7f, 0xff, 0xff, 0xff},
+		"negative_length":     []byte{'P', 0xff, 0xff, 0xff, 0xf0},
+		"unterminated_query":  []byte{'Q', 0, 0, 0, 5, 'x'},
+		"unknown_type":        append(cat(q("SELECT 1")), 'z', 0, 0, 0, 4),
+		"describe_bad":        append(cat(parse("", "SELECT 1")), 'D', 0, 0, 0, 5, 'Z', 'S', 0, 0, 0, 4),
+		"close_bad":           append([]byte{'C', 0, 0, 0, 4}, cat(sync)...),
+		"duplicate_statement": cat(parse("a", "SELECT 1"), parse("a", "SELECT 1"), bind("", "a"), sync, q("SELECT 1")),
+	}
+	return seeds
+}
+
+func FuzzSession(f *testing.F) {
+	for _, s := range fuzzSessionSeeds() {
+		f.Add(s)
+	}
+	srv := fuzzSessionServer(f)
+	f.Fuzz(func(t *testing.T, script []byte) {
+		res := runFuzzSession(t, srv, script)
+		checkFuzzSession(t, script, res)
+	})
+}
