@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -297,4 +298,52 @@ func TestServeIsolationProof(t *testing.T) {
 	if len(proof.Regions) != 1 || proof.Regions[0].Parser.Status != "active" || proof.Regions[0].Status != "active" {
 		t.Errorf("proof from serve: %s", raw)
 	}
+
+	// Real traffic moves the counters a platform team alerts on.
+	ctx := ctxT(t)
+	secret := strings.Repeat("s", 32)
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://u:%s@%s/app?sslmode=disable", tokenWith(t, secret, "42"), listen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for range 3 {
+		if _, err := conn.Exec(ctx, "SELECT total FROM orders WHERE account_id = 42"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT total FROM orders"); pgCode(err) != "42501" {
+		t.Fatalf("unscoped: %v", err)
+	}
+	if _, err := pgx.Connect(ctx, fmt.Sprintf("postgres://u:%s@%s/app?sslmode=disable", tokenWith(t, strings.Repeat("x", 32), "42"), listen)); pgCode(err) != "28000" {
+		t.Fatalf("bad signature: %v", err)
+	}
+	metrics := scrape(t, "http://"+adminAddr+"/metrics")
+	for _, want := range []string{
+		`pgtenant_client_connections_accepted_total [1-9]`,
+		`pgtenant_client_connections_rejected_total\{reason="auth_bad_signature"\} 1`,
+		`pgtenant_statements_total\{reason="",verdict="allow"\} [3-9]`,
+		`pgtenant_statements_total\{reason="[a-z_]+",verdict="deny"\} 1`,
+		`pgtenant_statement_duration_seconds_count\{[^}]*\} [3-9]`,
+		`pgtenant_backend_connections_total\{[^}]*region="eu-west"[^}]*\} [1-9]`,
+		`pgtenant_client_connections 1`,
+	} {
+		if !regexp.MustCompile("(?m)^" + want).MatchString(metrics) {
+			t.Errorf("/metrics after traffic lacks %s", want)
+		}
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
