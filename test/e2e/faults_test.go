@@ -1,0 +1,440 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/demo"
+	"github.com/pgtenant/pgtenant/test/pgtest"
+	"github.com/pgtenant/pgtenant/test/proxytest"
+)
+
+// Fault injection against real clusters: backends and servers that die
+// under a running statement, clients that vanish, an audit store that goes
+// away. Anything a test stops or kills is a cluster of its own.
+
+// hangBound is how long a client may wait for an answer before the test
+// calls it a hang. It detects hangs; it measures nothing.
+const hangBound = 20 * time.Second
+
+// ownCluster starts a throw-away cluster with the demo schema.
+func ownCluster(t *testing.T, name string, settings map[string]string) *cluster.Cluster {
+	t.Helper()
+	c := pgtest.Start(t, cluster.Config{Name: name, Settings: settings})
+	if err := demo.Install(ctxT(t), c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// regionFor is the proxy's configuration of c as a region.
+func regionFor(c *cluster.Cluster) config.Region {
+	return config.Region{Host: "127.0.0.1", Port: c.Port, User: c.ServiceUser, Password: c.ServicePassword,
+		Database: c.Database, SSLMode: "disable", ConnectTimeout: 2 * time.Second, AdminUser: cluster.Superuser}
+}
+
+// faultEnv runs the in-process proxy with region eu-west on c (which the
+// test may stop or kill) and us-east on the shared cluster.
+func faultEnv(t *testing.T, c *cluster.Cluster, o proxytest.Options) *proxytest.Env {
+	t.Helper()
+	configure := o.Configure
+	o.Configure = func(cfg *config.Config) {
+		cfg.Regions["eu-west"] = regionFor(c)
+		if configure != nil {
+			configure(cfg)
+		}
+	}
+	env := proxytest.Start(t, o)
+	env.Clusters["eu-west"] = c
+	return env
+}
+
+// backendPID waits until a statement of the session with application_name
+// app runs on c and returns its backend's pid.
+func backendPID(t *testing.T, admin *pgx.Conn, app string) int {
+	t.Helper()
+	deadline := time.Now().Add(hangBound)
+	for time.Now().Before(deadline) {
+		var pid int
+		err := admin.QueryRow(ctxT(t), `SELECT pid FROM pg_stat_activity
+			WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'`, app).Scan(&pid)
+		if err == nil {
+			return pid
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no running statement of %q on the backend", app)
+	return 0
+}
+
+// execAsync runs sql on conn in the background; the error arrives on the channel.
+func execAsync(conn *pgx.Conn, sql string) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*hangBound)
+		defer cancel()
+		_, err := conn.Exec(ctx, sql)
+		errc <- err
+	}()
+	return errc
+}
+
+// awaitErr waits for the outcome of execAsync; a client still waiting
+// after hangBound is a hang.
+func awaitErr(t *testing.T, errc <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(hangBound):
+		t.Fatalf("%s: the client is still waiting after %v", what, hangBound)
+		return nil
+	}
+}
+
+// mustServe runs a tenant-scoped query on conn.
+func mustServe(t *testing.T, conn *pgx.Conn, what string) {
+	t.Helper()
+	var account string
+	if err := conn.QueryRow(ctxT(t), "SELECT current_setting('app.current_account_id')").Scan(&account); err != nil || account != "42" {
+		t.Fatalf("%s: got %q, %v", what, account, err)
+	}
+}
+
+// settleClients waits until the proxy runs at most want client handlers.
+func settleClients(t *testing.T, env *proxytest.Env, want int64) {
+	t.Helper()
+	if n := settle(func() int { return int(env.Server.ActiveClients()) }, int(want)); n > int(want) {
+		t.Errorf("the proxy still runs %d client handlers, want %d", n, want)
+	}
+}
+
+func TestFaultBackendTerminatedMidQuery(t *testing.T) {
+	c := ownCluster(t, "fault-term", nil)
+	env := faultEnv(t, c, proxytest.Options{})
+	admin := connect(t, c.SuperuserDSN(c.Database))
+	victim := connect(t, env.DSN(t, "42", "eu-west")+"&application_name=fault-victim")
+	neighbour := connect(t, env.DSN(t, "42", "eu-west"))
+	us := connect(t, env.DSN(t, "42", "us-east"))
+	before := env.Server.ActiveClients()
+
+	errc := execAsync(victim, "SELECT pg_sleep(60)")
+	pid := backendPID(t, admin, "fault-victim")
+	var ok bool
+	if err := admin.QueryRow(ctxT(t), "SELECT pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
+		t.Fatalf("pg_terminate_backend: %v, %v", ok, err)
+	}
+	err := awaitErr(t, errc, "terminated backend")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P01" || pe.Severity != "FATAL" {
+		t.Fatalf("terminated backend: got %v, want PostgreSQL's FATAL 57P01 passed through", err)
+	}
+	if strings.HasPrefix(pe.Message, "pgtenant:") {
+		t.Errorf("the backend's own error was replaced: %q", pe.Message)
+	}
+	// The victim's handler ends; everyone else is unaffected.
+	settleClients(t, env, before-1)
+	mustServe(t, neighbour, "other session in the region")
+	mustServe(t, us, "session in the other region")
+	mustServe(t, connect(t, env.DSN(t, "42", "eu-west")), "new session in the region")
+}
+
+func TestFaultPostmasterKilledMidQuery(t *testing.T) {
+	c := ownCluster(t, "fault-kill", nil)
+	env := faultEnv(t, c, proxytest.Options{})
+	admin := connect(t, c.SuperuserDSN(c.Database))
+	victim := connect(t, env.DSN(t, "42", "eu-west")+"&application_name=fault-kill")
+	us := connect(t, env.DSN(t, "42", "us-east"))
+	base := env.Server.ActiveClients()
+
+	errc := execAsync(victim, "SELECT pg_sleep(60)")
+	backendPID(t, admin, "fault-kill")
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	err := awaitErr(t, errc, "killed server")
+	if err == nil {
+		t.Fatal("the statement succeeded on a killed server")
+	}
+	if pgCode(err) != "08006" {
+		t.Errorf("killed server: got %v, want FATAL 08006 (lost the connection to the region)", err)
+	}
+	settleClients(t, env, base-1)
+
+	// The proxy stays up and the other region serves.
+	mustServe(t, us, "session in the other region")
+	mustServe(t, connect(t, env.DSN(t, "42", "us-east")), "new session in the other region")
+	// New connections to the dead region fail with 08006 naming it.
+	_, err = pgx.Connect(ctxT(t), env.DSN(t, "42", "eu-west"))
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "08006" || !strings.Contains(pe.Message, "eu-west") {
+		t.Fatalf("connect to the killed region: got %v, want FATAL 08006 naming eu-west", err)
+	}
+	// After a restart (crash recovery) the region serves again.
+	if err := c.Restart(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := connect(t, env.DSN(t, "42", "eu-west"))
+	var n int
+	if err := fresh.QueryRow(ctxT(t), "SELECT count(*) FROM orders").Scan(&n); err != nil || n == 0 {
+		t.Fatalf("after restart: %d orders, %v", n, err)
+	}
+}
+
+func TestFaultClientVanishes(t *testing.T) {
+	c := ownCluster(t, "fault-vanish", nil)
+	ctx := ctxT(t)
+	if err := c.Exec(ctx, c.Database, `CREATE TABLE fault_scratch (id int, note text);
+		GRANT ALL ON fault_scratch TO `+c.ServiceUser); err != nil {
+		t.Fatal(err)
+	}
+	env := faultEnv(t, c, proxytest.Options{Regions: []string{"eu-west"}})
+	admin := connect(t, c.SuperuserDSN(c.Database))
+	backends := func() int {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE usename = $1 AND backend_type = 'client backend'`, c.ServiceUser).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	warm := connect(t, env.DSN(t, "42", "eu-west"))
+	mustServe(t, warm, "warm-up")
+	_ = warm.Close(ctx)
+	settle(backends, 0)
+	time.Sleep(100 * time.Millisecond)
+	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
+
+	dsn := env.DSN(t, "42", "eu-west")
+	for i := range 5 {
+		// Mid-result: the client reads one row of a large result and vanishes.
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.Query(ctx, "SELECT repeat('x', 10000) FROM generate_series(1, 5000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Next()
+		_ = conn.PgConn().Conn().Close()
+		rows.Close()
+
+		// Mid-transaction: an uncommitted INSERT, then the socket closes.
+		conn, err = pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sql := range []string{"BEGIN", fmt.Sprintf("INSERT INTO fault_scratch VALUES (%d, 'uncommitted')", i)} {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		_ = conn.PgConn().Conn().Close()
+
+		// Mid-COPY-in: some rows sent, no CopyDone.
+		raw := dialRaw(t, env)
+		fe, _ := rawLogin(t, raw)
+		fe.Send(&pgproto3.Query{String: "COPY fault_scratch FROM STDIN"})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := rawReceive(t, fe).(*pgproto3.CopyInResponse); !ok {
+			t.Fatal("expected CopyInResponse")
+		}
+		fe.Send(&pgproto3.CopyData{Data: []byte("1\tcopied\n2\tcopied\n")})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.Close()
+	}
+
+	// Every backend session ended, nothing half-done became visible.
+	if n := settle(backends, 0); n > 0 {
+		t.Errorf("%d backend sessions of vanished clients are still open", n)
+	}
+	var leftovers int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM fault_scratch").Scan(&leftovers); err != nil {
+		t.Fatal(err)
+	}
+	if leftovers != 0 {
+		t.Errorf("%d rows of uncommitted INSERTs or unfinished COPYs are visible", leftovers)
+	}
+	// The proxy holds nothing of them.
+	settleClients(t, env, 0)
+	if g := settle(runtime.NumGoroutine, baseG); g > baseG {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: %d after, %d before\n%s", g, baseG, buf[:runtime.Stack(buf, true)])
+	}
+	if fd := settle(func() int { return openFDs(t) }, baseFD); fd > baseFD {
+		t.Errorf("open file descriptors: %d after, %d before", fd, baseFD)
+	}
+}
+
+// auditStoreEnv runs the proxy with eu-west on the shared cluster and its audit
+// trail written by a real Recorder (mode) into the separate cluster ac.
+func auditStoreEnv(t *testing.T, ac *cluster.Cluster, mode string) *proxytest.Env {
+	t.Helper()
+	ctx := ctxT(t)
+	regions := map[string]config.Region{"eu-west": regionFor(ac)}
+	if err := audit.Init(ctx, regions, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default().Audit
+	cfg.Mode, cfg.SpoolDir, cfg.OutageTimeout = mode, t.TempDir(), time.Second
+	rec, err := audit.NewRecorder(ctx, cfg, regions, "fault-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered before the proxy's cleanup, so it runs after the drain.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = rec.Close(ctx)
+	})
+	return proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Auditor: rec})
+}
+
+// allowedStatementEvents counts the allowed statement events in ac's audit trail.
+func allowedStatementEvents(t *testing.T, ac *cluster.Cluster) int {
+	t.Helper()
+	conn := connect(t, ac.SuperuserDSN(ac.Database))
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(ctxT(t), `SELECT count(*) FROM pgtenant_audit.events
+		WHERE kind = 'statement' AND verdict = 'allow'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestFaultAuditStoreDownSpool(t *testing.T) {
+	ac := pgtest.Start(t, cluster.Config{Name: "fault-audit-spool"})
+	env := auditStoreEnv(t, ac, audit.ModeSpool)
+	ctx := ctxT(t)
+	conn := connect(t, env.DSN(t, "42", "eu-west"))
+	acked := 0
+	run := func() error {
+		_, err := conn.Exec(ctx, "SELECT 1")
+		if err == nil {
+			acked++
+		}
+		return err
+	}
+	for range 5 {
+		if err := run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ac.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The spool takes statements for a while, then (audit.outage_timeout 1s
+	// after the first failed write) new statements get 57P03.
+	duringOutage := 0
+	var refused error
+	for deadline := time.Now().Add(hangBound); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err := run(); err != nil {
+			refused = err
+			break
+		}
+		duringOutage++
+	}
+	if duringOutage == 0 {
+		t.Error("no statement was accepted into the spool after the audit database stopped")
+	}
+	var pe *pgconn.PgError
+	if !errors.As(refused, &pe) || pe.Code != "57P03" || pe.Severity != "ERROR" || !strings.HasPrefix(pe.Message, "pgtenant:") {
+		t.Fatalf("audit down past the outage timeout: got %v, want ERROR 57P03 from pgtenant", refused)
+	}
+	// Restarted: service resumes on the same connection.
+	if err := ac.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(hangBound); ; time.Sleep(100 * time.Millisecond) {
+		err := run()
+		if err == nil {
+			break
+		}
+		if pgCode(err) != "57P03" || time.Now().After(deadline) {
+			t.Fatalf("after the audit database restarted: %v", err)
+		}
+	}
+	for range 3 {
+		if err := run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every acknowledged statement has its event in the database.
+	n := settle(func() int { return acked - allowedStatementEvents(t, ac) }, 0)
+	if got := acked - n; got != acked {
+		t.Errorf("%d statements acknowledged (%d while the audit database was down), %d statement events recorded",
+			acked, duringOutage, got)
+	}
+}
+
+func TestFaultAuditStoreDownStrict(t *testing.T) {
+	ac := pgtest.Start(t, cluster.Config{Name: "fault-audit-strict"})
+	env := auditStoreEnv(t, ac, audit.ModeStrict)
+	ctx := ctxT(t)
+	conn := connect(t, env.DSN(t, "42", "eu-west"))
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ac.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The very first statement is refused: nothing runs unrecorded.
+	_, err := conn.Exec(ctx, "SELECT 1")
+	if pgCode(err) != "57P03" {
+		t.Fatalf("strict audit with its database down: got %v, want 57P03", err)
+	}
+	if err := ac.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(hangBound); ; time.Sleep(100 * time.Millisecond) {
+		_, err := conn.Exec(ctx, "SELECT 1")
+		if err == nil {
+			break
+		}
+		if pgCode(err) != "57P03" || time.Now().After(deadline) {
+			t.Fatalf("after the audit database restarted: %v", err)
+		}
+	}
+	if n := allowedStatementEvents(t, ac); n != 2 {
+		t.Errorf("strict mode: %d allowed statement events, want the 2 acknowledged statements", n)
+	}
+}
+
+// rawLoginAt logs in to the proxy at addr over a raw connection with token.
+func rawLoginAt(t *testing.T, addr, token string) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, rawDeadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(hangBound))
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(rawStartupMessage(nil))
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rawAuthenticate(t, fe, token)
+	return conn, fe
+}
