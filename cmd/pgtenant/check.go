@@ -11,13 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/parser"
 	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/regiondb"
 )
 
 func init() { register(newCheckCmd) }
@@ -201,22 +201,9 @@ func discoverRegion(ctx context.Context, eng *policy.Engine, name string, r conf
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, r.ConnectTimeout+5*time.Second)
 	defer cancel()
-	pc, err := pgx.ParseConfig("")
-	if err != nil {
-		return err
-	}
-	pc.Host, pc.Port, pc.User, pc.Password = r.Host, uint16(r.Port), r.User, r.Password
-	pc.Database = r.Database
-	if pc.Database == "" {
-		pc.Database = r.User
-	}
-	pc.ConnectTimeout = 3 * time.Second
-	if r.SSLMode == "disable" {
-		pc.TLSConfig = nil
-	}
-	conn, err := pgx.ConnectConfig(ctx, pc)
+	conn, err := regiondb.Connect(ctx, name, r, regiondb.Service(r, "pgtenant-check"))
 	if err != nil {
 		return err
 	}
