@@ -109,6 +109,7 @@ func (s *session) onError(n int) error {
 		return s.sendDenial(p)
 	case p.kind == pendDeny:
 		s.queue.pop()
+		s.skipToSync = true
 		return s.sendDenial(p)
 	case p.kind == pendQuery || p.kind == pendSync:
 		s.queue.update(func(p *pending) {
@@ -118,6 +119,7 @@ func (s *session) onError(n int) error {
 		})
 	default:
 		s.queue.pop()
+		s.skipToSync = true // the server now skips everything up to Sync
 		if p.kind == pendExecute {
 			s.finish(p, er.Code, -1)
 		}
@@ -145,8 +147,10 @@ func (s *session) onReady(n int) (bool, error) {
 	}
 	batchErr := s.batchErr
 	s.batchErr = ""
-	p, ok := s.queue.popBatch(func(skipped pending) {
-		if skipped.kind == pendExecute {
+	toSync := s.skipToSync
+	s.skipToSync = false
+	p, ok := s.queue.popBatch(toSync, func(skipped pending) {
+		if skipped.kind == pendExecute || skipped.kind == pendQuery {
 			s.finish(skipped, batchErr, -1)
 		}
 	})

@@ -59,29 +59,96 @@ func (fuzzChecker) CheckBind(_ string, _ []int16, values [][]byte) policy.Decisi
 }
 func (fuzzChecker) CloseStatement(string) {}
 
-// readTracker counts goroutines blocked in Read on a connection, so the
-// harness can tell when every party is waiting for input (the session is
-// quiet) without sleeping for a fixed time.
-type readTracker struct{ in atomic.Int32 }
-
-// trackedConn is a net.Conn whose Reads are counted by a readTracker.
-type trackedConn struct {
-	net.Conn
-	t *readTracker
+// memPipe is one direction of an in-memory connection: writes never block,
+// and a reader waiting on an empty pipe is visible to the harness, so it can
+// tell when every party is waiting for input (the session is quiet) without
+// sleeping for a fixed time.
+type memPipe struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	buf     bytes.Buffer
+	waiting int
+	closed  bool
 }
 
-func (c trackedConn) Read(p []byte) (int, error) {
-	c.t.in.Add(1)
-	defer c.t.in.Add(-1)
-	return c.Conn.Read(p)
+func newMemPipe() *memPipe {
+	p := &memPipe{}
+	p.cond = sync.NewCond(&p.mu)
+	return p
 }
+
+func (p *memPipe) read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.buf.Len() == 0 && !p.closed {
+		p.waiting++
+		p.cond.Wait()
+		p.waiting--
+	}
+	if p.buf.Len() == 0 {
+		return 0, io.EOF
+	}
+	return p.buf.Read(b)
+}
+
+func (p *memPipe) write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, net.ErrClosed
+	}
+	if p.buf.Len()+len(b) > 8<<20 {
+		return 0, errors.New("memPipe: over 8 MiB unread")
+	}
+	p.buf.Write(b)
+	p.cond.Broadcast()
+	return len(b), nil
+}
+
+func (p *memPipe) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// idleReader reports whether a reader waits on the pipe with nothing in it.
+func (p *memPipe) idleReader() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waiting > 0 && p.buf.Len() == 0
+}
+
+// memConn is one end of a pair of memPipes.
+type memConn struct {
+	r, w *memPipe
+	once sync.Once
+}
+
+// memConnPair returns the two ends of an in-memory connection.
+func memConnPair() (*memConn, *memConn) {
+	a, b := newMemPipe(), newMemPipe()
+	return &memConn{r: a, w: b}, &memConn{r: b, w: a}
+}
+
+func (c *memConn) Read(p []byte) (int, error)  { return c.r.read(p) }
+func (c *memConn) Write(p []byte) (int, error) { return c.w.write(p) }
+func (c *memConn) Close() error {
+	c.once.Do(func() { c.r.close(); c.w.close() })
+	return nil
+}
+func (c *memConn) LocalAddr() net.Addr              { return sentAddr{} }
+func (c *memConn) RemoteAddr() net.Addr             { return sentAddr{} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // scriptConn is the client side of a fuzzed session: Reads return the
 // script, then block until Close (as a client waiting for replies would);
 // Writes are kept, up to a cap.
 type scriptConn struct {
 	in      *bytes.Reader
-	t       readTracker
+	waiting atomic.Int32 // blocked in Read with the input exhausted
 	closeCh chan struct{}
 	once    sync.Once
 
@@ -100,8 +167,7 @@ func (c *scriptConn) Read(p []byte) (int, error) {
 		return c.in.Read(p)
 	}
 	c.mu.Unlock()
-	c.t.in.Add(1)
-	defer c.t.in.Add(-1)
+	c.waiting.Add(1)
 	<-c.closeCh
 	return 0, net.ErrClosed
 }
@@ -397,10 +463,8 @@ type fuzzSessionResult struct {
 func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult {
 	t.Helper()
 	client := newScriptConn(script)
-	proxyEnd, backendEnd := net.Pipe()
-	var proxyReads, backendReads readTracker
-	fb := newFakeBackend(trackedConn{backendEnd, &backendReads})
-	bconn := trackedConn{proxyEnd, &proxyReads}
+	bconn, backendEnd := memConnPair()
+	fb := newFakeBackend(backendEnd)
 	ss := &session{
 		srv: srv, rt: srv.runtime(), id: "fuzz", log: srv.log, client: client, addr: "",
 		principal: auth.Principal{Account: "42", Region: "eu-west", Subject: "fuzz"},
@@ -424,7 +488,10 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 	res := fuzzSessionResult{queueLeft: -1}
 	deadline := time.Now().Add(10 * time.Second)
 	quiet := func() bool {
-		return client.t.in.Load() == 1 && proxyReads.in.Load() == 1 && backendReads.in.Load() == 1
+		// The client is never woken (only the harness closes it), so once it
+		// waits the proxy sends nothing more to the backend; a reader
+		// waiting on an empty pipe can only be woken by the other party.
+		return client.waiting.Load() == 1 && bconn.w.idleReader() && bconn.r.idleReader()
 	}
 wait:
 	for {
@@ -434,8 +501,8 @@ wait:
 		default:
 		}
 		// Quiet: the proxy waits for the client with all input read, and
-		// both relay directions wait for input. Only these three goroutines
-		// write, so nothing can move until the client speaks again.
+		// both relay directions wait on empty pipes. Only these three
+		// goroutines write, so nothing can move until the client speaks.
 		if quiet() {
 			res.queueLeft = queueLen(&ss.queue)
 			break
@@ -474,13 +541,20 @@ func checkFuzzSession(t *testing.T, script []byte, res fuzzSessionResult) {
 	if len(res.violations) > 0 {
 		t.Fatalf("denied text reached the backend: %v (input %q)", res.violations, in)
 	}
-	fe := pgproto3.NewFrontend(bytes.NewReader(res.out), io.Discard)
 	ready, fatal := 0, false
-	for {
-		msg, err := fe.Receive()
-		if errors.Is(err, io.EOF) {
-			break
+	for out := res.out; len(out) > 0; {
+		// Frame each message first: pgproto3 reports a clean end of input
+		// and a truncated message alike.
+		if len(out) < 5 {
+			t.Fatalf("client received a truncated message header %q (input %q)", out, in)
 		}
+		n := int(binary.BigEndian.Uint32(out[1:5]))
+		if n < 4 || n > len(out)-1 {
+			t.Fatalf("client received a message %q with length %d of %d bytes left (input %q)", out[0], n, len(out)-1, in)
+		}
+		fe := pgproto3.NewFrontend(bytes.NewReader(out[:1+n]), io.Discard)
+		out = out[1+n:]
+		msg, err := fe.Receive()
 		if err != nil {
 			t.Fatalf("client received a malformed message: %v (input %q)", err, in)
 		}
@@ -560,6 +634,7 @@ func fuzzSessionSeeds() map[string][]byte {
 		"unknown_type":        append(cat(q("SELECT 1")), 'z', 0, 0, 0, 4),
 		"describe_bad":        append(cat(parse("", "SELECT 1")), 'D', 0, 0, 0, 5, 'Z', 'S', 0, 0, 0, 4),
 		"close_bad":           append([]byte{'C', 0, 0, 0, 4}, cat(sync)...),
+		"backend_fatal":       append([]byte{'D', 0, 0, 0, 5}, 'Z'),
 		"duplicate_statement": cat(parse("a", "SELECT 1"), parse("a", "SELECT 1"), bind("", "a"), sync, q("SELECT 1")),
 	}
 	return seeds
@@ -574,4 +649,38 @@ func FuzzSession(f *testing.F) {
 		res := runFuzzSession(t, srv, script)
 		checkFuzzSession(t, script, res)
 	})
+}
+
+// TestSessionQueryDuringSkipToSync: after an extended-protocol error the
+// server ignores everything up to Sync, simple Queries included, so the
+// proxy must not take the next ReadyForQuery as the answer to such a Query.
+// It did, and every later reply was matched to the wrong message: a later
+// denial showed the server's syntax error for the injected query instead.
+func TestSessionQueryDuringSkipToSync(t *testing.T) {
+	srv := fuzzSessionServer(t)
+	seeds := fuzzSessionSeeds()
+	for _, name := range []string{"backend_error_then_query", "backend_error_then_denied_query"} {
+		res := runFuzzSession(t, srv, seeds[name])
+		checkFuzzSession(t, seeds[name], res)
+		if res.queueLeft != 0 {
+			t.Errorf("%s: the session did not go quiet with an empty queue (%d)", name, res.queueLeft)
+		}
+	}
+	// The denied Query after the Sync gets the denial, not the server's error.
+	res := runFuzzSession(t, srv, seeds["backend_error_then_denied_query"])
+	if !bytes.Contains(res.out, []byte("pgtenant: fuzz marker denied")) {
+		t.Errorf("the denied query after Sync did not get its denial: %q", res.out)
+	}
+}
+
+// TestSessionEndsWhenBackendEnds: a backend that ends the session (here on a
+// malformed Describe) ends the client's connection too, without waiting for
+// the client to speak.
+func TestSessionEndsWhenBackendEnds(t *testing.T) {
+	script := fuzzSessionSeeds()["backend_fatal"]
+	res := runFuzzSession(t, fuzzSessionServer(t), script)
+	checkFuzzSession(t, script, res)
+	if !res.backendEnd || res.queueLeft != -1 {
+		t.Errorf("backend FATAL %v, queue left %d: want the session to end by itself", res.backendEnd, res.queueLeft)
+	}
 }

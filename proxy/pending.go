@@ -98,15 +98,18 @@ func (q *pendingQueue) pop() (pending, bool) {
 }
 
 // popBatch removes every entry up to and including the first one answered by
-// ReadyForQuery; the others were skipped by the server after an error. It
-// calls skipped for each of those and returns the batch end.
-func (q *pendingQueue) popBatch(skipped func(pending)) (pending, bool) {
+// ReadyForQuery; the others were skipped by the server after an error. After
+// an error in an extended-protocol message (toSync) the server skips every
+// message up to Sync, simple Queries included, so only a Sync (or the
+// injected Sync of a pendFatal) ends the batch. It calls skipped for each
+// skipped entry and returns the batch end.
+func (q *pendingQueue) popBatch(toSync bool, skipped func(pending)) (pending, bool) {
 	for {
 		p, ok := q.pop()
 		if !ok {
 			return pending{}, false
 		}
-		if p.kind.endsBatch() {
+		if p.kind.endsBatch() && (!toSync || p.kind == pendSync || p.kind == pendFatal) {
 			return p, true
 		}
 		skipped(p)

@@ -55,13 +55,14 @@ type session struct {
 	expiresAt time.Time
 
 	// backend loop state
-	batchErr  string // SQLSTATE of the first error since the last ReadyForQuery
-	idle      atomic.Bool
-	idleSince atomic.Int64 // unix nanoseconds
-	idleTimer *time.Timer
-	draining  atomic.Bool
-	closed    sync.Once
-	ending    atomic.Bool // close or Terminate began: a backend EOF is expected
+	batchErr   string // SQLSTATE of the first error since the last ReadyForQuery
+	skipToSync bool   // an extended message failed: the server skips up to Sync
+	idle       atomic.Bool
+	idleSince  atomic.Int64 // unix nanoseconds
+	idleTimer  *time.Timer
+	draining   atomic.Bool
+	closed     sync.Once
+	ending     atomic.Bool // close or Terminate began: a backend EOF is expected
 	// backendFatal: the backend sent a FATAL (relayed to the client), so
 	// its EOF needs no further explanation.
 	backendFatal bool
