@@ -24,6 +24,11 @@ func (a *analyzer) dmlRules(bi int) {
 				a.fail(deny("tenant_column_write", "assignment to part of "+col+" of "+name, ""))
 				continue
 			}
+			if d.Kind == parser.KindInsert && a.isExcludedTenant(bi, s.Val, col) {
+				// EXCLUDED.account_id is the proposed row's value, which the
+				// INSERT rules already pin to the caller's account
+				continue
+			}
 			f := a.exprFormula(s.Val, t.TenantType)
 			if f == nil {
 				a.fail(deny("tenant_column_write", "SET "+col+" of "+name+" must be your own account id",
@@ -183,4 +188,17 @@ func (a *analyzer) exprFormula(e parser.Expr, typ string) *formula {
 		return nil
 	}
 	return a.valueFormula(e.Val, typ)
+}
+
+// isExcludedTenant reports whether e is EXCLUDED.<tenant column> of block bi's ON CONFLICT.
+func (a *analyzer) isExcludedTenant(bi int, e parser.Expr, col string) bool {
+	if e.Kind != "column" || len(e.Col.Fields) != 2 || e.Col.Fields[1] != col {
+		return false
+	}
+	for _, r := range a.st.Blocks[bi].Rels {
+		if r.Kind == parser.RelExcluded && r.Name == e.Col.Fields[0] {
+			return true
+		}
+	}
+	return false
 }

@@ -175,7 +175,11 @@ var ruleCases = []struct{ verdict, sql string }{
 	{"allow", `INSERT INTO orders AS o (id, account_id) VALUES (1, 42) ON CONFLICT ON CONSTRAINT orders_pkey DO UPDATE SET total = 1 WHERE o.account_id = 42`},
 	{"deny", `INSERT INTO orders (id, account_id) VALUES (1, 42) ON CONFLICT (account_id, id) DO UPDATE SET account_id = 7`},
 	{"allow", `INSERT INTO orders (id, account_id) VALUES (1, 42) ON CONFLICT (account_id, id) DO UPDATE SET account_id = 42, total = excluded.total`},
-	{"deny", `INSERT INTO orders (id, account_id) VALUES (1, 42) ON CONFLICT (account_id, id) DO UPDATE SET account_id = excluded.account_id`},
+	{"allow", `INSERT INTO orders (id, account_id) VALUES (1, 42) ON CONFLICT (account_id, id) DO UPDATE SET account_id = excluded.account_id`},
+	{"allow", `INSERT INTO "line_items" ("account_id","order_id","sku","qty") VALUES ($1,$2,$3,$4) ON CONFLICT ("id","account_id") DO UPDATE SET "account_id"="excluded"."account_id","order_id"="excluded"."order_id" RETURNING "id" -- bind: 42 | 1 | x | 1`},
+	{"deny", `INSERT INTO "line_items" ("account_id","order_id","sku","qty") VALUES ($1,$2,$3,$4) ON CONFLICT ("id","account_id") DO UPDATE SET "account_id"="excluded"."account_id" -- bind: 7 | 1 | x | 1`},
+	{"deny", `INSERT INTO orders (id, account_id) VALUES (1, 42) ON CONFLICT (account_id, id) DO UPDATE SET account_id = excluded.id`},
+	{"deny", `INSERT INTO orders (id, account_id) VALUES (1, 42) ON CONFLICT (account_id, id) DO UPDATE SET account_id = orders.account_id + 0`},
 	// update / delete
 	{"allow", `UPDATE orders o SET total = 1 WHERE o.account_id = 42`},
 	{"deny", `UPDATE orders SET account_id = 7 WHERE account_id = 42`},
