@@ -24,6 +24,9 @@ type ExecArg struct {
 	Lit      int
 	Const    string
 	HasConst bool
+	// Param is the outer statement's $n when the argument is a parameter
+	// (EXECUTE sent with Parse/Bind).
+	Param int
 }
 
 // StmtAnalysis is the tenant-independent analysis of one statement.
@@ -131,6 +134,9 @@ func (a *analyzer) statement() {
 		a.res.Name = st.Name
 		for _, v := range st.ExecArgs {
 			arg := ExecArg{Lit: -1}
+			if v.Kind == parser.ValParam && len(v.Casts) == 0 {
+				arg.Param = v.Param
+			}
 			if v.Kind == parser.ValConst && len(v.Casts) == 0 && (v.ConstKind == "int" || v.ConstKind == "string") {
 				if i := a.sc.LitAt(v.Loc); i >= 0 {
 					if a.sc.Lits[i].Kind == parser.LitRaw {

@@ -187,12 +187,14 @@ func (s *Session) CheckQuery(sql string) Decision {
 			}
 			continue
 		case parser.KindExecute:
-			if d := s.checkExecute(target, lookup(target.Name), sql, sc); d != nil {
-				return d.decision(tables, norm)
+			p := lookup(target.Name)
+			if p == nil {
+				return unknownPrepared(target.Name).decision(tables, norm)
 			}
-			if p := lookup(target.Name); p != nil {
-				tables = appendUnique(tables, p.an.Tables...)
+			if v, t := s.execTri(target, p, sql, sc, nil); v != yes {
+				return wrongAccount(t).decision(tables, norm)
 			}
+			tables = appendUnique(tables, p.an.Tables...)
 		case parser.KindDeallocate:
 			if target.All {
 				dropAll = true
@@ -219,14 +221,24 @@ func (s *Session) CheckQuery(sql string) Decision {
 	return Decision{Allow: true, Tables: tables, Statement: norm}
 }
 
-// checkExecute evaluates a remembered statement with EXECUTE's arguments as text values.
-func (s *Session) checkExecute(ex *StmtAnalysis, p *prepared, sql string, sc *parser.Scanned) *Denial {
-	if p == nil {
-		return deny("prepare", "prepared statement \""+ex.Name+"\" is not known to pgtenant", "PREPARE it in this session first")
-	}
+// execTri evaluates the statement EXECUTE names with EXECUTE's arguments as
+// text values; outer supplies the values of arguments that are parameters of
+// a protocol-level Parse (nil or unknown at Parse time).
+func (s *Session) execTri(ex *StmtAnalysis, p *prepared, sql string, sc *parser.Scanned, outer *params) (tri, string) {
 	ps := &params{known: true, oids: p.oids}
 	for _, a := range ex.ExecArgs {
 		switch {
+		case a.Param > 0:
+			if outer == nil || !outer.known {
+				if outer == nil {
+					ps.values = append(ps.values, nil)
+				} else {
+					ps.known = false
+					ps.values = append(ps.values, nil)
+				}
+				continue
+			}
+			ps.values = append(ps.values, outer.text(a.Param))
 		case a.Lit >= 0 && a.Lit < len(sc.Lits):
 			v, ok := parser.LitValue(sql, sc.Lits[a.Lit])
 			if ok {
@@ -240,10 +252,42 @@ func (s *Session) checkExecute(ex *StmtAnalysis, p *prepared, sql string, sc *pa
 			ps.values = append(ps.values, nil)
 		}
 	}
-	if v, t := s.evalReqs(p.an.Reqs, p.sql, p.sc, ps); v != yes {
-		return wrongAccount(t)
+	return s.evalReqs(p.an.Reqs, p.sql, p.sc, ps)
+}
+
+// text returns parameter n's value when it is bound in text format (nil otherwise).
+func (ps *params) text(n int) []byte {
+	i := n - 1
+	if i < 0 || i >= len(ps.values) {
+		return nil
+	}
+	var format int16
+	switch {
+	case len(ps.formats) == 0:
+	case len(ps.formats) == 1:
+		format = ps.formats[0]
+	case i < len(ps.formats):
+		format = ps.formats[i]
+	}
+	if format != 0 {
+		return nil
+	}
+	return ps.values[i]
+}
+
+// execTarget returns the EXECUTE an analysis runs (through EXPLAIN), or nil.
+func execTarget(an *StmtAnalysis) *StmtAnalysis {
+	for an != nil && an.Kind == parser.KindExplain {
+		an = an.Inner
+	}
+	if an != nil && an.Kind == parser.KindExecute {
+		return an
 	}
 	return nil
+}
+
+func unknownPrepared(name string) *Denial {
+	return deny("prepare", "prepared statement \""+name+"\" is not known to pgtenant", "PREPARE it in this session first")
 }
 
 func typeOIDs(names []string) []uint32 {
@@ -279,10 +323,22 @@ func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
 	if st.Deny != nil {
 		return st.Deny.decision(st.Tables, norm)
 	}
-	switch st.Kind {
-	case parser.KindPrepare, parser.KindExecute, parser.KindDeallocate:
-		return deny("prepare", "SQL PREPARE/EXECUTE/DEALLOCATE inside a protocol-level prepared statement is not supported",
-			"send it as a simple query").decision(st.Tables, norm)
+	// SQL PREPARE / EXECUTE / DEALLOCATE sent with Parse: checked now as far
+	// as possible, completed (and their session effects applied) at Bind.
+	if ex := execTarget(st); ex != nil {
+		p := s.prepared[ex.Name]
+		if p == nil {
+			return unknownPrepared(ex.Name).decision(st.Tables, norm)
+		}
+		if v, t := s.execTri(ex, p, sql, sc, &params{oids: paramOIDs}); v == no {
+			return wrongAccount(t).decision(p.an.Tables, norm)
+		}
+		st = withTables(st, p.an.Tables)
+	}
+	if st.Kind == parser.KindPrepare && st.Prepared != nil {
+		if v, t := s.evalReqs(st.Prepared.Reqs, sql, sc, &params{}); v == no {
+			return wrongAccount(t).decision(st.Tables, norm)
+		}
 	}
 	ps := &params{oids: paramOIDs}
 	if v, t := s.evalReqs(st.Reqs, sql, sc, ps); v == no {
@@ -307,7 +363,40 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 	if v, t := s.evalReqs(p.an.Reqs, p.sql, p.sc, ps); v != yes {
 		return wrongAccount(t).decision(p.an.Tables, "")
 	}
+	if ex := execTarget(p.an); ex != nil {
+		target := s.prepared[ex.Name]
+		if target == nil {
+			return unknownPrepared(ex.Name).decision(p.an.Tables, "")
+		}
+		if v, t := s.execTri(ex, target, p.sql, p.sc, ps); v != yes {
+			return wrongAccount(t).decision(p.an.Tables, "")
+		}
+	}
+	switch p.an.Kind {
+	case parser.KindPrepare:
+		if p.an.Prepared == nil || s.prepared[p.an.Name] != nil {
+			return deny("prepare", "prepared statement \""+p.an.Name+"\" already exists", "DEALLOCATE it first").decision(p.an.Tables, "")
+		}
+		s.prepared[p.an.Name] = &prepared{an: p.an.Prepared, sql: p.sql, sc: p.sc, oids: typeOIDs(p.an.ParamTypes)}
+	case parser.KindDeallocate:
+		if p.an.All {
+			for name := range s.prepared {
+				if name != "" && name != statement {
+					delete(s.prepared, name)
+				}
+			}
+		} else {
+			delete(s.prepared, p.an.Name)
+		}
+	}
 	return Decision{Allow: true, Tables: p.an.Tables}
+}
+
+// withTables returns a copy of an with tables added.
+func withTables(an *StmtAnalysis, tables []string) *StmtAnalysis {
+	cp := *an
+	cp.Tables = appendUnique(append([]string(nil), an.Tables...), tables...)
+	return &cp
 }
 
 // CloseStatement forgets a prepared statement.

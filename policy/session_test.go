@@ -262,3 +262,43 @@ func repeat(s string, n int) string {
 	}
 	return string(b)
 }
+
+// SQL PREPARE / EXECUTE / DEALLOCATE sent through the extended protocol.
+func TestSQLPrepareExecuteViaParseBind(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	must := func(what string, d Decision, allow bool) {
+		t.Helper()
+		if d.Allow != allow {
+			t.Errorf("%s: allow=%v want %v (%s)", what, d.Allow, allow, d.Message)
+		}
+	}
+	must("PREPARE", s.CheckQuery("PREPARE p3 (bigint) AS SELECT * FROM orders WHERE account_id = $1"), true)
+	must("parse EXECUTE 42", s.CheckParse("", "EXECUTE p3(42)", nil), true)
+	must("bind EXECUTE 42", s.CheckBind("", nil, nil), true)
+	must("parse EXECUTE 7", s.CheckParse("", "EXECUTE p3(7)", nil), false)
+	must("parse EXECUTE $1", s.CheckParse("x", "EXECUTE p3($1)", nil), true)
+	must("bind $1=42", s.CheckBind("x", nil, [][]byte{[]byte("42")}), true)
+	must("bind $1=7", s.CheckBind("x", nil, [][]byte{[]byte("7")}), false)
+	must("bind $1 binary", s.CheckBind("x", []int16{1}, [][]byte{be(42, 8)}), false)
+	must("bind $1 null", s.CheckBind("x", nil, [][]byte{nil}), false)
+	must("parse EXPLAIN EXECUTE $1", s.CheckParse("y", "EXPLAIN EXECUTE p3($1)", nil), true)
+	must("bind EXPLAIN 7", s.CheckBind("y", nil, [][]byte{[]byte("7")}), false)
+	must("parse EXECUTE unknown", s.CheckParse("", "EXECUTE nope(42)", nil), false)
+
+	must("parse PREPARE q", s.CheckParse("pp", "PREPARE q (int8) AS SELECT * FROM orders WHERE account_id = $1", nil), true)
+	must("EXECUTE q before its Bind", s.CheckQuery("EXECUTE q(42)"), false)
+	must("bind PREPARE q", s.CheckBind("pp", nil, nil), true)
+	must("EXECUTE q(42)", s.CheckQuery("EXECUTE q(42)"), true)
+	must("EXECUTE q(7)", s.CheckQuery("EXECUTE q(7)"), false)
+	must("bind PREPARE q again", s.CheckBind("pp", nil, nil), false)
+	must("parse PREPARE unscoped", s.CheckParse("", "PREPARE bad AS SELECT * FROM orders", nil), false)
+	must("parse PREPARE pinned to 7", s.CheckParse("", "PREPARE bad AS SELECT * FROM orders WHERE account_id = 7", nil), false)
+
+	must("parse DEALLOCATE q", s.CheckParse("d", "DEALLOCATE q", nil), true)
+	must("bind DEALLOCATE q", s.CheckBind("d", nil, nil), true)
+	must("EXECUTE q after DEALLOCATE", s.CheckQuery("EXECUTE q(42)"), false)
+	must("parse DEALLOCATE ALL", s.CheckParse("d", "DEALLOCATE ALL", nil), true)
+	must("bind DEALLOCATE ALL", s.CheckBind("d", nil, nil), true)
+	must("EXECUTE p3 after DEALLOCATE ALL", s.CheckQuery("EXECUTE p3(42)"), false)
+}
