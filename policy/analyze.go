@@ -331,7 +331,7 @@ func (a *analyzer) query() {
 	for _, r := range a.res.Reqs {
 		size += r.F.size()
 	}
-	if size > 20000 {
+	if size > maxFormulaNodes {
 		a.fail(&Denial{Reason: "too_complex", Message: "pgtenant: statement too complex to verify", SQLState: "54001"})
 	}
 }

@@ -140,3 +140,7 @@ func (f *formula) eval(env *slotEnv) tri {
 	}
 	return no
 }
+
+// maxFormulaNodes bounds a statement's requirements (a 1 MiB bulk INSERT has
+// at most a few hundred thousand literal slots).
+const maxFormulaNodes = 500000

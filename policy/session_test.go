@@ -302,3 +302,24 @@ func TestSQLPrepareExecuteViaParseBind(t *testing.T) {
 	must("bind DEALLOCATE ALL", s.CheckBind("d", nil, nil), true)
 	must("EXECUTE p3 after DEALLOCATE ALL", s.CheckQuery("EXECUTE p3(42)"), false)
 }
+
+// A large bulk INSERT is analysed (not refused as too complex) and every row is checked.
+func TestBulkInsert(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	var b []byte
+	b = append(b, "INSERT INTO orders (account_id, total) VALUES "...)
+	for i := 0; i < 30000; i++ {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, "(42, 1)"...)
+	}
+	if d := s.CheckQuery(string(b)); !d.Allow {
+		t.Fatalf("bulk insert denied: %s", d.Message)
+	}
+	bad := string(b) + ", (7, 1)"
+	if d := s.CheckQuery(bad); d.Allow {
+		t.Fatal("bulk insert with one foreign row allowed")
+	}
+}
