@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -665,4 +668,135 @@ func TestFaultServeStartsWithARegionDown(t *testing.T) {
 		t.Fatalf("us-east with eu-west down: %v", err)
 	}
 	conn.Close(ctx)
+}
+
+// drainServe starts serve with one region on c (spool audit, 5s drain).
+func drainServe(t *testing.T, c *cluster.Cluster) (*served, string) {
+	t.Helper()
+	dir := t.TempDir()
+	listen := freeAddr(t)
+	cfgPath := filepath.Join(dir, "pgtenant.yaml")
+	if err := os.WriteFile(cfgPath, []byte(serveConfig(c, listen, dir, "FAULT_SECRET")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startServe(t, cfgPath, listen, "FAULT_SECRET="+faultSecret), listen
+}
+
+// terminate sends SIGTERM to srv.
+func terminate(t *testing.T, srv *served) <-chan error {
+	t.Helper()
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.cmd.Wait() }()
+	return exited
+}
+
+// awaitExit waits for the process to exit and requires exit code 0.
+func awaitExit(t *testing.T, srv *served, exited <-chan error) {
+	t.Helper()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, srv.stderr.String())
+		}
+	case <-time.After(hangBound):
+		t.Fatalf("pgtenant did not exit after SIGTERM\n%s", srv.stderr.String())
+	}
+}
+
+// endedByDrain reports whether err is how a drained session ends for a
+// client that was writing when the FATAL came: the FATAL itself, or the
+// closed connection behind it.
+func endedByDrain(err error) bool {
+	return pgCode(err) == "57P01" || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+func TestFaultSIGTERMUnderLoad(t *testing.T) {
+	c := ownCluster(t, "fault-sigterm", nil)
+	srv, listen := drainServe(t, c)
+	ctx := ctxT(t)
+	dsn := serveDSN(t, listen, "42", "eu-west")
+	admin := connect(t, c.SuperuserDSN(c.Database))
+
+	// Clients running short transactions in a loop until the drain ends them.
+	const loopers = 3
+	var completed atomic.Int64
+	loopErrs := make(chan error, loopers)
+	for range loopers {
+		conn := connect(t, dsn)
+		go func() {
+			for {
+				for _, sql := range []string{"BEGIN", "SELECT count(*) FROM orders WHERE account_id = 42", "COMMIT"} {
+					if _, err := conn.Exec(ctx, sql); err != nil {
+						loopErrs <- err
+						return
+					}
+					completed.Add(1)
+				}
+			}
+		}()
+	}
+	sleeper := connect(t, dsn+"&application_name=fault-drain-sleep")
+	slept := execAsync(sleeper, "SELECT pg_sleep(2)")
+	idleConn, idle := rawLoginAt(t, listen, tokenWith(t, faultSecret, "42"))
+	backendPID(t, admin, "fault-drain-sleep")
+	for completed.Load() < 30 {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	exited := terminate(t, srv)
+	waitFor(t, func() bool { return strings.Contains(srv.stderr.String(), `"draining"`) }, srv)
+	// New connections are refused at once.
+	if conn, err := pgx.Connect(ctx, dsn); err == nil {
+		conn.Close(ctx)
+		t.Error("a new connection was accepted after SIGTERM")
+	}
+	// The idle client gets FATAL 57P01 without asking.
+	_ = idleConn.SetReadDeadline(time.Now().Add(hangBound))
+	if msg, err := idle.Receive(); err != nil {
+		t.Errorf("idle client: %v, want FATAL 57P01", err)
+	} else if er, ok := msg.(*pgproto3.ErrorResponse); !ok || er.Severity != "FATAL" || er.Code != "57P01" {
+		t.Errorf("idle client got %#v, want FATAL 57P01", msg)
+	}
+	// The running statement completes within the drain deadline.
+	if err := awaitErr(t, slept, "pg_sleep during the drain"); err != nil {
+		t.Errorf("pg_sleep(2) cut by a 5s drain: %v", err)
+	}
+	for range loopers {
+		if err := <-loopErrs; !endedByDrain(err) {
+			t.Errorf("looping client ended with %v, want 57P01 or the closed connection", err)
+		}
+	}
+	awaitExit(t, srv, exited)
+
+	// The audit was flushed before exit: every completed statement (the
+	// loops' and the pg_sleep) has its event.
+	done := completed.Load() + 1
+	var events int64
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.events
+		WHERE kind = 'statement' AND verdict = 'allow' AND account_id = '42'`).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if events < done {
+		t.Errorf("%d statements completed, %d statement events in the audit after exit", done, events)
+	}
+	t.Logf("%d statements completed, %d statement events", done, events)
+}
+
+func TestFaultSIGTERMCutsAStatementPastTheDeadline(t *testing.T) {
+	c := ownCluster(t, "fault-sigterm-cut", nil)
+	srv, listen := drainServe(t, c)
+	admin := connect(t, c.SuperuserDSN(c.Database))
+	sleeper := connect(t, serveDSN(t, listen, "42", "eu-west")+"&application_name=fault-drain-cut")
+	slept := execAsync(sleeper, "SELECT pg_sleep(60)")
+	backendPID(t, admin, "fault-drain-cut")
+	exited := terminate(t, srv)
+	err := awaitErr(t, slept, "pg_sleep past the drain deadline")
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "57P01" || pe.Severity != "FATAL" {
+		t.Errorf("statement past the 5s drain: got %v, want FATAL 57P01", err)
+	}
+	awaitExit(t, srv, exited)
 }
