@@ -30,8 +30,10 @@ type Table struct {
 	TenantColumn string
 	// TenantType is the tenant column's type: bigint, integer, smallint, text or uuid.
 	TenantType string
-	// Columns are all column names in order (nil: unknown).
+	// Columns are all column names in order (nil: unknown); Types their
+	// type names when known (parallel to Columns).
 	Columns []string
+	Types   []string
 	// View marks views (and materialized views).
 	View bool
 }
@@ -73,19 +75,33 @@ func (c *Catalog) Add(t *Table) {
 	key := t.Schema + "." + t.Name
 	old, ok := c.Tables[key]
 	if !ok {
+		t.fillTenantType()
 		c.Tables[key] = t
 		return
 	}
 	if old.Class == ClassUnknown {
-		old.Class, old.TenantColumn = t.Class, t.TenantColumn
+		old.Class, old.TenantColumn, old.TenantType = t.Class, t.TenantColumn, t.TenantType
 	}
 	if old.Columns == nil {
-		old.Columns = t.Columns
+		old.Columns, old.Types = t.Columns, t.Types
 	}
-	if old.TenantType == "" {
+	if old.TenantType == "" && old.TenantColumn == t.TenantColumn {
 		old.TenantType = t.TenantType
 	}
+	old.fillTenantType()
 	old.View = old.View || t.View
+}
+
+// fillTenantType derives the tenant column's type from the column types.
+func (t *Table) fillTenantType() {
+	if t.TenantType != "" || t.TenantColumn == "" {
+		return
+	}
+	for i, c := range t.Columns {
+		if c == t.TenantColumn && i < len(t.Types) && t.Types[i] != "" {
+			t.TenantType = normType(t.Types[i])
+		}
+	}
 }
 
 // Clone returns a deep copy.
@@ -93,9 +109,11 @@ func (c *Catalog) Clone() *Catalog {
 	n := NewCatalog(append([]string(nil), c.SearchPath...))
 	for k, t := range c.Tables {
 		cp := *t
-		cp.Columns = append([]string(nil), t.Columns...)
-		if t.Columns == nil {
-			cp.Columns = nil
+		if t.Columns != nil {
+			cp.Columns = append([]string(nil), t.Columns...)
+		}
+		if t.Types != nil {
+			cp.Types = append([]string(nil), t.Types...)
 		}
 		n.Tables[k] = &cp
 	}
@@ -192,7 +210,7 @@ func (c *Catalog) AddSchemaSQL(sql, tenantColumn string) error {
 		if schema == "" {
 			schema = c.SearchPath[0]
 		}
-		t := &Table{Schema: schema, Name: d.Name, View: d.View, Columns: d.Columns}
+		t := &Table{Schema: schema, Name: d.Name, View: d.View, Columns: d.Columns, Types: d.Types}
 		if !d.View {
 			for i, col := range d.Columns {
 				if col == tenantColumn {
@@ -200,11 +218,7 @@ func (c *Catalog) AddSchemaSQL(sql, tenantColumn string) error {
 				}
 			}
 		}
-		if !d.View || t.Columns != nil {
-			c.Add(t)
-		} else {
-			c.Add(t)
-		}
+		c.Add(t)
 	}
 	return nil
 }

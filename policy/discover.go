@@ -42,6 +42,7 @@ func (e *Engine) Discover(ctx context.Context, region string, conn *pgx.Conn) er
 			cat.Tables[schema+"."+name] = cur
 		}
 		cur.Columns = append(cur.Columns, col)
+		cur.Types = append(cur.Types, typ)
 		if col == e.cfg.TenantColumn {
 			cur.Class, cur.TenantColumn, cur.TenantType = ClassTenant, col, normType(typ)
 		}

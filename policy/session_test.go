@@ -323,3 +323,24 @@ func TestBulkInsert(t *testing.T) {
 		t.Fatal("bulk insert with one foreign row allowed")
 	}
 }
+
+// policy.tenant_tables may name another tenant column; its type comes from the schema.
+func TestConfiguredTenantColumn(t *testing.T) {
+	e := newTestEngine(t, func(p *config.Policy) { p.TenantTables = []string{"public.invoices:tenant"} })
+	cat := e.Catalog("eu-west")
+	if err := cat.AddSchemaSQL(`CREATE TABLE invoices (id int, account_id bigint, tenant text)`, "account_id"); err != nil {
+		t.Fatal(err)
+	}
+	e.SetCatalog("eu-west", cat)
+	tb := e.Catalog("eu-west").Tables["public.invoices"]
+	if tb.TenantColumn != "tenant" || tb.TenantType != "text" {
+		t.Fatalf("%+v", tb)
+	}
+	s := session(t, e, "42")
+	if d := s.CheckQuery("SELECT * FROM invoices WHERE tenant = '42'"); !d.Allow {
+		t.Error(d.Message)
+	}
+	if d := s.CheckQuery("SELECT * FROM invoices WHERE account_id = 42"); d.Allow {
+		t.Error("pinned on the wrong column")
+	}
+}
