@@ -28,7 +28,7 @@ const reservedStmtPrefix = "pgtenant."
 // allowed ones to the backend. It returns nil when the client terminates.
 func (s *session) clientLoop() error {
 	for {
-		if s.cr.drained() {
+		if !s.cr.nextBuffered() {
 			if err := s.bw.Flush(); err != nil {
 				return err
 			}

@@ -332,6 +332,11 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 			b.send(fakeError("42601", fakeInjectedQueryError))
 		case strings.TrimSpace(q) == "":
 			b.send(&pgproto3.EmptyQueryResponse{})
+		case strings.Contains(q, "terminate_me"): // as pg_terminate_backend
+			b.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01",
+				Message: "terminating connection due to administrator command"})
+			b.fatal = true
+			return false
 		case strings.Contains(q, "fail"):
 			b.send(fakeError("22012", "division by zero"))
 		case strings.Contains(q, "copy_out"):
@@ -376,14 +381,13 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 		}
 	case 'D':
 		if len(body) < 2 {
-			b.protocolFatal("invalid Describe message")
-			return false
+			b.extError("08P01", "invalid message format")
+			return true
 		}
 		name, _, ok := cstring(body[1:])
 		switch {
 		case !ok || (body[0] != 'S' && body[0] != 'P'):
-			b.protocolFatal("invalid Describe message")
-			return false
+			b.extError("08P01", "invalid DESCRIBE message subtype")
 		case body[0] == 'S' && b.stmts[name]:
 			b.send(&pgproto3.ParameterDescription{}, fakeRow[0])
 		case body[0] == 'P' && b.portals[name]:
@@ -404,8 +408,8 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 		}
 	case 'C':
 		if len(body) < 2 || (body[0] != 'S' && body[0] != 'P') {
-			b.protocolFatal("invalid Close message")
-			return false
+			b.extError("08P01", "invalid CLOSE message subtype")
+			return true
 		}
 		name, _, _ := cstring(body[1:])
 		if body[0] == 'S' {
@@ -634,7 +638,8 @@ func fuzzSessionSeeds() map[string][]byte {
 		"unknown_type":        append(cat(q("SELECT 1")), 'z', 0, 0, 0, 4),
 		"describe_bad":        append(cat(parse("", "SELECT 1")), 'D', 0, 0, 0, 5, 'Z', 'S', 0, 0, 0, 4),
 		"close_bad":           append([]byte{'C', 0, 0, 0, 4}, cat(sync)...),
-		"backend_fatal":       append([]byte{'D', 0, 0, 0, 5}, 'Z'),
+		"backend_fatal":       cat(q("SELECT terminate_me")),
+		"partial_next":        append(cat(parse("", "SELECT 1"), sync), 'Q', 0, 0, 0, 20, 'S'),
 		"duplicate_statement": cat(parse("a", "SELECT 1"), parse("a", "SELECT 1"), bind("", "a"), sync, q("SELECT 1")),
 	}
 	return seeds
@@ -682,5 +687,23 @@ func TestSessionEndsWhenBackendEnds(t *testing.T) {
 	checkFuzzSession(t, script, res)
 	if !res.backendEnd || res.queueLeft != -1 {
 		t.Errorf("backend FATAL %v, queue left %d: want the session to end by itself", res.backendEnd, res.queueLeft)
+	}
+}
+
+// TestSessionFlushesBeforeWaitingForPartialMessage: complete messages reach
+// the backend even when the client's input ends inside the next message.
+// The fuzzer found the proxy holding a Close in its write buffer while it
+// waited for the rest of a message header.
+func TestSessionFlushesBeforeWaitingForPartialMessage(t *testing.T) {
+	srv := fuzzSessionServer(t)
+	for _, script := range [][]byte{
+		fuzzSessionSeeds()["partial_next"],
+		[]byte("C\x00\x00\x00\x11000000000000\x000"), // the fuzzer's input
+	} {
+		res := runFuzzSession(t, srv, script)
+		checkFuzzSession(t, script, res)
+		if res.queueLeft != 0 {
+			t.Errorf("input %q: the session went quiet with %d replies pending", script, res.queueLeft)
+		}
 	}
 }

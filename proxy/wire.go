@@ -81,6 +81,24 @@ func (m *msgReader) forward(w *connWriter, n int) error {
 // current batch is consumed and the output should be flushed.
 func (m *msgReader) drained() bool { return m.r.Buffered() == 0 }
 
+// nextBuffered reports whether the next message is wholly buffered, so
+// handling it will not wait on the peer. When it is not, what was written
+// for earlier messages must be flushed first: a peer that sent a complete
+// message and part of the next one would otherwise wait for replies the
+// relay holds back.
+func (m *msgReader) nextBuffered() bool {
+	b := m.r.Buffered()
+	if b < 5 {
+		return false
+	}
+	h, err := m.r.Peek(5)
+	if err != nil {
+		return false
+	}
+	n := int(int32(binary.BigEndian.Uint32(h[1:5])))
+	return n >= 4 && b-1 >= n
+}
+
 // writeHeader writes a message header for a body of n bytes.
 func writeHeader(w *connWriter, t byte, n int) error {
 	var h [5]byte
