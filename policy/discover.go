@@ -10,7 +10,7 @@ import (
 // discoverSQL lists every column of every user table, partition, view,
 // materialized view and foreign table, in column order.
 const discoverSQL = `
-SELECT n.nspname, c.relname, c.relkind::text, a.attname, pg_catalog.format_type(a.atttypid, NULL)
+SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, a.attname, pg_catalog.format_type(a.atttypid, NULL)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
@@ -20,10 +20,14 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
 ORDER BY n.nspname, c.relname, a.attnum`
 
-// Discover reads the region's catalog through conn: every relation having the
-// tenant column becomes a tenant table (views and partitions included), and
-// all relations' column lists are recorded (quoted identifiers keep their
-// case). The result, merged with the configuration, is installed for region.
+// Discover reads the region's catalog through conn: every ordinary or
+// partitioned table having the tenant column becomes a tenant table, and all
+// relations' column lists and types are recorded (quoted identifiers keep
+// their case). Views, partitions and foreign tables stay unknown (denied)
+// unless policy.tenant_tables or policy.global_tables registers them
+// (POLICY.md: a view may not be security_invoker; a partition is reached
+// through its parent). The result, merged with the configuration, is
+// installed for region.
 func (e *Engine) Discover(ctx context.Context, region string, conn *pgx.Conn) error {
 	rows, err := conn.Query(ctx, discoverSQL)
 	if err != nil {
@@ -34,7 +38,8 @@ func (e *Engine) Discover(ctx context.Context, region string, conn *pgx.Conn) er
 	var cur *Table
 	for rows.Next() {
 		var schema, name, kind, col, typ string
-		if err := rows.Scan(&schema, &name, &kind, &col, &typ); err != nil {
+		var partition bool
+		if err := rows.Scan(&schema, &name, &kind, &partition, &col, &typ); err != nil {
 			return fmt.Errorf("policy: discover %s: %w", region, err)
 		}
 		if cur == nil || cur.Schema != schema || cur.Name != name {
@@ -43,7 +48,7 @@ func (e *Engine) Discover(ctx context.Context, region string, conn *pgx.Conn) er
 		}
 		cur.Columns = append(cur.Columns, col)
 		cur.Types = append(cur.Types, typ)
-		if col == e.cfg.TenantColumn {
+		if col == e.cfg.TenantColumn && (kind == "r" || kind == "p") && !partition {
 			cur.Class, cur.TenantColumn, cur.TenantType = ClassTenant, col, normType(typ)
 		}
 	}

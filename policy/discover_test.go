@@ -28,6 +28,7 @@ CREATE TABLE countries (code text, name text);
 CREATE TABLE events (id bigint, account_id bigint, at date) PARTITION BY RANGE (at);
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE VIEW orders_v WITH (security_invoker = true) AS SELECT id, account_id, total FROM orders;
+CREATE VIEW orders_v2 WITH (security_invoker = true) AS SELECT id, account_id, total FROM orders;
 CREATE SCHEMA audit;
 CREATE TABLE audit.log (id bigint, account_id bigint);
 GRANT USAGE ON SCHEMA audit TO app;
@@ -35,7 +36,10 @@ GRANT USAGE ON SCHEMA audit TO app;
 	if err := c.Exec(ctx, c.Database, ddl); err != nil {
 		t.Fatal(err)
 	}
-	e := newTestEngine(t, func(p *config.Policy) { p.Discover = true })
+	e := newTestEngine(t, func(p *config.Policy) {
+		p.Discover = true
+		p.TenantTables = []string{"public.orders_v2"}
+	})
 	conn := pgtest.Conn(t, c.ServiceDSN())
 	if err := e.Discover(ctx, "eu-west", conn); err != nil {
 		t.Fatal(err)
@@ -51,8 +55,9 @@ GRANT USAGE ON SCHEMA audit TO app;
 		"public.docs":        {ClassTenant, "uuid", 3},
 		"public.countries":   {ClassGlobal, "", 2}, // configured global, columns discovered
 		"public.events":      {ClassTenant, "bigint", 3},
-		"public.events_2024": {ClassTenant, "bigint", 3},
-		"public.orders_v":    {ClassTenant, "bigint", 3},
+		"public.events_2024": {ClassUnknown, "", 3},
+		"public.orders_v":    {ClassUnknown, "", 3},
+		"public.orders_v2":   {ClassTenant, "bigint", 3}, // registered in the config
 		"audit.log":          {ClassTenant, "bigint", 2},
 	}
 	for name, w := range want {
@@ -70,9 +75,11 @@ GRANT USAGE ON SCHEMA audit TO app;
 		`SELECT * FROM "Invoices" WHERE account_id = 42`:                                      true,
 		`SELECT * FROM invoices WHERE account_id = 42`:                                        false,
 		`SELECT "Amount" FROM "Invoices" i, countries WHERE code = 'x'`:                       false,
-		`SELECT * FROM events_2024 WHERE account_id = 42`:                                     true,
-		`SELECT * FROM orders_v WHERE account_id = 42`:                                        true,
-		`SELECT * FROM orders_v`:                                                              false,
+		`SELECT * FROM events WHERE account_id = 42`:                                          true,
+		`SELECT * FROM events_2024 WHERE account_id = 42`:                                     false,
+		`SELECT * FROM orders_v WHERE account_id = 42`:                                        false,
+		`SELECT * FROM orders_v2 WHERE account_id = 42`:                                       true,
+		`SELECT * FROM orders_v2`:                                                             false,
 		`SELECT * FROM audit.log WHERE account_id = 42`:                                       false,
 		`SELECT o.id FROM orders o JOIN countries c ON c.code = o.note WHERE account_id = 42`: true,
 	} {
