@@ -11,7 +11,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,42 +143,37 @@ func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // scriptConn is the client side of a fuzzed session: Reads return the
-// script, then block until Close (as a client waiting for replies would);
-// Writes are kept, up to a cap.
+// script, then wait for more (as a client waiting for replies would) until
+// the harness feeds more or closes; Writes are kept, up to a cap.
 type scriptConn struct {
-	in      *bytes.Reader
-	waiting atomic.Int32 // blocked in Read with the input exhausted
-	closeCh chan struct{}
-	once    sync.Once
+	in   *memPipe
+	once sync.Once
 
-	mu  sync.Mutex
-	out bytes.Buffer
+	mu     sync.Mutex
+	out    bytes.Buffer
+	closed bool
 }
 
 func newScriptConn(script []byte) *scriptConn {
-	return &scriptConn{in: bytes.NewReader(script), closeCh: make(chan struct{})}
+	c := &scriptConn{in: newMemPipe()}
+	_, _ = c.in.write(script)
+	return c
 }
 
 func (c *scriptConn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.in.Len() > 0 {
-		defer c.mu.Unlock()
-		return c.in.Read(p)
+	n, err := c.in.read(p)
+	if errors.Is(err, io.EOF) {
+		err = net.ErrClosed // the harness closed the connection
 	}
-	c.mu.Unlock()
-	c.waiting.Add(1)
-	<-c.closeCh
-	return 0, net.ErrClosed
+	return n, err
 }
 
 func (c *scriptConn) Write(p []byte) (int, error) {
-	select {
-	case <-c.closeCh:
-		return 0, net.ErrClosed
-	default:
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
 	if c.out.Len()+len(p) > 8<<20 {
 		return 0, errors.New("scriptConn: the proxy wrote over 8 MiB")
 	}
@@ -187,7 +181,12 @@ func (c *scriptConn) Write(p []byte) (int, error) {
 }
 
 func (c *scriptConn) Close() error {
-	c.once.Do(func() { close(c.closeCh) })
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		c.in.close()
+	})
 	return nil
 }
 
@@ -459,7 +458,8 @@ type fuzzSessionResult struct {
 	ready      int      // ReadyForQuery messages the backend sent
 	violations []string // denied text seen by the backend
 	backendEnd bool     // the backend ended the session with FATAL
-	queueLeft  int      // pending entries left when the session went quiet (-1: it ended first)
+	finalSync  bool     // the harness sent a closing Sync after the script
+	queueLeft  int      // pending entries left when the session went quiet after it (-1: it ended)
 }
 
 // runFuzzSession runs one session after authentication as handle would,
@@ -491,30 +491,36 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 
 	res := fuzzSessionResult{queueLeft: -1}
 	deadline := time.Now().Add(10 * time.Second)
+	// Quiet: the proxy waits for the client with all input read, and both
+	// relay directions wait on empty pipes. Only these three goroutines
+	// write, so nothing moves until the harness feeds the client more.
 	quiet := func() bool {
-		// The client is never woken (only the harness closes it), so once it
-		// waits the proxy sends nothing more to the backend; a reader
-		// waiting on an empty pipe can only be woken by the other party.
-		return client.waiting.Load() == 1 && bconn.w.idleReader() && bconn.r.idleReader()
+		return client.in.idleReader() && bconn.w.idleReader() && bconn.r.idleReader()
 	}
-wait:
-	for {
-		select {
-		case <-sessionDone:
-			break wait
-		default:
+	waitQuiet := func() bool {
+		for {
+			select {
+			case <-sessionDone:
+				return false
+			default:
+			}
+			if quiet() {
+				return true
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("session neither ended nor went quiet within 10s for input %q", truncate(string(script), 200))
+			}
+			time.Sleep(50 * time.Microsecond)
 		}
-		// Quiet: the proxy waits for the client with all input read, and
-		// both relay directions wait on empty pipes. Only these three
-		// goroutines write, so nothing can move until the client speaks.
-		if quiet() {
+	}
+	// Once the script is consumed, a client that ends it with Sync gets
+	// every outstanding reply: then nothing may be left pending.
+	if waitQuiet() && atBoundary(script) {
+		_, _ = client.in.write(fuzzMsg(&pgproto3.Sync{}))
+		res.finalSync = true
+		if waitQuiet() {
 			res.queueLeft = queueLen(&ss.queue)
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session neither ended nor went quiet within 10s for input %q", truncate(string(script), 200))
-		}
-		time.Sleep(50 * time.Microsecond)
 	}
 	_ = client.Close() // the client hangs up
 	select {
@@ -586,8 +592,26 @@ func checkFuzzSession(t *testing.T, script []byte, res fuzzSessionResult) {
 		t.Fatalf("client received %d ReadyForQuery, the backend sent %d (input %q)", ready, res.ready, in)
 	}
 	if res.queueLeft > 0 {
-		t.Fatalf("session went quiet with %d replies still pending (input %q)", res.queueLeft, in)
+		t.Fatalf("after a closing Sync the session went quiet with %d replies still pending (input %q)", res.queueLeft, in)
 	}
+	if res.queueLeft == 0 && !bytes.HasSuffix(res.out, []byte{'Z', 0, 0, 0, 5, 'I'}) {
+		t.Fatalf("the closing Sync was not answered with ReadyForQuery last (input %q)", in)
+	}
+}
+
+// atBoundary reports whether script is a sequence of complete messages.
+func atBoundary(script []byte) bool {
+	for len(script) > 0 {
+		if len(script) < 5 {
+			return false
+		}
+		n := int(int32(binary.BigEndian.Uint32(script[1:5])))
+		if n < 4 || len(script)-1 < n {
+			return false
+		}
+		script = script[1+n:]
+	}
+	return true
 }
 
 // fuzzSessionSeeds are the seed scripts also stored in testdata.
@@ -696,14 +720,17 @@ func TestSessionEndsWhenBackendEnds(t *testing.T) {
 // waited for the rest of a message header.
 func TestSessionFlushesBeforeWaitingForPartialMessage(t *testing.T) {
 	srv := fuzzSessionServer(t)
-	for _, script := range [][]byte{
-		fuzzSessionSeeds()["partial_next"],
-		[]byte("C\x00\x00\x00\x11000000000000\x000"), // the fuzzer's input
+	for _, tc := range []struct {
+		script []byte
+		want   string // in the replies the client receives before it sends more
+	}{
+		{fuzzSessionSeeds()["partial_next"], "1\x00\x00\x00\x04"},                       // ParseComplete
+		{[]byte("C\x00\x00\x00\x11000000000000\x000"), "invalid CLOSE message subtype"}, // the fuzzer's input
 	} {
-		res := runFuzzSession(t, srv, script)
-		checkFuzzSession(t, script, res)
-		if res.queueLeft != 0 {
-			t.Errorf("input %q: the session went quiet with %d replies pending", script, res.queueLeft)
+		res := runFuzzSession(t, srv, tc.script)
+		checkFuzzSession(t, tc.script, res)
+		if !bytes.Contains(res.out, []byte(tc.want)) {
+			t.Errorf("input %q: the reply %q was held back while the proxy waited for the rest of a message (got %q)", tc.script, tc.want, res.out)
 		}
 	}
 }
