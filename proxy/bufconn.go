@@ -85,7 +85,10 @@ type connReader struct {
 }
 
 func newConnReader(conn net.Conn) *connReader {
-	c := &connReader{r: conn}
+	// drained: nothing is buffered yet, so the first read waits for the
+	// socket to become readable before borrowing a buffer (a session whose
+	// backend stays silent after startup holds none).
+	c := &connReader{r: conn, drained: true}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
