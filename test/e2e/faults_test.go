@@ -800,3 +800,62 @@ func TestFaultSIGTERMCutsAStatementPastTheDeadline(t *testing.T) {
 	}
 	awaitExit(t, srv, exited)
 }
+
+func TestFaultAuditStoreSlowSpool(t *testing.T) {
+	ac := pgtest.Start(t, cluster.Config{Name: "fault-audit-slow"})
+	env := auditStoreEnv(t, ac, audit.ModeSpool)
+	ctx := ctxT(t)
+	conn := connect(t, env.DSN(t, "42", "eu-west"))
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := settle(func() int { return 1 - allowedStatementEvents(t, ac) }, 0); n != 0 {
+		t.Fatal("the first statement event never reached the audit database")
+	}
+	// A transaction holding the audit tables exclusively stalls every append.
+	locker := connect(t, ac.SuperuserDSN(ac.Database))
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // released below
+	if _, err := tx.Exec(ctx, "LOCK TABLE pgtenant_audit.events, pgtenant_audit.chain_heads IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	watcher := connect(t, ac.SuperuserDSN(ac.Database))
+	stalled := func() bool {
+		var waiting int
+		if err := watcher.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted
+			AND relation IN ('pgtenant_audit.events'::regclass, 'pgtenant_audit.chain_heads'::regclass)`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting > 0
+	}
+	acked := 1
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	acked++
+	for deadline := time.Now().Add(hangBound); !stalled(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the audit writer never waited on the locked tables")
+		}
+	}
+	// While the audit database stalls, the spool keeps taking statements.
+	for range 20 {
+		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatalf("statement while the audit database stalls: %v", err)
+		}
+		acked++
+	}
+	if !stalled() {
+		t.Fatal("the audit writer stopped waiting before the statements ran; the test proved nothing")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := settle(func() int { return acked - allowedStatementEvents(t, ac) }, 0)
+	if got := acked - n; got != acked {
+		t.Errorf("%d statements acknowledged, %d statement events recorded after the stall", acked, got)
+	}
+}
