@@ -154,7 +154,12 @@ func (w *walker) value(n *pg.Node) Value {
 		case *pg.A_Const_Sval:
 			v.ConstKind, v.Text = "string", c.Sval.Sval
 		case *pg.A_Const_Fval:
+			// integers beyond int4 arrive as Float nodes; PostgreSQL types
+			// them bigint (or numeric): they are exact integers either way
 			v.ConstKind, v.Text = "float", c.Fval.Fval
+			if allDigits(c.Fval.Fval) {
+				v.ConstKind = "int"
+			}
 		case *pg.A_Const_Boolval:
 			v.ConstKind, v.Text = "bool", strconv.FormatBool(c.Boolval.Boolval)
 		default:
@@ -393,4 +398,16 @@ func (w *walker) anyValues(n *pg.Node) ([]Value, bool) {
 		v.Casts[i] = strings.TrimSuffix(c, "[]")
 	}
 	return []Value{v}, true
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -174,9 +174,6 @@ func Scan(sql string) (*Scanned, error) {
 					i++
 				}
 			}
-			if i-start > 18 {
-				kind = LitRaw // may not fit in an integer constant
-			}
 			addLit(kind, start, i)
 			if err := tok(); err != nil {
 				return nil, err

@@ -1,5 +1,10 @@
 package policy
 
+import (
+	"fmt"
+	"strings"
+)
+
 // SlotKind says where a per-execution value comes from.
 type SlotKind uint8
 
@@ -144,3 +149,21 @@ func (f *formula) eval(env *slotEnv) tri {
 // maxFormulaNodes bounds a statement's requirements (a 1 MiB bulk INSERT has
 // at most a few hundred thousand literal slots).
 const maxFormulaNodes = 500000
+
+// String renders f (for tests and diagnostics).
+func (f *formula) String() string {
+	if f == nil {
+		return "nil"
+	}
+	switch f.op {
+	case 't':
+		return "true"
+	case 's':
+		return fmt.Sprintf("slot(%d,%d,%s)", f.slot.Kind, f.slot.Index, f.slot.Type)
+	}
+	parts := make([]string, len(f.kids))
+	for i, k := range f.kids {
+		parts[i] = k.String()
+	}
+	return "(" + strings.Join(parts, " "+string(f.op)+" ") + ")"
+}

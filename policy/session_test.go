@@ -344,3 +344,26 @@ func TestConfiguredTenantColumn(t *testing.T) {
 		t.Error("pinned on the wrong column")
 	}
 }
+
+// Account ids beyond int4 (and beyond int8) share the analysis of small ones.
+func TestBigAccountIDs(t *testing.T) {
+	e := newTestEngine(t)
+	big := session(t, e, "3000000000")
+	if d := big.CheckQuery("SELECT * FROM orders WHERE account_id = 3000000000"); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	small := session(t, e, "42")
+	if d := small.CheckQuery("SELECT * FROM orders WHERE account_id = 42"); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	if d := small.CheckQuery("SELECT * FROM orders WHERE account_id = 3000000000"); d.Allow {
+		t.Fatal("42 read 3000000000")
+	}
+	huge := session(t, e, "99999999999999999999")
+	if d := huge.CheckQuery("SELECT * FROM orders WHERE account_id = 99999999999999999999"); d.Allow {
+		t.Fatal("out-of-range id allowed for a bigint column")
+	}
+	if d := small.CheckQuery("SELECT * FROM orders WHERE account_id = 99999999999999999999"); d.Allow {
+		t.Fatal("out-of-range id allowed")
+	}
+}
