@@ -21,6 +21,12 @@ func (s *session) backendLoop() error {
 			return err
 		}
 		s.wmu.Lock()
+		if s.fatalSent {
+			// The client loop ended the session with a FATAL (a protocol
+			// violation): replies still in flight must not follow it.
+			s.wmu.Unlock()
+			return nil
+		}
 		end, err := s.relay(t, n)
 		if err == nil && (s.br.drained() || end) {
 			err = s.cw.Flush()

@@ -469,18 +469,7 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 	client := newScriptConn(script)
 	bconn, backendEnd := memConnPair()
 	fb := newFakeBackend(backendEnd)
-	ss := &session{
-		srv: srv, rt: srv.runtime(), id: "fuzz", log: srv.log, client: client, addr: "",
-		principal: auth.Principal{Account: "42", Region: "eu-west", Subject: "fuzz"},
-		region:    &region{name: "eu-west"},
-		checker:   fuzzChecker{},
-		cr:        &msgReader{r: newConnReader(client), maxLen: srv.runtime().limits.MaxMessageBytes},
-		cw:        newConnWriter(client),
-		backend:   &backendConn{conn: bconn},
-		br:        &msgReader{r: newConnReader(bconn), maxLen: 1<<30 - 1},
-		bw:        newConnWriter(bconn),
-		stmts:     map[string]*stmtRef{}, portals: map[string]*stmtRef{},
-	}
+	ss := newFuzzSession(srv, client, bconn)
 	if err := ss.sendStartupReply(); err != nil {
 		t.Fatal(err)
 	}
@@ -536,6 +525,23 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 	res.out = client.output()
 	res.ready, res.violations, res.backendEnd = fb.ready, fb.violations, fb.fatal
 	return res
+}
+
+// newFuzzSession builds an authenticated session as authenticate would,
+// for account 42, with fuzzChecker as its policy.
+func newFuzzSession(srv *Server, client net.Conn, bconn net.Conn) *session {
+	return &session{
+		srv: srv, rt: srv.runtime(), id: "fuzz", log: srv.log, client: client, addr: "",
+		principal: auth.Principal{Account: "42", Region: "eu-west", Subject: "fuzz"},
+		region:    &region{name: "eu-west"},
+		checker:   fuzzChecker{},
+		cr:        &msgReader{r: newConnReader(client), maxLen: srv.runtime().limits.MaxMessageBytes},
+		cw:        newConnWriter(client),
+		backend:   &backendConn{conn: bconn},
+		br:        &msgReader{r: newConnReader(bconn), maxLen: 1<<30 - 1},
+		bw:        newConnWriter(bconn),
+		stmts:     map[string]*stmtRef{}, portals: map[string]*stmtRef{},
+	}
 }
 
 func queueLen(q *pendingQueue) int {
@@ -732,5 +738,31 @@ func TestSessionFlushesBeforeWaitingForPartialMessage(t *testing.T) {
 		if !bytes.Contains(res.out, []byte(tc.want)) {
 			t.Errorf("input %q: the reply %q was held back while the proxy waited for the rest of a message (got %q)", tc.script, tc.want, res.out)
 		}
+	}
+}
+
+// TestSessionNothingAfterFatal: once the proxy has sent a FATAL for a
+// protocol violation, replies to messages forwarded before it must not
+// follow. The fuzzer found a ParseComplete relayed after the FATAL for a
+// Bind with a 1.6 GB length (kept as a seed); here the race is forced: the
+// FATAL goes out first, then the backend's replies arrive.
+func TestSessionNothingAfterFatal(t *testing.T) {
+	srv := fuzzSessionServer(t)
+	client := newScriptConn(nil)
+	bconn, backendEnd := memConnPair()
+	ss := newFuzzSession(srv, client, bconn)
+	ss.queue.push(pending{kind: pendParse})
+	ss.fatal(newClientError(codeProtocolViolation, "protocol", "invalid message length"))
+	for _, m := range []pgproto3.BackendMessage{&pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}} {
+		b, _ := m.Encode(nil)
+		_, _ = backendEnd.Write(b)
+	}
+	_ = backendEnd.Close()
+	_ = ss.backendLoop()
+	out := client.output()
+	res := fuzzSessionResult{out: out, queueLeft: -1}
+	checkFuzzSession(t, nil, res)
+	if !bytes.Contains(out, []byte("invalid message length")) {
+		t.Fatalf("the FATAL was not sent: %q", out)
 	}
 }

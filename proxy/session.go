@@ -66,6 +66,9 @@ type session struct {
 	// backendFatal: the backend sent a FATAL (relayed to the client), so
 	// its EOF needs no further explanation.
 	backendFatal bool
+	// fatalSent: the proxy sent the client a FATAL; nothing may follow it
+	// (guarded by wmu).
+	fatalSent bool
 }
 
 func newSessionID() string {
@@ -123,6 +126,7 @@ func (s *session) terminateBackend() {
 func (s *session) fatal(ce *clientError) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.fatalSent = true
 	_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = encode(s.cw, ce.errorResponse("FATAL"))
 	_ = s.cw.Flush()
