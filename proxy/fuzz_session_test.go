@@ -217,6 +217,7 @@ type fakeBackend struct {
 	ready      int      // ReadyForQuery messages sent
 	violations []string // denied text that reached the backend
 	fatal      bool     // the backend ended the session with FATAL
+	terminated bool     // the client's Terminate reached the backend
 }
 
 // Texts of the server's errors for the proxy's injected messages: the client
@@ -318,6 +319,7 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 		b.readyForQuery()
 		return true
 	case 'X':
+		b.terminated = true
 		return false
 	}
 	if b.skip {
@@ -458,6 +460,7 @@ type fuzzSessionResult struct {
 	ready      int      // ReadyForQuery messages the backend sent
 	violations []string // denied text seen by the backend
 	backendEnd bool     // the backend ended the session with FATAL
+	terminated bool     // the client ended the session with Terminate
 	finalSync  bool     // the harness sent a closing Sync after the script
 	queueLeft  int      // pending entries left when the session went quiet after it (-1: it ended)
 }
@@ -523,7 +526,7 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 		t.Fatal("the backend connection was not closed when the session ended")
 	}
 	res.out = client.output()
-	res.ready, res.violations, res.backendEnd = fb.ready, fb.violations, fb.fatal
+	res.ready, res.violations, res.backendEnd, res.terminated = fb.ready, fb.violations, fb.fatal, fb.terminated
 	return res
 }
 
@@ -588,7 +591,9 @@ func checkFuzzSession(t *testing.T, script []byte, res fuzzSessionResult) {
 		}
 	}
 	ready-- // the startup reply's
-	if fatal || res.backendEnd {
+	// A FATAL ends the session at once, and a client that sent Terminate
+	// does not wait for the replies to what it sent before.
+	if fatal || res.backendEnd || res.terminated {
 		if ready > res.ready {
 			t.Fatalf("client received %d ReadyForQuery, the backend sent %d (input %q)", ready, res.ready, in)
 		}
