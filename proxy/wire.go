@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -40,15 +41,33 @@ func (m *msgReader) header() (byte, int, error) {
 // readBody reads an n-byte body into the reused buffer. The result is valid
 // until the next readBody call.
 func (m *msgReader) readBody(n int) ([]byte, error) {
-	if cap(m.body) < n {
-		m.body = make([]byte, n)
+	if cap(m.body) >= n {
+		b := m.body[:n]
+		if _, err := io.ReadFull(m.r, b); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		return b, nil
 	}
-	b := m.body[:n]
-	if _, err := io.ReadFull(m.r, b); err != nil {
-		return nil, unexpectedEOF(err)
+	// Grow the buffer as the bytes arrive, at most doubling it, so that a
+	// header announcing a huge body costs memory only once the body is
+	// actually sent (a 5-byte header must not pin MaxMessageBytes).
+	b := m.body[:0]
+	for len(b) < n {
+		k := min(n-len(b), max(len(b), bodyChunk))
+		b = slices.Grow(b, k)
+		got, err := io.ReadFull(m.r, b[len(b):len(b)+k])
+		b = b[:len(b)+got]
+		if err != nil {
+			m.body = b[:0]
+			return nil, unexpectedEOF(err)
+		}
 	}
+	m.body = b
 	return b, nil
 }
+
+// bodyChunk is the first allocation for a body larger than the reused buffer.
+const bodyChunk = 64 << 10
 
 // release drops an oversized body buffer so one huge message does not pin memory.
 func (m *msgReader) release() {
