@@ -386,11 +386,18 @@ func scanDollar(sql string, i int) (int, bool) {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func isIdentStart(c byte) bool {
-	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80
-}
+var identStart, identCont = func() (start, cont [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		start[c] = b == '_' || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || b >= 0x80
+		cont[c] = start[c] || isDigit(b) || b == '$'
+	}
+	return
+}()
 
-func isIdentCont(c byte) bool { return isIdentStart(c) || isDigit(c) || c == '$' }
+func isIdentStart(c byte) bool { return identStart[c] }
+
+func isIdentCont(c byte) bool { return identCont[c] }
 
 var opChars = func() (t [256]bool) {
 	for _, c := range []byte("~!@#^&|`?+-*/%<>=") {
