@@ -310,8 +310,6 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 	switch t {
 	case 'Q', 'P':
 		b.checkText(string(t), body) // checked even when skipped: it must not arrive at all
-	case 'B':
-		b.checkText("Bind", body)
 	}
 	switch t {
 	case 'S':
@@ -364,14 +362,15 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 		b.stmts[name] = true
 		b.send(&pgproto3.ParseComplete{})
 	case 'B':
-		portal, rest, ok1 := cstring(body)
-		stmt, _, ok2 := cstring(rest)
+		portal, stmt, values, ok := fakeDecodeBind(body)
+		for _, v := range values {
+			b.checkText("Bind value", v) // as PostgreSQL reads the values
+		}
 		switch {
-		case !ok1 || !ok2:
-			b.protocolFatal("invalid Bind message")
-			return false
 		case stmt == "pgtenant.denied":
 			b.extError("26000", fakeInjectedBindError)
+		case !ok:
+			b.extError("08P01", "invalid Bind message format")
 		case !b.stmts[stmt]:
 			b.extError("26000", "prepared statement does not exist")
 		case portal != "" && b.portals[portal]:
@@ -428,6 +427,54 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 		return false
 	}
 	return true
+}
+
+// fakeDecodeBind reads a Bind body as PostgreSQL's exec_bind_message does:
+// names, parameter formats, values, result formats, and nothing after.
+func fakeDecodeBind(b []byte) (portal, stmt string, values [][]byte, ok bool) {
+	portal, b, ok1 := cstring(b)
+	stmt, b, ok2 := cstring(b)
+	if !ok1 || !ok2 {
+		return portal, stmt, nil, false
+	}
+	u16 := func() (int, bool) {
+		if len(b) < 2 {
+			return 0, false
+		}
+		v := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		return v, true
+	}
+	nf, ok := u16()
+	if !ok || len(b) < 2*nf {
+		return portal, stmt, nil, false
+	}
+	b = b[2*nf:]
+	np, ok := u16()
+	if !ok {
+		return portal, stmt, nil, false
+	}
+	for range np {
+		if len(b) < 4 {
+			return portal, stmt, values, false
+		}
+		l := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		if l < 0 {
+			values = append(values, nil)
+			continue
+		}
+		if l > len(b) {
+			return portal, stmt, values, false
+		}
+		values = append(values, b[:l])
+		b = b[l:]
+	}
+	nr, ok := u16()
+	if !ok || len(b) != 2*nr {
+		return portal, stmt, values, false
+	}
+	return portal, stmt, values, true
 }
 
 // fuzzSessionServer is a Server for sessions built by runFuzzSession.
