@@ -37,7 +37,10 @@
 // server skip the rest of an extended batch up to Sync; the backend loop
 // recognises the pending denial and sends the denial's ErrorResponse in place
 // of the server's error. The client loop also drops the client's messages up
-// to Sync, so nothing after a denied message reaches the server.
+// to Sync, so nothing after a denied message reaches the server. After any
+// error in an extended-protocol message the server skips everything up to
+// Sync, simple Queries included, so the backend loop then takes only a Sync
+// as the message the next ReadyForQuery answers.
 //
 // CancelRequest: each client gets a BackendKeyData of pgtenant's own; the
 // registry maps it to the real backend's key and address, so a cancel
