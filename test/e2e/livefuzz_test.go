@@ -270,7 +270,7 @@ func liveFuzzExchange(conn net.Conn, stream []byte, idle time.Duration) ([]byte,
 			if errors.As(err, &ne) && ne.Timeout() {
 				break
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || liveFuzzReadFailed(err) {
 				break
 			}
 			return got.Bytes(), err
@@ -281,7 +281,9 @@ func liveFuzzExchange(conn net.Conn, stream []byte, idle time.Duration) ([]byte,
 	return got.Bytes(), nil
 }
 
-func isReset(err error) bool {
+// liveFuzzReadFailed reports a read error from the socket itself (a reset
+// when the proxy closes with input unread).
+func liveFuzzReadFailed(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "read"
 }
