@@ -14,6 +14,8 @@ type Session struct {
 	cat      *Catalog
 	acc      account
 	prepared map[string]*prepared
+	// pendingParse is the analysis checkParse allowed, stored by CheckParse.
+	pendingParse *prepared
 }
 
 // prepared is a remembered statement: its analysis and the text its literal slots read.
@@ -306,6 +308,25 @@ func typeOIDs(names []string) []uint32 {
 // CheckParse decides a Parse message; when allowed the analysis is remembered
 // under name (a denied Parse leaves the previous statement of that name in place).
 func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
+	d := s.checkParse(name, sql, paramOIDs)
+	if old := s.prepared[name]; d.Allow && name != "" && old != nil && (old.sql != sql || !sameOIDs(old.oids, paramOIDs)) {
+		// PostgreSQL refuses to redefine a named statement (42P05) and keeps
+		// the old one: keep checking Binds against the old analysis by
+		// refusing the new text here.
+		return Decision{SQLState: "42P05", Reason: "prepare", Tables: d.Tables, Statement: d.Statement,
+			Message: "pgtenant: prepared statement \"" + name + "\" already exists",
+			Hint:    "close it before parsing another statement under the same name"}
+	}
+	if d.Allow {
+		s.prepared[name] = s.pendingParse
+	}
+	s.pendingParse = nil
+	return d
+}
+
+// checkParse decides a Parse and leaves the analysis to remember in s.pendingParse.
+func (s *Session) checkParse(name, sql string, paramOIDs []uint32) Decision {
+	s.pendingParse = nil
 	an, sc := s.e.analyzeText(s.cat, sql)
 	norm := an.normalized
 	if an.deny != nil {
@@ -344,7 +365,7 @@ func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
 	if v, t := s.evalReqs(st.Reqs, sql, sc, ps); v == no {
 		return wrongAccount(t).decision(st.Tables, norm)
 	}
-	s.prepared[name] = &prepared{an: st, sql: sql, sc: sc, oids: append([]uint32(nil), paramOIDs...)}
+	s.pendingParse = &prepared{an: st, sql: sql, sc: sc, oids: append([]uint32(nil), paramOIDs...)}
 	return Decision{Allow: true, Tables: st.Tables, Statement: norm}
 }
 
@@ -390,6 +411,18 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 		}
 	}
 	return Decision{Allow: true, Tables: p.an.Tables}
+}
+
+func sameOIDs(a, b []uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // withTables returns a copy of an with tables added.

@@ -56,6 +56,7 @@ func TestBindEveryExecution(t *testing.T) {
 		oid  uint32
 		size int
 	}{{23, 4}, {21, 2}, {0, 8}} {
+		s.CloseStatement("p")
 		if d := s.CheckParse("p", "SELECT * FROM orders WHERE account_id = $1", []uint32{c.oid}); !d.Allow {
 			t.Fatal(d.Message)
 		}
@@ -68,6 +69,7 @@ func TestBindEveryExecution(t *testing.T) {
 	}
 	// declared numeric/float types cannot carry the tenant value
 	for _, oid := range []uint32{700, 701, 1700, 25} {
+		s.CloseStatement("f")
 		s.CheckParse("f", "SELECT * FROM orders WHERE account_id = $1", []uint32{oid})
 		if d := s.CheckBind("f", nil, [][]byte{[]byte("42")}); d.Allow {
 			t.Errorf("oid %d allowed", oid)
@@ -298,6 +300,7 @@ func TestSQLPrepareExecuteViaParseBind(t *testing.T) {
 	must("parse DEALLOCATE q", s.CheckParse("d", "DEALLOCATE q", nil), true)
 	must("bind DEALLOCATE q", s.CheckBind("d", nil, nil), true)
 	must("EXECUTE q after DEALLOCATE", s.CheckQuery("EXECUTE q(42)"), false)
+	s.CloseStatement("d")
 	must("parse DEALLOCATE ALL", s.CheckParse("d", "DEALLOCATE ALL", nil), true)
 	must("bind DEALLOCATE ALL", s.CheckBind("d", nil, nil), true)
 	must("EXECUTE p3 after DEALLOCATE ALL", s.CheckQuery("EXECUTE p3(42)"), false)
@@ -365,5 +368,38 @@ func TestBigAccountIDs(t *testing.T) {
 	}
 	if d := small.CheckQuery("SELECT * FROM orders WHERE account_id = 99999999999999999999"); d.Allow {
 		t.Fatal("out-of-range id allowed")
+	}
+}
+
+// PostgreSQL keeps a named statement when a second Parse reuses the name: the
+// old analysis must keep governing Binds.
+func TestNamedStatementCannotBeRedefined(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	d := s.CheckParse("s1", "SELECT * FROM orders WHERE id = $1 AND account_id = $2", nil)
+	if d.Allow || d.SQLState != "42P05" {
+		t.Fatalf("redefinition allowed: %+v", d)
+	}
+	if d := s.CheckBind("s1", nil, [][]byte{[]byte("7"), []byte("42")}); d.Allow {
+		t.Fatal("bind checked against the new text")
+	}
+	// the same text again (e.g. a retry after a server-side error) is fine
+	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	s.CloseStatement("s1")
+	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE id = $1 AND account_id = $2", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	// the unnamed statement is always replaced
+	s.CheckParse("", "SELECT * FROM orders WHERE account_id = $1", nil)
+	if d := s.CheckParse("", "SELECT * FROM orders WHERE id = $1 AND account_id = $2", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	if d := s.CheckBind("", nil, [][]byte{[]byte("7"), []byte("42")}); !d.Allow {
+		t.Fatal(d.Message)
 	}
 }
