@@ -164,7 +164,7 @@ func (s *Session) CheckQuery(sql string) Decision {
 		if p, ok := pending[name]; ok {
 			return p
 		}
-		if dropAll || dropped[name] {
+		if (dropAll && name != "") || dropped[name] {
 			return nil
 		}
 		return s.prepared[name]
@@ -212,7 +212,13 @@ func (s *Session) CheckQuery(sql string) Decision {
 	}
 	// the whole message is allowed: apply the session changes
 	if dropAll {
-		s.prepared = map[string]*prepared{}
+		// DEALLOCATE ALL drops the named statements only: PostgreSQL keeps
+		// the unnamed one, so its analysis must keep governing Binds
+		for name := range s.prepared {
+			if name != "" {
+				delete(s.prepared, name)
+			}
+		}
 	}
 	for name := range dropped {
 		delete(s.prepared, name)

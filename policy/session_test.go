@@ -403,3 +403,23 @@ func TestNamedStatementCannotBeRedefined(t *testing.T) {
 		t.Fatal(d.Message)
 	}
 }
+
+// DEALLOCATE ALL leaves the unnamed statement in PostgreSQL: Binds to it stay checked.
+func TestDeallocateAllKeepsUnnamed(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	if d := s.CheckParse("", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	if d := s.CheckQuery("DEALLOCATE ALL"); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	if d := s.CheckBind("", nil, [][]byte{[]byte("7")}); d.Allow {
+		t.Fatal("unnamed statement unchecked after DEALLOCATE ALL")
+	}
+	s.CheckParse("d", "DEALLOCATE ALL", nil)
+	s.CheckBind("d", nil, nil)
+	if d := s.CheckBind("", nil, [][]byte{[]byte("7")}); d.Allow {
+		t.Fatal("unnamed statement unchecked after DEALLOCATE ALL via Parse/Bind")
+	}
+}
