@@ -14,6 +14,8 @@ type Session struct {
 	cat      *Catalog
 	acc      account
 	prepared map[string]*prepared
+	// closed holds analyses of closed statements (see forget).
+	closed map[string]*prepared
 	// pendingParse is the analysis checkParse allowed, stored by CheckParse.
 	pendingParse *prepared
 }
@@ -24,6 +26,8 @@ type prepared struct {
 	sql  string
 	sc   *parser.Scanned
 	oids []uint32
+	// shadow is a closed statement of the same name PostgreSQL may still hold.
+	shadow *prepared
 }
 
 // params supplies parameter values to slot evaluation.
@@ -216,15 +220,15 @@ func (s *Session) CheckQuery(sql string) Decision {
 		// the unnamed one, so its analysis must keep governing Binds
 		for name := range s.prepared {
 			if name != "" {
-				delete(s.prepared, name)
+				s.forget(name)
 			}
 		}
 	}
 	for name := range dropped {
-		delete(s.prepared, name)
+		s.forget(name)
 	}
 	for name, p := range pending {
-		s.prepared[name] = p
+		s.store(name, p)
 	}
 	return Decision{Allow: true, Tables: tables, Statement: norm}
 }
@@ -324,7 +328,7 @@ func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
 			Hint:    "close it before parsing another statement under the same name"}
 	}
 	if d.Allow {
-		s.prepared[name] = s.pendingParse
+		s.store(name, s.pendingParse)
 	}
 	s.pendingParse = nil
 	return d
@@ -381,6 +385,11 @@ func (s *Session) checkParse(name, sql string, paramOIDs []uint32) Decision {
 func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) Decision {
 	p := s.prepared[statement]
 	if p == nil {
+		// A closed statement may still exist in PostgreSQL (a Close or
+		// DEALLOCATE skipped after an error): keep checking its last analysis.
+		p = s.closed[statement]
+	}
+	if p == nil {
 		return Decision{Allow: true}
 	}
 	if len(formats) > 1 && len(formats) != len(values) {
@@ -389,6 +398,14 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 	ps := &params{known: true, formats: formats, values: values, oids: p.oids}
 	if v, t := s.evalReqs(p.an.Reqs, p.sql, p.sc, ps); v != yes {
 		return wrongAccount(t).decision(p.an.Tables, "")
+	}
+	if sh := p.shadow; sh != nil {
+		// the name was re-parsed after a Close PostgreSQL may have skipped:
+		// the values must also be safe for the statement it may still hold
+		shp := &params{known: true, formats: formats, values: values, oids: sh.oids}
+		if v, t := s.evalReqs(sh.an.Reqs, sh.sql, sh.sc, shp); v != yes {
+			return wrongAccount(t).decision(p.an.Tables, "")
+		}
 	}
 	if ex := execTarget(p.an); ex != nil {
 		target := s.prepared[ex.Name]
@@ -404,16 +421,16 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 		if p.an.Prepared == nil || s.prepared[p.an.Name] != nil {
 			return deny("prepare", "prepared statement \""+p.an.Name+"\" already exists", "DEALLOCATE it first").decision(p.an.Tables, "")
 		}
-		s.prepared[p.an.Name] = &prepared{an: p.an.Prepared, sql: p.sql, sc: p.sc, oids: typeOIDs(p.an.ParamTypes)}
+		s.store(p.an.Name, &prepared{an: p.an.Prepared, sql: p.sql, sc: p.sc, oids: typeOIDs(p.an.ParamTypes)})
 	case parser.KindDeallocate:
 		if p.an.All {
 			for name := range s.prepared {
 				if name != "" && name != statement {
-					delete(s.prepared, name)
+					s.forget(name)
 				}
 			}
 		} else {
-			delete(s.prepared, p.an.Name)
+			s.forget(p.an.Name)
 		}
 	}
 	return Decision{Allow: true, Tables: p.an.Tables}
@@ -439,7 +456,43 @@ func withTables(an *StmtAnalysis, tables []string) *StmtAnalysis {
 }
 
 // CloseStatement forgets a prepared statement.
-func (s *Session) CloseStatement(name string) { delete(s.prepared, name) }
+func (s *Session) CloseStatement(name string) { s.forget(name) }
+
+// maxClosed bounds the remembered analyses of closed statements per session.
+const maxClosed = 4096
+
+// forget moves a statement's analysis to the closed set: PostgreSQL may not
+// have executed the Close or DEALLOCATE (messages after an error are skipped),
+// so Binds of the name stay checked against it.
+func (s *Session) forget(name string) {
+	p := s.prepared[name]
+	if p == nil {
+		return
+	}
+	if s.closed == nil {
+		s.closed = map[string]*prepared{}
+	}
+	if len(s.closed) >= maxClosed && s.closed[name] == nil {
+		return // keep it live: still checked, and a different re-Parse gets 42P05
+	}
+	s.closed[name] = p
+	delete(s.prepared, name)
+}
+
+// store remembers an allowed statement under name. If the name was closed
+// with another text, PostgreSQL may still hold the old statement (if the
+// Close was skipped, it refused the new Parse): Binds must then satisfy both.
+func (s *Session) store(name string, p *prepared) {
+	if old := s.closed[name]; old != nil {
+		if old.sql != p.sql || !sameOIDs(old.oids, p.oids) {
+			cp := *p
+			cp.shadow = old
+			p = &cp
+		}
+		delete(s.closed, name)
+	}
+	s.prepared[name] = p
+}
 
 func appendUnique(list []string, more ...string) []string {
 outer:

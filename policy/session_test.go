@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/pgtenant/pgtenant/auth"
@@ -56,22 +57,22 @@ func TestBindEveryExecution(t *testing.T) {
 		oid  uint32
 		size int
 	}{{23, 4}, {21, 2}, {0, 8}} {
-		s.CloseStatement("p")
-		if d := s.CheckParse("p", "SELECT * FROM orders WHERE account_id = $1", []uint32{c.oid}); !d.Allow {
+		name := fmt.Sprint("p", c.oid)
+		if d := s.CheckParse(name, "SELECT * FROM orders WHERE account_id = $1", []uint32{c.oid}); !d.Allow {
 			t.Fatal(d.Message)
 		}
-		if d := s.CheckBind("p", []int16{1}, [][]byte{be(42, c.size)}); !d.Allow {
+		if d := s.CheckBind(name, []int16{1}, [][]byte{be(42, c.size)}); !d.Allow {
 			t.Errorf("oid %d: %s", c.oid, d.Message)
 		}
-		if d := s.CheckBind("p", []int16{1}, [][]byte{be(7, c.size)}); d.Allow {
+		if d := s.CheckBind(name, []int16{1}, [][]byte{be(7, c.size)}); d.Allow {
 			t.Errorf("oid %d: 7 allowed", c.oid)
 		}
 	}
 	// declared numeric/float types cannot carry the tenant value
 	for _, oid := range []uint32{700, 701, 1700, 25} {
-		s.CloseStatement("f")
-		s.CheckParse("f", "SELECT * FROM orders WHERE account_id = $1", []uint32{oid})
-		if d := s.CheckBind("f", nil, [][]byte{[]byte("42")}); d.Allow {
+		name := fmt.Sprint("f", oid)
+		s.CheckParse(name, "SELECT * FROM orders WHERE account_id = $1", []uint32{oid})
+		if d := s.CheckBind(name, nil, [][]byte{[]byte("42")}); d.Allow {
 			t.Errorf("oid %d allowed", oid)
 		}
 	}
@@ -79,9 +80,10 @@ func TestBindEveryExecution(t *testing.T) {
 	if d := s.CheckBind("nope", nil, nil); !d.Allow {
 		t.Errorf("unknown statement denied")
 	}
+	// a closed statement stays checked: PostgreSQL may have skipped the Close
 	s.CloseStatement("q")
-	if d := s.CheckBind("q", nil, [][]byte{[]byte("7"), []byte("1")}); !d.Allow {
-		t.Errorf("closed statement still checked")
+	if d := s.CheckBind("q", nil, [][]byte{[]byte("7"), []byte("1")}); d.Allow {
+		t.Errorf("closed statement bound to 7 unchecked")
 	}
 }
 
@@ -421,5 +423,38 @@ func TestDeallocateAllKeepsUnnamed(t *testing.T) {
 	s.CheckBind("d", nil, nil)
 	if d := s.CheckBind("", nil, [][]byte{[]byte("7")}); d.Allow {
 		t.Fatal("unnamed statement unchecked after DEALLOCATE ALL via Parse/Bind")
+	}
+}
+
+// A Close PostgreSQL skipped (after an error, until Sync) must not open a hole:
+// the closed name stays checked, and a re-Parse under it must also satisfy
+// the statement the server may still hold.
+func TestSkippedCloseStaysChecked(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	s.CloseStatement("s1") // suppose the server skipped it
+	if d := s.CheckBind("s1", nil, [][]byte{[]byte("7")}); d.Allow {
+		t.Fatal("bind of a closed name unchecked")
+	}
+	// re-Parse (the server may answer 42P05 and keep the old statement)
+	if d := s.CheckParse("s1", "SELECT * FROM countries WHERE code = $1", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	if d := s.CheckBind("s1", nil, [][]byte{[]byte("7")}); d.Allow {
+		t.Fatal("bind allowed although the old statement may still run with 7")
+	}
+	if d := s.CheckBind("s1", nil, [][]byte{[]byte("42")}); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	// the same text again carries no shadow
+	s.CloseStatement("s2")
+	s.CheckParse("s2", "SELECT * FROM orders WHERE account_id = $1", nil)
+	s.CloseStatement("s2")
+	s.CheckParse("s2", "SELECT * FROM orders WHERE account_id = $1", nil)
+	if p := s.prepared["s2"]; p == nil || p.shadow != nil {
+		t.Fatalf("unexpected shadow: %+v", p)
 	}
 }
