@@ -16,6 +16,8 @@ type Session struct {
 	prepared map[string]*prepared
 	// closed holds analyses of closed statements (see forget).
 	closed map[string]*prepared
+	// undo holds, per name, the entries earlier Parses replaced (see ParseSkipped).
+	undo map[string][]undoEntry
 	// pendingParse is the analysis checkParse allowed, stored by CheckParse.
 	pendingParse *prepared
 }
@@ -328,6 +330,7 @@ func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
 			Hint:    "close it before parsing another statement under the same name"}
 	}
 	if d.Allow {
+		s.pushUndo(name)
 		s.store(name, s.pendingParse)
 	}
 	s.pendingParse = nil
@@ -506,3 +509,50 @@ outer:
 	}
 	return list
 }
+
+// undoEntry is the state of a name before a Parse replaced it.
+type undoEntry struct {
+	live, closed *prepared
+}
+
+// maxUndo bounds the remembered replacements per name.
+const maxUndo = 32
+
+func (s *Session) pushUndo(name string) {
+	if s.undo == nil {
+		s.undo = map[string][]undoEntry{}
+	}
+	st := append(s.undo[name], undoEntry{live: s.prepared[name], closed: s.closed[name]})
+	if len(st) > maxUndo {
+		st = st[len(st)-maxUndo:]
+	}
+	s.undo[name] = st
+}
+
+// ParseSkipped tells the session that PostgreSQL skipped an allowed Parse of
+// name (it followed an error in the same extended-protocol batch, before
+// Sync): the statement the server still holds under name is restored, so
+// later Binds are checked against it. Call it once per skipped Parse.
+func (s *Session) ParseSkipped(name string) {
+	st := s.undo[name]
+	if len(st) == 0 {
+		return
+	}
+	e := st[len(st)-1]
+	s.undo[name] = st[:len(st)-1]
+	if e.live != nil {
+		s.prepared[name] = e.live
+	} else {
+		delete(s.prepared, name)
+	}
+	if e.closed != nil {
+		if s.closed == nil {
+			s.closed = map[string]*prepared{}
+		}
+		s.closed[name] = e.closed
+	}
+}
+
+// Synced tells the session that PostgreSQL answered up to a Sync: earlier
+// Parses can no longer be skipped, so their undo records are dropped.
+func (s *Session) Synced() { s.undo = nil }

@@ -458,3 +458,26 @@ func TestSkippedCloseStaysChecked(t *testing.T) {
 		t.Fatalf("unexpected shadow: %+v", p)
 	}
 }
+
+// A Parse PostgreSQL skipped (after an error in the batch) leaves the previous
+// statement in place: ParseSkipped restores its analysis.
+func TestParseSkippedRestoresPrevious(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	s.CheckParse("", "SELECT * FROM orders WHERE account_id = $1", nil)
+	s.Synced()
+	if d := s.CheckParse("", "SELECT $1::text", nil); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	s.ParseSkipped("") // the server skipped it: it still holds the pinned statement
+	if d := s.CheckBind("", nil, [][]byte{[]byte("7")}); d.Allow {
+		t.Fatal("bind checked against the skipped Parse")
+	}
+	// two skipped Parses of a new name leave nothing behind
+	s.CheckParse("n", "SELECT * FROM orders WHERE account_id = $1", nil)
+	s.ParseSkipped("n")
+	if _, ok := s.prepared["n"]; ok {
+		t.Fatal("skipped Parse of a new name remembered")
+	}
+	s.ParseSkipped("n") // extra calls are harmless
+}
