@@ -16,5 +16,10 @@
 // row; escapes (DDL, settings, dangerous functions, forbidden schemas,
 // statistics views, COPY FROM/files) are denied; anything not understood is denied.
 //
-// A Session implements proxy.StatementChecker for one client connection.
+// A Session implements proxy.StatementChecker for one client connection. It
+// mirrors the server's prepared statements: a denied Parse leaves the old one
+// in place, closed statements stay checked (PostgreSQL skips a Close after an
+// error until Sync), and a proxy that sees the backend skip an allowed Parse
+// should call ParseSkipped (and Synced at each ReadyForQuery) so Binds are
+// checked against the statement the server really holds.
 package policy
