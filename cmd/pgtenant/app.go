@@ -28,14 +28,17 @@ type app struct {
 	proxy   *proxy.Server
 	metrics *metrics.Metrics
 	admin   *admin.Server
-	auditor proxy.Auditor // nil when the audit is disabled
-	engine  atomic.Pointer[policy.Engine]
-	closers []func(context.Context) error
+	auditor proxy.Auditor   // nil when the audit is disabled
+	ctx     context.Context // ends when the app stops: background work follows it
+	// stopDiscovery ends the current policy engine's discovery loop.
+	stopDiscovery context.CancelFunc
+	engine        atomic.Pointer[policy.Engine]
+	closers       []func(context.Context) error
 }
 
 // newApp builds every part from cfg; nothing listens yet.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*app, error) {
-	a := &app{cfg: cfg, log: log, level: level}
+	a := &app{cfg: cfg, log: log, level: level, ctx: ctx}
 	if err := requireRLS(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -47,8 +50,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	var recorder *audit.Recorder
 	if !cfg.Audit.Disabled {
 		if cfg.Audit.Init {
-			if err := audit.Init(ctx, cfg.Regions, log); err != nil {
-				return nil, fmt.Errorf("audit init: %w", err)
+			if err := a.initAudit(ctx, cfg); err != nil {
+				return nil, err
 			}
 		}
 		recorder, err = audit.NewRecorder(ctx, cfg.Audit, cfg.Regions, instanceName(), log)

@@ -12,24 +12,71 @@ import (
 	"github.com/pgtenant/pgtenant/regiondb"
 )
 
+// Discovery timing: a region whose catalog could not be read is retried
+// every discoverRetry; every region is read again every discoverRefresh, so
+// tables that migrations add are known without a reload.
+const (
+	discoverRetry   = 5 * time.Second
+	discoverRefresh = time.Minute
+)
+
 // policyFor builds the statement policy for cfg: the configured tables plus,
 // with policy.discover, each region's catalog. A region whose catalog cannot
-// be read keeps only the configured tables, so its other tables are unknown
-// and denied until the next reload reads them.
+// be read keeps only the configured tables (its other tables are unknown, so
+// denied: fail closed) until a background retry reads it.
 func (a *app) policyFor(cfg *config.Config) (proxy.CheckerFactory, error) {
 	engine, err := policy.NewEngine(cfg.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	if cfg.Policy.Discover {
+		var failed []string
 		for _, name := range cfg.RegionNames() {
 			if err := discover(engine, name, cfg.Regions[name]); err != nil {
-				a.log.Warn("policy discovery failed: the region's tables stay unknown (denied) until a reload", "region", name, "error", err)
+				a.log.Warn("policy discovery failed: the region's tables are unknown (denied) until it succeeds", "region", name, "error", err)
+				failed = append(failed, name)
 			}
 		}
+		ctx, cancel := context.WithCancel(a.ctx)
+		if a.stopDiscovery != nil {
+			a.stopDiscovery() // the previous engine's loop; it is replaced
+		}
+		a.stopDiscovery = cancel
+		go a.rediscover(ctx, engine, cfg, failed)
 	}
 	a.engine.Store(engine)
 	return func(p auth.Principal) proxy.StatementChecker { return engine.NewSession(p) }, nil
+}
+
+// rediscover retries the regions in failed until each succeeds, and
+// refreshes every region's catalog periodically, until ctx ends.
+func (a *app) rediscover(ctx context.Context, engine *policy.Engine, cfg *config.Config, failed []string) {
+	retry := time.NewTicker(discoverRetry)
+	defer retry.Stop()
+	refresh := time.NewTicker(discoverRefresh)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-retry.C:
+			var still []string
+			for _, name := range failed {
+				if err := discover(engine, name, cfg.Regions[name]); err != nil {
+					still = append(still, name)
+					continue
+				}
+				a.log.Info("policy discovery succeeded", "region", name)
+			}
+			failed = still
+		case <-refresh.C:
+			for _, name := range cfg.RegionNames() {
+				if err := discover(engine, name, cfg.Regions[name]); err != nil {
+					a.log.Warn("policy discovery refresh failed; the last catalog stays in force", "region", name, "error", err)
+				}
+			}
+		}
+	}
 }
 
 // discover reads region name's catalog into engine.
