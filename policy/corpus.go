@@ -1,8 +1,25 @@
 package policy
 
 import (
+	"regexp"
 	"strings"
 )
+
+// prepareName matches a leading SQL PREPARE (not PREPARE TRANSACTION).
+var prepareName = regexp.MustCompile(`(?i)^\s*prepare\s+([a-z_][a-z0-9_$]*)`)
+
+// RunCorpusRow checks one corpus row on a session shared by the whole corpus,
+// so that a later EXECUTE sees an earlier PREPARE; a PREPARE row first drops
+// a statement of the same name left by an earlier row, as if each row's
+// PREPARE ran in its own connection.
+func RunCorpusRow(s *Session, sql string) Decision {
+	if m := prepareName.FindStringSubmatch(sql); m != nil && !strings.EqualFold(m[1], "transaction") {
+		name := strings.ToLower(m[1])
+		delete(s.prepared, name)
+		delete(s.closed, name)
+	}
+	return RunCorpusSQL(s, sql)
+}
 
 // RunCorpusSQL checks one corpus statement on s: a statement ending in
 // `-- bind: v1 | v2` is sent as Parse + Bind with those text values (NULL for

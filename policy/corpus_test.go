@@ -74,17 +74,29 @@ func newTestEngine(t testing.TB, mutate ...func(*config.Policy)) *Engine {
 	return e
 }
 
+// Every corpus row agrees, both with a fresh session per row and with one
+// session shared by the whole corpus (as `pgtenant check --corpus` runs it).
 func TestCorpus(t *testing.T) {
 	e := newTestEngine(t)
-	for _, r := range readCorpus(t, "testdata/tenancy.tsv") {
-		s := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
-		d := RunCorpusSQL(s, r.sql)
-		got := "deny"
-		if d.Allow {
-			got = "allow"
+	rows := readCorpus(t, "testdata/tenancy.tsv")
+	if len(rows) < 200 {
+		t.Fatalf("only %d corpus rows", len(rows))
+	}
+	shared := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
+	for _, r := range rows {
+		fresh := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
+		for mode, d := range map[string]Decision{"fresh": RunCorpusSQL(fresh, r.sql), "shared": RunCorpusRow(shared, r.sql)} {
+			got := "deny"
+			if d.Allow {
+				got = "allow"
+			}
+			if got != r.verdict {
+				t.Errorf("%s session: line %d [%s] want %s got %s (%s): %s", mode, r.line, r.category, r.verdict, got, d.Message, r.sql)
+			}
 		}
-		if got != r.verdict {
-			t.Errorf("line %d [%s] want %s got %s (%s): %s", r.line, r.category, r.verdict, got, d.Message, r.sql)
-		}
+	}
+	// in a shared session a prepared statement carries over to EXECUTE rows
+	if d := RunCorpusRow(shared, "EXECUTE p3(42)"); !d.Allow {
+		t.Errorf("EXECUTE p3(42) after the corpus: %s", d.Message)
 	}
 }

@@ -38,7 +38,8 @@ the configuration, from the region's catalog when it is reachable and
 policy.discover is on, and from --schema files (CREATE TABLE / CREATE VIEW,
 e.g. pg_dump -s output). -f - reads standard input; statements are split as
 psql does. --corpus checks verdict<TAB>category<TAB>sql rows (a SQL ending in
-"-- bind: v1 | v2" is sent as Parse + Bind) and exits 1 on any disagreement.`,
+"-- bind: v1 | v2" is sent as Parse + Bind; rows share one session, so an
+EXECUTE row sees an earlier PREPARE) and exits 1 on any disagreement.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, o) },
 	}
@@ -161,6 +162,7 @@ func checkCorpus(out io.Writer, eng *policy.Engine, p auth.Principal, path strin
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	line, rows, bad := 0, 0, 0
+	sess := eng.NewSession(p)
 	for sc.Scan() {
 		line++
 		text := strings.TrimRight(sc.Text(), "\r")
@@ -172,7 +174,7 @@ func checkCorpus(out io.Writer, eng *policy.Engine, p auth.Principal, path strin
 			return withCode(exitUsage, fmt.Errorf("check: %s:%d: want verdict<TAB>category<TAB>sql", path, line))
 		}
 		rows++
-		d := policy.RunCorpusSQL(eng.NewSession(p), parts[2])
+		d := policy.RunCorpusRow(sess, parts[2])
 		got := "deny"
 		if d.Allow {
 			got = "allow"
