@@ -47,7 +47,11 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 	case 'D', 'd', 'N', 'A', 'S', 't', 'G', 'H', 'W', 'c', 'V':
 		// Rows, COPY data, notices, notifications, parameter status,
 		// parameter descriptions and COPY starts answer nothing by themselves.
-	case '1', '2', '3':
+	case '1':
+		if p, ok := s.queue.pop(); ok && p.kind == pendParse {
+			s.track.resolveParse(p.name, false)
+		}
+	case '2', '3':
 		s.queue.pop()
 	case 'T', 'n':
 		if p, ok := s.queue.peek(); ok && p.kind == pendDescribe {
@@ -126,6 +130,9 @@ func (s *session) onError(n int) error {
 	default:
 		s.queue.pop()
 		s.skipToSync = true // the server now skips everything up to Sync
+		if p.kind == pendParse {
+			s.track.resolveParse(p.name, true) // failed: the server keeps the old statement
+		}
 		if p.kind == pendExecute {
 			s.finish(p, er.Code, -1)
 		}
@@ -156,10 +163,14 @@ func (s *session) onReady(n int) (bool, error) {
 	toSync := s.skipToSync
 	s.skipToSync = false
 	p, ok := s.queue.popBatch(toSync, func(skipped pending) {
+		if skipped.kind == pendParse {
+			s.track.resolveParse(skipped.name, true)
+		}
 		if skipped.kind == pendExecute || skipped.kind == pendQuery {
 			s.finish(skipped, batchErr, -1)
 		}
 	})
+	s.track.synced()
 	if ok {
 		switch p.kind {
 		case pendFatal:

@@ -56,6 +56,7 @@ func (s *session) clientLoop() error {
 
 // handleClientMsg handles one message whose header has been read.
 func (s *session) handleClientMsg(t byte, n int) error {
+	s.track.apply(s.skips)
 	switch t {
 	case 'Q':
 		return s.onQuery(n)
@@ -71,6 +72,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		s.queue.push(pending{kind: pendDescribe})
 	case 'S':
 		s.queue.push(pending{kind: pendSync})
+		s.track.batchEnded()
 		s.skip = false
 	case 'H', 'd', 'c', 'f':
 		// Flush and the COPY sub-protocol pass through as bytes.
@@ -169,7 +171,8 @@ func (s *session) onParse(n int) error {
 		return s.denyExtended(d, query, start)
 	}
 	s.stmts[name] = &stmtRef{statement: d.Statement, full: query, tables: d.Tables}
-	s.queue.push(pending{kind: pendParse})
+	s.queue.push(pending{kind: pendParse, name: name})
+	s.track.parseSent(name)
 	return writeMsg(s.bw, 'P', body)
 }
 
@@ -184,6 +187,9 @@ func (s *session) onBind(n int) error {
 	}
 	if s.expired() {
 		return errAwaitBackend
+	}
+	if err := s.awaitStatement(stmt); err != nil {
+		return err
 	}
 	start := time.Now()
 	d := s.checker.CheckBind(stmt, s.bindFmts, s.bindVals)
@@ -332,4 +338,16 @@ func verdict(d policy.Decision) string {
 		return audit.VerdictAllow
 	}
 	return audit.VerdictDeny
+}
+
+// awaitStatement makes sure the checker knows which statement the server
+// holds under name before a Bind of it is checked: when name was parsed in an
+// earlier batch whose replies have not arrived, it flushes and waits for them.
+func (s *session) awaitStatement(name string) error {
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	s.track.awaitParse(name)
+	s.track.apply(s.skips)
+	return nil
 }

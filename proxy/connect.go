@@ -120,11 +120,7 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 	if err != nil {
 		return ss, err
 	}
-	ss.backend = bc
-	ss.br = &msgReader{r: newConnReader(bc.conn), maxLen: 1<<30 - 1}
-	ss.bw = newConnWriter(bc.conn)
-	ss.cr.maxLen = rt.limits.MaxMessageBytes
-	ss.checker = rt.checkers(p)
+	ss.attach(bc, rt.checkers(p))
 	return ss, nil
 }
 

@@ -580,18 +580,16 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 // newFuzzSession builds an authenticated session as authenticate would,
 // for account 42, with fuzzChecker as its policy.
 func newFuzzSession(srv *Server, client net.Conn, bconn net.Conn) *session {
-	return &session{
+	ss := &session{
 		srv: srv, rt: srv.runtime(), id: "fuzz", log: srv.log, client: client, addr: "",
 		principal: auth.Principal{Account: "42", Region: "eu-west", Subject: "fuzz"},
 		region:    &region{name: "eu-west"},
-		checker:   fuzzChecker{},
-		cr:        &msgReader{r: newConnReader(client), maxLen: srv.runtime().limits.MaxMessageBytes},
+		cr:        &msgReader{r: newConnReader(client)},
 		cw:        newConnWriter(client),
-		backend:   &backendConn{conn: bconn},
-		br:        &msgReader{r: newConnReader(bconn), maxLen: 1<<30 - 1},
-		bw:        newConnWriter(bconn),
 		stmts:     map[string]*stmtRef{}, portals: map[string]*stmtRef{},
 	}
+	ss.attach(&backendConn{conn: bconn}, fuzzChecker{})
+	return ss
 }
 
 func queueLen(q *pendingQueue) int {

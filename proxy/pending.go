@@ -38,6 +38,7 @@ type stmtRef struct {
 // pending is one frontend message whose reply has not been relayed yet.
 type pending struct {
 	kind     pendingKind
+	name     string // statement name, for Parse entries
 	start    time.Time
 	overhead time.Duration // time pgtenant spent deciding and auditing
 	stmt     *stmtRef      // query and execute entries

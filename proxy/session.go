@@ -35,6 +35,8 @@ type session struct {
 	user      string
 	addr      string
 	checker   StatementChecker
+	skips     skipAware // checker, when it tracks skipped Parses
+	track     *stmtTracker
 	key       cancelKey
 
 	client  net.Conn
@@ -69,6 +71,18 @@ type session struct {
 	// fatalSent: the proxy sent the client a FATAL; nothing may follow it
 	// (guarded by wmu).
 	fatalSent bool
+}
+
+// attach completes an authenticated session with its backend connection
+// and its statement checker.
+func (s *session) attach(bc *backendConn, checker StatementChecker) {
+	s.backend = bc
+	s.br = &msgReader{r: newConnReader(bc.conn), maxLen: 1<<30 - 1}
+	s.bw = newConnWriter(bc.conn)
+	s.cr.maxLen = s.rt.limits.MaxMessageBytes
+	s.checker = checker
+	s.skips, _ = checker.(skipAware)
+	s.track = newStmtTracker()
 }
 
 func newSessionID() string {
@@ -107,6 +121,9 @@ func (s *session) close() {
 		s.ending.Store(true)
 		if s.idleTimer != nil {
 			s.idleTimer.Stop()
+		}
+		if s.track != nil {
+			s.track.close()
 		}
 		_ = s.client.Close()
 		_ = s.backend.conn.Close()
