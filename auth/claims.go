@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"regexp"
 	"strconv"
 	"time"
 	"unicode"
@@ -226,10 +227,15 @@ func (c *claims) tenant() (string, error) {
 	switch {
 	case raw[0] == '"':
 		account, err := c.text(name, MaxClaimBytes, true)
-		if err == nil && account == ReservedAccount {
+		switch {
+		case err != nil:
+			return "", err
+		case account == ReservedAccount:
 			return "", claimFail(ReasonBadClaim, name, errors.New("the account id is reserved"))
+		case nonCanonicalNumber(account):
+			return "", claimFail(ReasonBadClaim, name, errors.New("the account id spells a number non-canonically"))
 		}
-		return account, err
+		return account, nil
 	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
 		if !isDecimalInteger(raw) {
 			return "", claimFail(ReasonBadClaim, name, errors.New("number is not a non-negative integer"))
@@ -271,4 +277,19 @@ func checkText(s string, limit int) error {
 		}
 	}
 	return nil
+}
+
+// numberLike matches texts that PostgreSQL's numeric input could read as a
+// number: surrounding white space, a sign, digits (with PostgreSQL 16's
+// underscores and 0x/0o/0b prefixes), a fraction, an exponent.
+var numberLike = regexp.MustCompile(`^\s*[+-]?(0[xXoObB][0-9a-fA-F_]+|[\d_]+\.?[\d_]*|\.[\d_]+)([eE][+-]?\d+)?\s*$`)
+
+// nonCanonicalNumber reports whether s reads as a number but is not its
+// canonical decimal ("042", "+42", " 42", "42.0", "4.2e1"). An integer tenant
+// column would see all of them as the same tenant while the audit chains,
+// per-tenant limits and exports key on the text, so one tenant could appear
+// under several ids. Canonical integers and non-numeric ids (names, UUIDs)
+// are unaffected.
+func nonCanonicalNumber(s string) bool {
+	return numberLike.MatchString(s) && !isDecimalInteger([]byte(s))
 }

@@ -41,6 +41,9 @@ func Mint(o MintOptions) (string, error) {
 	if o.Account == "" {
 		return "", errors.New("mint: account is required")
 	}
+	if o.Account == ReservedAccount || nonCanonicalNumber(o.Account) {
+		return "", fmt.Errorf("mint: account %q is reserved or spells a number non-canonically (write 42, not 042 or +42)", o.Account)
+	}
 	if o.Region == "" {
 		return "", errors.New("mint: region is required")
 	}

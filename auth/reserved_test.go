@@ -35,3 +35,16 @@ func TestReservedAccountIsRefused(t *testing.T) {
 		t.Fatalf("account %q: got %v, want a bad_claim rejection", ReservedAccount, err)
 	}
 }
+
+func TestNonCanonicalNumericAccountsAreRefused(t *testing.T) {
+	for _, s := range []string{"042", "0042", "+42", " 42", "42 ", "42.0", "4.2e1", "-0", "00", ".5", "7.", "+7"} {
+		if !nonCanonicalNumber(s) {
+			t.Errorf("%q: accepted; PostgreSQL may read it as a tenant spelled otherwise", s)
+		}
+	}
+	for _, s := range []string{"42", "0", "7", "acme", "a42", "42a", "6f1c1a2e-6a1b-4c4b-9e2a-2d0c8f7b9a10", "-"} {
+		if nonCanonicalNumber(s) {
+			t.Errorf("%q: refused, but it is canonical or not a number", s)
+		}
+	}
+}
