@@ -235,7 +235,6 @@ func TestPolicyParamsSQLPrepareExecute(t *testing.T) {
 	wantDenied(t, "EXECUTE h8p(7) via Parse/Bind", err)
 	// ... and should run for the caller's own.
 	t.Run("EXECUTE via Parse/Bind for 42", func(t *testing.T) {
-		t.Skip("known policy bug: EXECUTE h8p(42) sent with Parse/Bind is denied (\"SQL PREPARE/EXECUTE/DEALLOCATE inside a protocol-level prepared statement is not supported\"); the simple-protocol EXECUTE is allowed")
 		ids, err := accountsOf(ctx, conn, "EXECUTE h8p(42)", pgx.QueryExecModeExec)
 		onlyTenant42(t, "EXECUTE h8p(42) via Parse/Bind", ids, err)
 	})
