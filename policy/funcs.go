@@ -137,6 +137,24 @@ func (e *Engine) checkSetConfig(f parser.Func) *Denial {
 var defaultSettings = setOf(`application_name timezone datestyle intervalstyle extra_float_digits statement_timeout
 lock_timeout idle_in_transaction_session_timeout client_min_messages client_encoding search_path`)
 
+// neverSettable are settings policy.allowed_settings cannot open up: they
+// would change the session's identity, bypass RLS or triggers, or make the
+// server lex strings differently from pg_query. (An operator may allow
+// standard_conforming_strings, e.g. for Rails, which sets it at connect; then
+// only to on, the value the proxy pins.)
+var neverSettable = setOf(`role session_authorization session_replication_role row_security
+standard_conforming_strings app.current_subject`)
+
+// isOn reports whether a boolean setting value means on, as PostgreSQL's
+// parse_bool reads it (unambiguous prefixes of true/yes, on, 1).
+func isOn(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on", "true", "tru", "tr", "t", "yes", "ye", "y", "1":
+		return true
+	}
+	return false
+}
+
 // checkSet decides SET / RESET / set_config.
 func (e *Engine) checkSet(si *parser.SetInfo) *Denial {
 	if si == nil {
@@ -158,6 +176,10 @@ func (e *Engine) checkSet(si *parser.SetInfo) *Denial {
 	if name == strings.ToLower(e.cfg.TenantSetting) {
 		return deny("tenant_setting", "the tenant setting "+e.cfg.TenantSetting+" is owned by pgtenant and cannot be changed",
 			"pgtenant sets it from your token")
+	}
+	if neverSettable[name] && !(name == "standard_conforming_strings" && e.allowedSettings[name] && si.Kind == "value" && si.ArgsOK && len(si.Args) == 1 && isOn(si.Args[0])) {
+		return deny("setting", "SET "+name+" is never allowed for tenant connections",
+			"it would change who the session is, what it may see, or how PostgreSQL reads statements")
 	}
 	if !defaultSettings[name] && !e.allowedSettings[name] {
 		return deny("setting", "SET "+name+" is not allowed for tenant connections",

@@ -237,6 +237,8 @@ var ruleCases = []struct{ verdict, sql string }{
 	{"deny", `SET search_path = public, audit`},
 	{"deny", `SET search_path TO DEFAULT`},
 	{"allow", `SET application_name = 'myapp'`},
+	{"deny", `SET app.current_subject = 'someone-else'`}, // pgtenant sets it from the token
+	{"deny", `SELECT set_config('app.current_subject', 'x', false)`},
 	{"allow", `SET SESSION statement_timeout = 5000`},
 	{"allow", `RESET statement_timeout`},
 	{"allow", `SET NAMES 'UTF8'`},
