@@ -242,7 +242,7 @@ func (a *analyzer) relDenial(cl Class, name string) {
 	case ClassForbidden:
 		a.fail(deny("forbidden_schema", name+" is in a forbidden schema", "tenant connections cannot use this schema"))
 	case ClassStats:
-		a.fail(deny("stats_view", name+" exposes other sessions or table-wide statistics", "query your own tables instead"))
+		a.fail(deny("stats_view", name+" exposes other sessions, other roles or server-wide data (statistics, settings, credentials)", "query your own tables instead"))
 	case ClassUnknown:
 		a.fail(deny("unknown_table", "relation "+name+" is neither a tenant nor a global table",
 			"register it in policy.tenant_tables or policy.global_tables (views and partitions too)"))
