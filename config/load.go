@@ -82,6 +82,22 @@ func Default() *Config {
 // Load reads the YAML file at path, applies defaults and PGTENANT_* environment
 // overrides, resolves secrets and validates the result. Errors name the key at fault.
 func Load(path string) (*Config, error) {
+	cfg, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.resolveSecrets(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// read reads and decodes the YAML file at path with defaults and PGTENANT_*
+// overrides applied and unknown keys rejected; it resolves and validates nothing.
+func read(path string) (*Config, error) {
 	v := newViper()
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml")
@@ -90,12 +106,6 @@ func Load(path string) (*Config, error) {
 	}
 	cfg, err := decode(v)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := cfg.resolveSecrets(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil

@@ -9,15 +9,9 @@ import "fmt"
 // empty one (its catalog is then simply not discovered), and auth secrets are
 // not required, so a CI job can lint SQL without any credentials.
 func LoadPolicy(path string) (*Config, error) {
-	v := newViper()
-	v.SetConfigFile(path)
-	v.SetConfigType("yaml")
-	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	cfg, err := decode(v)
+	cfg, err := read(path)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, err
 	}
 	for name, r := range cfg.Regions {
 		if pw, err := resolveSecret("regions."+name+".password", r.Password, r.PasswordEnv, r.PasswordFile); err == nil {

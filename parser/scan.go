@@ -102,27 +102,8 @@ func Scan(sql string) (*Scanned, error) {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			i++
 			continue
-		case c == '-' && i+1 < n && sql[i+1] == '-':
-			for i < n && sql[i] != '\n' && sql[i] != '\r' {
-				i++
-			}
-			continue
-		case c == '/' && i+1 < n && sql[i+1] == '*':
-			nest := 0
-			for i < n {
-				if sql[i] == '/' && i+1 < n && sql[i+1] == '*' {
-					nest++
-					i += 2
-				} else if sql[i] == '*' && i+1 < n && sql[i+1] == '/' {
-					nest--
-					i += 2
-					if nest == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
+		case isCommentStart(sql, i):
+			i = commentEnd(sql, i)
 			continue
 		case c == '\'':
 			end := scanQuoted(sql, i, '\'', false)
@@ -448,4 +429,39 @@ func keyword(w string) int {
 		}
 	}
 	return k
+}
+
+// isCommentStart reports whether a comment (-- or /*) starts at s[i].
+func isCommentStart(s string, i int) bool {
+	return i+1 < len(s) && (s[i] == '-' && s[i+1] == '-' || s[i] == '/' && s[i+1] == '*')
+}
+
+// commentEnd returns the index just past the comment starting at s[i]: a
+// line comment ends at a newline or carriage return (as PostgreSQL's lexer
+// reads it), a block comment at its matching */ (they nest), or at the end.
+func commentEnd(s string, i int) int {
+	n := len(s)
+	if s[i] == '-' {
+		for i < n && s[i] != '\n' && s[i] != '\r' {
+			i++
+		}
+		return i
+	}
+	nest := 0
+	for i < n {
+		switch {
+		case s[i] == '/' && i+1 < n && s[i+1] == '*':
+			nest++
+			i += 2
+		case s[i] == '*' && i+1 < n && s[i+1] == '/':
+			nest--
+			i += 2
+			if nest == 0 {
+				return i
+			}
+		default:
+			i++
+		}
+	}
+	return i
 }

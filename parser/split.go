@@ -30,26 +30,8 @@ func SplitScript(script string) []string {
 		lineStart = c == '\n'
 		start := i
 		switch {
-		case c == '-' && i+1 < n && script[i+1] == '-':
-			for i < n && script[i] != '\n' {
-				i++
-			}
-		case c == '/' && i+1 < n && script[i+1] == '*':
-			nest := 0
-			for i < n {
-				if script[i] == '/' && i+1 < n && script[i+1] == '*' {
-					nest++
-					i += 2
-				} else if script[i] == '*' && i+1 < n && script[i+1] == '/' {
-					nest--
-					i += 2
-					if nest == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
+		case isCommentStart(script, i):
+			i = commentEnd(script, i)
 		case c == '\'':
 			backslash := i > 0 && (script[i-1] == 'e' || script[i-1] == 'E') && (i < 2 || !isIdentCont(script[i-2]))
 			i = scanQuoted(script, i, '\'', backslash)
