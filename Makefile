@@ -18,6 +18,11 @@ test: vet
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
+## bench: pgtenant vs direct vs PgBouncer with pgbench (about 25 minutes; --smoke for seconds)
+bench:
+	scripts/deps.sh test
+	$(GO) run ./bench/cmd/pgtenant-bench $(BENCH_FLAGS)
+
 build:
 	scripts/build.sh
 

@@ -12,8 +12,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// batchMax is the most rows one transaction appends.
-const batchMax = 256
+// batchMax is the most rows one transaction appends. Per-batch costs (the
+// reserve and append round trips, the commit) are amortised over up to this
+// many rows: one busy chain went from about 25k to about 32k events/s when it
+// was raised from 256 (BenchmarkRecordOneChain, 2 shared cores).
+const batchMax = 2048
 
 // item is one queued row; done (strict statement events) receives the
 // outcome of the transaction that carried it.

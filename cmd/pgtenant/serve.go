@@ -28,6 +28,7 @@ func newServeCmd() *cobra.Command {
 			}
 			level := new(slog.LevelVar)
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log, level)
+			startPprof(log)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a, err := newApp(ctx, cfg, log, level)
