@@ -93,7 +93,7 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 		r.logger.Warn("audit database not reachable at start; events will wait", "region", name, "error", err)
 	}
 	w := &regionWriter{
-		name: name, pool: pool, logger: r.logger,
+		name: name, pool: pool, logger: r.logger, batchMax: batchMax,
 		stop: make(chan struct{}), hardStop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if r.cfg.Mode == ModeSpool {
@@ -108,6 +108,9 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 		}
 		go w.runSpool()
 	} else {
+		if r.cfg.Mode == ModeStrict {
+			w.batchMax = strictBatchMax
+		}
 		w.queue = make(chan *item, r.cfg.QueueSize)
 		go w.runQueue()
 	}

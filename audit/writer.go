@@ -12,11 +12,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// batchMax is the most rows one transaction appends. Per-batch costs (the
-// reserve and append round trips, the commit) are amortised over up to this
-// many rows: one busy chain went from about 25k to about 32k events/s when it
-// was raised from 256 (BenchmarkRecordOneChain, 2 shared cores).
+// batchMax is the most rows one transaction appends in async and spool
+// mode. Per-batch costs (the reserve and append round trips, the commit) are
+// amortised over up to this many rows: one busy chain went from about 25k to
+// about 32k events/s when it was raised from 256 (BenchmarkRecordOneChain, 2
+// shared cores).
 const batchMax = 2048
+
+// strictBatchMax is the batch limit in strict mode, where each statement
+// waits for the commit of its batch and holds its chain's head row while it
+// is written: latency matters more than throughput there.
+const strictBatchMax = 256
 
 // item is one queued row; done (strict statement events) receives the
 // outcome of the transaction that carried it.
@@ -33,6 +39,8 @@ type regionWriter struct {
 	queue  chan *item
 	spool  *spool
 	logger *slog.Logger
+	// batchMax bounds the rows of one append transaction (by mode).
+	batchMax int
 
 	stop     chan struct{} // closed by Close: drain, then exit
 	hardStop chan struct{} // closed when Close's context ends: exit now
@@ -147,7 +155,7 @@ func (w *regionWriter) runQueue() {
 			}
 		}
 	drain:
-		for len(held) < batchMax {
+		for len(held) < w.batchMax {
 			select {
 			case it := <-w.queue:
 				held = append(held, it)
