@@ -136,38 +136,6 @@ func floodCluster(t *testing.T, name string, n int) *cluster.Cluster {
 	return ownCluster(t, name, map[string]string{"max_connections": strconv.Itoa(n + 50)})
 }
 
-// rawSession logs in over a bare connection and returns it, keeping nothing
-// else of the client, so the test's own heap barely grows per connection.
-func rawSession(addr, token string) (net.Conn, error) {
-	conn, err := net.DialTimeout("tcp", addr, rawDeadline)
-	if err != nil {
-		return nil, err
-	}
-	_ = conn.SetDeadline(time.Now().Add(hangBound))
-	fe := pgproto3.NewFrontend(conn, conn)
-	fe.Send(rawStartupMessage(nil))
-	fe.Send(&pgproto3.PasswordMessage{Password: token})
-	if err := fe.Flush(); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			conn.Close()
-			return nil, err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			conn.Close()
-			return nil, fmt.Errorf("login: %s %s %s", m.Severity, m.Code, m.Message)
-		case *pgproto3.ReadyForQuery:
-			_ = conn.SetDeadline(time.Time{})
-			return conn, nil
-		}
-	}
-}
-
 // heapAndStacks is the Go heap and goroutine stack memory in use after two
 // GCs (the second frees what the first moved to sync.Pool's victim cache,
 // so pooled relay buffers no session holds are not counted).
@@ -197,7 +165,7 @@ func TestFloodIdleClients(t *testing.T) {
 		return k
 	}
 	// Warm up (pools, the first session's one-time allocations).
-	warm, err := rawSession(env.Addr, token)
+	warm, err := loginRaw(env.Addr, token, true, hangBound)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +185,7 @@ func TestFloodIdleClients(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				conn, err := rawSession(env.Addr, token)
+				conn, err := loginRaw(env.Addr, token, true, hangBound)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)

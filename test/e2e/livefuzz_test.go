@@ -221,38 +221,6 @@ func newLiveFuzzStream(r *mrand.Rand) []byte {
 	return s.buf
 }
 
-// liveLogin opens a raw connection through the proxy authenticated as
-// account, reading through the first ReadyForQuery.
-func liveLogin(addr, token string) (net.Conn, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fe := pgproto3.NewFrontend(conn, conn)
-	fe.Send(rawStartupMessage(map[string]string{"jwt": token}))
-	if err := fe.Flush(); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			conn.Close()
-			return nil, err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			conn.Close()
-			return nil, errors.New("login refused: " + m.Code + " " + m.Message)
-		case *pgproto3.ReadyForQuery:
-			// The proxy sends nothing more until the client speaks, so the
-			// frontend holds no unread bytes.
-			return conn, nil
-		}
-	}
-}
-
 // liveFuzzExchange sends stream on conn and reads what comes back until the
 // proxy closes the connection or stays silent for idle.
 func liveFuzzExchange(conn net.Conn, stream []byte, idle time.Duration) ([]byte, error) {
@@ -340,7 +308,7 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 
 	// Positive control: the exchange used below does see tenant 42's marker
 	// when tenant 42 itself reads it, so a leak to tenant 7 would show.
-	ctl, err := liveLogin(env.Addr, proxytest.Token(t, "42", "eu-west", 0))
+	ctl, err := loginRaw(env.Addr, proxytest.Token(t, "42", "eu-west", 0), false, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +332,7 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 			defer wg.Done()
 			r := mrand.New(mrand.NewPCG(seed, 0x5eed))
 			for time.Now().Before(stop) {
-				conn, err := liveLogin(env.Addr, token7)
+				conn, err := loginRaw(env.Addr, token7, false, 10*time.Second)
 				if err != nil {
 					t.Errorf("worker %d: tenant 7 login: %v", w, err)
 					return

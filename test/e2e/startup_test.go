@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	encbin "encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -501,6 +502,46 @@ func TestStartupRefusesUnsafeClientEncodings(t *testing.T) {
 	for _, enc := range []string{"UTF8", "utf-8", "unicode"} {
 		if fatal, status := rawTryLogin(t, env, map[string]string{"client_encoding": enc}); fatal != nil || status["client_encoding"] != "UTF8" {
 			t.Errorf("client_encoding %q: refused %+v / server encoding %q, want UTF8", enc, fatal, status["client_encoding"])
+		}
+	}
+}
+
+// loginRaw logs in over a bare connection to addr and returns it after the
+// first ReadyForQuery, keeping nothing else of the client. The token goes in
+// the jwt startup parameter, or as the cleartext password when asPassword.
+// Failures are errors, so it can run outside the test goroutine.
+func loginRaw(addr, token string, asPassword bool, timeout time.Duration) (net.Conn, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	fe := pgproto3.NewFrontend(conn, conn)
+	if asPassword {
+		fe.Send(rawStartupMessage(nil))
+		fe.Send(&pgproto3.PasswordMessage{Password: token})
+	} else {
+		fe.Send(rawStartupMessage(map[string]string{"jwt": token}))
+	}
+	if err := fe.Flush(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			conn.Close()
+			return nil, fmt.Errorf("login refused: %s %s %s", m.Severity, m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			// The proxy sends nothing more until the client speaks, so the
+			// frontend holds no unread bytes.
+			_ = conn.SetDeadline(time.Time{})
+			return conn, nil
 		}
 	}
 }
