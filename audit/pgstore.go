@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -59,7 +58,7 @@ func appendRows(ctx context.Context, pool *pgxpool.Pool, region string, rows []*
 		var queued []string
 		for i, c := range chains {
 			seq, prev := heads[i].seq, heads[i].hash
-			out := make([]RowJSON, 0, len(byChain[c]))
+			var cols columns
 			for _, r := range byChain[c] {
 				if slices.Contains(heads[i].pres, r.EventID) {
 					dups++
@@ -68,18 +67,14 @@ func appendRows(ctx context.Context, pool *pgxpool.Pool, region string, rows []*
 				seq++
 				r.Seal(seq, prev)
 				prev = r.EntryHash
-				out = append(out, r.ToJSON(true))
+				cols.add(r)
 			}
-			if len(out) == 0 {
+			if len(cols.seq) == 0 {
 				continue
 			}
-			doc, err := json.Marshal(out)
-			if err != nil {
-				return fmt.Errorf("encode chain %q: %w", c, err)
-			}
-			appendB.Queue(`SELECT pgtenant_audit.append($1, $2::jsonb)`, c, string(doc))
+			appendB.Queue(appendRowsSQL, cols.args(c)...)
 			queued = append(queued, c)
-			inserted += len(out)
+			inserted += len(cols.seq)
 		}
 		if len(queued) == 0 {
 			return nil
