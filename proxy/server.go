@@ -114,7 +114,10 @@ func (s *Server) Reload(cfg *config.Config, a Authenticator, checkers CheckerFac
 func (s *Server) rules() paramRules       { return s.rt.Load().rules }
 func (s *Server) tlsConfig() *tls.Config  { return s.rt.Load().tls }
 func (s *Server) runtime() *runtimeConfig { return s.rt.Load() }
-func (s *Server) ActiveClients() int64    { return s.clients.Load() }
+
+// ActiveClients is the number of client connections being handled, from
+// accept (startup included) to close.
+func (s *Server) ActiveClients() int64 { return s.clients.Load() }
 
 // Serve accepts connections on ln until ln is closed or Shutdown is called.
 func (s *Server) Serve(ln net.Listener) error {
