@@ -350,6 +350,9 @@ func (h *harness) pgbenchRun(t target, mode string, clients int, d time.Duration
 // pays for another's dirty pages) and samples the proxy around it.
 func (h *harness) measure(ctx context.Context, t target, mode string, clients int) (Row, error) {
 	row := Row{Target: t.name, Mode: mode, Clients: clients, Threads: threads(clients)}
+	if err := h.awaitAuditIdle(ctx); err != nil {
+		return row, err
+	}
 	if err := h.c.Exec(ctx, h.c.Database, "CHECKPOINT"); err != nil {
 		return row, err
 	}
