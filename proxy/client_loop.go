@@ -342,12 +342,16 @@ func verdict(d policy.Decision) string {
 
 // awaitStatement makes sure the checker knows which statement the server
 // holds under name before a Bind of it is checked: when name was parsed in an
-// earlier batch whose replies have not arrived, it flushes and waits for them.
+// earlier batch whose replies have not arrived, it flushes and waits for them
+// (rare: a client pipelining past its own Sync). Otherwise it costs a map
+// lookup, no flush.
 func (s *session) awaitStatement(name string) error {
-	if err := s.bw.Flush(); err != nil {
-		return err
+	if n, wait := s.track.pendingParse(name); wait {
+		if err := s.bw.Flush(); err != nil {
+			return err
+		}
+		s.track.awaitParse(n)
 	}
-	s.track.awaitParse(name)
 	s.track.apply(s.skips)
 	return nil
 }

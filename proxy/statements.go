@@ -57,14 +57,22 @@ func (t *stmtTracker) parseSent(name string) uint64 {
 // batch of their own from now on.
 func (t *stmtTracker) batchEnded() { t.batchBase = t.parses }
 
-// awaitParse blocks until the fate of name's latest Parse is known, when
-// that Parse belongs to an earlier batch than the current one. (A Bind in the
-// Parse's own batch needs no wait: if the Parse is skipped, so is the Bind.)
-func (t *stmtTracker) awaitParse(name string) {
+// pendingParse returns the number of name's latest Parse when the checker
+// must wait for its fate before a Bind: it belongs to an earlier batch than
+// the current one and is not resolved yet. (A Bind in the Parse's own batch
+// needs no wait: if the Parse is skipped, so is the Bind.)
+func (t *stmtTracker) pendingParse(name string) (uint64, bool) {
 	n, ok := t.parsedAt[name]
 	if !ok || n > t.batchBase {
-		return
+		return 0, false
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return n, t.resolved < n && !t.closed
+}
+
+// awaitParse blocks until Parse number n is resolved or the session ends.
+func (t *stmtTracker) awaitParse(n uint64) {
 	t.mu.Lock()
 	for t.resolved < n && !t.closed {
 		t.changed.Wait()
