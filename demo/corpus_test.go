@@ -67,15 +67,7 @@ func readCorpus(t *testing.T) []corpusCase {
 func TestCorpusAllowedStatementsRunOnDemoSchema(t *testing.T) {
 	ctx := ctxT(t)
 	c := installed(t)
-	conn := pgtest.Conn(t, c.ServiceDSN())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL app.current_account_id = '42'"); err != nil {
-		t.Fatal(err)
-	}
+	tx := tenantTx(t, c, "42")
 	var serverVersion int
 	if err := tx.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&serverVersion); err != nil {
 		t.Fatal(err)
@@ -94,7 +86,7 @@ func TestCorpusAllowedStatementsRunOnDemoSchema(t *testing.T) {
 		if _, err := tx.Exec(ctx, "SAVEPOINT corpus"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := execCorpus(ctx, conn, cc)
+		_, err := execCorpus(ctx, tx.Conn(), cc)
 		if err != nil {
 			t.Errorf("tenancy.tsv:%d (%s): %s\n\t%v", cc.line, cc.category, cc.sql, err)
 		}
@@ -192,7 +184,7 @@ func TestCorpusRLSHoldsForEveryStatement(t *testing.T) {
 		if _, err := tx.Exec(ctx, "SAVEPOINT corpus"); err != nil {
 			t.Fatal(err)
 		}
-		results, err := execCorpus(ctx, conn, cc)
+		results, err := execCorpus(ctx, tx.Conn(), cc)
 		if err == nil {
 			if leak := leaksTenant7(results); leak != "" {
 				t.Errorf("tenancy.tsv:%d (%s %s): %s\n\treturned tenant 7's data: %s", cc.line, cc.verdict, cc.category, cc.sql, leak)

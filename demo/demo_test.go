@@ -18,6 +18,22 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // installed returns the shared cluster with the demo schema, seed and corpus
 // extras installed (twice, to prove Install is idempotent).
+// tenantTx opens a transaction as c's service role with the tenant setting
+// set to account for that transaction; it is rolled back at cleanup.
+func tenantTx(t *testing.T, c *cluster.Cluster, account string) pgx.Tx {
+	t.Helper()
+	ctx := ctxT(t)
+	tx, err := pgtest.Conn(t, c.ServiceDSN()).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, "SELECT set_config('app.current_account_id', $1, true)", account); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
 func installed(t *testing.T) *cluster.Cluster {
 	t.Helper()
 	c := pgtest.Shared(t, "demo")
@@ -117,15 +133,7 @@ func TestRLSScopesServiceRoleToItsAccount(t *testing.T) {
 func TestRLSRejectsWritesForAnotherAccount(t *testing.T) {
 	ctx := ctxT(t)
 	c := installed(t)
-	conn := pgtest.Conn(t, c.ServiceDSN())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SET LOCAL app.current_account_id = '42'"); err != nil {
-		t.Fatal(err)
-	}
+	tx := tenantTx(t, c, "42")
 	// Its own rows: insert (with the sequence default), update, delete.
 	var id int64
 	if err := tx.QueryRow(ctx, "INSERT INTO orders (account_id, total) VALUES (42, 1) RETURNING id").Scan(&id); err != nil {
