@@ -318,7 +318,15 @@ func TestServeIsolationProof(t *testing.T) {
 	if _, err := pgx.Connect(ctx, fmt.Sprintf("postgres://u:%s@%s/app?sslmode=disable", tokenWith(t, strings.Repeat("x", 32), "42"), listen)); pgCode(err) != "28000" {
 		t.Fatalf("bad signature: %v", err)
 	}
-	metrics := scrape(t, "http://"+adminAddr+"/metrics")
+	// The rejected connection's handler may still be returning when the
+	// client has read its FATAL: wait for the open-connections gauge to settle.
+	var metrics string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		metrics = scrape(t, "http://"+adminAddr+"/metrics")
+		if regexp.MustCompile(`(?m)^pgtenant_client_connections 1$`).MatchString(metrics) || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, want := range []string{
 		`pgtenant_client_connections_accepted_total [1-9]`,
 		`pgtenant_client_connections_rejected_total\{reason="auth_bad_signature"\} 1`,
