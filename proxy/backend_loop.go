@@ -205,7 +205,7 @@ func (s *session) finish(p pending, sqlstate string, rows int64) {
 	}
 	total := time.Since(p.start)
 	s.srv.opts.Metrics.StatementDone(s.region.name, p.overhead, total)
-	if p.stmt == nil {
+	if p.stmt == nil || !s.srv.auditing() {
 		return
 	}
 	ev := s.event(audit.KindResult)

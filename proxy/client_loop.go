@@ -306,6 +306,9 @@ func (s *session) denyExtended(d policy.Decision, sql string, start time.Time) e
 
 func (s *session) recordDenial(d policy.Decision, sql string) {
 	s.log.Info("statement denied", "reason", d.Reason, "sqlstate", d.SQLState, "tables", d.Tables)
+	if !s.srv.auditing() {
+		return
+	}
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Reason, ev.SQLState = audit.VerdictDeny, d.Reason, d.SQLState
 	ev.Statement, ev.FullStatement, ev.Tables = d.Statement, sql, d.Tables
@@ -314,6 +317,9 @@ func (s *session) recordDenial(d policy.Decision, sql string) {
 
 // recordStatement records an allowed statement before it is forwarded.
 func (s *session) recordStatement(ref *stmtRef) error {
+	if !s.srv.auditing() {
+		return nil
+	}
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
 	return s.srv.opts.Auditor.Record(context.Background(), ev)

@@ -153,6 +153,9 @@ func (s *Server) reject(conn net.Conn, w *connWriter, log *slog.Logger, addr str
 // recordReject audits a refused connection; the account and region are
 // known only when the token was valid (e.g. the region was unreachable).
 func (s *Server) recordReject(addr string, p auth.Principal, ce *clientError) {
+	if !s.auditing() {
+		return
+	}
 	ev := audit.Event{Kind: audit.KindReject, Time: time.Now(), ClientAddr: addr, Verdict: audit.VerdictDeny,
 		AccountID: p.Account, Subject: p.Subject, Region: p.Region, Reason: ce.Reason, SQLState: ce.Code, Rows: -1}
 	if _, known := s.runtime().regions[p.Region]; !known {

@@ -63,11 +63,6 @@ func (allowAll) CheckBind(string, []int16, [][]byte) policy.Decision {
 }
 func (allowAll) CloseStatement(string) {}
 
-// nopAuditor discards events.
-type nopAuditor struct{}
-
-func (nopAuditor) Record(context.Context, audit.Event) error { return nil }
-
 // nopMetrics discards measurements.
 type nopMetrics struct{}
 

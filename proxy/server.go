@@ -65,9 +65,6 @@ func New(opts Options) (*Server, error) {
 	if opts.Checkers == nil {
 		opts.Checkers = func(auth.Principal) StatementChecker { return allowAll{} }
 	}
-	if opts.Auditor == nil {
-		opts.Auditor = nopAuditor{}
-	}
 	if opts.Metrics == nil {
 		opts.Metrics = nopMetrics{}
 	}
@@ -114,6 +111,10 @@ func (s *Server) Reload(cfg *config.Config, a Authenticator, checkers CheckerFac
 func (s *Server) rules() paramRules       { return s.rt.Load().rules }
 func (s *Server) tlsConfig() *tls.Config  { return s.rt.Load().tls }
 func (s *Server) runtime() *runtimeConfig { return s.rt.Load() }
+
+// auditing reports whether an Auditor is configured; without one no audit
+// event is even built.
+func (s *Server) auditing() bool { return s.opts.Auditor != nil }
 
 // ActiveClients is the number of client connections being handled, from
 // accept (startup included) to close.

@@ -218,6 +218,9 @@ func isClosedErr(err error) bool {
 
 // recordAsync queues a non-statement audit event; failures are logged.
 func (s *session) recordAsync(ev audit.Event) {
+	if !s.srv.auditing() {
+		return
+	}
 	if err := s.srv.opts.Auditor.Record(context.Background(), ev); err != nil {
 		s.log.Warn("audit event not recorded", "kind", ev.Kind, "error", err)
 	}
