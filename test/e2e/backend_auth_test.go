@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/pgtenant/pgtenant/cluster"
@@ -30,5 +31,14 @@ func TestBackendMD5Login(t *testing.T) {
 	}
 	if user != "legacy" {
 		t.Errorf("logged in as %q, want the region's service role legacy", user)
+	}
+	// The role has only an md5 verifier, so the login above was md5.
+	admin := connect(t, c.SuperuserDSN(c.Database))
+	var verifier string
+	if err := admin.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'legacy'").Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(verifier, "md5") {
+		t.Fatalf("the legacy role's password is stored as %.8s..., not md5: the test would not exercise md5", verifier)
 	}
 }
