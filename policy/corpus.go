@@ -16,9 +16,10 @@ func RunCorpusRow(s *Session, sql string) Decision {
 	if m := prepareName.FindStringSubmatch(sql); m != nil && !strings.EqualFold(m[1], "transaction") {
 		name := strings.ToLower(m[1])
 		delete(s.prepared, name)
-		delete(s.closed, name)
 	}
-	return RunCorpusSQL(s, sql)
+	d := RunCorpusSQL(s, sql)
+	s.confirmAll() // as if the server ran the row
+	return d
 }
 
 // RunCorpusSQL checks one corpus statement on s: a statement ending in

@@ -18,6 +18,17 @@ type Decision struct {
 	// Tables are the relations the statement touches, schema-qualified.
 	Tables []string
 	// Statement is the text recorded in the audit: literals replaced by $n
-	// placeholders. Empty for a Bind.
+	// placeholders. For a Bind, the statement the server binds.
 	Statement string
+	// Text is the text of the statement the decision is about as the server
+	// runs it (for a Bind, the prepared statement the server holds), for the
+	// audit's full statement.
+	Text string
+	// Changes are the changes to the server's prepared statements the
+	// message makes once the server confirms them (see Change, Resolve).
+	Changes []Change
+	// Wait means the decision depends on earlier messages whose outcome the
+	// server has not reported yet: forward nothing, wait for the server's
+	// replies, Resolve them and check the message again.
+	Wait bool
 }

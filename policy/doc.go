@@ -17,9 +17,9 @@
 // statistics views, COPY FROM/files) are denied; anything not understood is denied.
 //
 // A Session implements proxy.StatementChecker for one client connection. It
-// mirrors the server's prepared statements: a denied Parse leaves the old one
-// in place, closed statements stay checked (PostgreSQL skips a Close after an
-// error until Sync), and a proxy that sees the backend skip an allowed Parse
-// should call ParseSkipped (and Synced at each ReadyForQuery) so Binds are
-// checked against the statement the server really holds.
+// mirrors the server's prepared statements, and the mirror changes only on
+// the server's word: a check returns the Changes its message would make, and
+// the proxy applies each one with Resolve once the server's replies confirm
+// or refuse it (mirror.go). Where pgtenant cannot know what the server holds
+// under a name, its use is denied.
 package policy

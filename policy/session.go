@@ -1,35 +1,57 @@
 package policy
 
 import (
+	"strings"
+
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/parser"
 )
 
-// Session checks one client session's statements and remembers its prepared
-// statements (protocol-level and SQL PREPARE share one namespace, as in
-// PostgreSQL). It implements proxy.StatementChecker; use it from one goroutine.
+// Session checks one client session's statements and mirrors the prepared
+// statements its server session holds (protocol-level and SQL PREPARE share
+// one namespace, as in PostgreSQL): see mirror.go for how the mirror follows
+// the server. It implements proxy.StatementChecker; use it from one goroutine.
 type Session struct {
-	e        *Engine
-	p        auth.Principal
-	cat      *Catalog
-	acc      account
+	e   *Engine
+	p   auth.Principal
+	cat *Catalog
+	acc account
+	// prepared is what the server holds, as far as it confirmed it.
 	prepared map[string]*prepared
-	// closed holds analyses of closed statements (see forget).
-	closed map[string]*prepared
-	// undo holds, per name, the entries earlier Parses replaced (see ParseSkipped).
-	undo map[string][]undoEntry
-	// pendingParse is the analysis checkParse allowed, stored by CheckParse.
-	pendingParse *prepared
+	// inflight are the changes of forwarded messages not resolved yet, in
+	// the order the server runs them.
+	inflight []change
+	nextID   uint64
+	batch    uint64
+	// unknown names (and, when lost, every named statement but the
+	// relearned ones) are those whose statement pgtenant cannot know.
+	unknown   map[string]bool
+	lost      bool
+	relearned map[string]bool
 }
 
-// prepared is a remembered statement: its analysis and the text its literal slots read.
+// prepared is a remembered statement: its analysis, the text its literal
+// slots read and the audit records, and its parameters' types.
 type prepared struct {
 	an   *StmtAnalysis
 	sql  string
+	norm string
 	sc   *parser.Scanned
+	// oids are the parameters' types: declared at Parse (0 = unspecified),
+	// or the server's own after a Describe.
 	oids []uint32
-	// shadow is a closed statement of the same name PostgreSQL may still hold.
-	shadow *prepared
+}
+
+// ReservedPrefix starts the statement and portal names pgtenant keeps for
+// itself: clients may not create them.
+const ReservedPrefix = "pgtenant"
+
+// reservedName reports whether name, as PostgreSQL resolved it, is reserved.
+func reservedName(name string) bool { return strings.HasPrefix(name, ReservedPrefix) }
+
+func reservedDenial(what, name string) *Denial {
+	return deny("reserved_name", what+" name \""+name+"\" is reserved: names starting with \""+ReservedPrefix+"\" belong to pgtenant",
+		"choose another name")
 }
 
 // params supplies parameter values to slot evaluation.
@@ -101,7 +123,10 @@ func evalSlot(env *slotEnv, sl Slot) tri {
 			}
 			return boolTri(acc.matchText(string(v), sl.Type))
 		case 1:
-			if array {
+			if array || oid == 0 {
+				// PostgreSQL reads binary bytes by the type it gives the
+				// parameter; with none declared and no ParameterDescription
+				// seen, pgtenant does not know that type.
 				return no
 			}
 			return boolTri(acc.matchBinary(v, oid, sl.Type))
@@ -143,42 +168,69 @@ func (d *Denial) decision(tables []string, stmt string) Decision {
 		Tables: tables, Statement: stmt}
 }
 
+// waitDecision asks the caller to wait for the server's replies and check again.
+var waitDecision = Decision{Wait: true, Reason: "await_server"}
+
+// unknownState is the denial when pgtenant cannot know which statement the
+// server holds under name.
+func unknownState(name string) *Denial {
+	return deny("prepare_unknown", "pgtenant cannot tell which statement the server holds under \""+name+"\" (a change to it is pending or its outcome was not reported)",
+		"wait for the result of PREPARE, DEALLOCATE or Close before using the name, or prepare it again under a new name")
+}
+
+// resolveName looks name up for a check: the statement, or the decision to
+// return instead (Wait, or a denial when the server's statement is unknown
+// or missing).
+func (s *Session) resolveName(name string, local []change, tables []string, stmt string) (*prepared, *Decision) {
+	p, st := s.lookup(name, local)
+	switch {
+	case st == stateWait:
+		d := waitDecision
+		return nil, &d
+	case st == stateUnknown:
+		d := unknownState(name).decision(tables, stmt)
+		return nil, &d
+	case p == nil:
+		d := unknownPrepared(name).decision(tables, stmt)
+		return nil, &d
+	}
+	return p, nil
+}
+
 // CheckQuery decides a simple-protocol Query message: allowed only if every
-// statement in it is allowed; session state (PREPARE/DEALLOCATE) changes only then.
+// statement in it is allowed. The PREPARE and DEALLOCATE statements in it
+// come back as Changes, applied as the server completes each one.
 func (s *Session) CheckQuery(sql string) Decision {
 	an, sc := s.e.analyzeText(s.cat, sql)
 	norm := an.normalized
 	if an.deny != nil {
-		return an.deny.decision(nil, norm)
+		d := an.deny.decision(nil, norm)
+		d.Text = sql
+		return d
 	}
 	if len(an.stmts) == 1 && isQueryKind(an.stmts[0].Kind) {
 		// fast path: one plain statement, no session effects
 		st := an.stmts[0]
 		if st.Deny != nil {
-			return st.Deny.decision(st.Tables, norm)
+			return withText(st.Deny.decision(st.Tables, norm), sql)
 		}
 		if v, t := s.evalReqs(st.Reqs, sql, sc, &params{known: true}); v != yes {
-			return wrongAccount(t).decision(st.Tables, norm)
+			return withText(wrongAccount(t).decision(st.Tables, norm), sql)
 		}
-		return Decision{Allow: true, Tables: st.Tables, Statement: norm}
+		return Decision{Allow: true, Tables: st.Tables, Statement: norm, Text: sql}
 	}
 	var tables []string
-	pending := map[string]*prepared{}
-	dropped := map[string]bool{}
-	dropAll := false
-	lookup := func(name string) *prepared {
-		if p, ok := pending[name]; ok {
-			return p
-		}
-		if (dropAll && name != "") || dropped[name] {
-			return nil
-		}
-		return s.prepared[name]
+	type localChange struct {
+		c   change
+		i   int
+		tag string
 	}
-	for _, st := range an.stmts {
+	var local []change
+	var meta []localChange
+	for i, st := range an.stmts {
 		tables = appendUnique(tables, st.Tables...)
 		if st.Deny != nil {
-			return st.Deny.decision(tables, norm)
+			return withText(st.Deny.decision(tables, norm), sql)
 		}
 		target := st
 		for target.Kind == parser.KindExplain && target.Inner != nil {
@@ -186,55 +238,57 @@ func (s *Session) CheckQuery(sql string) Decision {
 		}
 		switch target.Kind {
 		case parser.KindPrepare:
-			if _, exists := pending[target.Name]; exists || lookup(target.Name) != nil {
-				return deny("prepare", "prepared statement \""+target.Name+"\" already exists", "DEALLOCATE it first").decision(tables, norm)
+			if reservedName(target.Name) {
+				return withText(reservedDenial("prepared statement", target.Name).decision(tables, norm), sql)
 			}
-			pending[target.Name] = &prepared{an: target.Prepared, sql: sql, sc: sc, oids: typeOIDs(target.ParamTypes)}
 			if v, t := s.evalReqs(target.Prepared.Reqs, sql, sc, &params{}); v == no {
-				return wrongAccount(t).decision(tables, norm)
+				return withText(wrongAccount(t).decision(tables, norm), sql)
+			}
+			if target == st {
+				c := change{op: opStore, name: target.Name,
+					p: &prepared{an: target.Prepared, sql: sql, norm: norm, sc: sc, oids: typeOIDs(target.ParamTypes)}}
+				local = append(local, c)
+				meta = append(meta, localChange{c: c, i: i, tag: "PREPARE"})
 			}
 			continue
 		case parser.KindExecute:
-			p := lookup(target.Name)
-			if p == nil {
-				return unknownPrepared(target.Name).decision(tables, norm)
+			p, dd := s.resolveName(target.Name, local, tables, norm)
+			if dd != nil {
+				return withText(*dd, sql)
 			}
 			if v, t := s.execTri(target, p, sql, sc, nil); v != yes {
-				return wrongAccount(t).decision(tables, norm)
+				return withText(wrongAccount(t).decision(tables, norm), sql)
 			}
 			tables = appendUnique(tables, p.an.Tables...)
 		case parser.KindDeallocate:
-			if target.All {
-				dropAll = true
-				pending = map[string]*prepared{}
-			} else {
-				delete(pending, target.Name)
-				dropped[target.Name] = true
+			if target == st {
+				c, tag := change{op: opDrop, name: target.Name}, "DEALLOCATE"
+				if target.All {
+					c, tag = change{op: opDropAll}, "DEALLOCATE ALL"
+				}
+				local = append(local, c)
+				meta = append(meta, localChange{c: c, i: i, tag: tag})
+			}
+		case parser.KindDeclareCursor:
+			if reservedName(target.Name) {
+				return withText(reservedDenial("cursor", target.Name).decision(tables, norm), sql)
 			}
 		}
 		if v, t := s.evalReqs(st.Reqs, sql, sc, &params{known: true}); v != yes {
-			return wrongAccount(t).decision(tables, norm)
+			return withText(wrongAccount(t).decision(tables, norm), sql)
 		}
 	}
-	// the whole message is allowed: apply the session changes
-	if dropAll {
-		// DEALLOCATE ALL drops the named statements only: PostgreSQL keeps
-		// the unnamed one, so its analysis must keep governing Binds
-		for name := range s.prepared {
-			if name != "" {
-				s.forget(name)
-			}
-		}
+	d := Decision{Allow: true, Tables: tables, Statement: norm, Text: sql}
+	for _, m := range meta {
+		d.Changes = append(d.Changes, s.register(m.c, m.i, m.tag))
 	}
-	for name := range dropped {
-		s.forget(name)
-	}
-	for name, p := range pending {
-		s.store(name, p)
-	}
-	return Decision{Allow: true, Tables: tables, Statement: norm}
+	return d
 }
 
+func withText(d Decision, sql string) Decision {
+	d.Text = sql
+	return d
+}
 // execTri evaluates the statement EXECUTE names with EXECUTE's arguments as
 // text values; outer supplies the values of arguments that are parameters of
 // a protocol-level Parse (nil or unknown at Parse time).
@@ -317,36 +371,36 @@ func typeOIDs(names []string) []uint32 {
 	return out
 }
 
-// CheckParse decides a Parse message; when allowed the analysis is remembered
-// under name (a denied Parse leaves the previous statement of that name in place).
+// CheckParse decides a Parse message. An allowed Parse comes back with the
+// Change that stores its analysis under name once the server answers
+// ParseComplete (a name the server already holds makes it fail with 42P05).
 func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
-	d := s.checkParse(name, sql, paramOIDs)
-	if old := s.prepared[name]; d.Allow && name != "" && old != nil && (old.sql != sql || !sameOIDs(old.oids, paramOIDs)) {
-		// PostgreSQL refuses to redefine a named statement (42P05) and keeps
-		// the old one: keep checking Binds against the old analysis by
-		// refusing the new text here.
-		return Decision{SQLState: "42P05", Reason: "prepare", Tables: d.Tables, Statement: d.Statement,
-			Message: "pgtenant: prepared statement \"" + name + "\" already exists",
-			Hint:    "close it before parsing another statement under the same name"}
+	if reservedName(name) {
+		return withText(reservedDenial("prepared statement", name).decision(nil, ""), sql)
 	}
-	if d.Allow {
-		s.pushUndo(name)
-		s.store(name, s.pendingParse)
+	an, sc := s.e.analyzeText(s.cat, sql)
+	norm := an.normalized
+	d, st := s.checkParse(an, sc, sql, paramOIDs)
+	d.Text = sql
+	if d.Statement == "" {
+		d.Statement = norm
 	}
-	s.pendingParse = nil
+	if !d.Allow || d.Wait {
+		return d
+	}
+	p := &prepared{an: st, sql: sql, norm: norm, sc: sc, oids: append([]uint32(nil), paramOIDs...)}
+	d.Changes = []Change{s.register(change{op: opStore, name: name, p: p}, 0, "")}
 	return d
 }
 
-// checkParse decides a Parse and leaves the analysis to remember in s.pendingParse.
-func (s *Session) checkParse(name, sql string, paramOIDs []uint32) Decision {
-	s.pendingParse = nil
-	an, sc := s.e.analyzeText(s.cat, sql)
+// checkParse decides a Parse; an allowed decision carries the analysis to store.
+func (s *Session) checkParse(an *analysis, sc *parser.Scanned, sql string, paramOIDs []uint32) (Decision, *StmtAnalysis) {
 	norm := an.normalized
 	if an.deny != nil {
-		return an.deny.decision(nil, norm)
+		return an.deny.decision(nil, norm), nil
 	}
 	if len(an.stmts) > 1 {
-		return deny("multi_statement", "a prepared statement may hold only one statement", "send one statement per Parse").decision(nil, norm)
+		return deny("multi_statement", "a prepared statement may hold only one statement", "send one statement per Parse").decision(nil, norm), nil
 	}
 	var st *StmtAnalysis
 	if len(an.stmts) == 1 {
@@ -355,146 +409,105 @@ func (s *Session) checkParse(name, sql string, paramOIDs []uint32) Decision {
 		st = &StmtAnalysis{Kind: parser.KindOther}
 	}
 	if st.Deny != nil {
-		return st.Deny.decision(st.Tables, norm)
+		return st.Deny.decision(st.Tables, norm), nil
 	}
 	// SQL PREPARE / EXECUTE / DEALLOCATE sent with Parse: checked now as far
-	// as possible, completed (and their session effects applied) at Bind.
+	// as possible, completed at Bind (their changes happen at Execute).
 	if ex := execTarget(st); ex != nil {
-		p := s.prepared[ex.Name]
-		if p == nil {
-			return unknownPrepared(ex.Name).decision(st.Tables, norm)
+		p, dd := s.resolveName(ex.Name, nil, st.Tables, norm)
+		if dd != nil {
+			return *dd, nil
 		}
 		if v, t := s.execTri(ex, p, sql, sc, &params{oids: paramOIDs}); v == no {
-			return wrongAccount(t).decision(p.an.Tables, norm)
+			return wrongAccount(t).decision(p.an.Tables, norm), nil
 		}
 		st = withTables(st, p.an.Tables)
 	}
-	if st.Kind == parser.KindPrepare && st.Prepared != nil {
-		if v, t := s.evalReqs(st.Prepared.Reqs, sql, sc, &params{}); v == no {
-			return wrongAccount(t).decision(st.Tables, norm)
+	switch st.Kind {
+	case parser.KindPrepare:
+		if reservedName(st.Name) {
+			return reservedDenial("prepared statement", st.Name).decision(st.Tables, norm), nil
+		}
+		if st.Prepared != nil {
+			if v, t := s.evalReqs(st.Prepared.Reqs, sql, sc, &params{}); v == no {
+				return wrongAccount(t).decision(st.Tables, norm), nil
+			}
+		}
+	case parser.KindDeclareCursor:
+		if reservedName(st.Name) {
+			return reservedDenial("cursor", st.Name).decision(st.Tables, norm), nil
 		}
 	}
 	ps := &params{oids: paramOIDs}
 	if v, t := s.evalReqs(st.Reqs, sql, sc, ps); v == no {
-		return wrongAccount(t).decision(st.Tables, norm)
+		return wrongAccount(t).decision(st.Tables, norm), nil
 	}
-	s.pendingParse = &prepared{an: st, sql: sql, sc: sc, oids: append([]uint32(nil), paramOIDs...)}
-	return Decision{Allow: true, Tables: st.Tables, Statement: norm}
+	return Decision{Allow: true, Tables: st.Tables, Statement: norm}, st
 }
 
-// CheckBind evaluates the remembered statement's parameter slots against the
-// bound values; a Bind of a statement pgtenant does not know is allowed (the
-// server raises its own error).
+// CheckBind evaluates the statement the server will bind against the bound
+// values. The decision carries that statement's text (what the server runs,
+// for the audit) and, for a SQL PREPARE or DEALLOCATE, the Change the
+// portal's execution makes (Change.Portal).
 func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) Decision {
-	p := s.prepared[statement]
-	if p == nil {
-		// A closed statement may still exist in PostgreSQL (a Close or
-		// DEALLOCATE skipped after an error): keep checking its last analysis.
-		p = s.closed[statement]
+	p, dd := s.resolveName(statement, nil, nil, "")
+	if dd != nil {
+		if !dd.Wait {
+			dd.Statement = "-- Bind of prepared statement \"" + statement + "\""
+			dd.SQLState = "26000"
+			if dd.Reason == "prepare_unknown" {
+				dd.SQLState = "42501"
+			}
+		}
+		return *dd
 	}
-	if p == nil {
-		return Decision{Allow: true}
+	deny := func(dn *Denial) Decision {
+		d := dn.decision(p.an.Tables, p.norm)
+		d.Text = p.sql
+		return d
 	}
 	if len(formats) > 1 && len(formats) != len(values) {
-		return deny("bind", "Bind format codes do not match the parameters", "").decision(p.an.Tables, "")
+		return deny(bindFormats)
 	}
 	ps := &params{known: true, formats: formats, values: values, oids: p.oids}
 	if v, t := s.evalReqs(p.an.Reqs, p.sql, p.sc, ps); v != yes {
-		return wrongAccount(t).decision(p.an.Tables, "")
+		return deny(wrongAccount(t))
 	}
-	if sh := p.shadow; sh != nil {
-		// the name was re-parsed after a Close PostgreSQL may have skipped:
-		// the values must also be safe for the statement it may still hold
-		shp := &params{known: true, formats: formats, values: values, oids: sh.oids}
-		if v, t := s.evalReqs(sh.an.Reqs, sh.sql, sh.sc, shp); v != yes {
-			return wrongAccount(t).decision(p.an.Tables, "")
-		}
-	}
+	d := Decision{Allow: true, Tables: p.an.Tables, Statement: p.norm, Text: p.sql}
 	if ex := execTarget(p.an); ex != nil {
-		target := s.prepared[ex.Name]
-		if target == nil {
-			return unknownPrepared(ex.Name).decision(p.an.Tables, "")
+		target, dd := s.resolveName(ex.Name, nil, p.an.Tables, p.norm)
+		if dd != nil {
+			dd.Text = p.sql
+			return *dd
 		}
 		if v, t := s.execTri(ex, target, p.sql, p.sc, ps); v != yes {
-			return wrongAccount(t).decision(p.an.Tables, "")
+			return deny(wrongAccount(t))
 		}
 	}
 	switch p.an.Kind {
 	case parser.KindPrepare:
-		if p.an.Prepared == nil || s.prepared[p.an.Name] != nil {
-			return deny("prepare", "prepared statement \""+p.an.Name+"\" already exists", "DEALLOCATE it first").decision(p.an.Tables, "")
+		if p.an.Prepared == nil {
+			return deny(unknownPrepared(p.an.Name))
 		}
-		s.store(p.an.Name, &prepared{an: p.an.Prepared, sql: p.sql, sc: p.sc, oids: typeOIDs(p.an.ParamTypes)})
+		c := change{op: opStore, name: p.an.Name, portal: true,
+			p: &prepared{an: p.an.Prepared, sql: p.sql, norm: p.norm, sc: p.sc, oids: typeOIDs(p.an.ParamTypes)}}
+		d.Changes = []Change{s.register(c, 0, "PREPARE")}
 	case parser.KindDeallocate:
 		if p.an.All {
-			for name := range s.prepared {
-				if name != "" && name != statement {
-					s.forget(name)
-				}
-			}
+			d.Changes = []Change{s.register(change{op: opDropAll, portal: true}, 0, "DEALLOCATE ALL")}
 		} else {
-			s.forget(p.an.Name)
+			d.Changes = []Change{s.register(change{op: opDrop, name: p.an.Name, portal: true}, 0, "DEALLOCATE")}
 		}
 	}
-	return Decision{Allow: true, Tables: p.an.Tables}
+	return d
 }
 
-func sameOIDs(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
+var bindFormats = deny("bind", "Bind format codes do not match the parameters", "")
 // withTables returns a copy of an with tables added.
 func withTables(an *StmtAnalysis, tables []string) *StmtAnalysis {
 	cp := *an
 	cp.Tables = appendUnique(append([]string(nil), an.Tables...), tables...)
 	return &cp
-}
-
-// CloseStatement forgets a prepared statement.
-func (s *Session) CloseStatement(name string) { s.forget(name) }
-
-// maxClosed bounds the remembered analyses of closed statements per session.
-const maxClosed = 4096
-
-// forget moves a statement's analysis to the closed set: PostgreSQL may not
-// have executed the Close or DEALLOCATE (messages after an error are skipped),
-// so Binds of the name stay checked against it.
-func (s *Session) forget(name string) {
-	p := s.prepared[name]
-	if p == nil {
-		return
-	}
-	if s.closed == nil {
-		s.closed = map[string]*prepared{}
-	}
-	if len(s.closed) >= maxClosed && s.closed[name] == nil {
-		return // keep it live: still checked, and a different re-Parse gets 42P05
-	}
-	s.closed[name] = p
-	delete(s.prepared, name)
-}
-
-// store remembers an allowed statement under name. If the name was closed
-// with another text, PostgreSQL may still hold the old statement (if the
-// Close was skipped, it refused the new Parse): Binds must then satisfy both.
-func (s *Session) store(name string, p *prepared) {
-	if old := s.closed[name]; old != nil {
-		if old.sql != p.sql || !sameOIDs(old.oids, p.oids) {
-			cp := *p
-			cp.shadow = old
-			p = &cp
-		}
-		delete(s.closed, name)
-	}
-	s.prepared[name] = p
 }
 
 func appendUnique(list []string, more ...string) []string {
@@ -510,49 +523,3 @@ outer:
 	return list
 }
 
-// undoEntry is the state of a name before a Parse replaced it.
-type undoEntry struct {
-	live, closed *prepared
-}
-
-// maxUndo bounds the remembered replacements per name.
-const maxUndo = 32
-
-func (s *Session) pushUndo(name string) {
-	if s.undo == nil {
-		s.undo = map[string][]undoEntry{}
-	}
-	st := append(s.undo[name], undoEntry{live: s.prepared[name], closed: s.closed[name]})
-	if len(st) > maxUndo {
-		st = st[len(st)-maxUndo:]
-	}
-	s.undo[name] = st
-}
-
-// ParseSkipped tells the session that PostgreSQL skipped an allowed Parse of
-// name (it followed an error in the same extended-protocol batch, before
-// Sync): the statement the server still holds under name is restored, so
-// later Binds are checked against it. Call it once per skipped Parse.
-func (s *Session) ParseSkipped(name string) {
-	st := s.undo[name]
-	if len(st) == 0 {
-		return
-	}
-	e := st[len(st)-1]
-	s.undo[name] = st[:len(st)-1]
-	if e.live != nil {
-		s.prepared[name] = e.live
-	} else {
-		delete(s.prepared, name)
-	}
-	if e.closed != nil {
-		if s.closed == nil {
-			s.closed = map[string]*prepared{}
-		}
-		s.closed[name] = e.closed
-	}
-}
-
-// Synced tells the session that PostgreSQL answered up to a Sync: earlier
-// Parses can no longer be skipped, so their undo records are dropped.
-func (s *Session) Synced() { s.undo = nil }

@@ -56,7 +56,7 @@ func TestBindEveryExecution(t *testing.T) {
 	for _, c := range []struct {
 		oid  uint32
 		size int
-	}{{23, 4}, {21, 2}, {0, 8}} {
+	}{{23, 4}, {21, 2}} {
 		name := fmt.Sprint("p", c.oid)
 		if d := s.CheckParse(name, "SELECT * FROM orders WHERE account_id = $1", []uint32{c.oid}); !d.Allow {
 			t.Fatal(d.Message)
@@ -76,11 +76,18 @@ func TestBindEveryExecution(t *testing.T) {
 			t.Errorf("oid %d allowed", oid)
 		}
 	}
-	// unknown statement: the server reports it
-	if d := s.CheckBind("nope", nil, nil); !d.Allow {
-		t.Errorf("unknown statement denied")
+	// binary bytes of an undeclared type: the server's type is not known
+	if d := s.CheckParse("p0", "SELECT * FROM orders WHERE account_id = $1", []uint32{0}); !d.Allow {
+		t.Fatal(d.Message)
 	}
-	// a closed statement stays checked: PostgreSQL may have skipped the Close
+	if d := s.CheckBind("p0", []int16{1}, [][]byte{be(42, 8)}); d.Allow {
+		t.Errorf("binary value of an unknown type allowed")
+	}
+	// unknown statement: denied as PostgreSQL would (26000)
+	if d := s.CheckBind("nope", nil, nil); d.Allow || d.SQLState != "26000" || d.Statement == "" {
+		t.Errorf("unknown statement: %+v", d)
+	}
+	// a Close changes nothing until the server confirms it
 	s.CloseStatement("q")
 	if d := s.CheckBind("q", nil, [][]byte{[]byte("7"), []byte("1")}); d.Allow {
 		t.Errorf("closed statement bound to 7 unchecked")
@@ -123,7 +130,7 @@ func TestSQLPrepareExecute(t *testing.T) {
 		{"EXECUTE p3((SELECT 42))", false},
 		{"EXPLAIN EXECUTE p3(42)", true},
 		{"EXPLAIN EXECUTE p3(7)", false},
-		{"PREPARE p3 AS SELECT 1", false}, // exists
+		{"PREPARE p3 AS SELECT 1", true}, // exists: the server refuses it (42P05)
 		{"DEALLOCATE p3", true},
 		{"EXECUTE p3(42)", false},
 		// a denied multi-statement message changes nothing
@@ -254,7 +261,14 @@ func TestTextAndUUIDTenantColumns(t *testing.T) {
 	if d := u.CheckParse("b", "SELECT * FROM docs WHERE account_id = $1", nil); !d.Allow {
 		t.Fatal(d.Message)
 	}
-	if d := u.CheckBind("b", []int16{1}, [][]byte{uuidBytes}); !d.Allow {
+	// binary bytes of an undeclared type: refused until the server's type is known
+	if d := u.CheckBind("b", []int16{1}, [][]byte{uuidBytes}); d.Allow {
+		t.Error("binary value of an undeclared type allowed")
+	}
+	if d := u.CheckParse("bu", "SELECT * FROM docs WHERE account_id = $1", []uint32{oidUUID}); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	if d := u.CheckBind("bu", []int16{1}, [][]byte{uuidBytes}); !d.Allow {
 		t.Error(d.Message)
 	}
 }
@@ -293,18 +307,21 @@ func TestSQLPrepareExecuteViaParseBind(t *testing.T) {
 	must("parse PREPARE q", s.CheckParse("pp", "PREPARE q (int8) AS SELECT * FROM orders WHERE account_id = $1", nil), true)
 	must("EXECUTE q before its Bind", s.CheckQuery("EXECUTE q(42)"), false)
 	must("bind PREPARE q", s.CheckBind("pp", nil, nil), true)
+	must("EXECUTE q before its portal ran", s.CheckQuery("EXECUTE q(42)"), false)
+	s.confirmAll()
 	must("EXECUTE q(42)", s.CheckQuery("EXECUTE q(42)"), true)
 	must("EXECUTE q(7)", s.CheckQuery("EXECUTE q(7)"), false)
-	must("bind PREPARE q again", s.CheckBind("pp", nil, nil), false)
 	must("parse PREPARE unscoped", s.CheckParse("", "PREPARE bad AS SELECT * FROM orders", nil), false)
 	must("parse PREPARE pinned to 7", s.CheckParse("", "PREPARE bad AS SELECT * FROM orders WHERE account_id = 7", nil), false)
 
 	must("parse DEALLOCATE q", s.CheckParse("d", "DEALLOCATE q", nil), true)
 	must("bind DEALLOCATE q", s.CheckBind("d", nil, nil), true)
+	s.confirmAll()
 	must("EXECUTE q after DEALLOCATE", s.CheckQuery("EXECUTE q(42)"), false)
 	s.CloseStatement("d")
 	must("parse DEALLOCATE ALL", s.CheckParse("d", "DEALLOCATE ALL", nil), true)
 	must("bind DEALLOCATE ALL", s.CheckBind("d", nil, nil), true)
+	s.confirmAll()
 	must("EXECUTE p3 after DEALLOCATE ALL", s.CheckQuery("EXECUTE p3(42)"), false)
 }
 
@@ -373,111 +390,3 @@ func TestBigAccountIDs(t *testing.T) {
 	}
 }
 
-// PostgreSQL keeps a named statement when a second Parse reuses the name: the
-// old analysis must keep governing Binds.
-func TestNamedStatementCannotBeRedefined(t *testing.T) {
-	e := newTestEngine(t)
-	s := session(t, e, "42")
-	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	d := s.CheckParse("s1", "SELECT * FROM orders WHERE id = $1 AND account_id = $2", nil)
-	if d.Allow || d.SQLState != "42P05" {
-		t.Fatalf("redefinition allowed: %+v", d)
-	}
-	if d := s.CheckBind("s1", nil, [][]byte{[]byte("7"), []byte("42")}); d.Allow {
-		t.Fatal("bind checked against the new text")
-	}
-	// the same text again (e.g. a retry after a server-side error) is fine
-	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	s.CloseStatement("s1")
-	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE id = $1 AND account_id = $2", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	// the unnamed statement is always replaced
-	s.CheckParse("", "SELECT * FROM orders WHERE account_id = $1", nil)
-	if d := s.CheckParse("", "SELECT * FROM orders WHERE id = $1 AND account_id = $2", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	if d := s.CheckBind("", nil, [][]byte{[]byte("7"), []byte("42")}); !d.Allow {
-		t.Fatal(d.Message)
-	}
-}
-
-// DEALLOCATE ALL leaves the unnamed statement in PostgreSQL: Binds to it stay checked.
-func TestDeallocateAllKeepsUnnamed(t *testing.T) {
-	e := newTestEngine(t)
-	s := session(t, e, "42")
-	if d := s.CheckParse("", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	if d := s.CheckQuery("DEALLOCATE ALL"); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	if d := s.CheckBind("", nil, [][]byte{[]byte("7")}); d.Allow {
-		t.Fatal("unnamed statement unchecked after DEALLOCATE ALL")
-	}
-	s.CheckParse("d", "DEALLOCATE ALL", nil)
-	s.CheckBind("d", nil, nil)
-	if d := s.CheckBind("", nil, [][]byte{[]byte("7")}); d.Allow {
-		t.Fatal("unnamed statement unchecked after DEALLOCATE ALL via Parse/Bind")
-	}
-}
-
-// A Close PostgreSQL skipped (after an error, until Sync) must not open a hole:
-// the closed name stays checked, and a re-Parse under it must also satisfy
-// the statement the server may still hold.
-func TestSkippedCloseStaysChecked(t *testing.T) {
-	e := newTestEngine(t)
-	s := session(t, e, "42")
-	if d := s.CheckParse("s1", "SELECT * FROM orders WHERE account_id = $1", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	s.CloseStatement("s1") // suppose the server skipped it
-	if d := s.CheckBind("s1", nil, [][]byte{[]byte("7")}); d.Allow {
-		t.Fatal("bind of a closed name unchecked")
-	}
-	// re-Parse (the server may answer 42P05 and keep the old statement)
-	if d := s.CheckParse("s1", "SELECT * FROM countries WHERE code = $1", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	if d := s.CheckBind("s1", nil, [][]byte{[]byte("7")}); d.Allow {
-		t.Fatal("bind allowed although the old statement may still run with 7")
-	}
-	if d := s.CheckBind("s1", nil, [][]byte{[]byte("42")}); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	// the same text again carries no shadow
-	s.CloseStatement("s2")
-	s.CheckParse("s2", "SELECT * FROM orders WHERE account_id = $1", nil)
-	s.CloseStatement("s2")
-	s.CheckParse("s2", "SELECT * FROM orders WHERE account_id = $1", nil)
-	if p := s.prepared["s2"]; p == nil || p.shadow != nil {
-		t.Fatalf("unexpected shadow: %+v", p)
-	}
-}
-
-// A Parse PostgreSQL skipped (after an error in the batch) leaves the previous
-// statement in place: ParseSkipped restores its analysis.
-func TestParseSkippedRestoresPrevious(t *testing.T) {
-	e := newTestEngine(t)
-	s := session(t, e, "42")
-	s.CheckParse("", "SELECT * FROM orders WHERE account_id = $1", nil)
-	s.Synced()
-	if d := s.CheckParse("", "SELECT $1::text", nil); !d.Allow {
-		t.Fatal(d.Message)
-	}
-	s.ParseSkipped("") // the server skipped it: it still holds the pinned statement
-	if d := s.CheckBind("", nil, [][]byte{[]byte("7")}); d.Allow {
-		t.Fatal("bind checked against the skipped Parse")
-	}
-	// two skipped Parses of a new name leave nothing behind
-	s.CheckParse("n", "SELECT * FROM orders WHERE account_id = $1", nil)
-	s.ParseSkipped("n")
-	if _, ok := s.prepared["n"]; ok {
-		t.Fatal("skipped Parse of a new name remembered")
-	}
-	s.ParseSkipped("n") // extra calls are harmless
-}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/policy"
 )
 
 // backendLoop relays the backend's messages to the client, matching each
@@ -44,18 +45,31 @@ func (s *session) backendLoop() error {
 // relay handles one backend message; end reports that the session is over.
 func (s *session) relay(t byte, n int) (end bool, err error) {
 	switch t {
-	case 'D', 'd', 'N', 'A', 'S', 't', 'G', 'H', 'W', 'c', 'V':
-		// Rows, COPY data, notices, notifications, parameter status,
-		// parameter descriptions and COPY starts answer nothing by themselves.
+	case 'D', 'd', 'N', 'A', 'S', 'G', 'H', 'W', 'c', 'V':
+		// Rows, COPY data, notices, notifications, parameter status and
+		// COPY starts answer nothing by themselves.
 	case '1':
 		if p, ok := s.queue.pop(); ok && p.kind == pendParse {
-			s.track.resolveParse(p.name, false)
+			s.track.resolveAll(p.changes, policy.Confirmed)
 		}
-	case '2', '3':
-		s.queue.pop()
+	case '2':
+		if p, ok := s.queue.pop(); ok && p.kind == pendBind {
+			s.portalBound(p.portal, p.stmt, p.changes)
+		}
+	case '3':
+		if p, ok := s.queue.pop(); ok && p.kind == pendClose {
+			if p.portalClose {
+				s.portalDropped(p.portal)
+			} else {
+				s.track.resolveAll(p.changes, policy.Confirmed)
+			}
+		}
+	case 't':
+		return false, s.onParameterDescription(n)
 	case 'T', 'n':
 		if p, ok := s.queue.peek(); ok && p.kind == pendDescribe {
 			s.queue.pop()
+			s.track.resolveAll(p.changes, policy.Skipped) // no ParameterDescription came
 		}
 	case 'C', 'I', 's':
 		return false, s.onCompletion(t, n)
@@ -80,20 +94,58 @@ func (s *session) onCompletion(t byte, n int) error {
 	if t == 'C' {
 		rows = commandRows(body)
 	}
+	tag := ""
+	if t == 'C' {
+		tag = string(bytes.TrimRight(body, "\x00"))
+	}
 	if p, ok := s.queue.peek(); ok {
 		switch p.kind {
 		case pendExecute:
 			s.queue.pop()
+			if t == 's' {
+				p.stmt = s.portalRef(p.portal) // suspended: not run to completion
+			} else {
+				p.stmt = s.portalRan(p.portal, tag)
+			}
 			s.finish(p, "", rows)
 		case pendQuery:
 			s.queue.update(func(p *pending) {
 				if rows >= 0 {
 					p.rows = max(p.rows, 0) + rows
 				}
+				if t == 'C' {
+					p.changes = s.queryStatementDone(p.changes, p.done, tag)
+					p.done++
+				}
 			})
 		}
 	}
 	return writeMsg(s.cw, t, body)
+}
+
+// onParameterDescription learns the parameter types of a described statement.
+func (s *session) onParameterDescription(n int) error {
+	body, err := s.br.readBody(n)
+	if err != nil {
+		return err
+	}
+	if p, ok := s.queue.peek(); ok && p.kind == pendDescribe {
+		if oids, ok := parameterTypes(body); ok {
+			for _, c := range p.changes {
+				s.track.resolve(c.ID, policy.Confirmed, oids)
+			}
+			s.queue.update(func(p *pending) { p.changes = nil })
+		}
+	}
+	return writeMsg(s.cw, 't', body)
+}
+
+// portalRef is what an Execute of a confirmed portal audits.
+func (s *session) portalRef(name string) *stmtRef {
+	if bp := s.bportals[name]; bp != nil {
+		return bp.ref
+	}
+	return nil
 }
 
 // onError matches an ErrorResponse to the message it answers. The error for
@@ -129,11 +181,10 @@ func (s *session) onError(n int) error {
 		})
 	default:
 		s.queue.pop()
-		s.skipToSync = true // the server now skips everything up to Sync
-		if p.kind == pendParse {
-			s.track.resolveParse(p.name, true) // failed: the server keeps the old statement
-		}
+		s.skipToSync = true                           // the server now skips everything up to Sync
+		s.track.resolveAll(p.changes, policy.Skipped) // failed: nothing changed
 		if p.kind == pendExecute {
+			p.stmt = s.portalRan(p.portal, "")
 			s.finish(p, er.Code, -1)
 		}
 	}
@@ -163,14 +214,22 @@ func (s *session) onReady(n int) (bool, error) {
 	toSync := s.skipToSync
 	s.skipToSync = false
 	p, ok := s.queue.popBatch(toSync, func(skipped pending) {
-		if skipped.kind == pendParse {
-			s.track.resolveParse(skipped.name, true)
+		s.track.resolveAll(skipped.changes, policy.Skipped)
+		if skipped.kind == pendExecute {
+			skipped.stmt = s.portalRef(skipped.portal)
 		}
 		if skipped.kind == pendExecute || skipped.kind == pendQuery {
 			s.finish(skipped, batchErr, -1)
 		}
 	})
-	s.track.synced()
+	if ok {
+		// a Query's statements after an error did not run
+		s.track.resolveAll(p.changes, policy.Skipped)
+	}
+	if len(body) == 1 && body[0] == 'I' {
+		// the transaction ended: the server dropped every portal
+		s.portalsDropped()
+	}
 	if ok {
 		switch p.kind {
 		case pendFatal:

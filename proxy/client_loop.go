@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pgtenant/pgtenant/audit"
@@ -17,12 +18,13 @@ import (
 var (
 	// injectedQuery is a syntax error: ErrorResponse, then ReadyForQuery.
 	injectedQuery = append([]byte("pgtenant_denied"), 0)
-	// injectedBind binds a statement name no client can create (Parse of a
-	// "pgtenant." name is refused), failing with 26000 before any portal changes.
-	injectedBind = append(append([]byte{0}, "pgtenant.denied"...), 0, 0, 0, 0, 0, 0, 0)
+	// injectedBind fails whatever the session holds, before any portal
+	// changes: it binds a reserved name no client can create (26000), and
+	// even if that statement existed, its two parameter format codes for
+	// zero parameters are a protocol error (08P01) PostgreSQL raises before
+	// creating the portal.
+	injectedBind = append(append([]byte{0}, "pgtenant.denied"...), 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0)
 )
-
-const reservedStmtPrefix = "pgtenant."
 
 // clientLoop reads the client's messages, decides statements, and forwards
 // allowed ones to the backend. It returns nil when the client terminates.
@@ -56,7 +58,7 @@ func (s *session) clientLoop() error {
 
 // handleClientMsg handles one message whose header has been read.
 func (s *session) handleClientMsg(t byte, n int) error {
-	s.track.apply(s.skips)
+	s.track.apply(s.checker)
 	switch t {
 	case 'Q':
 		return s.onQuery(n)
@@ -69,10 +71,10 @@ func (s *session) handleClientMsg(t byte, n int) error {
 	case 'C':
 		return s.onClose(n)
 	case 'D':
-		s.queue.push(pending{kind: pendDescribe})
+		return s.onDescribe(n)
 	case 'S':
 		s.queue.push(pending{kind: pendSync})
-		s.track.batchEnded()
+		s.checker.EndBatch()
 		s.skip = false
 	case 'H', 'd', 'c', 'f':
 		// Flush and the COPY sub-protocol pass through as bytes.
@@ -128,16 +130,21 @@ func (s *session) onQuery(n int) error {
 	}
 	start := time.Now()
 	sql := string(body[:n-1])
-	d := s.checker.CheckQuery(sql)
+	d, err := s.decide(func() policy.Decision { return s.checker.CheckQuery(sql) })
+	if err != nil {
+		return err
+	}
+	s.checker.EndBatch()
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if !d.Allow {
 		return s.denySimple(d, sql, start)
 	}
 	ref := &stmtRef{statement: d.Statement, full: sql, tables: d.Tables}
 	if err := s.recordStatement(ref); err != nil {
+		s.track.resolveAll(d.Changes, policy.Skipped)
 		return s.denySimple(s.unavailable(err), sql, start)
 	}
-	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref})
+	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes})
 	return writeMsg(s.bw, 'Q', body)
 }
 
@@ -160,19 +167,16 @@ func (s *session) onParse(n int) error {
 	}
 	start := time.Now()
 	var d policy.Decision
-	if len(name) >= len(reservedStmtPrefix) && name[:len(reservedStmtPrefix)] == reservedStmtPrefix {
-		d = policy.Decision{SQLState: codeInsufficientPriv, Reason: "reserved_name",
-			Message: fmt.Sprintf("pgtenant: statement names starting with %q are reserved", reservedStmtPrefix)}
-	} else {
-		d = s.checker.CheckParse(name, query, oids)
+	if strings.HasPrefix(name, policy.ReservedPrefix) {
+		d = reservedName("statement", query)
+	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckParse(name, query, oids) }); err != nil {
+		return err
 	}
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if !d.Allow {
 		return s.denyExtended(d, query, start)
 	}
-	s.stmts[name] = &stmtRef{statement: d.Statement, full: query, tables: d.Tables}
-	s.queue.push(pending{kind: pendParse, name: name})
-	s.track.parseSent(name)
+	s.queue.push(pending{kind: pendParse, changes: d.Changes})
 	return writeMsg(s.bw, 'P', body)
 }
 
@@ -188,24 +192,25 @@ func (s *session) onBind(n int) error {
 	if s.expired() {
 		return errAwaitBackend
 	}
-	if err := s.awaitStatement(stmt); err != nil {
+	start := time.Now()
+	var d policy.Decision
+	if strings.HasPrefix(portal, policy.ReservedPrefix) {
+		d = reservedName("portal", "")
+	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckBind(stmt, s.bindFmts, s.bindVals) }); err != nil {
 		return err
 	}
-	start := time.Now()
-	d := s.checker.CheckBind(stmt, s.bindFmts, s.bindVals)
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if !d.Allow {
-		return s.denyExtended(d, "", start)
+		return s.denyExtended(d, d.Text, start)
 	}
-	ref := s.stmts[stmt]
-	if ref == nil {
-		ref = &stmtRef{}
-	}
+	// the audit records the statement the checker checked: the one the
+	// server binds
+	ref := &stmtRef{statement: d.Statement, full: d.Text, tables: d.Tables}
 	if err := s.recordStatement(ref); err != nil {
-		return s.denyExtended(s.unavailable(err), "", start)
+		s.track.resolveAll(d.Changes, policy.Skipped)
+		return s.denyExtended(s.unavailable(err), d.Text, start)
 	}
-	s.portals[portal] = ref
-	s.queue.push(pending{kind: pendBind})
+	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes})
 	return writeMsg(s.bw, 'B', body)
 }
 
@@ -218,7 +223,7 @@ func (s *session) onExecute(n int) error {
 	if !ok {
 		return s.protocolError("malformed Execute message")
 	}
-	s.queue.push(pending{kind: pendExecute, start: time.Now(), stmt: s.portals[portal]})
+	s.queue.push(pending{kind: pendExecute, start: time.Now(), portal: portal})
 	return writeMsg(s.bw, 'E', body)
 }
 
@@ -236,13 +241,40 @@ func (s *session) onClose(n int) error {
 	}
 	switch body[0] {
 	case 'S':
-		s.checker.CloseStatement(name)
-		delete(s.stmts, name)
+		s.queue.push(pending{kind: pendClose, changes: []policy.Change{s.checker.CloseStatement(name)}})
 	case 'P':
-		delete(s.portals, name)
+		s.queue.push(pending{kind: pendClose, portal: name, portalClose: true})
+	default:
+		// the server fails it (08P01): nothing changes
+		s.queue.push(pending{kind: pendClose})
 	}
-	s.queue.push(pending{kind: pendClose})
 	return writeMsg(s.bw, 'C', body)
+}
+
+// onDescribe forwards a Describe; a Describe of a statement learns the
+// types the server gives its parameters (ParameterDescription).
+func (s *session) onDescribe(n int) error {
+	body, err := s.cr.readBody(n)
+	if err != nil {
+		return err
+	}
+	name, _, ok := cstring(body[min(1, len(body)):])
+	if len(body) < 2 || !ok {
+		return s.protocolError("malformed Describe message")
+	}
+	p := pending{kind: pendDescribe}
+	if body[0] == 'S' {
+		p.changes = []policy.Change{s.checker.DescribeStatement(name)}
+	}
+	s.queue.push(p)
+	return writeMsg(s.bw, 'D', body)
+}
+
+// reservedName is the denial of a client's use of a name pgtenant reserves.
+func reservedName(what, stmt string) policy.Decision {
+	return policy.Decision{SQLState: codeInsufficientPriv, Reason: "reserved_name", Statement: stmt, Text: stmt,
+		Message: fmt.Sprintf("pgtenant: %s names starting with %q are reserved", what, policy.ReservedPrefix),
+		Hint:    "choose another name"}
 }
 
 // decodeBind parses a Bind body into the session's reused format and value
@@ -344,20 +376,4 @@ func verdict(d policy.Decision) string {
 		return audit.VerdictAllow
 	}
 	return audit.VerdictDeny
-}
-
-// awaitStatement makes sure the checker knows which statement the server
-// holds under name before a Bind of it is checked: when name was parsed in an
-// earlier batch whose replies have not arrived, it flushes and waits for them
-// (rare: a client pipelining past its own Sync). Otherwise it costs a map
-// lookup, no flush.
-func (s *session) awaitStatement(name string) error {
-	if n, wait := s.track.pendingParse(name); wait {
-		if err := s.bw.Flush(); err != nil {
-			return err
-		}
-		s.track.awaitParse(n)
-	}
-	s.track.apply(s.skips)
-	return nil
 }

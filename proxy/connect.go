@@ -76,9 +76,8 @@ func (s *Server) handle(conn net.Conn) {
 func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logger, addr string) (*session, error) {
 	ss := &session{
 		srv: s, rt: rt, id: newSessionID(), client: st.conn, user: st.req.User, addr: addr,
-		cr:    &msgReader{r: newConnReader(st.conn), maxLen: maxPasswordLen},
-		cw:    newConnWriter(st.conn),
-		stmts: map[string]*stmtRef{}, portals: map[string]*stmtRef{},
+		cr: &msgReader{r: newConnReader(st.conn), maxLen: maxPasswordLen},
+		cw: newConnWriter(st.conn),
 	}
 	if err := negotiate(ss.cw, st); err != nil {
 		return ss, err

@@ -56,7 +56,10 @@ func (fuzzChecker) CheckBind(_ string, _ []int16, values [][]byte) policy.Decisi
 	}
 	return policy.Decision{Allow: true}
 }
-func (fuzzChecker) CloseStatement(string) {}
+func (fuzzChecker) CloseStatement(string) policy.Change      { return policy.Change{} }
+func (fuzzChecker) DescribeStatement(string) policy.Change   { return policy.Change{} }
+func (fuzzChecker) EndBatch()                                {}
+func (fuzzChecker) Resolve(uint64, policy.Outcome, []uint32) {}
 
 // memPipe is one direction of an in-memory connection: writes never block,
 // and a reader waiting on an empty pipe is visible to the harness, so it can
@@ -586,7 +589,6 @@ func newFuzzSession(srv *Server, client net.Conn, bconn net.Conn) *session {
 		region:    &region{name: "eu-west"},
 		cr:        &msgReader{r: newConnReader(client)},
 		cw:        newConnWriter(client),
-		stmts:     map[string]*stmtRef{}, portals: map[string]*stmtRef{},
 	}
 	ss.attach(&backendConn{conn: bconn}, fuzzChecker{})
 	return ss

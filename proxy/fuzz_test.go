@@ -54,7 +54,8 @@ func fuzzServer(tb testing.TB, withTLS bool) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := New(Options{Config: cfg, Authenticator: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(Options{Config: cfg, Authenticator: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Checkers: func(auth.Principal) StatementChecker { return fuzzChecker{} }})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -15,19 +15,30 @@ type Authenticator interface {
 }
 
 // StatementChecker decides one session's statements before they are
-// forwarded. It keeps per-session state (prepared statement analyses) and is
+// forwarded and mirrors the prepared statements the server session holds.
+// The mirror changes only on the server's word: a check returns the Changes
+// its message makes (Decision.Changes), and the proxy reports the server's
+// answer to each with Resolve, in the order the server gives them. It is
 // used by one goroutine at a time.
 type StatementChecker interface {
-	// CheckQuery decides a simple-protocol Query message (possibly several statements).
+	// CheckQuery decides a simple-protocol Query message (possibly several
+	// statements); its Changes carry the index of the statement making them.
 	CheckQuery(sql string) policy.Decision
-	// CheckParse decides a Parse message; when allowed, the analysis is
-	// remembered under name (replacing the unnamed one) for later Binds.
+	// CheckParse decides a Parse message; an allowed one stores the
+	// statement under name once the server answers ParseComplete.
 	CheckParse(name, sql string, paramOIDs []uint32) policy.Decision
 	// CheckBind decides a Bind of statement with the given parameter format
 	// codes and values (nil = NULL), as PostgreSQL will read them.
 	CheckBind(statement string, formats []int16, values [][]byte) policy.Decision
-	// CloseStatement forgets a prepared statement the client closed.
-	CloseStatement(name string)
+	// CloseStatement returns the Change a Close of a statement makes.
+	CloseStatement(name string) policy.Change
+	// DescribeStatement returns the Change a Describe of a statement makes
+	// (its ParameterDescription reports the parameters' types).
+	DescribeStatement(name string) policy.Change
+	// EndBatch tells that a Sync or a Query was forwarded.
+	EndBatch()
+	// Resolve reports the server's answer to a Change (see policy.Outcome).
+	Resolve(id uint64, o policy.Outcome, paramOIDs []uint32)
 }
 
 // CheckerFactory returns a new StatementChecker for an authenticated session.
@@ -50,18 +61,6 @@ type Metrics interface {
 	StatementDecided(verdict, reason string)
 	StatementDone(region string, overhead, total time.Duration)
 }
-
-// allowAll is the checker used when no policy is configured.
-type allowAll struct{}
-
-func (allowAll) CheckQuery(string) policy.Decision { return policy.Decision{Allow: true} }
-func (allowAll) CheckParse(string, string, []uint32) policy.Decision {
-	return policy.Decision{Allow: true}
-}
-func (allowAll) CheckBind(string, []int16, [][]byte) policy.Decision {
-	return policy.Decision{Allow: true}
-}
-func (allowAll) CloseStatement(string) {}
 
 // nopMetrics discards measurements.
 type nopMetrics struct{}

@@ -37,11 +37,18 @@ type stmtRef struct {
 
 // pending is one frontend message whose reply has not been relayed yet.
 type pending struct {
-	kind     pendingKind
-	name     string // statement name, for Parse entries
+	kind pendingKind
+	// portal names the portal of Bind, Execute and portal Close entries.
+	portal      string
+	portalClose bool // a Close of a portal (else of a statement)
+	// changes are the checker's changes the message makes once the server
+	// confirms them (see statements.go); done counts a Query's completed
+	// statements, to match its changes to their CommandCompletes.
+	changes  []policy.Change
+	done     int
 	start    time.Time
 	overhead time.Duration // time pgtenant spent deciding and auditing
-	stmt     *stmtRef      // query and execute entries
+	stmt     *stmtRef      // query and bind entries; execute entries once answered
 	deny     *policy.Decision
 	fatal    *clientError
 	rows     int64

@@ -11,12 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 )
 
-// Options wires a Server. Config is required; nil hooks get safe defaults
-// (Checkers: allow everything, Auditor and Metrics: discard).
+// Options wires a Server. Config, Authenticator and Checkers are required;
+// nil Auditor and Metrics discard.
 type Options struct {
 	Config        *config.Config
 	Authenticator Authenticator
@@ -59,11 +58,9 @@ type Server struct {
 
 // New builds a Server from opts.
 func New(opts Options) (*Server, error) {
-	if opts.Config == nil || opts.Authenticator == nil {
-		return nil, errors.New("proxy: Config and Authenticator are required")
-	}
-	if opts.Checkers == nil {
-		opts.Checkers = func(auth.Principal) StatementChecker { return allowAll{} }
+	if opts.Config == nil || opts.Authenticator == nil || opts.Checkers == nil {
+		// Without a statement checker every statement would pass unchecked.
+		return nil, errors.New("proxy: Config, Authenticator and Checkers are required")
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = nopMetrics{}

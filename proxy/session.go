@@ -35,7 +35,6 @@ type session struct {
 	user      string
 	addr      string
 	checker   StatementChecker
-	skips     skipAware // checker, when it tracks skipped Parses
 	track     *stmtTracker
 	key       cancelKey
 
@@ -49,16 +48,15 @@ type session struct {
 	queue   pendingQueue
 
 	// client loop state
-	skip      bool                // a denied extended message: drop input until Sync
-	stmts     map[string]*stmtRef // prepared statements, for the audit
-	portals   map[string]*stmtRef
+	skip      bool // a denied extended message: drop input until Sync
 	bindFmts  []int16
 	bindVals  [][]byte
 	expiresAt time.Time
 
 	// backend loop state
-	batchErr   string // SQLSTATE of the first error since the last ReadyForQuery
-	skipToSync bool   // an extended message failed: the server skips up to Sync
+	batchErr   string                  // SQLSTATE of the first error since the last ReadyForQuery
+	skipToSync bool                    // an extended message failed: the server skips up to Sync
+	bportals   map[string]*boundPortal // portals the server confirmed
 	idle       atomic.Bool
 	idleSince  atomic.Int64 // unix nanoseconds
 	idleTimer  *time.Timer
@@ -81,8 +79,8 @@ func (s *session) attach(bc *backendConn, checker StatementChecker) {
 	s.bw = newConnWriter(bc.conn)
 	s.cr.maxLen = s.rt.limits.MaxMessageBytes
 	s.checker = checker
-	s.skips, _ = checker.(skipAware)
 	s.track = newStmtTracker()
+	s.bportals = map[string]*boundPortal{}
 }
 
 func newSessionID() string {

@@ -3,124 +3,85 @@ package proxy
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/policy"
 )
 
-// skipAware is implemented by checkers that must learn which Parses the
-// server did not execute: after an error in an extended-protocol batch,
-// PostgreSQL skips every message up to Sync, so a Parse the checker allowed
-// may never have replaced the statement the server holds under its name.
-type skipAware interface {
-	// ParseSkipped restores the statement the server still holds under name.
-	ParseSkipped(name string)
-	// Synced tells that the server answered up to a Sync.
-	Synced()
+// The checker's mirror of the server's prepared statements changes only on
+// the server's word. Each checked message comes back with the Changes it
+// makes (policy.Change); the pending entry of the message carries them, and
+// the backend loop, matching the server's replies to the entries, learns
+// each change's outcome: confirmed (ParseComplete, CloseComplete, a
+// ParameterDescription, the expected command tag of a Query's statement or
+// of a portal's Execute), skipped (an error, or skipped after one) or
+// unknown (an unexpected tag). It queues the outcomes here, in the server's
+// order; the client loop hands them to the checker before every decision,
+// and when a check answers Wait (it depends on an earlier batch whose
+// replies have not arrived), it waits here for more.
+
+// resolution is the server's answer to one change.
+type resolution struct {
+	id      uint64
+	outcome policy.Outcome
+	oids    []uint32
 }
 
-// stmtTracker keeps the checker's view of prepared statements in step with
-// the server's. The backend loop learns each Parse's fate (completed, failed
-// or skipped) and queues it; the client loop applies the queue before every
-// decision, and before checking a Bind of a statement parsed in an earlier
-// batch whose answer has not arrived yet, it waits for that Parse's fate.
+// stmtTracker carries resolutions from the backend loop to the client loop.
 type stmtTracker struct {
-	mu       sync.Mutex
-	changed  sync.Cond
-	effects  []stmtEffect
-	queued   atomic.Bool
-	resolved uint64 // Parses whose fate is known, in order (mu)
-	closed   bool   // the session ended: nothing will resolve any more (mu)
-
-	// client loop only
-	parses    uint64            // Parses forwarded so far
-	batchBase uint64            // parses at the last batch end (Sync or Query) forwarded
-	parsedAt  map[string]uint64 // statement name -> number of its latest Parse
-}
-
-type stmtEffect struct {
-	skipped bool // else: synced
-	name    string
+	mu      sync.Mutex
+	changed sync.Cond
+	queue   []resolution
+	queued  atomic.Bool
+	closed  bool // the session ended: nothing will resolve any more (mu)
 }
 
 func newStmtTracker() *stmtTracker {
-	t := &stmtTracker{parsedAt: map[string]uint64{}}
+	t := &stmtTracker{}
 	t.changed.L = &t.mu
 	return t
 }
 
-// parseSent records a forwarded Parse of name and returns its number.
-func (t *stmtTracker) parseSent(name string) uint64 {
-	t.parses++
-	t.parsedAt[name] = t.parses
-	return t.parses
-}
-
-// batchEnded records a forwarded Sync or Query: Parses before it are in a
-// batch of their own from now on.
-func (t *stmtTracker) batchEnded() { t.batchBase = t.parses }
-
-// pendingParse returns the number of name's latest Parse when the checker
-// must wait for its fate before a Bind: it belongs to an earlier batch than
-// the current one and is not resolved yet. (A Bind in the Parse's own batch
-// needs no wait: if the Parse is skipped, so is the Bind.)
-func (t *stmtTracker) pendingParse(name string) (uint64, bool) {
-	n, ok := t.parsedAt[name]
-	if !ok || n > t.batchBase {
-		return 0, false
-	}
+// resolve queues the outcome of change id (backend loop).
+func (t *stmtTracker) resolve(id uint64, o policy.Outcome, oids []uint32) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return n, t.resolved < n && !t.closed
-}
-
-// awaitParse blocks until Parse number n is resolved or the session ends.
-func (t *stmtTracker) awaitParse(n uint64) {
-	t.mu.Lock()
-	for t.resolved < n && !t.closed {
-		t.changed.Wait()
-	}
-	t.mu.Unlock()
-}
-
-// resolveParse records, from the backend loop, that the next Parse's fate
-// is known; skipped reports that the server did not execute it.
-func (t *stmtTracker) resolveParse(name string, skipped bool) {
-	t.mu.Lock()
-	t.resolved++
-	if skipped {
-		t.effects = append(t.effects, stmtEffect{skipped: true, name: name})
-		t.queued.Store(true)
-	}
+	t.queue = append(t.queue, resolution{id: id, outcome: o, oids: oids})
+	t.queued.Store(true)
 	t.changed.Broadcast()
 	t.mu.Unlock()
 }
 
-// synced records, from the backend loop, a ReadyForQuery that ends a batch.
-func (t *stmtTracker) synced() {
-	t.mu.Lock()
-	t.effects = append(t.effects, stmtEffect{})
-	t.queued.Store(true)
-	t.mu.Unlock()
+// resolveAll queues the same outcome for every change.
+func (t *stmtTracker) resolveAll(changes []policy.Change, o policy.Outcome) {
+	for _, c := range changes {
+		t.resolve(c.ID, o, nil)
+	}
 }
 
-// apply hands the queued effects to the checker, in order (client loop).
-func (t *stmtTracker) apply(c skipAware) {
+// apply hands the queued resolutions to the checker, in order (client loop).
+func (t *stmtTracker) apply(c StatementChecker) {
 	if !t.queued.Load() {
 		return
 	}
 	t.mu.Lock()
-	effects := t.effects
-	t.effects = nil
+	queue := t.queue
+	t.queue = nil
 	t.queued.Store(false)
 	t.mu.Unlock()
-	if c == nil {
-		return
+	for _, r := range queue {
+		c.Resolve(r.id, r.outcome, r.oids)
 	}
-	for _, e := range effects {
-		if e.skipped {
-			c.ParseSkipped(e.name)
-		} else {
-			c.Synced()
-		}
+}
+
+// await blocks until a resolution is queued; false when the session ended.
+func (t *stmtTracker) await() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(t.queue) == 0 && !t.closed {
+		t.changed.Wait()
 	}
+	return len(t.queue) > 0
 }
 
 // close wakes a client loop waiting for answers that will never come.
@@ -129,4 +90,113 @@ func (t *stmtTracker) close() {
 	t.closed = true
 	t.changed.Broadcast()
 	t.mu.Unlock()
+}
+
+// boundPortal is a portal the server confirmed (BindComplete), as the
+// backend loop knows it: what its Execute audits, and the changes it makes
+// when executed (a bound SQL PREPARE or DEALLOCATE).
+type boundPortal struct {
+	ref     *stmtRef
+	changes []policy.Change
+}
+
+// portalBound records a BindComplete (backend loop): the portal replaces any
+// of the same name, whose changes will never happen.
+func (s *session) portalBound(name string, ref *stmtRef, changes []policy.Change) {
+	s.portalDropped(name)
+	s.bportals[name] = &boundPortal{ref: ref, changes: changes}
+}
+
+// portalDropped forgets a portal the server dropped (backend loop).
+func (s *session) portalDropped(name string) {
+	if bp := s.bportals[name]; bp != nil {
+		s.track.resolveAll(bp.changes, policy.Skipped)
+		delete(s.bportals, name)
+	}
+}
+
+// portalsDropped forgets every portal: a transaction ended (backend loop).
+func (s *session) portalsDropped() {
+	for name := range s.bportals {
+		s.portalDropped(name)
+	}
+}
+
+// portalRan resolves the changes of an executed portal by its command tag
+// (empty when it failed) and returns what its Execute audits (backend loop).
+func (s *session) portalRan(name, tag string) *stmtRef {
+	bp := s.bportals[name]
+	if bp == nil {
+		if policy.IsStatementTag(tag) {
+			s.track.resolve(0, policy.Unknown, nil)
+		}
+		return nil
+	}
+	s.resolveByTag(bp.changes, tag)
+	bp.changes = nil // a portal runs its statement once
+	return bp.ref
+}
+
+// resolveByTag resolves changes confirmed by a command tag: the expected tag
+// confirms, another leaves the outcome unknown, no tag (an error) skips.
+func (s *session) resolveByTag(changes []policy.Change, tag string) {
+	if len(changes) == 0 && policy.IsStatementTag(tag) {
+		s.track.resolve(0, policy.Unknown, nil)
+		return
+	}
+	for _, c := range changes {
+		switch {
+		case tag == "":
+			s.track.resolve(c.ID, policy.Skipped, nil)
+		case tag == c.Tag:
+			s.track.resolve(c.ID, policy.Confirmed, nil)
+		default:
+			s.track.resolve(c.ID, policy.Unknown, nil)
+		}
+	}
+}
+
+// queryStatementDone resolves the changes of the k-th statement of a Query
+// from its CommandComplete tag; it returns the changes still unresolved.
+func (s *session) queryStatementDone(changes []policy.Change, k int, tag string) []policy.Change {
+	var now, rest []policy.Change
+	for _, c := range changes {
+		if c.Stmt == k {
+			now = append(now, c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	s.resolveByTag(now, tag)
+	return rest
+}
+
+// parameterTypes decodes a ParameterDescription body.
+func parameterTypes(body []byte) ([]uint32, bool) {
+	var pd pgproto3.ParameterDescription
+	if err := pd.Decode(body); err != nil {
+		return nil, false
+	}
+	if pd.ParameterOIDs == nil {
+		return []uint32{}, true
+	}
+	return pd.ParameterOIDs, true
+}
+
+// decide runs check, waiting for the server's replies as long as the
+// checker needs them to decide (client loop).
+func (s *session) decide(check func() policy.Decision) (policy.Decision, error) {
+	for {
+		s.track.apply(s.checker)
+		d := check()
+		if !d.Wait {
+			return d, nil
+		}
+		if err := s.bw.Flush(); err != nil {
+			return d, err
+		}
+		if !s.track.await() {
+			return d, errAwaitBackend
+		}
+	}
 }

@@ -40,7 +40,13 @@ func (m *markerChecker) CheckBind(_ string, _ []int16, vals [][]byte) policy.Dec
 	}
 	return policy.Decision{Allow: true}
 }
-func (m *markerChecker) CloseStatement(name string) { delete(m.stmts, name) }
+func (m *markerChecker) CloseStatement(name string) policy.Change {
+	delete(m.stmts, name)
+	return policy.Change{}
+}
+func (m *markerChecker) DescribeStatement(string) policy.Change   { return policy.Change{} }
+func (m *markerChecker) EndBatch()                                {}
+func (m *markerChecker) Resolve(uint64, policy.Outcome, []uint32) {}
 
 func markerEnv(t *testing.T) *proxytest.Env {
 	return proxytest.Start(t, proxytest.Options{Checkers: func(*config.Config, map[string]*cluster.Cluster) proxy.CheckerFactory {

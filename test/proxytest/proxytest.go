@@ -39,8 +39,8 @@ type Options struct {
 	// Configure edits the configuration before the proxy starts.
 	Configure func(*config.Config)
 	// Policy enforces the real policy engine, with each region's catalog
-	// discovered (as serve does). Without it and without Checkers, every
-	// statement is allowed (RLS still scopes rows).
+	// discovered (as serve does). Without it and without Checkers, a test
+	// checker allows every statement (RLS still scopes rows).
 	Policy bool
 	// Checkers replaces the policy with a test double.
 	Checkers func(cfg *config.Config, regions map[string]*cluster.Cluster) proxy.CheckerFactory
@@ -104,6 +104,8 @@ func Start(t testing.TB, o Options) *Env {
 	case o.Policy:
 		env.Engine = startPolicy(t, cfg)
 		checkers = func(p auth.Principal) proxy.StatementChecker { return env.Engine.NewSession(p) }
+	default:
+		checkers = func(auth.Principal) proxy.StatementChecker { return allowAll{} }
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := proxy.New(proxy.Options{Config: cfg, Authenticator: verifier, Checkers: checkers,
@@ -212,3 +214,20 @@ func startPolicy(t testing.TB, cfg *config.Config) *policy.Engine {
 	}
 	return engine
 }
+
+// allowAll is the checker of an environment without a policy: it allows
+// every statement, so the tests measure RLS and the relay alone. (The proxy
+// itself refuses to start without a checker.)
+type allowAll struct{}
+
+func (allowAll) CheckQuery(string) policy.Decision { return policy.Decision{Allow: true} }
+func (allowAll) CheckParse(string, string, []uint32) policy.Decision {
+	return policy.Decision{Allow: true}
+}
+func (allowAll) CheckBind(string, []int16, [][]byte) policy.Decision {
+	return policy.Decision{Allow: true}
+}
+func (allowAll) CloseStatement(string) policy.Change      { return policy.Change{} }
+func (allowAll) DescribeStatement(string) policy.Change   { return policy.Change{} }
+func (allowAll) EndBatch()                                {}
+func (allowAll) Resolve(uint64, policy.Outcome, []uint32) {}
