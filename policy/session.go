@@ -289,6 +289,7 @@ func withText(d Decision, sql string) Decision {
 	d.Text = sql
 	return d
 }
+
 // execTri evaluates the statement EXECUTE names with EXECUTE's arguments as
 // text values; outer supplies the values of arguments that are parameters of
 // a protocol-level Parse (nil or unknown at Parse time).
@@ -503,6 +504,7 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 }
 
 var bindFormats = deny("bind", "Bind format codes do not match the parameters", "")
+
 // withTables returns a copy of an with tables added.
 func withTables(an *StmtAnalysis, tables []string) *StmtAnalysis {
 	cp := *an
@@ -522,4 +524,3 @@ outer:
 	}
 	return list
 }
-

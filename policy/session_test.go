@@ -389,4 +389,3 @@ func TestBigAccountIDs(t *testing.T) {
 		t.Fatal("out-of-range id allowed")
 	}
 }
-
