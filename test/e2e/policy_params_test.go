@@ -130,7 +130,9 @@ func TestPolicyParamsBindFormats(t *testing.T) {
 		{"binary int4 7", 23, 1, be(4, 7), false},
 		{"binary int2 42", 21, 1, be(2, 42), true},
 		{"binary int2 7", 21, 1, be(2, 7), false},
-		{"binary inferred int8 42", 0, 1, be(8, 42), true},
+		// no declared type and no Describe answered before the Bind: the
+		// proxy does not know the type the server reads the bytes as
+		{"binary inferred int8 42", 0, 1, be(8, 42), false},
 		{"binary inferred int8 7", 0, 1, be(8, 7), false},
 		{"binary int8 of 2^32+42", 20, 1, be(8, 1<<32+42), false},
 		{"text 42", 0, 0, []byte("42"), true},
