@@ -304,3 +304,63 @@ func TestMirrorReservedNames(t *testing.T) {
 	// a quoted name in another case is another name
 	wantCodes(t, "quoted other case", w.query(`PREPARE "PGTENANT.x" AS SELECT 1`))
 }
+
+// Binary parameters with no declared type are read by PostgreSQL as the type
+// it infers from the whole statement: here numeric (from the first use of
+// $1), whose binary form of the bytes of int8 42 is 0 with scale 42. The
+// proxy refuses such bytes until the server has told it the type
+// (ParameterDescription), and then reads them by that type.
+func TestMirrorBinaryParameterOfAnInferredType(t *testing.T) {
+	env, c := rlsOffEnv(t)
+	if err := c.Exec(ctxT(t), c.Database, "INSERT INTO public.orders (id, account_id, total, note) VALUES (3001, 0, 1, 'tenant zero') ON CONFLICT DO NOTHING"); err != nil {
+		t.Fatal(err)
+	}
+	w := newWire(t, env, "42")
+	const q = "SELECT account_id, note, $1::numeric FROM orders WHERE account_id = $1"
+	bin := []int16{1}
+	int8of42 := []byte{0, 0, 0, 0, 0, 0, 0, 42}
+	r := w.send(&pgproto3.Parse{Query: q}, &pgproto3.Bind{ParameterFormatCodes: bin, Parameters: [][]byte{int8of42}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	noForeignRows(t, "binary bytes of an undescribed type", r)
+	wantCodes(t, "binary bytes of an undescribed type", r, "42501")
+	// described: the server says numeric, which cannot carry the tenant id
+	r = w.send(&pgproto3.Parse{Name: "n", Query: q}, &pgproto3.Describe{ObjectType: 'S', Name: "n"}, &pgproto3.Sync{})
+	wantCodes(t, "parse+describe", r)
+	r = w.send(&pgproto3.Bind{PreparedStatement: "n", ParameterFormatCodes: bin, Parameters: [][]byte{int8of42}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	noForeignRows(t, "binary bytes of a described numeric", r)
+	wantCodes(t, "binary bytes of a described numeric", r, "42501")
+	// described as int8 (as pgx and GORM do): binary int8 42 is the tenant
+	r = w.send(&pgproto3.Parse{Name: "i", Query: scopedSelect}, &pgproto3.Describe{ObjectType: 'S', Name: "i"}, &pgproto3.Sync{})
+	wantCodes(t, "parse+describe int8", r)
+	r = w.send(&pgproto3.Bind{PreparedStatement: "i", ParameterFormatCodes: bin, Parameters: [][]byte{int8of42}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	wantCodes(t, "binary int8 42 after Describe", r)
+	if len(r.rows) == 0 {
+		t.Errorf("binary int8 42 after Describe: no rows")
+	}
+	noForeignRows(t, "binary int8 42 after Describe", r)
+	r = w.send(&pgproto3.Bind{PreparedStatement: "i", ParameterFormatCodes: bin, Parameters: [][]byte{{0, 0, 0, 0, 0, 0, 0, 7}}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	noForeignRows(t, "binary int8 7 after Describe", r)
+	wantCodes(t, "binary int8 7 after Describe", r, "42501")
+}
+
+// pgx in every exec mode (Parse with unspecified types, Describe, then binary
+// int8, as GORM through pgx does) keeps working with RLS off, and another
+// tenant's id stays refused in each.
+func TestMirrorPgxEveryExecModeRLSOff(t *testing.T) {
+	env, _ := rlsOffEnv(t)
+	conn := connect(t, env.DSN(t, "42", "eu-west"))
+	ctx := ctxT(t)
+	for _, mode := range execModes {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			for range 2 { // the second run uses pgx's caches
+				ids, err := accountsOf(ctx, conn, "SELECT account_id FROM orders WHERE account_id = $1", mode, int64(42))
+				onlyTenant42(t, "int8 42", ids, err)
+				_, err = accountsOf(ctx, conn, "SELECT account_id FROM orders WHERE account_id = $1", mode, int64(7))
+				wantDenied(t, "int8 7", err)
+			}
+		})
+	}
+}
