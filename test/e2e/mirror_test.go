@@ -364,3 +364,19 @@ func TestMirrorPgxEveryExecModeRLSOff(t *testing.T) {
 		})
 	}
 }
+
+// The injected message a denial rides on fails whatever the session holds:
+// even when the client created a statement under the reserved name (the
+// marker checker leaves SQL names alone), a denied Bind is an error that
+// aborts the transaction.
+func TestDenialDoesNotDependOnTheReservedName(t *testing.T) {
+	env := markerEnv(t)
+	w := newWire(t, env, "42")
+	wantCodes(t, "prepare the reserved name", w.query(`PREPARE "pgtenant.denied" AS SELECT 1`))
+	wantCodes(t, "begin", w.query("BEGIN"))
+	r := w.send(&pgproto3.Parse{Query: "SELECT $1::text"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("7")}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	wantCodes(t, "denied bind", r, "42501")
+	wantCodes(t, "the transaction is aborted", w.query("SELECT 1"), "25P02")
+	wantCodes(t, "rollback", w.query("ROLLBACK"))
+}
