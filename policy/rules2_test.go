@@ -97,7 +97,7 @@ var moreCases = []struct{ verdict, sql string }{
 	{"allow", `SELECT txid_current(), gen_random_uuid(), md5('x'), pg_backend_pid(), format('%s', 1), to_char(now(), 'YYYY')`},
 	{"deny", `SELECT uuid_generate_v4()`},
 	{"deny", `SELECT pg_advisory_xact_lock(1)`},
-	{"deny", `SELECT pg_advisory_unlock_all()`},
+	{"allow", `SELECT pg_advisory_unlock_all()`},
 	{"allow", `SELECT * FROM orders WHERE account_id = 42 FOR UPDATE NOWAIT`},
 	{"allow", `SELECT * FROM orders o WHERE o.account_id = 42 FOR SHARE OF o`},
 	{"allow", `UNLISTEN orders_changed`},
