@@ -90,7 +90,9 @@ type reply struct {
 	tags  []string
 }
 
-func (r reply) String() string { return fmt.Sprintf("errors %v tags %v rows %v", r.codes, r.tags, r.rows) }
+func (r reply) String() string {
+	return fmt.Sprintf("errors %v tags %v rows %v", r.codes, r.tags, r.rows)
+}
 
 // send sends msgs and reads the replies up to the next ReadyForQuery.
 func (w *wire) send(msgs ...pgproto3.FrontendMessage) reply {
