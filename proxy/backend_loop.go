@@ -33,6 +33,9 @@ func (s *session) backendLoop() error {
 			err = s.cw.Flush()
 		}
 		s.wmu.Unlock()
+		if len(s.events) > 0 {
+			s.flushEvents()
+		}
 		if err != nil {
 			return err
 		}
@@ -270,7 +273,7 @@ func (s *session) finish(p pending, sqlstate string, rows int64) {
 	ev := s.event(audit.KindResult)
 	ev.Statement, ev.FullStatement, ev.Tables = p.stmt.statement, p.stmt.full, p.stmt.tables
 	ev.SQLState, ev.Rows, ev.DurationUS = sqlstate, rows, total.Microseconds()
-	s.recordAsync(ev)
+	s.deferEvent(ev)
 }
 
 // commandRows returns the row count at the end of a CommandComplete tag

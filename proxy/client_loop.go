@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -338,7 +337,9 @@ func (s *session) denyExtended(d policy.Decision, sql string, start time.Time) e
 
 func (s *session) recordDenial(d policy.Decision, sql string) {
 	s.log.Info("statement denied", "reason", d.Reason, "sqlstate", d.SQLState, "tables", d.Tables)
-	if !s.srv.auditing() {
+	if !s.srv.auditing() || d.Reason == reasonAuditUnavailable {
+		// the audit just failed to take an event: waiting on it again
+		// would only hold the session longer
 		return
 	}
 	ev := s.event(audit.KindStatement)
@@ -354,13 +355,17 @@ func (s *session) recordStatement(ref *stmtRef) error {
 	}
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
-	return s.srv.opts.Auditor.Record(context.Background(), ev)
+	return s.record(s.ctx, ev)
 }
+
+// reasonAuditUnavailable is the reason of a statement refused because the
+// audit could not take its event.
+const reasonAuditUnavailable = "audit_unavailable"
 
 // unavailable is the answer when the audit cannot take a statement's event.
 func (s *session) unavailable(err error) policy.Decision {
 	s.log.Warn("audit unavailable: statement refused", "error", err)
-	return policy.Decision{SQLState: codeCannotConnectNow, Reason: "audit_unavailable",
+	return policy.Decision{SQLState: codeCannotConnectNow, Reason: reasonAuditUnavailable,
 		Message: "pgtenant: the audit trail is unavailable; statements are refused until it recovers",
 		Hint:    "retry shortly"}
 }

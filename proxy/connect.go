@@ -66,7 +66,8 @@ func (s *Server) handle(conn net.Conn) {
 	connect.Verdict = audit.VerdictAllow
 	ss.recordAsync(connect)
 	ss.run()
-	ss.recordAsync(ss.event(audit.KindDisconnect))
+	// the session's context ended with it: the disconnect gets its own, bounded
+	ss.recordWithin(context.Background(), ss.event(audit.KindDisconnect))
 	ss.log.Info("connection closed")
 }
 
@@ -160,7 +161,9 @@ func (s *Server) recordReject(addr string, p auth.Principal, ce *clientError) {
 	if _, known := s.runtime().regions[p.Region]; !known {
 		ev.AccountID, ev.Region = "", ""
 	}
-	if err := s.opts.Auditor.Record(context.Background(), ev); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), auditWait)
+	defer cancel()
+	if err := s.opts.Auditor.Record(ctx, ev); err != nil {
 		s.log.Warn("audit event not recorded", "kind", ev.Kind, "error", err)
 	}
 }

@@ -36,7 +36,10 @@ type session struct {
 	addr      string
 	checker   StatementChecker
 	track     *stmtTracker
-	key       cancelKey
+	// ctx lives as long as the session: audit waits end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	key    cancelKey
 
 	client  net.Conn
 	cr      *msgReader
@@ -57,6 +60,7 @@ type session struct {
 	batchErr   string                  // SQLSTATE of the first error since the last ReadyForQuery
 	skipToSync bool                    // an extended message failed: the server skips up to Sync
 	bportals   map[string]*boundPortal // portals the server confirmed
+	events     []audit.Event           // built under wmu, recorded after it
 	idle       atomic.Bool
 	idleSince  atomic.Int64 // unix nanoseconds
 	idleTimer  *time.Timer
@@ -79,6 +83,7 @@ func (s *session) attach(bc *backendConn, checker StatementChecker) {
 	s.bw = newConnWriter(bc.conn)
 	s.cr.maxLen = s.rt.limits.MaxMessageBytes
 	s.checker = checker
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.track = newStmtTracker()
 	s.bportals = map[string]*boundPortal{}
 }
@@ -122,6 +127,9 @@ func (s *session) close() {
 		}
 		if s.track != nil {
 			s.track.close()
+		}
+		if s.cancel != nil {
+			s.cancel()
 		}
 		_ = s.client.Close()
 		_ = s.backend.conn.Close()
@@ -214,12 +222,41 @@ func isClosedErr(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// recordAsync queues a non-statement audit event; failures are logged.
-func (s *session) recordAsync(ev audit.Event) {
+// auditWait bounds every wait for the audit: an audit outage must not stall
+// a session, nor Shutdown, without bound.
+const auditWait = 5 * time.Second
+
+// record hands ev to the auditor, waiting at most auditWait and no longer
+// than parent lives.
+func (s *session) record(parent context.Context, ev audit.Event) error {
+	ctx, cancel := context.WithTimeout(parent, auditWait)
+	defer cancel()
+	return s.srv.opts.Auditor.Record(ctx, ev)
+}
+
+// recordAsync queues a non-statement audit event for the running session;
+// failures are logged.
+func (s *session) recordAsync(ev audit.Event) { s.recordWithin(s.ctx, ev) }
+
+// recordWithin records ev within parent; failures are logged.
+func (s *session) recordWithin(parent context.Context, ev audit.Event) {
 	if !s.srv.auditing() {
 		return
 	}
-	if err := s.srv.opts.Auditor.Record(context.Background(), ev); err != nil {
+	if err := s.record(parent, ev); err != nil {
 		s.log.Warn("audit event not recorded", "kind", ev.Kind, "error", err)
 	}
+}
+
+// deferEvent keeps an event the backend loop built while it held the client
+// writer: it is recorded once the lock is released (flushEvents).
+func (s *session) deferEvent(ev audit.Event) { s.events = append(s.events, ev) }
+
+// flushEvents records the deferred events (backend loop, writer lock free).
+func (s *session) flushEvents() {
+	for i, ev := range s.events {
+		s.recordAsync(ev)
+		s.events[i] = audit.Event{}
+	}
+	s.events = s.events[:0]
 }
