@@ -62,18 +62,19 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 		auditor = recorder
 		a.auditor = recorder
 	}
-	checkers, err := a.policyFor(cfg)
+	pol, err := a.policyFor(cfg)
 	if err != nil {
 		return nil, err
 	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
 		AuditStats: auditStats(recorder), CacheStats: a.cacheStats})
 	srv, err := proxy.New(proxy.Options{
-		Config: cfg, Authenticator: verifier, Checkers: checkers, Auditor: auditor, Metrics: a.metrics, Logger: log,
+		Config: cfg, Authenticator: verifier, Checkers: pol.checkers, Auditor: auditor, Metrics: a.metrics, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
+	a.commit(pol)
 	a.proxy = srv
 	a.recordConfig(ctx, "start", configHash(cfg), nil)
 	if cfg.AdminListen != "" {

@@ -20,32 +20,52 @@ const (
 	discoverRefresh = time.Minute
 )
 
+// builtPolicy is a statement policy built for a configuration and not in
+// force yet: the running engine keeps deciding, and refreshing its catalogs,
+// until commit.
+type builtPolicy struct {
+	cfg      *config.Config
+	engine   *policy.Engine
+	failed   []string // regions whose catalog could not be read
+	checkers proxy.CheckerFactory
+}
+
 // policyFor builds the statement policy for cfg: the configured tables plus,
 // with policy.discover, each region's catalog. A region whose catalog cannot
 // be read keeps only the configured tables (its other tables are unknown, so
-// denied: fail closed) until a background retry reads it.
-func (a *app) policyFor(cfg *config.Config) (proxy.CheckerFactory, error) {
+// denied: fail closed) until a background retry reads it. Nothing changes
+// for the running policy until the result is committed.
+func (a *app) policyFor(cfg *config.Config) (*builtPolicy, error) {
 	engine, err := policy.NewEngine(cfg.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
+	b := &builtPolicy{cfg: cfg, engine: engine,
+		checkers: func(p auth.Principal) proxy.StatementChecker { return engine.NewSession(p) }}
 	if cfg.Policy.Discover {
-		var failed []string
 		for _, name := range cfg.RegionNames() {
 			if err := discover(engine, name, cfg.Regions[name]); err != nil {
 				a.log.Warn("policy discovery failed: the region's tables are unknown (denied) until it succeeds", "region", name, "error", err)
-				failed = append(failed, name)
+				b.failed = append(b.failed, name)
 			}
 		}
-		ctx, cancel := context.WithCancel(a.ctx)
-		if a.stopDiscovery != nil {
-			a.stopDiscovery() // the previous engine's loop; it is replaced
-		}
-		a.stopDiscovery = cancel
-		go a.rediscover(ctx, engine, cfg, failed)
 	}
-	a.engine.Store(engine)
-	return func(p auth.Principal) proxy.StatementChecker { return engine.NewSession(p) }, nil
+	return b, nil
+}
+
+// commit puts a built policy in force: its discovery loop replaces the
+// previous engine's.
+func (a *app) commit(b *builtPolicy) {
+	if a.stopDiscovery != nil {
+		a.stopDiscovery() // the previous engine's loop; it is replaced
+		a.stopDiscovery = nil
+	}
+	if b.cfg.Policy.Discover {
+		ctx, cancel := context.WithCancel(a.ctx)
+		a.stopDiscovery = cancel
+		go a.rediscover(ctx, b.engine, b.cfg, b.failed)
+	}
+	a.engine.Store(b.engine)
 }
 
 // rediscover retries the regions in failed until each succeeds, and

@@ -75,19 +75,22 @@ func (a *app) reload(ctx context.Context, path, trigger string) {
 	a.recordConfig(ctx, "applied", configHash(cfg), nil)
 }
 
-// apply builds the reloadable parts from cfg and swaps them in.
+// apply builds the reloadable parts from cfg and swaps them in. Everything
+// is built and validated first: when any part is rejected, the running
+// configuration, policy engine and its discovery loop stay as they are.
 func (a *app) apply(cfg *config.Config) error {
 	verifier, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
-	checkers, err := a.policyFor(cfg)
+	pol, err := a.policyFor(cfg)
 	if err != nil {
 		return err
 	}
-	if err := a.proxy.Reload(cfg, verifier, checkers); err != nil {
+	if err := a.proxy.Reload(cfg, verifier, pol.checkers); err != nil {
 		return err
 	}
+	a.commit(pol)
 	setLevel(a.level, cfg.Log.Level)
 	return nil
 }
