@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -125,7 +126,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	var v int
 	err := pool.QueryRow(ctx, `SELECT pgtenant_audit.schema_version()`).Scan(&v)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "3F000" || pgErr.Code == "42883" || pgErr.Code == "42501") {
+	if errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.InvalidSchemaName || pgErr.Code == pgerrcode.UndefinedFunction || pgErr.Code == pgerrcode.InsufficientPrivilege) {
 		return fmt.Errorf("%w (%s)", ErrSchemaOutdated, pgErr.Message)
 	}
 	if err != nil {

@@ -3,6 +3,8 @@ package policy
 import (
 	"strings"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/pgtenant/pgtenant/parser"
 )
 
@@ -63,7 +65,7 @@ type analyzer struct {
 }
 
 func deny(reason, msg, hint string) *Denial {
-	return &Denial{Reason: reason, Message: "pgtenant: " + msg, Hint: hint, SQLState: "42501"}
+	return &Denial{Reason: reason, Message: "pgtenant: " + msg, Hint: hint, SQLState: pgerrcode.InsufficientPrivilege}
 }
 
 // analyze returns the analysis of one statement summary.
@@ -332,7 +334,7 @@ func (a *analyzer) query() {
 		size += r.F.size()
 	}
 	if size > maxFormulaNodes {
-		a.fail(&Denial{Reason: "too_complex", Message: "pgtenant: statement too complex to verify", SQLState: "54001"})
+		a.fail(&Denial{Reason: "too_complex", Message: "pgtenant: statement too complex to verify", SQLState: pgerrcode.StatementTooComplex})
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/parser"
@@ -142,7 +144,7 @@ type fixedLit struct {
 func (e *Engine) analyzeText(cat *Catalog, sql string) (*analysis, *parser.Scanned) {
 	sc, err := e.parser.Guard(sql)
 	if err != nil {
-		d := &Denial{Reason: "too_complex", SQLState: "54001", Message: "pgtenant: " + err.Error(),
+		d := &Denial{Reason: "too_complex", SQLState: pgerrcode.StatementTooComplex, Message: "pgtenant: " + err.Error(),
 			Hint: "split the statement or simplify the expression"}
 		if errors.Is(err, parser.ErrTooLong) {
 			d.Reason = "too_long"

@@ -3,6 +3,8 @@ package policy
 import (
 	"strings"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/parser"
 )
@@ -455,9 +457,9 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 	if dd != nil {
 		if !dd.Wait {
 			dd.Statement = "-- Bind of prepared statement \"" + statement + "\""
-			dd.SQLState = "26000"
+			dd.SQLState = pgerrcode.InvalidSQLStatementName
 			if dd.Reason == "prepare_unknown" {
-				dd.SQLState = "42501"
+				dd.SQLState = pgerrcode.InsufficientPrivilege
 			}
 		}
 		return *dd

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/auth"
@@ -114,7 +115,7 @@ func dialError(region string, err error) error {
 	if errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "28") {
 		return &clientError{Code: pe.Code, Reason: "backend_error", Message: pe.Message, Hint: pe.Hint, Err: err}
 	}
-	ce := newClientError(codeConnectionFailure, "region_unreachable", "region %q is unreachable", region)
+	ce := newClientError(pgerrcode.ConnectionFailure, "region_unreachable", "region %q is unreachable", region)
 	ce.Err = err
 	return ce
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/audit"
@@ -199,7 +200,7 @@ func (s *session) sendDenial(p pending) error {
 	d := p.deny
 	code := d.SQLState
 	if code == "" {
-		code = codeInsufficientPriv
+		code = pgerrcode.InsufficientPrivilege
 	}
 	return encode(s.cw, &pgproto3.ErrorResponse{
 		Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: d.Message, Hint: d.Hint,

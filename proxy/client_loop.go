@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/policy"
 )
@@ -39,7 +41,7 @@ func (s *session) clientLoop() error {
 			if isClosedErr(err) {
 				return nil
 			}
-			s.fatal(newClientError(codeProtocolViolation, "protocol", "%v", err))
+			s.fatal(newClientError(pgerrcode.ProtocolViolation, "protocol", "%v", err))
 			return err
 		}
 		s.idle.Store(false)
@@ -87,13 +89,13 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		if _, err := s.cr.r.Discard(n); err != nil {
 			return err
 		}
-		d := policy.Decision{SQLState: codeInsufficientPriv, Reason: "function_call",
+		d := policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "function_call",
 			Message: "pgtenant: the FunctionCall protocol message is not allowed",
 			Hint:    "call the function from a SQL statement instead"}
 		s.srv.opts.Metrics.StatementDecided("deny", d.Reason)
 		return s.denySimple(d, "", time.Now())
 	default:
-		ce := newClientError(codeProtocolViolation, "protocol", "invalid frontend message type %d", t)
+		ce := newClientError(pgerrcode.ProtocolViolation, "protocol", "invalid frontend message type %d", t)
 		s.fatal(ce)
 		return ce
 	}
@@ -109,7 +111,7 @@ func (s *session) expired() bool {
 	if s.expiresAt.IsZero() || time.Now().Before(s.expiresAt) {
 		return false
 	}
-	ce := newClientError(codeInvalidAuthorization, "token_expired", "the token has expired; reconnect with a new one")
+	ce := newClientError(pgerrcode.InvalidAuthorizationSpecification, "token_expired", "the token has expired; reconnect with a new one")
 	s.queue.push(pending{kind: pendFatal, fatal: ce})
 	_ = writeHeader(s.bw, 'S', 0)
 	_ = s.bw.Flush()
@@ -271,7 +273,7 @@ func (s *session) onDescribe(n int) error {
 
 // reservedName is the denial of a client's use of a name pgtenant reserves.
 func reservedName(what, stmt string) policy.Decision {
-	return policy.Decision{SQLState: codeInsufficientPriv, Reason: "reserved_name", Statement: stmt, Text: stmt,
+	return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "reserved_name", Statement: stmt, Text: stmt,
 		Message: fmt.Sprintf("pgtenant: %s names starting with %q are reserved", what, policy.ReservedPrefix),
 		Hint:    "choose another name"}
 }
@@ -365,13 +367,13 @@ const reasonAuditUnavailable = "audit_unavailable"
 // unavailable is the answer when the audit cannot take a statement's event.
 func (s *session) unavailable(err error) policy.Decision {
 	s.log.Warn("audit unavailable: statement refused", "error", err)
-	return policy.Decision{SQLState: codeCannotConnectNow, Reason: reasonAuditUnavailable,
+	return policy.Decision{SQLState: pgerrcode.CannotConnectNow, Reason: reasonAuditUnavailable,
 		Message: "pgtenant: the audit trail is unavailable; statements are refused until it recovers",
 		Hint:    "retry shortly"}
 }
 
 func (s *session) protocolError(msg string) error {
-	ce := newClientError(codeProtocolViolation, "protocol", "%s", msg)
+	ce := newClientError(pgerrcode.ProtocolViolation, "protocol", "%s", msg)
 	s.fatal(ce)
 	return ce
 }

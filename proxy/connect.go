@@ -7,6 +7,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
 )
@@ -23,7 +25,7 @@ func (s *Server) handle(conn net.Conn) {
 	log := s.log.With("conn_id", newSessionID(), "client_addr", addr)
 
 	if lim := rt.limits.MaxConnections; lim > 0 && n > int64(lim) {
-		s.reject(conn, nil, log, addr, auth.Principal{}, newClientError(codeTooManyConnections, "too_many_connections", "too many connections (limit %d)", lim))
+		s.reject(conn, nil, log, addr, auth.Principal{}, newClientError(pgerrcode.TooManyConnections, "too_many_connections", "too many connections (limit %d)", lim))
 		return
 	}
 	_ = conn.SetDeadline(time.Now().Add(rt.limits.StartupTimeout))
@@ -84,7 +86,7 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 		return ss, err
 	}
 	if rt.requireTLS && !st.tls {
-		return ss, newClientError(codeInvalidAuthorization, "tls_required", "TLS is required: connect with sslmode=require or stronger")
+		return ss, newClientError(pgerrcode.InvalidAuthorizationSpecification, "tls_required", "TLS is required: connect with sslmode=require or stronger")
 	}
 	token := st.req.Token
 	if token == "" {
@@ -110,7 +112,7 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 	ss.log = log.With("session_id", ss.id, "account_id", p.Account, "region", p.Region)
 	reg, ok := rt.regions[p.Region]
 	if !ok {
-		return ss, newClientError(codeInvalidAuthorization, "unknown_region", "region %q named by the token is not configured", truncate(p.Region, 64))
+		return ss, newClientError(pgerrcode.InvalidAuthorizationSpecification, "unknown_region", "region %q named by the token is not configured", truncate(p.Region, 64))
 	}
 	ss.region = reg
 	ctx, cancel := context.WithTimeout(context.Background(), reg.base.ConnectTimeout+time.Second)
@@ -133,11 +135,11 @@ func (s *Server) reject(conn net.Conn, w *connWriter, log *slog.Logger, addr str
 	}
 	ce := toClientError(err)
 	if errors.Is(err, errProtocol) {
-		ce = newClientError(codeProtocolViolation, "protocol", "invalid startup: %v", err)
+		ce = newClientError(pgerrcode.ProtocolViolation, "protocol", "invalid startup: %v", err)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		ce = newClientError(codeProtocolViolation, "startup_timeout", "startup did not complete in time")
+		ce = newClientError(pgerrcode.ProtocolViolation, "startup_timeout", "startup did not complete in time")
 	}
 	s.opts.Metrics.ClientRejected(ce.Reason)
 	log.Info("connection rejected", "reason", ce.Reason, "sqlstate", ce.Code, "error", ce.Err)

@@ -4,25 +4,15 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/auth"
 )
 
-// SQLSTATEs pgtenant itself raises.
-const (
-	codeInvalidAuthorization = "28000" // bad or missing token, unknown region, refused startup parameter
-	codeConnectionFailure    = "08006" // region backend unreachable
-	codeProtocolViolation    = "08P01"
-	codeInsufficientPriv     = "42501" // policy denial
-	codeCannotConnectNow     = "57P03" // audit store unavailable
-	codeAdminShutdown        = "57P01" // proxy draining
-	codeIdleSessionTimeout   = "57P05"
-	codeTooManyConnections   = "53300"
-	codeFeatureNotSupported  = "0A000"
-	codeInternal             = "XX000"
-)
+// The SQLSTATEs pgtenant raises are pgerrcode's named constants: one table
+// for the proxy, the policy and the audit.
 
 // clientError is an error reported to the client as an ErrorResponse.
 // Message always starts with "pgtenant: ".
@@ -56,13 +46,13 @@ func toClientError(err error) *clientError {
 	}
 	var ae *auth.Error
 	if errors.As(err, &ae) {
-		return &clientError{Code: codeInvalidAuthorization, Reason: "auth_" + ae.Reason, Message: ae.Error(), Err: err}
+		return &clientError{Code: pgerrcode.InvalidAuthorizationSpecification, Reason: "auth_" + ae.Reason, Message: ae.Error(), Err: err}
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		return &clientError{Code: pe.Code, Reason: "backend_error", Message: pe.Message, Hint: pe.Hint, Err: err}
 	}
-	return &clientError{Code: codeInternal, Reason: "internal", Message: "pgtenant: internal error", Err: err}
+	return &clientError{Code: pgerrcode.InternalError, Reason: "internal", Message: "pgtenant: internal error", Err: err}
 }
 
 // errorResponse builds the wire message for e with the given severity.

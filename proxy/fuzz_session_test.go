@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/auth"
@@ -38,7 +39,7 @@ type fuzzChecker struct{}
 
 func fuzzDecision(s string) policy.Decision {
 	if strings.Contains(s, fuzzDenyMarker) {
-		return policy.Decision{SQLState: codeInsufficientPriv, Reason: "fuzz_marker",
+		return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "fuzz_marker",
 			Message: "pgtenant: fuzz marker denied", Hint: "drop the marker"}
 	}
 	return policy.Decision{Allow: true}
@@ -804,7 +805,7 @@ func TestSessionNothingAfterFatal(t *testing.T) {
 	bconn, backendEnd := memConnPair()
 	ss := newFuzzSession(srv, client, bconn)
 	ss.queue.push(pending{kind: pendParse})
-	ss.fatal(newClientError(codeProtocolViolation, "protocol", "invalid message length"))
+	ss.fatal(newClientError(pgerrcode.ProtocolViolation, "protocol", "invalid message length"))
 	for _, m := range []pgproto3.BackendMessage{&pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{TxStatus: 'I'}} {
 		b, _ := m.Encode(nil)
 		_, _ = backendEnd.Write(b)

@@ -23,6 +23,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/auth"
@@ -414,7 +415,7 @@ func checkRefusal(t *testing.T, err error) {
 		return
 	}
 	var ce *clientError
-	if !errors.As(err, &ce) || ce.Code != codeInvalidAuthorization || !strings.HasPrefix(ce.Message, "pgtenant: ") {
+	if !errors.As(err, &ce) || ce.Code != pgerrcode.InvalidAuthorizationSpecification || !strings.HasPrefix(ce.Message, "pgtenant: ") {
 		t.Fatalf("refusal %v is not a 28000 client error", err)
 	}
 }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"sync"
 	"time"
+
+	"github.com/jackc/pgerrcode"
 )
 
 // Failed-authentication backoff, as PostgreSQL's auth_delay: after
@@ -103,7 +105,7 @@ func (s *session) idleExpired() {
 		return
 	}
 	s.log.Info("closing idle session", "idle_timeout", d.String())
-	s.fatal(newClientError(codeIdleSessionTimeout, "idle_timeout", "terminating connection due to idle-session timeout"))
+	s.fatal(newClientError(pgerrcode.IdleSessionTimeout, "idle_timeout", "terminating connection due to idle-session timeout"))
 	s.close()
 }
 

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"strings"
+
+	"github.com/jackc/pgerrcode"
 )
 
 // startupRequest is what a client asked for in its StartupMessage, after
@@ -97,7 +99,7 @@ func (r paramRules) parseStartup(params map[string]string) (*startupRequest, err
 		if seen[lk] {
 			// PostgreSQL's setting names are case-insensitive: with both
 			// "jwt" and "JWT", which one wins must not depend on map order.
-			return nil, newClientError(codeInvalidAuthorization, "refused_parameter", "startup parameter %q is given twice", truncate(k, 40))
+			return nil, newClientError(pgerrcode.InvalidAuthorizationSpecification, "refused_parameter", "startup parameter %q is given twice", truncate(k, 40))
 		}
 		seen[lk] = true
 		switch {
@@ -135,15 +137,15 @@ func (r paramRules) setting(name, value string, req *startupRequest) error {
 		}
 		return nil
 	case lk == r.tenantSetting, refusedSettings[lk]:
-		return newClientError(codeInvalidAuthorization, "refused_parameter", "startup parameter %q may not be set by a client", name)
+		return newClientError(pgerrcode.InvalidAuthorizationSpecification, "refused_parameter", "startup parameter %q may not be set by a client", name)
 	case lk == "search_path":
 		if strings.TrimSpace(value) != r.searchPath {
-			return newClientError(codeInvalidAuthorization, "refused_parameter", "search_path is pinned to %q", r.searchPath)
+			return newClientError(pgerrcode.InvalidAuthorizationSpecification, "refused_parameter", "search_path is pinned to %q", r.searchPath)
 		}
 		return nil // the backend session sets it anyway
 	case lk == "client_encoding":
 		if !safeEncodings[cleanEncodingName(value)] {
-			return newClientError(codeInvalidAuthorization, "refused_parameter", "client_encoding %q is not supported; use UTF8", value)
+			return newClientError(pgerrcode.InvalidAuthorizationSpecification, "refused_parameter", "client_encoding %q is not supported; use UTF8", value)
 		}
 	case !r.allowed[lk]:
 		return nil // not on the allowlist: dropped
@@ -168,11 +170,11 @@ func (r paramRules) parseOptions(opts string, req *startupRequest) error {
 		case strings.HasPrefix(w, "--"):
 			kv = w[2:]
 		default:
-			return newClientError(codeInvalidAuthorization, "refused_parameter", "startup option %q is not allowed; only -c name=value settings are", truncate(w, 40))
+			return newClientError(pgerrcode.InvalidAuthorizationSpecification, "refused_parameter", "startup option %q is not allowed; only -c name=value settings are", truncate(w, 40))
 		}
 		name, value, ok := strings.Cut(kv, "=")
 		if !ok {
-			return newClientError(codeInvalidAuthorization, "refused_parameter", "startup option %q lacks =value", truncate(name, 40))
+			return newClientError(pgerrcode.InvalidAuthorizationSpecification, "refused_parameter", "startup option %q lacks =value", truncate(name, 40))
 		}
 		name = strings.ReplaceAll(name, "-", "_")
 		if err := r.setting(name, value, req); err != nil {

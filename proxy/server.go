@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
+
 	"github.com/pgtenant/pgtenant/config"
 )
 
@@ -202,7 +204,7 @@ func (s *Server) track(ss *session) error {
 		return shutdownError()
 	}
 	if lim := ss.rt.limits.MaxConnectionsPerTenant; lim > 0 && s.perTenant[ss.principal.Account] >= lim {
-		return newClientError(codeTooManyConnections, "tenant_limit", "too many connections for this account (limit %d)", lim)
+		return newClientError(pgerrcode.TooManyConnections, "tenant_limit", "too many connections for this account (limit %d)", lim)
 	}
 	s.perTenant[ss.principal.Account]++
 	s.sessions[ss] = struct{}{}

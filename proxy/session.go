@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/audit"
@@ -179,11 +180,11 @@ func (s *session) backendLost(err error) {
 		return
 	}
 	s.log.Warn("backend connection lost", "error", err)
-	s.fatal(newClientError(codeConnectionFailure, "backend_lost", "lost the connection to region %q", s.region.name))
+	s.fatal(newClientError(pgerrcode.ConnectionFailure, "backend_lost", "lost the connection to region %q", s.region.name))
 }
 
 func shutdownError() *clientError {
-	return newClientError(codeAdminShutdown, "shutdown", "terminating connection because the proxy is shutting down")
+	return newClientError(pgerrcode.AdminShutdown, "shutdown", "terminating connection because the proxy is shutting down")
 }
 
 // event fills the session's fields of an audit event.

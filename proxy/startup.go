@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -73,7 +74,7 @@ func (s *Server) readStartup(conn net.Conn) (*clientStart, error) {
 			st.req = req
 			return st, nil
 		default:
-			return nil, newClientError(codeFeatureNotSupported, "unsupported_protocol",
+			return nil, newClientError(pgerrcode.FeatureNotSupported, "unsupported_protocol",
 				"unsupported frontend protocol %d.%d: pgtenant speaks 3.0", code>>16, code&0xffff)
 		}
 	}
