@@ -28,11 +28,13 @@
 //     would silently keep the last one, other parsers the first).
 //   - The tenant claim may be a JSON string or a non-negative JSON integer;
 //     an integer is kept as its exact decimal text, never rounded through
-//     float64. A string is kept verbatim: "042" stays "042" and is not the
-//     same account as 42 here; the policy compares it as the tenant column's
-//     type. Fractions, exponents, negatives, empty values, values over
-//     MaxClaimBytes and control characters are rejected. The region must be a
-//     non-empty string; the subject is optional.
+//     float64. A string is kept verbatim, but one that PostgreSQL's numeric
+//     input reads as a number must be its canonical decimal text: "042",
+//     "+42", " 42", "42.0" and "4.2e1" are rejected, so one tenant never has
+//     several ids (an integer tenant column reads them all as 42). Fractions,
+//     exponents, negatives, empty values, values over MaxClaimBytes and
+//     control characters are rejected. The region must be a non-empty string;
+//     the subject is optional.
 //
 // Every failure is an *Error whose Reason is a short stable code for metrics
 // and whose message starts with "pgtenant: " and never quotes the token.

@@ -351,10 +351,14 @@ func TestAccountFormattingIsVerbatim(t *testing.T) {
 			t.Errorf("account_id %s: %v is not an auth error", value, err)
 		}
 	}
-	// Distinct texts stay distinct principals, whatever a schema makes of them.
-	a, _ := v.Authenticate(raw(`42`))
-	b, _ := v.Authenticate(raw(`"042"`))
+	// Distinct accepted texts stay distinct principals: digits PostgreSQL's
+	// integer input does not read are not folded into 42.
+	a, errA := v.Authenticate(raw(`42`))
+	b, errB := v.Authenticate(raw(`"٤٢"`))
+	if errA != nil || errB != nil {
+		t.Fatalf("accepted forms refused: %v, %v", errA, errB)
+	}
 	if a.Account == b.Account {
-		t.Errorf("42 and \"042\" yield the same account %q", a.Account)
+		t.Errorf("42 and \"٤٢\" yield the same account %q", a.Account)
 	}
 }
