@@ -173,6 +173,9 @@ func TestPgbenchArgsKeepTheSecretOut(t *testing.T) {
 }
 
 func TestScriptStatements(t *testing.T) {
+	if n := statementsPerTx(SelectScript); n != 1 {
+		t.Errorf("SelectScript has %d statements, want 1", n)
+	}
 	if n := statementsPerTx(Script); n != 5 {
 		t.Errorf("Script has %d statements, want 5 (BEGIN, SELECT, UPDATE, SELECT, END)", n)
 	}

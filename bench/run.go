@@ -39,7 +39,8 @@ type harness struct {
 	bouncer string // pgbouncer binary, "" when not needed
 	pgt     string // pgtenant binary, "" when not needed
 	secret  string
-	script  string
+	script  string // path of the workload's pgbench script
+	stmtsTx int    // statements per transaction of the workload
 	c       *cluster.Cluster
 	stops   []func(failed bool) // in start order; the first closes the cluster
 }
@@ -166,16 +167,17 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 	if err := installWorkload(ctx, h.c, o); err != nil {
 		return err
 	}
-	if h.script, err = writeScript(h.workDir); err != nil {
+	if h.script, err = writeScript(h.workDir, o.Workload); err != nil {
 		return err
 	}
+	h.stmtsTx = statementsPerTx(Workloads[o.Workload])
 	res.Machine = h.machine(ctx)
 	res.Machine.DataFS = fsType(h.c.DataDir)
 	res.Settings = Settings{
 		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(),
 		Clients: o.Clients, Modes: o.Modes, Targets: o.Targets, IdleConns: o.IdleConns,
 		Tenants: o.Tenants, RowsPerTenant: o.RowsPerTenant, Tenant: o.Tenant,
-		StatementsPerTx: statementsPerTx(Script), Smoke: o.Smoke, Script: Script,
+		StatementsPerTx: h.stmtsTx, Smoke: o.Smoke, Workload: o.Workload, Script: Workloads[o.Workload],
 	}
 	return nil
 }
@@ -375,7 +377,7 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		if err != nil {
 			return row, err
 		}
-		stmts := sum.Processed * int64(statementsPerTx(Script))
+		stmts := sum.Processed * int64(h.stmtsTx)
 		if stmts > 0 {
 			cpu := (after.CPU - before.CPU).Seconds() / float64(stmts) * 1000
 			row.ProxyCPUPer1kStatements = &cpu
@@ -395,7 +397,7 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		_ = os.RemoveAll(logDir)
 	}
 	row.Transactions = sum.Processed
-	row.Statements = sum.Processed * int64(statementsPerTx(Script))
+	row.Statements = sum.Processed * int64(h.stmtsTx)
 	row.TPS = sum.TPS
 	h.log.Info("measured", "target", t.name, "mode", mode, "clients", clients,
 		"tps", fmt.Sprintf("%.0f", row.TPS), "p99_ms", fmt.Sprintf("%.2f", row.Latency.P99Ms))
