@@ -204,3 +204,14 @@ func TestPgBouncerConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePerfCSV(t *testing.T) {
+	out := "# started on Wed Dec  2 12:00:00 2026\n\n123456,,raw_syscalls:sys_enter,992930,100.00,,\n789,,context-switches,992930,100.00,,\n"
+	c, err := parsePerfCSV([]byte(out))
+	if err != nil || c.Syscalls != 123456 || c.ContextSwitches != 789 {
+		t.Errorf("parsePerfCSV = %+v, %v", c, err)
+	}
+	if _, err := parsePerfCSV([]byte("<not supported>,,raw_syscalls:sys_enter,0,100.00,,\n")); err == nil {
+		t.Error("an uncounted event parsed")
+	}
+}

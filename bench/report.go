@@ -68,6 +68,9 @@ type Row struct {
 	ProxyCPUPer1kStatements *float64 `json:"proxy_cpu_seconds_per_1k_statements,omitempty"`
 	ProxyRSSBytes           *int64   `json:"proxy_rss_bytes,omitempty"`      // VmRSS after the run
 	ProxyPeakRSSBytes       *int64   `json:"proxy_peak_rss_bytes,omitempty"` // VmHWM: the process's peak so far
+	// From perf stat on the proxy during the run (nil without perf).
+	ProxySyscallsPerStatement    *float64 `json:"proxy_syscalls_per_statement,omitempty"`
+	ProxyCtxSwitchesPerStatement *float64 `json:"proxy_context_switches_per_statement,omitempty"`
 
 	// Throughput ratios for pgtenant rows (nil when the reference did not run).
 	TPSvsDirect      *float64 `json:"tps_vs_direct,omitempty"`
@@ -245,12 +248,19 @@ func (res *Results) relaySummary(w io.Writer) {
 		return
 	}
 	cpu := func(target, mode string, clients int) string {
-		if r, ok := byKey[key{target, mode, clients}]; ok {
-			return fmtFloat(cpuMicros(r), "%.1f")
+		r, ok := byKey[key{target, mode, clients}]
+		if !ok {
+			return "–"
 		}
-		return "–"
+		s := fmtFloat(cpuMicros(r), "%.1f")
+		if r.ProxySyscallsPerStatement != nil && r.ProxyCtxSwitchesPerStatement != nil {
+			s += fmt.Sprintf(" (%.1f sc, %.1f cs)", *r.ProxySyscallsPerStatement, *r.ProxyCtxSwitchesPerStatement)
+		}
+		return s
 	}
 	fmt.Fprintf(w, "\n## Relay: pgtenant (policy on, audit disabled) against PgBouncer\n\n")
+	fmt.Fprintln(w, "CPU µs per statement from /proc; in parentheses syscalls (sc) and context switches (cs) per statement from perf stat, when available.")
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| mode | clients | pgtenant TPS | vs PgBouncer session | vs PgBouncer transaction | pgtenant CPU µs / stmt | PgBouncer session CPU µs / stmt | PgBouncer transaction CPU µs / stmt |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
 	for _, p := range points {

@@ -41,6 +41,7 @@ type harness struct {
 	secret  string
 	script  string // path of the workload's pgbench script
 	stmtsTx int    // statements per transaction of the workload
+	perf    bool   // perf stat can count the proxies' syscalls
 	c       *cluster.Cluster
 	stops   []func(failed bool) // in start order; the first closes the cluster
 }
@@ -171,6 +172,10 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 		return err
 	}
 	h.stmtsTx = statementsPerTx(Workloads[o.Workload])
+	h.perf = perfUsable()
+	if !h.perf {
+		h.log.Warn("perf stat cannot count syscalls here (install linux-perf, run as root): no syscalls per statement in the report")
+	}
 	res.Machine = h.machine(ctx)
 	res.Machine.DataFS = fsType(h.c.DataDir)
 	res.Settings = Settings{
@@ -362,13 +367,30 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 	if err != nil {
 		return row, fmt.Errorf("log directory: %w", err)
 	}
-	var before ProcSample
+	var (
+		before ProcSample
+		perf   *perfCounter
+	)
 	if t.proc != nil {
 		if before, err = sampleProc(t.proc.pid()); err != nil {
 			return row, err
 		}
+		if h.perf {
+			if perf, err = startPerf(t.proc.pid(), h.workDir); err != nil {
+				h.log.Warn("perf stat", "error", err)
+			}
+		}
 	}
 	sum, err := h.pgbenchRun(t, mode, clients, h.o.Duration, logDir).run(ctx)
+	var counts *PerfCounts
+	if perf != nil {
+		c, perr := perf.stop()
+		if perr != nil {
+			h.log.Warn("perf stat", "error", perr)
+		} else {
+			counts = &c
+		}
+	}
 	if err != nil {
 		return row, err
 	}
@@ -381,6 +403,10 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		if stmts > 0 {
 			cpu := (after.CPU - before.CPU).Seconds() / float64(stmts) * 1000
 			row.ProxyCPUPer1kStatements = &cpu
+			if counts != nil {
+				sys, cs := float64(counts.Syscalls)/float64(stmts), float64(counts.ContextSwitches)/float64(stmts)
+				row.ProxySyscallsPerStatement, row.ProxyCtxSwitchesPerStatement = &sys, &cs
+			}
 		}
 		rss, hwm := after.RSSBytes, after.HWMBytes
 		row.ProxyRSSBytes, row.ProxyPeakRSSBytes = &rss, &hwm
