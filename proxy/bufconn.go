@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 )
@@ -17,14 +18,32 @@ const bufSize = 16 << 10
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // connWriter is a buffered writer whose buffer is borrowed from bufPool at
-// the first Write and returned at Flush.
+// the first Write and returned at Flush. On a socket it writes with raw
+// non-blocking send(2) calls, waiting for writability on the runtime's
+// poller only when the socket buffer is full (see rawio_linux.go).
 type connWriter struct {
 	w   io.Writer
+	raw syscall.RawConn // nil: write through w (TLS, pipes)
 	buf *[]byte
 	n   int
 }
 
-func newConnWriter(w io.Writer) *connWriter { return &connWriter{w: w} }
+func newConnWriter(w io.Writer) *connWriter {
+	return &connWriter{w: w, raw: rawConnOf(w)}
+}
+
+// rawConnOf returns w's raw socket when it has one.
+func rawConnOf(w any) syscall.RawConn {
+	sc, ok := w.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
 
 // Write buffers p, writing through when it does not fit.
 func (c *connWriter) Write(p []byte) (int, error) {
@@ -32,7 +51,7 @@ func (c *connWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if c.buf == nil {
 			if len(p) >= bufSize {
-				n, err := c.w.Write(p) // large and nothing buffered: skip the copy
+				n, err := c.write(p) // large and nothing buffered: skip the copy
 				return written + n, err
 			}
 			c.buf = bufPool.Get().(*[]byte)
@@ -65,18 +84,48 @@ func (c *connWriter) flushBuf() error {
 	if c.n == 0 {
 		return nil
 	}
-	_, err := c.w.Write((*c.buf)[:c.n])
+	_, err := c.write((*c.buf)[:c.n])
 	c.n = 0
 	return err
 }
 
+// write writes all of p to the connection.
+func (c *connWriter) write(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.w.Write(p)
+	}
+	done := 0
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for done < len(p) {
+			n, errno := rawWrite(fd, p[done:])
+			switch errno {
+			case 0:
+				done += n
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // socket buffer full: wait for the poller
+			default:
+				werr = os.NewSyscallError("write", errno)
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return done, err
+}
+
 // connReader is a buffered reader whose buffer is borrowed from bufPool
-// while bytes are buffered. When the buffer is empty and the last read
-// drained the socket, it waits for the socket to become readable before
-// borrowing a buffer again, so a reader blocked on an idle peer holds none.
+// while bytes are buffered. On a socket it reads with raw non-blocking
+// read(2) calls straight into the buffer and parks on the runtime's poller
+// when there is nothing to read, returning an empty buffer to the pool
+// first: a reader blocked on an idle peer holds none.
 type connReader struct {
 	r       io.Reader
-	raw     syscall.RawConn // nil when the connection cannot wait for readability (TLS)
+	raw     syscall.RawConn // nil when the connection is not a socket (TLS, pipes)
 	buf     *[]byte
 	start   int
 	end     int
@@ -85,16 +134,9 @@ type connReader struct {
 }
 
 func newConnReader(conn net.Conn) *connReader {
-	// drained: nothing is buffered yet, so the first read waits for the
-	// socket to become readable before borrowing a buffer (a session whose
-	// backend stays silent after startup holds none).
-	c := &connReader{r: conn, drained: true}
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-		}
-	}
-	return c
+	// drained: nothing is buffered yet, so on a connection without a raw
+	// socket the first read waits for readability before borrowing a buffer.
+	return &connReader{r: conn, raw: rawConnOf(conn), drained: true}
 }
 
 // Buffered returns the number of bytes that can be read without blocking.
@@ -108,20 +150,15 @@ func (c *connReader) fill(n int) error {
 			c.err = nil
 			return err
 		}
-		if c.Buffered() == 0 && c.drained && c.raw != nil {
-			c.release()
-			if err := c.waitReadable(); err != nil {
-				return err
-			}
+		if c.raw != nil {
+			c.readRaw(n)
+			continue
 		}
 		if c.buf == nil {
 			c.buf = bufPool.Get().(*[]byte)
 			c.start, c.end = 0, 0
 		}
-		if c.start > 0 && bufSize-c.start < n {
-			c.end = copy(*c.buf, (*c.buf)[c.start:c.end])
-			c.start = 0
-		}
+		c.compact(n)
 		m, err := c.r.Read((*c.buf)[c.end:])
 		c.end += m
 		c.drained = c.end < bufSize
@@ -132,29 +169,59 @@ func (c *connReader) fill(n int) error {
 	return nil
 }
 
-// waitReadable parks until the socket has data (or an error), without
-// reading it. RawConn.Read resets the poller's readiness before calling the
-// callback, so the callback first peeks without blocking: data that arrived
-// since the last read is seen here, and data arriving later wakes the poller.
-func (c *connReader) waitReadable() error {
-	var probe [1]byte
-	waited := false
-	err := c.raw.Read(func(fd uintptr) bool {
-		if waited {
-			return true
-		}
-		_, _, err := syscall.Recvfrom(int(fd), probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if err == syscall.EAGAIN || err == syscall.EINTR {
-			waited = true
-			return false // nothing yet: park on the runtime's poller
-		}
-		return true // data, EOF or an error: the following Read reports it
-	})
-	if errors.Is(err, syscall.EINVAL) {
-		c.raw = nil // not pollable: plain blocking reads from now on
-		return nil
+// compact moves the buffered bytes to the front when fewer than n would
+// fit after them.
+func (c *connReader) compact(n int) {
+	if c.start > 0 && bufSize-c.start < n {
+		c.end = copy(*c.buf, (*c.buf)[c.start:c.end])
+		c.start = 0
 	}
-	return err
+}
+
+// readRaw reads once from the socket, parking on the poller until it is
+// readable; the outcome is in the buffer or in c.err.
+func (c *connReader) readRaw(n int) {
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		if c.buf == nil {
+			c.buf = bufPool.Get().(*[]byte)
+			c.start, c.end = 0, 0
+		}
+		if c.start == c.end {
+			c.start, c.end = 0, 0 // empty: read into the whole buffer
+		}
+		c.compact(n)
+		for {
+			m, errno := rawRead(fd, (*c.buf)[c.end:])
+			switch errno {
+			case 0:
+				if m == 0 {
+					rerr = io.EOF
+				}
+				c.end += m
+				return true
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				if c.Buffered() == 0 {
+					c.release() // park without a buffer
+				}
+				return false
+			default:
+				rerr = os.NewSyscallError("read", errno)
+				return true
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		c.err = err
+		if c.Buffered() == 0 {
+			c.release()
+		}
+	}
 }
 
 // release returns an empty buffer to the pool.
