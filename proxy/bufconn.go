@@ -26,10 +26,21 @@ type connWriter struct {
 	raw syscall.RawConn // nil: write through w (TLS, pipes)
 	buf *[]byte
 	n   int
+
+	// The raw write's callback, built once so a write allocates nothing,
+	// and its arguments and results.
+	writeFn func(fd uintptr) bool
+	pending []byte
+	done    int
+	werr    error
 }
 
 func newConnWriter(w io.Writer) *connWriter {
-	return &connWriter{w: w, raw: rawConnOf(w)}
+	c := &connWriter{w: w, raw: rawConnOf(w)}
+	if c.raw != nil {
+		c.writeFn = c.writeRaw
+	}
+	return c
 }
 
 // rawConnOf returns w's raw socket when it has one.
@@ -94,28 +105,33 @@ func (c *connWriter) write(p []byte) (int, error) {
 	if c.raw == nil {
 		return c.w.Write(p)
 	}
-	done := 0
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for done < len(p) {
-			n, errno := rawWrite(fd, p[done:])
-			switch errno {
-			case 0:
-				done += n
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // socket buffer full: wait for the poller
-			default:
-				werr = os.NewSyscallError("write", errno)
-				return true
-			}
-		}
-		return true
-	})
+	c.pending, c.done, c.werr = p, 0, nil
+	err := c.raw.Write(c.writeFn)
 	if err == nil {
-		err = werr
+		err = c.werr
 	}
+	done := c.done
+	c.pending, c.werr = nil, nil
 	return done, err
+}
+
+// writeRaw is the raw write's callback: it sends c.pending until done or
+// the socket buffer is full (false: wait for writability).
+func (c *connWriter) writeRaw(fd uintptr) bool {
+	for c.done < len(c.pending) {
+		n, errno := rawWrite(fd, c.pending[c.done:])
+		switch errno {
+		case 0:
+			c.done += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // socket buffer full: wait for the poller
+		default:
+			c.werr = os.NewSyscallError("write", errno)
+			return true
+		}
+	}
+	return true
 }
 
 // connReader is a buffered reader whose buffer is borrowed from bufPool
@@ -131,12 +147,20 @@ type connReader struct {
 	end     int
 	drained bool // the last read returned less than it asked for
 	err     error
+
+	// The raw read's callback, built once so a read allocates nothing, and
+	// its argument and result.
+	readFn func(fd uintptr) bool
+	want   int
+	rerr   error
 }
 
 func newConnReader(conn net.Conn) *connReader {
-	// drained: nothing is buffered yet, so on a connection without a raw
-	// socket the first read waits for readability before borrowing a buffer.
-	return &connReader{r: conn, raw: rawConnOf(conn), drained: true}
+	c := &connReader{r: conn, raw: rawConnOf(conn), drained: true}
+	if c.raw != nil {
+		c.readFn = c.readCallback
+	}
+	return c
 }
 
 // Buffered returns the number of bytes that can be read without blocking.
@@ -181,45 +205,51 @@ func (c *connReader) compact(n int) {
 // readRaw reads once from the socket, parking on the poller until it is
 // readable; the outcome is in the buffer or in c.err.
 func (c *connReader) readRaw(n int) {
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		if c.buf == nil {
-			c.buf = bufPool.Get().(*[]byte)
-			c.start, c.end = 0, 0
-		}
-		if c.start == c.end {
-			c.start, c.end = 0, 0 // empty: read into the whole buffer
-		}
-		c.compact(n)
-		for {
-			m, errno := rawRead(fd, (*c.buf)[c.end:])
-			switch errno {
-			case 0:
-				if m == 0 {
-					rerr = io.EOF
-				}
-				c.end += m
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				if c.Buffered() == 0 {
-					c.release() // park without a buffer
-				}
-				return false
-			default:
-				rerr = os.NewSyscallError("read", errno)
-				return true
-			}
-		}
-	})
+	c.want, c.rerr = n, nil
+	err := c.raw.Read(c.readFn)
 	if err == nil {
-		err = rerr
+		err = c.rerr
 	}
+	c.rerr = nil
 	if err != nil {
 		c.err = err
 		if c.Buffered() == 0 {
 			c.release()
+		}
+	}
+}
+
+// readCallback is the raw read's callback: one read(2) into the buffer
+// (borrowed now, returned before parking), false when there is nothing to
+// read yet.
+func (c *connReader) readCallback(fd uintptr) bool {
+	if c.buf == nil {
+		c.buf = bufPool.Get().(*[]byte)
+		c.start, c.end = 0, 0
+	}
+	if c.start == c.end {
+		c.start, c.end = 0, 0 // empty: read into the whole buffer
+	}
+	c.compact(c.want)
+	for {
+		m, errno := rawRead(fd, (*c.buf)[c.end:])
+		switch errno {
+		case 0:
+			if m == 0 {
+				c.rerr = io.EOF
+			}
+			c.end += m
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if c.Buffered() == 0 {
+				c.release() // park without a buffer
+			}
+			return false
+		default:
+			c.rerr = os.NewSyscallError("read", errno)
+			return true
 		}
 	}
 }
