@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -78,6 +79,24 @@ func (c *connWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return written, nil
+}
+
+// header buffers a message header (type and length of an n-byte body)
+// in place, so writing one allocates nothing.
+func (c *connWriter) header(t byte, n int) error {
+	if c.buf != nil && bufSize-c.n < 5 {
+		if err := c.flushBuf(); err != nil {
+			return err
+		}
+	}
+	if c.buf == nil {
+		c.buf = bufPool.Get().(*[]byte)
+	}
+	h := (*c.buf)[c.n : c.n+5]
+	h[0] = t
+	binary.BigEndian.PutUint32(h[1:], uint32(n+4))
+	c.n += 5
+	return nil
 }
 
 // Flush writes what is buffered and returns the buffer to the pool.
