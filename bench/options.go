@@ -11,17 +11,20 @@ import (
 
 // Target names, in the order they run.
 const (
-	TargetDirect         = "direct"
-	TargetPgBouncerSess  = "pgbouncer-session"
-	TargetPgBouncerTx    = "pgbouncer-transaction"
-	TargetPgtenantAsync  = "pgtenant-async"
-	TargetPgtenantSpool  = "pgtenant-spool"
-	TargetPgtenantStrict = "pgtenant-strict"
+	TargetDirect        = "direct"
+	TargetPgBouncerSess = "pgbouncer-session"
+	TargetPgBouncerTx   = "pgbouncer-transaction"
+	// TargetPgtenantNoAudit is pgtenant with the policy on and the audit
+	// disabled: the relay and the policy alone, what PgBouncer is compared with.
+	TargetPgtenantNoAudit = "pgtenant-noaudit"
+	TargetPgtenantAsync   = "pgtenant-async"
+	TargetPgtenantSpool   = "pgtenant-spool"
+	TargetPgtenantStrict  = "pgtenant-strict"
 )
 
 // AllTargets lists every target in run order.
 var AllTargets = []string{TargetDirect, TargetPgBouncerSess, TargetPgBouncerTx,
-	TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantStrict}
+	TargetPgtenantNoAudit, TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantStrict}
 
 // AllModes lists pgbench's query modes.
 var AllModes = []string{"simple", "extended", "prepared"}
@@ -38,6 +41,7 @@ type Options struct {
 	Tenants       int           // tenants in the accounts table
 	RowsPerTenant int           // accounts rows per tenant
 	Tenant        int64         // the tenant pgbench connects as (1..Tenants)
+	Workload      string        // key of Workloads: "rw" (Script) or "select" (SelectScript)
 	OutDir        string        // where results.json and results.md go
 	DataDir       string        // parent of the cluster's data directory; "" = the run's work directory under $TMPDIR (on disk, so fsync costs what it costs)
 	PgtenantBin   string        // a prebuilt pgtenant binary; "" builds ./cmd/pgtenant
@@ -57,6 +61,7 @@ func DefaultOptions() Options {
 		Tenants:       1000,
 		RowsPerTenant: 1000,
 		Tenant:        42,
+		Workload:      "rw",
 		OutDir:        "bench/results",
 	}
 }
@@ -116,6 +121,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Tenant < 1 || o.Tenant > int64(o.Tenants) {
 		errs = append(errs, fmt.Errorf("--tenant %d: want 1-%d", o.Tenant, o.Tenants))
+	}
+	if _, ok := Workloads[o.Workload]; !ok {
+		errs = append(errs, fmt.Errorf("--workload %q: want rw or select", o.Workload))
 	}
 	if o.OutDir == "" {
 		errs = append(errs, errors.New("--out: must not be empty"))

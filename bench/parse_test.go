@@ -173,6 +173,9 @@ func TestPgbenchArgsKeepTheSecretOut(t *testing.T) {
 }
 
 func TestScriptStatements(t *testing.T) {
+	if n := statementsPerTx(SelectScript); n != 1 {
+		t.Errorf("SelectScript has %d statements, want 1", n)
+	}
 	if n := statementsPerTx(Script); n != 5 {
 		t.Errorf("Script has %d statements, want 5 (BEGIN, SELECT, UPDATE, SELECT, END)", n)
 	}
@@ -199,5 +202,16 @@ func TestPgBouncerConfig(t *testing.T) {
 		if !strings.Contains(ini, want) {
 			t.Errorf("pgbouncer.ini lacks %q:\n%s", want, ini)
 		}
+	}
+}
+
+func TestParsePerfCSV(t *testing.T) {
+	out := "# started on Wed Dec  2 12:00:00 2026\n\n123456,,raw_syscalls:sys_enter,992930,100.00,,\n789,,context-switches,992930,100.00,,\n"
+	c, err := parsePerfCSV([]byte(out))
+	if err != nil || c.Syscalls != 123456 || c.ContextSwitches != 789 {
+		t.Errorf("parsePerfCSV = %+v, %v", c, err)
+	}
+	if _, err := parsePerfCSV([]byte("<not supported>,,raw_syscalls:sys_enter,0,100.00,,\n")); err == nil {
+		t.Error("an uncounted event parsed")
 	}
 }

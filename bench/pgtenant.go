@@ -76,9 +76,18 @@ func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConn
 				"database": c.Database, "sslmode": "disable", "admin_user": cluster.Superuser,
 			},
 		},
-		"audit":  map[string]any{"mode": mode, "spool_dir": spoolDir},
+		"audit":  auditConfig(mode, spoolDir),
 		"limits": map[string]any{"max_connections": maxConns, "startup_timeout": "60s", "shutdown_timeout": "10s"},
 	}
+}
+
+// auditConfig is the audit section for a target's mode: "noaudit" disables
+// the audit (the policy stays on), the others name audit.mode.
+func auditConfig(mode, spoolDir string) map[string]any {
+	if mode == "noaudit" {
+		return map[string]any{"disabled": true}
+	}
+	return map[string]any{"mode": mode, "spool_dir": spoolDir}
 }
 
 // pgtenantProc is a running `pgtenant serve`.

@@ -46,6 +46,7 @@ type Settings struct {
 	RowsPerTenant   int      `json:"rows_per_tenant"`
 	Tenant          int64    `json:"tenant"`
 	StatementsPerTx int      `json:"statements_per_tx"`
+	Workload        string   `json:"workload"`
 	Smoke           bool     `json:"smoke"`
 	Script          string   `json:"script"`
 }
@@ -67,6 +68,9 @@ type Row struct {
 	ProxyCPUPer1kStatements *float64 `json:"proxy_cpu_seconds_per_1k_statements,omitempty"`
 	ProxyRSSBytes           *int64   `json:"proxy_rss_bytes,omitempty"`      // VmRSS after the run
 	ProxyPeakRSSBytes       *int64   `json:"proxy_peak_rss_bytes,omitempty"` // VmHWM: the process's peak so far
+	// From perf stat on the proxy during the run (nil without perf).
+	ProxySyscallsPerStatement    *float64 `json:"proxy_syscalls_per_statement,omitempty"`
+	ProxyCtxSwitchesPerStatement *float64 `json:"proxy_context_switches_per_statement,omitempty"`
 
 	// Throughput ratios for pgtenant rows (nil when the reference did not run).
 	TPSvsDirect      *float64 `json:"tps_vs_direct,omitempty"`
@@ -152,8 +156,12 @@ func (res *Results) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "%s; %d CPUs, load average at start %s; data on %s; %s; %s; %s.\n\n",
 		res.StartedAt.UTC().Format(time.RFC3339), res.Machine.CPUs, res.Machine.LoadAvg, res.Machine.DataFS,
 		res.Machine.Postgres, orDash(res.Machine.PgBouncer), res.Machine.Pgbench)
-	fmt.Fprintf(w, "pgbench -n -T %.0f (after a %.0fs warm-up per target), %d tenants × %d rows, tenant %d, %d statements per transaction (read-write mix: BEGIN; SELECT; UPDATE; SELECT; END).",
-		s.DurationSeconds, s.WarmupSeconds, s.Tenants, s.RowsPerTenant, s.Tenant, s.StatementsPerTx)
+	title := workloadTitles[s.Workload]
+	if title == "" {
+		title = workloadTitles["rw"] // results written before --workload existed
+	}
+	fmt.Fprintf(w, "pgbench -n -T %.0f (after a %.0fs warm-up per target), %d tenants × %d rows, tenant %d, %d statements per transaction (%s).",
+		s.DurationSeconds, s.WarmupSeconds, s.Tenants, s.RowsPerTenant, s.Tenant, s.StatementsPerTx, title)
 	if res.PolicyEnforced != nil {
 		if *res.PolicyEnforced {
 			fmt.Fprint(w, " pgtenant's statement policy was enforcing (an unscoped read was refused).")
@@ -165,7 +173,7 @@ func (res *Results) Markdown(w io.Writer) {
 		fmt.Fprint(w, " Smoke run: figures are not meaningful.")
 	}
 	fmt.Fprint(w, "\n\n")
-	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU s / 1k stmts | proxy RSS MiB |")
+	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU µs / stmt | proxy RSS MiB |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range res.Rows {
 		if r.Error != "" {
@@ -179,8 +187,9 @@ func (res *Results) Markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s |\n",
 			r.Target, r.Mode, r.Clients, r.TPS, r.Latency.MeanMs, r.Latency.P99Ms,
 			fmtRatio(r.TPSvsDirect), fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), fmtRatio(r.P99vsDirect),
-			fmtFloat(r.ProxyCPUPer1kStatements, "%.3f"), rss)
+			fmtFloat(cpuMicros(r), "%.1f"), rss)
 	}
+	res.relaySummary(w)
 	if failed := res.Failed(); len(failed) > 0 || len(res.WarmupErrors) > 0 {
 		fmt.Fprintf(w, "\n## Failed runs\n\n")
 		for _, r := range failed {
@@ -202,6 +211,63 @@ func (res *Results) Markdown(w io.Writer) {
 		if sc.FirstError != "" {
 			fmt.Fprintf(w, "\nFirst connection error: %s\n", sc.FirstError)
 		}
+	}
+}
+
+// cpuMicros is the proxy's CPU time per statement in microseconds
+// (seconds per 1,000 statements × 1,000), nil for direct.
+func cpuMicros(r Row) *float64 {
+	if r.ProxyCPUPer1kStatements == nil {
+		return nil
+	}
+	v := *r.ProxyCPUPer1kStatements * 1000
+	return &v
+}
+
+// relaySummary compares pgtenant without audit (the relay and the policy)
+// with PgBouncer point by point: TPS ratios against both pooling modes and
+// the CPU each proxy spent per statement in the same run. It prints nothing
+// when the run had no pgtenant-noaudit rows.
+func (res *Results) relaySummary(w io.Writer) {
+	type key struct {
+		target, mode string
+		clients      int
+	}
+	byKey := map[key]Row{}
+	var points []key
+	for _, r := range res.Rows {
+		if r.Error != "" {
+			continue
+		}
+		byKey[key{r.Target, r.Mode, r.Clients}] = r
+		if r.Target == TargetPgtenantNoAudit {
+			points = append(points, key{"", r.Mode, r.Clients})
+		}
+	}
+	if len(points) == 0 {
+		return
+	}
+	cpu := func(target, mode string, clients int) string {
+		r, ok := byKey[key{target, mode, clients}]
+		if !ok {
+			return "–"
+		}
+		s := fmtFloat(cpuMicros(r), "%.1f")
+		if r.ProxySyscallsPerStatement != nil && r.ProxyCtxSwitchesPerStatement != nil {
+			s += fmt.Sprintf(" (%.1f sc, %.1f cs)", *r.ProxySyscallsPerStatement, *r.ProxyCtxSwitchesPerStatement)
+		}
+		return s
+	}
+	fmt.Fprintf(w, "\n## Relay: pgtenant (policy on, audit disabled) against PgBouncer\n\n")
+	fmt.Fprintln(w, "CPU µs per statement from /proc; in parentheses syscalls (sc) and context switches (cs) per statement from perf stat, when available.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| mode | clients | pgtenant TPS | vs PgBouncer session | vs PgBouncer transaction | pgtenant CPU µs / stmt | PgBouncer session CPU µs / stmt | PgBouncer transaction CPU µs / stmt |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
+	for _, p := range points {
+		r := byKey[key{TargetPgtenantNoAudit, p.mode, p.clients}]
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", p.mode, p.clients, r.TPS,
+			fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), cpu(TargetPgtenantNoAudit, p.mode, p.clients),
+			cpu(TargetPgBouncerSess, p.mode, p.clients), cpu(TargetPgBouncerTx, p.mode, p.clients))
 	}
 }
 

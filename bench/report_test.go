@@ -88,7 +88,7 @@ func TestWriteJSONAndMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| direct | simple | 8 | 1000 | 8.00 | 20.00 | – |",
 		"| pgtenant-strict | simple | 8 | 500 |",
-		"| 0.50 |", "| 0.250 | 30.0 |",
+		"| 0.50 |", "| 250.0 | 30.0 |",
 		"| pgtenant-spool | 100 | 100 | 0 |", "| 102.4 |",
 		"policy was enforcing",
 		"| pgtenant-async | simple | 64 | FAILED",
@@ -98,6 +98,30 @@ func TestWriteJSONAndMarkdown(t *testing.T) {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+func TestRelaySummary(t *testing.T) {
+	pgtCPU, bSessCPU, bTxCPU := 0.009, 0.010, 0.012
+	res := &Results{Rows: []Row{
+		{Target: TargetPgBouncerSess, Mode: "extended", Clients: 8, TPS: 1000, ProxyCPUPer1kStatements: &bSessCPU},
+		{Target: TargetPgBouncerTx, Mode: "extended", Clients: 8, TPS: 800, ProxyCPUPer1kStatements: &bTxCPU},
+		{Target: TargetPgtenantNoAudit, Mode: "extended", Clients: 8, TPS: 1100, ProxyCPUPer1kStatements: &pgtCPU},
+		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, TPS: 300},
+	}}
+	res.computeRatios()
+	var md strings.Builder
+	res.Markdown(&md)
+	want := "| extended | 8 | 1100 | 1.10 | 1.38 | 9.0 | 10.0 | 12.0 |"
+	if !strings.Contains(md.String(), "## Relay: pgtenant") || !strings.Contains(md.String(), want) {
+		t.Errorf("relay summary lacks %q:\n%s", want, md.String())
+	}
+	// Without a pgtenant-noaudit row there is no summary.
+	res.Rows = res.Rows[:2]
+	md.Reset()
+	res.Markdown(&md)
+	if strings.Contains(md.String(), "## Relay") {
+		t.Errorf("relay summary without pgtenant-noaudit rows:\n%s", md.String())
 	}
 }
 
@@ -118,6 +142,7 @@ func TestOptionsValidate(t *testing.T) {
 		"--tenant":     func(o *Options) { o.Tenant = 1001 },
 		"--tenants":    func(o *Options) { o.Tenants = 0 },
 		"--out":        func(o *Options) { o.OutDir = "" },
+		"--workload":   func(o *Options) { o.Workload = "tpcb" },
 	}
 	for flag, mutate := range bad {
 		o := DefaultOptions()

@@ -39,7 +39,9 @@ type harness struct {
 	bouncer string // pgbouncer binary, "" when not needed
 	pgt     string // pgtenant binary, "" when not needed
 	secret  string
-	script  string
+	script  string // path of the workload's pgbench script
+	stmtsTx int    // statements per transaction of the workload
+	perf    bool   // perf stat can count the proxies' syscalls
 	c       *cluster.Cluster
 	stops   []func(failed bool) // in start order; the first closes the cluster
 }
@@ -166,8 +168,13 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 	if err := installWorkload(ctx, h.c, o); err != nil {
 		return err
 	}
-	if h.script, err = writeScript(h.workDir); err != nil {
+	if h.script, err = writeScript(h.workDir, o.Workload); err != nil {
 		return err
+	}
+	h.stmtsTx = statementsPerTx(Workloads[o.Workload])
+	h.perf = perfUsable()
+	if !h.perf {
+		h.log.Warn("perf stat cannot count syscalls here (install linux-perf, run as root): no syscalls per statement in the report")
 	}
 	res.Machine = h.machine(ctx)
 	res.Machine.DataFS = fsType(h.c.DataDir)
@@ -175,7 +182,7 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(),
 		Clients: o.Clients, Modes: o.Modes, Targets: o.Targets, IdleConns: o.IdleConns,
 		Tenants: o.Tenants, RowsPerTenant: o.RowsPerTenant, Tenant: o.Tenant,
-		StatementsPerTx: statementsPerTx(Script), Smoke: o.Smoke, Script: Script,
+		StatementsPerTx: h.stmtsTx, Smoke: o.Smoke, Workload: o.Workload, Script: Workloads[o.Workload],
 	}
 	return nil
 }
@@ -360,13 +367,30 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 	if err != nil {
 		return row, fmt.Errorf("log directory: %w", err)
 	}
-	var before ProcSample
+	var (
+		before ProcSample
+		perf   *perfCounter
+	)
 	if t.proc != nil {
 		if before, err = sampleProc(t.proc.pid()); err != nil {
 			return row, err
 		}
+		if h.perf {
+			if perf, err = startPerf(t.proc.pid(), h.workDir); err != nil {
+				h.log.Warn("perf stat", "error", err)
+			}
+		}
 	}
 	sum, err := h.pgbenchRun(t, mode, clients, h.o.Duration, logDir).run(ctx)
+	var counts *PerfCounts
+	if perf != nil {
+		c, perr := perf.stop()
+		if perr != nil {
+			h.log.Warn("perf stat", "error", perr)
+		} else {
+			counts = &c
+		}
+	}
 	if err != nil {
 		return row, err
 	}
@@ -375,10 +399,14 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		if err != nil {
 			return row, err
 		}
-		stmts := sum.Processed * int64(statementsPerTx(Script))
+		stmts := sum.Processed * int64(h.stmtsTx)
 		if stmts > 0 {
 			cpu := (after.CPU - before.CPU).Seconds() / float64(stmts) * 1000
 			row.ProxyCPUPer1kStatements = &cpu
+			if counts != nil {
+				sys, cs := float64(counts.Syscalls)/float64(stmts), float64(counts.ContextSwitches)/float64(stmts)
+				row.ProxySyscallsPerStatement, row.ProxyCtxSwitchesPerStatement = &sys, &cs
+			}
 		}
 		rss, hwm := after.RSSBytes, after.HWMBytes
 		row.ProxyRSSBytes, row.ProxyPeakRSSBytes = &rss, &hwm
@@ -395,7 +423,7 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		_ = os.RemoveAll(logDir)
 	}
 	row.Transactions = sum.Processed
-	row.Statements = sum.Processed * int64(statementsPerTx(Script))
+	row.Statements = sum.Processed * int64(h.stmtsTx)
 	row.TPS = sum.TPS
 	h.log.Info("measured", "target", t.name, "mode", mode, "clients", clients,
 		"tps", fmt.Sprintf("%.0f", row.TPS), "p99_ms", fmt.Sprintf("%.2f", row.Latency.P99Ms))

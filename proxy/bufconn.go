@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 )
@@ -17,14 +19,43 @@ const bufSize = 16 << 10
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // connWriter is a buffered writer whose buffer is borrowed from bufPool at
-// the first Write and returned at Flush.
+// the first Write and returned at Flush. On a socket it writes with raw
+// non-blocking send(2) calls, waiting for writability on the runtime's
+// poller only when the socket buffer is full (see rawio_linux.go).
 type connWriter struct {
 	w   io.Writer
+	raw syscall.RawConn // nil: write through w (TLS, pipes)
 	buf *[]byte
 	n   int
+
+	// The raw write's callback, built once so a write allocates nothing,
+	// and its arguments and results.
+	writeFn func(fd uintptr) bool
+	pending []byte
+	done    int
+	werr    error
 }
 
-func newConnWriter(w io.Writer) *connWriter { return &connWriter{w: w} }
+func newConnWriter(w io.Writer) *connWriter {
+	c := &connWriter{w: w, raw: rawConnOf(w)}
+	if c.raw != nil {
+		c.writeFn = c.writeRaw
+	}
+	return c
+}
+
+// rawConnOf returns w's raw socket when it has one.
+func rawConnOf(w any) syscall.RawConn {
+	sc, ok := w.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
 
 // Write buffers p, writing through when it does not fit.
 func (c *connWriter) Write(p []byte) (int, error) {
@@ -32,7 +63,7 @@ func (c *connWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if c.buf == nil {
 			if len(p) >= bufSize {
-				n, err := c.w.Write(p) // large and nothing buffered: skip the copy
+				n, err := c.write(p) // large and nothing buffered: skip the copy
 				return written + n, err
 			}
 			c.buf = bufPool.Get().(*[]byte)
@@ -50,6 +81,24 @@ func (c *connWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// header buffers a message header (type and length of an n-byte body)
+// in place, so writing one allocates nothing.
+func (c *connWriter) header(t byte, n int) error {
+	if c.buf != nil && bufSize-c.n < 5 {
+		if err := c.flushBuf(); err != nil {
+			return err
+		}
+	}
+	if c.buf == nil {
+		c.buf = bufPool.Get().(*[]byte)
+	}
+	h := (*c.buf)[c.n : c.n+5]
+	h[0] = t
+	binary.BigEndian.PutUint32(h[1:], uint32(n+4))
+	c.n += 5
+	return nil
+}
+
 // Flush writes what is buffered and returns the buffer to the pool.
 func (c *connWriter) Flush() error {
 	if c.buf == nil {
@@ -65,34 +114,70 @@ func (c *connWriter) flushBuf() error {
 	if c.n == 0 {
 		return nil
 	}
-	_, err := c.w.Write((*c.buf)[:c.n])
+	_, err := c.write((*c.buf)[:c.n])
 	c.n = 0
 	return err
 }
 
+// write writes all of p to the connection.
+func (c *connWriter) write(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.w.Write(p)
+	}
+	c.pending, c.done, c.werr = p, 0, nil
+	err := c.raw.Write(c.writeFn)
+	if err == nil {
+		err = c.werr
+	}
+	done := c.done
+	c.pending, c.werr = nil, nil
+	return done, err
+}
+
+// writeRaw is the raw write's callback: it sends c.pending until done or
+// the socket buffer is full (false: wait for writability).
+func (c *connWriter) writeRaw(fd uintptr) bool {
+	for c.done < len(c.pending) {
+		n, errno := rawWrite(fd, c.pending[c.done:])
+		switch errno {
+		case 0:
+			c.done += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // socket buffer full: wait for the poller
+		default:
+			c.werr = os.NewSyscallError("write", errno)
+			return true
+		}
+	}
+	return true
+}
+
 // connReader is a buffered reader whose buffer is borrowed from bufPool
-// while bytes are buffered. When the buffer is empty and the last read
-// drained the socket, it waits for the socket to become readable before
-// borrowing a buffer again, so a reader blocked on an idle peer holds none.
+// while bytes are buffered. On a socket it reads with raw non-blocking
+// read(2) calls straight into the buffer and parks on the runtime's poller
+// when there is nothing to read, returning an empty buffer to the pool
+// first: a reader blocked on an idle peer holds none.
 type connReader struct {
 	r       io.Reader
-	raw     syscall.RawConn // nil when the connection cannot wait for readability (TLS)
+	raw     syscall.RawConn // nil when the connection is not a socket (TLS, pipes)
 	buf     *[]byte
 	start   int
 	end     int
 	drained bool // the last read returned less than it asked for
 	err     error
+
+	// The raw read's callback, built once so a read allocates nothing, and
+	// its argument and result.
+	readFn func(fd uintptr) bool
+	want   int
+	rerr   error
 }
 
 func newConnReader(conn net.Conn) *connReader {
-	// drained: nothing is buffered yet, so the first read waits for the
-	// socket to become readable before borrowing a buffer (a session whose
-	// backend stays silent after startup holds none).
-	c := &connReader{r: conn, drained: true}
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-		}
+	c := &connReader{r: conn, raw: rawConnOf(conn), drained: true}
+	if c.raw != nil {
+		c.readFn = c.readCallback
 	}
 	return c
 }
@@ -108,20 +193,15 @@ func (c *connReader) fill(n int) error {
 			c.err = nil
 			return err
 		}
-		if c.Buffered() == 0 && c.drained && c.raw != nil {
-			c.release()
-			if err := c.waitReadable(); err != nil {
-				return err
-			}
+		if c.raw != nil {
+			c.readRaw(n)
+			continue
 		}
 		if c.buf == nil {
 			c.buf = bufPool.Get().(*[]byte)
 			c.start, c.end = 0, 0
 		}
-		if c.start > 0 && bufSize-c.start < n {
-			c.end = copy(*c.buf, (*c.buf)[c.start:c.end])
-			c.start = 0
-		}
+		c.compact(n)
 		m, err := c.r.Read((*c.buf)[c.end:])
 		c.end += m
 		c.drained = c.end < bufSize
@@ -132,29 +212,65 @@ func (c *connReader) fill(n int) error {
 	return nil
 }
 
-// waitReadable parks until the socket has data (or an error), without
-// reading it. RawConn.Read resets the poller's readiness before calling the
-// callback, so the callback first peeks without blocking: data that arrived
-// since the last read is seen here, and data arriving later wakes the poller.
-func (c *connReader) waitReadable() error {
-	var probe [1]byte
-	waited := false
-	err := c.raw.Read(func(fd uintptr) bool {
-		if waited {
+// compact moves the buffered bytes to the front when fewer than n would
+// fit after them.
+func (c *connReader) compact(n int) {
+	if c.start > 0 && bufSize-c.start < n {
+		c.end = copy(*c.buf, (*c.buf)[c.start:c.end])
+		c.start = 0
+	}
+}
+
+// readRaw reads once from the socket, parking on the poller until it is
+// readable; the outcome is in the buffer or in c.err.
+func (c *connReader) readRaw(n int) {
+	c.want, c.rerr = n, nil
+	err := c.raw.Read(c.readFn)
+	if err == nil {
+		err = c.rerr
+	}
+	c.rerr = nil
+	if err != nil {
+		c.err = err
+		if c.Buffered() == 0 {
+			c.release()
+		}
+	}
+}
+
+// readCallback is the raw read's callback: one read(2) into the buffer
+// (borrowed now, returned before parking), false when there is nothing to
+// read yet.
+func (c *connReader) readCallback(fd uintptr) bool {
+	if c.buf == nil {
+		c.buf = bufPool.Get().(*[]byte)
+		c.start, c.end = 0, 0
+	}
+	if c.start == c.end {
+		c.start, c.end = 0, 0 // empty: read into the whole buffer
+	}
+	c.compact(c.want)
+	for {
+		m, errno := rawRead(fd, (*c.buf)[c.end:])
+		switch errno {
+		case 0:
+			if m == 0 {
+				c.rerr = io.EOF
+			}
+			c.end += m
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if c.Buffered() == 0 {
+				c.release() // park without a buffer
+			}
+			return false
+		default:
+			c.rerr = os.NewSyscallError("read", errno)
 			return true
 		}
-		_, _, err := syscall.Recvfrom(int(fd), probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if err == syscall.EAGAIN || err == syscall.EINTR {
-			waited = true
-			return false // nothing yet: park on the runtime's poller
-		}
-		return true // data, EOF or an error: the following Read reports it
-	})
-	if errors.Is(err, syscall.EINVAL) {
-		c.raw = nil // not pollable: plain blocking reads from now on
-		return nil
 	}
-	return err
 }
 
 // release returns an empty buffer to the pool.

@@ -13,13 +13,24 @@ import (
 	"github.com/pgtenant/pgtenant/auth"
 )
 
-// handle serves one client connection from accept to close.
+// handle serves one client connection from accept to the end of its
+// startup. An established session then runs on goroutines of its own (see
+// session.start) and this one ends, so the deep stack the startup grew (TLS,
+// JWT, the backend login) is not kept for the session's lifetime.
 func (s *Server) handle(conn net.Conn) {
-	defer conn.Close()
 	n := s.clients.Add(1)
-	defer s.clients.Add(-1)
 	s.opts.Metrics.ClientAccepted()
-	defer s.opts.Metrics.ClientClosed()
+	closeConn := func() {
+		s.opts.Metrics.ClientClosed()
+		s.clients.Add(-1)
+		_ = conn.Close()
+	}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			closeConn()
+		}
+	}()
 	rt := s.runtime()
 	addr := clientIP(conn)
 	log := s.log.With("conn_id", newSessionID(), "client_addr", addr)
@@ -49,17 +60,20 @@ func (s *Server) handle(conn net.Conn) {
 		s.reject(st.conn, w, log, addr, p, err)
 		return
 	}
-	defer ss.close()
 	if err := s.track(ss); err != nil {
 		s.reject(st.conn, ss.cw, ss.log, addr, ss.principal, err)
-		_ = ss.backend.conn.Close()
+		ss.close()
 		return
 	}
-	defer s.untrack(ss)
 	ss.key = s.cancels.issue(ss.backend)
-	defer s.cancels.revoke(ss.key)
+	end := func() {
+		s.cancels.revoke(ss.key)
+		s.untrack(ss)
+		ss.close()
+	}
 	if err := ss.sendStartupReply(); err != nil {
 		ss.log.Debug("startup reply failed", "error", err)
+		end()
 		return
 	}
 	_ = st.conn.SetDeadline(time.Time{})
@@ -67,10 +81,16 @@ func (s *Server) handle(conn net.Conn) {
 	connect := ss.event(audit.KindConnect)
 	connect.Verdict = audit.VerdictAllow
 	ss.recordAsync(connect)
-	ss.run()
-	// the session's context ended with it: the disconnect gets its own, bounded
-	ss.recordWithin(context.Background(), ss.event(audit.KindDisconnect))
-	ss.log.Info("connection closed")
+	handedOff = true
+	s.wg.Add(1)
+	ss.start(func() {
+		// the session's context ended with it: the disconnect gets its own, bounded
+		ss.recordWithin(context.Background(), ss.event(audit.KindDisconnect))
+		ss.log.Info("connection closed")
+		end()
+		closeConn()
+		s.wg.Done()
+	})
 }
 
 // authenticate negotiates the protocol, takes the token, verifies it, picks

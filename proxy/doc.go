@@ -16,8 +16,8 @@
 //	  |                            | set_config(tenant, $1), hijack -->|
 //	  |<- AuthenticationOk, ParameterStatus*, BackendKeyData (ours), ReadyForQuery
 //
-// Steady state runs two loops per session and no goroutine or channel hop
-// per message:
+// Steady state runs two loops per session, each on a fresh goroutine (the
+// startup's goroutine ends), and no goroutine or channel hop per message:
 //
 //	client loop:  client --Q/P/B--> decide + audit --bytes--> backend
 //	                     other messages ------------bytes---> backend
@@ -27,7 +27,11 @@
 //	                     pop the pending entry they answer
 //
 // Buffered writers are flushed when the reader on the other side has no
-// buffered input left, so a pipelined batch travels as one write.
+// buffered input left, so a pipelined batch travels as one write. On TCP and
+// Unix sockets both loops read and send with raw non-blocking system calls
+// (no entersyscall, so no sysmon wake-up after each idle moment) and park on
+// the runtime's poller only when a socket has nothing to read or no room;
+// relay buffers are borrowed from a pool while bytes are in flight.
 //
 // Denials keep PostgreSQL's exact error semantics without the proxy writing
 // to the client out of order: a denied Query is replaced by a query that

@@ -83,6 +83,7 @@ func (s *session) attach(bc *backendConn, checker StatementChecker) {
 	s.br = &msgReader{r: newConnReader(bc.conn), maxLen: 1<<30 - 1}
 	s.bw = newConnWriter(bc.conn)
 	s.cr.maxLen = s.rt.limits.MaxMessageBytes
+	s.cr.body = nil // the password message's buffer: a session that stays idle need not keep it
 	s.checker = checker
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.track = newStmtTracker()
@@ -95,8 +96,10 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// run relays messages until either side ends the session.
-func (s *session) run() {
+// start relays messages on two new goroutines, one per direction, until
+// either side ends the session, then calls finish. Fresh goroutines start
+// with the smallest stack, which an idle session keeps.
+func (s *session) start(finish func()) {
 	done := make(chan error, 1)
 	go func() {
 		err := s.backendLoop()
@@ -106,17 +109,27 @@ func (s *session) run() {
 		s.close()
 		done <- err
 	}()
-	err := s.clientLoop()
-	if errors.Is(err, errAwaitBackend) {
-		err = <-done
-		s.close()
-	} else {
-		s.close()
-		<-done
-	}
-	if err != nil && !isClosedErr(err) {
-		s.log.Debug("session ended", "error", err)
-	}
+	go func() {
+		defer finish()
+		err := s.clientLoop()
+		if errors.Is(err, errAwaitBackend) {
+			err = <-done
+			s.close()
+		} else {
+			s.close()
+			<-done
+		}
+		if err != nil && !isClosedErr(err) {
+			s.log.Debug("session ended", "error", err)
+		}
+	}()
+}
+
+// run is start that returns when the session has ended.
+func (s *session) run() {
+	done := make(chan struct{})
+	s.start(func() { close(done) })
+	<-done
 }
 
 // close ends both connections once; a blocked read or write returns.
@@ -207,6 +220,7 @@ func (s *session) sendStartupReply() error {
 			return err
 		}
 	}
+	s.backend.params = nil // reported once; an idle session need not keep them
 	key := &pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]}
 	if err := encode(s.cw, key); err != nil {
 		return err

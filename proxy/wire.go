@@ -119,13 +119,7 @@ func (m *msgReader) nextBuffered() bool {
 }
 
 // writeHeader writes a message header for a body of n bytes.
-func writeHeader(w *connWriter, t byte, n int) error {
-	var h [5]byte
-	h[0] = t
-	binary.BigEndian.PutUint32(h[1:], uint32(n+4))
-	_, err := w.Write(h[:])
-	return err
-}
+func writeHeader(w *connWriter, t byte, n int) error { return w.header(t, n) }
 
 // writeMsg writes a complete message with the given body.
 func writeMsg(w *connWriter, t byte, body []byte) error {

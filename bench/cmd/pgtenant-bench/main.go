@@ -84,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 	fs.IntVar(&o.Tenants, "tenants", def.Tenants, "tenants in the accounts table")
 	fs.IntVar(&o.RowsPerTenant, "rows-per-tenant", def.RowsPerTenant, "accounts rows per tenant")
 	fs.Int64Var(&o.Tenant, "tenant", def.Tenant, "the tenant pgbench connects as")
+	fs.StringVar(&o.Workload, "workload", def.Workload, "pgbench script: rw (BEGIN; SELECT; UPDATE; SELECT; END) or select (one tenant-scoped point select)")
 	fs.StringVar(&o.OutDir, "out", def.OutDir, "directory for results.json and results.md")
 	fs.StringVar(&o.DataDir, "data-dir", "", "parent directory of the cluster's data (default: a temp dir under $TMPDIR; avoid tmpfs, where fsync is free)")
 	fs.StringVar(&o.PgtenantBin, "pgtenant-bin", "", "prebuilt pgtenant binary (default: go build ./cmd/pgtenant)")
@@ -128,6 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 				s.Tenant = o.Tenant
 			case "out":
 				s.OutDir = o.OutDir
+			case "workload":
+				s.Workload = o.Workload
 			}
 		})
 		s.PgtenantBin, s.KeepLogs, s.DataDir = o.PgtenantBin, o.KeepLogs, o.DataDir

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package proxy
+
+import "syscall"
+
+// rawRead and rawWrite fall back to the ordinary system calls where the
+// raw ones are not wired up (see rawio_linux.go).
+func rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, err := syscall.Read(int(fd), p)
+	return max(n, 0), errnoOf(err)
+}
+
+func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, err := syscall.Write(int(fd), p)
+	return max(n, 0), errnoOf(err)
+}
+
+func errnoOf(err error) syscall.Errno {
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	if err != nil {
+		return syscall.EIO
+	}
+	return 0
+}
