@@ -191,25 +191,24 @@ func (b *Budgets) For(account string) Limits {
 // Admit decides whether account may start one more statement now. On
 // success it returns a release function that must be called once when the
 // statement (or the batch it started) ends; on refusal it returns *Exceeded.
-func (b *Budgets) Admit(ctx context.Context, account string) (release func(), err error) {
+func (b *Budgets) Admit(ctx context.Context, account string) (func(), error) {
 	l := b.For(account)
 	c := b.counters(account)
+	// The slot first: a statement refused for concurrency spends no rate.
+	free := func() {}
+	if l.ConcurrentStatements > 0 {
+		var ok bool
+		if free, ok = b.acquire(ctx, account, l); !ok {
+			c.refusedConcurrency.Add(1)
+			return nil, &Exceeded{Limit: LimitConcurrency, Account: account, Value: float64(l.ConcurrentStatements)}
+		}
+	}
 	if l.StatementsPerSecond > 0 {
-		ok, retry := b.take(ctx, account, l)
-		if !ok {
+		if ok, retry := b.take(ctx, account, l); !ok {
+			free()
 			c.refusedRate.Add(1)
 			return nil, &Exceeded{Limit: LimitRate, Account: account, Value: l.StatementsPerSecond, RetryAfter: retry}
 		}
-	}
-	if l.ConcurrentStatements <= 0 {
-		c.admitted.Add(1)
-		c.running.Add(1)
-		return func() { c.running.Add(-1) }, nil
-	}
-	release, ok := b.acquire(ctx, account, l)
-	if !ok {
-		c.refusedConcurrency.Add(1)
-		return nil, &Exceeded{Limit: LimitConcurrency, Account: account, Value: float64(l.ConcurrentStatements)}
 	}
 	c.admitted.Add(1)
 	c.running.Add(1)
@@ -217,7 +216,7 @@ func (b *Budgets) Admit(ctx context.Context, account string) (release func(), er
 	return func() {
 		once.Do(func() {
 			c.running.Add(-1)
-			release()
+			free()
 		})
 	}, nil
 }

@@ -105,27 +105,56 @@ func TestConcurrencyHeldUntilRelease(t *testing.T) {
 	}
 }
 
-// TestSharedAcrossInstances runs three Budgets against one real Redis, as
-// three sidecars would: the burst and the concurrency cap hold for the
-// tenant across all of them, under concurrent load.
-func TestSharedAcrossInstances(t *testing.T) {
+// TestSharedRateAcrossInstances runs three Budgets against one real Redis,
+// as three sidecars would: together they admit exactly the tenant's burst.
+func TestSharedRateAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := budget.Config{SharedStore: srv.URL(), Default: budget.Limits{StatementsPerSecond: 0.001, Burst: 30, ConcurrentStatements: 3}}
+	cfg := budget.Config{SharedStore: srv.URL(), Default: budget.Limits{StatementsPerSecond: 0.001, Burst: 30}}
 	inst := []*budget.Budgets{newBudgets(t, cfg), newBudgets(t, cfg), newBudgets(t, cfg)}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, _ := admitN(t, inst[i%len(inst)], "42", 10)
+			admitted.Add(int64(n))
+		}()
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != 30 {
+		t.Fatalf("admitted %d of 120 statements across three instances, want exactly the shared burst of 30", got)
+	}
+	if n, _ := admitN(t, inst[0], "7", 30); n != 30 {
+		t.Fatalf("tenant 7 admitted %d, want its own burst of 30", n)
+	}
+	for _, b := range inst {
+		if b.Fallbacks() != 0 {
+			t.Fatal("an instance fell back to local budgets with Redis up")
+		}
+	}
+}
 
-	var admitted, peak, running atomic.Int64
+// TestSharedConcurrencyAcrossInstances: 12 workers on three instances each
+// run 5 statements, retrying refusals; never more than the cap run at once.
+func TestSharedConcurrencyAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := budget.Config{SharedStore: srv.URL(), Default: budget.Limits{ConcurrentStatements: 3}}
+	inst := []*budget.Budgets{newBudgets(t, cfg), newBudgets(t, cfg), newBudgets(t, cfg)}
+	var peak, running, refused atomic.Int64
 	var wg sync.WaitGroup
 	for i := range 12 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			b := inst[i%len(inst)]
-			for range 10 {
+			for done := 0; done < 5; {
 				rel, err := b.Admit(context.Background(), "42")
 				if err != nil {
+					refused.Add(1)
+					time.Sleep(time.Millisecond)
 					continue
 				}
-				admitted.Add(1)
 				now := running.Add(1)
 				for {
 					p := peak.Load()
@@ -133,23 +162,32 @@ func TestSharedAcrossInstances(t *testing.T) {
 						break
 					}
 				}
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(3 * time.Millisecond)
 				running.Add(-1)
 				rel()
+				done++
 			}
 		}()
 	}
 	wg.Wait()
-	if got := admitted.Load(); got != 30 {
-		t.Fatalf("admitted %d statements across three instances, want exactly the shared burst of 30", got)
-	}
 	if p := peak.Load(); p > 3 {
 		t.Fatalf("%d statements ran at once across instances, cap is 3", p)
 	}
-	for _, b := range inst {
-		if b.Fallbacks() != 0 {
-			t.Fatalf("an instance fell back to local budgets with Redis up")
+	if refused.Load() == 0 {
+		t.Fatal("12 workers on a cap of 3 were never refused: the cap was not applied")
+	}
+	// Every slot came back: a fresh instance can take all three.
+	b := newBudgets(t, cfg)
+	var rels []func()
+	for range 3 {
+		rel, err := b.Admit(context.Background(), "42")
+		if err != nil {
+			t.Fatalf("slots leaked: %v", err)
 		}
+		rels = append(rels, rel)
+	}
+	for _, rel := range rels {
+		rel()
 	}
 }
 

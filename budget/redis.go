@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -20,7 +22,18 @@ type redisStore struct {
 // keyPrefix namespaces every key pgtenant writes.
 const keyPrefix = "pgtenant:budget:"
 
+// quietLogger sends go-redis's own pool messages to slog at debug level;
+// Budgets reports shared-store failures itself, once a minute.
+type quietLogger struct{}
+
+func (quietLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+}
+
+var setLoggerOnce sync.Once
+
 func newRedisStore(ctx context.Context, url string) (*redisStore, error) {
+	setLoggerOnce.Do(func() { redis.SetLogger(quietLogger{}) })
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("not a redis URL: %w", err)
