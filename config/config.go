@@ -199,4 +199,32 @@ type Limits struct {
 	MaxMessageBytes int `mapstructure:"max_message_bytes"`
 	// ShutdownTimeout is how long serve lets sessions finish after SIGTERM. Default 30s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// Tenant is every tenant's statement budget (rate, concurrency, timeout).
+	Tenant TenantBudget `mapstructure:"tenant"`
+	// SharedStore is a Redis URL (redis:// or rediss://) through which proxy
+	// instances share tenant budgets; empty keeps them per instance. Default "".
+	SharedStore string `mapstructure:"shared_store"`
+}
+
+// TenantBudget is the default per-tenant budget with per-account overrides.
+// Zero disables a limit. Refusals carry SQLSTATE class 53 and a hint.
+type TenantBudget struct {
+	BudgetLimits `mapstructure:",squash"`
+	// Overrides replaces the default budget for the accounts it names (account id -> budget).
+	Overrides map[string]BudgetLimits `mapstructure:"overrides"`
+}
+
+// BudgetLimits is one tenant's budget.
+type BudgetLimits struct {
+	// StatementsPerSecond is the sustained rate of statements a tenant may start
+	// (a token bucket); 0 means unlimited. Default 0.
+	StatementsPerSecond float64 `mapstructure:"statements_per_second"`
+	// Burst is the bucket size: statements that may start at once above the
+	// rate. Default 0, meaning the rate rounded up.
+	Burst int `mapstructure:"burst"`
+	// ConcurrentStatements caps a tenant's statements running at the same time
+	// across its sessions; 0 means unlimited. Default 0.
+	ConcurrentStatements int `mapstructure:"concurrent_statements"`
+	// StatementTimeout cancels a tenant's statement that runs longer; 0 disables. Default 0.
+	StatementTimeout time.Duration `mapstructure:"statement_timeout"`
 }

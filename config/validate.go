@@ -73,6 +73,33 @@ func (c *Config) Validate() error {
 	if c.Limits.StartupTimeout <= 0 {
 		return errors.New("limits.startup_timeout: must be positive")
 	}
+	if err := c.Limits.Tenant.validate("limits.tenant"); err != nil {
+		return err
+	}
+	for acc, b := range c.Limits.Tenant.Overrides {
+		if err := b.validate("limits.tenant.overrides." + acc); err != nil {
+			return err
+		}
+	}
+	if s := c.Limits.SharedStore; s != "" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") {
+		return fmt.Errorf("limits.shared_store: %q is not a redis:// or rediss:// URL", s)
+	}
+	return nil
+}
+
+func (b BudgetLimits) validate(key string) error {
+	switch {
+	case b.StatementsPerSecond < 0:
+		return fmt.Errorf("%s.statements_per_second: %g must not be negative", key, b.StatementsPerSecond)
+	case b.Burst < 0:
+		return fmt.Errorf("%s.burst: %d must not be negative", key, b.Burst)
+	case b.Burst > 0 && b.StatementsPerSecond == 0:
+		return fmt.Errorf("%s.burst: set statements_per_second too (a burst alone limits nothing)", key)
+	case b.ConcurrentStatements < 0:
+		return fmt.Errorf("%s.concurrent_statements: %d must not be negative", key, b.ConcurrentStatements)
+	case b.StatementTimeout < 0:
+		return fmt.Errorf("%s.statement_timeout: must not be negative", key)
+	}
 	return nil
 }
 
