@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pgtenant/pgtenant/config"
 )
 
 // Limits is one tenant's budget. A zero field means "no limit" for that field.
@@ -315,4 +317,20 @@ func (b *Budgets) fellBack(err error) {
 		return
 	}
 	b.log.Warn("budget shared store unreachable: using this instance's budgets", "error", err)
+}
+
+// FromConfig turns the limits section into a Config.
+func FromConfig(l config.Limits, log *slog.Logger) Config {
+	conv := func(b config.BudgetLimits) Limits {
+		return Limits{StatementsPerSecond: b.StatementsPerSecond, Burst: b.Burst,
+			ConcurrentStatements: b.ConcurrentStatements, StatementTimeout: b.StatementTimeout}
+	}
+	c := Config{Default: conv(l.Tenant.BudgetLimits), SharedStore: l.SharedStore, Logger: log}
+	if len(l.Tenant.Overrides) > 0 {
+		c.Overrides = make(map[string]Limits, len(l.Tenant.Overrides))
+		for acc, b := range l.Tenant.Overrides {
+			c.Overrides[acc] = conv(b)
+		}
+	}
+	return c
 }

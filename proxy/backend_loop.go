@@ -169,6 +169,10 @@ func (s *session) onError(n int) error {
 	fatal := er.Severity == "FATAL" || er.Severity == "PANIC"
 	s.backendFatal = s.backendFatal || fatal
 	p, ok := s.queue.peek()
+	if ok && !fatal && er.Code == pgerrcode.QueryCanceled && p.ticket != nil && p.ticket.timedOut.Load() {
+		// our statement timeout's cancel: say so instead of "user request"
+		body = nil
+	}
 	switch {
 	case !ok || fatal:
 	case p.kind == pendDenyQuery:
@@ -191,6 +195,9 @@ func (s *session) onError(n int) error {
 			p.stmt = s.portalRan(p.portal, "")
 			s.finish(p, er.Code, -1)
 		}
+	}
+	if body == nil {
+		return encode(s.cw, timeoutError(p.ticket))
 	}
 	return writeMsg(s.cw, 'E', body)
 }
@@ -263,6 +270,7 @@ func (s *session) onReady(n int) (bool, error) {
 
 // finish reports a completed statement to the metrics and the audit.
 func (s *session) finish(p pending, sqlstate string, rows int64) {
+	p.ticket.end()
 	if p.start.IsZero() {
 		return
 	}

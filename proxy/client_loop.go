@@ -140,12 +140,20 @@ func (s *session) onQuery(n int) error {
 	if !d.Allow {
 		return s.denySimple(d, sql, start)
 	}
+	tk, refusal := s.admit()
+	if refusal != nil {
+		s.track.resolveAll(d.Changes, policy.Skipped)
+		refusal.Statement, refusal.Tables = d.Statement, d.Tables
+		return s.denySimple(*refusal, sql, start)
+	}
 	ref := &stmtRef{statement: d.Statement, full: sql, tables: d.Tables}
 	if err := s.recordStatement(ref); err != nil {
+		tk.end()
 		s.track.resolveAll(d.Changes, policy.Skipped)
 		return s.denySimple(s.unavailable(err), sql, start)
 	}
-	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes})
+	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk})
+	s.armTimeout(tk)
 	return writeMsg(s.bw, 'Q', body)
 }
 
@@ -212,6 +220,7 @@ func (s *session) onBind(n int) error {
 		return s.denyExtended(s.unavailable(err), d.Text, start)
 	}
 	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes})
+	s.lastBind.portal, s.lastBind.ref = portal, ref
 	return writeMsg(s.bw, 'B', body)
 }
 
@@ -224,7 +233,18 @@ func (s *session) onExecute(n int) error {
 	if !ok {
 		return s.protocolError("malformed Execute message")
 	}
-	s.queue.push(pending{kind: pendExecute, start: time.Now(), portal: portal})
+	start := time.Now()
+	tk, refusal := s.admit()
+	if refusal != nil {
+		full := ""
+		if s.lastBind.ref != nil && s.lastBind.portal == portal {
+			ref := s.lastBind.ref
+			refusal.Statement, refusal.Tables, full = ref.statement, ref.tables, ref.full
+		}
+		return s.denyExtended(*refusal, full, start)
+	}
+	s.queue.push(pending{kind: pendExecute, start: start, portal: portal, ticket: tk})
+	s.armTimeout(tk)
 	return writeMsg(s.bw, 'E', body)
 }
 

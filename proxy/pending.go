@@ -53,6 +53,8 @@ type pending struct {
 	fatal    *clientError
 	rows     int64
 	sqlstate string
+	// ticket is a Query's or Execute's hold on its tenant's budget.
+	ticket *ticket
 }
 
 // pendingQueue is the FIFO of frontend messages in flight. The client loop
@@ -129,4 +131,15 @@ func (q *pendingQueue) empty() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.head == len(q.items)
+}
+
+// releaseAll ends the budget tickets of every entry still in flight, when
+// the session ends with statements unanswered.
+func (q *pendingQueue) releaseAll() {
+	q.mu.Lock()
+	items := q.items[q.head:]
+	q.mu.Unlock()
+	for i := range items {
+		items[i].ticket.end()
+	}
 }

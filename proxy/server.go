@@ -25,6 +25,8 @@ type Options struct {
 	Auditor       Auditor
 	Metrics       Metrics
 	Logger        *slog.Logger
+	// Budgets enforces per-tenant statement budgets; nil means none.
+	Budgets Budgets
 }
 
 // runtimeConfig is the part of the configuration a reload may replace; a

@@ -52,9 +52,15 @@ type session struct {
 	queue   pendingQueue
 
 	// client loop state
-	skip      bool // a denied extended message: drop input until Sync
-	bindFmts  []int16
-	bindVals  [][]byte
+	skip     bool // a denied extended message: drop input until Sync
+	bindFmts []int16
+	bindVals [][]byte
+	// lastBind is the latest allowed Bind, for the audit text of an Execute
+	// of its portal that a budget refuses.
+	lastBind struct {
+		portal string
+		ref    *stmtRef
+	}
 	expiresAt time.Time
 
 	// backend loop state
@@ -145,6 +151,7 @@ func (s *session) close() {
 		if s.cancel != nil {
 			s.cancel()
 		}
+		s.queue.releaseAll()
 		_ = s.client.Close()
 		_ = s.backend.conn.Close()
 	})

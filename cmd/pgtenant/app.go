@@ -13,6 +13,7 @@ import (
 	"github.com/pgtenant/pgtenant/admin"
 	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/budget"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/metrics"
 	"github.com/pgtenant/pgtenant/policy"
@@ -68,9 +69,16 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
 		AuditStats: auditStats(recorder), CacheStats: a.cacheStats})
-	srv, err := proxy.New(proxy.Options{
-		Config: cfg, Authenticator: verifier, Checkers: pol.checkers, Auditor: auditor, Metrics: a.metrics, Logger: log,
-	})
+	popts := proxy.Options{Config: cfg, Authenticator: verifier, Checkers: pol.checkers, Auditor: auditor, Metrics: a.metrics, Logger: log}
+	if bc := budget.FromConfig(cfg.Limits, log); bc.Enabled() {
+		b, err := budget.New(ctx, bc)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func(context.Context) error { return b.Close() })
+		popts.Budgets = b
+	}
+	srv, err := proxy.New(popts)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

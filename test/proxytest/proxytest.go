@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/budget"
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/demo"
@@ -108,8 +109,17 @@ func Start(t testing.TB, o Options) *Env {
 		checkers = func(auth.Principal) proxy.StatementChecker { return allowAll{} }
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := proxy.New(proxy.Options{Config: cfg, Authenticator: verifier, Checkers: checkers,
-		Auditor: o.Auditor, Metrics: o.Metrics, Logger: log})
+	popts := proxy.Options{Config: cfg, Authenticator: verifier, Checkers: checkers,
+		Auditor: o.Auditor, Metrics: o.Metrics, Logger: log}
+	if bc := budget.FromConfig(cfg.Limits, log); bc.Enabled() {
+		b, err := budget.New(context.Background(), bc)
+		if err != nil {
+			t.Fatalf("proxytest: budgets: %v", err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		popts.Budgets = b
+	}
+	srv, err := proxy.New(popts)
 	if err != nil {
 		t.Fatalf("proxytest: proxy: %v", err)
 	}
