@@ -25,6 +25,8 @@ type Config struct {
 	Audit Audit `mapstructure:"audit"`
 	// Limits bounds what clients may consume.
 	Limits Limits `mapstructure:"limits"`
+	// Admin configures the admin console (database "pgtenant" on listen).
+	Admin Admin `mapstructure:"admin"`
 }
 
 // Log configures the process log.
@@ -227,4 +229,13 @@ type BudgetLimits struct {
 	ConcurrentStatements int `mapstructure:"concurrent_statements"`
 	// StatementTimeout cancels a tenant's statement that runs longer; 0 disables. Default 0.
 	StatementTimeout time.Duration `mapstructure:"statement_timeout"`
+}
+
+// Admin configures the admin console: a client connecting to the database
+// "pgtenant" on listen with a token whose role is listed here gets
+// PgBouncer-style SHOW and control commands.
+type Admin struct {
+	// Roles are the role-claim values (auth.role_claim) allowed into the
+	// console. Default [] (the console is off).
+	Roles []string `mapstructure:"roles"`
 }

@@ -62,6 +62,7 @@ var defaults = map[string]any{
 	"audit.statement":                     "normalized",
 	"audit.init":                          true,
 	"audit.disabled":                      false,
+	"admin.roles":                         []string{},
 	"limits.max_connections":              10000,
 	"limits.max_connections_per_tenant":   0,
 	"limits.startup_timeout":              10 * time.Second,

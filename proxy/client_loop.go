@@ -44,7 +44,10 @@ func (s *session) clientLoop() error {
 			s.fatal(newClientError(pgerrcode.ProtocolViolation, "protocol", "%v", err))
 			return err
 		}
-		s.idle.Store(false)
+		if s.idle.Swap(false) && (t == 'Q' || t == 'P' || t == 'B') {
+			// a new transaction may start: the admin console's PAUSE holds it
+			s.srv.pause.wait(s.ctx.Done())
+		}
 		if s.skip && t != 'S' && t != 'X' {
 			if _, err := s.cr.r.Discard(n); err != nil {
 				return err
@@ -92,7 +95,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		d := policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "function_call",
 			Message: "pgtenant: the FunctionCall protocol message is not allowed",
 			Hint:    "call the function from a SQL statement instead"}
-		s.srv.opts.Metrics.StatementDecided("deny", d.Reason)
+		s.decided(d)
 		return s.denySimple(d, "", time.Now())
 	default:
 		ce := newClientError(pgerrcode.ProtocolViolation, "protocol", "invalid frontend message type %d", t)
@@ -136,7 +139,7 @@ func (s *session) onQuery(n int) error {
 		return err
 	}
 	s.checker.EndBatch()
-	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
+	s.decided(d)
 	if !d.Allow {
 		return s.denySimple(d, sql, start)
 	}
@@ -181,7 +184,7 @@ func (s *session) onParse(n int) error {
 	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckParse(name, query, oids) }); err != nil {
 		return err
 	}
-	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
+	s.decided(d)
 	if !d.Allow {
 		return s.denyExtended(d, query, start)
 	}
@@ -208,7 +211,7 @@ func (s *session) onBind(n int) error {
 	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckBind(stmt, s.bindFmts, s.bindVals) }); err != nil {
 		return err
 	}
-	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
+	s.decided(d)
 	if !d.Allow {
 		return s.denyExtended(d, d.Text, start)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/console"
 )
 
 // handle serves one client connection from accept to the end of its
@@ -48,6 +49,14 @@ func (s *Server) handle(conn net.Conn) {
 		return
 	}
 	ss, err := s.authenticate(st, rt, log, addr)
+	if errors.Is(err, errConsole) {
+		if refusal := s.consoleRefusal(ss); refusal != nil {
+			s.reject(st.conn, ss.cw, log, addr, ss.principal, refusal)
+			return
+		}
+		s.serveConsole(ss)
+		return
+	}
 	if err != nil {
 		var w *connWriter
 		if ss != nil {
@@ -99,6 +108,7 @@ func (s *Server) handle(conn net.Conn) {
 func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logger, addr string) (*session, error) {
 	ss := &session{
 		srv: s, rt: rt, id: newSessionID(), client: st.conn, user: st.req.User, addr: addr,
+		database: st.req.Database, appName: st.req.Params["application_name"], tls: st.tls, started: time.Now(),
 		cr: &msgReader{r: newConnReader(st.conn), maxLen: maxPasswordLen},
 		cw: newConnWriter(st.conn),
 	}
@@ -130,6 +140,10 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 	ss.principal = p
 	ss.expiresAt = p.ExpiresAt
 	ss.log = log.With("session_id", ss.id, "account_id", p.Account, "region", p.Region)
+	if st.req.Database == console.Database {
+		return ss, errConsole
+	}
+	ss.tc = s.counters(p.Account)
 	reg, ok := rt.regions[p.Region]
 	if !ok {
 		return ss, newClientError(pgerrcode.InvalidAuthorizationSpecification, "unknown_region", "region %q named by the token is not configured", truncate(p.Region, 64))

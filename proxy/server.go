@@ -27,6 +27,11 @@ type Options struct {
 	Logger        *slog.Logger
 	// Budgets enforces per-tenant statement budgets; nil means none.
 	Budgets Budgets
+	// Version names the build in the admin console's SHOW VERSION.
+	Version string
+	// Reload re-reads the configuration for the admin console's RELOAD; nil
+	// when the process has no file to re-read.
+	Reload func() error
 }
 
 // runtimeConfig is the part of the configuration a reload may replace; a
@@ -40,6 +45,7 @@ type runtimeConfig struct {
 	settings   sessionSettings
 	limits     config.Limits
 	requireTLS bool
+	adminRoles []string // roles allowed into the admin console; empty: console off
 }
 
 // Server accepts PostgreSQL client connections and relays each to its
@@ -58,6 +64,9 @@ type Server struct {
 	draining  bool
 	wg        sync.WaitGroup
 	clients   atomic.Int64
+
+	tenantStats sync.Map // account -> *tenantCounters, for the admin console
+	pause       pauseGate
 }
 
 // New builds a Server from opts.
@@ -85,8 +94,9 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Reload(cfg *config.Config, a Authenticator, checkers CheckerFactory) error {
 	rt := &runtimeConfig{
 		auth: a, checkers: checkers, regions: map[string]*region{}, limits: cfg.Limits, requireTLS: cfg.TLS.Require,
-		rules:    newParamRules(cfg.Policy.TenantSetting, cfg.Policy.SearchPath, cfg.Policy.AllowedSettings),
-		settings: sessionSettings{tenantSetting: cfg.Policy.TenantSetting, searchPath: cfg.Policy.SearchPath},
+		adminRoles: cfg.Admin.Roles,
+		rules:      newParamRules(cfg.Policy.TenantSetting, cfg.Policy.SearchPath, cfg.Policy.AllowedSettings),
+		settings:   sessionSettings{tenantSetting: cfg.Policy.TenantSetting, searchPath: cfg.Policy.SearchPath},
 	}
 	for name, rc := range cfg.Regions {
 		r, err := newRegion(name, rc)

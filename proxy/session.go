@@ -35,6 +35,11 @@ type session struct {
 	region    *region
 	user      string
 	addr      string
+	database  string // the database the client asked for
+	appName   string // its application_name
+	tls       bool
+	started   time.Time
+	tc        *tenantCounters // the tenant's console counters
 	checker   StatementChecker
 	track     *stmtTracker
 	// ctx lives as long as the session: audit waits end with it.
