@@ -151,6 +151,9 @@ func (s *Session) CheckQuery(sql string) Decision {
 	if an.deny != nil {
 		return an.deny.decision(nil, norm)
 	}
+	if d := s.readOnlyDenial(an); d != nil {
+		return d.decision(nil, norm)
+	}
 	if len(an.stmts) == 1 && isQueryKind(an.stmts[0].Kind) {
 		// fast path: one plain statement, no session effects
 		st := an.stmts[0]
@@ -344,6 +347,9 @@ func (s *Session) checkParse(name, sql string, paramOIDs []uint32) Decision {
 	norm := an.normalized
 	if an.deny != nil {
 		return an.deny.decision(nil, norm)
+	}
+	if d := s.readOnlyDenial(an); d != nil {
+		return d.decision(nil, norm)
 	}
 	if len(an.stmts) > 1 {
 		return deny("multi_statement", "a prepared statement may hold only one statement", "send one statement per Parse").decision(nil, norm)
