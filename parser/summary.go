@@ -79,10 +79,10 @@ type Statement struct {
 	// ReadWrite marks BEGIN / START TRANSACTION, SET TRANSACTION and SET
 	// SESSION CHARACTERISTICS that ask for READ WRITE (or a transaction_read_only
 	// option the walker cannot read as on).
-	ReadWrite bool
+	ReadWrite bool `json:",omitempty"`
 	// Locking marks a row-locking clause (FOR UPDATE, NO KEY UPDATE, SHARE,
 	// KEY SHARE) anywhere in the statement.
-	Locking bool
+	Locking bool `json:",omitempty"`
 	// Fixed are the locations of constants whose value the summary copied for
 	// a decision (setting names, SET values): a cached analysis holds only while
 	// these literals keep their text.

@@ -87,3 +87,23 @@ func TestReadOnlySessionRefusesWrites(t *testing.T) {
 		}
 	}
 }
+
+// The write analysis is cached by statement shape: a value that turns the
+// read-only setting off must not ride on a cached analysis of one that
+// keeps it on.
+func TestReadOnlyVerdictSurvivesTheCache(t *testing.T) {
+	e := newTestEngine(t)
+	ro := e.NewSession(auth.Principal{Account: "42", Region: "eu-west", Roles: []string{"auditor"}, ReadOnly: true})
+	for _, pair := range [][2]string{
+		{"SET default_transaction_read_only = 'on'", "SET default_transaction_read_only = 'off'"},
+		{"SELECT set_config('default_transaction_read_only', 'on', false)", "SELECT set_config('default_transaction_read_only', 'off', false)"},
+		{"SELECT set_config('application_name', 'x', false)", "SELECT set_config('transaction_read_only', 'x', false)"},
+	} {
+		if d := ro.CheckQuery(pair[0]); d.Reason == "read_only" {
+			t.Errorf("%q refused as read_only", pair[0])
+		}
+		if d := ro.CheckQuery(pair[1]); d.Allow || d.Reason != "read_only" {
+			t.Errorf("%q after %q: allow %v reason %q; want read_only", pair[1], pair[0], d.Allow, d.Reason)
+		}
+	}
+}
