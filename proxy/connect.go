@@ -157,7 +157,8 @@ func (s *Server) recordReject(addr string, p auth.Principal, ce *clientError) {
 		return
 	}
 	ev := audit.Event{Kind: audit.KindReject, Time: time.Now(), ClientAddr: addr, Verdict: audit.VerdictDeny,
-		AccountID: p.Account, Subject: p.Subject, Region: p.Region, Reason: ce.Reason, SQLState: ce.Code, Rows: -1}
+		AccountID: p.Account, Subject: p.Subject, Region: p.Region, Reason: ce.Reason, SQLState: ce.Code, Rows: -1,
+		Role: p.Role(), Actor: p.Actor, Purpose: p.Purpose, Ticket: p.Ticket}
 	if _, known := s.runtime().regions[p.Region]; !known {
 		ev.AccountID, ev.Region = "", ""
 	}

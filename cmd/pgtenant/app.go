@@ -42,7 +42,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	if err := requireRLS(ctx, cfg); err != nil {
 		return nil, err
 	}
-	verifier, err := auth.NewVerifier(cfg.Auth)
+	verifier, err := auth.NewVerifier(cfg.Auth, auth.WithAccess(cfg.Access))
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}

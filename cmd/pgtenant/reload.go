@@ -77,7 +77,7 @@ func (a *app) reload(ctx context.Context, path, trigger string) {
 
 // apply builds the reloadable parts from cfg and swaps them in.
 func (a *app) apply(cfg *config.Config) error {
-	verifier, err := auth.NewVerifier(cfg.Auth)
+	verifier, err := auth.NewVerifier(cfg.Auth, auth.WithAccess(cfg.Access))
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
