@@ -228,10 +228,7 @@ func (r *remoteKeys) lookup(kid string) (publicKey, error) {
 		}
 	}
 	if !r.limiter.Allow() {
-		if local == nil {
-			return publicKey{}, errKeysUnavailable
-		}
-		return publicKey{}, jwkset.ErrKeyNotFound
+		return publicKey{}, r.notFound(jwkset.ErrKeyNotFound)
 	}
 	if store == nil {
 		if err := r.init(ctx); err != nil {
@@ -243,9 +240,18 @@ func (r *remoteKeys) lookup(kid string) (publicKey, error) {
 	}
 	k, err := store.KeyRead(ctx, kid)
 	if err != nil {
-		return publicKey{}, err
+		return publicKey{}, r.notFound(err)
 	}
 	return convertJWK(k)
+}
+
+// notFound is err, or errKeysUnavailable when no key was ever fetched (or
+// the provider publishes none): the token is then not at fault.
+func (r *remoteKeys) notFound(err error) error {
+	if len(r.all()) == 0 {
+		return fmt.Errorf("%w: %w", errKeysUnavailable, err)
+	}
+	return err
 }
 
 // all returns every cached key, for tokens without a kid.
