@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
@@ -45,6 +46,12 @@ func (l *eventLog) snapshot() []audit.Event {
 // with RLS off.
 func accessEnv(t *testing.T, policy bool) (*proxytest.Env, *eventLog) {
 	t.Helper()
+	return accessEnvWith(t, policy, nil)
+}
+
+// accessEnvWith is accessEnv with the configuration edited by configure.
+func accessEnvWith(t *testing.T, policy bool, configure func(*config.Config)) (*proxytest.Env, *eventLog) {
+	t.Helper()
 	c := pgtest.Shared(t, accessRegion)
 	proxytest.InstallDemo(t, c)
 	probe := `CREATE TABLE IF NOT EXISTS public.ro_probe (id bigserial PRIMARY KEY, account_id bigint NOT NULL, note text);
@@ -55,7 +62,8 @@ func accessEnv(t *testing.T, policy bool) (*proxytest.Env, *eventLog) {
 		t.Fatal(err)
 	}
 	log := &eventLog{}
-	env := proxytest.Start(t, proxytest.Options{Regions: []string{accessRegion}, Policy: policy, Auditor: log})
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{accessRegion}, Policy: policy, Auditor: log,
+		Configure: configure})
 	return env, log
 }
 
