@@ -61,7 +61,8 @@ func (s *Server) handle(conn net.Conn) {
 		return
 	}
 	_ = st.conn.SetDeadline(time.Time{})
-	ss.log.Info("connection opened", "user", ss.user, "database", st.req.Database)
+	ss.log.Info("connection opened", "user", ss.user, "database", st.req.Database,
+		"role", ss.principal.Role(), "actor", ss.principal.Actor, "read_only", ss.principal.ReadOnly)
 	connect := ss.event(audit.KindConnect)
 	connect.Verdict = audit.VerdictAllow
 	ss.recordAsync(connect)
