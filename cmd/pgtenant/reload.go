@@ -83,11 +83,17 @@ func (a *app) apply(cfg *config.Config) error {
 	}
 	checkers, err := a.policyFor(cfg)
 	if err != nil {
+		verifier.Close()
 		return err
 	}
 	if err := a.proxy.Reload(cfg, verifier, checkers); err != nil {
+		verifier.Close()
 		return err
 	}
+	if old := a.verifier; old != nil {
+		old.Close() // sessions already authenticated; the new verifier shares unchanged key sources
+	}
+	a.verifier = verifier
 	setLevel(a.level, cfg.Log.Level)
 	return nil
 }
