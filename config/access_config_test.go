@@ -30,6 +30,7 @@ func TestAccessAndRemoteKeyConfig(t *testing.T) {
 		{"auth:\n  jwks_url: ftp://idp.example.com/jwks\n", "auth.jwks_url"},
 		{"auth:\n  algorithms: [RS256]\n  issuer: http://idp.example.com\n", "auth.issuer"},
 		{"auth:\n  oidc_discovery: true\n", "auth.oidc_discovery"},
+		{"auth:\n  oidc_discovery: true\n  issuer: https://idp.example.com\n  jwks_url: https://idp.example.com/k\n", "not both"},
 		{"auth:\n  jwks_url: https://idp.example.com/jwks\n  jwks_refresh: 1s\n", "auth.jwks_refresh"},
 		{"auth:\n  jwks_url: https://idp.example.com/jwks\n  jwks_refetch_interval: 1ms\n", "auth.jwks_refetch_interval"},
 		{"auth:\n  role_claim: \"\"\n", "auth.role_claim"},

@@ -121,6 +121,9 @@ func (a Auth) validate() error {
 	if a.OIDCDiscovery && a.Issuer == "" {
 		return errors.New("auth.oidc_discovery: needs auth.issuer")
 	}
+	if a.OIDCDiscovery && a.JWKSURL != "" {
+		return errors.New("auth.oidc_discovery: set either oidc_discovery or jwks_url, not both")
+	}
 	if a.JWKSURL != "" {
 		if err := CheckFetchURL(a.JWKSURL); err != nil {
 			return fmt.Errorf("auth.jwks_url: %w", err)
