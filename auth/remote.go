@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -155,11 +154,13 @@ func (r *remoteKeys) init(ctx context.Context) error {
 		}
 	}
 	local := jwkset.NewMemoryStorage()
+	// The first fetch runs inside NewStorageFromHTTP; its refresh goroutine
+	// starts before it and may report too, hence the lock.
 	var (
+		mu       sync.Mutex
+		first    = true
 		firstErr error
-		first    atomic.Bool // true while the first fetch runs, in this goroutine
 	)
-	first.Store(true)
 	st, err := jwkset.NewStorageFromHTTP(url, jwkset.HTTPClientStorageOptions{
 		Client:                    r.client,
 		Ctx:                       r.ctx,
@@ -168,13 +169,18 @@ func (r *remoteKeys) init(ctx context.Context) error {
 		RefreshInterval:           r.refresh,
 		Storage:                   local,
 		RefreshErrorHandler: func(_ context.Context, err error) {
-			if first.Load() {
+			mu.Lock()
+			if first {
 				firstErr = err
 			}
+			mu.Unlock()
 			slog.Warn("identity provider keys not refreshed; the last good keys stay in use", "url", url, "error", err)
 		},
 	})
-	first.Store(false)
+	mu.Lock()
+	first = false
+	fetchErr := firstErr
+	mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("jwks %s: %w", url, err)
 	}
@@ -189,7 +195,7 @@ func (r *remoteKeys) init(ctx context.Context) error {
 	r.mu.Lock()
 	r.local, r.store = local, store
 	r.mu.Unlock()
-	return firstErr
+	return fetchErr
 }
 
 // retryInit keeps trying init until it succeeds or the keys are released.

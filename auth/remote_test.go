@@ -195,8 +195,15 @@ func TestJWKSProviderDownAtStart(t *testing.T) {
 	if _, err := v.Authenticate(tok); !auth.IsAuthError(err) {
 		t.Fatalf("accepted with no keys: %v", err)
 	}
+	noKid := rs(t, "", k.rsa, claimsNow())
+	if _, err := v.Authenticate(noKid); !auth.IsAuthError(err) {
+		t.Fatalf("accepted with no keys: %v", err)
+	}
 	srv.set(http.StatusOK, jwkOf(t, "k1", k.rsa))
 	time.Sleep(250 * time.Millisecond) // the refetch interval
+	if _, err := v.Authenticate(noKid); err != nil {
+		t.Fatalf("keys not picked up by a token without kid after the provider came back: %v", err)
+	}
 	if _, err := v.Authenticate(tok); err != nil {
 		t.Fatalf("keys not picked up after the provider came back: %v", err)
 	}

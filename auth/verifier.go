@@ -241,7 +241,13 @@ func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 	}
 	if v.remote != nil {
 		set.Keys = slices.Clone(set.Keys)
-		for _, k := range v.remote.all() {
+		remote := v.remote.all()
+		if len(remote) == 0 {
+			// nothing fetched yet: a refetch (rate-limited) may bring the set
+			_, _ = v.remote.lookup("")
+			remote = v.remote.all()
+		}
+		for _, k := range remote {
 			if k.usableFor(alg) {
 				set.Keys = append(set.Keys, k.key)
 			}
