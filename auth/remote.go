@@ -43,16 +43,16 @@ var errKeysUnavailable = errors.New("no key set fetched yet")
 // by every Verifier built with the same source and settings, so a config
 // reload keeps the cached keys and starts no second refresh loop.
 type remoteKeys struct {
-	id       string // registry key
-	url      string // the JWKS URL, or "" until discovery finds it
-	issuer   string // discover from this issuer when url is ""
-	client   *http.Client
-	refresh  time.Duration
-	limiter  *rate.Limiter
-	ctx      context.Context
-	cancel   context.CancelFunc
-	refs     int // guarded by registry.mu
-	initOnce sync.Mutex
+	id      string // registry key
+	url     string // the JWKS URL, or "" until discovery finds it
+	issuer  string // discover from this issuer when url is ""
+	client  *http.Client
+	refresh time.Duration
+	limiter *rate.Limiter
+	ctx     context.Context
+	cancel  context.CancelFunc
+	refs    int        // guarded by registry.mu
+	initMu  sync.Mutex // serialises init
 
 	mu    sync.RWMutex
 	local *jwkset.MemoryJWKSet // the cached keys; nil until the JWKS URL is known
@@ -134,12 +134,13 @@ func (r *remoteKeys) source() string {
 }
 
 // init resolves the JWKS URL (by discovery when needed) and starts jwkset's
-// storage, which fetches the keys once and then every refresh interval.
-// It returns nil once the URL is known, whether or not the first fetch
-// succeeded: jwkset keeps retrying at every interval and on unknown kids.
+// storage, which fetches the keys once and then every refresh interval. It
+// returns the discovery error, or the first fetch's error; once the URL is
+// known the storage is in place either way, and jwkset keeps retrying at
+// every interval and on unknown kids.
 func (r *remoteKeys) init(ctx context.Context) error {
-	r.initOnce.Lock()
-	defer r.initOnce.Unlock()
+	r.initMu.Lock()
+	defer r.initMu.Unlock()
 	r.mu.RLock()
 	done := r.store != nil
 	r.mu.RUnlock()
