@@ -48,6 +48,10 @@ func TestReadOnlySessionRefusesWrites(t *testing.T) {
 		"PREPARE w AS INSERT INTO orders (id, account_id) VALUES (1, 42)",
 		"DECLARE c CURSOR FOR SELECT * FROM orders WHERE account_id = 42 FOR UPDATE",
 		"SELECT 1; INSERT INTO orders (id, account_id) VALUES (1, 42)",
+		"COPY (DELETE FROM orders WHERE account_id = 42 RETURNING id) TO STDOUT",
+		"COPY (UPDATE orders SET note = 'x' WHERE account_id = 42 RETURNING id) TO STDOUT",
+		"PREPARE w2 AS WITH i AS (INSERT INTO orders (id, account_id) VALUES (1, 42) RETURNING id) SELECT * FROM i",
+		"SELECT * FROM orders o WHERE account_id = 42 AND EXISTS (SELECT 1 FROM customers c WHERE c.account_id = 42 FOR UPDATE)",
 	}
 	for _, sql := range writes {
 		ro := e.NewSession(auth.Principal{Account: "42", Region: "eu-west", Roles: []string{"viewer"}, ReadOnly: true})
