@@ -39,4 +39,10 @@ type Event struct {
 	SQLState      string
 	Rows          int64 // result events; -1 when unknown
 	DurationUS    int64 // result events
+	// Role is the caller's role claim (auth.role_claim; several roles
+	// comma-separated); empty when the token has none.
+	Role string
+	// Actor, Purpose and Ticket are set for support sessions: the acting
+	// person (the actor claim's sub), the stated purpose and the ticket.
+	Actor, Purpose, Ticket string
 }

@@ -1,6 +1,9 @@
 package auth_test
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -69,4 +72,18 @@ func BenchmarkRejectGarbage(b *testing.B) {
 			b.Fatal("accepted junk")
 		}
 	}
+}
+
+// BenchmarkAuthenticateRS256JWKSURL: the key comes from a fetched JWKS (by kid).
+func BenchmarkAuthenticateRS256JWKSURL(b *testing.B) {
+	k := mustKeys(b)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{jwkOf(b, "k1", k.rsa)}})
+	}))
+	defer srv.Close()
+	cfg := baseAuth("RS256")
+	cfg.JWKSURL = srv.URL
+	v := newVerifier(b, cfg)
+	defer v.Close()
+	benchmarkAuthenticate(b, v, sign(b, jwt.SigningMethodRS256, k.rsa, "k1", longLived()))
 }

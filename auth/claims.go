@@ -146,7 +146,11 @@ func (c *claims) Validate() error {
 	if err != nil || exp == nil {
 		return claimFail(ReasonMissingClaim, "exp", err)
 	}
-	c.principal = Principal{Account: account, Region: region, Subject: subject, ExpiresAt: exp.Time}
+	p := Principal{Account: account, Region: region, Subject: subject, ExpiresAt: exp.Time}
+	if err := c.access(&p); err != nil {
+		return err
+	}
+	c.principal = p
 	return nil
 }
 

@@ -15,9 +15,13 @@
 //     HMAC secret, so the classic RS256/HS256 confusion attack fails.
 //   - Keys come from the HMAC secret, PEM files (PKIX "PUBLIC KEY", PKCS#1
 //     "RSA PUBLIC KEY" or "CERTIFICATE" blocks; a certificate is only a key
-//     container, its dates and chain are not checked) and a JWKS file. Keys
-//     are never fetched from URLs and header parameters such as jku, x5u and
-//     jwk are ignored; a token carrying "crit" is rejected.
+//     container, its dates and chain are not checked), a JWKS file, and a
+//     JWKS fetched from auth.jwks_url or found by OIDC discovery on
+//     auth.issuer (remote.go: https only, loopback excepted; cached by
+//     jwkset, refreshed in the background, refetched at most once per
+//     interval for an unknown kid, and kept when the provider fails). Keys
+//     are never fetched from URLs a token names: header parameters such as
+//     jku, x5u and jwk are ignored; a token carrying "crit" is rejected.
 //   - A token that names a kid is verified only with the JWKS key of that kid;
 //     an unknown kid is rejected (PEM keys and the HMAC secret have no kid, so
 //     they verify only tokens without one). A token without a kid is tried
@@ -35,6 +39,11 @@
 //     exponents, negatives, empty values, values over MaxClaimBytes and
 //     control characters are rejected. The region must be a non-empty string;
 //     the subject is optional.
+//
+// Access (access.go): the role claim (a string or an array of strings) and,
+// for support sessions, the actor claim (RFC 8693 act), purpose, ticket and
+// a lifetime within access.support.max_ttl are read into the Principal,
+// which also says whether the session is read-only.
 //
 // Every failure is an *Error whose Reason is a short stable code for metrics
 // and whose message starts with "pgtenant: " and never quotes the token.

@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Reason codes carried by Error.Reason. They are stable: metrics and tests use them.
@@ -19,6 +20,14 @@ const (
 	ReasonBadClaim      = "bad_claim"
 	ReasonUnknownKid    = "unknown_kid"
 	ReasonTooLarge      = "too_large"
+	// ReasonKeysUnavailable: the identity provider's keys were never fetched.
+	ReasonKeysUnavailable = "keys_unavailable"
+	// ReasonSupportPurpose: a support token (one with the actor claim) lacks the purpose claim.
+	ReasonSupportPurpose = "support_no_purpose"
+	// ReasonSupportIssuedAt: a support token lacks iat, so its lifetime is unknown.
+	ReasonSupportIssuedAt = "support_no_iat"
+	// ReasonSupportTTL: a support token's exp - iat exceeds access.support.max_ttl.
+	ReasonSupportTTL = "support_ttl"
 )
 
 // Error is every authentication failure Authenticate returns; the proxy maps
@@ -30,6 +39,8 @@ type Error struct {
 	// Claim names the configured claim at fault for missing_claim and
 	// bad_claim (a configuration value, never a token value).
 	Claim string
+	// Limit is the configured maximum a support_ttl failure exceeded.
+	Limit time.Duration
 	// Err is the underlying cause, for errors.Is/As. Its text may quote
 	// bytes of the token: do not send it to clients or write it to logs.
 	Err error
@@ -62,6 +73,14 @@ func (e *Error) Error() string {
 		return "pgtenant: token key id (kid) is unknown"
 	case ReasonTooLarge:
 		return fmt.Sprintf("pgtenant: token is larger than %d bytes", MaxTokenBytes)
+	case ReasonKeysUnavailable:
+		return "pgtenant: the identity provider's signing keys are not available yet; retry shortly"
+	case ReasonSupportPurpose:
+		return fmt.Sprintf("pgtenant: support session token (it has an actor claim) lacks the %s claim stating its purpose", e.claimName())
+	case ReasonSupportIssuedAt:
+		return "pgtenant: support session token lacks the iat claim, so its lifetime cannot be checked"
+	case ReasonSupportTTL:
+		return fmt.Sprintf("pgtenant: support session token lives longer (exp - iat) than access.support.max_ttl allows (%s); request a shorter-lived token", e.Limit)
 	}
 	return "pgtenant: token rejected"
 }

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -43,11 +44,15 @@ func FuzzAuthenticate(f *testing.F) {
 		sign(f, jwt.SigningMethodHS256, k.rsaPEM, "", valid(nil)),
 		signRaw(f, map[string]any{"alg": "HS256"}, []byte(`{"account_id":1,"account_id":2,"data_region":"x","exp":4102444800}`), jwt.SigningMethodHS256, testSecret),
 		signRaw(f, map[string]any{"alg": "none"}, mustJSON(f, valid(nil)), nil, nil),
+		hs(f, valid(map[string]any{"role": []any{"viewer", "auditor"}})),
+		hs(f, valid(map[string]any{"act": map[string]any{"sub": "agent@support"}, "purpose": "SUP-1", "iat": time.Now().Unix()})),
+		hs(f, valid(map[string]any{"act": map[string]any{"sub": "agent@support", "act": map[string]any{"sub": "x"}}})),
 	}
 	for _, s := range seeds {
 		f.Add(s)
 	}
-	names := map[string]bool{"": true, "account_id": true, "data_region": true, "sub": true, "exp": true, "nbf": true, "iat": true, "iss": true, "aud": true}
+	names := map[string]bool{"": true, "account_id": true, "data_region": true, "sub": true, "exp": true, "nbf": true, "iat": true, "iss": true, "aud": true,
+		"role": true, "act": true, "purpose": true, "ticket": true}
 	f.Fuzz(func(t *testing.T, token string) {
 		p, err := v.Authenticate(token)
 		if err == nil {
@@ -60,13 +65,13 @@ func FuzzAuthenticate(f *testing.F) {
 		if !errors.As(err, &ae) {
 			t.Fatalf("error %T is not *auth.Error", err)
 		}
-		if p != (auth.Principal{}) {
+		if !reflect.DeepEqual(p, auth.Principal{}) {
 			t.Fatalf("rejection returned principal %+v", p)
 		}
 		if !names[ae.Claim] {
 			t.Fatalf("error names claim %q, not a configured or registered one", ae.Claim)
 		}
-		if msg := err.Error(); msg != (&auth.Error{Reason: ae.Reason, Claim: ae.Claim}).Error() || !strings.HasPrefix(msg, "pgtenant: ") {
+		if msg := err.Error(); msg != (&auth.Error{Reason: ae.Reason, Claim: ae.Claim, Limit: ae.Limit}).Error() || !strings.HasPrefix(msg, "pgtenant: ") {
 			t.Fatalf("message %q depends on more than reason and claim", msg)
 		}
 	})

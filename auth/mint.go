@@ -30,6 +30,14 @@ type MintOptions struct {
 	TenantClaim string
 	// RegionClaim names the region claim. Default data_region.
 	RegionClaim string
+	// Role is the role claim's value; omitted when empty.
+	Role string
+	// Actor makes a support token: the actor claim is {"sub": Actor}. With
+	// it, Purpose (required) and Ticket (optional) are emitted too.
+	Actor, Purpose, Ticket string
+	// RoleClaim, ActorClaim, PurposeClaim and TicketClaim name those claims.
+	// Defaults role, act, purpose and ticket.
+	RoleClaim, ActorClaim, PurposeClaim, TicketClaim string
 }
 
 // Mint signs an HS256 token for tests and the demo, with iat and nbf set to
@@ -91,9 +99,54 @@ func Mint(o MintOptions) (string, error) {
 		}
 		c[name] = val
 	}
+	if err := o.addAccess(c); err != nil {
+		return "", err
+	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(o.Secret)
 	if err != nil {
 		return "", fmt.Errorf("mint: %w", err)
 	}
 	return tok, nil
+}
+
+// addAccess adds the role and support claims.
+func (o MintOptions) addAccess(c jwt.MapClaims) error {
+	if o.Actor == "" && (o.Purpose != "" || o.Ticket != "") {
+		return errors.New("mint: purpose and ticket belong to a support token; set the actor too")
+	}
+	if o.Actor != "" && o.Purpose == "" {
+		return errors.New("mint: a support token (actor) needs a purpose")
+	}
+	add := func(name, def string, val any) error {
+		name = orDefault(name, def)
+		if _, taken := c[name]; taken {
+			return fmt.Errorf("mint: claim %s is used twice", name)
+		}
+		c[name] = val
+		return nil
+	}
+	for _, kv := range []struct {
+		name, def, val string
+		limit          int
+	}{
+		{o.RoleClaim, DefaultRoleClaim, o.Role, MaxClaimBytes},
+		{o.ActorClaim, DefaultActorClaim, o.Actor, maxSubjectBytes},
+		{o.PurposeClaim, "purpose", o.Purpose, maxPurposeBytes},
+		{o.TicketClaim, "ticket", o.Ticket, maxPurposeBytes},
+	} {
+		if kv.val == "" {
+			continue
+		}
+		if err := checkText(kv.val, kv.limit); err != nil {
+			return fmt.Errorf("mint: %s: %w", orDefault(kv.name, kv.def), err)
+		}
+		var val any = kv.val
+		if kv.def == DefaultActorClaim {
+			val = map[string]any{"sub": kv.val}
+		}
+		if err := add(kv.name, kv.def, val); err != nil {
+			return err
+		}
+	}
+	return nil
 }

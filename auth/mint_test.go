@@ -126,3 +126,35 @@ func TestMintErrors(t *testing.T) {
 		})
 	}
 }
+
+// Minted role and support tokens verify into the principal they describe;
+// inconsistent support options are refused.
+func TestMintAccessClaims(t *testing.T) {
+	v := newVerifier(t, baseAuth("HS256"))
+	tok, err := auth.Mint(auth.MintOptions{Secret: testSecret, Account: "42", Region: "eu-west", TTL: time.Hour, Role: "viewer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := v.Authenticate(tok); err != nil || !p.ReadOnly || p.Role() != "viewer" {
+		t.Errorf("viewer token: %+v, %v", p, err)
+	}
+	tok, err = auth.Mint(auth.MintOptions{Secret: testSecret, Account: "42", Region: "eu-west", TTL: time.Hour,
+		Actor: "agent@support", Purpose: "invoice totals", Ticket: "SUP-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := v.Authenticate(tok); err != nil || !p.ReadOnly || p.Actor != "agent@support" || p.Purpose != "invoice totals" || p.Ticket != "SUP-1" {
+		t.Errorf("support token: %+v, %v", p, err)
+	}
+	for _, o := range []auth.MintOptions{
+		{Actor: "agent"}, // no purpose
+		{Purpose: "why"}, // purpose without actor
+		{Role: "viewer", RoleClaim: "sub", Subject: "s"}, // claim used twice
+		{Role: "bad\nrole"},
+	} {
+		o.Secret, o.Account, o.Region, o.TTL = testSecret, "42", "eu-west", time.Hour
+		if _, err := auth.Mint(o); err == nil {
+			t.Errorf("Mint(%+v) succeeded", o)
+		}
+	}
+}

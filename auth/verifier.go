@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -22,6 +23,8 @@ const (
 	DefaultTenantClaim  = "account_id"
 	DefaultRegionClaim  = "data_region"
 	DefaultSubjectClaim = "sub"
+	DefaultRoleClaim    = "role"
+	DefaultActorClaim   = "act"
 )
 
 // Verifier checks tokens against one immutable set of keys and rules. It is
@@ -36,12 +39,33 @@ type Verifier struct {
 
 	issuer, audience                       string
 	tenantClaim, regionClaim, subjectClaim string
+	roleClaim, actorClaim                  string
+	access                                 accessRules
+	// remote holds keys fetched from auth.jwks_url or OIDC discovery; nil without.
+	remote    *remoteKeys
+	closeOnce sync.Once
+}
+
+// Option adjusts a Verifier built by NewVerifier.
+type Option func(*Verifier)
+
+// WithAccess applies the access section of the configuration: read-only
+// roles and the rules for support sessions. Without it, the defaults of
+// SPEC.md apply (viewer and auditor read-only; support sessions need a
+// purpose, live at most 24h and are read-only).
+func WithAccess(a config.Access) Option {
+	return func(v *Verifier) { v.access = newAccessRules(a) }
 }
 
 // NewVerifier builds a Verifier from cfg, whose Secret holds the resolved
 // HMAC secret. It reads the PEM and JWKS files named in cfg and returns an
 // error naming the configuration key at fault; it has no other side effects.
-func NewVerifier(cfg config.Auth) (*Verifier, error) {
+//
+// With auth.jwks_url or OIDC discovery it also fetches keys over HTTP: it
+// waits a few seconds for the first set and otherwise starts anyway
+// (tokens are refused until keys arrive). Call Close when the Verifier is
+// no longer used, so the shared refresh loop can stop.
+func NewVerifier(cfg config.Auth, opts ...Option) (*Verifier, error) {
 	v := &Verifier{
 		byAlg:        map[string]jwt.VerificationKeySet{},
 		byKid:        map[string]publicKey{},
@@ -50,9 +74,18 @@ func NewVerifier(cfg config.Auth) (*Verifier, error) {
 		tenantClaim:  orDefault(cfg.TenantClaim, DefaultTenantClaim),
 		regionClaim:  orDefault(cfg.RegionClaim, DefaultRegionClaim),
 		subjectClaim: orDefault(cfg.SubjectClaim, DefaultSubjectClaim),
+		roleClaim:    orDefault(cfg.RoleClaim, DefaultRoleClaim),
+		actorClaim:   orDefault(cfg.ActorClaim, DefaultActorClaim),
+		access:       newAccessRules(config.Access{}),
+	}
+	for _, o := range opts {
+		o(v)
 	}
 	if v.tenantClaim == v.regionClaim {
 		return nil, fmt.Errorf("auth.region_claim: must differ from auth.tenant_claim (%s)", v.tenantClaim)
+	}
+	if err := v.checkClaimNames(); err != nil {
+		return nil, err
 	}
 	if cfg.Leeway < 0 {
 		return nil, errors.New("auth.leeway: must not be negative")
@@ -93,6 +126,18 @@ func NewVerifier(cfg config.Auth) (*Verifier, error) {
 		keys = append(keys, k...)
 	}
 
+	remote, err := acquireRemote(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v.remote = remote
+	ok := false
+	defer func() {
+		if !ok && remote != nil {
+			remote.release()
+		}
+	}()
+
 	for _, alg := range v.allowed {
 		var set jwt.VerificationKeySet
 		if algorithms[alg].family == familyHMAC {
@@ -107,11 +152,12 @@ func NewVerifier(cfg config.Auth) (*Verifier, error) {
 				}
 			}
 		}
-		if len(set.Keys) == 0 {
+		if len(set.Keys) == 0 && remote == nil {
 			return nil, fmt.Errorf("auth.algorithms: %s is allowed but no key in auth.public_keys or auth.jwks_file can verify it", alg)
 		}
 		v.byAlg[alg] = set
 	}
+	ok = true
 
 	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(v.allowed),
@@ -121,6 +167,17 @@ func NewVerifier(cfg config.Auth) (*Verifier, error) {
 		jwt.WithStrictDecoding(),
 	)
 	return v, nil
+}
+
+// Close releases the verifier's share of fetched keys; with no other
+// Verifier using them, their refresh loop stops. Authenticate keeps working
+// with the keys already cached. Close is idempotent.
+func (v *Verifier) Close() {
+	v.closeOnce.Do(func() {
+		if v.remote != nil {
+			v.remote.release()
+		}
+	})
 }
 
 func orDefault(s, def string) string {
@@ -160,6 +217,16 @@ func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 			return nil, fail(ReasonMalformed, errors.New("kid header is not a string"))
 		}
 		k, ok := v.byKid[kid]
+		if !ok && v.remote != nil {
+			var err error
+			if k, err = v.remote.lookup(kid); err != nil {
+				if errors.Is(err, errKeysUnavailable) {
+					return nil, fail(ReasonKeysUnavailable, err)
+				}
+				return nil, fail(ReasonUnknownKid, err)
+			}
+			ok = true
+		}
 		if !ok {
 			return nil, fail(ReasonUnknownKid, nil)
 		}
@@ -171,6 +238,23 @@ func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 	set, ok := v.byAlg[alg]
 	if !ok {
 		return nil, fail(ReasonAlgNotAllowed, nil)
+	}
+	if v.remote != nil {
+		set.Keys = slices.Clone(set.Keys)
+		remote := v.remote.all()
+		if len(remote) == 0 {
+			// nothing fetched yet: a refetch (rate-limited) may bring the set
+			_, _ = v.remote.lookup("")
+			remote = v.remote.all()
+		}
+		for _, k := range remote {
+			if k.usableFor(alg) {
+				set.Keys = append(set.Keys, k.key)
+			}
+		}
+	}
+	if len(set.Keys) == 0 {
+		return nil, fail(ReasonKeysUnavailable, nil)
 	}
 	if len(set.Keys) == 1 {
 		return set.Keys[0], nil

@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -288,7 +289,7 @@ func TestAuthenticateRejects(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted as %+v; want %s", p, tt.reason)
 			}
-			if p != (auth.Principal{}) {
+			if !reflect.DeepEqual(p, auth.Principal{}) {
 				t.Errorf("rejection returned a principal %+v", p)
 			}
 			assertRejected(t, tt.token, err, tt.reason, tt.leaked...)

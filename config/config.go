@@ -27,6 +27,8 @@ type Config struct {
 	Limits Limits `mapstructure:"limits"`
 	// Admin configures the admin console (database "pgtenant" on listen).
 	Admin Admin `mapstructure:"admin"`
+	// Access configures read-only roles and support (break-glass) sessions.
+	Access Access `mapstructure:"access"`
 }
 
 // Log configures the process log.
@@ -76,10 +78,55 @@ type Auth struct {
 	RegionClaim string `mapstructure:"region_claim"`
 	// SubjectClaim names the claim identifying the caller. Default sub.
 	SubjectClaim string `mapstructure:"subject_claim"`
+	// RoleClaim names the claim holding the caller's role: a string, or an
+	// array of strings (Entra ID roles, Cognito groups). Default role.
+	RoleClaim string `mapstructure:"role_claim"`
+	// ActorClaim names the RFC 8693 actor claim that marks a support session:
+	// an object whose sub names the acting person (or that person's id as a
+	// string). Default act.
+	ActorClaim string `mapstructure:"actor_claim"`
+	// JWKSURL is a JWKS endpoint the keys are fetched from (https; plain http
+	// only for loopback hosts), cached, refreshed every JWKSRefresh and
+	// refetched when a token names an unknown kid.
+	JWKSURL string `mapstructure:"jwks_url"`
+	// OIDCDiscovery fetches the JWKS URL from Issuer's
+	// /.well-known/openid-configuration. Default false; discovery also happens
+	// when Issuer is set, an asymmetric algorithm is allowed and no other key
+	// source (public_keys, jwks_file, jwks_url) is configured.
+	OIDCDiscovery bool `mapstructure:"oidc_discovery"`
+	// JWKSRefresh is how often fetched keys are refreshed in the background. Default 15m.
+	JWKSRefresh time.Duration `mapstructure:"jwks_refresh"`
+	// JWKSRefetchInterval is the least time between two refetches caused by
+	// tokens naming an unknown kid (a rotation). Default 30s.
+	JWKSRefetchInterval time.Duration `mapstructure:"jwks_refetch_interval"`
 
 	// Secret is the resolved HMAC secret (from HS256Secret, HS256SecretEnv or
 	// HS256SecretFile); it is never read from the file directly.
 	Secret []byte `mapstructure:"-"`
+}
+
+// Access configures what a verified caller may do beyond its tenant scope.
+type Access struct {
+	// ReadOnlyRoles are roles whose sessions are read-only, both in the policy
+	// and at the backend (default_transaction_read_only pinned on). Default
+	// [viewer, auditor]. A token without a role claim keeps full access.
+	ReadOnlyRoles []string `mapstructure:"read_only_roles"`
+	// Support configures support (break-glass) sessions.
+	Support Support `mapstructure:"support"`
+}
+
+// Support configures support sessions: tokens that carry the actor claim.
+type Support struct {
+	// PurposeClaim names the claim stating why the session exists; required
+	// in a support token. Default purpose.
+	PurposeClaim string `mapstructure:"purpose_claim"`
+	// TicketClaim names the claim holding the ticket reference; when the
+	// token lacks it, the purpose is recorded as the ticket. Default ticket.
+	TicketClaim string `mapstructure:"ticket_claim"`
+	// MaxTTL is the longest lifetime (exp - iat) a support token may have. Default 24h.
+	MaxTTL time.Duration `mapstructure:"max_ttl"`
+	// ReadOnly makes support sessions read-only. Default true.
+	ReadOnly bool `mapstructure:"read_only"`
 }
 
 // Region is one region's backend PostgreSQL.

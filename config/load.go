@@ -74,6 +74,17 @@ var defaults = map[string]any{
 	"limits.tenant.burst":                 0,
 	"limits.tenant.concurrent_statements": 0,
 	"limits.tenant.statement_timeout":     time.Duration(0),
+	"auth.role_claim":                     "role",
+	"auth.actor_claim":                    "act",
+	"auth.jwks_url":                       "",
+	"auth.oidc_discovery":                 false,
+	"auth.jwks_refresh":                   15 * time.Minute,
+	"auth.jwks_refetch_interval":          30 * time.Second,
+	"access.read_only_roles":              []string{"viewer", "auditor"},
+	"access.support.purpose_claim":        "purpose",
+	"access.support.ticket_claim":         "ticket",
+	"access.support.max_ttl":              24 * time.Hour,
+	"access.support.read_only":            true,
 }
 
 // Default returns the configuration with every default applied and no regions.

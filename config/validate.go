@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // KnownAlgorithms are the JWS algorithms pgtenant can verify.
@@ -36,6 +38,9 @@ func (c *Config) Validate() error {
 		return errors.New("tls.require: needs tls.cert_file and tls.key_file")
 	}
 	if err := c.Auth.validate(); err != nil {
+		return err
+	}
+	if err := c.Access.validate(); err != nil {
 		return err
 	}
 	if len(c.Regions) == 0 {
@@ -137,16 +142,108 @@ func (a Auth) validate() error {
 	if hmac && len(a.Secret) < 32 {
 		return fmt.Errorf("auth.hs256_secret: %d bytes is too short; use at least 32", len(a.Secret))
 	}
-	if asym && len(a.PublicKeys) == 0 && a.JWKSFile == "" {
-		return errors.New("auth.public_keys: an asymmetric algorithm is allowed but neither public_keys nor jwks_file is set")
+	if asym && len(a.PublicKeys) == 0 && a.JWKSFile == "" && a.JWKSURL == "" && a.Issuer == "" {
+		return errors.New("auth.public_keys: an asymmetric algorithm is allowed but no key source is set (public_keys, jwks_file, jwks_url, or issuer for OIDC discovery)")
+	}
+	if a.OIDCDiscovery && a.Issuer == "" {
+		return errors.New("auth.oidc_discovery: needs auth.issuer")
+	}
+	if a.OIDCDiscovery && a.JWKSURL != "" {
+		return errors.New("auth.oidc_discovery: set either oidc_discovery or jwks_url, not both")
+	}
+	if a.JWKSURL != "" {
+		if err := CheckFetchURL(a.JWKSURL); err != nil {
+			return fmt.Errorf("auth.jwks_url: %w", err)
+		}
+	}
+	if a.Issuer != "" && a.DiscoveryEnabled() {
+		if err := CheckFetchURL(a.Issuer); err != nil {
+			return fmt.Errorf("auth.issuer: for OIDC discovery, %w", err)
+		}
+	}
+	if a.JWKSRefresh < time.Minute && a.RemoteKeys() {
+		return fmt.Errorf("auth.jwks_refresh: %s is below the minimum 1m", a.JWKSRefresh)
+	}
+	if a.JWKSRefetchInterval < time.Second && a.RemoteKeys() {
+		return fmt.Errorf("auth.jwks_refetch_interval: %s is below the minimum 1s", a.JWKSRefetchInterval)
 	}
 	if a.Leeway < 0 {
 		return errors.New("auth.leeway: must not be negative")
 	}
-	for key, val := range map[string]string{"auth.tenant_claim": a.TenantClaim, "auth.region_claim": a.RegionClaim, "auth.subject_claim": a.SubjectClaim} {
+	for key, val := range map[string]string{"auth.tenant_claim": a.TenantClaim, "auth.region_claim": a.RegionClaim, "auth.subject_claim": a.SubjectClaim,
+		"auth.role_claim": a.RoleClaim, "auth.actor_claim": a.ActorClaim} {
 		if val == "" {
 			return fmt.Errorf("%s: must not be empty", key)
 		}
+	}
+	return nil
+}
+
+// DiscoveryEnabled reports whether the keys come from OIDC discovery on
+// Issuer: when configured so, or when an asymmetric algorithm is allowed and
+// Issuer is the only key source.
+func (a Auth) DiscoveryEnabled() bool {
+	if a.Issuer == "" {
+		return false
+	}
+	if a.OIDCDiscovery {
+		return true
+	}
+	if len(a.PublicKeys) > 0 || a.JWKSFile != "" || a.JWKSURL != "" {
+		return false
+	}
+	return slices.ContainsFunc(a.Algorithms, func(alg string) bool { return !strings.HasPrefix(alg, "HS") })
+}
+
+// RemoteKeys reports whether keys are fetched over HTTP (jwks_url or discovery).
+func (a Auth) RemoteKeys() bool { return a.JWKSURL != "" || a.DiscoveryEnabled() }
+
+// CheckFetchURL accepts an https URL, or an http URL whose host is a
+// loopback address or localhost: keys fetched in clear text over a network
+// could be replaced by anyone on the path.
+func CheckFetchURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %w", raw, err)
+	}
+	if u.Host == "" || u.User != nil {
+		return fmt.Errorf("%q must be an absolute https URL without user information", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if IsLoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q uses plain http, allowed only for loopback hosts; use https", raw)
+	}
+	return fmt.Errorf("%q must use https", raw)
+}
+
+// IsLoopbackHost reports whether host is localhost or a loopback IP address.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c Access) validate() error {
+	for _, r := range c.ReadOnlyRoles {
+		if r == "" {
+			return errors.New("access.read_only_roles: a role must not be empty")
+		}
+	}
+	if c.Support.PurposeClaim == "" {
+		return errors.New("access.support.purpose_claim: must not be empty")
+	}
+	if c.Support.TicketClaim == "" {
+		return errors.New("access.support.ticket_claim: must not be empty")
+	}
+	if c.Support.MaxTTL <= 0 {
+		return errors.New("access.support.max_ttl: must be positive")
 	}
 	return nil
 }

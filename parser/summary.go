@@ -76,6 +76,13 @@ type Statement struct {
 	// Unknown lists node kinds the walker does not understand in places where
 	// a relation or function could hide; the policy denies them.
 	Unknown []string
+	// ReadWrite marks BEGIN / START TRANSACTION, SET TRANSACTION and SET
+	// SESSION CHARACTERISTICS that ask for READ WRITE (or a transaction_read_only
+	// option the walker cannot read as on).
+	ReadWrite bool `json:",omitempty"`
+	// Locking marks a row-locking clause (FOR UPDATE, NO KEY UPDATE, SHARE,
+	// KEY SHARE) anywhere in the statement.
+	Locking bool `json:",omitempty"`
 	// Fixed are the locations of constants whose value the summary copied for
 	// a decision (setting names, SET values): a cached analysis holds only while
 	// these literals keep their text.

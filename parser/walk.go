@@ -139,9 +139,13 @@ func (w *walker) stmt(n *pg.Node) {
 			pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED:   "commit_prepared",
 			pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED: "rollback_prepared",
 		}[x.Kind]
+		st.ReadWrite = readWriteOption(x.Options)
 	case *pg.VariableSetStmt:
 		st.Kind = KindSet
 		st.Set = w.setInfo(x)
+		if x.Kind == pg.VariableSetKind_VAR_SET_MULTI {
+			st.ReadWrite = readWriteOption(x.Args) // SET TRANSACTION / SESSION CHARACTERISTICS
+		}
 	case *pg.VariableShowStmt:
 		st.Kind = KindShow
 		st.Name = x.Name
@@ -162,6 +166,22 @@ func (w *walker) stmt(n *pg.Node) {
 	default:
 		st.Kind = KindOther
 	}
+}
+
+// readWriteOption reports whether transaction options ask for READ WRITE:
+// a transaction_read_only option whose value is not the integer 1.
+func readWriteOption(opts []*pg.Node) bool {
+	for _, o := range opts {
+		d, ok := nodeMsg(o).(*pg.DefElem)
+		if !ok || d.Defname != "transaction_read_only" {
+			continue
+		}
+		c, ok := nodeMsg(d.Arg).(*pg.A_Const)
+		if !ok || c.GetIval() == nil || c.GetIval().Ival != 1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *walker) setInfo(x *pg.VariableSetStmt) *SetInfo {
@@ -270,6 +290,9 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent int, role string) ([]int, [
 	}
 	if s.IntoClause != nil {
 		w.st.Into = true
+	}
+	if len(s.LockingClause) > 0 {
+		w.st.Locking = true
 	}
 	pop := w.withClause(s.WithClause)
 	defer pop()

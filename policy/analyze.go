@@ -47,6 +47,8 @@ type StmtAnalysis struct {
 	ExecArgs []ExecArg
 	// ParamTypes are PREPARE's declared types.
 	ParamTypes []string
+	// Writes names what makes the statement a write (see readonly.go); "" for a read.
+	Writes string
 }
 
 type relRef struct{ b, r int }
@@ -73,6 +75,7 @@ func (e *Engine) analyze(cat *Catalog, sc *parser.Scanned, st *parser.Statement)
 	a := &analyzer{e: e, cat: cat, sc: sc, st: st, res: &StmtAnalysis{Kind: st.Kind},
 		tables: map[relRef]*Table{}, class: map[relRef]Class{}, pinned: map[relRef]*formula{}}
 	a.statement()
+	a.res.Writes = writes(st)
 	return a.res
 }
 

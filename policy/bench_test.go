@@ -3,6 +3,7 @@ package policy
 import (
 	"testing"
 
+	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 )
 
@@ -52,6 +53,19 @@ func BenchmarkBind(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if d := s.CheckBind("q", nil, vals); !d.Allow {
+			b.Fatal(d.Message)
+		}
+	}
+}
+
+// BenchmarkCacheHitOLTPReadOnly: the same statement in a read-only session
+// (the read-only verdict on top of the cached analysis).
+func BenchmarkCacheHitOLTPReadOnly(b *testing.B) {
+	e := newTestEngine(b)
+	s := e.NewSession(auth.Principal{Account: "42", Region: "eu-west", Roles: []string{"viewer"}, ReadOnly: true})
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := s.CheckQuery(benchOLTP); !d.Allow {
 			b.Fatal(d.Message)
 		}
 	}

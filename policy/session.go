@@ -210,6 +210,9 @@ func (s *Session) CheckQuery(sql string) Decision {
 		d.Text = sql
 		return d
 	}
+	if d := s.readOnlyDenial(an); d != nil {
+		return d.decision(nil, norm)
+	}
 	if len(an.stmts) == 1 && isQueryKind(an.stmts[0].Kind) {
 		// fast path: one plain statement, no session effects
 		st := an.stmts[0]
@@ -401,6 +404,9 @@ func (s *Session) checkParse(an *analysis, sc *parser.Scanned, sql string, param
 	norm := an.normalized
 	if an.deny != nil {
 		return an.deny.decision(nil, norm), nil
+	}
+	if d := s.readOnlyDenial(an); d != nil {
+		return d.decision(nil, norm), nil
 	}
 	if len(an.stmts) > 1 {
 		return deny("multi_statement", "a prepared statement may hold only one statement", "send one statement per Parse").decision(nil, norm), nil

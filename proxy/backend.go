@@ -54,6 +54,21 @@ type sessionSettings struct {
 	searchPath    string
 }
 
+// pins returns the settings every backend session of p is pinned to, by
+// lower-case name: sent as startup parameters, and re-applied whenever the
+// session's settings are reset (RESET ALL). This is the one list of pins; a
+// read-only principal (auth.Principal.ReadOnly) is pinned to
+// default_transaction_read_only = on, so PostgreSQL itself refuses its
+// writes even if a statement slipped past the policy.
+func (ss sessionSettings) pins(p auth.Principal) map[string]string {
+	pins := map[string]string{"standard_conforming_strings": "on", "search_path": ss.searchPath,
+		strings.ToLower(ss.tenantSetting): p.Account, subjectSetting: p.Subject}
+	if p.ReadOnly {
+		pins["default_transaction_read_only"] = "on"
+	}
+	return pins
+}
+
 // dial logs in to the region as its service role, pins the session settings,
 // sets the tenant context with bound parameters and hijacks the connection.
 func (r *region) dial(ctx context.Context, req *startupRequest, p auth.Principal, ss sessionSettings) (*backendConn, error) {
@@ -65,10 +80,13 @@ func (r *region) dial(ctx context.Context, req *startupRequest, p auth.Principal
 	cfg.RuntimeParams = maps.Clone(req.Params)
 	// The pins and the tenant context are startup parameters: they are then
 	// the session's reset values, so a RESET ALL puts them back, atomically.
-	cfg.RuntimeParams["standard_conforming_strings"] = "on"
-	cfg.RuntimeParams["search_path"] = ss.searchPath
-	cfg.RuntimeParams[ss.tenantSetting] = p.Account
-	cfg.RuntimeParams[subjectSetting] = p.Subject
+	pins := ss.pins(p)
+	for name := range cfg.RuntimeParams {
+		if _, pinned := pins[strings.ToLower(name)]; pinned {
+			delete(cfg.RuntimeParams, name) // a client's spelling of a pin never competes with it
+		}
+	}
+	maps.Copy(cfg.RuntimeParams, pins)
 	if _, ok := cfg.RuntimeParams["client_encoding"]; !ok {
 		cfg.RuntimeParams["client_encoding"] = "UTF8"
 	}

@@ -86,7 +86,8 @@ func (s *Server) handle(conn net.Conn) {
 		return
 	}
 	_ = st.conn.SetDeadline(time.Time{})
-	ss.log.Info("connection opened", "user", ss.user, "database", st.req.Database)
+	ss.log.Info("connection opened", "user", ss.user, "database", st.req.Database,
+		"role", ss.principal.Role(), "actor", ss.principal.Actor, "read_only", ss.principal.ReadOnly)
 	connect := ss.event(audit.KindConnect)
 	connect.Verdict = audit.VerdictAllow
 	ss.recordAsync(connect)
@@ -193,7 +194,8 @@ func (s *Server) recordReject(addr string, p auth.Principal, ce *clientError) {
 		return
 	}
 	ev := audit.Event{Kind: audit.KindReject, Time: time.Now(), ClientAddr: addr, Verdict: audit.VerdictDeny,
-		AccountID: p.Account, Subject: p.Subject, Region: p.Region, Reason: ce.Reason, SQLState: ce.Code, Rows: -1}
+		AccountID: p.Account, Subject: p.Subject, Region: p.Region, Reason: ce.Reason, SQLState: ce.Code, Rows: -1,
+		Role: p.Role(), Actor: p.Actor, Purpose: p.Purpose, Ticket: p.Ticket}
 	if _, known := s.runtime().regions[p.Region]; !known {
 		ev.AccountID, ev.Region = "", ""
 	}

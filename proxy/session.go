@@ -217,6 +217,7 @@ func (s *session) event(kind string) audit.Event {
 	return audit.Event{
 		Kind: kind, Time: time.Now(), AccountID: s.principal.Account, Subject: s.principal.Subject,
 		ClientUser: s.user, ClientAddr: s.addr, Region: s.principal.Region, SessionID: s.id, Rows: -1,
+		Role: s.principal.Role(), Actor: s.principal.Actor, Purpose: s.principal.Purpose, Ticket: s.principal.Ticket,
 	}
 }
 

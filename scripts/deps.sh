@@ -22,6 +22,15 @@ if [ "$what" = test ]; then
   command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 fi
+if [ "$what" = test ]; then
+  # the OpenID provider of the identity tests (test/e2e/oidc_test.go builds
+  # it the same way when this has not run): zitadel/oidc's example OP
+  op_dir="${XDG_CACHE_HOME:-$HOME/.cache}/pgtenant-test/zitadel-oidc-v3.52.0"
+  if [ ! -x "$op_dir/server" ] && command -v go >/dev/null 2>&1; then
+    echo "deps: building the test OpenID provider" >&2
+    (cd /tmp && GOBIN="$op_dir" GOFLAGS=-buildvcs=false go install github.com/zitadel/oidc/v3/example/server@v3.52.0)
+  fi
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "deps: installing ${missing[*]}" >&2

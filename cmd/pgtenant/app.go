@@ -29,8 +29,11 @@ type app struct {
 	proxy   *proxy.Server
 	metrics *metrics.Metrics
 	admin   *admin.Server
-	auditor proxy.Auditor   // nil when the audit is disabled
-	ctx     context.Context // ends when the app stops: background work follows it
+	auditor proxy.Auditor // nil when the audit is disabled
+	// verifier is the token verifier in force; a reload closes the one it
+	// replaces, so a changed jwks_url or issuer stops the old refresh loop.
+	verifier *auth.Verifier
+	ctx      context.Context // ends when the app stops: background work follows it
 	// stopDiscovery ends the current policy engine's discovery loop.
 	stopDiscovery context.CancelFunc
 	engine        atomic.Pointer[policy.Engine]
@@ -43,10 +46,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	if err := requireRLS(ctx, cfg); err != nil {
 		return nil, err
 	}
-	verifier, err := auth.NewVerifier(cfg.Auth)
+	verifier, err := auth.NewVerifier(cfg.Auth, auth.WithAccess(cfg.Access))
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	a.verifier = verifier
 	var auditor proxy.Auditor
 	var recorder *audit.Recorder
 	if !cfg.Audit.Disabled {

@@ -79,18 +79,24 @@ func (a *app) reload(ctx context.Context, path, trigger string) {
 // is built and validated first: when any part is rejected, the running
 // configuration, policy engine and its discovery loop stay as they are.
 func (a *app) apply(cfg *config.Config) error {
-	verifier, err := auth.NewVerifier(cfg.Auth)
+	verifier, err := auth.NewVerifier(cfg.Auth, auth.WithAccess(cfg.Access))
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
 	pol, err := a.policyFor(cfg)
 	if err != nil {
+		verifier.Close()
 		return err
 	}
 	if err := a.proxy.Reload(cfg, verifier, pol.checkers); err != nil {
+		verifier.Close()
 		return err
 	}
 	a.commit(pol)
+	if old := a.verifier; old != nil {
+		old.Close() // sessions already authenticated; the new verifier shares unchanged key sources
+	}
+	a.verifier = verifier
 	setLevel(a.level, cfg.Log.Level)
 	return nil
 }

@@ -24,6 +24,10 @@ type tokenFlags struct {
 	ttl        time.Duration
 	issuer     string
 	audience   string
+	role       string
+	actor      string
+	purpose    string
+	ticket     string
 }
 
 func newTokenCmd() *cobra.Command {
@@ -55,6 +59,10 @@ token also uses the configured claim names, issuer and audience (flags win).`,
 	fl.DurationVar(&f.ttl, "ttl", time.Hour, "validity from now")
 	fl.StringVar(&f.issuer, "issuer", "", "iss claim")
 	fl.StringVar(&f.audience, "audience", "", "aud claim")
+	fl.StringVar(&f.role, "role", "", "role claim (e.g. viewer: a read-only session)")
+	fl.StringVar(&f.actor, "actor", "", "support session: the acting person (act claim's sub); needs --purpose")
+	fl.StringVar(&f.purpose, "purpose", "", "support session: why (the purpose claim)")
+	fl.StringVar(&f.ticket, "ticket", "", "support session: the ticket reference")
 	return cmd
 }
 
@@ -73,6 +81,10 @@ func (f *tokenFlags) mint(cmd *cobra.Command) (string, error) {
 		TTL:      f.ttl,
 		Issuer:   f.issuer,
 		Audience: f.audience,
+		Role:     f.role,
+		Actor:    f.actor,
+		Purpose:  f.purpose,
+		Ticket:   f.ticket,
 	}
 	if f.configFile != "" {
 		cfg, err := config.Load(f.configFile)
@@ -81,6 +93,8 @@ func (f *tokenFlags) mint(cmd *cobra.Command) (string, error) {
 		}
 		opts.TenantClaim = cfg.Auth.TenantClaim
 		opts.RegionClaim = cfg.Auth.RegionClaim
+		opts.RoleClaim, opts.ActorClaim = cfg.Auth.RoleClaim, cfg.Auth.ActorClaim
+		opts.PurposeClaim, opts.TicketClaim = cfg.Access.Support.PurposeClaim, cfg.Access.Support.TicketClaim
 		if !cmd.Flags().Changed("issuer") {
 			opts.Issuer = cfg.Auth.Issuer
 		}

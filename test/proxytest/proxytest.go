@@ -94,10 +94,11 @@ func Start(t testing.TB, o Options) *Env {
 	if o.NewAuditor != nil {
 		o.Auditor = o.NewAuditor(t, cfg)
 	}
-	verifier, err := auth.NewVerifier(cfg.Auth)
+	verifier, err := auth.NewVerifier(cfg.Auth, auth.WithAccess(cfg.Access))
 	if err != nil {
 		t.Fatalf("proxytest: verifier: %v", err)
 	}
+	t.Cleanup(verifier.Close)
 	var checkers proxy.CheckerFactory
 	switch {
 	case o.Checkers != nil:

@@ -1,0 +1,304 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/test/pgtest"
+	"github.com/pgtenant/pgtenant/test/proxytest"
+)
+
+// accessRegion is a cluster of its own: it gets a tenant table without RLS
+// (ro_probe), which the shared regions' isolation checks must not see.
+const accessRegion = "access"
+
+// eventLog is the audit sink of the access tests: it keeps every event the
+// proxy records, in order.
+type eventLog struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (l *eventLog) Record(_ context.Context, ev audit.Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, ev)
+	return nil
+}
+
+func (l *eventLog) snapshot() []audit.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]audit.Event(nil), l.events...)
+}
+
+// accessEnv starts a proxy (with or without the policy) in front of the
+// access region, which holds the demo schema plus ro_probe, a tenant table
+// with RLS off.
+func accessEnv(t *testing.T, policy bool) (*proxytest.Env, *eventLog) {
+	t.Helper()
+	return accessEnvWith(t, policy, nil)
+}
+
+// accessEnvWith is accessEnv with the configuration edited by configure.
+func accessEnvWith(t *testing.T, policy bool, configure func(*config.Config)) (*proxytest.Env, *eventLog) {
+	t.Helper()
+	c := pgtest.Shared(t, accessRegion)
+	proxytest.InstallDemo(t, c)
+	probe := `CREATE TABLE IF NOT EXISTS public.ro_probe (id bigserial PRIMARY KEY, account_id bigint NOT NULL, note text);
+		GRANT SELECT, INSERT, UPDATE, DELETE ON public.ro_probe TO "` + c.ServiceUser + `";
+		GRANT USAGE, SELECT, UPDATE ON SEQUENCE public.ro_probe_id_seq TO "` + c.ServiceUser + `";
+		INSERT INTO public.ro_probe (account_id, note) SELECT 42, 'seed' WHERE NOT EXISTS (SELECT FROM public.ro_probe)`
+	if err := c.Exec(ctxT(t), c.Database, probe); err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{accessRegion}, Policy: policy, Auditor: log,
+		Configure: configure})
+	return env, log
+}
+
+// accessToken signs a token for account 42 in the access region with extra claims.
+func accessToken(t *testing.T, extra map[string]any) string {
+	now := time.Now()
+	claims := map[string]any{"account_id": 42, "data_region": accessRegion, "sub": "user-42",
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	for k, v := range extra {
+		if v == nil {
+			delete(claims, k)
+			continue
+		}
+		claims[k] = v
+	}
+	return proxytest.SignedToken(t, claims)
+}
+
+// readOnlyRoutes are every way a read-only session could write or become
+// read-write again, on a table with RLS (orders) and one without (ro_probe).
+var readOnlyRoutes = []string{
+	"INSERT INTO orders (account_id, note) VALUES (42, 'w')",
+	"INSERT INTO ro_probe (account_id, note) VALUES (42, 'w')",
+	"UPDATE orders SET note = 'w' WHERE account_id = 42",
+	"UPDATE ro_probe SET note = 'w' WHERE account_id = 42",
+	"DELETE FROM ro_probe WHERE account_id = 42",
+	"MERGE INTO ro_probe p USING (SELECT 1 AS id) s ON p.id = s.id AND p.account_id = 42 WHEN MATCHED THEN UPDATE SET note = 'w'",
+	"SELECT * FROM orders WHERE account_id = 42 FOR UPDATE",
+	"SELECT * FROM ro_probe WHERE account_id = 42 FOR NO KEY UPDATE",
+	"SELECT * FROM ro_probe WHERE account_id = 42 FOR SHARE",
+	"SELECT * FROM ro_probe WHERE account_id = 42 FOR KEY SHARE",
+	"WITH d AS (DELETE FROM ro_probe WHERE account_id = 42 RETURNING id) SELECT count(*) FROM d",
+	"SELECT nextval('ro_probe_id_seq')",
+	"SELECT setval('ro_probe_id_seq', 1000)",
+	"BEGIN READ WRITE",
+	"START TRANSACTION READ WRITE",
+	"START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+	"SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+	"SET default_transaction_read_only = off",
+	"SET default_transaction_read_only TO DEFAULT",
+	"RESET default_transaction_read_only",
+	"SET transaction_read_only = off",
+	"SELECT set_config('default_transaction_read_only', 'off', false)",
+	"PREPARE w AS INSERT INTO ro_probe (account_id, note) VALUES (42, 'w')",
+}
+
+// A viewer token cannot write through the policy by any route, in the
+// simple and the extended protocol, on tables with and without RLS; the
+// backend session stays pinned read-only; and the table is unchanged.
+func TestViewerCannotWrite(t *testing.T) {
+	env, log := accessEnv(t, true)
+	ctx := ctxT(t)
+	conn := connect(t, env.DSNWithToken(accessToken(t, map[string]any{"role": "viewer"})))
+	before := probeState(t, env)
+	for _, sql := range readOnlyRoutes {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeDescribeExec} {
+			_, err := conn.Exec(ctx, sql, mode)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, "read-only") {
+				t.Errorf("%q (mode %v): err = %v; want a pgtenant read-only refusal (42501)", sql, mode, err)
+			}
+		}
+	}
+	// SET TRANSACTION READ WRITE inside a read-only transaction
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SET TRANSACTION READ WRITE"); pgCode(err) != "42501" {
+		t.Errorf("SET TRANSACTION READ WRITE: err = %v; want 42501", err)
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	// COPY FROM through the copy sub-protocol
+	_, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("42\tcopied\n"), "COPY ro_probe (account_id, note) FROM STDIN")
+	if pgCode(err) != "42501" {
+		t.Errorf("COPY FROM STDIN: err = %v; want 42501", err)
+	}
+	// reads work, and the backend session is pinned read-only, RESET ALL included
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM ro_probe WHERE account_id = 42").Scan(&n); err != nil || n == 0 {
+		t.Fatalf("read: n=%d err=%v", n, err)
+	}
+	assertPinnedReadOnly(t, conn)
+	_, _ = conn.Exec(ctx, "RESET ALL") // allowed or refused by the policy: either way the pin holds
+	assertPinnedReadOnly(t, conn)
+	if after := probeState(t, env); after != before {
+		t.Errorf("ro_probe changed under a viewer: %s -> %s", before, after)
+	}
+	// the role is recorded on the session's events
+	var roles int
+	for _, ev := range log.snapshot() {
+		if ev.Kind == audit.KindStatement || ev.Kind == audit.KindConnect {
+			if ev.Role != "viewer" {
+				t.Errorf("%s event has role %q, want viewer", ev.Kind, ev.Role)
+			}
+			roles++
+		}
+	}
+	if roles == 0 {
+		t.Error("no connect or statement events recorded")
+	}
+}
+
+// The backend pin alone (no policy at all) makes PostgreSQL refuse a
+// viewer's writes, also on a table without RLS, while a token without a role
+// keeps full access.
+func TestViewerBackendPinWithoutPolicy(t *testing.T) {
+	env, _ := accessEnv(t, false)
+	ctx := ctxT(t)
+	viewer := connect(t, env.DSNWithToken(accessToken(t, map[string]any{"role": "viewer"})))
+	for _, sql := range []string{
+		"INSERT INTO ro_probe (account_id, note) VALUES (42, 'w')",
+		"UPDATE ro_probe SET note = 'w' WHERE account_id = 42",
+		"DELETE FROM ro_probe WHERE account_id = 42",
+		"SELECT * FROM ro_probe WHERE account_id = 42 FOR UPDATE",
+		"SELECT nextval('ro_probe_id_seq')",
+	} {
+		if _, err := viewer.Exec(ctx, sql); pgCode(err) != "25006" {
+			t.Errorf("%q: err = %v; want PostgreSQL's 25006 read_only_sql_transaction", sql, err)
+		}
+	}
+	assertPinnedReadOnly(t, viewer)
+	if _, err := viewer.Exec(ctx, "RESET ALL"); err != nil {
+		t.Fatal(err)
+	}
+	assertPinnedReadOnly(t, viewer)
+
+	full := connect(t, env.DSNWithToken(accessToken(t, nil)))
+	var id int64
+	if err := full.QueryRow(ctx, "INSERT INTO ro_probe (account_id, note) VALUES (42, 'full') RETURNING id").Scan(&id); err != nil {
+		t.Fatalf("a token without a role claim lost write access: %v", err)
+	}
+	if _, err := full.Exec(ctx, "DELETE FROM ro_probe WHERE id = $1", id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A support token needs a purpose and an iat and may live at most
+// access.support.max_ttl; a valid one is read-only, and every event of its
+// session records the actor, the purpose and the ticket.
+func TestSupportSessions(t *testing.T) {
+	env, log := accessEnv(t, true)
+	ctx := ctxT(t)
+	act := map[string]any{"sub": "agent@support.example"}
+	now := time.Now()
+	refused := []struct {
+		name   string
+		claims map[string]any
+		want   string
+	}{
+		{"no purpose", map[string]any{"act": act}, "purpose"},
+		{"empty purpose", map[string]any{"act": act, "purpose": ""}, "purpose"},
+		{"no iat", map[string]any{"act": act, "purpose": "SUP-1", "iat": nil}, "iat"},
+		{"over max_ttl", map[string]any{"act": act, "purpose": "SUP-1", "iat": now.Unix(), "exp": now.Add(25 * time.Hour).Unix()}, "max_ttl"},
+		{"actor without sub", map[string]any{"act": map[string]any{"iss": "x"}, "purpose": "SUP-1"}, "act"},
+	}
+	for _, tc := range refused {
+		_, err := pgx.Connect(ctx, env.DSNWithToken(accessToken(t, tc.claims)))
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "28000" || !strings.HasPrefix(pe.Message, "pgtenant: ") || !strings.Contains(pe.Message, tc.want) {
+			t.Errorf("%s: err = %v; want 28000 naming %s", tc.name, err, tc.want)
+		}
+	}
+
+	tok := accessToken(t, map[string]any{"act": act, "purpose": "investigate invoice totals", "ticket": "SUP-4521",
+		"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix()})
+	conn := connect(t, env.DSNWithToken(tok))
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM orders WHERE account_id = 42").Scan(&n); err != nil {
+		t.Fatalf("support read: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "UPDATE orders SET note = 'support' WHERE account_id = 42"); pgCode(err) != "42501" {
+		t.Errorf("support write: err = %v; want 42501 (support sessions are read-only)", err)
+	}
+	assertPinnedReadOnly(t, conn)
+	if err := conn.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		kinds := map[string]int{}
+		for _, ev := range log.snapshot() {
+			if ev.Actor == "" {
+				continue
+			}
+			kinds[ev.Kind]++
+			if ev.Actor != "agent@support.example" || ev.Purpose != "investigate invoice totals" || ev.Ticket != "SUP-4521" {
+				t.Fatalf("support event %s records actor %q purpose %q ticket %q", ev.Kind, ev.Actor, ev.Purpose, ev.Ticket)
+			}
+		}
+		if kinds[audit.KindConnect] == 1 && kinds[audit.KindStatement] >= 2 && kinds[audit.KindDisconnect] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("support session events by kind: %v; want connect, statements and disconnect", kinds)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// no event of the support session lacks the actor, the purpose or the ticket
+	sessions := map[string]bool{}
+	for _, ev := range log.snapshot() {
+		if ev.Actor != "" {
+			sessions[ev.SessionID] = true
+		}
+	}
+	if len(sessions) != 1 {
+		t.Fatalf("support events span %d sessions, want 1", len(sessions))
+	}
+	for _, ev := range log.snapshot() {
+		if sessions[ev.SessionID] && (ev.Actor == "" || ev.Purpose == "" || ev.Ticket == "") {
+			t.Errorf("%s event of the support session lacks actor, purpose or ticket: %+v", ev.Kind, ev)
+		}
+	}
+}
+
+// assertPinnedReadOnly checks the backend session's read-only default.
+func assertPinnedReadOnly(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	var v string
+	if err := conn.QueryRow(ctxT(t), "SHOW default_transaction_read_only").Scan(&v); err != nil || v != "on" {
+		t.Errorf("default_transaction_read_only = %q (err %v); want on", v, err)
+	}
+}
+
+// probeState summarises ro_probe as the superuser sees it.
+func probeState(t *testing.T, env *proxytest.Env) string {
+	t.Helper()
+	c := env.Clusters[accessRegion]
+	conn := connect(t, c.SuperuserDSN(c.Database))
+	defer conn.Close(context.Background())
+	var s string
+	if err := conn.QueryRow(ctxT(t), `SELECT count(*)::text || ':' || coalesce(string_agg(note, ',' ORDER BY id), '') || ':' ||
+		(SELECT last_value::text FROM ro_probe_id_seq) FROM ro_probe`).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
