@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,7 +38,11 @@ type app struct {
 	// stopDiscovery ends the current policy engine's discovery loop.
 	stopDiscovery context.CancelFunc
 	engine        atomic.Pointer[policy.Engine]
-	closers       []func(context.Context) error
+	// configPath is the file serve loaded, for the admin console's RELOAD;
+	// reloadMu serialises reloads (SIGHUP, file watch, console).
+	configPath string
+	reloadMu   sync.Mutex
+	closers    []func(context.Context) error
 }
 
 // newApp builds every part from cfg; nothing listens yet.
@@ -73,7 +78,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
 		AuditStats: auditStats(recorder), CacheStats: a.cacheStats})
-	popts := proxy.Options{Config: cfg, Authenticator: verifier, Checkers: pol.checkers, Auditor: auditor, Metrics: a.metrics, Logger: log}
+	popts := proxy.Options{Config: cfg, Authenticator: verifier, Checkers: pol.checkers, Auditor: auditor, Metrics: a.metrics,
+		Logger: log, Version: version, Reload: a.reloadFromConsole}
 	if bc := budget.FromConfig(cfg.Limits, log); bc.Enabled() {
 		b, err := budget.New(ctx, bc)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -42,13 +43,13 @@ func (a *app) watchConfig(ctx context.Context, path string) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			a.reload(ctx, path, "sighup")
+			_ = a.reload(ctx, path, "sighup") // logged, counted and audited inside
 		case ev := <-events:
 			if filepath.Clean(ev.Name) == filepath.Clean(path) || filepath.Base(ev.Name) == "..data" {
 				debounce = time.After(200 * time.Millisecond) // editors write in several steps
 			}
 		case <-debounce:
-			a.reload(ctx, path, "file_change")
+			_ = a.reload(ctx, path, "file_change")
 		}
 	}
 }
@@ -56,7 +57,9 @@ func (a *app) watchConfig(ctx context.Context, path string) {
 // reload applies a new configuration to new connections. A configuration
 // that does not load or validate is rejected and the old one stays in
 // force; either way the attempt is logged, counted and audited.
-func (a *app) reload(ctx context.Context, path, trigger string) {
+func (a *app) reload(ctx context.Context, path, trigger string) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	cfg, err := config.Load(path)
 	if err == nil {
 		err = a.apply(cfg)
@@ -65,7 +68,7 @@ func (a *app) reload(ctx context.Context, path, trigger string) {
 	if err != nil {
 		a.log.Error("configuration rejected; the previous one stays in force", "trigger", trigger, "error", err)
 		a.recordConfig(ctx, "rejected", "", err)
-		return
+		return err
 	}
 	if cfg.Listen != a.cfg.Listen || cfg.AdminListen != a.cfg.AdminListen || cfg.Audit != a.cfg.Audit {
 		a.log.Warn("listen, admin_listen and audit changes take effect at restart", "trigger", trigger)
@@ -73,6 +76,15 @@ func (a *app) reload(ctx context.Context, path, trigger string) {
 	a.cfg = cfg
 	a.log.Info("configuration reloaded", "trigger", trigger, "config_sha256", configHash(cfg))
 	a.recordConfig(ctx, "applied", configHash(cfg), nil)
+	return nil
+}
+
+// reloadFromConsole is the admin console's RELOAD: the file serve was started with.
+func (a *app) reloadFromConsole() error {
+	if a.configPath == "" {
+		return errors.New("this process was not started from a configuration file")
+	}
+	return a.reload(a.ctx, a.configPath, "console")
 }
 
 // apply builds the reloadable parts from cfg and swaps them in. Everything

@@ -39,6 +39,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
+			a.configPath = path
 			go a.watchConfig(ctx, path)
 			if err := a.run(ctx, ls); err != nil {
 				return withCode(exitFailed, err)
