@@ -419,12 +419,34 @@ func judge(t *testing.T, res *runResult, rep report, denials []denial, mode stri
 	}
 }
 
-func opDenials(op opResult, ds []denial) []string {
-	var out []string
+func opDenials(op opResult, ds []denial) []denial {
+	out := make([]denial, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, fmt.Sprintf("%s: `%s` → %s (%s)", op.Name, oneLine(d.Statement), d.SQLState, d.Reason))
+		d.Op = op.Name
+		out = append(out, d)
 	}
 	return out
+}
+
+// listDenials renders one line per distinct statement, SQLSTATE and reason,
+// with the operations that sent it.
+func listDenials(b *strings.Builder, r *runResult, ds []denial) {
+	type key struct{ stmt, state, reason string }
+	var keys []key
+	ops := map[key][]string{}
+	for _, d := range ds {
+		k := key{oneLine(d.Statement), d.SQLState, d.Reason}
+		if _, ok := ops[k]; !ok {
+			keys = append(keys, k)
+		}
+		if o := ops[k]; len(o) == 0 || o[len(o)-1] != d.Op {
+			ops[k] = append(o, d.Op)
+		}
+	}
+	for _, k := range keys {
+		fmt.Fprintf(b, "- %s, %s, %s: `%s` → %s (%s)\n", r.client, r.mode, strings.Join(ops[k], ", "),
+			strings.ReplaceAll(k.stmt, "|", "\\|"), k.state, k.reason)
+	}
 }
 
 func describe(ds []denial) string {
@@ -521,8 +543,8 @@ type runResult struct {
 	ops                         int
 	refusalsExpected            int
 	refusalsSeen                int
-	falseDenies                 []string
-	pinRefusals                 []string
+	falseDenies                 []denial
+	pinRefusals                 []denial
 	errors                      []string
 	failures                    []string
 	oracleDiffs                 []string
@@ -593,19 +615,15 @@ func (m *matrix) markdown() string {
 	}
 	var fd strings.Builder
 	for _, r := range runs {
-		for _, d := range r.falseDenies {
-			fmt.Fprintf(&fd, "- %s, %s: %s\n", r.client, r.mode, strings.ReplaceAll(d, "|", "\\|"))
-		}
+		listDenials(&fd, r, r.falseDenies)
 	}
 	if fd.Len() > 0 {
-		b.WriteString("\n## False denies\n\nOperation: `statement` → SQLSTATE (reason).\n\n")
+		b.WriteString("\n## False denies\n\nClient, mode, operations: `statement` → SQLSTATE (reason).\n\n")
 		b.WriteString(fd.String())
 	}
 	var pr strings.Builder
 	for _, r := range runs {
-		for _, d := range r.pinRefusals {
-			fmt.Fprintf(&pr, "- %s, %s: %s\n", r.client, r.mode, strings.ReplaceAll(d, "|", "\\|"))
-		}
+		listDenials(&pr, r, r.pinRefusals)
 	}
 	if pr.Len() > 0 {
 		b.WriteString("\n## Missing-pin refusals (deny mode, by design)\n\n")
