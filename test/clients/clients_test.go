@@ -62,10 +62,12 @@ func TestClients(t *testing.T) {
 					t.Parallel()
 					res := &runResult{client: cl.name, lang: cl.lang, mode: mode}
 					results.add(res)
+					defer func() {
+						if t.Failed() {
+							res.status = "fail"
+						}
+					}()
 					runClient(t, c, cl, res)
-					if t.Failed() {
-						res.status = "fail"
-					}
 				})
 			}
 		}
