@@ -437,7 +437,11 @@ func listDenials(b *strings.Builder, r *runResult, ds []denial) {
 	var keys []key
 	ops := map[key][]string{}
 	for _, d := range ds {
-		k := key{oneLine(d.Statement), d.SQLState, d.Reason}
+		stmt := oneLine(d.Statement)
+		if stmt == "" {
+			stmt = "(no statement text in the audit event)"
+		}
+		k := key{stmt, d.SQLState, d.Reason}
 		if _, ok := ops[k]; !ok {
 			keys = append(keys, k)
 		}
