@@ -264,6 +264,9 @@ type opResult struct {
 	SQLState string          `json:"sqlstate"`
 	Error    string          `json:"error"`
 	Rows     json.RawMessage `json:"rows"`
+	// SQL is the statement as the program wrote it (optional): shown when
+	// the audit event carries no text.
+	SQL string `json:"sql"`
 }
 
 // execProgram runs argv and parses its report; a crash or an unparsable
@@ -425,6 +428,9 @@ func opDenials(op opResult, ds []denial) []denial {
 	out := make([]denial, 0, len(ds))
 	for _, d := range ds {
 		d.Op = op.Name
+		if d.Statement == "" && op.SQL != "" {
+			d.Statement = op.SQL + " [text from the client: the audit event has none]"
+		}
 		out = append(out, d)
 	}
 	return out

@@ -71,6 +71,7 @@ func main() {
 	})
 	rep.Do("array.any_int8", "app", q("SELECT id, account_id FROM orders WHERE account_id = $1 AND id = ANY($2) ORDER BY id", T, []int64{1, 5, 9}))
 	rep.Do("tenant.any_int8", "app", q("SELECT id, account_id FROM orders WHERE account_id = ANY($1) ORDER BY id", []int64{T}))
+	rep.Ops[len(rep.Ops)-1].SQL = "SELECT id, account_id FROM orders WHERE account_id = ANY($1) ORDER BY id -- $1 = '{42}' (binary int8[])"
 	rep.Do("batch", "app", func() (any, error) {
 		b := &pgx.Batch{}
 		b.Queue("SELECT count(*) FROM orders WHERE account_id = $1", T)

@@ -43,6 +43,7 @@ type Op struct {
 	SQLState string `json:"sqlstate"`
 	Error    string `json:"error"`
 	Rows     any    `json:"rows"`
+	SQL      string `json:"sql,omitempty"` // the statement, when the op sends one the program wrote
 }
 
 // Report collects operations.
