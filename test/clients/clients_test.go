@@ -200,7 +200,7 @@ func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 	}
 	db := dbName(cl.name, mode)
 	newDB(t, c, db, false)
-	rec := &recorder{}
+	rec := &recorder{op: "connect"} // a program connects before its first marker
 	env := proxytest.Start(t, proxytest.Options{
 		Regions: []string{region},
 		Policy:  true,
