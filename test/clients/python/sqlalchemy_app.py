@@ -107,7 +107,7 @@ if "engine" in state:
             os_ = s.scalars(sa.select(Order).where(Order.account_id == TENANT).options(orm.selectinload(Order.items)).order_by(Order.id)).all()
             return [[o.id, o.account_id, sorted(i.sku for i in o.items)] for o in os_]
     # selectinload loads children by the parents' ids only: WHERE orders_1.id IN (..).
-rep.op("assoc.selectin", "unpinned", assoc_selectin)
+    rep.op("assoc.selectin", "unpinned", assoc_selectin)
 
     def assoc_lazy():
         with Session() as s:
