@@ -13,12 +13,14 @@ debs=(
   default-jdk-headless libpostgresql-jdbc-java libhikaricp-java libslf4j-java
   ruby ruby-pg ruby-sequel ruby-activerecord
   php-cli php-pgsql php-illuminate-database
-  nodejs npm
 )
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node.js may come from elsewhere than Debian (e.g. NodeSource, which bundles npm).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "clients: installing ${missing[*]}" >&2
   sudo=""
