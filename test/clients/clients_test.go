@@ -237,7 +237,8 @@ func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 	compareOracle(t, res, rep, orep)
 	if mode == "rewrite" {
 		if got, want := snapshot(t, c, db, "account_id = 42"), snapshot(t, c, odb, "account_id = 42"); got != want {
-			res.fail(t, "tenant 42's rows after the run differ from the RLS oracle's:\nproxy:  %s\noracle: %s", got, want)
+			only, missing := setDiff(got, want)
+			res.fail(t, "tenant 42's rows after the run differ from the RLS oracle's: only through pgtenant %v; only with RLS %v", only, missing)
 		}
 	}
 	if res.status == "" {
@@ -330,6 +331,32 @@ func snapshot(t *testing.T, c *cluster.Cluster, db, where string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// setDiff returns the elements of the JSON arrays a and b that the other lacks.
+func setDiff(a, b string) (onlyA, onlyB []string) {
+	var xs, ys []json.RawMessage
+	_ = json.Unmarshal([]byte(a), &xs)
+	_ = json.Unmarshal([]byte(b), &ys)
+	in := func(set []json.RawMessage) map[string]bool {
+		m := map[string]bool{}
+		for _, x := range set {
+			m[string(x)] = true
+		}
+		return m
+	}
+	inA, inB := in(xs), in(ys)
+	for _, x := range xs {
+		if !inB[string(x)] {
+			onlyA = append(onlyA, string(x))
+		}
+	}
+	for _, y := range ys {
+		if !inA[string(y)] {
+			onlyB = append(onlyB, string(y))
+		}
+	}
+	return onlyA, onlyB
 }
 
 // denial is one statement the proxy denied, attributed to an operation.

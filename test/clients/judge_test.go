@@ -126,3 +126,10 @@ func TestForeignTenant(t *testing.T) {
 		}
 	}
 }
+
+func TestSetDiff(t *testing.T) {
+	a, b := setDiff(`[{"id":1},{"id":2}]`, `[{"id":2},{"id":3}]`)
+	if len(a) != 1 || a[0] != `{"id":1}` || len(b) != 1 || b[0] != `{"id":3}` {
+		t.Errorf("setDiff = %v, %v", a, b)
+	}
+}
