@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 debs=(
-  python3 python3-psycopg2 python3-psycopg python3-asyncpg python3-sqlalchemy python3-django
+  python3 python3-psycopg2 python3-psycopg python3-psycopg-pool python3-asyncpg python3-sqlalchemy python3-django
   default-jdk-headless libpostgresql-jdbc-java libhikaricp-java libslf4j-java
   ruby ruby-pg ruby-sequel ruby-activerecord
   php-cli php-pgsql php-illuminate-database

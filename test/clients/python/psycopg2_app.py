@@ -42,6 +42,23 @@ rep.op("connect", "app", connect)
 if "c" in state:
     c = state["c"]
     rep.op("session.set_session", "app", lambda: (c.set_session(isolation_level="REPEATABLE READ", readonly=False), q("SELECT 1 AS one"), c.set_session(isolation_level="READ COMMITTED"))[1], rollback)
+
+    def autocommit_session():
+        # An autocommit connection with session defaults (its own, as a
+        # worker would have): psycopg2 sends SET default_transaction_* here.
+        c2 = psycopg2.connect(host=HOST, port=PORT, dbname=DB, user=USER, password=PASSWORD,
+                              application_name="clients-psycopg2-ac", sslmode="disable")
+        try:
+            c2.autocommit = True
+            c2.set_session(readonly=True, isolation_level="REPEATABLE READ")
+            with c2.cursor() as cur:
+                cur.execute("SELECT count(*) FROM orders WHERE account_id = %s", (TENANT,))
+                rows = [list(cur.fetchone())]
+            c2.set_session(readonly=False, isolation_level="READ COMMITTED")
+            return rows
+        finally:
+            c2.close()
+    rep.op("session.autocommit_set_session", "app", autocommit_session)
     rep.op("read.scoped", "app", lambda: q("SELECT id, account_id, total, note FROM orders WHERE account_id = %s ORDER BY id", (TENANT,)), rollback)
     ins = rep.op("crud.insert", "app", lambda: q("INSERT INTO orders (account_id, total, note) VALUES (%s, %s, %s) RETURNING id, account_id, total, note", (TENANT, 12.5, "psycopg2")), rollback)
     oid = ins["rows"][0]["id"] if ins["ok"] else 1
@@ -87,6 +104,14 @@ if "c" in state:
     rep.op("cursor.named", "app", named_cursor, rollback)
     rep.op("assoc.join", "app", lambda: q("SELECT o.id, o.account_id, l.sku FROM orders o JOIN line_items l ON l.account_id = o.account_id AND l.order_id = o.id WHERE o.account_id = %s ORDER BY o.id, l.id", (TENANT,)), rollback)
     rep.op("crud.delete", "app", lambda: q("DELETE FROM line_items WHERE account_id = %s AND order_id = %s RETURNING id, account_id", (TENANT, oid)), rollback)
+    # Session settings applications send (SPEC, second-round policy changes:
+    # allowed by class; each is its own operation so each verdict is reported).
+    for i, setting in enumerate([
+            "SET synchronous_commit = off", "SET work_mem = '64MB'", "SET jit = off",
+            "SET plan_cache_mode = force_custom_plan", "SET enable_seqscan = off",
+            "SET default_transaction_isolation = 'read committed'", "SET standard_conforming_strings = on",
+            "SET search_path = \"$user\", public", "SET search_path = public", "RESET ALL"]):
+        rep.op("session.set.%d" % i, "app", lambda sql=setting: q(sql), rollback)
     rep.op("unpinned.update_by_id", "unpinned", lambda: q("UPDATE orders SET note = %s WHERE id = %s RETURNING id, account_id, note", ("by id", oid)), rollback)
     rep.op("unscoped.select", "unscoped", lambda: q("SELECT id, account_id FROM orders ORDER BY id"), rollback)
     rep.op("unscoped.count", "unscoped", lambda: q("SELECT count(*) AS n FROM line_items"), rollback)

@@ -1,7 +1,7 @@
 """psycopg 3: server-side binding (the extended protocol), automatic
 prepared statements after prepare_threshold uses, transaction() blocks with
-nested savepoints, executemany (pipeline), COPY-free CRUD, and the
-psycopg_pool-like reset a pool runs on release."""
+nested savepoints, executemany, type introspection, and psycopg_pool's
+checkout/return."""
 import psycopg
 from psycopg.rows import dict_row
 
@@ -63,13 +63,22 @@ if "c" in state:
     rep.op("introspect.columns", "app", lambda: q("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position", ("orders",)))
     rep.op("assoc.join", "app", lambda: q("SELECT o.id, o.account_id, l.sku FROM orders o JOIN line_items l ON l.account_id = o.account_id AND l.order_id = o.id WHERE o.account_id = %s ORDER BY o.id, l.id", (TENANT,)))
 
-    def pool_reset():
-        # What psycopg_pool runs when a connection comes back dirty: roll back,
-        # then the pool's reset (here the common DISCARD-free RESET of settings).
-        c.execute("SET application_name = 'clients-psycopg3-worker'")
-        c.execute("RESET application_name")
-        return q("SELECT current_setting('application_name') AS app")
-    rep.op("pool.reset", "app", pool_reset)
+    def pool_checkout_release():
+        # psycopg_pool: connections come back with a transaction open or
+        # idle; the pool rolls back and checks them before reuse.
+        from psycopg_pool import ConnectionPool
+        info = psycopg.conninfo.make_conninfo(host=HOST, port=PORT, dbname=DB, user=USER, password=PASSWORD,
+                                              sslmode="disable", application_name="clients-psycopg3-pool")
+        out = []
+        with ConnectionPool(info, min_size=1, max_size=2, kwargs={"row_factory": dict_row}) as pool:
+            for i in range(3):
+                with pool.connection() as pc:
+                    out += pc.execute("SELECT id, account_id FROM orders WHERE account_id = %s AND id = 1", (TENANT,)).fetchall()
+                    if i == 0:
+                        pc.execute("BEGIN")  # left open: the pool rolls it back on return
+            pool.check()
+        return out
+    rep.op("pool.checkout_release", "app", pool_checkout_release)
     rep.op("crud.delete", "app", lambda: q("DELETE FROM line_items WHERE account_id = %s AND order_id = %s RETURNING id, account_id", (TENANT, oid)))
     rep.op("unpinned.delete_by_id", "unpinned", lambda: q("DELETE FROM customers WHERE id = %s RETURNING id, account_id", (100000,)))
     rep.op("unscoped.select", "unscoped", lambda: q("SELECT id, account_id FROM orders ORDER BY id"))

@@ -99,6 +99,16 @@ if "engine" in state:
             s.flush()
             return [{"id": c.id, "account_id": c.account_id}]
     rep.op("tx.savepoint", "app", savepoint)
+
+    def autocommit_reset():
+        # A connection switched to AUTOCOMMIT; the pool resets its isolation
+        # level when it is returned.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            n = conn.execute(sa.select(sa.func.count()).select_from(Order).where(Order.account_id == TENANT)).scalar()
+        with engine.connect() as conn:
+            iso = conn.execute(sa.text("SELECT current_setting('transaction_isolation')")).scalar()
+        return [n, iso]
+    rep.op("pool.autocommit_reset", "app", autocommit_reset)
     rep.op("inspect", "app", lambda: (lambda i: [sorted(c["name"] for c in i.get_columns("orders")), i.get_pk_constraint("orders")["constrained_columns"],
                                                  sorted(fk["referred_table"] for fk in i.get_foreign_keys("line_items")), sorted(i.get_table_names())])(sa.inspect(engine)))
 
