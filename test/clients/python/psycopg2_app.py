@@ -58,7 +58,6 @@ if "c" in state:
             return rows
         finally:
             c2.close()
-    rep.op("session.autocommit_set_session", "app", autocommit_session)
     rep.op("read.scoped", "app", lambda: q("SELECT id, account_id, total, note FROM orders WHERE account_id = %s ORDER BY id", (TENANT,)), rollback)
     ins = rep.op("crud.insert", "app", lambda: q("INSERT INTO orders (account_id, total, note) VALUES (%s, %s, %s) RETURNING id, account_id, total, note", (TENANT, 12.5, "psycopg2")), rollback)
     oid = ins["rows"][0]["id"] if ins["ok"] else 1
@@ -104,6 +103,7 @@ if "c" in state:
     rep.op("cursor.named", "app", named_cursor, rollback)
     rep.op("assoc.join", "app", lambda: q("SELECT o.id, o.account_id, l.sku FROM orders o JOIN line_items l ON l.account_id = o.account_id AND l.order_id = o.id WHERE o.account_id = %s ORDER BY o.id, l.id", (TENANT,)), rollback)
     rep.op("crud.delete", "app", lambda: q("DELETE FROM line_items WHERE account_id = %s AND order_id = %s RETURNING id, account_id", (TENANT, oid)), rollback)
+    rep.op("session.autocommit_set_session", "app", autocommit_session)
     # Session settings applications send (SPEC, second-round policy changes:
     # allowed by class; each is its own operation so each verdict is reported).
     for i, setting in enumerate([
