@@ -133,3 +133,30 @@ func TestSetDiff(t *testing.T) {
 		t.Errorf("setDiff = %v, %v", a, b)
 	}
 }
+
+// FuzzJudge feeds arbitrary program output to the report parser and the
+// judging rules: a broken or hostile program must give failures, never a
+// panic.
+func FuzzJudge(f *testing.F) {
+	f.Add([]byte(`{"client":"x","version":"1","ops":[{"name":"connect","kind":"app","ok":true,"rows":null}]}`), "deny")
+	f.Add([]byte(`{"ops":[{"name":"a","kind":"cross","ok":false,"sqlstate":"42501","rows":[{"account_id":7,"x":[{"AccountId":"42"}]}]}]}`), "rewrite")
+	f.Add([]byte(`{"ops":[{"name":"","kind":"unpinned","ok":true,"rows":{"account_id":[1,{"account_id":null}]}}]}`), "deny")
+	f.Fuzz(func(t *testing.T, out []byte, mode string) {
+		var rep report
+		if err := json.Unmarshal(lastLine(append([]byte("\n"), out...)), &rep); err != nil {
+			return
+		}
+		ds := []denial{{Op: "connect", Statement: "SET x = 1", SQLState: "42501", Reason: "setting"}}
+		for _, op := range rep.Ops {
+			ds = append(ds, denial{Op: op.Name, SQLState: "42501", Reason: missingPin})
+		}
+		res := &runResult{mode: mode}
+		judge(&fakeT{}, res, rep, ds, mode)
+		compareOracle(&fakeT{}, res, rep, rep)
+		if len(res.oracleDiffs) != 0 {
+			t.Fatalf("a report differs from itself: %v", res.oracleDiffs)
+		}
+		m := &matrix{runs: []*runResult{res}}
+		_ = m.markdown()
+	})
+}
