@@ -442,7 +442,7 @@ func judge(t reporter, res *runResult, rep report, denials []denial, mode string
 		default:
 			if len(ds) > 0 {
 				res.falseDenies = append(res.falseDenies, opDenials(op, ds)...)
-				t.Errorf("false deny in %s (%s): %s", op.Name, op.Kind, describe(ds))
+				t.Errorf("false deny in %s (%s; the client saw ok=%v %s %s): %s", op.Name, op.Kind, op.OK, op.SQLState, oneLine(op.Error), describe(ds))
 			} else if !op.OK {
 				res.fail(t, "%s (%s): failed with %s %s", op.Name, op.Kind, op.SQLState, op.Error)
 				res.errors = append(res.errors, fmt.Sprintf("%s: %s %s", op.Name, op.SQLState, oneLine(op.Error)))
