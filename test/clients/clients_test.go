@@ -41,7 +41,7 @@ const (
 	// missingPin is the policy's reason for a tenant table used without a
 	// pin: the one refusal deny mode may give an ORM's default statements.
 	missingPin = "unscoped_table"
-	runTimeout  = 4 * time.Minute
+	runTimeout = 4 * time.Minute
 )
 
 // modes are the policy modes every client runs under.

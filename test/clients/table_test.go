@@ -15,7 +15,7 @@ import (
 // client is one program of the matrix.
 type client struct {
 	name, lang string
-	dir        string                             // working directory, relative to test/clients
+	dir        string                               // working directory, relative to test/clients
 	prepare    func(t *testing.T) ([]string, error) // the command line, or why the runtime is missing
 }
 
