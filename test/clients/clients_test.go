@@ -44,8 +44,18 @@ const (
 	runTimeout = 4 * time.Minute
 )
 
-// modes are the policy modes every client runs under.
-var modes = []string{"deny", "rewrite"}
+// modes are the runs of every client: the policy mode, and "-rls" for a
+// database with row-level security ON behind the proxy (the realistic
+// deployment: it checks that the tenant setting the proxy pins reaches
+// every pooled and reset session, since RLS then filters by it). Without
+// the suffix RLS is OFF and the policy is judged alone.
+var modes = []string{"deny", "deny-rls", "rewrite"}
+
+// policyOf is the policy.unscoped value of a mode.
+func policyOf(mode string) string { return strings.TrimSuffix(mode, "-rls") }
+
+// rlsOf tells whether a mode runs with RLS ON behind the proxy.
+func rlsOf(mode string) bool { return strings.HasSuffix(mode, "-rls") }
 
 // TestClients runs every client program in every mode and judges the
 // proxy's decisions (see the package doc).
@@ -187,7 +197,7 @@ func unscopedField(p *config.Policy) (reflect.Value, bool) {
 // runClient runs one client in one mode and judges it.
 func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 	mode := res.mode
-	if mode == "rewrite" {
+	if policyOf(mode) == "rewrite" {
 		if _, ok := unscopedField(&config.Default().Policy); !ok {
 			res.status, res.note = "skip", "policy.unscoped is not a configuration key yet (issue 11 section 1)"
 			t.Skip("expected to fail until policy.unscoped: rewrite exists (issue 11 section 1): skipped")
@@ -202,7 +212,7 @@ func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 		t.Skipf("%s is not installed (run test/clients/install.sh): %v", cl.name, err)
 	}
 	db := dbName(cl.name, mode)
-	newDB(t, c, db, false)
+	newDB(t, c, db, rlsOf(mode))
 	rec := &recorder{op: "connect"} // a program connects before its first marker
 	env := proxytest.Start(t, proxytest.Options{
 		Regions: []string{region},
@@ -212,7 +222,7 @@ func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 			r := cfg.Regions[region]
 			r.Database = db
 			cfg.Regions[region] = r
-			if mode == "rewrite" {
+			if policyOf(mode) == "rewrite" {
 				f, _ := unscopedField(&cfg.Policy)
 				f.SetString("rewrite")
 			}
@@ -221,13 +231,13 @@ func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 	before := snapshot(t, c, db, "account_id <> 42")
 	tok := proxytest.Token(t, tenant, region, 0)
 	start := time.Now()
-	rep := execProgram(t, cl, argv, programEnv(env.Host(), env.Port(), "tester", tok, "app", mode))
+	rep := execProgram(t, cl, argv, programEnv(env.Host(), env.Port(), "tester", tok, "app", policyOf(mode)))
 	res.duration = time.Since(start)
 	res.version = rep.Version
 	if after := snapshot(t, c, db, "account_id <> 42"); after != before {
 		res.fail(t, "tenant 7's rows changed through tenant 42's session")
 	}
-	judge(t, res, rep, rec.denials(), mode)
+	judge(t, res, rep, rec.denials(), policyOf(mode))
 	if len(rep.Ops) == 1 && !rep.Ops[0].OK {
 		res.note = "could not connect: its other operations did not run"
 	}
@@ -235,7 +245,7 @@ func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 	newDB(t, c, odb, true)
 	orep := execProgram(t, cl, argv, programEnv("127.0.0.1", fmt.Sprint(c.Port), oracleRole, oraclePass, odb, "oracle"))
 	compareOracle(t, res, rep, orep)
-	if mode == "rewrite" {
+	if policyOf(mode) == "rewrite" {
 		if got, want := snapshot(t, c, db, "account_id = 42"), snapshot(t, c, odb, "account_id = 42"); got != want {
 			only, missing := setDiff(got, want)
 			res.fail(t, "tenant 42's rows after the run differ from the RLS oracle's: only through pgtenant %v; only with RLS %v", only, missing)
@@ -247,7 +257,7 @@ func runClient(t *testing.T, c *cluster.Cluster, cl client, res *runResult) {
 }
 
 func dbName(client, mode string) string {
-	return "c_" + strings.NewReplacer("-", "_", ".", "_").Replace(client) + "_" + mode
+	return "c_" + strings.NewReplacer("-", "_", ".", "_").Replace(client+"_"+mode)
 }
 
 func programEnv(host, port, user, password, db, mode string) []string {
@@ -590,13 +600,13 @@ func compareOracle(t reporter, res *runResult, rep, orep report) {
 			res.fail(t, "oracle run has no operation %s", op.Name)
 			continue
 		}
-		if res.mode == "deny" && op.OK != o.OK {
+		if policyOf(res.mode) == "deny" && op.OK != o.OK {
 			t.Logf("oracle: compared the operations before %s (ok=%v here, %v with RLS): the databases differ from there", op.Name, op.OK, o.OK)
 			return
 		}
 		if op.OK != o.OK || !jsonEqual(op.Rows, o.Rows) {
 			res.oracleDiffs = append(res.oracleDiffs, op.Name)
-			res.fail(t, "%s: through pgtenant (%s, RLS off) ok=%v rows=%s; PostgreSQL with RLS on ok=%v %s rows=%s",
+			res.fail(t, "%s: through pgtenant (%s) ok=%v rows=%s; PostgreSQL with RLS on ok=%v %s rows=%s",
 				op.Name, res.mode, op.OK, oneLine(string(op.Rows)), o.OK, o.SQLState, oneLine(string(o.Rows)))
 		}
 	}
@@ -657,10 +667,12 @@ const compatHeader = `# Client compatibility
 
 Generated by ` + "`go test ./test/clients -run TestClients -update`" + ` (the client matrix,
 test/clients): each client's program runs an application's normal work as tenant 42 through
-pgtenant with row-level security OFF, so the proxy's policy is judged alone. **pass** means:
-no false denies, every refusal of unscoped or cross-tenant access came with 42501 (deny mode),
-tenant 7's rows were never returned nor changed, and in rewrite mode the RLS-equivalence oracle
-held. "Missing-pin refusals" are ORM default statements (save/delete/load by primary key only)
+pgtenant. Modes: ` + "`deny`" + ` and ` + "`rewrite`" + ` (policy.unscoped) run with row-level security OFF, so the
+proxy's policy is judged alone; ` + "`deny-rls`" + ` runs deny mode with RLS ON behind the proxy. **pass**
+means: no false denies, every refusal of unscoped or cross-tenant access came from the proxy
+with 42501, tenant 7's rows were never returned nor changed, and the operations returned what
+the same program gets straight from PostgreSQL with RLS ON as tenant 42 (in rewrite mode every
+operation and the final rows; in deny modes the operations before the first refusal). "Missing-pin refusals" are ORM default statements (save/delete/load by primary key only)
 that deny mode refuses by design; rewrite mode is meant to run them.
 
 `

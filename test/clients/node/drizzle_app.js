@@ -41,10 +41,10 @@ const lineItemsRelations = relations(lineItems, ({ one }) => ({ order: one(order
     const li = await tx.transaction(async (sp) => sp.insert(lineItems).values({ accountId: T, orderId: oid, sku: 'SKU-DZ', qty: 2 }).returning({ id: lineItems.id, accountId: lineItems.accountId }));
     return [...c, ...li];
   }));
-  await rep.op('assoc.with_scoped', 'unpinned', () => db.query.orders.findMany({ where: eq(orders.accountId, T), with: { items: { orderBy: [asc(lineItems.id)] } }, orderBy: [asc(orders.id)] }));
   await rep.op('assoc.join', 'app', () => db.select({ id: orders.id, accountId: orders.accountId, sku: lineItems.sku }).from(orders)
     .innerJoin(lineItems, and(eq(lineItems.accountId, orders.accountId), eq(lineItems.orderId, orders.id))).where(eq(orders.accountId, T)).orderBy(asc(orders.id), asc(lineItems.id)));
   await rep.op('crud.delete', 'app', () => db.delete(lineItems).where(and(eq(lineItems.accountId, T), eq(lineItems.orderId, oid))).returning({ id: lineItems.id, accountId: lineItems.accountId }));
+  await rep.op('assoc.with_scoped', 'unpinned', () => db.query.orders.findMany({ where: eq(orders.accountId, T), with: { items: { orderBy: [asc(lineItems.id)] } }, orderBy: [asc(orders.id)] }));
   await rep.op('unpinned.update_by_id', 'unpinned', () => db.update(orders).set({ note: 'by id' }).where(eq(orders.id, oid)).returning({ id: orders.id, accountId: orders.accountId }));
   await rep.op('unscoped.select', 'unscoped', () => db.select({ id: orders.id, accountId: orders.accountId }).from(orders).orderBy(asc(orders.id)));
   await rep.op('cross.select', 'cross', () => db.select().from(orders).where(eq(orders.accountId, cfg.other)));

@@ -37,6 +37,7 @@ const { cfg, Report, version } = require('./common');
     return [row(c), row(li)];
   }));
   await rep.op('introspect.describeTable', 'app', async () => Object.keys(await seq.getQueryInterface().describeTable('orders')).sort());
+  await rep.op('model.destroy_scoped', 'app', () => LineItem.destroy({ where: { ...tenant, orderId: oid } }));
   await rep.op('assoc.include_scoped', 'unpinned', async () => (await Order.findAll({ where: tenant, include: [{ model: LineItem, as: 'items', where: tenant, required: false }], order: [['id', 'ASC'], [{ model: LineItem, as: 'items' }, 'id', 'ASC']] })).map(row));
   await rep.op('assoc.lazy_getter', 'unpinned', async () => {
     const o = await Order.findOne({ where: { ...tenant, id: 1001 } });
@@ -58,7 +59,6 @@ const { cfg, Report, version } = require('./common');
     await c.destroy(); // DELETE FROM customers WHERE id = ..
     return [row(c)];
   });
-  await rep.op('model.destroy_scoped', 'app', () => LineItem.destroy({ where: { ...tenant, orderId: oid } }));
   await rep.op('unscoped.findAll', 'unscoped', async () => (await Order.findAll({ attributes: ['id', 'accountId'], order: [['id', 'ASC']] })).map(row));
   await rep.op('unscoped.count', 'unscoped', () => LineItem.count());
   await rep.op('cross.findAll', 'cross', async () => (await Order.findAll({ where: { accountId: cfg.other } })).map(row));

@@ -49,9 +49,10 @@ const Customer = new EntitySchema({ name: 'Customer', tableName: 'customers', co
       return [t.columns.map((c) => c.name).sort(), t.primaryColumns.map((c) => c.name).sort()];
     } finally { await qr.release(); }
   });
-  await rep.op('assoc.relations_scoped', 'unpinned', async () => strip(await orders.find({ where: { account_id: T }, relations: { items: true }, order: { id: 'ASC', items: { id: 'ASC' } } })));
   await rep.op('assoc.querybuilder_join', 'app', async () => strip(await orders.createQueryBuilder('o').leftJoinAndSelect('o.items', 'l', 'l.account_id = o.account_id')
     .where('o.account_id = :t', { t: T }).orderBy('o.id').addOrderBy('l.id').getMany()));
+  await rep.op('repo.delete_scoped', 'app', async () => (await items.delete({ account_id: T, order_id: oid })).affected);
+  await rep.op('assoc.relations_scoped', 'unpinned', async () => strip(await orders.find({ where: { account_id: T }, relations: { items: true }, order: { id: 'ASC', items: { id: 'ASC' } } })));
   await rep.op('repo.save_default', 'unpinned', async () => {
     const o = await orders.findOneBy({ account_id: T, id: oid });
     o.note = 'typeorm saved';
@@ -63,7 +64,6 @@ const Customer = new EntitySchema({ name: 'Customer', tableName: 'customers', co
     await customers.remove(c); // DELETE FROM customers WHERE id IN ($1)
     return strip([c.account_id]);
   });
-  await rep.op('repo.delete_scoped', 'app', async () => (await items.delete({ account_id: T, order_id: oid })).affected);
   await rep.op('unscoped.find', 'unscoped', async () => strip(await orders.find({ select: { id: true, account_id: true }, order: { id: 'ASC' } })));
   await rep.op('cross.find', 'cross', async () => strip(await orders.find({ where: { account_id: cfg.other } })));
   await rep.op('cross.update', 'cross', async () => (await orders.update({ account_id: cfg.other }, { note: 'x' })).affected);

@@ -74,6 +74,7 @@ if ($db !== null) {
         return [$c->toArray(), $li->toArray()];
     }));
     $rep->op('introspect.schema', 'app', fn() => [Capsule::schema()->hasTable('orders'), Capsule::schema()->getColumnListing('orders')]);
+    $rep->op('query.delete_scoped', 'app', fn() => LineItem::where('account_id', $T)->where('order_id', $oid)->delete());
     $rep->op('assoc.with_eager', 'unpinned', fn() => $tenant()->with('items')->orderBy('id')->get()->toArray()); // items: WHERE order_id IN (..)
     $rep->op('assoc.lazy_has_many', 'unpinned', fn() => $tenant()->where('id', 1001)->first()->items->toArray());
     $rep->op('assoc.lazy_belongs_to', 'unpinned', fn() => [LineItem::where('account_id', $T)->where('id', 1)->first()->order->toArray()]);
@@ -89,7 +90,6 @@ if ($db !== null) {
         $c->delete(); // delete from "customers" where "id" = ?
         return [$c->account_id];
     });
-    $rep->op('query.delete_scoped', 'app', fn() => LineItem::where('account_id', $T)->where('order_id', $oid)->delete());
     $rep->op('unscoped.all', 'unscoped', fn() => Order::orderBy('id')->get(['id', 'account_id'])->toArray());
     $rep->op('cross.where', 'cross', fn() => Order::where('account_id', $O)->get()->toArray());
     $rep->op('cross.update', 'cross', fn() => Order::where('account_id', $O)->update(['note' => 'x']));

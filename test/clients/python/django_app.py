@@ -121,6 +121,7 @@ def introspect():
         return [tables, cols, cons, [s.get("name") for s in seqs]]
 
 
+rep.op("connection.reset", "app", lambda: (connection.close(), connection.ensure_connection(), [row(o) for o in tenant.filter(id=1)])[2])
 # get_table_description runs SELECT * FROM "orders" LIMIT 1 (a describe
 # without a pin): refused in deny mode by design (issue 11), pinned in rewrite.
 rep.op("introspect.migrations", "unpinned", introspect)
@@ -128,7 +129,6 @@ rep.op("introspect.migrations", "unpinned", introspect)
 # (prefetch: WHERE order_id IN (..); select_related: JOIN orders ON order_id = id).
 rep.op("assoc.prefetch", "unpinned", lambda: [[o.id, o.account_id, sorted(i.sku for i in o.items.all())] for o in tenant.prefetch_related("items").order_by("id")])
 rep.op("assoc.select_related", "unpinned", lambda: [[li.id, li.account_id, li.order.id, li.order.account_id] for li in LineItem.objects.filter(account_id=TENANT).select_related("order").order_by("id")])
-rep.op("connection.reset", "app", lambda: (connection.close(), connection.ensure_connection(), [row(o) for o in tenant.filter(id=1)])[2])
 
 
 def save_default():

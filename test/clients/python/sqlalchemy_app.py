@@ -108,16 +108,8 @@ if "engine" in state:
         with engine.connect() as conn:
             iso = conn.execute(sa.text("SELECT current_setting('transaction_isolation')")).scalar()
         return [n, iso]
-    rep.op("pool.autocommit_reset", "app", autocommit_reset)
     rep.op("inspect", "app", lambda: (lambda i: [sorted(c["name"] for c in i.get_columns("orders")), i.get_pk_constraint("orders")["constrained_columns"],
                                                  sorted(fk["referred_table"] for fk in i.get_foreign_keys("line_items")), sorted(i.get_table_names())])(sa.inspect(engine)))
-
-    def assoc_selectin():
-        with Session() as s:
-            os_ = s.scalars(sa.select(Order).where(Order.account_id == TENANT).options(orm.selectinload(Order.items)).order_by(Order.id)).all()
-            return [[o.id, o.account_id, sorted(i.sku for i in o.items)] for o in os_]
-    # selectinload loads children by the parents' ids only: WHERE orders_1.id IN (..).
-    rep.op("assoc.selectin", "unpinned", assoc_selectin)
 
     def assoc_lazy():
         with Session() as s:
@@ -126,6 +118,15 @@ if "engine" in state:
             li = s.scalars(sa.select(LineItem).where(LineItem.account_id == TENANT, LineItem.id == 1)).one()
             return items + [[li.order.id, li.order.account_id]]
     rep.op("assoc.lazy", "app", assoc_lazy)
+
+    rep.op("pool.autocommit_reset", "app", autocommit_reset)
+
+    def assoc_selectin():
+        with Session() as s:
+            os_ = s.scalars(sa.select(Order).where(Order.account_id == TENANT).options(orm.selectinload(Order.items)).order_by(Order.id)).all()
+            return [[o.id, o.account_id, sorted(i.sku for i in o.items)] for o in os_]
+    # selectinload loads children by the parents' ids only: WHERE orders_1.id IN (..).
+    rep.op("assoc.selectin", "unpinned", assoc_selectin)
 
     def orm_save():
         with Session() as s, s.begin():

@@ -52,16 +52,16 @@ if connected
     end
   end
   rep.op('introspect.primary_keys', 'app') { [ActiveRecord::Base.connection.primary_keys('orders'), ActiveRecord::Base.connection.tables.sort] }
+  rep.op('relation.delete_all_scoped', 'app') { LineItem.where(account_id: T, order_id: oid).delete_all }
+  rep.op('pool.checkout_release', 'app') do
+    3.times.map { ActiveRecord::Base.connection_pool.with_connection { |c| c.select_value("SELECT count(*) FROM orders WHERE account_id = #{T}") } }
+  end
   rep.op('assoc.includes', 'unpinned') { tenant.includes(:items).order(:id).map { |x| [x.id, x.account_id, x.items.map(&:sku).sort] } }
   rep.op('assoc.lazy_has_many', 'unpinned') { rows.(tenant.find_by!(id: 1001).items) } # WHERE order_id = 1001
   rep.op('assoc.lazy_belongs_to', 'unpinned') { [LineItem.where(account_id: T).find_by!(id: 1).order.attributes] } # WHERE id = 1001
   rep.op('model.save_default', 'unpinned') { x = tenant.find_by!(id: oid); x.note = 'activerecord saved'; x.save!; [x.attributes] }
   rep.op('model.find_by_pk', 'unpinned') { [Order.find(1).attributes] }
   rep.op('model.destroy_default', 'unpinned') { c = Customer.where(account_id: T).order(id: :desc).first; c.destroy!; [c.account_id] }
-  rep.op('relation.delete_all_scoped', 'app') { LineItem.where(account_id: T, order_id: oid).delete_all }
-  rep.op('pool.checkout_release', 'app') do
-    3.times.map { ActiveRecord::Base.connection_pool.with_connection { |c| c.select_value("SELECT count(*) FROM orders WHERE account_id = #{T}") } }
-  end
   rep.op('unscoped.all', 'unscoped') { Order.order(:id).pluck(:id, :account_id) }
   rep.op('cross.where', 'cross') { rows.(Order.where(account_id: O)) }
   rep.op('cross.update_all', 'cross') { Order.where(account_id: O).update_all(note: 'x') }

@@ -49,13 +49,13 @@ if db
     end
   end
   rep.op('introspect.schema', 'app') { [db.schema(:orders).map(&:first).map(&:to_s), db.tables.map(&:to_s).sort, db.indexes(:line_items).keys.map(&:to_s)] }
+  rep.op('dataset.delete_scoped', 'app') { LineItem.where(account_id: T, order_id: oid).delete }
   rep.op('assoc.eager', 'unpinned') { tenant.eager(:items).order(:id).all.map { |x| [x.id, x.account_id, x.items.map(&:sku).sort] } }
   rep.op('assoc.lazy_one_to_many', 'unpinned') { tenant.where(id: 1001).first.items.map(&:values) } # WHERE order_id = 1001
   rep.op('assoc.lazy_many_to_one', 'unpinned') { [LineItem.where(account_id: T, id: 1).first.order.values] } # WHERE id = 1001
   rep.op('model.save_default', 'unpinned') { x = tenant.where(id: oid).first; x.note = 'sequel saved'; x.save; [x.values] } # UPDATE ... WHERE id = ..
   rep.op('model.by_pk', 'unpinned') { [Order[1].values] }
   rep.op('model.destroy_default', 'unpinned') { c = Customer.where(account_id: T).order(Sequel.desc(:id)).first; c.destroy; [c.account_id] }
-  rep.op('dataset.delete_scoped', 'app') { LineItem.where(account_id: T, order_id: oid).delete }
   rep.op('unscoped.all', 'unscoped') { rows.(Order.order(:id).select(:id, :account_id)) }
   rep.op('cross.where', 'cross') { rows.(Order.where(account_id: O)) }
   rep.op('cross.update', 'cross') { Order.where(account_id: O).update(note: 'x') }

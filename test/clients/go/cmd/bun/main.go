@@ -105,6 +105,13 @@ func main() {
 		}
 		return out, nil
 	})
+	rep.Do("delete.scoped", "app", func() (any, error) {
+		r, err := db.NewDelete().Model((*LineItem)(nil)).Where("account_id = ? AND order_id = ?", T, o.ID).Exec(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return r.RowsAffected()
+	})
 	rep.Do("assoc.relation_has_many", "unpinned", func() (any, error) {
 		var os []Order
 		return os, db.NewSelect().Model(&os).Relation("Items").Where("?TableAlias.account_id = ?", T).Order("order.id").Scan(ctx) // items: WHERE order_id IN (..)
@@ -129,13 +136,6 @@ func main() {
 		}
 		_, err := db.NewDelete().Model(c).WherePK().Exec(ctx)
 		return []int64{c.AccountID}, err
-	})
-	rep.Do("delete.scoped", "app", func() (any, error) {
-		r, err := db.NewDelete().Model((*LineItem)(nil)).Where("account_id = ? AND order_id = ?", T, o.ID).Exec(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return r.RowsAffected()
 	})
 	rep.Do("unscoped.select", "unscoped", func() (any, error) {
 		var os []Order

@@ -86,6 +86,10 @@ func main() {
 		})
 		return []any{c, li}, err
 	})
+	rep.Do("model.delete_scoped", "app", func() (any, error) {
+		r := db.Scopes(tenant).Where("order_id = ?", o.ID).Delete(&LineItem{})
+		return r.RowsAffected, r.Error
+	})
 	rep.Do("introspect.migrator", "unpinned", func() (any, error) {
 		m := db.Migrator()
 		cols, err := m.ColumnTypes(&Order{}) // SELECT * FROM "orders" LIMIT 1 plus information_schema
@@ -124,10 +128,6 @@ func main() {
 			return nil, err
 		}
 		return []int64{c.AccountID}, db.Delete(&c).Error // DELETE FROM customers WHERE id = $1
-	})
-	rep.Do("model.delete_scoped", "app", func() (any, error) {
-		r := db.Scopes(tenant).Where("order_id = ?", o.ID).Delete(&LineItem{})
-		return r.RowsAffected, r.Error
 	})
 	rep.Do("unscoped.find", "unscoped", func() (any, error) {
 		var os []Order
