@@ -5,7 +5,7 @@
 //
 // Each program (python/, java/, ruby/, php/, node/, go/) reads its connection
 // and mode from PGT_* environment variables, runs named operations and
-// prints one JSON report (see report.md for the protocol). Before each
+// prints one JSON report (see README.md for the protocol). Before each
 // operation it runs the marker statement SELECT 'pgtenant-op:<name>', so the
 // test can attribute every statement the proxy denied, with its text and
 // SQLSTATE, to the operation that sent it.

@@ -1,6 +1,6 @@
 // Shared reporting for the Node.js programs of pgtenant's client matrix:
 // each operation is preceded by the marker statement (sent through the
-// program's own client) and recorded; dump() prints the report (../report.md).
+// program's own client) and recorded; dump() prints the report (../README.md).
 'use strict';
 
 const env = process.env;

@@ -1,6 +1,6 @@
 <?php
 // Shared reporting for the PHP programs of pgtenant's client matrix
-// (../report.md): the PGT_* environment, operations preceded by the marker
+// (../README.md): the PGT_* environment, operations preceded by the marker
 // statement, the JSON report.
 
 final class Env

@@ -2,7 +2,7 @@
 
 Every program builds a Report, runs its operations through Report.op (which
 first sends the marker statement through the program's own client) and
-prints Report.dump() as its last line; see ../report.md.
+prints Report.dump() as its last line; see ../README.md.
 """
 import decimal
 import json

@@ -1,5 +1,5 @@
 # Shared reporting for the Ruby programs of pgtenant's client matrix
-# (../report.md): the PGT_* environment, operations preceded by the marker
+# (../README.md): the PGT_* environment, operations preceded by the marker
 # statement, the JSON report.
 require 'json'
 require 'bigdecimal'

@@ -1,5 +1,5 @@
 // Package report is the Go programs' side of the client matrix protocol
-// (../../report.md): the PGT_* environment, operations preceded by the
+// (../../../README.md): the PGT_* environment, operations preceded by the
 // marker statement, and the JSON report.
 package report
 
