@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: demo test test-short build vet fuzz bench
+.PHONY: demo test test-short test-clients build vet fuzz bench
 
 ## demo: start two local regions, the proxy, and print psql lines (Ctrl-C stops)
 demo:
@@ -17,6 +17,12 @@ test: vet
 ## test-short: the fast layers only (skips pgbench and long runs)
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
+
+## test-clients: the client matrix (test/clients) alone; CLIENTS=psycopg2,pgx limits it,
+## UPDATE=1 rewrites docs/compat.md from the results
+test-clients:
+	scripts/deps.sh test
+	PGT_CLIENTS=$(CLIENTS) $(GO) test -count=1 -timeout 20m -v -run TestClients ./test/clients $(if $(UPDATE),-args -update)
 
 ## bench: pgtenant vs direct vs PgBouncer with pgbench (about 25 minutes; --smoke for seconds)
 bench:

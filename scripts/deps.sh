@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pgtenant's demo and tests need beyond Go, from Debian's
 # packages, when it is missing: PostgreSQL server binaries, psql and pgbench,
-# PgBouncer, and Node.js with npm (for the node-postgres end-to-end test).
+# PgBouncer, and Node.js with npm (for the node-postgres end-to-end test);
+# for `test`, also the client matrix's runtimes (test/clients/install.sh).
 # Usage: scripts/deps.sh [demo|test]   (demo needs only the PostgreSQL server)
 set -euo pipefail
 what=${1:-test}
@@ -31,7 +32,10 @@ if [ "$what" = test ]; then
     (cd /tmp && GOBIN="$op_dir" GOFLAGS=-buildvcs=false go install github.com/zitadel/oidc/v3/example/server@v3.52.0)
   fi
 fi
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  [ "$what" = test ] && exec "$(dirname "$0")/../test/clients/install.sh"
+  exit 0
+fi
 
 echo "deps: installing ${missing[*]}" >&2
 sudo=""
@@ -39,3 +43,5 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "$what" = test ] && exec "$(dirname "$0")/../test/clients/install.sh"
+exit 0
