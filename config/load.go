@@ -73,6 +73,8 @@ var defaults = map[string]any{
 	"audit.statement":                   "normalized",
 	"audit.init":                        true,
 	"audit.disabled":                    false,
+	"tenant_api.listen":                 "",
+	"tenant_api.roles":                  []string{"owner", "admin", "auditor", "viewer"},
 	"limits.max_connections":            10000,
 	"limits.max_connections_per_tenant": 0,
 	"limits.startup_timeout":            10 * time.Second,
