@@ -150,6 +150,10 @@ function timeline(events) {
       const t = document.createElementNS(ns, "title"); t.textContent = `${k}: ${val} ${label}`; r.appendChild(t);
       svg.appendChild(r);
     }
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", x); label.setAttribute("y", h + 14); label.setAttribute("font-size", "9");
+    label.textContent = k.slice(5);
+    svg.appendChild(label);
   });
   holder.appendChild(svg);
   const legend = document.createElement("p");
@@ -189,7 +193,7 @@ async function load(token) {
     (tr) => { cell(tr, "Data stays in its region"); statusCell(tr, L.region); },
   ]);
   const totals = new Map((proof.system_totals || []).map((t) => [t.table, t.estimated_rows]));
-  fill("data", (proof.your_data || []).map((d) => (tr) => { cell(tr, d.table); cell(tr, String(d.rows)); cell(tr, String(totals.get(d.table) ?? "")); }));
+  fill("data", (proof.your_data || []).map((d) => (tr) => { cell(tr, d.table); cell(tr, String(d.rows)); const est = totals.get(d.table); cell(tr, est === undefined ? "" : est < 0 ? "not analysed yet" : String(est)); }));
 
   timeline(exp.events);
   fill("denials", exp.events.filter((e) => e.verdict === "deny").map((e) => (tr) => {
@@ -215,7 +219,9 @@ async function load(token) {
 
 $("login").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  load($("token").value.trim()).catch((err) => { $("status").textContent = "could not load the report: " + err.message; });
+  const token = $("token").value.trim();
+  $("token").value = ""; // keep it out of the page once used
+  load(token).catch((err) => { $("status").textContent = "could not load the report: " + err.message; });
 });
 
 $("exportfile").addEventListener("change", async () => {
