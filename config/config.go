@@ -29,6 +29,18 @@ type Config struct {
 	Admin Admin `mapstructure:"admin"`
 	// Access configures read-only roles and support (break-glass) sessions.
 	Access Access `mapstructure:"access"`
+	// TenantAPI serves tenants their own audit history and isolation proof.
+	TenantAPI TenantAPI `mapstructure:"tenant_api"`
+}
+
+// TenantAPI configures the tenants' HTTPS API and compliance report page.
+type TenantAPI struct {
+	// Listen is host:port of the API; empty (the default) turns it off. It is
+	// served over HTTPS with tls.cert_file; plain HTTP only on a loopback address.
+	Listen string `mapstructure:"listen"`
+	// Roles are the role-claim values allowed to call the API. Default
+	// [owner, admin, auditor, viewer]. A token without a listed role gets 403.
+	Roles []string `mapstructure:"roles"`
 }
 
 // Log configures the process log.

@@ -75,6 +75,9 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxMessageBytes < 1024 {
 		return fmt.Errorf("limits.max_message_bytes: %d is below the minimum 1024", c.Limits.MaxMessageBytes)
 	}
+	if err := c.TenantAPI.validate(c.TLS); err != nil {
+		return err
+	}
 	if c.Limits.StartupTimeout <= 0 {
 		return errors.New("limits.startup_timeout: must be positive")
 	}
@@ -286,3 +289,21 @@ func oneOf(key, val string, allowed ...string) error {
 	}
 	return fmt.Errorf("%s: %q is not one of %s", key, val, strings.Join(allowed, ", "))
 }
+
+func (t TenantAPI) validate(tls TLS) error {
+	if t.Listen == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(t.Listen)
+	if err != nil {
+		return fmt.Errorf("tenant_api.listen: %q is not host:port", t.Listen)
+	}
+	if !tls.Enabled() && !IsLoopbackHost(host) {
+		return fmt.Errorf("tenant_api.listen: %s is not a loopback address, so the API needs HTTPS: set tls.cert_file and tls.key_file (tokens must not cross a network in clear)", t.Listen)
+	}
+	if len(t.Roles) == 0 {
+		return errors.New("tenant_api.roles: at least one role is required")
+	}
+	return nil
+}
+

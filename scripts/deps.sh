@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pgtenant's demo and tests need beyond Go, from Debian's
 # packages, when it is missing: PostgreSQL server binaries, psql and pgbench,
-# PgBouncer, and Node.js with npm (for the node-postgres end-to-end test);
-# for `test`, also the client matrix's runtimes (test/clients/install.sh).
+# PgBouncer, Node.js with npm (for the node-postgres end-to-end test), Chromium
+# (the report page's browser test) and Redis (shared tenant budgets); for
+# `test`, also the client matrix's runtimes (test/clients/install.sh).
 # Usage: scripts/deps.sh [demo|test]   (demo needs only the PostgreSQL server)
 set -euo pipefail
 what=${1:-test}
@@ -22,6 +23,8 @@ if [ "$what" = test ]; then
   command -v pgbench >/dev/null 2>&1 || [ -x "$bindir/pgbench" ] || missing+=(postgresql-contrib)
   command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 fi
 if [ "$what" = test ]; then
   # the OpenID provider of the identity tests (test/e2e/oidc_test.go builds

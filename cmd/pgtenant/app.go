@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ type app struct {
 	proxy   *proxy.Server
 	metrics *metrics.Metrics
 	admin   *admin.Server
+	tenant  *http.Server  // the tenant API; nil when tenant_api.listen is empty
 	auditor proxy.Auditor // nil when the audit is disabled
 	// verifier is the token verifier in force; a reload closes the one it
 	// replaces, so a changed jwks_url or issuer stops the old refresh loop.
@@ -102,13 +104,16 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 			AuditCheck: auditCheck(recorder, cfg.RegionNames()), Proof: a.proofOptions(cfg),
 		})
 	}
+	if a.tenant, err = a.newTenantAPI(verifier); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
 // listeners are the app's bound sockets; binding before serving lets the
 // caller print the real addresses (port 0 picks a free port).
 type listeners struct {
-	proxy, admin net.Listener
+	proxy, admin, tenant net.Listener
 }
 
 // listen binds cfg.Listen and, when set, cfg.AdminListen.
@@ -124,20 +129,35 @@ func (a *app) listen() (*listeners, error) {
 			return nil, fmt.Errorf("admin_listen %s: %w", a.cfg.AdminListen, err)
 		}
 	}
+	if a.tenant != nil {
+		if ls.tenant, err = net.Listen("tcp", a.cfg.TenantAPI.Listen); err != nil {
+			_ = ls.proxy.Close()
+			if ls.admin != nil {
+				_ = ls.admin.Close()
+			}
+			return nil, fmt.Errorf("tenant_api.listen %s: %w", a.cfg.TenantAPI.Listen, err)
+		}
+	}
 	return ls, nil
 }
 
 // run serves on ls until ctx ends, then drains for up to
 // limits.shutdown_timeout and closes every part.
 func (a *app) run(ctx context.Context, ls *listeners) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- a.proxy.Serve(ls.proxy) }()
 	adminAddr := ""
 	if ls.admin != nil {
 		adminAddr = ls.admin.Addr().String()
 		go func() { errc <- a.admin.Serve(ctx, ls.admin) }()
 	}
-	a.log.Info("pgtenant listening", "listen", ls.proxy.Addr().String(), "admin_listen", adminAddr, "regions", a.cfg.RegionNames())
+	tenantAddr := ""
+	if ls.tenant != nil {
+		tenantAddr = ls.tenant.Addr().String()
+		go func() { errc <- serveTenantAPI(ctx, a.tenant, ls.tenant) }()
+	}
+	a.log.Info("pgtenant listening", "listen", ls.proxy.Addr().String(), "admin_listen", adminAddr,
+		"tenant_api", tenantAddr, "regions", a.cfg.RegionNames())
 	var runErr error
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,238 @@
+// pgtenant compliance report: loads the tenant's attestation and audit
+// export with the token the user enters, and verifies the audit chain here,
+// in the browser, with WebCrypto, so the reviewer need not trust the server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const enc = new TextEncoder();
+
+function hexToBytes(h) {
+  if (typeof h !== "string" || h.length % 2 !== 0 || /[^0-9a-f]/i.test(h)) throw new Error("not hex: " + h);
+  const b = new Uint8Array(h.length / 2);
+  for (let i = 0; i < b.length; i++) b[i] = parseInt(h.substr(2 * i, 2), 16);
+  return b;
+}
+function bytesToHex(b) { return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(""); }
+function u32(n) { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, n); return b; }
+function i64(n) { const b = new Uint8Array(8); new DataView(b.buffer).setBigInt64(0, BigInt(n)); return b; }
+function lp(s) { const v = typeof s === "string" ? enc.encode(s) : s; return concat([u32(v.length), v]); }
+function concat(parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+async function sha256(b) { return new Uint8Array(await crypto.subtle.digest("SHA-256", b)); }
+
+// genesis and entry hashes as audit/README.md specifies them.
+async function genesis(region, chain) { return sha256(concat([Uint8Array.of(0x20), lp(region), lp(chain)])); }
+async function entryHash(chain, seq, prev, content) {
+  return sha256(concat([Uint8Array.of(0x10), lp(chain), i64(seq), prev, content]));
+}
+
+// Field encodings of audit/README.md (content hash, version 1).
+const P = Uint8Array.of(1), N = Uint8Array.of(0);
+function fStr(v) { return v === null || v === undefined ? N : concat([P, lp(v)]); }
+function fBytes(b) { return concat([P, lp(b)]); }
+function fInt(v) { return v === null || v === undefined ? N : concat([P, i64(v)]); }
+function fArr(a) { return a === null || a === undefined ? N : concat([P, u32(a.length), ...a.map(fStr)]); }
+function uuidBytes(u) { return hexToBytes(u.replace(/-/g, "")); }
+function micros(ts) {
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?Z$/.exec(ts);
+  if (!m) throw new Error("unexpected timestamp " + ts);
+  return BigInt(Date.parse(m[1] + "Z")) * 1000n + BigInt((m[2] || "").padEnd(6, "0"));
+}
+function ipBytes(s) {
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(s)) return Uint8Array.from(s.split(".").map(Number));
+  if (!s.includes(":")) return null;
+  let [head, tail] = s.includes("::") ? s.split("::") : [s, null];
+  const parse = (part) => (part ? part.split(":") : []).flatMap((g) =>
+    g.includes(".") ? Array.from(ipBytes(g)).reduce((acc, b, i) => (i % 2 ? (acc[acc.length - 1] |= b, acc) : [...acc, b << 8]), []) : [parseInt(g, 16)]);
+  const h = parse(head), t = tail === null ? [] : parse(tail);
+  const groups = tail === null ? h : [...h, ...Array(8 - h.length - t.length).fill(0), ...t];
+  if (groups.length !== 8) return null;
+  return Uint8Array.from(groups.flatMap((g) => [g >> 8, g & 0xff]));
+}
+function fAddr(s) {
+  if (s === null || s === undefined) return N;
+  const b = ipBytes(s);
+  return b ? fBytes(b) : fStr(s);
+}
+async function contentHash(e) {
+  if (e.hash_version !== 1) return null; // a later version: checked by pgtenant audit verify
+  return sha256(concat([Uint8Array.of(0x00, 0x01), fBytes(uuidBytes(e.event_id)), fStr(e.chain_id), fStr(e.region),
+    concat([P, i64(micros(e.ts))]), fStr(e.kind), fStr(e.account_id), fStr(e.subject), fStr(e.client_user),
+    fAddr(e.client_addr), fStr(e.session_id), fStr(e.proxy_instance), fStr(e.statement), fArr(e.tables),
+    fStr(e.verdict), fStr(e.reason), fStr(e.sqlstate), fInt(e.rows), fInt(e.duration_us)]));
+}
+
+// parseExport splits a JSON-lines export into its header, events and checkpoints.
+function parseExport(text) {
+  const out = { header: null, events: [], checkpoints: [] };
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const rec = JSON.parse(line);
+    if (rec.type === "header") out.header = rec;
+    else if (rec.type === "event") out.events.push(rec);
+    else if (rec.type === "checkpoint") out.checkpoints.push(rec);
+  }
+  if (!out.header || out.header.format !== "pgtenant-audit-export") throw new Error("not a pgtenant audit export");
+  return out;
+}
+
+// verifyChain checks seq continuity, every link and every entry hash, and
+// that each checkpoint's signed head matches the entry at its size.
+async function verifyChain(exp) {
+  const ev = exp.events;
+  if (ev.length === 0) return { ok: true, detail: "no events in range" };
+  let prev = null, uncheckedContent = 0;
+  for (let i = 0; i < ev.length; i++) {
+    const e = ev[i];
+    if (i > 0 && e.seq !== ev[i - 1].seq + 1) return { ok: false, detail: `seq ${ev[i - 1].seq} is followed by ${e.seq}: rows are missing or reordered` };
+    if (e.seq === 1) {
+      const g = await genesis(e.region, e.chain_id);
+      if (bytesToHex(g) !== e.prev_hash) return { ok: false, detail: "seq 1 does not start from the chain's genesis hash" };
+    } else if (prev !== null && e.prev_hash !== prev) {
+      return { ok: false, detail: `seq ${e.seq} does not link to seq ${e.seq - 1}` };
+    }
+    const ch = await contentHash(e);
+    if (ch === null) uncheckedContent++;
+    else if (bytesToHex(ch) !== e.content_hash) return { ok: false, detail: `seq ${e.seq}: its fields do not match its content hash (a changed field)` };
+    const h = await entryHash(e.chain_id, e.seq, hexToBytes(e.prev_hash), hexToBytes(e.content_hash));
+    if (bytesToHex(h) !== e.entry_hash) return { ok: false, detail: `seq ${e.seq}: its entry hash does not match its contents' hash and link` };
+    prev = e.entry_hash;
+  }
+  const bySeq = new Map(ev.map((e) => [e.seq, e]));
+  let matched = 0;
+  for (const c of exp.checkpoints) {
+    const e = bySeq.get(c.size);
+    if (!e) continue;
+    if (e.entry_hash !== c.head) return { ok: false, detail: `the signed checkpoint at size ${c.size} names another head: history was rewritten` };
+    matched++;
+  }
+  const unchecked = uncheckedContent ? `; ${uncheckedContent} event(s) of a newer hash version: check their contents with pgtenant audit verify --file` : "";
+  return { ok: true, detail: `${ev.length} events linked from seq ${ev[0].seq} to ${ev[ev.length - 1].seq}, every content hash recomputed; ${matched} signed checkpoint head(s) match${unchecked}` };
+}
+
+function cell(tr, text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }
+function fill(id, rows) {
+  const tb = $(id).querySelector("tbody");
+  tb.replaceChildren();
+  for (const r of rows) { const tr = document.createElement("tr"); r(tr); tb.appendChild(tr); }
+}
+function statusCell(tr, s) { cell(tr, s, "status-" + s); }
+
+function timeline(events) {
+  const days = new Map();
+  for (const e of events) {
+    if (!e.verdict) continue;
+    const d = e.ts.slice(0, 10);
+    const v = days.get(d) || { allow: 0, deny: 0 };
+    v[e.verdict === "deny" ? "deny" : "allow"]++;
+    days.set(d, v);
+  }
+  const keys = [...days.keys()].sort();
+  const holder = $("timeline");
+  holder.replaceChildren();
+  if (keys.length === 0) { holder.textContent = "no accesses recorded"; return; }
+  const max = Math.max(...keys.map((k) => days.get(k).allow + days.get(k).deny));
+  const w = Math.max(320, keys.length * 28), h = 160, ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", w); svg.setAttribute("height", h + 20); svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "accesses per day, allowed and denied");
+  keys.forEach((k, i) => {
+    const v = days.get(k), x = i * 28 + 6;
+    const ha = (v.allow / max) * h, hd = (v.deny / max) * h;
+    for (const [val, hh, y, color, label] of [[v.allow, ha, h - ha, "#2da44e", "allowed"], [v.deny, hd, h - ha - hd, "#cf222e", "denied"]]) {
+      const r = document.createElementNS(ns, "rect");
+      r.setAttribute("x", x); r.setAttribute("y", y); r.setAttribute("width", 20); r.setAttribute("height", hh); r.setAttribute("fill", color);
+      r.setAttribute("class", "bar-" + label); r.dataset.day = k; r.dataset.count = val;
+      const t = document.createElementNS(ns, "title"); t.textContent = `${k}: ${val} ${label}`; r.appendChild(t);
+      svg.appendChild(r);
+    }
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", x); label.setAttribute("y", h + 14); label.setAttribute("font-size", "9");
+    label.textContent = k.slice(5);
+    svg.appendChild(label);
+  });
+  holder.appendChild(svg);
+  const legend = document.createElement("p");
+  legend.className = "legend";
+  legend.innerHTML = '<span class="a">&#9632; allowed</span> <span class="d">&#9632; denied</span>';
+  holder.appendChild(legend);
+}
+
+async function api(path, token) {
+  const r = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+  if (!r.ok) {
+    let msg = r.status + " " + r.statusText;
+    try { msg += ": " + (await r.json()).error; } catch (_) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return r;
+}
+
+async function load(token) {
+  $("status").textContent = "loading...";
+  const proof = await (await api("/v1/isolation-proof", token)).json();
+  const exportText = await (await api("/v1/audit/export", token)).text();
+  const exp = parseExport(exportText);
+
+  $("account").textContent = proof.account_id;
+  $("region").textContent = proof.region;
+  $("generated").textContent = proof.generated_at;
+  $("policy").textContent = proof.policy_version || "(unversioned)";
+  $("overall").textContent = proof.status;
+  $("overall").className = "status-" + proof.status;
+  const L = proof.layers;
+  fill("layers", [
+    (tr) => { cell(tr, "Parser policy (pgtenant)"); statusCell(tr, L.parser); },
+    (tr) => { cell(tr, "Row-level security"); statusCell(tr, L.rls); },
+    (tr) => { cell(tr, "Service role cannot bypass RLS"); statusCell(tr, L.service_role); },
+    (tr) => { cell(tr, "Audit is append-only"); statusCell(tr, L.audit_append_only); },
+    (tr) => { cell(tr, "Data stays in its region"); statusCell(tr, L.region); },
+  ]);
+  const totals = new Map((proof.system_totals || []).map((t) => [t.table, t.estimated_rows]));
+  fill("data", (proof.your_data || []).map((d) => (tr) => { cell(tr, d.table); cell(tr, String(d.rows)); const est = totals.get(d.table); cell(tr, est === undefined ? "" : est < 0 ? "not analysed yet" : String(est)); }));
+
+  timeline(exp.events);
+  fill("denials", exp.events.filter((e) => e.verdict === "deny").map((e) => (tr) => {
+    cell(tr, e.ts); cell(tr, e.kind); cell(tr, e.reason || ""); cell(tr, e.statement || "", "stmt");
+  }));
+  const subjects = new Map();
+  for (const e of exp.events) if (e.subject) subjects.set(e.subject, (subjects.get(e.subject) || 0) + 1);
+  fill("subjects", [...subjects.entries()].sort().map(([s, n]) => (tr) => { cell(tr, s); cell(tr, String(n)); }));
+  const support = new Map();
+  for (const e of exp.events) if (e.actor && !support.has(e.session_id)) support.set(e.session_id, e);
+  fill("support", [...support.values()].map((e) => (tr) => { cell(tr, e.session_id || ""); cell(tr, e.actor); cell(tr, e.purpose || ""); cell(tr, e.ts); }));
+
+  const v = await verifyChain(exp);
+  $("verify").textContent = (v.ok ? "verified: " : "FAILED: ") + v.detail;
+  $("verify").className = "verify " + (v.ok ? "ok" : "bad");
+  const blob = new Blob([exportText], { type: "application/x-ndjson" });
+  const a = $("download");
+  a.href = URL.createObjectURL(blob);
+  a.download = `pgtenant-audit-${proof.account_id}-${proof.region}.jsonl`;
+  $("report").hidden = false;
+  $("status").textContent = "";
+}
+
+$("login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const token = $("token").value.trim();
+  $("token").value = ""; // keep it out of the page once used
+  load(token).catch((err) => { $("status").textContent = "could not load the report: " + err.message; });
+});
+
+$("exportfile").addEventListener("change", async () => {
+  const f = $("exportfile").files[0];
+  if (!f) return;
+  try {
+    const v = await verifyChain(parseExport(await f.text()));
+    $("fileverify").textContent = (v.ok ? "verified: " : "FAILED: ") + v.detail;
+    $("fileverify").className = "verify " + (v.ok ? "ok" : "bad");
+  } catch (err) {
+    $("fileverify").textContent = "FAILED: " + err.message;
+    $("fileverify").className = "verify bad";
+  }
+});

@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+var reportScreenshot = flag.String("report-screenshot", "", "write the report page's screenshot to this PNG file (docs/tenant-report.png)")
+
+// browser starts headless Chromium from Debian for t, or skips (fails in CI)
+// when it is not installed.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is not installed (scripts/deps.sh test installs it)")
+		}
+		t.Skip("chromium is not installed")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 2000),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+// TestReportPageInBrowser loads the compliance report in real Chromium as an
+// auditor would: token in, layers, timeline, denials and the in-browser chain
+// verification out; then a tampered export is shown as failing.
+func TestReportPageInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	ctx := browser(t)
+	_, srv, _ := tenantAPIEnv(t)
+	token := roleToken(t, "42", "auditor", nil)
+	awaitAPI(t, srv, "/v1/audit?verdict=deny", token, `"verdict":"deny"`)
+
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
+	text := func(id string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID(id)))
+		if err != nil {
+			t.Fatalf("browser: text of #%s: %v", id, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	count := func(css string) int {
+		t.Helper()
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(`+"`"+css+"`"+`).length`))
+		if err != nil {
+			t.Fatalf("browser: count %s: %v", css, err)
+		}
+		return n
+	}
+	// waitJS polls a predicate in the page for up to 30 s.
+	waitJS := func(pred string) {
+		t.Helper()
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(pctx, chromedp.Poll[bool](pred)); err != nil {
+			t.Fatalf("browser: waiting for %s: %v", pred, err)
+		}
+	}
+	do(chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("load")))
+	waitJS(`document.getElementById("verify").textContent !== "not run" || document.getElementById("status").textContent.startsWith("could not")`)
+	verify, overall, account := text("verify"), text("overall"), text("account")
+	layerRows, denialRows, bars := count("#layers tbody tr"), count("#denials tbody tr"), count("#timeline rect")
+	if !strings.HasPrefix(verify, "verified:") || !strings.Contains(verify, "every content hash recomputed") {
+		t.Fatalf("in-browser verification = %q", verify)
+	}
+	if account != "42" || overall == "" || layerRows != 5 || denialRows == 0 || bars == 0 {
+		t.Fatalf("page shows account %q overall %q, %d layer rows, %d denials, %d bars", account, overall, layerRows, denialRows, bars)
+	}
+	if *reportScreenshot != "" {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(*reportScreenshot, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A tampered export: one statement changed, hashes left as they were.
+	_, export := apiGet(t, srv, "/v1/audit/export", token)
+	tampered := strings.Replace(export, `"verdict":"deny"`, `"verdict":"allow"`, 1)
+	if tampered == export {
+		t.Fatal("the export holds no denial to tamper with")
+	}
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.jsonl"), filepath.Join(dir, "tampered.jsonl")
+	if err := os.WriteFile(good, []byte(export), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(tampered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ file, want string }{{good, "verified:"}, {bad, "FAILED:"}} {
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("fileverify").textContent = ""`)); err != nil {
+			t.Fatal(err)
+		}
+		do(chromedp.SetUploadFiles(chromedp.ID("exportfile"), []string{c.file}))
+		waitJS(`document.getElementById("fileverify").textContent !== ""`)
+		if got := text("fileverify"); !strings.HasPrefix(got, c.want) {
+			t.Fatalf("%s: page says %q, want %s", filepath.Base(c.file), got, c.want)
+		}
+	}
+}
