@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 
+	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 )
 
@@ -206,6 +207,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	<-done
 	return ctx.Err()
+}
+
+// Authenticate verifies token with the authenticator in force, which
+// follows configuration reloads (the tenant API authenticates through it).
+func (s *Server) Authenticate(token string) (auth.Principal, error) {
+	return s.runtime().auth.Authenticate(token)
 }
 
 // track registers a running session, enforcing the per-tenant limit.

@@ -104,7 +104,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 			AuditCheck: auditCheck(recorder, cfg.RegionNames()), Proof: a.proofOptions(cfg),
 		})
 	}
-	if a.tenant, err = a.newTenantAPI(verifier); err != nil {
+	if a.tenant, err = a.newTenantAPI(); err != nil {
 		return nil, err
 	}
 	return a, nil

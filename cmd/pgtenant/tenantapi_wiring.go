@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/isolation"
 	"github.com/pgtenant/pgtenant/tenantapi"
 )
 
 // newTenantAPI builds the tenants' API server when tenant_api.listen is set.
-func (a *app) newTenantAPI(verifier *auth.Verifier) (*http.Server, error) {
+// It authenticates through the proxy, so it always uses the keys in force.
+func (a *app) newTenantAPI() (*http.Server, error) {
 	cfg := a.cfg
 	if cfg.TenantAPI.Listen == "" {
 		return nil, nil
@@ -26,7 +26,7 @@ func (a *app) newTenantAPI(verifier *auth.Verifier) (*http.Server, error) {
 		auditor = a.auditor
 	}
 	h := tenantapi.New(tenantapi.Options{
-		Auth: verifier, Roles: cfg.TenantAPI.Roles, Regions: cfg.Regions, Policy: cfg.Policy,
+		Auth: a.proxy, Roles: cfg.TenantAPI.Roles, Regions: cfg.Regions, Policy: cfg.Policy,
 		PolicyVersion: proof.PolicyVersion, Auditor: auditor, Log: a.log.With("component", "tenant_api"),
 		Attest: func(ctx context.Context, region string) isolation.Report {
 			return isolation.Inspect(ctx, region, cfg.Regions[region], proof)
