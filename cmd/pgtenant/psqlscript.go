@@ -76,7 +76,7 @@ func blockCommentEnd(b []byte, i int) int {
 }
 
 // quoteEnd returns the index after the quoted token starting at i; a doubled
-// quote stays inside, and so does a backslash-escaped one in an E” string.
+// quote stays inside, and so does a backslash-escaped one in an E-string (E'...').
 func quoteEnd(b []byte, i int, q byte, escapes bool) int {
 	for i++; i < len(b); i++ {
 		switch {
