@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/pgtenant/pgtenant/config"
@@ -57,4 +58,47 @@ func requireRLS(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	return nil
+}
+
+// warnIsolation inspects region's isolation layers in the background and
+// logs a WARN for each that row-level security does not hold: a service
+// role that is superuser, BYPASSRLS or owns a tenant table, and a tenant
+// table without enabled and forced RLS. Called at start and after every
+// discovery, so a migration that adds an unprotected table is noticed.
+func (a *app) warnIsolation(region string) {
+	r, ok := a.cfg.Regions[region]
+	if !ok {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(a.ctx, r.ConnectTimeout+10*time.Second)
+		defer cancel()
+		rep := isolation.Inspect(ctx, region, r, isolation.Options{Policy: a.cfg.Policy, ParserActive: true})
+		logIsolationWarnings(a.log, rep)
+	}()
+}
+
+// logIsolationWarnings logs the WARNs for rep (see warnIsolation).
+func logIsolationWarnings(log *slog.Logger, rep isolation.Report) {
+	if rep.Error != "" {
+		log.Warn("isolation check failed: row-level security state unknown", "region", rep.Region, "error", rep.Error)
+		return
+	}
+	const fix = "run `pgtenant setup --config FILE` to see the fix, `--apply` to apply it"
+	role := rep.Role
+	if role.Superuser || role.BypassRLS || len(role.OwnsTables) > 0 {
+		log.Warn("service role bypasses row-level security: only the proxy's statement policy isolates tenants",
+			"region", rep.Region, "role", role.Role, "superuser", role.Superuser, "bypassrls", role.BypassRLS,
+			"owns_tenant_tables", role.OwnsTables, "fix", fix)
+	}
+	var unforced []string
+	for _, t := range rep.RLS.Tables {
+		if !t.RLSEnabled || !t.RLSForced {
+			unforced = append(unforced, t.Table)
+		}
+	}
+	if len(unforced) > 0 {
+		log.Warn("tenant tables without enabled and forced row-level security", "region", rep.Region,
+			"tables", unforced, "fix", fix)
+	}
 }

@@ -29,23 +29,34 @@ func (a *app) policyFor(cfg *config.Config) (proxy.CheckerFactory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if cfg.Policy.Discover {
-		var failed []string
+	if !cfg.Policy.Discover {
 		for _, name := range cfg.RegionNames() {
-			if err := discover(engine, name, cfg.Regions[name]); err != nil {
-				a.log.Warn("policy discovery failed: the region's tables are unknown (denied) until it succeeds", "region", name, "error", err)
-				failed = append(failed, name)
-			}
+			a.warnIsolation(name)
 		}
-		ctx, cancel := context.WithCancel(a.ctx)
-		if a.stopDiscovery != nil {
-			a.stopDiscovery() // the previous engine's loop; it is replaced
+		a.engine.Store(engine)
+		return func(p auth.Principal) proxy.StatementChecker { return engine.NewSession(p) }, nil
+	}
+	watch := newCatalogWatch(a, engine, cfg)
+	var failed []string
+	for _, name := range cfg.RegionNames() {
+		if err := discover(engine, name, cfg.Regions[name]); err != nil {
+			a.log.Warn("policy discovery failed: the region's tables are unknown (denied) until it succeeds", "region", name, "error", err)
+			failed = append(failed, name)
+			continue
 		}
-		a.stopDiscovery = cancel
-		go a.rediscover(ctx, engine, cfg, failed)
+		a.warnIsolation(name)
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	if a.stopDiscovery != nil {
+		a.stopDiscovery() // the previous engine's loops; they are replaced
+	}
+	a.stopDiscovery = cancel
+	go a.rediscover(ctx, engine, cfg, failed)
+	for _, name := range cfg.RegionNames() {
+		go watch.listen(ctx, name)
 	}
 	a.engine.Store(engine)
-	return func(p auth.Principal) proxy.StatementChecker { return engine.NewSession(p) }, nil
+	return watch.factory(), nil
 }
 
 // rediscover retries the regions in failed until each succeeds, and
@@ -67,13 +78,16 @@ func (a *app) rediscover(ctx context.Context, engine *policy.Engine, cfg *config
 					continue
 				}
 				a.log.Info("policy discovery succeeded", "region", name)
+				a.warnIsolation(name)
 			}
 			failed = still
 		case <-refresh.C:
 			for _, name := range cfg.RegionNames() {
 				if err := discover(engine, name, cfg.Regions[name]); err != nil {
 					a.log.Warn("policy discovery refresh failed; the last catalog stays in force", "region", name, "error", err)
+					continue
 				}
+				a.warnIsolation(name)
 			}
 		}
 	}
