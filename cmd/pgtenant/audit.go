@@ -45,7 +45,9 @@ func loadAuditConfig(cmd *cobra.Command, path string) (*config.Config, *slog.Log
 	if path == "" {
 		return nil, nil, withCode(exitUsage, errors.New("--config is required"))
 	}
-	cfg, err := config.Load(path)
+	// the audit commands run as the admin role: they need neither the JWT
+	// secret nor the service role's password
+	cfg, err := config.LoadAdmin(path)
 	if err != nil {
 		return nil, nil, withCode(exitUsage, err)
 	}

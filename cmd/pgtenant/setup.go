@@ -49,7 +49,7 @@ func runSetup(ctx context.Context, out, errOut io.Writer, path, region string, a
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	cfg, err := config.Load(path)
+	cfg, err := config.LoadAdmin(path)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
