@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
@@ -191,4 +193,20 @@ func waitListening(t *testing.T, addr string, done <-chan error, log fmt.Stringe
 		}
 	}
 	t.Fatalf("serve did not start:\n%s", log)
+}
+
+// audit seal warns when the checkpoint directory or the public key is unset.
+func TestSealWarnsAboutMissingSettings(t *testing.T) {
+	var buf bytes.Buffer
+	log := newLogger(&buf, config.Log{Level: "info", Format: "text"}, new(slog.LevelVar))
+	warnSealConfig(log, config.Audit{})
+	out := buf.String()
+	if strings.Count(out, "level=WARN") != 2 || !strings.Contains(out, "audit.checkpoint_dir is unset") || !strings.Contains(out, "audit.seal_public_key is unset") {
+		t.Fatalf("warnings:\n%s", out)
+	}
+	buf.Reset()
+	warnSealConfig(log, config.Audit{CheckpointDir: "/c", SealPublicKey: "/k.pem"})
+	if buf.Len() != 0 {
+		t.Fatalf("warned with both set:\n%s", buf.String())
+	}
 }
