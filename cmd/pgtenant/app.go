@@ -30,6 +30,9 @@ type app struct {
 	metrics *metrics.Metrics
 	admin   *admin.Server
 	auditor proxy.Auditor   // nil when the audit is disabled
+	// auditWatch feeds the audit metrics and the last verification; nil
+	// when the audit is disabled.
+	auditWatch *auditWatch
 	ctx     context.Context // ends when the app stops: background work follows it
 	// stopDiscovery ends the current policy engine's discovery loop.
 	stopDiscovery context.CancelFunc
@@ -67,8 +70,16 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	if err != nil {
 		return nil, err
 	}
+	var statsFn func() metrics.AuditStats
+	if recorder != nil {
+		a.auditWatch = newAuditWatch(a, recorder)
+		statsFn = a.auditWatch.stats
+	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
-		AuditStats: auditStats(recorder), CacheStats: a.cacheStats})
+		AuditStats: statsFn, CacheStats: a.cacheStats})
+	if a.auditWatch != nil {
+		go a.auditWatch.run(ctx, a.metrics)
+	}
 	srv, err := proxy.New(proxy.Options{
 		Config: cfg, Authenticator: verifier, Checkers: checkers, Auditor: auditor, Metrics: a.metrics, Logger: log,
 	})
@@ -182,25 +193,6 @@ func instanceName() string {
 		host = "unknown"
 	}
 	return fmt.Sprintf("%s:%d", host, os.Getpid())
-}
-
-// auditStats adapts the recorder's measurements for the metrics package.
-func auditStats(r *audit.Recorder) func() metrics.AuditStats {
-	if r == nil {
-		return nil
-	}
-	return func() metrics.AuditStats {
-		st := r.Stats()
-		out := metrics.AuditStats{Chains: map[string]metrics.ChainHeads{}}
-		for name, rs := range st.Regions {
-			out.QueueDepth += int(rs.QueueDepth)
-			out.SpoolBytes += rs.SpoolBytes
-			out.Written += rs.EventsWritten
-			out.Failed += rs.EventsFailed
-			out.Chains[name] = metrics.ChainHeads{Entries: rs.HeadSeq}
-		}
-		return out
-	}
 }
 
 // auditCheck reports whether every region's audit store is writable, for /readyz.

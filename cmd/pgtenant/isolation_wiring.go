@@ -21,6 +21,12 @@ func (a *app) proofOptions(cfg *config.Config) isolation.Options {
 		ChainHeads: func(ctx context.Context, region string) (isolation.ChainHeads, error) {
 			return chainHeads(ctx, cfg, region)
 		},
+		LastVerification: func(region string) (isolation.Verification, bool) {
+			if a.auditWatch == nil {
+				return isolation.Verification{}, false
+			}
+			return a.auditWatch.lastVerification(region)
+		},
 	}
 }
 
