@@ -29,11 +29,11 @@ type app struct {
 	proxy   *proxy.Server
 	metrics *metrics.Metrics
 	admin   *admin.Server
-	auditor proxy.Auditor   // nil when the audit is disabled
+	auditor proxy.Auditor // nil when the audit is disabled
 	// auditWatch feeds the audit metrics and the last verification; nil
 	// when the audit is disabled.
 	auditWatch *auditWatch
-	ctx     context.Context // ends when the app stops: background work follows it
+	ctx        context.Context // ends when the app stops: background work follows it
 	// stopDiscovery ends the current policy engine's discovery loop.
 	stopDiscovery context.CancelFunc
 	engine        atomic.Pointer[policy.Engine]
