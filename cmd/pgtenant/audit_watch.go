@@ -33,6 +33,8 @@ var (
 type auditWatch struct {
 	a   *app
 	rec *audit.Recorder
+	// sampleEvery and summaryEvery are the intervals, fixed at construction.
+	sampleEvery, summaryEvery time.Duration
 
 	mu         sync.Mutex
 	prev       map[string]audit.RegionStats
@@ -42,13 +44,13 @@ type auditWatch struct {
 }
 
 func newAuditWatch(a *app, rec *audit.Recorder) *auditWatch {
-	return &auditWatch{a: a, rec: rec, prev: map[string]audit.RegionStats{}, lastAppend: map[string]time.Time{},
+	return &auditWatch{a: a, rec: rec, sampleEvery: auditSampleEvery, summaryEvery: auditSummaryEvery, prev: map[string]audit.RegionStats{}, lastAppend: map[string]time.Time{},
 		heads: map[string]isolation.ChainHeads{}, verified: map[string]isolation.Verification{}}
 }
 
 // run samples and summarises until ctx ends.
 func (w *auditWatch) run(ctx context.Context, m *metrics.Metrics) {
-	sample := time.NewTicker(auditSampleEvery)
+	sample := time.NewTicker(w.sampleEvery)
 	defer sample.Stop()
 	summary := time.NewTimer(0)
 	defer summary.Stop()
@@ -60,7 +62,7 @@ func (w *auditWatch) run(ctx context.Context, m *metrics.Metrics) {
 			w.sample(m)
 		case <-summary.C:
 			w.summarise(ctx)
-			summary.Reset(auditSummaryEvery)
+			summary.Reset(w.summaryEvery)
 		}
 	}
 }

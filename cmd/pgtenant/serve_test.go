@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/isolation"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
@@ -208,5 +209,27 @@ func TestSealWarnsAboutMissingSettings(t *testing.T) {
 	warnSealConfig(log, config.Audit{CheckpointDir: "/c", SealPublicKey: "/k.pem"})
 	if buf.Len() != 0 {
 		t.Fatalf("warned with both set:\n%s", buf.String())
+	}
+}
+
+// The isolation WARNs name what makes RLS ineffective, and only that.
+func TestIsolationWarnings(t *testing.T) {
+	var buf bytes.Buffer
+	log := newLogger(&buf, config.Log{Level: "info", Format: "text"}, new(slog.LevelVar))
+	rep := isolation.Report{Region: "eu-west"}
+	rep.Role = isolation.RoleLayer{Role: "app", BypassRLS: true, OwnsTables: []string{"public.notes"}}
+	rep.RLS.Tables = []isolation.TableReport{{Table: "public.orders", RLSEnabled: true, RLSForced: false}, {Table: "public.notes", RLSEnabled: true, RLSForced: true}}
+	logIsolationWarnings(log, rep)
+	out := buf.String()
+	if strings.Count(out, "level=WARN") != 2 || !strings.Contains(out, "bypassrls=true") || !strings.Contains(out, "owns_tenant_tables=[public.notes]") ||
+		!strings.Contains(out, "tables=[public.orders]") || !strings.Contains(out, "pgtenant setup") {
+		t.Fatalf("warnings:\n%s", out)
+	}
+	buf.Reset()
+	rep.Role = isolation.RoleLayer{Role: "app"}
+	rep.RLS.Tables = rep.RLS.Tables[1:]
+	logIsolationWarnings(log, rep)
+	if buf.Len() != 0 {
+		t.Fatalf("warned about a sound region:\n%s", buf.String())
 	}
 }

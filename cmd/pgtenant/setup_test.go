@@ -137,6 +137,59 @@ func TestSetupFreshDatabase(t *testing.T) {
 	if pcode != exitOK || !strings.Contains(pout, "PASS:") {
 		t.Fatalf("prove after setup: exit %d\n%s\n%s", pcode, pout, perr)
 	}
-	_ = os.Remove(filepath.Join(dir, "unused"))
-	_ = fmt.Sprint()
+}
+
+// A service role that does not exist is created with the configured
+// password (as a SCRAM verifier the plan can show), able to log in and
+// without any bypass; setup refuses to apply as the service role itself.
+func TestSetupCreatesTheServiceRole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	c := pgtest.Start(t, cluster.Config{Name: "setup-role"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Exec(ctx, c.Database, `CREATE TABLE orders (id bigint, account_id uuid)`); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	body := fmt.Sprintf(`auth: { hs256_secret: %s }
+regions:
+  eu-west: { host: 127.0.0.1, port: %d, user: tenant_svc, password_env: SETUP_TEST_PW, database: %s, admin_user: postgres }
+audit: { spool_dir: %s }
+`, proveSecret, c.Port, c.Database, dir)
+	cfgPath := filepath.Join(dir, "pgtenant.yaml")
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SETUP_TEST_PW", "s3cret-of-the-service-role")
+	out, code, err := runSetupArgs(t, "--config", cfgPath)
+	if code != exitOK || !strings.Contains(out, "CREATE ROLE tenant_svc LOGIN NOSUPERUSER NOBYPASSRLS") ||
+		!strings.Contains(out, "PASSWORD 'SCRAM-SHA-256$4096:") || strings.Contains(out, "s3cret") ||
+		!strings.Contains(out, "::uuid") {
+		t.Fatalf("plan: exit %d %v\n%s", code, err, out)
+	}
+	if out, code, err := runSetupArgs(t, "--config", cfgPath, "--apply"); code != exitOK {
+		t.Fatalf("apply: exit %d %v\n%s", code, err, out)
+	}
+	conn := pgtest.Conn(t, c.DSN("tenant_svc", "s3cret-of-the-service-role", c.Database))
+	var super, bypass bool
+	if err := conn.QueryRow(ctx, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user`).Scan(&super, &bypass); err != nil || super || bypass {
+		t.Fatalf("new role: super %v bypass %v err %v", super, bypass, err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT set_config('app.current_account_id', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', false);
+		INSERT INTO orders VALUES (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')`); err != nil {
+		t.Fatalf("insert as the new role in its own tenant: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO orders VALUES (2, 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')`); err == nil {
+		t.Fatal("the policy's WITH CHECK let a row of another tenant in")
+	}
+	// applying as the service role itself is refused, naming admin_user
+	noAdmin := strings.Replace(body, ", admin_user: postgres", "", 1)
+	if err := os.WriteFile(cfgPath, []byte(noAdmin), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code, err := runSetupArgs(t, "--config", cfgPath, "--apply"); code != exitUsage || err == nil || !strings.Contains(err.Error(), "admin_user") {
+		t.Fatalf("apply without admin_user: exit %d %v\n%s", code, err, out)
+	}
 }
