@@ -60,7 +60,7 @@ func requireRLS(ctx context.Context, cfg *config.Config) error {
 	}
 	for _, name := range cfg.RegionNames() {
 		if err := isolation.CheckRLS(ctx, name, cfg.Regions[name], cfg.Policy); err != nil {
-			return fmt.Errorf("policy.require_rls: region %s: %w", name, err)
+			return fmt.Errorf("policy.require_rls: region %s: %w (fix: `pgtenant setup --config FILE` prints the SQL that enables and forces it, `--apply` runs it)", name, err)
 		}
 	}
 	return nil
