@@ -31,3 +31,16 @@ func TestYAMLSyntaxErrorNamesLine(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// FuzzCheckKeys: any document gets a clean error or none, never a panic, and
+// an error always names the file.
+func FuzzCheckKeys(f *testing.F) {
+	for _, s := range []string{minimal, "regions:\n  x: &a {host: h}\n  y: *a\n", "audit: [1, 2]\n", "<<: {listen: x}\n", "policy:\n  tenant_tables: {a: b}\n", "regions: {x: {bogus: 1}}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		if err := checkKeys("f.yaml", []byte(doc)); err != nil && !strings.Contains(err.Error(), "f.yaml") {
+			t.Fatalf("error without the file name: %v", err)
+		}
+	})
+}
