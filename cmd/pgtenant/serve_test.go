@@ -94,6 +94,12 @@ func TestServeFreshDatabaseNamesTheCause(t *testing.T) {
 	if strings.Contains(err.Error(), "\n") {
 		t.Fatalf("error is not one line: %q", err)
 	}
+	// a wrong password is the server's answer too: named, with the fix
+	bad := serveTestConfig(t, c, "127.0.0.1:0", ", admin_user: app, admin_password: wrong")
+	err = runServe(ctx, bad, &log)
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "28P01") || !strings.Contains(err.Error(), "fix: check regions.<name>.user and password") {
+		t.Fatalf("wrong password: %v", err)
+	}
 }
 
 // A port in use is one line naming the key and the fix, before any region is contacted.
