@@ -17,7 +17,7 @@ test: vet
 	scripts/deps.sh test
 	$(GO) test -count=1 -timeout 25m $(PKGS)
 
-## test-short: the fast layers only (go test -short: skips the e2e package, pgbench and cluster-backed tests)
+## test-short: the fast layers only (go test -short: skips the e2e package, pgbench and long runs)
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
