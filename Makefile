@@ -4,17 +4,20 @@ PKGS := ./...
 
 .PHONY: demo test test-short test-clients build vet fuzz bench
 
-## demo: start two local regions, the proxy, and print psql lines (Ctrl-C stops)
+## demo: start two local regions, the proxy, and print psql lines (Ctrl-C stops).
+## ARGS passes flags, e.g. make demo ARGS="--listen 127.0.0.1:7432 --admin-listen 127.0.0.1:9188"
+## (the binary is built and run directly: `go run` would turn Ctrl-C into exit status 1)
 demo:
 	scripts/deps.sh demo
-	$(GO) run ./cmd/pgtenant demo
+	$(GO) build -o bin/pgtenant ./cmd/pgtenant
+	@trap '' INT; bin/pgtenant demo $(ARGS)
 
 ## test: every test, with real PostgreSQL clusters and real clients
 test: vet
 	scripts/deps.sh test
 	$(GO) test -count=1 -timeout 25m $(PKGS)
 
-## test-short: the fast layers only (skips pgbench and long runs)
+## test-short: the fast layers only (go test -short: skips the e2e package, pgbench and long runs)
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 

@@ -28,6 +28,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv("PGTENANT_JWT_SECRET", strings.Repeat("s", 32))
 	t.Setenv("EU_PW", "eu")
 	t.Setenv("US_PW", "us")
+	t.Setenv("EU_ADMIN_PW", "eu-admin")
+	t.Setenv("US_ADMIN_PW", "us-admin")
 	cfg, err := Load(filepath.Join("..", "examples", "pgtenant.yaml"))
 	if err != nil {
 		t.Fatal(err)

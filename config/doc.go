@@ -3,3 +3,5 @@
 // from *_env and *_file keys) and Validate, whose errors name the key at fault.
 // viper is used only here.
 package config
+
+//go:generate go test -run TestExampleMatchesStructs -update .

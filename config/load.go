@@ -117,6 +117,13 @@ func Load(path string) (*Config, error) {
 // read reads and decodes the YAML file at path with defaults and PGTENANT_*
 // overrides applied and unknown keys rejected; it resolves and validates nothing.
 func read(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := checkKeys(path, b); err != nil {
+		return nil, err
+	}
 	v := newViper()
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml")

@@ -17,7 +17,8 @@ import (
 
 func TestStandaloneObjects(t *testing.T) {
 	m := render(t)
-	want := []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"}
+	// the proxy's ConfigMap, the setup Job's (a hook) and the Job
+	want := []string{"ConfigMap", "ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service", "ServiceAccount"}
 	got := slices.Clone(m.kinds)
 	slices.Sort(got)
 	if !slices.Equal(got, want) {

@@ -27,7 +27,7 @@ type dashboard struct {
 }
 
 func TestGrafanaDashboardConfigMap(t *testing.T) {
-	if m := render(t); len(m.configMaps) != 1 {
+	if m := render(t); m.configMaps[fullname()+"-dashboard"] != nil {
 		t.Fatalf("dashboard rendered while disabled: %v", keys(m.configMaps))
 	}
 	m := render(t, `grafanaDashboard: {enabled: true}`)

@@ -11,6 +11,7 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -34,11 +35,15 @@ regions:
     database: app
     sslmode: require
     passwordSecret: {name: pg-eu, key: password}
+    admin_user: postgres
+    adminPasswordSecret: {name: pg-eu-admin, key: password}
   us-east:
     host: pg-us.db.svc
     port: 5433
     user: pgtenant
     passwordSecret: {name: pg-us, key: pw}
+    admin_user: dba
+    adminPasswordSecret: {name: pg-us-admin}
 jwt:
   hs256Secret: {name: jwt-secret, key: secret}
 `
@@ -53,6 +58,8 @@ type manifests struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	networkPolicies []*networkingv1.NetworkPolicy
 	serviceMonitors []*serviceMonitor
+	jobs            []*batchv1.Job
+	cronJobs        []*batchv1.CronJob
 	kinds           []string
 }
 
@@ -162,6 +169,14 @@ func decode(t *testing.T, out map[string]string) *manifests {
 				o := &networkingv1.NetworkPolicy{}
 				obj = o
 				m.networkPolicies = append(m.networkPolicies, o)
+			case "Job":
+				o := &batchv1.Job{}
+				obj = o
+				m.jobs = append(m.jobs, o)
+			case "CronJob":
+				o := &batchv1.CronJob{}
+				obj = o
+				m.cronJobs = append(m.cronJobs, o)
 			case "ServiceMonitor":
 				o := &serviceMonitor{}
 				obj = o

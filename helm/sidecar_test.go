@@ -11,8 +11,9 @@ import (
 
 func TestSidecarModeRendersOnlyConfig(t *testing.T) {
 	m := render(t, `mode: sidecar`)
-	if !slices.Equal(m.kinds, []string{"ConfigMap"}) {
-		t.Fatalf("sidecar mode renders %v, want only the ConfigMap", m.kinds)
+	// the configuration, and the database setup Job with its own copy (a hook)
+	if !slices.Equal(m.kinds, []string{"ConfigMap", "ConfigMap", "Job"}) {
+		t.Fatalf("sidecar mode renders %v, want only the ConfigMaps and the setup Job", m.kinds)
 	}
 	cfg := loadRenderedConfig(t, m)
 	if cfg.Listen != "127.0.0.1:6432" || cfg.AdminListen != "0.0.0.0:9187" {

@@ -31,6 +31,9 @@ type ChainHeads struct {
 	Entries int64
 	// LastAppend is when the newest entry was appended; zero when unknown.
 	LastAppend time.Time
+	// CountsUnknown marks Chains and Entries as not known (the audit tables
+	// could not be read): they are then left out rather than reported as 0.
+	CountsUnknown bool
 }
 
 // auditCollector reads AuditStats once per scrape.
@@ -81,6 +84,7 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 		chains  int
 		entries int64
 		last    time.Time
+		unknown bool
 	}
 	byRegion := map[string]*agg{}
 	for name, h := range s.Chains {
@@ -92,13 +96,16 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		a.chains += h.Chains
 		a.entries += h.Entries
+		a.unknown = a.unknown || h.CountsUnknown
 		if h.LastAppend.After(a.last) {
 			a.last = h.LastAppend
 		}
 	}
 	for r, a := range byRegion {
-		ch <- prometheus.MustNewConstMetric(c.chains, prometheus.GaugeValue, float64(a.chains), r)
-		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(a.entries), r)
+		if !a.unknown {
+			ch <- prometheus.MustNewConstMetric(c.chains, prometheus.GaugeValue, float64(a.chains), r)
+			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(a.entries), r)
+		}
 		if !a.last.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.lastAppend, prometheus.GaugeValue, float64(a.last.UnixNano())/1e9, r)
 		}

@@ -114,6 +114,11 @@ func New(o Options) *Metrics {
 	for _, r := range o.Regions {
 		m.backendDials.WithLabelValues(r)
 		m.backendDialErrors.WithLabelValues(r)
+		// the audit families exist from the start (zero until the first
+		// write), so dashboards and alerts see them before any traffic
+		m.auditBatchSize.WithLabelValues(r)
+		m.auditWriteDuration.WithLabelValues(r)
+		m.auditWriteErrors.WithLabelValues(r)
 		m.perRegion[r] = regionChildren{
 			overhead: m.statementOverhead.WithLabelValues(r),
 			duration: m.statementDuration.WithLabelValues(r),
@@ -121,6 +126,10 @@ func New(o Options) *Metrics {
 	}
 	for _, v := range []string{"success", "failure"} {
 		m.configReloads.WithLabelValues(v)
+	}
+	// every known rejection reason exists from the start, at 0
+	for _, r := range append(append([]string{}, DefaultRejectReasons...), o.RejectReasons...) {
+		m.clientsRejected.WithLabelValues(m.rejectReasons.value(r))
 	}
 	m.configReloadTime.SetToCurrentTime()
 
@@ -170,13 +179,28 @@ func (m *Metrics) SetRegionUp(region string, up bool) {
 }
 
 // ObserveAuditBatch records one audit batch write of size events to region
-// that took elapsed; err is the write's outcome.
+// that took elapsed; err is the write's outcome. ObserveAuditBatches
+// records several at once.
 func (m *Metrics) ObserveAuditBatch(region string, size int, elapsed time.Duration, err error) {
 	r := m.regions.value(region)
 	m.auditBatchSize.WithLabelValues(r).Observe(float64(size))
 	m.auditWriteDuration.WithLabelValues(r).Observe(elapsed.Seconds())
 	if err != nil {
 		m.auditWriteErrors.WithLabelValues(r).Inc()
+	}
+}
+
+// ObserveAuditBatches records n batch writes of region, each of size events
+// taking elapsed (averages over a sampling interval), and failed failed writes.
+func (m *Metrics) ObserveAuditBatches(region string, n int, size float64, elapsed time.Duration, failed int) {
+	r := m.regions.value(region)
+	bs, wd := m.auditBatchSize.WithLabelValues(r), m.auditWriteDuration.WithLabelValues(r)
+	for i := 0; i < n; i++ {
+		bs.Observe(size)
+		wd.Observe(elapsed.Seconds())
+	}
+	if failed > 0 {
+		m.auditWriteErrors.WithLabelValues(r).Add(float64(failed))
 	}
 }
 

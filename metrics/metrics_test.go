@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,12 @@ func TestClientConnections(t *testing.T) {
 	m.ClientRejected("auth_bad_signature")
 	m.ClientRejected("auth_bad_signature")
 	m.ClientRejected("Token eyJhbGciOi...") // free text must not become a label value
+	// every known reason is exported from the start, at 0
+	var rejected strings.Builder
+	for _, r := range append(slices.Sorted(slices.Values(metrics.DefaultRejectReasons)), "other") {
+		n := map[string]int{"auth_bad_signature": 2, "other": 1}[r]
+		fmt.Fprintf(&rejected, "pgtenant_client_connections_rejected_total{reason=%q} %d\n", r, n)
+	}
 	err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
 # HELP pgtenant_client_connections Client connections currently open.
 # TYPE pgtenant_client_connections gauge
@@ -45,9 +52,7 @@ pgtenant_client_connections 2
 pgtenant_client_connections_accepted_total 3
 # HELP pgtenant_client_connections_rejected_total Client connections rejected before a session started, by reason.
 # TYPE pgtenant_client_connections_rejected_total counter
-pgtenant_client_connections_rejected_total{reason="auth_bad_signature"} 2
-pgtenant_client_connections_rejected_total{reason="other"} 1
-`), "pgtenant_client_connections", "pgtenant_client_connections_accepted_total", "pgtenant_client_connections_rejected_total")
+`+rejected.String()), "pgtenant_client_connections", "pgtenant_client_connections_accepted_total", "pgtenant_client_connections_rejected_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +187,7 @@ pgtenant_audit_last_append_timestamp_seconds{region="eu-west"} 1.7e+09
 # HELP pgtenant_audit_write_errors_total Audit batch writes that failed, by region.
 # TYPE pgtenant_audit_write_errors_total counter
 pgtenant_audit_write_errors_total{region="eu-west"} 1
+pgtenant_audit_write_errors_total{region="us-east"} 0
 # HELP pgtenant_policy_cache_requests_total Policy analysis cache lookups, by result (hit or miss).
 # TYPE pgtenant_policy_cache_requests_total counter
 pgtenant_policy_cache_requests_total{result="hit"} 9

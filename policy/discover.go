@@ -63,3 +63,17 @@ func (e *Engine) Discover(ctx context.Context, region string, conn *pgx.Conn) er
 	e.SetCatalog(region, cat)
 	return nil
 }
+
+// RefreshCatalog switches the session to its region's current catalog (the
+// one the last Discover or SetCatalog installed), so that a long-lived
+// session sees the tables a migration created. Statements the session
+// already prepared keep the analysis they were allowed with. It reports
+// whether the catalog changed.
+func (s *Session) RefreshCatalog() bool {
+	cur := s.e.catalog(s.p.Region)
+	if cur == s.cat {
+		return false
+	}
+	s.cat = cur
+	return true
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pgtenant's demo and tests need beyond Go, from Debian's
-# packages, when it is missing: PostgreSQL server binaries, psql and pgbench,
-# PgBouncer, Node.js with npm (for the node-postgres end-to-end test), Chromium
-# (the report page's browser test) and Redis (shared tenant budgets); for
+# packages, when it is missing: a C compiler (cgo), PostgreSQL server binaries, psql
+# and pgbench, PgBouncer, Node.js with npm (for the node-postgres end-to-end test),
+# Chromium (the report page's browser test) and Redis (shared tenant budgets); for
 # `test`, also the client matrix's runtimes (test/clients/install.sh).
 # Usage: scripts/deps.sh [demo|test]   (demo needs only the PostgreSQL server)
 set -euo pipefail
@@ -18,6 +18,8 @@ pg_bindir() {
 missing=()
 bindir=$(pg_bindir || true)
 [ -n "$bindir" ] && [ -x "$bindir/initdb" ] || missing+=(postgresql)
+# pg_query_go compiles PostgreSQL's parser with cgo: a C compiler is needed
+command -v "${CC:-gcc}" >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 if [ "$what" = test ]; then
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v pgbench >/dev/null 2>&1 || [ -x "$bindir/pgbench" ] || missing+=(postgresql-contrib)

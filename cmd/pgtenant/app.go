@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pgtenant/pgtenant/admin"
@@ -33,6 +34,9 @@ type app struct {
 	admin   *admin.Server
 	tenant  *http.Server  // the tenant API; nil when tenant_api.listen is empty
 	auditor proxy.Auditor // nil when the audit is disabled
+	// auditWatch feeds the audit metrics and the last verification; nil
+	// when the audit is disabled.
+	auditWatch *auditWatch
 	// verifier is the token verifier in force; a reload closes the one it
 	// replaces, so a changed jwks_url or issuer stops the old refresh loop.
 	verifier *auth.Verifier
@@ -70,7 +74,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 		if err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
-		a.closers = append(a.closers, recorder.Close)
+		a.closers = append(a.closers, a.closeRecorder(recorder))
 		auditor = recorder
 		a.auditor = recorder
 	}
@@ -78,8 +82,16 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	if err != nil {
 		return nil, err
 	}
+	var statsFn func() metrics.AuditStats
+	if recorder != nil {
+		a.auditWatch = newAuditWatch(a, recorder)
+		statsFn = a.auditWatch.stats
+	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
-		AuditStats: auditStats(recorder), CacheStats: a.cacheStats})
+		AuditStats: statsFn, CacheStats: a.cacheStats})
+	if a.auditWatch != nil {
+		go a.auditWatch.run(ctx, a.metrics)
+	}
 	popts := proxy.Options{Config: cfg, Authenticator: verifier, Checkers: pol.checkers, Auditor: auditor, Metrics: a.metrics,
 		Logger: log, Version: version, Reload: a.reloadFromConsole}
 	if bc := budget.FromConfig(cfg.Limits, log); bc.Enabled() {
@@ -116,29 +128,62 @@ type listeners struct {
 	proxy, admin, tenant net.Listener
 }
 
-// listen binds cfg.Listen and, when set, cfg.AdminListen.
-func (a *app) listen() (*listeners, error) {
+// bind binds the client address and, when set, the admin and tenant API
+// addresses. A port already in use is one line naming the key and the fix.
+func bind(listen, adminListen, tenantListen string) (*listeners, error) {
 	ls := &listeners{}
 	var err error
-	if ls.proxy, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+	if ls.proxy, err = listenTCP("listen", listen); err != nil {
+		return nil, err
 	}
-	if a.admin != nil {
-		if ls.admin, err = net.Listen("tcp", a.cfg.AdminListen); err != nil {
-			_ = ls.proxy.Close()
-			return nil, fmt.Errorf("admin_listen %s: %w", a.cfg.AdminListen, err)
+	if adminListen != "" {
+		if ls.admin, err = listenTCP("admin_listen", adminListen); err != nil {
+			ls.close()
+			return nil, err
 		}
 	}
-	if a.tenant != nil {
-		if ls.tenant, err = net.Listen("tcp", a.cfg.TenantAPI.Listen); err != nil {
-			_ = ls.proxy.Close()
-			if ls.admin != nil {
-				_ = ls.admin.Close()
-			}
-			return nil, fmt.Errorf("tenant_api.listen %s: %w", a.cfg.TenantAPI.Listen, err)
+	if tenantListen != "" {
+		if ls.tenant, err = listenTCP("tenant_api.listen", tenantListen); err != nil {
+			ls.close()
+			return nil, err
 		}
 	}
 	return ls, nil
+}
+
+// listenTCP binds addr; the error names the configuration key, the cause
+// without repetition, and the fix.
+func listenTCP(key, addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err == nil {
+		return l, nil
+	}
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("%s %s: address already in use: stop the process holding the port or set %s to a free address (port 0 picks one)", key, addr, key)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("%s %s: permission denied: ports below 1024 need privileges; choose a higher port", key, addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("%s %s: no local interface has this address: use 127.0.0.1, 0.0.0.0 or an address of this host", key, addr)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
+	return nil, fmt.Errorf("%s %s: %w", key, addr, err)
+}
+
+// close releases the bound sockets (when the app does not start).
+func (ls *listeners) close() {
+	if ls.proxy != nil {
+		_ = ls.proxy.Close()
+	}
+	if ls.admin != nil {
+		_ = ls.admin.Close()
+	}
+	if ls.tenant != nil {
+		_ = ls.tenant.Close()
+	}
 }
 
 // run serves on ls until ctx ends, then drains for up to
@@ -189,25 +234,6 @@ func instanceName() string {
 	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
 
-// auditStats adapts the recorder's measurements for the metrics package.
-func auditStats(r *audit.Recorder) func() metrics.AuditStats {
-	if r == nil {
-		return nil
-	}
-	return func() metrics.AuditStats {
-		st := r.Stats()
-		out := metrics.AuditStats{Chains: map[string]metrics.ChainHeads{}}
-		for name, rs := range st.Regions {
-			out.QueueDepth += int(rs.QueueDepth)
-			out.SpoolBytes += rs.SpoolBytes
-			out.Written += rs.EventsWritten
-			out.Failed += rs.EventsFailed
-			out.Chains[name] = metrics.ChainHeads{Entries: rs.HeadSeq}
-		}
-		return out
-	}
-}
-
 // auditCheck reports whether every region's audit store is writable, for /readyz.
 func auditCheck(r *audit.Recorder, regions []string) admin.CheckFunc {
 	if r == nil {
@@ -221,5 +247,40 @@ func auditCheck(r *audit.Recorder, regions []string) admin.CheckFunc {
 			}
 		}
 		return errors.Join(errs...)
+	}
+}
+
+// spoolCloseGrace is how long stopping waits for a region that is down to
+// take the spooled events: they stay on disk and ship at the next start.
+const spoolCloseGrace = 2 * time.Second
+
+// closeRecorder closes the audit recorder. In spool mode every event is on
+// disk before it is acknowledged, so a region that is down need not hold
+// up the stop: after a short grace the rest stays in the spool, which is
+// not a failure. In the other modes unshipped events live only in memory,
+// so closing waits its full time and reports what it could not write.
+func (a *app) closeRecorder(r *audit.Recorder) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if a.cfg.Audit.Mode != audit.ModeSpool {
+			return r.Close(ctx)
+		}
+		var down []string
+		for _, name := range a.cfg.RegionNames() {
+			if r.Healthy(name) != nil {
+				down = append(down, name)
+			}
+		}
+		if len(down) == 0 {
+			return r.Close(ctx)
+		}
+		gctx, cancel := context.WithTimeout(ctx, spoolCloseGrace)
+		defer cancel()
+		err := r.Close(gctx)
+		if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			a.log.Warn("audit: regions down at stop; their unshipped events stay in the spool and ship at the next start",
+				"regions", down, "spool_dir", a.cfg.Audit.SpoolDir)
+			return nil
+		}
+		return err
 	}
 }

@@ -45,7 +45,9 @@ func loadAuditConfig(cmd *cobra.Command, path string) (*config.Config, *slog.Log
 	if path == "" {
 		return nil, nil, withCode(exitUsage, errors.New("--config is required"))
 	}
-	cfg, err := config.Load(path)
+	// the audit commands run as the admin role: they need neither the JWT
+	// secret nor the service role's password
+	cfg, err := config.LoadAdmin(path)
 	if err != nil {
 		return nil, nil, withCode(exitUsage, err)
 	}
@@ -224,6 +226,7 @@ holds this key.`,
 			if every < 0 {
 				return withCode(exitUsage, errors.New("--every must not be negative"))
 			}
+			warnSealConfig(log, cfg.Audit)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			for {
@@ -316,4 +319,17 @@ func parseTime(flag, s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%s: %q is not RFC 3339 or YYYY-MM-DD", flag, s)
+}
+
+// warnSealConfig warns about sealing settings that leave tampering
+// undetectable: without external checkpoint copies a deleted or replaced
+// chain and its checkpoint rows can be rewritten together; without the
+// public key `audit verify` cannot check the signatures.
+func warnSealConfig(log *slog.Logger, a config.Audit) {
+	if a.CheckpointDir == "" {
+		log.Warn("audit.checkpoint_dir is unset: checkpoints are stored only in the database, so a deleted or replaced chain goes unnoticed if its checkpoints are rewritten too; set it to a directory outside the database")
+	}
+	if a.SealPublicKey == "" {
+		log.Warn("audit.seal_public_key is unset: `pgtenant audit verify` checks checkpoint signatures only with --public-key; set it to the public half of the sealing key (openssl pkey -in KEY -pubout)")
+	}
 }

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/config"
@@ -23,20 +20,23 @@ const auditInitRetry = 5 * time.Second
 // start affects only that region's tenants (their statements get 57P03 until
 // the region's audit is writable) and the other regions serve.
 func (a *app) initAudit(ctx context.Context, cfg *config.Config) error {
-	var unreachable []string
+	var down []string
 	for _, name := range cfg.RegionNames() {
 		err := audit.InitRegion(ctx, name, cfg.Regions[name], a.log)
-		var pe *pgconn.PgError
 		switch {
 		case err == nil:
-		case errors.As(err, &pe):
-			return fmt.Errorf("audit init: %w", err)
-		default:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case unreachable(err):
 			a.log.Warn("audit init: region unreachable, retrying in the background", "region", name, "error", err)
-			unreachable = append(unreachable, name)
+			down = append(down, name)
+		default:
+			// the server answered: credentials, privileges or a missing
+			// admin role are a configuration to fix, not an outage
+			return fmt.Errorf("audit init: %w", err)
 		}
 	}
-	for _, name := range unreachable {
+	for _, name := range down {
 		go a.retryAuditInit(ctx, name, cfg.Regions[name])
 	}
 	return nil

@@ -36,8 +36,13 @@ func newCheckCmd() *cobra.Command {
 statement, allow or deny with the reason. Tables and their columns come from
 the configuration, from the region's catalog when it is reachable and
 policy.discover is on, and from --schema files (CREATE TABLE / CREATE VIEW,
-e.g. pg_dump -s output). -f - reads standard input; statements are split as
-psql does. --corpus checks verdict<TAB>category<TAB>sql rows (a SQL ending in
+e.g. pg_dump -s output; psql meta-commands such as \restrict are skipped as
+psql skips them, and errors name file and line). -f - reads standard input;
+statements are split as psql does. A statement with $n parameters is checked
+as Parse + Bind: "allowed if $1 is bound to your account" names the
+parameters that must carry the caller's account; a statement followed by
+"-- bind: v1 | v2" (before or after its semicolon) is checked with those
+values. --corpus checks verdict<TAB>category<TAB>sql rows (a SQL ending in
 "-- bind: v1 | v2" is sent as Parse + Bind; rows share one session, so an
 EXECUTE row sees an earlier PREPARE) and exits 1 on any disagreement.`,
 		Args: cobra.NoArgs,
@@ -102,8 +107,9 @@ func runCheck(cmd *cobra.Command, o checkOpts) error {
 		if err != nil {
 			return withCode(exitUsage, fmt.Errorf("check: --schema: %w", err))
 		}
-		if err := cat.AddSchemaSQL(string(b), eng.TenantColumn()); err != nil {
-			return withCode(exitUsage, fmt.Errorf("check: --schema %s: %w", path, err))
+		script := blankMetaCommands(string(b))
+		if err := cat.AddSchemaSQL(script, eng.TenantColumn()); err != nil {
+			return withCode(exitUsage, fmt.Errorf("check: --schema %w", schemaError(path, script, err)))
 		}
 	}
 	eng.SetCatalog(region, cat)
@@ -131,11 +137,15 @@ func runCheck(cmd *cobra.Command, o checkOpts) error {
 	}
 	sess := eng.NewSession(principal)
 	denied := 0
-	for _, stmt := range parser.SplitScript(script) {
-		d := sess.CheckQuery(stmt)
-		one := oneLine(stmt)
+	for _, stmt := range parser.SplitScript(attachBindComments(script)) {
+		d, cond := checkStatement(sess, o.account, stmt)
+		one := oneLine(stripBind(stmt))
 		if d.Allow {
-			fmt.Fprintf(out, "allow\t%s\n", one)
+			if cond != "" {
+				fmt.Fprintf(out, "allow\t%s\t%s\n", one, cond)
+			} else {
+				fmt.Fprintf(out, "allow\t%s\n", one)
+			}
 			continue
 		}
 		denied++

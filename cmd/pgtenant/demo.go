@@ -52,6 +52,12 @@ func newDemoCmd() *cobra.Command {
 }
 
 func runDemo(ctx context.Context, out, errOut io.Writer, listen, adminListen string) error {
+	// bind first: a port in use is one line, before any cluster starts
+	ls, err := bind(listen, adminListen, "")
+	if err != nil {
+		return fmt.Errorf("%w (demo: try --listen 127.0.0.1:0)", err)
+	}
+	defer ls.close()
 	dir, err := os.MkdirTemp("", "pgtenant-demo-")
 	if err != nil {
 		return err
@@ -78,7 +84,11 @@ func runDemo(ctx context.Context, out, errOut io.Writer, listen, adminListen str
 			return err
 		}
 	}
-	cfg, err := demoConfig(dir, listen, adminListen, clusters)
+	adminAddr := ""
+	if ls.admin != nil {
+		adminAddr = ls.admin.Addr().String()
+	}
+	cfg, err := demoConfig(dir, ls.proxy.Addr().String(), adminAddr, clusters)
 	if err != nil {
 		return err
 	}
@@ -87,10 +97,6 @@ func runDemo(ctx context.Context, out, errOut io.Writer, listen, adminListen str
 	a, err := newApp(ctx, cfg, log, level)
 	if err != nil {
 		return err
-	}
-	ls, err := a.listen()
-	if err != nil {
-		return fmt.Errorf("%w (try --listen 127.0.0.1:0)", err)
 	}
 	if err := printDemoBanner(out, a, ls); err != nil {
 		return err

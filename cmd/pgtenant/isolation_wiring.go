@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/pgtenant/pgtenant/config"
@@ -19,6 +20,12 @@ func (a *app) proofOptions(cfg *config.Config) isolation.Options {
 		PolicyVersion: fmt.Sprintf("pgtenant %s, config sha256:%.12s", version, configHash(cfg)),
 		ChainHeads: func(ctx context.Context, region string) (isolation.ChainHeads, error) {
 			return chainHeads(ctx, cfg, region)
+		},
+		LastVerification: func(region string) (isolation.Verification, bool) {
+			if a.auditWatch == nil {
+				return isolation.Verification{}, false
+			}
+			return a.auditWatch.lastVerification(region)
 		},
 	}
 }
@@ -53,8 +60,51 @@ func requireRLS(ctx context.Context, cfg *config.Config) error {
 	}
 	for _, name := range cfg.RegionNames() {
 		if err := isolation.CheckRLS(ctx, name, cfg.Regions[name], cfg.Policy); err != nil {
-			return fmt.Errorf("policy.require_rls: region %s: %w", name, err)
+			return fmt.Errorf("policy.require_rls: region %s: %w (fix: `pgtenant setup --config FILE` prints the SQL that enables and forces it, `--apply` runs it)", name, err)
 		}
 	}
 	return nil
+}
+
+// warnIsolation inspects region's isolation layers in the background and
+// logs a WARN for each that row-level security does not hold: a service
+// role that is superuser, BYPASSRLS or owns a tenant table, and a tenant
+// table without enabled and forced RLS. Called at start and after every
+// discovery, so a migration that adds an unprotected table is noticed.
+func (a *app) warnIsolation(region string) {
+	r, ok := a.cfg.Regions[region]
+	if !ok {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(a.ctx, r.ConnectTimeout+10*time.Second)
+		defer cancel()
+		rep := isolation.Inspect(ctx, region, r, isolation.Options{Policy: a.cfg.Policy, ParserActive: true})
+		logIsolationWarnings(a.log, rep)
+	}()
+}
+
+// logIsolationWarnings logs the WARNs for rep (see warnIsolation).
+func logIsolationWarnings(log *slog.Logger, rep isolation.Report) {
+	if rep.Error != "" {
+		log.Warn("isolation check failed: row-level security state unknown", "region", rep.Region, "error", rep.Error)
+		return
+	}
+	const fix = "run `pgtenant setup --config FILE` to see the fix, `--apply` to apply it"
+	role := rep.Role
+	if role.Superuser || role.BypassRLS || len(role.OwnsTables) > 0 {
+		log.Warn("service role bypasses row-level security: only the proxy's statement policy isolates tenants",
+			"region", rep.Region, "role", role.Role, "superuser", role.Superuser, "bypassrls", role.BypassRLS,
+			"owns_tenant_tables", role.OwnsTables, "fix", fix)
+	}
+	var unforced []string
+	for _, t := range rep.RLS.Tables {
+		if !t.RLSEnabled || !t.RLSForced {
+			unforced = append(unforced, t.Table)
+		}
+	}
+	if len(unforced) > 0 {
+		log.Warn("tenant tables without enabled and forced row-level security", "region", rep.Region,
+			"tables", unforced, "fix", fix)
+	}
 }

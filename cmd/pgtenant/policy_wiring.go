@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pgtenant/pgtenant/auth"
@@ -28,6 +29,7 @@ type builtPolicy struct {
 	engine   *policy.Engine
 	failed   []string // regions whose catalog could not be read
 	checkers proxy.CheckerFactory
+	watch    *catalogWatch // with policy.discover: migrations' notifications
 }
 
 // policyFor builds the statement policy for cfg: the configured tables plus,
@@ -43,6 +45,8 @@ func (a *app) policyFor(cfg *config.Config) (*builtPolicy, error) {
 	b := &builtPolicy{cfg: cfg, engine: engine,
 		checkers: func(p auth.Principal) proxy.StatementChecker { return engine.NewSession(p) }}
 	if cfg.Policy.Discover {
+		b.watch = newCatalogWatch(a, engine, cfg)
+		b.checkers = b.watch.factory()
 		for _, name := range cfg.RegionNames() {
 			if err := discover(engine, name, cfg.Regions[name]); err != nil {
 				a.log.Warn("policy discovery failed: the region's tables are unknown (denied) until it succeeds", "region", name, "error", err)
@@ -53,17 +57,25 @@ func (a *app) policyFor(cfg *config.Config) (*builtPolicy, error) {
 	return b, nil
 }
 
-// commit puts a built policy in force: its discovery loop replaces the
-// previous engine's.
+// commit puts a built policy in force: its discovery loops (retry and
+// refresh, and the migrations' notifications) replace the previous engine's.
 func (a *app) commit(b *builtPolicy) {
 	if a.stopDiscovery != nil {
-		a.stopDiscovery() // the previous engine's loop; it is replaced
+		a.stopDiscovery() // the previous engine's loops; they are replaced
 		a.stopDiscovery = nil
+	}
+	for _, name := range b.cfg.RegionNames() {
+		if !slices.Contains(b.failed, name) {
+			a.warnIsolation(name)
+		}
 	}
 	if b.cfg.Policy.Discover {
 		ctx, cancel := context.WithCancel(a.ctx)
 		a.stopDiscovery = cancel
 		go a.rediscover(ctx, b.engine, b.cfg, b.failed)
+		for _, name := range b.cfg.RegionNames() {
+			go b.watch.listen(ctx, name)
+		}
 	}
 	a.engine.Store(b.engine)
 }
@@ -87,13 +99,16 @@ func (a *app) rediscover(ctx context.Context, engine *policy.Engine, cfg *config
 					continue
 				}
 				a.log.Info("policy discovery succeeded", "region", name)
+				a.warnIsolation(name)
 			}
 			failed = still
 		case <-refresh.C:
 			for _, name := range cfg.RegionNames() {
 				if err := discover(engine, name, cfg.Regions[name]); err != nil {
 					a.log.Warn("policy discovery refresh failed; the last catalog stays in force", "region", name, "error", err)
+					continue
 				}
+				a.warnIsolation(name)
 			}
 		}
 	}

@@ -136,12 +136,13 @@ func startProveApp(ctx context.Context, cfg *config.Config, log *slog.Logger, le
 		c.Audit.Mode = audit.ModeStrict
 	}
 	c.Limits.ShutdownTimeout = 5 * time.Second
-	a, err := newApp(ctx, &c, log, level)
+	ls, err := bind(c.Listen, c.AdminListen, "")
 	if err != nil {
 		return "", nil, fmt.Errorf("prove: start pgtenant: %w", err)
 	}
-	ls, err := a.listen()
+	a, err := newApp(ctx, &c, log, level)
 	if err != nil {
+		ls.close()
 		return "", nil, fmt.Errorf("prove: start pgtenant: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -22,32 +23,43 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the proxy until SIGTERM or SIGINT, then drain gracefully",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			level := new(slog.LevelVar)
-			log := newLogger(cmd.ErrOrStderr(), cfg.Log, level)
-			startPprof(log)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := newApp(ctx, cfg, log, level)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			ls, err := a.listen()
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			a.configPath = path
-			go a.watchConfig(ctx, path)
-			if err := a.run(ctx, ls); err != nil {
-				return withCode(exitFailed, err)
-			}
-			return nil
+			return runServe(ctx, path, cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// runServe runs the proxy configured by the file at path until ctx ends.
+// The addresses are bound first, so that a port in use is reported in one
+// line before anything connects to a region.
+func runServe(ctx context.Context, path string, errOut io.Writer) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	level := new(slog.LevelVar)
+	log := newLogger(errOut, cfg.Log, level)
+	ls, err := bind(cfg.Listen, cfg.AdminListen, cfg.TenantAPI.Listen)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	startPprof(log)
+	a, err := newApp(ctx, cfg, log, level)
+	if err != nil {
+		ls.close()
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return withCode(exitUsage, withFix(err))
+	}
+	a.configPath = path
+	go a.watchConfig(ctx, path)
+	if err := a.run(ctx, ls); err != nil {
+		return withCode(exitFailed, err)
+	}
+	return nil
 }

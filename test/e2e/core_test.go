@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +19,15 @@ import (
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// every test here drives real clusters, the built binary and real clients
+		fmt.Println("e2e: skipped with -short (make test runs it)")
+		os.Exit(0)
+	}
+	pgtest.MainCleanup(m, removeBinary)
+}
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -55,6 +55,13 @@ func binary(t *testing.T) string {
 	return buildOnce.path
 }
 
+// removeBinary deletes the binary binary built (and its directory) after the tests.
+func removeBinary() {
+	if buildOnce.path != "" {
+		_ = os.RemoveAll(filepath.Dir(buildOnce.path))
+	}
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -120,6 +120,14 @@ func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// MainCleanup is Main that also runs cleanup after the tests and the shared
+// clusters are done (e.g. to remove a binary the tests built), before exiting.
+func MainCleanup(m *testing.M, cleanup func()) {
+	code := run(m)
+	cleanup()
+	os.Exit(code)
+}
+
 // run is Main without os.Exit.
 func run(m interface{ Run() int }) int {
 	shared.Lock()

@@ -65,12 +65,29 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- printf "PGTENANT_REGION_%s_PASSWORD" (regexReplaceAll "[^A-Za-z0-9]" . "_" | upper) -}}
 {{- end -}}
 
+{{/* Name of the environment variable holding region NAME's admin password. */}}
+{{- define "pgtenant.regionAdminPasswordEnv" -}}
+{{- printf "PGTENANT_REGION_%s_ADMIN_PASSWORD" (regexReplaceAll "[^A-Za-z0-9]" . "_" | upper) -}}
+{{- end -}}
+
 {{/*
-pgtenant.config renders config.yaml: the `config` values plus listen
-addresses, spool directory, regions and secret references. It refuses inline secrets.
+pgtenant.config renders the proxy's config.yaml: the `config` values plus
+listen addresses, spool directory, regions and secret references. It refuses
+inline secrets. pgtenant.adminConfig is the same file for the setup Job and
+the sealing CronJob, plus each region's admin_password_env: the proxy pods
+never get the admin passwords.
 */}}
 {{- define "pgtenant.config" -}}
+{{- include "pgtenant.renderConfig" (dict "Values" .Values "Release" .Release "admin" false) -}}
+{{- end -}}
+
+{{- define "pgtenant.adminConfig" -}}
+{{- include "pgtenant.renderConfig" (dict "Values" .Values "Release" .Release "admin" true) -}}
+{{- end -}}
+
+{{- define "pgtenant.renderConfig" -}}
 {{- $v := .Values -}}
+{{- $admin := .admin -}}
 {{- $cfg := deepCopy (default (dict) $v.config) -}}
 {{- if hasKey $cfg "regions" -}}
 {{- fail "pgtenant: set backends under `regions`, not `config.regions`" -}}
@@ -109,7 +126,20 @@ addresses, spool directory, regions and secret references. It refuses inline sec
 {{- $_ := set $cfg "listen" $listen -}}
 {{- $_ := set $cfg "admin_listen" (printf "0.0.0.0:%v" $v.ports.admin) -}}
 {{- $audit := deepCopy (default (dict) $cfg.audit) -}}
+{{- range $k := list "spool_dir" "checkpoint_dir" "seal_public_key" "init" -}}
+{{- if hasKey $audit $k -}}
+{{- fail (printf "pgtenant: config.audit.%s is set by the chart (spool, sealing and init values)" $k) -}}
+{{- end -}}
+{{- end -}}
 {{- $_ := set $audit "spool_dir" "/var/lib/pgtenant/spool" -}}
+{{- /* the setup Job creates the audit schema as the admin role; the proxy never holds that role's password */ -}}
+{{- if $v.init.enabled -}}{{- $_ := set $audit "init" false -}}{{- end -}}
+{{- if $v.sealing.enabled -}}
+{{- $_ := set $audit "checkpoint_dir" $v.sealing.checkpoints.mountPath -}}
+{{- if $v.sealing.publicKeySecret.name -}}
+{{- $_ := set $audit "seal_public_key" (printf "/etc/pgtenant/seal-public/%s" ($v.sealing.publicKeySecret.key | default "seal.pub")) -}}
+{{- end -}}
+{{- end -}}
 {{- $_ := set $cfg "audit" $audit -}}
 {{- $regions := dict -}}
 {{- range $name, $r := $v.regions -}}
@@ -121,9 +151,18 @@ addresses, spool directory, regions and secret references. It refuses inline sec
 {{- if not (and $r.passwordSecret $r.passwordSecret.name) -}}
 {{- fail (printf "pgtenant: regions.%s.passwordSecret.name is required" $name) -}}
 {{- end -}}
+{{- if or (hasKey $r "admin_password") (hasKey $r "admin_password_env") (hasKey $r "admin_password_file") -}}
+{{- fail (printf "pgtenant: regions.%s: give the admin password as adminPasswordSecret {name, key}, never inline" $name) -}}
+{{- end -}}
+{{- if and $r.adminPasswordSecret (not $r.admin_user) -}}
+{{- fail (printf "pgtenant: regions.%s.adminPasswordSecret needs regions.%s.admin_user" $name $name) -}}
+{{- end -}}
 {{- $e := dict "host" $r.host "port" (default 5432 $r.port | int) "user" $r.user "password_env" (include "pgtenant.regionPasswordEnv" $name) -}}
-{{- range $k := list "database" "sslmode" "sslrootcert" "connect_timeout" -}}
+{{- range $k := list "database" "sslmode" "sslrootcert" "connect_timeout" "admin_user" "audit_database" -}}
 {{- if index $r $k -}}{{- $_ := set $e $k (index $r $k) -}}{{- end -}}
+{{- end -}}
+{{- if and $admin $r.adminPasswordSecret $r.adminPasswordSecret.name -}}
+{{- $_ := set $e "admin_password_env" (include "pgtenant.regionAdminPasswordEnv" $name) -}}
 {{- end -}}
 {{- $_ := set $regions $name $e -}}
 {{- end -}}
@@ -269,4 +308,39 @@ it then starts before and stops after the application.
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .Values.ports.admin | quote }}
 prometheus.io/path: /metrics
+{{- end -}}
+
+{{/*
+Environment of the admin Jobs: each region's admin password and, with
+withService, the service role's password (setup creates the role with it).
+Never the JWT secret.
+*/}}
+{{- define "pgtenant.adminEnv" -}}
+{{- $withService := .withService -}}
+{{- range $name, $r := .Values.regions }}
+{{- if and $r.adminPasswordSecret $r.adminPasswordSecret.name }}
+- name: {{ include "pgtenant.regionAdminPasswordEnv" $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.adminPasswordSecret.name }}
+      key: {{ $r.adminPasswordSecret.key | default "password" }}
+{{- end }}
+{{- if $withService }}
+- name: {{ include "pgtenant.regionPasswordEnv" $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.passwordSecret.name }}
+      key: {{ $r.passwordSecret.key | default "password" }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of the admin Jobs' pods (not the proxy's selector labels). */}}
+{{- define "pgtenant.adminLabels" -}}
+app.kubernetes.io/name: {{ include "pgtenant.name" . }}-admin
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: pgtenant
 {{- end -}}
