@@ -75,6 +75,10 @@ func leafKeys(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if squashed(f) {
+			out = append(out, leafKeys(f.Type, prefix)...)
+			continue
+		}
 		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
 		if tag == "" || tag == "-" {
 			continue
@@ -146,6 +150,10 @@ func (g *exampleGen) structValue(v reflect.Value, t reflect.Type, prefix string,
 	ind := strings.Repeat("  ", depth)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if squashed(f) {
+			g.structValue(v.Field(i), f.Type, prefix, depth)
+			continue
+		}
 		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
 		if tag == "" || tag == "-" {
 			continue
@@ -397,4 +405,10 @@ func yamlKey(tag *ast.BasicLit) string {
 		return ""
 	}
 	return key
+}
+
+// squashed reports an embedded struct whose fields mapstructure reads at its
+// parent's level (`mapstructure:",squash"`).
+func squashed(f reflect.StructField) bool {
+	return f.Anonymous && f.Type.Kind() == reflect.Struct && strings.Contains(f.Tag.Get("mapstructure"), ",squash")
 }
