@@ -179,6 +179,23 @@ func (g *exampleGen) structValue(v reflect.Value, t reflect.Type, prefix string,
 				ex.AdminUser, ex.AdminPasswordEnv = "postgres", strings.Replace(r.passwordEnv, "_PW", "_ADMIN_PW", 1)
 				g.regionValue(reflect.ValueOf(ex), key+"."+r.name+".", depth+2, r.name == exampleRegions[0].name)
 			}
+		case f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Struct:
+			// An empty map, with its entries' keys documented in a
+			// commented-out template entry.
+			g.comment(ind, key, doc, unitDefault(f, fv))
+			fmt.Fprintf(g.out, "%s%s: {}\n", ind, tag)
+			et := f.Type.Elem()
+			fmt.Fprintf(g.out, "%s#   NAME:\n", ind)
+			for j := 0; j < et.NumField(); j++ {
+				ef := et.Field(j)
+				etag := strings.Split(ef.Tag.Get("mapstructure"), ",")[0]
+				if etag == "" || etag == "-" {
+					continue
+				}
+				zero := reflect.New(et).Elem().Field(j)
+				fmt.Fprintf(g.out, "%s#     # %s (%s)\n", ind, key+".NAME."+etag, unitDefault(ef, zero))
+				fmt.Fprintf(g.out, "%s#     %s: %s\n", ind, etag, yamlValue(zero))
+			}
 		default:
 			val := fv
 			if key == "auth.hs256_secret_env" && fv.String() == "" {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"strings"
@@ -28,6 +29,10 @@ func fieldsByKey(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && strings.Contains(f.Tag.Get("mapstructure"), ",squash") {
+			maps.Copy(out, fieldsByKey(f.Type)) // read at this level
+			continue
+		}
 		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
 		if tag == "" || tag == "-" || !f.IsExported() {
 			continue

@@ -85,8 +85,8 @@ var defaults = map[string]any{
 	"access.support.ticket_claim":         "ticket",
 	"access.support.max_ttl":              24 * time.Hour,
 	"access.support.read_only":            true,
-	"tenant_api.listen":                 "",
-	"tenant_api.roles":                  []string{"owner", "admin", "auditor", "viewer"},
+	"tenant_api.listen":                   "",
+	"tenant_api.roles":                    []string{"owner", "admin", "auditor", "viewer"},
 }
 
 // Default returns the configuration with every default applied and no regions.

@@ -311,4 +311,3 @@ func (t TenantAPI) validate(tls TLS) error {
 	}
 	return nil
 }
-
