@@ -107,6 +107,8 @@ type SetInfo struct {
 	Args   []string
 	ArgsOK bool
 	Local  bool
+	// Func marks a set_config call judged as a SET.
+	Func bool
 }
 
 // CopyInfo describes a COPY statement.

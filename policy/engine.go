@@ -91,6 +91,7 @@ func (e *Engine) SetCatalog(region string, c *Catalog) {
 		if len(c.SearchPath) > 0 {
 			merged.SearchPath = c.SearchPath
 		}
+		merged.Database, merged.NoRoleSchema = c.Database, c.NoRoleSchema
 		for _, t := range c.Tables {
 			cp := *t
 			merged.Add(&cp)
@@ -193,6 +194,16 @@ func (e *Engine) analyzeScanned(cat *Catalog, sql string, sc *parser.Scanned) (a
 		}
 	}
 	return an
+}
+
+// resetAll reports whether a statement of the text runs RESET ALL.
+func (an *analysis) resetAll() bool {
+	for _, st := range an.stmts {
+		if st.ResetAll {
+			return true
+		}
+	}
+	return false
 }
 
 func allFixed(st *parser.Statement) []int {

@@ -226,7 +226,7 @@ var ruleCases = []struct{ verdict, sql string }{
 	{"allow", `SAVEPOINT s1`},
 	{"allow", `ROLLBACK TO SAVEPOINT s1`},
 	{"allow", `END`},
-	{"deny", `RESET ALL`},
+	{"allow", `RESET ALL`},
 	{"deny", `DISCARD ALL`},
 	{"allow", `DISCARD PLANS`},
 	{"allow", `DISCARD TEMP`},

@@ -1,0 +1,131 @@
+package policy
+
+import (
+	"testing"
+
+	"github.com/pgtenant/pgtenant/auth"
+)
+
+// round2Cases are the verdicts of issues 10 and 11 (second round) for account
+// 42 on the test schema: settings by class, the pool reset, driver helpers,
+// name resolution, cache keys and the false denies removed.
+var round2Cases = []struct{ verdict, sql string }{
+	// settings by class
+	{"allow", `SET standard_conforming_strings = on`},
+	{"allow", `SET standard_conforming_strings TO 'on'`},
+	{"allow", `SET standard_conforming_strings = true`},
+	{"allow", `SET standard_conforming_strings = 1`},
+	{"allow", `SET LOCAL standard_conforming_strings = yes`},
+	{"deny", `SET standard_conforming_strings = off`},
+	{"deny", `SET standard_conforming_strings = 'of'`},
+	{"deny", `SET standard_conforming_strings = DEFAULT`},
+	{"deny", `RESET standard_conforming_strings`},
+	{"deny", `SELECT set_config('standard_conforming_strings', 'on', false)`},
+	{"deny", `SELECT set_config('standard_conforming_strings', 'off', false)`},
+	{"allow", `SET default_transaction_isolation = 'read committed'`},
+	{"allow", `SET default_transaction_read_only = off`},
+	{"allow", `SET SESSION default_transaction_deferrable TO on`},
+	{"allow", `SET synchronous_commit = off`},
+	{"allow", `SET work_mem = '64MB'`},
+	{"allow", `RESET work_mem`},
+	{"allow", `SET jit = off`},
+	{"allow", `SET plan_cache_mode = force_custom_plan`},
+	{"allow", `SET enable_seqscan = off`},
+	{"allow", `SET LOCAL enable_nestloop TO false`},
+	{"allow", `SELECT set_config('work_mem', '8MB', true)`},
+	{"deny", `SET enable_x.y = 1`},
+	{"deny", `SET session_replication_role = replica`},
+	{"deny", `SET row_security = off`},
+	{"deny", `SET role = postgres`},
+	{"deny", `SET app.current_account_id = '7'`},
+	{"deny", `SET default_tablespace = ''`},
+	{"deny", `SET backslash_quote = on`},
+	{"deny", `SET escape_string_warning = off`},
+	{"deny", `SET check_function_bodies = off`},
+	{"deny", `SET temp_tablespaces = 'x'`},
+	{"deny", `SET log_statement = 'none'`},
+	{"deny", `SET search_path = DEFAULT`},
+	{"deny", `RESET search_path`},
+	{"allow", `SET search_path = public`},
+	{"allow", `SET search_path TO 'public'`},
+	{"deny", `SET search_path = "$user", public`}, // the test catalog does not know whether a schema is named after the role
+	{"deny", `SET search_path = pg_temp, public`},
+	// the pool reset (asyncpg)
+	{"allow", `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`},
+	{"allow", `SELECT pg_catalog.pg_advisory_unlock_all()`},
+	{"deny", `SELECT pg_advisory_unlock(1)`},
+	{"deny", `SELECT pg_advisory_lock(1)`},
+	{"deny", `DISCARD ALL`},
+	// driver helpers
+	{"allow", `SELECT (information_schema._pg_expandarray(i.indkey)).n FROM pg_catalog.pg_index i`},
+	{"allow", `SELECT information_schema._pg_truetypid(a, t) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid`},
+	{"deny", `SELECT information_schema.nonexistent_helper(1)`},
+	{"deny", `SELECT _pg_expandarray(ARRAY[1])`},
+	// tuple history, transaction status, server build
+	{"deny", `SELECT currtid2('orders', '(0,1)'::tid)`},
+	{"deny", `SELECT pg_catalog.currtid2('public.orders', tidin('(0,1)'))`},
+	{"deny", `SELECT * FROM pg_get_multixact_members('1'::xid)`},
+	{"deny", `SELECT pg_xact_commit_timestamp('100'::xid)`},
+	{"deny", `SELECT pg_xact_status('100'::xid8)`},
+	{"deny", `SELECT txid_status(100)`},
+	{"deny", `SELECT * FROM pg_config()`},
+	{"deny", `SELECT pg_catalog.pg_config()`},
+	{"deny", `SELECT * FROM heap_page_items(get_raw_page('orders', 0))`},
+	{"allow", `SELECT pg_relation_size('orders'), pg_table_size('orders'), pg_total_relation_size('public.orders')`},
+	{"allow", `SELECT reltuples, relpages FROM pg_class WHERE relname = 'orders'`},
+}
+
+func TestRound2Rules(t *testing.T) {
+	e := newTestEngine(t)
+	for _, c := range round2Cases {
+		s := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
+		d := RunCorpusSQL(s, c.sql)
+		got := "deny"
+		if d.Allow {
+			got = "allow"
+		}
+		if got != c.verdict {
+			t.Errorf("want %s got %s (%s): %s", c.verdict, got, d.Message, c.sql)
+		}
+		if !d.Allow && (d.SQLState == "" || d.Reason == "") {
+			t.Errorf("denial without state/reason %+v: %s", d, c.sql)
+		}
+	}
+}
+
+// RESET ALL is allowed in a simple Query with the flag that makes the proxy
+// re-pin; sent with Parse it is refused (the re-pin follows simple Queries).
+func TestResetAllNeedsRepin(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	if d := s.CheckQuery(`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`); !d.Allow || !d.ResetAll {
+		t.Fatalf("pool reset: allow=%v resetAll=%v (%s)", d.Allow, d.ResetAll, d.Message)
+	}
+	if d := s.CheckQuery(`RESET work_mem`); !d.Allow || d.ResetAll {
+		t.Fatalf("RESET work_mem: allow=%v resetAll=%v", d.Allow, d.ResetAll)
+	}
+	if d := s.CheckParse("", `RESET ALL`, nil); d.Allow {
+		t.Fatal("RESET ALL through Parse allowed")
+	}
+}
+
+// "$user", public is the pinned path only when discovery proved no schema is
+// named after the service role.
+func TestSearchPathUserSchema(t *testing.T) {
+	e := newTestEngine(t)
+	cat := e.Catalog("eu-west")
+	cat.NoRoleSchema = true
+	e.SetCatalog("eu-west", cat)
+	for sql, allow := range map[string]bool{
+		`SET search_path = "$user", public`:                          true,
+		`SET search_path TO '"$user", public'`:                       true,
+		`SELECT set_config('search_path', '"$user", public', false)`: true,
+		`SET search_path = "$user", public, audit`:                   false,
+		`SET search_path = "$user"`:                                  false,
+		`SET search_path = public, "$user"`:                          true,
+	} {
+		if d := session(t, e, "42").CheckQuery(sql); d.Allow != allow {
+			t.Errorf("%s: allow=%v (%s), want %v", sql, d.Allow, d.Message, allow)
+		}
+	}
+}
