@@ -3,7 +3,7 @@ package policy
 import "testing"
 
 // A cached analysis is never reused for a text that differs in a literal the
-// analysis did not read as a tenant value (issue 10 item 4): COPY TO '' and
+// analysis did not read as a tenant value (issue 10 item 4): COPY TO ” and
 // COPY TO a file are both refused, in either order, on one cached engine.
 func TestCacheKeyKeepsNonTenantLiterals(t *testing.T) {
 	e := newTestEngine(t)
