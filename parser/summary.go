@@ -181,6 +181,9 @@ type FromItem struct {
 	Using       []string
 	Natural     bool
 	Alias       string
+	// UsingAlias is JOIN ... USING (...) AS name: a name for the merged
+	// USING columns that, unlike Alias, hides nothing.
+	UsingAlias string
 }
 
 // PredKind is the form of a conjunct.
@@ -250,6 +253,13 @@ type Block struct {
 	// Parent is the block whose FROM entries are visible to correlated
 	// references from this one (-1: none).
 	Parent int
+	// Scoped marks a block that sees only Scope of its parent's FROM items
+	// (parse analysis' namespace at the point the block was parsed: a
+	// LATERAL subquery or a function in FROM sees the earlier items and the
+	// left sides of the joins it is on the right of; a subquery in JOIN ON
+	// sees the join's two sides). Unscoped blocks see every FROM item.
+	Scoped bool
+	Scope  []*FromItem `json:"-"`
 	// Role says where the block sits: select, cte, from, sublink, setop,
 	// values, insert, update, delete, merge.
 	Role string

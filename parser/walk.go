@@ -62,6 +62,25 @@ func (w *walker) newBlock(parent int, role string) int {
 	return len(w.st.Blocks) - 1
 }
 
+// scoped runs fn and gives every block it created directly under parent
+// (not yet scoped by a nested call) the visible items scope.
+func (w *walker) scoped(parent int, scope []*FromItem, fn func()) {
+	start := len(w.st.Blocks)
+	fn()
+	for i := start; i < len(w.st.Blocks); i++ {
+		if bl := w.st.Blocks[i]; bl.Parent == parent && !bl.Scoped {
+			bl.Scoped, bl.Scope = true, scope
+		}
+	}
+}
+
+// visible returns a copy of the items visible to a lateral reference.
+func visible(items []*FromItem, more ...*FromItem) []*FromItem {
+	out := make([]*FromItem, 0, len(items)+len(more))
+	out = append(out, items...)
+	return append(out, more...)
+}
+
 func (w *walker) stmt(n *pg.Node) {
 	st := w.st
 	m := nodeMsg(n)
@@ -305,7 +324,7 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent int, role string) ([]int, [
 		}
 	}
 	for _, f := range s.FromClause {
-		blk.From = append(blk.From, w.fromItem(f, b))
+		blk.From = append(blk.From, w.fromItem(f, b, visible(blk.From)))
 	}
 	if s.WhereClause != nil {
 		blk.Where = w.preds(s.WhereClause)
@@ -435,8 +454,9 @@ func (w *walker) addRel(b int, r Rel) *FromItem {
 	return &FromItem{Rel: len(blk.Rels) - 1}
 }
 
-// fromItem walks one FROM entry of block b.
-func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
+// fromItem walks one FROM entry of block b; vis are the items a LATERAL
+// reference from it may see.
+func (w *walker) fromItem(n *pg.Node, b int, vis []*FromItem) *FromItem {
 	blk := w.st.Blocks[b]
 	switch x := nodeMsg(n).(type) {
 	case *pg.RangeVar:
@@ -463,7 +483,18 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 			w.unknown("subselect:" + msgName(nodeMsg(x.Subquery)))
 			return w.addRel(b, Rel{Kind: RelSubquery, Block: -1})
 		}
-		arms, cols := w.selectStmt(sel, parent, "from")
+		var arms []int
+		var cols []string
+		walk := func() { arms, cols = w.selectStmt(sel, parent, "from") }
+		switch {
+		case x.Lateral:
+			w.scoped(b, vis, walk)
+		case blk.Scoped:
+			// a plain subquery skips this level: it sees what this block sees
+			w.scoped(parent, blk.Scope, walk)
+		default:
+			walk()
+		}
 		r := Rel{Kind: RelSubquery, Block: -1, Cols: cols}
 		if len(arms) > 0 {
 			r.Block = arms[0]
@@ -489,9 +520,12 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 				q := qname(fc.Funcname)
 				names = append(names, q.Name)
 			}
-			for _, it := range l.Items {
-				w.expr(it, b)
-			}
+			// a function in FROM is implicitly LATERAL
+			w.scoped(b, vis, func() {
+				for _, it := range l.Items {
+					w.expr(it, b)
+				}
+			})
 		}
 		if len(names) == 1 {
 			r.Name = names[0]
@@ -523,8 +557,10 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 		return w.addRel(b, r)
 	case *pg.JoinExpr:
 		j := &FromItem{Rel: -1, Natural: x.IsNatural}
-		j.Left = w.fromItem(x.Larg, b)
-		j.Right = w.fromItem(x.Rarg, b)
+		j.Left = w.fromItem(x.Larg, b, vis)
+		// the right side may LATERAL-reference the left (an error for RIGHT
+		// and FULL joins, which never runs)
+		j.Right = w.fromItem(x.Rarg, b, visible(vis, j.Left))
 		switch x.Jointype {
 		case pg.JoinType_JOIN_INNER:
 			j.Join = JoinInner
@@ -541,19 +577,28 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 		j.Using = strs(x.UsingClause)
 		if x.Quals != nil {
 			j.Quals = w.preds(x.Quals)
-			w.expr(x.Quals, b)
+			// ON sees only the join's two sides (and outer query levels)
+			w.scoped(b, []*FromItem{j.Left, j.Right}, func() { w.expr(x.Quals, b) })
 		}
 		if x.Alias != nil {
 			j.Alias = x.Alias.Aliasname
+			if len(x.Alias.Colnames) > 0 {
+				w.unknown("join-alias-columns")
+			}
+		}
+		if x.JoinUsingAlias != nil {
+			j.UsingAlias = x.JoinUsingAlias.Aliasname
 		}
 		return j
 	case *pg.RangeTableSample:
-		it := w.fromItem(x.Relation, b)
-		w.exprs(x.Args, b)
-		w.expr(x.Repeatable, b)
-		for _, m := range x.Method {
-			w.expr(m, b)
-		}
+		it := w.fromItem(x.Relation, b, vis)
+		w.scoped(b, vis, func() {
+			w.exprs(x.Args, b)
+			w.expr(x.Repeatable, b)
+			for _, m := range x.Method {
+				w.expr(m, b)
+			}
+		})
 		return it
 	default:
 		w.unknown("from:" + msgName(x))
@@ -693,7 +738,7 @@ func (w *walker) updateStmt(x *pg.UpdateStmt, parent int, role string) (int, []s
 	target.Target = true
 	blk.From = append(blk.From, w.addRel(b, target))
 	for _, f := range x.FromClause {
-		blk.From = append(blk.From, w.fromItem(f, b))
+		blk.From = append(blk.From, w.fromItem(f, b, visible(blk.From)))
 	}
 	blk.DML.Set = w.setTargets(x.TargetList, b)
 	if x.WhereClause != nil {
@@ -714,7 +759,7 @@ func (w *walker) deleteStmt(x *pg.DeleteStmt, parent int, role string) (int, []s
 	target.Target = true
 	blk.From = append(blk.From, w.addRel(b, target))
 	for _, f := range x.UsingClause {
-		blk.From = append(blk.From, w.fromItem(f, b))
+		blk.From = append(blk.From, w.fromItem(f, b, visible(blk.From)))
 	}
 	if x.WhereClause != nil {
 		blk.Where = w.preds(x.WhereClause)
@@ -734,7 +779,7 @@ func (w *walker) mergeStmt(x *pg.MergeStmt, parent int, role string) (int, []str
 	target := relFromRangeVar(x.Relation)
 	target.Target = true
 	blk.From = append(blk.From, w.addRel(b, target))
-	src := w.fromItem(x.SourceRelation, b)
+	src := w.fromItem(x.SourceRelation, b, nil) // the target is not visible to the source
 	if src.Rel >= 0 {
 		blk.Rels[src.Rel].Source = true
 	} else {

@@ -372,7 +372,11 @@ func (a *analyzer) displayName(ref relRef) string {
 func (a *analyzer) resolveTable(r parser.Rel) (*Table, Class, string) {
 	cat := a.cat
 	if r.Catalog != "" {
-		return nil, ClassUnknown, r.Catalog + "." + r.Schema + "." + r.Name
+		if r.Catalog != cat.Database || cat.Database == "" {
+			// another database (an error in PostgreSQL) or one pgtenant cannot name
+			return nil, ClassUnknown, r.Catalog + "." + r.Schema + "." + r.Name
+		}
+		r.Catalog = "" // the current database: the same as schema.name
 	}
 	if r.Schema != "" {
 		name := r.Schema + "." + r.Name

@@ -73,6 +73,22 @@ var round2Cases = []struct{ verdict, sql string }{
 	{"deny", `SELECT * FROM heap_page_items(get_raw_page('orders', 0))`},
 	{"allow", `SELECT pg_relation_size('orders'), pg_table_size('orders'), pg_total_relation_size('public.orders')`},
 	{"allow", `SELECT reltuples, relpages FROM pg_class WHERE relname = 'orders'`},
+	// name resolution as parse analysis does it
+	{"allow", `SELECT * FROM orders o JOIN line_items li USING (account_id) AS j WHERE j.account_id = 42`},
+	{"allow", `SELECT o.id, li.sku FROM orders o LEFT JOIN line_items li USING (account_id, id) AS j WHERE j.account_id = 42`},
+	{"deny", `SELECT * FROM orders o JOIN line_items li USING (id) AS j WHERE j.account_id = 42`},
+	{"deny", `SELECT * FROM (orders o JOIN line_items li USING (account_id) AS j) AS x WHERE j.account_id = 42`},
+	{"deny", `SELECT * FROM orders o JOIN line_items li USING (account_id) AS j WHERE j.account_id = 7`},
+	{"allow", `SELECT * FROM orders o, LATERAL (SELECT * FROM line_items l WHERE l.account_id = o.account_id) s WHERE o.account_id = 42`},
+	{"allow", `SELECT * FROM orders o JOIN LATERAL (SELECT * FROM line_items l WHERE l.account_id = o.account_id) s ON true WHERE o.account_id = 42`},
+	{"allow", `SELECT * FROM orders o JOIN line_items li ON li.account_id = o.account_id AND li.order_id IN (SELECT id FROM orders o2 WHERE o2.account_id = o.account_id) WHERE o.account_id = 42`},
+	{"deny", `SELECT * FROM (SELECT 7 AS account_id) x WHERE EXISTS (SELECT 1 FROM LATERAL (SELECT * FROM line_items l WHERE l.account_id = x.account_id) s, orders x WHERE x.account_id = 42)`},
+	{"deny", `SELECT * FROM (SELECT 7 AS account_id) x WHERE EXISTS (SELECT 1 FROM generate_series(1, (SELECT count(*) FROM line_items l WHERE l.account_id = x.account_id)::int) g, orders x WHERE x.account_id = 42)`},
+	{"deny", `SELECT * FROM (SELECT 7 AS account_id) x WHERE EXISTS (SELECT 1 FROM orders x, customers c JOIN line_items li ON li.account_id = c.account_id AND li.id IN (SELECT l2.id FROM line_items l2 WHERE l2.account_id = x.account_id) WHERE x.account_id = 42 AND c.account_id = 42)`},
+	{"deny", `SELECT * FROM orders o, customers c JOIN line_items li ON li.account_id = o.account_id WHERE o.account_id = 42 AND c.account_id = 42`},
+	{"deny", `SELECT * FROM (SELECT 7 AS account_id) x WHERE EXISTS (SELECT 1 FROM (SELECT * FROM line_items l WHERE l.account_id = x.account_id) s, orders x WHERE x.account_id = 42)`},
+	{"deny", `SELECT * FROM (orders o JOIN customers c ON c.account_id = o.account_id) AS j(a, b) WHERE o.account_id = 42`},
+	{"deny", `SELECT * FROM app.public.orders WHERE account_id = 42`}, // the test catalog does not know its database
 }
 
 func TestRound2Rules(t *testing.T) {
@@ -123,6 +139,30 @@ func TestSearchPathUserSchema(t *testing.T) {
 		`SET search_path = "$user", public, audit`:                   false,
 		`SET search_path = "$user"`:                                  false,
 		`SET search_path = public, "$user"`:                          true,
+	} {
+		if d := session(t, e, "42").CheckQuery(sql); d.Allow != allow {
+			t.Errorf("%s: allow=%v (%s), want %v", sql, d.Allow, d.Message, allow)
+		}
+	}
+}
+
+// A three-part name is the two-part one when its catalog is the database the
+// catalog describes; any other catalog stays unknown (PostgreSQL refuses
+// cross-database references).
+func TestThreePartNames(t *testing.T) {
+	e := newTestEngine(t)
+	cat := e.Catalog("eu-west")
+	cat.Database = "app"
+	e.SetCatalog("eu-west", cat)
+	for sql, allow := range map[string]bool{
+		`SELECT * FROM app.public.orders WHERE account_id = 42`:                     true,
+		`SELECT * FROM app.public.orders WHERE app.public.orders.account_id = 42`:   true,
+		`SELECT * FROM app.public.orders WHERE other.public.orders.account_id = 42`: false,
+		`SELECT * FROM other.public.orders WHERE account_id = 42`:                   false,
+		`SELECT * FROM app.public.orders WHERE account_id = 7`:                      false,
+		`SELECT * FROM app.public.orders`:                                           false,
+		`UPDATE app.public.orders SET total = 1 WHERE account_id = 42`:              true,
+		`SELECT * FROM app.audit.log`:                                               false,
 	} {
 		if d := session(t, e, "42").CheckQuery(sql); d.Allow != allow {
 			t.Errorf("%s: allow=%v (%s), want %v", sql, d.Allow, d.Message, allow)
