@@ -76,6 +76,9 @@ type Statement struct {
 	// Unknown lists node kinds the walker does not understand in places where
 	// a relation or function could hide; the policy denies them.
 	Unknown []string
+	// Cols are every column reference of the statement, with the block
+	// (and, inside JOIN ON, the items) it is resolved in.
+	Cols []ColUse
 	// Fixed are the locations of constants whose value the summary copied for
 	// a decision (setting names, SET values): a cached analysis holds only while
 	// these literals keep their text.
@@ -85,6 +88,16 @@ type Statement struct {
 // QName is a possibly schema-qualified name (function, operator, type).
 type QName struct {
 	Schema, Name string
+}
+
+// ColUse is one column reference: its name parts ("*" for a star) and the
+// block it is resolved in; Scoped marks a reference in JOIN ON, which sees
+// only Scope (the join's two sides) of the block.
+type ColUse struct {
+	Block  int
+	Col    ColRef
+	Scoped bool
+	Scope  []*FromItem `json:"-"`
 }
 
 // Func is one function call.
@@ -279,6 +292,10 @@ type Block struct {
 	OutCols []string
 	// DML describes an INSERT/UPDATE/DELETE/MERGE body.
 	DML *DML
+	// Locking marks FOR UPDATE / FOR SHARE (any strength); LockRels are
+	// the names after OF (empty: every relation of the block).
+	Locking  bool
+	LockRels []string
 }
 
 // DML describes a data-modifying block. Its target is Rels[0].

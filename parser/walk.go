@@ -13,6 +13,10 @@ import (
 type walker struct {
 	st   *Statement
 	ctes []map[string]cteInfo // visible WITH names, innermost last
+	// onScope is set while walking a JOIN ON condition: its column
+	// references see only the join's two sides.
+	onScope  []*FromItem
+	onScoped bool
 }
 
 type cteInfo struct {
@@ -112,7 +116,7 @@ func (w *walker) stmt(n *pg.Node) {
 		st.Kind = KindExplain
 		for _, o := range x.Options {
 			if d, ok := nodeMsg(o).(*pg.DefElem); ok && strings.EqualFold(d.Defname, "analyze") {
-				st.Analyze = true
+				st.Analyze = !defFalse(d.Arg)
 			}
 		}
 		st.Inner = summarize(x.Query)
@@ -370,7 +374,25 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent int, role string) ([]int, [
 	w.exprs(s.SortClause, b)
 	w.expr(s.LimitOffset, b)
 	w.expr(s.LimitCount, b)
-	// LockingClause names FROM entries only: nothing to walk.
+	for _, l := range s.LockingClause {
+		lc, ok := nodeMsg(l).(*pg.LockingClause)
+		if !ok {
+			w.unknown("locking:" + msgName(nodeMsg(l)))
+			continue
+		}
+		blk.Locking = true
+		for _, r := range lc.LockedRels {
+			if rv, ok := nodeMsg(r).(*pg.RangeVar); ok {
+				blk.LockRels = append(blk.LockRels, rv.Relname)
+			} else {
+				w.unknown("locked-rel")
+			}
+		}
+		if len(lc.LockedRels) == 0 {
+			blk.LockRels = nil
+			break // every relation
+		}
+	}
 	return []int{b}, blk.OutCols
 }
 
@@ -578,7 +600,11 @@ func (w *walker) fromItem(n *pg.Node, b int, vis []*FromItem) *FromItem {
 		if x.Quals != nil {
 			j.Quals = w.preds(x.Quals)
 			// ON sees only the join's two sides (and outer query levels)
-			w.scoped(b, []*FromItem{j.Left, j.Right}, func() { w.expr(x.Quals, b) })
+			sides := []*FromItem{j.Left, j.Right}
+			saved, savedOK := w.onScope, w.onScoped
+			w.onScope, w.onScoped = sides, true
+			w.scoped(b, sides, func() { w.expr(x.Quals, b) })
+			w.onScope, w.onScoped = saved, savedOK
 		}
 		if x.Alias != nil {
 			j.Alias = x.Alias.Aliasname
@@ -697,7 +723,12 @@ func (w *walker) insertStmt(x *pg.InsertStmt, parent int, role string) (int, []s
 		}
 		d.Conflict = c
 	}
-	w.returning(x.ReturningList, b)
+	// RETURNING sees the target only: EXCLUDED is visible to ON CONFLICT alone
+	target0 := []*FromItem{blk.From[0]}
+	saved, savedOK := w.onScope, w.onScoped
+	w.onScope, w.onScoped = target0, true
+	w.scoped(b, target0, func() { w.returning(x.ReturningList, b) })
+	w.onScope, w.onScoped = saved, savedOK
 	return b, returningCols(x.ReturningList)
 }
 
@@ -838,6 +869,34 @@ func (w *walker) mergeStmt(x *pg.MergeStmt, parent int, role string) (int, []str
 	}
 	w.returning(x.ReturningList, b)
 	return b, returningCols(x.ReturningList)
+}
+
+// defFalse reports whether a boolean option's argument is one PostgreSQL's
+// defGetBoolean reads as false (no argument means true; anything it would
+// not read counts as true here, to stay on the safe side).
+func defFalse(n *pg.Node) bool {
+	switch v := nodeMsg(n).(type) {
+	case *pg.String:
+		switch strings.ToLower(v.Sval) {
+		case "false", "off":
+			return true
+		}
+	case *pg.Integer:
+		return v.Ival == 0
+	case *pg.A_Const:
+		switch c := v.Val.(type) {
+		case *pg.A_Const_Ival:
+			return c.Ival.Ival == 0
+		case *pg.A_Const_Sval:
+			s := strings.ToLower(c.Sval.Sval)
+			return s == "false" || s == "off"
+		case *pg.A_Const_Boolval:
+			return !c.Boolval.Boolval
+		}
+	case *pg.Boolean:
+		return !v.Boolval
+	}
+	return false
 }
 
 func strs(list []*pg.Node) []string {

@@ -60,6 +60,8 @@ type analyzer struct {
 	tables map[relRef]*Table
 	class  map[relRef]Class
 	pinned map[relRef]*formula
+	// insertPins memoizes insertPin per INSERT block.
+	insertPins map[int]*formula
 	// colMemo caches derived output columns per block.
 	colMemo map[int][]string
 }
@@ -71,7 +73,7 @@ func deny(reason, msg, hint string) *Denial {
 // analyze returns the analysis of one statement summary.
 func (e *Engine) analyze(cat *Catalog, sc *parser.Scanned, st *parser.Statement) *StmtAnalysis {
 	a := &analyzer{e: e, cat: cat, sc: sc, st: st, res: &StmtAnalysis{Kind: st.Kind},
-		tables: map[relRef]*Table{}, class: map[relRef]Class{}, pinned: map[relRef]*formula{}}
+		tables: map[relRef]*Table{}, class: map[relRef]Class{}, pinned: map[relRef]*formula{}, insertPins: map[int]*formula{}}
 	a.statement()
 	return a.res
 }
@@ -277,6 +279,7 @@ func (a *analyzer) query() {
 			a.addTable(name)
 		}
 	}
+	a.checkLocks()
 	// pins, parents first
 	for bi := range st.Blocks {
 		a.pinBlock(bi)
@@ -337,6 +340,59 @@ func (a *analyzer) query() {
 	if size > maxFormulaNodes {
 		a.fail(&Denial{Reason: "too_complex", Message: "pgtenant: statement too complex to verify", SQLState: "54001"})
 	}
+}
+
+// checkLocks refuses FOR UPDATE / FOR SHARE (any strength) reaching a
+// global or catalog relation: a tenant would hold locks on rows every tenant
+// shares. A lock on a derived table or WITH query reaches its relations.
+func (a *analyzer) checkLocks() {
+	for bi, b := range a.st.Blocks {
+		if !b.Locking {
+			continue
+		}
+		for ri := range b.Rels {
+			if len(b.LockRels) > 0 && !contains(b.LockRels, b.Rels[ri].RefName()) {
+				continue
+			}
+			if name, bad := a.lockReachesShared(relRef{bi, ri}, 0); bad {
+				a.fail(deny("shared_lock", "FOR UPDATE/SHARE would lock rows of "+name+", which every tenant shares",
+					"lock only your own rows: FOR UPDATE OF <tenant table alias>"))
+				return
+			}
+		}
+	}
+}
+
+func (a *analyzer) lockReachesShared(ref relRef, depth int) (string, bool) {
+	if depth > len(a.st.Blocks) {
+		return "a nested query", true
+	}
+	r := &a.st.Blocks[ref.b].Rels[ref.r]
+	switch r.Kind {
+	case parser.RelTable:
+		if cl := a.class[ref]; cl != ClassTenant {
+			return a.displayName(ref), true
+		}
+	case parser.RelSubquery, parser.RelCTE:
+		if r.Block < 0 {
+			return "a derived table", true
+		}
+		for ri := range a.st.Blocks[r.Block].Rels {
+			if name, bad := a.lockReachesShared(relRef{r.Block, ri}, depth+1); bad {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *analyzer) unscoped(t *Table, name, role string) {

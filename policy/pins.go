@@ -169,6 +169,12 @@ func (a *analyzer) allPinned(list []relRef, col string, self relRef) *formula {
 		if a.class[s] != ClassTenant || a.tables[s] == nil || a.tenantCol(s) != col {
 			return nil
 		}
+		if a.isInsertTarget(s) {
+			// the rows an INSERT writes (and RETURNING shows) carry the
+			// values its tenant-column rules require
+			kids = append(kids, a.insertPin(s.b))
+			continue
+		}
 		kids = append(kids, a.pinned[s])
 	}
 	return fAnd(kids...)
@@ -401,9 +407,8 @@ func (a *analyzer) unqualified(b int, it *parser.FromItem, col string) ([]relRef
 	}
 	if it.Rel >= 0 {
 		ref := relRef{b, it.Rel}
-		if a.st.Blocks[b].Rels[it.Rel].QualifiedOnly {
-			return nil, stNone
-		}
+		// EXCLUDED is visible to unqualified names too: in ON CONFLICT an
+		// unqualified target column is ambiguous (42702), as in PostgreSQL
 		switch a.hasColumn(ref, col) {
 		case yes:
 			return []relRef{ref}, stFound
@@ -510,7 +515,8 @@ func (a *analyzer) hasColumn(ref relRef, c string) tri {
 			}
 		}
 	case parser.RelExcluded:
-		return unknown
+		// EXCLUDED has the target's columns (the target is Rels[0])
+		return a.hasColumn(relRef{ref.b, 0}, c)
 	default:
 		cols = a.outCols(ref)
 		if cols == nil {

@@ -89,6 +89,45 @@ var round2Cases = []struct{ verdict, sql string }{
 	{"deny", `SELECT * FROM (SELECT 7 AS account_id) x WHERE EXISTS (SELECT 1 FROM (SELECT * FROM line_items l WHERE l.account_id = x.account_id) s, orders x WHERE x.account_id = 42)`},
 	{"deny", `SELECT * FROM (orders o JOIN customers c ON c.account_id = o.account_id) AS j(a, b) WHERE o.account_id = 42`},
 	{"deny", `SELECT * FROM app.public.orders WHERE account_id = 42`}, // the test catalog does not know its database
+	// integer overflow
+	{"deny", `SELECT * FROM orders WHERE account_id = 18446744073709551658`},
+	{"deny", `SELECT * FROM orders WHERE account_id = '18446744073709551658'`},
+	{"deny", `SELECT * FROM orders WHERE account_id = $1 -- bind: 18446744073709551658`},
+	{"deny", `SELECT * FROM orders WHERE account_id = ANY('{18446744073709551658}')`},
+	{"allow", `SELECT * FROM orders WHERE account_id = 0042`},
+	// locks on shared rows
+	{"deny", `SELECT * FROM countries FOR UPDATE`},
+	{"deny", `SELECT * FROM countries FOR KEY SHARE`},
+	{"deny", `SELECT * FROM countries c FOR NO KEY UPDATE OF c`},
+	{"deny", `SELECT o.id FROM orders o JOIN countries c ON c.code = o.note WHERE o.account_id = 42 FOR SHARE`},
+	{"allow", `SELECT o.id FROM orders o JOIN countries c ON c.code = o.note WHERE o.account_id = 42 FOR UPDATE OF o`},
+	{"deny", `SELECT * FROM (SELECT * FROM countries) s FOR UPDATE`},
+	{"deny", `SELECT * FROM pg_class FOR SHARE`},
+	{"deny", `SELECT * FROM orders WHERE account_id = 42 AND id IN (SELECT 1 FROM countries FOR UPDATE)`},
+	{"allow", `SELECT * FROM orders WHERE account_id = 42 FOR NO KEY UPDATE SKIP LOCKED`},
+	// EXPLAIN's ANALYZE option by value
+	{"allow", `EXPLAIN (ANALYZE false) SELECT * FROM orders WHERE account_id = 42`},
+	{"allow", `EXPLAIN (ANALYZE off, COSTS false) SELECT * FROM orders WHERE account_id = 42`},
+	{"allow", `EXPLAIN (ANALYZE 0) SELECT * FROM orders WHERE account_id = 42`},
+	{"deny", `EXPLAIN (ANALYZE 1) SELECT * FROM orders WHERE account_id = 42`},
+	{"deny", `EXPLAIN (ANALYZE 'on') SELECT * FROM orders WHERE account_id = 42`},
+	{"deny", `EXPLAIN (ANALYZE) SELECT * FROM orders WHERE account_id = 42`},
+	{"deny", `EXPLAIN (ANALYZE false, ANALYZE true) SELECT * FROM orders WHERE account_id = 42`},
+	// writes ORMs send
+	{"allow", `UPDATE orders SET account_id = account_id, total = 5 WHERE account_id = 42 AND id = 1`},
+	{"allow", `UPDATE orders o SET account_id = o.account_id WHERE o.account_id = 42`},
+	{"deny", `UPDATE orders o SET account_id = li.account_id FROM line_items li WHERE o.account_id = 42 AND li.account_id = 7`},
+	{"deny", `UPDATE orders SET account_id = id WHERE account_id = 42`},
+	{"allow", `INSERT INTO orders AS t (id, account_id, total) VALUES (1, 42, 5) ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total WHERE t.account_id = EXCLUDED.account_id`},
+	{"allow", `INSERT INTO orders (id, account_id, total) VALUES (1, 42, 5) ON CONFLICT (id) DO UPDATE SET total = excluded.total WHERE excluded.account_id = orders.account_id`},
+	{"deny", `INSERT INTO orders (id, account_id, total) VALUES (1, 7, 5) ON CONFLICT (id) DO UPDATE SET total = excluded.total WHERE excluded.account_id = orders.account_id`},
+	{"deny", `INSERT INTO orders (id, account_id, total) VALUES (1, 42, 5) ON CONFLICT (id) DO UPDATE SET total = 1 WHERE account_id = 42`},
+	{"deny", `INSERT INTO orders (id, account_id, total) VALUES (1, 42, 5) ON CONFLICT (id) DO UPDATE SET account_id = account_id WHERE orders.account_id = 42`},
+	{"allow", `INSERT INTO orders (id, account_id, total) VALUES (1, 42, 5) ON CONFLICT (id) DO UPDATE SET total = 1 WHERE orders.account_id = 42`},
+	{"allow", `INSERT INTO orders (id, account_id) VALUES (9, 42) RETURNING id, (SELECT count(*) FROM line_items li WHERE li.order_id = orders.id AND li.account_id = orders.account_id)`},
+	{"deny", `INSERT INTO orders (id, account_id) VALUES (9, 7) RETURNING (SELECT count(*) FROM line_items li WHERE li.account_id = orders.account_id)`},
+	{"deny", `INSERT INTO orders (id, account_id) VALUES (9, 42) RETURNING (SELECT count(*) FROM line_items li WHERE li.account_id = orders.id)`},
+	{"allow", `INSERT INTO orders AS o (id, account_id) SELECT id, account_id FROM orders WHERE account_id = 42 RETURNING (SELECT max(sku) FROM line_items li WHERE li.account_id = o.account_id)`},
 }
 
 func TestRound2Rules(t *testing.T) {
@@ -167,5 +206,22 @@ func TestThreePartNames(t *testing.T) {
 		if d := session(t, e, "42").CheckQuery(sql); d.Allow != allow {
 			t.Errorf("%s: allow=%v (%s), want %v", sql, d.Allow, d.Message, allow)
 		}
+	}
+}
+
+// Integers are read as int8in reads them: out of range is no value at all.
+func TestParseInt8Range(t *testing.T) {
+	for in, want := range map[string]bool{
+		"42": true, "-42": true, "9223372036854775807": true, "-9223372036854775808": true,
+		"9223372036854775808": false, "-9223372036854775809": false,
+		"18446744073709551658": false, "18446744073709551616": false, "36893488147419103274": false,
+		"0000000000000000000000042": true, "": false, "+": false,
+	} {
+		if _, ok := parseInt8(in); ok != want {
+			t.Errorf("parseInt8(%q) ok=%v, want %v", in, ok, want)
+		}
+	}
+	if n, _ := parseInt8("18446744073709551658"); n == 42 {
+		t.Error("2^64+42 read as 42")
 	}
 }

@@ -46,10 +46,13 @@ func parseInt8(s string) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		v = v*10 + uint64(c-'0')
-		if v > 1<<63 {
+		// checked before the step: v*10+d must stay <= 2^63, never wrap
+		// (2^64+42 is out of range for int8, as PostgreSQL says, not 42)
+		d := uint64(c - '0')
+		if v > (1<<63-d)/10 {
 			return 0, false
 		}
+		v = v*10 + d
 	}
 	if neg {
 		return -int64(v), true
