@@ -326,6 +326,9 @@ func (a *analyzer) query() {
 				a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
 			case ClassGlobal, ClassCatalog:
 			default:
+				if cl == ClassStats && a.isRelStats(ref) {
+					continue // checked column by column (checkStatsCols)
+				}
 				a.relDenial(cl, name)
 			}
 		}
@@ -333,12 +336,64 @@ func (a *analyzer) query() {
 			a.dmlRules(bi)
 		}
 	}
+	a.checkStatsCols()
 	size := 0
 	for _, r := range a.res.Reqs {
 		size += r.F.size()
 	}
 	if size > maxFormulaNodes {
 		a.fail(&Denial{Reason: "too_complex", Message: "pgtenant: statement too complex to verify", SQLState: "54001"})
+	}
+}
+
+// isRelStats reports whether ref is a per-relation statistics view.
+func (a *analyzer) isRelStats(ref relRef) bool {
+	r := &a.st.Blocks[ref.b].Rels[ref.r]
+	return r.Kind == parser.RelTable && a.tables[ref] == nil && a.class[ref] == ClassStats &&
+		(r.Schema == "" || r.Schema == "pg_catalog") && relStatsViews[r.Name] != nil
+}
+
+// checkStatsCols allows per-relation statistics views for their identity
+// columns only: every column reference that resolves to one must name an
+// identity column, and a reference that cannot be resolved where such a view
+// is visible (a star, a whole-row reference, an unknown name) is refused.
+func (a *analyzer) checkStatsCols() {
+	statsBlocks := map[int]bool{}
+	for bi, b := range a.st.Blocks {
+		for ri := range b.Rels {
+			if a.isRelStats(relRef{bi, ri}) {
+				statsBlocks[bi] = true
+			}
+		}
+	}
+	if len(statsBlocks) == 0 {
+		return
+	}
+	bad := func(what string) {
+		a.fail(deny("stats_view", "statistics views may be read for their identity columns only ("+what+")",
+			"select relid, schemaname, relname, indexrelid or indexrelname only"))
+	}
+	for _, cu := range a.st.Cols {
+		var scope []*parser.FromItem
+		if cu.Scoped {
+			scope = cu.Scope
+		}
+		rels, col, ok := a.resolve(cu.Block, scope, cu.Col)
+		if !ok {
+			for b := cu.Block; b >= 0; b = a.st.Blocks[b].Parent {
+				if statsBlocks[b] {
+					bad(strings.Join(cu.Col.Fields, "."))
+					return
+				}
+			}
+			continue
+		}
+		for _, r := range rels {
+			if a.isRelStats(r) && !statsIdentity[col] {
+				bad(strings.Join(cu.Col.Fields, "."))
+				return
+			}
+		}
 	}
 }
 

@@ -22,6 +22,28 @@ pg_ident_file_mappings pg_replication_slots pg_replication_origin pg_replication
 pg_backend_memory_contexts pg_shmem_allocations pg_subscription pg_config pg_db_role_setting pg_stats
 pg_stats_ext pg_stats_ext_exprs pg_prepared_statements_all pg_aios pg_wait_events`)
 
+// relStatsViews are the per-relation statistics views with their columns
+// (PostgreSQL 15). A tenant may reference them for their identity columns
+// only (SPEC, second round): drivers join them to pg_description for column
+// comments; their counters describe every tenant's activity.
+var relStatsViews = func() map[string][]string {
+	out := map[string][]string{}
+	tables := "relid schemaname relname seq_scan seq_tup_read idx_scan idx_tup_fetch n_tup_ins n_tup_upd n_tup_del n_tup_hot_upd"
+	more := " n_live_tup n_dead_tup n_mod_since_analyze n_ins_since_vacuum last_vacuum last_autovacuum last_analyze last_autoanalyze vacuum_count autovacuum_count analyze_count autoanalyze_count"
+	for _, k := range []string{"all", "user", "sys"} {
+		out["pg_stat_"+k+"_tables"] = strings.Fields(tables + more)
+		out["pg_stat_xact_"+k+"_tables"] = strings.Fields(tables)
+		out["pg_stat_"+k+"_indexes"] = strings.Fields("relid indexrelid schemaname relname indexrelname idx_scan idx_tup_read idx_tup_fetch")
+		out["pg_statio_"+k+"_tables"] = strings.Fields("relid schemaname relname heap_blks_read heap_blks_hit idx_blks_read idx_blks_hit toast_blks_read toast_blks_hit tidx_blks_read tidx_blks_hit")
+		out["pg_statio_"+k+"_indexes"] = strings.Fields("relid indexrelid schemaname relname indexrelname idx_blks_read idx_blks_hit")
+		out["pg_statio_"+k+"_sequences"] = strings.Fields("relid schemaname relname blks_read blks_hit")
+	}
+	return out
+}()
+
+// statsIdentity are the columns of relStatsViews a tenant may reference.
+var statsIdentity = setOf(`relid indexrelid schemaname relname indexrelname`)
+
 // deniedFuncs are built-in functions tenants may never call.
 var deniedFuncs = setOf(`set_config pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file ts_stat
 pg_terminate_backend pg_cancel_backend pg_reload_conf pg_rotate_logfile pg_switch_wal pg_logical_emit_message

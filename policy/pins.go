@@ -500,6 +500,9 @@ func (a *analyzer) hasColumn(ref relRef, c string) tri {
 	case parser.RelTable:
 		t := a.tables[ref]
 		if t == nil {
+			if a.isRelStats(ref) && len(r.ColAliases) == 0 && contains(relStatsViews[r.Name], c) {
+				return yes // other names stay unknown: a newer server may have more columns
+			}
 			return unknown
 		}
 		if len(r.ColAliases) == 0 {

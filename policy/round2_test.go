@@ -128,6 +128,24 @@ var round2Cases = []struct{ verdict, sql string }{
 	{"deny", `INSERT INTO orders (id, account_id) VALUES (9, 7) RETURNING (SELECT count(*) FROM line_items li WHERE li.account_id = orders.account_id)`},
 	{"deny", `INSERT INTO orders (id, account_id) VALUES (9, 42) RETURNING (SELECT count(*) FROM line_items li WHERE li.account_id = orders.id)`},
 	{"allow", `INSERT INTO orders AS o (id, account_id) SELECT id, account_id FROM orders WHERE account_id = 42 RETURNING (SELECT max(sku) FROM line_items li WHERE li.account_id = o.account_id)`},
+	// statistics views: identity columns only
+	{"allow", `SELECT pk.constraint_type AS "Constraint", c.column_name AS "Field", (SELECT pgd.description FROM pg_catalog.pg_statio_all_tables AS st INNER JOIN pg_catalog.pg_description pgd ON (pgd.objoid = st.relid) WHERE c.ordinal_position = pgd.objsubid AND c.table_name = st.relname) AS "Comment" FROM information_schema.columns c LEFT JOIN (SELECT tc.table_schema, tc.table_name, cu.column_name, tc.constraint_type FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage cu ON tc.table_schema = cu.table_schema AND tc.table_name = cu.table_name AND tc.constraint_name = cu.constraint_name AND tc.constraint_type = 'PRIMARY KEY') pk ON pk.table_schema = c.table_schema AND pk.table_name = c.table_name AND pk.column_name = c.column_name WHERE c.table_name = 'orders' AND c.table_schema = 'public'`},
+	{"allow", `SELECT relid, schemaname, relname FROM pg_stat_user_tables WHERE relname = 'orders'`},
+	{"allow", `SELECT s.indexrelname FROM pg_catalog.pg_statio_user_indexes s WHERE s.relname = 'orders'`},
+	{"allow", `SELECT count(*) FROM pg_stat_user_tables`},
+	{"deny", `SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'orders'`},
+	{"deny", `SELECT relname FROM pg_stat_user_tables WHERE n_tup_ins > 0`},
+	{"deny", `SELECT relname FROM pg_stat_user_tables ORDER BY seq_scan`},
+	{"deny", `SELECT * FROM pg_stat_user_tables`},
+	{"deny", `SELECT s.* FROM pg_stat_user_tables s`},
+	{"deny", `SELECT row_to_json(s) FROM pg_stat_user_tables s`},
+	{"deny", `SELECT x FROM pg_stat_user_tables s(x, y, z, w)`},
+	{"deny", `SELECT relname FROM (SELECT * FROM pg_stat_user_tables) q`},
+	{"deny", `SELECT relname FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM pg_stat_user_tables WHERE n_dead_tup > 0)`},
+	{"deny", `SELECT relid FROM pg_stat_activity`},
+	{"deny", `SELECT datname FROM pg_stat_database`},
+	{"deny", `COPY pg_stat_user_tables TO STDOUT`},
+	{"deny", `SELECT relname FROM pg_stat_user_tables FOR UPDATE`},
 }
 
 func TestRound2Rules(t *testing.T) {
