@@ -320,6 +320,14 @@ func (a *analyzer) query() {
 				}
 				f := a.pinned[ref]
 				if f == nil {
+					if col := a.ambiguousTenantRef(bi, ref); col != "" {
+						// PostgreSQL rejects the statement at parse analysis
+						// (42702): refuse it with the server's own code
+						a.fail(&Denial{Reason: "ambiguous_column", SQLState: sqlStateAmbiguousColumn,
+							Message: "pgtenant: column reference \"" + col + "\" is ambiguous",
+							Hint:    "qualify " + col + " with the table name or alias"})
+						continue
+					}
 					a.unscoped(t, name, b.Role)
 					continue
 				}
@@ -448,6 +456,38 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// sqlStateAmbiguousColumn is PostgreSQL's ambiguous_column.
+const sqlStateAmbiguousColumn = "42702"
+
+// ambiguousTenantRef returns the tenant column's name when an unqualified
+// reference to it in block bi (where ref sits) is ambiguous there, as
+// PostgreSQL's parse analysis would report.
+func (a *analyzer) ambiguousTenantRef(bi int, ref relRef) string {
+	col := a.tenantCol(ref)
+	if col == "" {
+		return ""
+	}
+	for _, cu := range a.st.Cols {
+		if cu.Block != bi || len(cu.Col.Fields) != 1 || cu.Col.Fields[0] != col {
+			continue
+		}
+		items := a.st.Blocks[bi].From
+		if cu.Scoped {
+			items = cu.Scope
+		}
+		var rels []relRef
+		st := stNone
+		for _, it := range items {
+			r, s := a.unqualified(bi, it, col)
+			rels, st = combine(rels, st, r, s)
+		}
+		if st == stAmbiguous {
+			return col
+		}
+	}
+	return ""
 }
 
 func (a *analyzer) unscoped(t *Table, name, role string) {

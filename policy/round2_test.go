@@ -243,3 +243,22 @@ func TestParseInt8Range(t *testing.T) {
 		t.Error("2^64+42 read as 42")
 	}
 }
+
+// An unqualified tenant column that PostgreSQL finds ambiguous is refused
+// with the server's own SQLSTATE, never run.
+func TestAmbiguousTenantColumn(t *testing.T) {
+	e := newTestEngine(t)
+	for _, sql := range []string{
+		`SELECT o.id FROM orders o JOIN line_items li ON li.order_id = o.id WHERE account_id = 42`,
+		`SELECT * FROM orders o, customers c WHERE account_id = 42`,
+		`UPDATE orders SET total = 1 FROM line_items WHERE account_id = 42`,
+	} {
+		d := session(t, e, "42").CheckQuery(sql)
+		if d.Allow || d.SQLState != "42702" {
+			t.Errorf("%s: allow=%v sqlstate=%s (%s), want a 42702 refusal", sql, d.Allow, d.SQLState, d.Message)
+		}
+	}
+	if d := session(t, e, "42").CheckQuery(`SELECT * FROM orders o JOIN line_items li USING (account_id) WHERE account_id = 42`); !d.Allow {
+		t.Errorf("USING merges the column: %s", d.Message)
+	}
+}

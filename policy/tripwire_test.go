@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -356,5 +357,38 @@ func TestBoundValuesAsTheServerReadsThem(t *testing.T) {
 			t.Errorf("%s: allowed and the server returned tenant 7's rows", c.name)
 		}
 		tw.reset(ctx)
+	}
+}
+
+// The error oracle (issue 10 item 7), documented in the README's Security
+// section: the parser layer decides which rows a statement may return or
+// change, not the order in which the server evaluates expressions. Here li
+// is pinned through o (li.account_id = o.account_id, o.account_id IN
+// (42, 42)); the planner evaluates 1/(qty - 5) on every line_items row while
+// scanning, before the join applies the pin, and tenant 7's row (qty 5)
+// raises division_by_zero: an existence oracle the parser layer allows.
+// Row-level security closes it: its quals run before non-leakproof
+// expressions (security barrier), so the same statement returns normally.
+func TestErrorOracleIsClosedByRLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	tw := startTripwire(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const sql = `SELECT o.id, li.sku FROM orders o JOIN line_items li ON li.account_id = o.account_id WHERE o.account_id IN (42, 42) AND 1 / (li.qty - 5) > 0`
+	if d := session(t, newTestEngine(t), "42").CheckQuery(sql); !d.Allow {
+		t.Fatalf("the propagated pin is refused (%s): the documented gap changed, update the README", d.Message)
+	}
+	var pe *pgconn.PgError
+	if o := tw.run(ctx, sql); !errors.As(o.err, &pe) || pe.Code != "22012" {
+		t.Fatalf("without RLS the expression should fail on tenant 7's row: %v %q", o.err, o.out)
+	}
+	if err := tw.c.Exec(ctx, tw.c.Database, `ALTER TABLE line_items ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON line_items USING (account_id = current_setting('app.current_account_id')::bigint);`); err != nil {
+		t.Fatal(err)
+	}
+	if o := tw.run(ctx, sql); o.err != nil || strings.Contains(o.out, "secret-7") {
+		t.Fatalf("with RLS the statement must run on tenant 42's rows only: %v %q", o.err, o.out)
 	}
 }
