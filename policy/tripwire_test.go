@@ -114,6 +114,24 @@ type outcome struct {
 // it returned and whether it changed rows that are not tenant 42's, in the
 // open transaction or committed. The data is restored afterwards.
 func (tw *tripwire) run(ctx context.Context, sql string) outcome {
+	o := tw.exec(ctx, sql)
+	if tw.pc.TxStatus() == 'T' {
+		o.touched = tw.sum(ctx, othersSum) != tw.others
+	}
+	tw.reset(ctx)
+	if tw.sum(ctx, othersSum) != tw.others {
+		o.touched = true
+	}
+	if tw.sum(ctx, allSum) != tw.all {
+		if err := tw.c.Exec(ctx, tw.c.Database, "TRUNCATE orders, customers, line_items, countries, audit.log;"+tripwireData); err != nil {
+			tw.t.Fatal(err)
+		}
+	}
+	return o
+}
+
+// exec sends sql and collects what it returned.
+func (tw *tripwire) exec(ctx context.Context, sql string) outcome {
 	var o outcome
 	var b bytes.Buffer
 	low := strings.ToLower(strings.TrimSpace(sql))
@@ -145,10 +163,21 @@ func (tw *tripwire) run(ctx context.Context, sql string) outcome {
 		}
 	}
 	o.out = b.String()
-	if tw.pc.TxStatus() == 'T' {
+	return o
+}
+
+// step runs sql like run, but keeps the session's state (prepared
+// statements, settings, an open transaction) for the next message; a failed
+// transaction is rolled back as a client would.
+func (tw *tripwire) step(ctx context.Context, sql string) outcome {
+	o := tw.exec(ctx, sql)
+	switch tw.pc.TxStatus() {
+	case 'T':
 		o.touched = tw.sum(ctx, othersSum) != tw.others
+		return o
+	case 'E':
+		_, _ = tw.pc.Exec(ctx, "ROLLBACK").ReadAll()
 	}
-	tw.reset(ctx)
 	if tw.sum(ctx, othersSum) != tw.others {
 		o.touched = true
 	}
@@ -218,6 +247,55 @@ func TestAllowedStatementsNeverTouchOtherTenants(t *testing.T) {
 	t.Logf("%d allowed statements ran (%d writes among them), %d were refused by the server", ran, writes, failed)
 	if ran < 150 || writes < 30 {
 		t.Fatalf("only %d allowed statements (%d writes) ran on the server", ran, writes)
+	}
+}
+
+// The same statements as one session sends them, message after message: one
+// policy session (as pgtenant check runs a corpus) and one server session, so
+// that PREPARE and EXECUTE, SET, cursors and open transactions carry over from
+// one message to the next; every allowed message is run on the server, and
+// none may return tenant 7's data or change a row that is not tenant 42's.
+func TestAllowedSequenceNeverTouchesOtherTenants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	tw := startTripwire(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	var stmts []string
+	for _, r := range readCorpus(t, "testdata/tenancy.tsv") {
+		stmts = append(stmts, r.sql)
+	}
+	for _, list := range [][]struct{ verdict, sql string }{ruleCases, moreCases, round2Cases} {
+		for _, c := range list {
+			stmts = append(stmts, c.sql)
+		}
+	}
+	ran := 0
+	for _, sql := range stmts {
+		if strings.Contains(strings.ToLower(sql), "pg_sleep") {
+			continue
+		}
+		if m := prepareName.FindStringSubmatch(sql); m != nil && !strings.EqualFold(m[1], "transaction") && tw.pc.TxStatus() == 'I' {
+			// RunCorpusRow drops an earlier row's statement of that name: so does the server
+			_, _ = tw.pc.Exec(ctx, "DEALLOCATE "+m[1]).ReadAll()
+		}
+		if d := RunCorpusRow(s, sql); !d.Allow {
+			continue
+		}
+		o := tw.step(ctx, sql)
+		if o.err == nil {
+			ran++
+		}
+		if o.leaked() {
+			t.Errorf("allowed message reached tenant 7 (returned %q, changed other rows: %v): %s", o.out, o.touched, sql)
+		}
+	}
+	t.Logf("%d allowed messages ran in one session", ran)
+	if ran < 150 {
+		t.Fatalf("only %d allowed messages ran", ran)
 	}
 }
 
