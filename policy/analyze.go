@@ -45,8 +45,6 @@ type StmtAnalysis struct {
 	ExecArgs []ExecArg
 	// ParamTypes are PREPARE's declared types.
 	ParamTypes []string
-	// ResetAll marks RESET ALL (see Decision.ResetAll).
-	ResetAll bool
 }
 
 type relRef struct{ b, r int }
@@ -166,7 +164,6 @@ func (a *analyzer) statement() {
 		if d := a.e.checkSet(st.Set, a.cat); d != nil {
 			a.fail(d)
 		}
-		a.res.ResetAll = st.Set != nil && st.Set.Kind == "reset_all"
 	case parser.KindDiscard:
 		if st.All || st.Discard == "" {
 			a.fail(deny("discard_all", "DISCARD ALL would reset the tenant setting", "use DISCARD PLANS, SEQUENCES or TEMP"))

@@ -17,11 +17,6 @@ type Decision struct {
 	Reason string
 	// Tables are the relations the statement touches, schema-qualified.
 	Tables []string
-	// ResetAll is set on an allowed simple Query that runs RESET ALL: the
-	// server then resets the tenant setting with every other one, so the
-	// proxy must re-apply the tenant setting (and pgtenant's pinned settings)
-	// once the server confirms the RESET, before the session's next message.
-	ResetAll bool
 	// Statement is the text recorded in the audit: literals replaced by $n
 	// placeholders. Empty for a Bind.
 	Statement string

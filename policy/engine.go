@@ -190,16 +190,6 @@ func (e *Engine) analyzeScanned(cat *Catalog, sql string, sc *parser.Scanned) (a
 	return an
 }
 
-// resetAll reports whether a statement of the text runs RESET ALL.
-func (an *analysis) resetAll() bool {
-	for _, st := range an.stmts {
-		if st.ResetAll {
-			return true
-		}
-	}
-	return false
-}
-
 func allFixed(st *parser.Statement) []int {
 	if st == nil {
 		return nil

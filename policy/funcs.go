@@ -71,11 +71,6 @@ pg_config pg_get_sequence_data`)
 // row, the commit-timestamp and xact-status functions date and confirm other
 // tenants' transactions; pg_config() describes the server build.
 
-// allowedDenied are members of a denied family that reveal nothing: a tenant
-// session holds no advisory locks (they are refused), so unlocking all of
-// them is a no-op that asyncpg's pool reset sends.
-var allowedDenied = setOf(`pg_advisory_unlock_all`)
-
 // infoSchemaFuncs are information_schema's helper functions: pure
 // computations over type and index metadata the catalog already shows
 // (pgjdbc's getPrimaryKeys/getIndexInfo call _pg_expandarray).
@@ -90,7 +85,9 @@ var deniedPrefixes = []string{"lo_", "be_lo_", "dblink", "query_to_xml", "table_
 	"pg_last_wal", "pg_xlog", "pg_create_", "pg_drop_", "pg_import_"}
 
 func funcDenied(name string) bool {
-	if allowedDenied[name] {
+	if name == "pg_advisory_unlock_all" {
+		// releases only the calling session's own locks: a no-op for a
+		// tenant session, which cannot take any (SPEC, second round)
 		return false
 	}
 	if deniedFuncs[name] {
@@ -244,10 +241,10 @@ func (e *Engine) checkSet(si *parser.SetInfo, cat *Catalog) *Denial {
 	name := si.Name
 	switch si.Kind {
 	case "reset_all":
-		// RESET ALL resets every setting to its session default: the server
-		// keeps the values pgtenant pinned at startup (search_path,
-		// standard_conforming_strings), and the proxy re-applies the tenant
-		// setting once the server confirms the reset (Decision.ResetAll).
+		// Honoured (SPEC, second round): the tenant setting and the pins are
+		// startup parameters of the backend session, so RESET ALL resets
+		// them to exactly those values, atomically, and every allowlisted
+		// setting to its default.
 		return nil
 	case "multi":
 		switch name {

@@ -166,19 +166,17 @@ func TestRound2Rules(t *testing.T) {
 	}
 }
 
-// RESET ALL is allowed in a simple Query with the flag that makes the proxy
-// re-pin; sent with Parse it is refused (the re-pin follows simple Queries).
-func TestResetAllNeedsRepin(t *testing.T) {
+// RESET ALL is allowed in both protocols: the proxy makes the tenant setting
+// and the pins startup parameters, so the server resets them to pgtenant's
+// values (TestResetAllKeepsTheTenantContext in test/e2e on h1's branch, and
+// prove's escape_reset_all, check the server side).
+func TestResetAllAllowed(t *testing.T) {
 	e := newTestEngine(t)
-	s := session(t, e, "42")
-	if d := s.CheckQuery(`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`); !d.Allow || !d.ResetAll {
-		t.Fatalf("pool reset: allow=%v resetAll=%v (%s)", d.Allow, d.ResetAll, d.Message)
+	if d := session(t, e, "42").CheckQuery(`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`); !d.Allow {
+		t.Fatalf("pool reset: %s", d.Message)
 	}
-	if d := s.CheckQuery(`RESET work_mem`); !d.Allow || d.ResetAll {
-		t.Fatalf("RESET work_mem: allow=%v resetAll=%v", d.Allow, d.ResetAll)
-	}
-	if d := s.CheckParse("", `RESET ALL`, nil); d.Allow {
-		t.Fatal("RESET ALL through Parse allowed")
+	if d := session(t, e, "42").CheckParse("", `RESET ALL`, nil); !d.Allow {
+		t.Fatalf("RESET ALL through Parse: %s", d.Message)
 	}
 }
 

@@ -232,7 +232,7 @@ func (s *Session) CheckQuery(sql string) Decision {
 	for name, p := range pending {
 		s.store(name, p)
 	}
-	return Decision{Allow: true, Tables: tables, Statement: norm, ResetAll: an.resetAll()}
+	return Decision{Allow: true, Tables: tables, Statement: norm}
 }
 
 // execTri evaluates the statement EXECUTE names with EXECUTE's arguments as
@@ -356,10 +356,6 @@ func (s *Session) checkParse(name, sql string, paramOIDs []uint32) Decision {
 	}
 	if st.Deny != nil {
 		return st.Deny.decision(st.Tables, norm)
-	}
-	if st.ResetAll {
-		// the proxy re-pins after a RESET ALL of a simple Query only
-		return deny("setting", "RESET ALL is accepted in a simple Query only", "send RESET ALL without parameters (simple protocol)").decision(nil, norm)
 	}
 	// SQL PREPARE / EXECUTE / DEALLOCATE sent with Parse: checked now as far
 	// as possible, completed (and their session effects applied) at Bind.

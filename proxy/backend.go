@@ -62,8 +62,12 @@ func (r *region) dial(ctx context.Context, req *startupRequest, p auth.Principal
 		cfg.Database = r.database
 	}
 	cfg.RuntimeParams = maps.Clone(req.Params)
+	// The pins and the tenant context are startup parameters: they are then
+	// the session's reset values, so a RESET ALL puts them back, atomically.
 	cfg.RuntimeParams["standard_conforming_strings"] = "on"
 	cfg.RuntimeParams["search_path"] = ss.searchPath
+	cfg.RuntimeParams[ss.tenantSetting] = p.Account
+	cfg.RuntimeParams[subjectSetting] = p.Subject
 	if _, ok := cfg.RuntimeParams["client_encoding"]; !ok {
 		cfg.RuntimeParams["client_encoding"] = "UTF8"
 	}
