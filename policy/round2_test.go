@@ -260,3 +260,18 @@ func TestAmbiguousTenantColumn(t *testing.T) {
 		t.Errorf("USING merges the column: %s", d.Message)
 	}
 }
+
+// A binary parameter declared unknown (705) is read by the server with the
+// type it infers, as an unspecified one: pgtenant does not guess it.
+func TestBinaryUnknownParameterRefused(t *testing.T) {
+	s := session(t, newTestEngine(t), "42")
+	if d := s.CheckParse("", "SELECT * FROM orders WHERE account_id = $1", []uint32{705}); !d.Allow {
+		t.Fatal(d.Message)
+	}
+	if d := s.CheckBind("", []int16{1}, [][]byte{be(42, 8)}); d.Allow {
+		t.Error("binary 705 value allowed")
+	}
+	if d := s.CheckBind("", []int16{0}, [][]byte{[]byte("42")}); !d.Allow {
+		t.Errorf("text 705 value refused: %s", d.Message)
+	}
+}

@@ -336,8 +336,10 @@ func (a account) matchBinary(v []byte, oid uint32, typ string) bool {
 		return a.matchBinaryNumeric(v)
 	}
 	if oid == oidUnknown {
-		// unknown's binary form is its text (unknownrecv)
-		return a.matchText(string(v), typ)
+		// PostgreSQL infers an unknown parameter's type as it does an
+		// unspecified one's and reads binary bytes with that type's
+		// receive function: unknown to pgtenant here, so no match
+		return false
 	}
 	switch typ {
 	case "text":
