@@ -39,34 +39,41 @@ func FuzzTripwire(f *testing.F) {
 		if strings.Contains(low, "pg_sleep") || strings.Contains(sql, "-- bind:") {
 			return
 		}
-		fuzzTripOnce.Do(func() {
-			c := pgtest.Shared(t, "policy-fuzz-tripwire")
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if fuzzTripErr = c.Exec(ctx, c.Database, tripwireSetup+tripwireData); fuzzTripErr != nil {
-				return
-			}
-			pc, err := pgconn.Connect(ctx, c.ServiceDSN())
-			if fuzzTripErr = err; err != nil {
-				return
-			}
-			fuzzTrip = &tripwire{t: t, c: c, pc: pc}
-			fuzzTrip.reset(ctx)
-			fuzzTrip.others, fuzzTrip.all = fuzzTrip.sum(ctx, othersSum), fuzzTrip.sum(ctx, allSum)
-			fuzzTripEngine = newTestEngine(t)
-		})
-		if fuzzTripErr != nil {
-			t.Fatal(fuzzTripErr)
-		}
-		if d := session(t, fuzzTripEngine, "42").CheckQuery(sql); !d.Allow {
+		tw, e := sharedTripwire(t)
+		if d := session(t, e, "42").CheckQuery(sql); !d.Allow {
 			return
 		}
-		tw := fuzzTrip
-		tw.t = t
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if o := tw.run(ctx, sql); o.leaked() {
 			t.Fatalf("allowed statement reached tenant 7 (returned %q, changed other rows: %v): %s", o.out, o.touched, sql)
 		}
 	})
+}
+
+// sharedTripwire returns the test binary's tripwire session (on a shared
+// cluster, so fuzz iterations reuse it) and an engine, bound to t.
+func sharedTripwire(t *testing.T) (*tripwire, *Engine) {
+	t.Helper()
+	fuzzTripOnce.Do(func() {
+		c := pgtest.Shared(t, "policy-fuzz-tripwire")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if fuzzTripErr = c.Exec(ctx, c.Database, tripwireSetup+tripwireData); fuzzTripErr != nil {
+			return
+		}
+		pc, err := pgconn.Connect(ctx, c.ServiceDSN())
+		if fuzzTripErr = err; err != nil {
+			return
+		}
+		fuzzTrip = &tripwire{t: t, c: c, pc: pc}
+		fuzzTrip.reset(ctx)
+		fuzzTrip.others, fuzzTrip.all = fuzzTrip.sum(ctx, othersSum), fuzzTrip.sum(ctx, allSum)
+		fuzzTripEngine = newTestEngine(t)
+	})
+	if fuzzTripErr != nil {
+		t.Fatal(fuzzTripErr)
+	}
+	fuzzTrip.t = t
+	return fuzzTrip, fuzzTripEngine
 }
