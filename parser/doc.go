@@ -10,6 +10,8 @@
 // the walker does not understand (the policy denies those).
 //
 // Scan is a pure-Go lexer used for the analysis cache: it abstracts integer and
-// plain string literals so that statements differing only in those literals
-// share one cache entry, and it never calls into C.
+// plain string literals into the statement's shape (the policy keys its cache
+// on the shape plus every literal it did not prove to be a tenant value), and
+// it never calls into C. Column references are recorded with the namespace
+// PostgreSQL's parse analysis gives them (Block.Scope, ColUse.Scope).
 package parser

@@ -35,7 +35,10 @@ func (w *walker) msg(m proto.Message, b int) {
 		}
 		w.expr(x.Testexpr, b)
 		if sel, ok := nodeMsg(x.Subselect).(*pg.SelectStmt); ok {
+			saved, savedOK := w.onScope, w.onScoped
+			w.onScope, w.onScoped = nil, false
 			w.selectStmt(sel, b, "sublink")
+			w.onScope, w.onScoped = saved, savedOK
 		} else {
 			w.unknown("sublink:" + msgName(nodeMsg(x.Subselect)))
 		}
@@ -69,7 +72,18 @@ func (w *walker) msg(m proto.Message, b int) {
 		w.expr(x.Arg, b)
 	case *pg.TypeName:
 		w.typeName(x)
-	case *pg.ColumnRef, *pg.ParamRef, *pg.A_Const, *pg.A_Star, *pg.String, *pg.Integer,
+	case *pg.ColumnRef:
+		var f []string
+		for _, n := range x.Fields {
+			switch v := nodeMsg(n).(type) {
+			case *pg.String:
+				f = append(f, v.Sval)
+			default:
+				f = append(f, "*")
+			}
+		}
+		w.st.Cols = append(w.st.Cols, ColUse{Block: b, Col: ColRef{Fields: f}, Scoped: w.onScoped, Scope: w.onScope})
+	case *pg.ParamRef, *pg.A_Const, *pg.A_Star, *pg.String, *pg.Integer,
 		*pg.Float, *pg.Boolean, *pg.BitString, *pg.SQLValueFunction, *pg.SetToDefault:
 		return
 	case *pg.SortBy:

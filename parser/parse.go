@@ -83,6 +83,39 @@ func (p *Parser) Parse(sql string) (*Summary, *Scanned, error) {
 	return sum, sc, err
 }
 
+// copiesStd reports whether a COPY statement's text names STDIN or STDOUT
+// right after its top-level TO or FROM: only then is it a copy through the
+// client connection rather than a server file named by a (possibly empty)
+// string.
+func (p *Parser) copiesStd(stmt string) bool {
+	p.sem <- struct{}{}
+	res, err := pg.Scan(stmt)
+	<-p.sem
+	if err != nil {
+		return false
+	}
+	depth := 0
+	toks := res.Tokens
+	for i, t := range toks {
+		switch t.Token {
+		case pg.Token_ASCII_40:
+			depth++
+		case pg.Token_ASCII_41:
+			depth--
+		case pg.Token_TO, pg.Token_FROM:
+			if depth != 0 {
+				continue
+			}
+			j := i + 1
+			if j < len(toks) && toks[j].Token == pg.Token_PROGRAM {
+				return false
+			}
+			return j < len(toks) && (toks[j].Token == pg.Token_STDOUT || toks[j].Token == pg.Token_STDIN)
+		}
+	}
+	return false
+}
+
 // ParseScanned parses sql that already passed Guard.
 func (p *Parser) ParseScanned(sql string) (*Summary, error) { return p.parseScanned(sql) }
 
@@ -102,6 +135,10 @@ func (p *Parser) parseScanned(sql string) (*Summary, error) {
 		}
 		st := summarize(raw.Stmt)
 		st.Start, st.End = start, end
+		if c := st.Copy; c != nil && !c.File && !c.Program && (start < 0 || end > len(sql) || !p.copiesStd(sql[start:end])) {
+			// pg_query gives TO '' and TO STDOUT the same empty file name
+			c.File = true
+		}
 		sum.Statements = append(sum.Statements, st)
 	}
 	return sum, nil

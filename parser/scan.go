@@ -49,7 +49,8 @@ var ErrTooComplex = errors.New("statement too complex")
 // Scanned is the result of Scan: the statement's shape (its text with abstracted
 // literals replaced by a marker), its literal tokens and its highest $n.
 type Scanned struct {
-	// Shape is the cache key: identical for texts that differ only in
+	// Shape is the base of the cache key (the policy adds the literals it
+	// did not prove to be tenant values): identical for texts that differ only in
 	// abstracted literals of the same kind.
 	Shape string
 	// Lits lists every literal token in order of appearance.

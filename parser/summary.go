@@ -83,6 +83,9 @@ type Statement struct {
 	// Locking marks a row-locking clause (FOR UPDATE, NO KEY UPDATE, SHARE,
 	// KEY SHARE) anywhere in the statement.
 	Locking bool `json:",omitempty"`
+	// Cols are every column reference of the statement, with the block
+	// (and, inside JOIN ON, the items) it is resolved in.
+	Cols []ColUse
 	// Fixed are the locations of constants whose value the summary copied for
 	// a decision (setting names, SET values): a cached analysis holds only while
 	// these literals keep their text.
@@ -92,6 +95,16 @@ type Statement struct {
 // QName is a possibly schema-qualified name (function, operator, type).
 type QName struct {
 	Schema, Name string
+}
+
+// ColUse is one column reference: its name parts ("*" for a star) and the
+// block it is resolved in; Scoped marks a reference in JOIN ON, which sees
+// only Scope (the join's two sides) of the block.
+type ColUse struct {
+	Block  int
+	Col    ColRef
+	Scoped bool
+	Scope  []*FromItem `json:"-"`
 }
 
 // Func is one function call.
@@ -114,6 +127,8 @@ type SetInfo struct {
 	Args   []string
 	ArgsOK bool
 	Local  bool
+	// Func marks a set_config call judged as a SET.
+	Func bool
 }
 
 // CopyInfo describes a COPY statement.
@@ -186,6 +201,9 @@ type FromItem struct {
 	Using       []string
 	Natural     bool
 	Alias       string
+	// UsingAlias is JOIN ... USING (...) AS name: a name for the merged
+	// USING columns that, unlike Alias, hides nothing.
+	UsingAlias string
 }
 
 // PredKind is the form of a conjunct.
@@ -255,6 +273,13 @@ type Block struct {
 	// Parent is the block whose FROM entries are visible to correlated
 	// references from this one (-1: none).
 	Parent int
+	// Scoped marks a block that sees only Scope of its parent's FROM items
+	// (parse analysis' namespace at the point the block was parsed: a
+	// LATERAL subquery or a function in FROM sees the earlier items and the
+	// left sides of the joins it is on the right of; a subquery in JOIN ON
+	// sees the join's two sides). Unscoped blocks see every FROM item.
+	Scoped bool
+	Scope  []*FromItem `json:"-"`
 	// Role says where the block sits: select, cte, from, sublink, setop,
 	// values, insert, update, delete, merge.
 	Role string
@@ -274,6 +299,10 @@ type Block struct {
 	OutCols []string
 	// DML describes an INSERT/UPDATE/DELETE/MERGE body.
 	DML *DML
+	// Locking marks FOR UPDATE / FOR SHARE (any strength); LockRels are
+	// the names after OF (empty: every relation of the block).
+	Locking  bool
+	LockRels []string
 }
 
 // DML describes a data-modifying block. Its target is Rels[0].

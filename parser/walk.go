@@ -13,6 +13,10 @@ import (
 type walker struct {
 	st   *Statement
 	ctes []map[string]cteInfo // visible WITH names, innermost last
+	// onScope is set while walking a JOIN ON condition: its column
+	// references see only the join's two sides.
+	onScope  []*FromItem
+	onScoped bool
 }
 
 type cteInfo struct {
@@ -62,6 +66,25 @@ func (w *walker) newBlock(parent int, role string) int {
 	return len(w.st.Blocks) - 1
 }
 
+// scoped runs fn and gives every block it created directly under parent
+// (not yet scoped by a nested call) the visible items scope.
+func (w *walker) scoped(parent int, scope []*FromItem, fn func()) {
+	start := len(w.st.Blocks)
+	fn()
+	for i := start; i < len(w.st.Blocks); i++ {
+		if bl := w.st.Blocks[i]; bl.Parent == parent && !bl.Scoped {
+			bl.Scoped, bl.Scope = true, scope
+		}
+	}
+}
+
+// visible returns a copy of the items visible to a lateral reference.
+func visible(items []*FromItem, more ...*FromItem) []*FromItem {
+	out := make([]*FromItem, 0, len(items)+len(more))
+	out = append(out, items...)
+	return append(out, more...)
+}
+
 func (w *walker) stmt(n *pg.Node) {
 	st := w.st
 	m := nodeMsg(n)
@@ -93,7 +116,7 @@ func (w *walker) stmt(n *pg.Node) {
 		st.Kind = KindExplain
 		for _, o := range x.Options {
 			if d, ok := nodeMsg(o).(*pg.DefElem); ok && strings.EqualFold(d.Defname, "analyze") {
-				st.Analyze = true
+				st.Analyze = !defFalse(d.Arg)
 			}
 		}
 		st.Inner = summarize(x.Query)
@@ -328,7 +351,7 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent int, role string) ([]int, [
 		}
 	}
 	for _, f := range s.FromClause {
-		blk.From = append(blk.From, w.fromItem(f, b))
+		blk.From = append(blk.From, w.fromItem(f, b, visible(blk.From)))
 	}
 	if s.WhereClause != nil {
 		blk.Where = w.preds(s.WhereClause)
@@ -374,7 +397,25 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent int, role string) ([]int, [
 	w.exprs(s.SortClause, b)
 	w.expr(s.LimitOffset, b)
 	w.expr(s.LimitCount, b)
-	// LockingClause names FROM entries only: nothing to walk.
+	for _, l := range s.LockingClause {
+		lc, ok := nodeMsg(l).(*pg.LockingClause)
+		if !ok {
+			w.unknown("locking:" + msgName(nodeMsg(l)))
+			continue
+		}
+		blk.Locking = true
+		for _, r := range lc.LockedRels {
+			if rv, ok := nodeMsg(r).(*pg.RangeVar); ok {
+				blk.LockRels = append(blk.LockRels, rv.Relname)
+			} else {
+				w.unknown("locked-rel")
+			}
+		}
+		if len(lc.LockedRels) == 0 {
+			blk.LockRels = nil
+			break // every relation
+		}
+	}
 	return []int{b}, blk.OutCols
 }
 
@@ -458,8 +499,9 @@ func (w *walker) addRel(b int, r Rel) *FromItem {
 	return &FromItem{Rel: len(blk.Rels) - 1}
 }
 
-// fromItem walks one FROM entry of block b.
-func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
+// fromItem walks one FROM entry of block b; vis are the items a LATERAL
+// reference from it may see.
+func (w *walker) fromItem(n *pg.Node, b int, vis []*FromItem) *FromItem {
 	blk := w.st.Blocks[b]
 	switch x := nodeMsg(n).(type) {
 	case *pg.RangeVar:
@@ -486,7 +528,18 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 			w.unknown("subselect:" + msgName(nodeMsg(x.Subquery)))
 			return w.addRel(b, Rel{Kind: RelSubquery, Block: -1})
 		}
-		arms, cols := w.selectStmt(sel, parent, "from")
+		var arms []int
+		var cols []string
+		walk := func() { arms, cols = w.selectStmt(sel, parent, "from") }
+		switch {
+		case x.Lateral:
+			w.scoped(b, vis, walk)
+		case blk.Scoped:
+			// a plain subquery skips this level: it sees what this block sees
+			w.scoped(parent, blk.Scope, walk)
+		default:
+			walk()
+		}
 		r := Rel{Kind: RelSubquery, Block: -1, Cols: cols}
 		if len(arms) > 0 {
 			r.Block = arms[0]
@@ -512,9 +565,12 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 				q := qname(fc.Funcname)
 				names = append(names, q.Name)
 			}
-			for _, it := range l.Items {
-				w.expr(it, b)
-			}
+			// a function in FROM is implicitly LATERAL
+			w.scoped(b, vis, func() {
+				for _, it := range l.Items {
+					w.expr(it, b)
+				}
+			})
 		}
 		if len(names) == 1 {
 			r.Name = names[0]
@@ -546,8 +602,10 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 		return w.addRel(b, r)
 	case *pg.JoinExpr:
 		j := &FromItem{Rel: -1, Natural: x.IsNatural}
-		j.Left = w.fromItem(x.Larg, b)
-		j.Right = w.fromItem(x.Rarg, b)
+		j.Left = w.fromItem(x.Larg, b, vis)
+		// the right side may LATERAL-reference the left (an error for RIGHT
+		// and FULL joins, which never runs)
+		j.Right = w.fromItem(x.Rarg, b, visible(vis, j.Left))
 		switch x.Jointype {
 		case pg.JoinType_JOIN_INNER:
 			j.Join = JoinInner
@@ -564,19 +622,32 @@ func (w *walker) fromItem(n *pg.Node, b int) *FromItem {
 		j.Using = strs(x.UsingClause)
 		if x.Quals != nil {
 			j.Quals = w.preds(x.Quals)
-			w.expr(x.Quals, b)
+			// ON sees only the join's two sides (and outer query levels)
+			sides := []*FromItem{j.Left, j.Right}
+			saved, savedOK := w.onScope, w.onScoped
+			w.onScope, w.onScoped = sides, true
+			w.scoped(b, sides, func() { w.expr(x.Quals, b) })
+			w.onScope, w.onScoped = saved, savedOK
 		}
 		if x.Alias != nil {
 			j.Alias = x.Alias.Aliasname
+			if len(x.Alias.Colnames) > 0 {
+				w.unknown("join-alias-columns")
+			}
+		}
+		if x.JoinUsingAlias != nil {
+			j.UsingAlias = x.JoinUsingAlias.Aliasname
 		}
 		return j
 	case *pg.RangeTableSample:
-		it := w.fromItem(x.Relation, b)
-		w.exprs(x.Args, b)
-		w.expr(x.Repeatable, b)
-		for _, m := range x.Method {
-			w.expr(m, b)
-		}
+		it := w.fromItem(x.Relation, b, vis)
+		w.scoped(b, vis, func() {
+			w.exprs(x.Args, b)
+			w.expr(x.Repeatable, b)
+			for _, m := range x.Method {
+				w.expr(m, b)
+			}
+		})
 		return it
 	default:
 		w.unknown("from:" + msgName(x))
@@ -675,7 +746,12 @@ func (w *walker) insertStmt(x *pg.InsertStmt, parent int, role string) (int, []s
 		}
 		d.Conflict = c
 	}
-	w.returning(x.ReturningList, b)
+	// RETURNING sees the target only: EXCLUDED is visible to ON CONFLICT alone
+	target0 := []*FromItem{blk.From[0]}
+	saved, savedOK := w.onScope, w.onScoped
+	w.onScope, w.onScoped = target0, true
+	w.scoped(b, target0, func() { w.returning(x.ReturningList, b) })
+	w.onScope, w.onScoped = saved, savedOK
 	return b, returningCols(x.ReturningList)
 }
 
@@ -716,7 +792,7 @@ func (w *walker) updateStmt(x *pg.UpdateStmt, parent int, role string) (int, []s
 	target.Target = true
 	blk.From = append(blk.From, w.addRel(b, target))
 	for _, f := range x.FromClause {
-		blk.From = append(blk.From, w.fromItem(f, b))
+		blk.From = append(blk.From, w.fromItem(f, b, visible(blk.From)))
 	}
 	blk.DML.Set = w.setTargets(x.TargetList, b)
 	if x.WhereClause != nil {
@@ -737,7 +813,7 @@ func (w *walker) deleteStmt(x *pg.DeleteStmt, parent int, role string) (int, []s
 	target.Target = true
 	blk.From = append(blk.From, w.addRel(b, target))
 	for _, f := range x.UsingClause {
-		blk.From = append(blk.From, w.fromItem(f, b))
+		blk.From = append(blk.From, w.fromItem(f, b, visible(blk.From)))
 	}
 	if x.WhereClause != nil {
 		blk.Where = w.preds(x.WhereClause)
@@ -757,7 +833,7 @@ func (w *walker) mergeStmt(x *pg.MergeStmt, parent int, role string) (int, []str
 	target := relFromRangeVar(x.Relation)
 	target.Target = true
 	blk.From = append(blk.From, w.addRel(b, target))
-	src := w.fromItem(x.SourceRelation, b)
+	src := w.fromItem(x.SourceRelation, b, nil) // the target is not visible to the source
 	if src.Rel >= 0 {
 		blk.Rels[src.Rel].Source = true
 	} else {
@@ -816,6 +892,34 @@ func (w *walker) mergeStmt(x *pg.MergeStmt, parent int, role string) (int, []str
 	}
 	w.returning(x.ReturningList, b)
 	return b, returningCols(x.ReturningList)
+}
+
+// defFalse reports whether a boolean option's argument is one PostgreSQL's
+// defGetBoolean reads as false (no argument means true; anything it would
+// not read counts as true here, to stay on the safe side).
+func defFalse(n *pg.Node) bool {
+	switch v := nodeMsg(n).(type) {
+	case *pg.String:
+		switch strings.ToLower(v.Sval) {
+		case "false", "off":
+			return true
+		}
+	case *pg.Integer:
+		return v.Ival == 0
+	case *pg.A_Const:
+		switch c := v.Val.(type) {
+		case *pg.A_Const_Ival:
+			return c.Ival.Ival == 0
+		case *pg.A_Const_Sval:
+			s := strings.ToLower(c.Sval.Sval)
+			return s == "false" || s == "off"
+		case *pg.A_Const_Boolval:
+			return !c.Boolval.Boolval
+		}
+	case *pg.Boolean:
+		return !v.Boolval
+	}
+	return false
 }
 
 func strs(list []*pg.Node) []string {

@@ -62,6 +62,8 @@ type analyzer struct {
 	tables map[relRef]*Table
 	class  map[relRef]Class
 	pinned map[relRef]*formula
+	// insertPins memoizes insertPin per INSERT block.
+	insertPins map[int]*formula
 	// colMemo caches derived output columns per block.
 	colMemo map[int][]string
 }
@@ -73,7 +75,7 @@ func deny(reason, msg, hint string) *Denial {
 // analyze returns the analysis of one statement summary.
 func (e *Engine) analyze(cat *Catalog, sc *parser.Scanned, st *parser.Statement) *StmtAnalysis {
 	a := &analyzer{e: e, cat: cat, sc: sc, st: st, res: &StmtAnalysis{Kind: st.Kind},
-		tables: map[relRef]*Table{}, class: map[relRef]Class{}, pinned: map[relRef]*formula{}}
+		tables: map[relRef]*Table{}, class: map[relRef]Class{}, pinned: map[relRef]*formula{}, insertPins: map[int]*formula{}}
 	a.statement()
 	a.res.Writes = writes(st)
 	return a.res
@@ -164,7 +166,7 @@ func (a *analyzer) statement() {
 			a.fail(deny("statement", "unsupported transaction statement", ""))
 		}
 	case parser.KindSet:
-		if d := a.e.checkSet(st.Set); d != nil {
+		if d := a.e.checkSet(st.Set, a.cat); d != nil {
 			a.fail(d)
 		}
 	case parser.KindDiscard:
@@ -279,6 +281,7 @@ func (a *analyzer) query() {
 			a.addTable(name)
 		}
 	}
+	a.checkLocks()
 	// pins, parents first
 	for bi := range st.Blocks {
 		a.pinBlock(bi)
@@ -319,12 +322,23 @@ func (a *analyzer) query() {
 				}
 				f := a.pinned[ref]
 				if f == nil {
+					if col := a.ambiguousTenantRef(bi, ref); col != "" {
+						// PostgreSQL rejects the statement at parse analysis
+						// (42702): refuse it with the server's own code
+						a.fail(&Denial{Reason: "ambiguous_column", SQLState: sqlStateAmbiguousColumn,
+							Message: "pgtenant: column reference \"" + col + "\" is ambiguous",
+							Hint:    "qualify " + col + " with the table name or alias"})
+						continue
+					}
 					a.unscoped(t, name, b.Role)
 					continue
 				}
 				a.res.Reqs = append(a.res.Reqs, Req{Table: name, F: f})
 			case ClassGlobal, ClassCatalog:
 			default:
+				if cl == ClassStats && a.isRelStats(ref) {
+					continue // checked column by column (checkStatsCols)
+				}
 				a.relDenial(cl, name)
 			}
 		}
@@ -332,6 +346,7 @@ func (a *analyzer) query() {
 			a.dmlRules(bi)
 		}
 	}
+	a.checkStatsCols()
 	size := 0
 	for _, r := range a.res.Reqs {
 		size += r.F.size()
@@ -339,6 +354,142 @@ func (a *analyzer) query() {
 	if size > maxFormulaNodes {
 		a.fail(&Denial{Reason: "too_complex", Message: "pgtenant: statement too complex to verify", SQLState: pgerrcode.StatementTooComplex})
 	}
+}
+
+// isRelStats reports whether ref is a per-relation statistics view.
+func (a *analyzer) isRelStats(ref relRef) bool {
+	r := &a.st.Blocks[ref.b].Rels[ref.r]
+	return r.Kind == parser.RelTable && a.tables[ref] == nil && a.class[ref] == ClassStats &&
+		(r.Schema == "" || r.Schema == "pg_catalog") && relStatsViews[r.Name] != nil
+}
+
+// checkStatsCols allows per-relation statistics views for their identity
+// columns only: every column reference that resolves to one must name an
+// identity column, and a reference that cannot be resolved where such a view
+// is visible (a star, a whole-row reference, an unknown name) is refused.
+func (a *analyzer) checkStatsCols() {
+	statsBlocks := map[int]bool{}
+	for bi, b := range a.st.Blocks {
+		for ri := range b.Rels {
+			if a.isRelStats(relRef{bi, ri}) {
+				statsBlocks[bi] = true
+			}
+		}
+	}
+	if len(statsBlocks) == 0 {
+		return
+	}
+	bad := func(what string) {
+		a.fail(deny("stats_view", "statistics views may be read for their identity columns only ("+what+")",
+			"select relid, schemaname, relname, indexrelid or indexrelname only"))
+	}
+	for _, cu := range a.st.Cols {
+		var scope []*parser.FromItem
+		if cu.Scoped {
+			scope = cu.Scope
+		}
+		rels, col, ok := a.resolve(cu.Block, scope, cu.Col)
+		if !ok {
+			for b := cu.Block; b >= 0; b = a.st.Blocks[b].Parent {
+				if statsBlocks[b] {
+					bad(strings.Join(cu.Col.Fields, "."))
+					return
+				}
+			}
+			continue
+		}
+		for _, r := range rels {
+			if a.isRelStats(r) && !statsIdentity[col] {
+				bad(strings.Join(cu.Col.Fields, "."))
+				return
+			}
+		}
+	}
+}
+
+// checkLocks refuses FOR UPDATE / FOR SHARE (any strength) reaching a
+// global or catalog relation: a tenant would hold locks on rows every tenant
+// shares. A lock on a derived table or WITH query reaches its relations.
+func (a *analyzer) checkLocks() {
+	for bi, b := range a.st.Blocks {
+		if !b.Locking {
+			continue
+		}
+		for ri := range b.Rels {
+			if len(b.LockRels) > 0 && !contains(b.LockRels, b.Rels[ri].RefName()) {
+				continue
+			}
+			if name, bad := a.lockReachesShared(relRef{bi, ri}, 0); bad {
+				a.fail(deny("shared_lock", "FOR UPDATE/SHARE would lock rows of "+name+", which every tenant shares",
+					"lock only your own rows: FOR UPDATE OF <tenant table alias>"))
+				return
+			}
+		}
+	}
+}
+
+func (a *analyzer) lockReachesShared(ref relRef, depth int) (string, bool) {
+	if depth > len(a.st.Blocks) {
+		return "a nested query", true
+	}
+	r := &a.st.Blocks[ref.b].Rels[ref.r]
+	switch r.Kind {
+	case parser.RelTable:
+		if cl := a.class[ref]; cl != ClassTenant {
+			return a.displayName(ref), true
+		}
+	case parser.RelSubquery, parser.RelCTE:
+		if r.Block < 0 {
+			return "a derived table", true
+		}
+		for ri := range a.st.Blocks[r.Block].Rels {
+			if name, bad := a.lockReachesShared(relRef{r.Block, ri}, depth+1); bad {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// sqlStateAmbiguousColumn is PostgreSQL's ambiguous_column.
+const sqlStateAmbiguousColumn = "42702"
+
+// ambiguousTenantRef returns the tenant column's name when an unqualified
+// reference to it in block bi (where ref sits) is ambiguous there, as
+// PostgreSQL's parse analysis would report.
+func (a *analyzer) ambiguousTenantRef(bi int, ref relRef) string {
+	col := a.tenantCol(ref)
+	if col == "" {
+		return ""
+	}
+	for _, cu := range a.st.Cols {
+		if cu.Block != bi || len(cu.Col.Fields) != 1 || cu.Col.Fields[0] != col {
+			continue
+		}
+		items := a.st.Blocks[bi].From
+		if cu.Scoped {
+			items = cu.Scope
+		}
+		var rels []relRef
+		st := stNone
+		for _, it := range items {
+			r, s := a.unqualified(bi, it, col)
+			rels, st = combine(rels, st, r, s)
+		}
+		if st == stAmbiguous {
+			return col
+		}
+	}
+	return ""
 }
 
 func (a *analyzer) unscoped(t *Table, name, role string) {
@@ -374,7 +525,11 @@ func (a *analyzer) displayName(ref relRef) string {
 func (a *analyzer) resolveTable(r parser.Rel) (*Table, Class, string) {
 	cat := a.cat
 	if r.Catalog != "" {
-		return nil, ClassUnknown, r.Catalog + "." + r.Schema + "." + r.Name
+		if r.Catalog != cat.Database || cat.Database == "" {
+			// another database (an error in PostgreSQL) or one pgtenant cannot name
+			return nil, ClassUnknown, r.Catalog + "." + r.Schema + "." + r.Name
+		}
+		r.Catalog = "" // the current database: the same as schema.name
 	}
 	if r.Schema != "" {
 		name := r.Schema + "." + r.Name

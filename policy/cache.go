@@ -2,26 +2,39 @@ package policy
 
 import (
 	"container/list"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/pgtenant/pgtenant/parser"
 )
 
-// cache is a bounded LRU of analyses keyed by (catalog, statement shape).
-// Entries hold tenant-independent analyses only: the values that must equal
-// the caller's account are re-checked on every execution.
+// cache is a bounded LRU of analyses. Its key is the statement's shape plus
+// the text of every literal except those the analysis proved to be tenant
+// value slots: only a slot's text is re-read at each execution, so two texts
+// that differ in any other literal (a file name, a setting name, a function
+// name spelled as a string, a regclass cast...) never share an analysis.
+//
+// The slot positions are known only after an analysis, so the cache also
+// remembers, per shape, the slot positions of the last analysis of that
+// shape (a template); a lookup builds the key from the template, and the key
+// names the template, so a hit is always an analysis of a text that agrees
+// with the looked-up one on every literal outside the slots it was analysed
+// with.
 type cache struct {
 	mu           sync.Mutex
 	max          int
 	ll           *list.List
 	m            map[cacheKey]*list.Element
+	templates    map[cacheKey][]int
 	hits, misses atomic.Uint64
 }
 
 type cacheKey struct {
-	cat   *Catalog
-	shape string
+	cat *Catalog
+	key string
 }
 
 type cacheEntry struct {
@@ -30,18 +43,54 @@ type cacheEntry struct {
 }
 
 func newCache(max int) *cache {
-	return &cache{max: max, ll: list.New(), m: map[cacheKey]*list.Element{}}
+	return &cache{max: max, ll: list.New(), m: map[cacheKey]*list.Element{}, templates: map[cacheKey][]int{}}
 }
 
-// get returns the analysis cached for the shape if its fixed literals still
-// hold the same text in sql.
-func (c *cache) get(cat *Catalog, shape, sql string, sc *parser.Scanned) *analysis {
+// cacheKeyOf builds the key of sql for the slot positions slots (sorted).
+func cacheKeyOf(shape string, slots []int, sql string, sc *parser.Scanned) string {
+	var b strings.Builder
+	b.Grow(len(shape) + 16*len(sc.Lits))
+	b.WriteString(strconv.Itoa(len(shape)))
+	b.WriteByte(':')
+	b.WriteString(shape)
+	for _, s := range slots {
+		b.WriteByte('s')
+		b.WriteString(strconv.Itoa(s))
+	}
+	b.WriteByte('|')
+	k := 0
+	for i, l := range sc.Lits {
+		if l.Kind != parser.LitInt && l.Kind != parser.LitString {
+			continue // verbatim in the shape
+		}
+		if k < len(slots) && slots[k] == i {
+			k++
+			continue
+		}
+		t := sql[l.Start:l.End]
+		b.WriteString(strconv.Itoa(len(t)))
+		b.WriteByte(':')
+		b.WriteString(t)
+	}
+	return b.String()
+}
+
+// get returns the analysis cached for sql, or nil.
+func (c *cache) get(cat *Catalog, sql string, sc *parser.Scanned) *analysis {
 	if c.max <= 0 {
 		c.misses.Add(1)
 		return nil
 	}
 	c.mu.Lock()
-	el, ok := c.m[cacheKey{cat, shape}]
+	slots, ok := c.templates[cacheKey{cat, sc.Shape}]
+	c.mu.Unlock()
+	if !ok {
+		c.misses.Add(1)
+		return nil
+	}
+	k := cacheKey{cat, cacheKeyOf(sc.Shape, slots, sql, sc)}
+	c.mu.Lock()
+	el, ok := c.m[k]
 	var an *analysis
 	if ok {
 		c.ll.MoveToFront(el)
@@ -52,28 +101,22 @@ func (c *cache) get(cat *Catalog, shape, sql string, sc *parser.Scanned) *analys
 		c.misses.Add(1)
 		return nil
 	}
-	for _, f := range an.fixed {
-		if f.index >= len(sc.Lits) {
-			c.misses.Add(1)
-			return nil
-		}
-		l := sc.Lits[f.index]
-		if sql[l.Start:l.End] != f.text {
-			c.misses.Add(1)
-			return nil
-		}
-	}
 	c.hits.Add(1)
 	return an
 }
 
-func (c *cache) put(cat *Catalog, shape string, an *analysis) {
+// put caches an, the analysis of sql.
+func (c *cache) put(cat *Catalog, sql string, sc *parser.Scanned, an *analysis) {
 	if c.max <= 0 {
 		return
 	}
-	k := cacheKey{cat, shape}
+	k := cacheKey{cat, cacheKeyOf(sc.Shape, an.slots, sql, sc)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.templates) >= c.max {
+		c.templates = map[cacheKey][]int{} // rare: shapes beyond the entry budget
+	}
+	c.templates[cacheKey{cat, sc.Shape}] = an.slots
 	if el, ok := c.m[k]; ok {
 		el.Value.(*cacheEntry).an = an
 		c.ll.MoveToFront(el)
@@ -85,4 +128,47 @@ func (c *cache) put(cat *Catalog, shape string, an *analysis) {
 		c.ll.Remove(old)
 		delete(c.m, old.Value.(*cacheEntry).key)
 	}
+}
+
+// slotLits returns the sorted literal positions the analyses read as tenant
+// values at execution (formula slots and EXECUTE arguments).
+func slotLits(stmts []*StmtAnalysis) []int {
+	set := map[int]bool{}
+	var visit func(st *StmtAnalysis)
+	var walk func(f *formula)
+	walk = func(f *formula) {
+		if f == nil {
+			return
+		}
+		if f.op == 's' && (f.slot.Kind == SlotLit || f.slot.Kind == SlotLitArray) {
+			set[f.slot.Index] = true
+		}
+		for _, k := range f.kids {
+			walk(k)
+		}
+	}
+	visit = func(st *StmtAnalysis) {
+		if st == nil {
+			return
+		}
+		for _, r := range st.Reqs {
+			walk(r.F)
+		}
+		for _, a := range st.ExecArgs {
+			if a.Lit >= 0 {
+				set[a.Lit] = true
+			}
+		}
+		visit(st.Prepared)
+		visit(st.Inner)
+	}
+	for _, st := range stmts {
+		visit(st)
+	}
+	out := make([]int, 0, len(set))
+	for i := range set {
+		out = append(out, i)
+	}
+	sort.Ints(out)
+	return out
 }

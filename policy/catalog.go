@@ -62,6 +62,14 @@ type Catalog struct {
 	SearchPath []string
 	// Tables maps "schema.name" to the relation.
 	Tables map[string]*Table
+	// Database is the database the catalog describes (current_database() at
+	// discovery; "" when unknown): a three-part name is resolved only when
+	// its catalog part equals it.
+	Database string
+	// NoRoleSchema is true when discovery proved that no schema is named
+	// after the service role, so that "$user" in a search_path resolves to
+	// nothing.
+	NoRoleSchema bool
 }
 
 // NewCatalog returns an empty catalog with the given pinned search path.
@@ -107,6 +115,7 @@ func (t *Table) fillTenantType() {
 // Clone returns a deep copy.
 func (c *Catalog) Clone() *Catalog {
 	n := NewCatalog(append([]string(nil), c.SearchPath...))
+	n.Database, n.NoRoleSchema = c.Database, c.NoRoleSchema
 	for k, t := range c.Tables {
 		cp := *t
 		if t.Columns != nil {

@@ -20,6 +20,12 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
 ORDER BY n.nspname, c.relname, a.attnum`
 
+// discoverSessionSQL reads the database's name and whether no schema is
+// named after the role discovery logs in as (the service role).
+const discoverSessionSQL = `
+SELECT pg_catalog.current_database()::text,
+       NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = current_user)`
+
 // Discover reads the region's catalog through conn: every ordinary or
 // partitioned table having the tenant column becomes a tenant table, and all
 // relations' column lists and types are recorded (quoted identifiers keep
@@ -53,6 +59,12 @@ func (e *Engine) Discover(ctx context.Context, region string, conn *pgx.Conn) er
 		}
 	}
 	if err := rows.Err(); err != nil {
+		return fmt.Errorf("policy: discover %s: %w", region, err)
+	}
+	rows.Close()
+	// the database three-part names must name, and whether "$user" in a
+	// search_path can resolve to a schema of the service role
+	if err := conn.QueryRow(ctx, discoverSessionSQL).Scan(&cat.Database, &cat.NoRoleSchema); err != nil {
 		return fmt.Errorf("policy: discover %s: %w", region, err)
 	}
 	if !e.cfg.Discover {

@@ -70,8 +70,14 @@ GRANT USAGE ON SCHEMA audit TO app;
 			t.Errorf("%s: %+v, want %+v", name, tb, w)
 		}
 	}
+	if cat.Database != c.Database || !cat.NoRoleSchema {
+		t.Errorf("database %q (want %q), no role schema %v (want true)", cat.Database, c.Database, cat.NoRoleSchema)
+	}
 	s := session(t, e, "42")
 	for q, allow := range map[string]bool{
+		`SELECT * FROM ` + c.Database + `.public.orders WHERE account_id = 42`:                true,
+		`SELECT * FROM otherdb.public.orders WHERE account_id = 42`:                           false,
+		`SET search_path = "$user", public`:                                                   true,
 		`SELECT * FROM "Invoices" WHERE account_id = 42`:                                      true,
 		`SELECT * FROM invoices WHERE account_id = 42`:                                        false,
 		`SELECT "Amount" FROM "Invoices" i, countries WHERE code = 'x'`:                       false,
@@ -86,5 +92,15 @@ GRANT USAGE ON SCHEMA audit TO app;
 		if d := s.CheckQuery(q); d.Allow != allow {
 			t.Errorf("%s: allow=%v (%s)", q, d.Allow, d.Message)
 		}
+	}
+	// a schema named after the service role makes "$user" resolve to it
+	if err := c.Exec(ctx, c.Database, `CREATE SCHEMA `+c.ServiceUser); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Discover(ctx, "eu-west", conn); err != nil {
+		t.Fatal(err)
+	}
+	if d := session(t, e, "42").CheckQuery(`SET search_path = "$user", public`); d.Allow {
+		t.Error(`"$user", public allowed although a schema is named after the service role`)
 	}
 }

@@ -29,6 +29,11 @@ func (a *analyzer) dmlRules(bi int) {
 				// INSERT rules already pin to the caller's account
 				continue
 			}
+			if a.isOwnTenantColumn(bi, s.Val) {
+				// SET account_id = account_id (ORMs write every column back):
+				// the row keeps its value, and the row is pinned already
+				continue
+			}
 			f := a.exprFormula(s.Val, t.TenantType)
 			if f == nil {
 				a.fail(deny("tenant_column_write", "SET "+col+" of "+name+" must be your own account id",
@@ -94,11 +99,7 @@ func (a *analyzer) dmlRules(bi int) {
 				}
 			}
 			if !inferred {
-				var alts []*formula
-				for _, p := range c.Where {
-					alts = append(alts, a.predPins(bi, nil, p, ref, false))
-				}
-				f := fOr(alts...)
+				f := a.conflictPin(bi)
 				if f == nil {
 					a.fail(deny("upsert_unscoped", "ON CONFLICT DO UPDATE on "+name+" may update another tenant's row",
 						"use ON CONFLICT ("+col+", ...) or add WHERE "+t.Name+"."+col+" = <your account> to the DO UPDATE"))
@@ -201,4 +202,130 @@ func (a *analyzer) isExcludedTenant(bi int, e parser.Expr, col string) bool {
 		}
 	}
 	return false
+}
+
+// isOwnTenantColumn reports whether e is a reference to the tenant column of
+// block bi's target itself (resolved as PostgreSQL does: in ON CONFLICT an
+// unqualified name is ambiguous with EXCLUDED and resolves to nothing).
+func (a *analyzer) isOwnTenantColumn(bi int, e parser.Expr) bool {
+	if e.Kind != "column" {
+		return false
+	}
+	rels, c, ok := a.resolve(bi, nil, e.Col)
+	ref := relRef{bi, 0}
+	return ok && len(rels) == 1 && rels[0] == ref && c == a.tenantCol(ref)
+}
+
+// isInsertTarget reports whether ref is the target of an INSERT block.
+func (a *analyzer) isInsertTarget(ref relRef) bool {
+	b := a.st.Blocks[ref.b]
+	return ref.r == 0 && b.DML != nil && b.DML.Kind == parser.KindInsert && b.Rels[0].Target
+}
+
+// insertPin is the formula under which every row an INSERT block writes or
+// returns has the caller's tenant value: the inserted values' formulas and,
+// for ON CONFLICT DO UPDATE on a conflict target without the tenant column,
+// the DO UPDATE WHERE pin. nil when they cannot be derived.
+func (a *analyzer) insertPin(bi int) *formula {
+	if f, ok := a.insertPins[bi]; ok {
+		return f
+	}
+	a.insertPins[bi] = nil // cycle guard
+	f := a.insertValuesPin(bi)
+	if c := a.st.Blocks[bi].DML.Conflict; f != nil && c != nil && c.Update && !a.conflictInferred(bi) {
+		f = fAnd(f, a.conflictPin(bi))
+	}
+	a.insertPins[bi] = f
+	return f
+}
+
+// insertValuesPin is the conjunction of the tenant value formulas of every
+// row an INSERT block proposes (nil when one is not a pin).
+func (a *analyzer) insertValuesPin(bi int) *formula {
+	b := a.st.Blocks[bi]
+	d := b.DML
+	ref := relRef{bi, 0}
+	t := a.tables[ref]
+	if t == nil || a.class[ref] != ClassTenant || d.DefaultValues || d.Cols == nil || d.SourceOther || len(d.Arms) == 0 {
+		return nil
+	}
+	pos := -1
+	for i, c := range d.Cols {
+		if c == t.TenantColumn {
+			if pos >= 0 || (i < len(d.Indirect) && d.Indirect[i]) {
+				return nil
+			}
+			pos = i
+		}
+	}
+	if pos < 0 {
+		return nil
+	}
+	var kids []*formula
+	for _, arm := range d.Arms {
+		ab := a.st.Blocks[arm]
+		if ab.Values != nil {
+			for _, row := range ab.Values {
+				if pos >= len(row) {
+					return nil
+				}
+				kids = append(kids, a.exprFormula(row[pos], t.TenantType))
+			}
+			continue
+		}
+		if ab.Star || pos >= len(ab.Targets) {
+			return nil
+		}
+		e := ab.Targets[pos]
+		if e.Kind == "column" {
+			rels, c, ok := a.resolve(arm, nil, e.Col)
+			if !ok || len(rels) != 1 || rels[0].b != arm || a.class[rels[0]] != ClassTenant || a.tenantCol(rels[0]) != c {
+				return nil
+			}
+			kids = append(kids, a.pinned[rels[0]])
+			continue
+		}
+		kids = append(kids, a.exprFormula(e, t.TenantType))
+	}
+	return fAnd(kids...)
+}
+
+// conflictInferred reports whether ON CONFLICT's arbiter names the tenant
+// column, so that a conflicting row has the proposed row's tenant value.
+func (a *analyzer) conflictInferred(bi int) bool {
+	ref := relRef{bi, 0}
+	for _, x := range a.st.Blocks[bi].DML.Conflict.Infer {
+		if x == a.tenantCol(ref) {
+			return true
+		}
+	}
+	return false
+}
+
+// conflictPin is the formula under which ON CONFLICT DO UPDATE's WHERE
+// restricts the existing row to the caller's account: a pin predicate, or
+// target.col = EXCLUDED.col with the proposed rows pinned.
+func (a *analyzer) conflictPin(bi int) *formula {
+	ref := relRef{bi, 0}
+	col := a.tenantCol(ref)
+	var alts []*formula
+	for _, p := range a.st.Blocks[bi].DML.Conflict.Where {
+		alts = append(alts, a.predPins(bi, nil, p, ref, false))
+		if p.Kind != parser.PredColEq {
+			continue
+		}
+		l, lc, lok := a.resolve(bi, nil, p.Col)
+		r, rc, rok := a.resolve(bi, nil, p.Col2)
+		if !lok || !rok || len(l) != 1 || len(r) != 1 || lc != col || rc != col {
+			continue
+		}
+		if (l[0] == ref && a.isExcluded(r[0])) || (r[0] == ref && a.isExcluded(l[0])) {
+			alts = append(alts, a.insertValuesPin(bi))
+		}
+	}
+	return fOr(alts...)
+}
+
+func (a *analyzer) isExcluded(ref relRef) bool {
+	return a.st.Blocks[ref.b].Rels[ref.r].Kind == parser.RelExcluded
 }

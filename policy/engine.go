@@ -93,6 +93,7 @@ func (e *Engine) SetCatalog(region string, c *Catalog) {
 		if len(c.SearchPath) > 0 {
 			merged.SearchPath = c.SearchPath
 		}
+		merged.Database, merged.NoRoleSchema = c.Database, c.NoRoleSchema
 		for _, t := range c.Tables {
 			cp := *t
 			merged.Add(&cp)
@@ -123,21 +124,20 @@ func (e *Engine) CacheStats() (hits, misses uint64) {
 	return e.cache.hits.Load(), e.cache.misses.Load()
 }
 
-// analysis is the cached, tenant-independent result for one statement text shape.
+// analysis is the cached, tenant-independent result for one statement text.
 type analysis struct {
 	deny  *Denial // for the whole text (guard or parse failure)
 	stmts []*StmtAnalysis
-	fixed []fixedLit
+	// slots are the literal positions read as tenant values at execution:
+	// the only literals whose text may differ between texts sharing this
+	// analysis (see cache).
+	slots []int
 	// normalized is the text with every literal replaced by $n: identical
 	// for every text of the same shape.
 	normalized string
-	// noCache marks analyses that depend on a constant the shape cannot pin down.
+	// noCache marks analyses that depend on a constant the scanner did not
+	// see as a literal token.
 	noCache bool
-}
-
-type fixedLit struct {
-	index int
-	text  string
 }
 
 // analyzeText guards, parses (or finds in the cache) and analyses sql.
@@ -154,13 +154,13 @@ func (e *Engine) analyzeText(cat *Catalog, sql string) (*analysis, *parser.Scann
 		}
 		return &analysis{deny: d}, &parser.Scanned{}
 	}
-	if an := e.cache.get(cat, sc.Shape, sql, sc); an != nil {
+	if an := e.cache.get(cat, sql, sc); an != nil {
 		return an, sc
 	}
 	an := e.analyzeScanned(cat, sql, sc)
 	an.normalized = sc.Normalize(sql)
 	if len(sql) <= maxCachedBytes && !an.noCache {
-		e.cache.put(cat, sc.Shape, an)
+		e.cache.put(cat, sql, sc, an)
 	}
 	return an, sc
 }
@@ -180,20 +180,15 @@ func (e *Engine) analyzeScanned(cat *Catalog, sql string, sc *parser.Scanned) (a
 			"pgtenant only forwards statements it can parse")}
 	}
 	an = &analysis{}
-	seen := map[int]bool{}
 	for _, st := range sum.Statements {
 		an.stmts = append(an.stmts, e.analyze(cat, sc, st))
 		for _, loc := range allFixed(st) {
-			i := sc.LitAt(loc)
-			if i < 0 {
+			if sc.LitAt(loc) < 0 {
 				an.noCache = true
-			}
-			if i >= 0 && !seen[i] && sc.Lits[i].Kind != parser.LitRaw {
-				seen[i] = true
-				an.fixed = append(an.fixed, fixedLit{index: i, text: sql[sc.Lits[i].Start:sc.Lits[i].End]})
 			}
 		}
 	}
+	an.slots = slotLits(an.stmts)
 	return an
 }
 

@@ -22,6 +22,28 @@ pg_ident_file_mappings pg_replication_slots pg_replication_origin pg_replication
 pg_backend_memory_contexts pg_shmem_allocations pg_subscription pg_config pg_db_role_setting pg_stats
 pg_stats_ext pg_stats_ext_exprs pg_prepared_statements_all pg_aios pg_wait_events`)
 
+// relStatsViews are the per-relation statistics views with their columns
+// (PostgreSQL 15). A tenant may reference them for their identity columns
+// only (SPEC, second round): drivers join them to pg_description for column
+// comments; their counters describe every tenant's activity.
+var relStatsViews = func() map[string][]string {
+	out := map[string][]string{}
+	tables := "relid schemaname relname seq_scan seq_tup_read idx_scan idx_tup_fetch n_tup_ins n_tup_upd n_tup_del n_tup_hot_upd"
+	more := " n_live_tup n_dead_tup n_mod_since_analyze n_ins_since_vacuum last_vacuum last_autovacuum last_analyze last_autoanalyze vacuum_count autovacuum_count analyze_count autoanalyze_count"
+	for _, k := range []string{"all", "user", "sys"} {
+		out["pg_stat_"+k+"_tables"] = strings.Fields(tables + more)
+		out["pg_stat_xact_"+k+"_tables"] = strings.Fields(tables)
+		out["pg_stat_"+k+"_indexes"] = strings.Fields("relid indexrelid schemaname relname indexrelname idx_scan idx_tup_read idx_tup_fetch")
+		out["pg_statio_"+k+"_tables"] = strings.Fields("relid schemaname relname heap_blks_read heap_blks_hit idx_blks_read idx_blks_hit toast_blks_read toast_blks_hit tidx_blks_read tidx_blks_hit")
+		out["pg_statio_"+k+"_indexes"] = strings.Fields("relid indexrelid schemaname relname indexrelname idx_blks_read idx_blks_hit")
+		out["pg_statio_"+k+"_sequences"] = strings.Fields("relid schemaname relname blks_read blks_hit")
+	}
+	return out
+}()
+
+// statsIdentity are the columns of relStatsViews a tenant may reference.
+var statsIdentity = setOf(`relid indexrelid schemaname relname indexrelname`)
+
 // deniedFuncs are built-in functions tenants may never call.
 var deniedFuncs = setOf(`set_config pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file ts_stat
 pg_terminate_backend pg_cancel_backend pg_reload_conf pg_rotate_logfile pg_switch_wal pg_logical_emit_message
@@ -39,7 +61,22 @@ pg_control_checkpoint pg_control_recovery pg_control_init pg_walfile_name pg_wal
 pg_get_wal_resource_managers pg_split_walfile_name pg_get_process_memory_contexts pg_ls_logdir pg_ls_waldir
 pg_ls_tmpdir pg_ls_archive_statusdir pg_ls_logicalsnapdir pg_ls_logicalmapdir pg_ls_replslotdir
 pg_ls_summariesdir pg_file_write pg_file_rename pg_file_unlink pg_file_sync pg_logdir_ls pg_get_keywords_x
-loread lowrite pg_stat_get_activity pg_settings_get_flags_x`)
+loread lowrite pg_stat_get_activity pg_settings_get_flags_x
+currtid currtid2 currtid_byrelname currtid_byreloid pg_get_multixact_members pg_xact_commit_timestamp
+pg_xact_commit_timestamp_origin pg_last_committed_xact pg_xact_status txid_status pg_extension_config_dump
+pg_config pg_get_sequence_data`)
+
+// Tuple history and transaction status: currtid* follow another tenant's row
+// versions by tid, pg_get_multixact_members names the sessions locking a
+// row, the commit-timestamp and xact-status functions date and confirm other
+// tenants' transactions; pg_config() describes the server build.
+
+// infoSchemaFuncs are information_schema's helper functions: pure
+// computations over type and index metadata the catalog already shows
+// (pgjdbc's getPrimaryKeys/getIndexInfo call _pg_expandarray).
+var infoSchemaFuncs = setOf(`_pg_expandarray _pg_index_position _pg_truetypid _pg_truetypmod _pg_char_max_length
+_pg_char_octet_length _pg_numeric_precision _pg_numeric_precision_radix _pg_numeric_scale _pg_datetime_precision
+_pg_interval_type`)
 
 // deniedPrefixes cover function families.
 var deniedPrefixes = []string{"lo_", "be_lo_", "dblink", "query_to_xml", "table_to_xml", "cursor_to_xml",
@@ -66,14 +103,14 @@ func funcDenied(name string) bool {
 
 func (a *analyzer) checkFuncs() {
 	for _, f := range a.st.Funcs {
-		if d := a.e.checkFunc(f); d != nil {
+		if d := a.e.checkFunc(f, a.cat); d != nil {
 			a.fail(d)
 			return
 		}
 	}
 }
 
-func (e *Engine) checkFunc(f parser.Func) *Denial {
+func (e *Engine) checkFunc(f parser.Func, cat *Catalog) *Denial {
 	q := f.QName
 	full := q.Name
 	if q.Schema != "" {
@@ -85,7 +122,7 @@ func (e *Engine) checkFunc(f parser.Func) *Denial {
 	if q.Schema == "" || q.Schema == "pg_catalog" {
 		switch q.Name {
 		case "set_config":
-			return e.checkSetConfig(f)
+			return e.checkSetConfig(f, cat)
 		case "ts_rewrite":
 			if len(f.Args) == 2 {
 				return deny("function", "ts_rewrite with a query text runs arbitrary SQL", "use the three-argument form")
@@ -111,7 +148,7 @@ func (e *Engine) checkFunc(f parser.Func) *Denial {
 		return deny("function", "function "+full+" is not a built-in function on the allowlist",
 			"add it to policy.allowed_functions after reviewing it (SECURITY DEFINER functions bypass RLS)")
 	}
-	if e.allowedFuncs[full] {
+	if e.allowedFuncs[full] || (q.Schema == "information_schema" && infoSchemaFuncs[q.Name]) {
 		return nil
 	}
 	return deny("function", "function "+full+" is not allowed for tenant connections",
@@ -119,34 +156,70 @@ func (e *Engine) checkFunc(f parser.Func) *Denial {
 }
 
 // checkSetConfig treats set_config('name', 'value', is_local) as SET name = value.
-func (e *Engine) checkSetConfig(f parser.Func) *Denial {
+func (e *Engine) checkSetConfig(f parser.Func, cat *Catalog) *Denial {
 	bad := deny("setting", "set_config of this setting is not allowed",
 		"only settings on the allowlist may be changed, with a literal name")
 	if len(f.Args) != 3 || f.Args[0].Kind != parser.ValConst || f.Args[0].ConstKind != "string" || len(f.Args[0].Casts) > 0 {
 		return bad
 	}
-	si := &parser.SetInfo{Kind: "value", Name: strings.ToLower(f.Args[0].Text), ArgsOK: true}
+	si := &parser.SetInfo{Kind: "value", Name: strings.ToLower(f.Args[0].Text), ArgsOK: true, Func: true}
 	v := f.Args[1]
 	if v.Kind == parser.ValConst && len(v.Casts) == 0 {
 		si.Args = []string{v.Text}
 	} else {
 		si.ArgsOK = false
 	}
-	if d := e.checkSet(si); d != nil {
+	if d := e.checkSet(si, cat); d != nil {
 		return d
 	}
 	return nil
 }
 
-// defaultSettings may be SET by tenants (POLICY.md 4.1).
-var defaultSettings = setOf(`application_name timezone datestyle intervalstyle extra_float_digits statement_timeout
-lock_timeout idle_in_transaction_session_timeout client_min_messages client_encoding search_path`)
+// Settings are decided by class (SPEC, second round; the README's table):
+//   - sessionSettings: presentation and timeouts of this session only;
+//   - txnDefaults: transaction characteristics, as SET SESSION CHARACTERISTICS;
+//   - tuningSettings: commit durability and planner settings, which change how
+//     a statement runs but never which rows it may see;
+//   - search_path: only to a literal list resolving to the pinned path;
+//   - standard_conforming_strings: only SET to on, the value pgtenant pins;
+//   - everything else (identity, visibility, lexing, other sessions, unknown
+//     names) is refused unless listed in policy.allowed_settings, which can
+//     never open up neverSettable.
+var sessionSettings = setOf(`application_name timezone datestyle intervalstyle extra_float_digits statement_timeout
+lock_timeout idle_in_transaction_session_timeout idle_session_timeout transaction_timeout client_min_messages
+client_encoding search_path`)
+
+// txnDefaults are transaction characteristics; SET TRANSACTION and SET
+// SESSION CHARACTERISTICS change the same values.
+var txnDefaults = setOf(`default_transaction_isolation default_transaction_read_only default_transaction_deferrable
+transaction_isolation transaction_read_only transaction_deferrable`)
+
+// tuningSettings change cost, memory, JIT and commit behaviour only.
+var tuningSettings = setOf(`synchronous_commit work_mem hash_mem_multiplier maintenance_work_mem temp_buffers
+jit jit_above_cost jit_inline_above_cost jit_optimize_above_cost plan_cache_mode
+random_page_cost seq_page_cost cpu_tuple_cost cpu_index_tuple_cost cpu_operator_cost parallel_setup_cost
+parallel_tuple_cost effective_cache_size effective_io_concurrency from_collapse_limit join_collapse_limit
+geqo geqo_threshold geqo_effort constraint_exclusion cursor_tuple_fraction max_parallel_workers_per_gather
+parallel_leader_participation min_parallel_table_scan_size min_parallel_index_scan_size default_statistics_target`)
+
+// settingClass names the class of a setting ("" when it is in none).
+func settingClass(name string) string {
+	switch {
+	case sessionSettings[name]:
+		return "session"
+	case txnDefaults[name]:
+		return "transaction"
+	case tuningSettings[name], strings.HasPrefix(name, "enable_") && !strings.Contains(name, "."):
+		return "tuning"
+	}
+	return ""
+}
 
 // neverSettable are settings policy.allowed_settings cannot open up: they
 // would change the session's identity, bypass RLS or triggers, or make the
-// server lex strings differently from pg_query. (An operator may allow
-// standard_conforming_strings, e.g. for Rails, which sets it at connect; then
-// only to on, the value the proxy pins.)
+// server lex strings differently from pg_query. standard_conforming_strings
+// may only be SET to on, the value the proxy pins (Rails and Sequel send it at
+// connect).
 var neverSettable = setOf(`role session_authorization session_replication_role row_security
 standard_conforming_strings app.current_subject`)
 
@@ -161,7 +234,7 @@ func isOn(s string) bool {
 }
 
 // checkSet decides SET / RESET / set_config.
-func (e *Engine) checkSet(si *parser.SetInfo) *Denial {
+func (e *Engine) checkSet(si *parser.SetInfo, cat *Catalog) *Denial {
 	if si == nil {
 		return deny("setting", "unsupported SET", "")
 	}
@@ -186,13 +259,20 @@ func (e *Engine) checkSet(si *parser.SetInfo) *Denial {
 		return deny("tenant_setting", "the tenant setting "+e.cfg.TenantSetting+" is owned by pgtenant and cannot be changed",
 			"pgtenant sets it from your token")
 	}
-	if neverSettable[name] && !(name == "standard_conforming_strings" && e.allowedSettings[name] && si.Kind == "value" && si.ArgsOK && len(si.Args) == 1 && isOn(si.Args[0])) {
+	if name == "standard_conforming_strings" {
+		if si.Kind == "value" && !si.Func && si.ArgsOK && len(si.Args) == 1 && isOn(si.Args[0]) {
+			return nil // the pinned value: a no-op
+		}
+		return deny("setting", "standard_conforming_strings is pinned to on",
+			"pgtenant reads statements as PostgreSQL does with standard_conforming_strings = on; only SET standard_conforming_strings = on is accepted")
+	}
+	if neverSettable[name] {
 		return deny("setting", "SET "+name+" is never allowed for tenant connections",
 			"it would change who the session is, what it may see, or how PostgreSQL reads statements")
 	}
-	if !defaultSettings[name] && !e.allowedSettings[name] {
+	if settingClass(name) == "" && !e.allowedSettings[name] {
 		return deny("setting", "SET "+name+" is not allowed for tenant connections",
-			"allowed settings: application_name, TimeZone, DateStyle, statement_timeout, ... (policy.allowed_settings)")
+			"allowed: session settings (application_name, TimeZone, statement_timeout, ...), transaction defaults, planner and commit settings, and policy.allowed_settings")
 	}
 	switch name {
 	case "client_encoding":
@@ -200,7 +280,7 @@ func (e *Engine) checkSet(si *parser.SetInfo) *Denial {
 			return deny("setting", "client_encoding can only be UTF8", "pgtenant parses statements as UTF8")
 		}
 	case "search_path":
-		if si.Kind != "value" || !si.ArgsOK || !samePath(si.Args, e.searchPath) {
+		if si.Kind != "value" || !si.ArgsOK || !e.samePath(si.Args, cat) {
 			return deny("search_path", "search_path is pinned to "+strings.Join(e.searchPath, ", "),
 				"qualify names instead of changing search_path")
 		}
@@ -213,20 +293,29 @@ func isUTF8(s string) bool {
 	return s == "UTF8" || s == "UNICODE"
 }
 
-func samePath(args, pinned []string) bool {
+// samePath reports whether a search_path value resolves to the pinned path.
+// "$user" names a schema after the session's role: it resolves to nothing
+// (and may be dropped) only when discovery proved that no such schema exists.
+func (e *Engine) samePath(args []string, cat *Catalog) bool {
 	var got []string
 	for _, a := range args {
 		got = append(got, ParseSearchPath(a)...)
 	}
-	if len(got) != len(pinned) {
-		return false
-	}
-	for i := range got {
-		if got[i] != pinned[i] {
+	pinned := e.searchPath
+	i := 0
+	for _, g := range got {
+		if g == "$user" {
+			if cat == nil || !cat.NoRoleSchema {
+				return false
+			}
+			continue
+		}
+		if i >= len(pinned) || g != pinned[i] {
 			return false
 		}
+		i++
 	}
-	return true
+	return i == len(pinned)
 }
 
 func (a *analyzer) checkOps() {

@@ -19,18 +19,8 @@ var (
 //     literals: replacing every "42" by "7" must make it denied for account 42
 //     (statements that pin through current_setting or $n parameters are exempt).
 func FuzzPolicy(f *testing.F) {
-	for _, r := range readCorpus(f, "testdata/tenancy.tsv") {
-		sql := r.sql
-		if i := strings.LastIndex(sql, "-- bind:"); i >= 0 {
-			sql = sql[:i]
-		}
+	for _, sql := range fuzzSeeds(f) {
 		f.Add(sql)
-	}
-	for _, c := range ruleCases {
-		f.Add(c.sql)
-	}
-	for _, c := range moreCases {
-		f.Add(c.sql)
 	}
 	f.Add("SELECT 1" + strings.Repeat("+1", 30000))
 	f.Add("SELECT " + strings.Repeat("-+", 20000))

@@ -106,7 +106,8 @@ func (a *analyzer) joinRestrictions(it *parser.FromItem, rs *[]restriction) {
 		return
 	}
 	if len(it.Quals) > 0 {
-		*rs = append(*rs, restriction{preds: it.Quals, scope: []*parser.FromItem{it}, restricts: set})
+		// ON sees the join's two sides only (parse_clause.c transformJoinOnClause)
+		*rs = append(*rs, restriction{preds: it.Quals, scope: []*parser.FromItem{it.Left, it.Right}, restricts: set})
 	}
 	for _, u := range it.Using {
 		*rs = append(*rs, restriction{restricts: set, usingL: it.Left, usingR: it.Right, usingCol: u})
@@ -167,6 +168,12 @@ func (a *analyzer) allPinned(list []relRef, col string, self relRef) *formula {
 		}
 		if a.class[s] != ClassTenant || a.tables[s] == nil || a.tenantCol(s) != col {
 			return nil
+		}
+		if a.isInsertTarget(s) {
+			// the rows an INSERT writes (and RETURNING shows) carry the
+			// values its tenant-column rules require
+			kids = append(kids, a.insertPin(s.b))
+			continue
 		}
 		kids = append(kids, a.pinned[s])
 	}
@@ -301,15 +308,21 @@ const (
 	stUnknown
 )
 
-// resolve binds a column reference as PostgreSQL would, starting at block bi
-// (in scope, or the whole FROM when scope is nil) and moving outwards.
+// resolve binds a column reference as PostgreSQL's parse analysis does,
+// starting at block bi (in scope, or the whole FROM when scope is nil) and
+// moving outwards through the query levels; at each outer level only the
+// items visible to the block the search comes from are searched.
 func (a *analyzer) resolve(bi int, scope []*parser.FromItem, c parser.ColRef) ([]relRef, string, bool) {
 	f := c.Fields
 	col := f[len(f)-1]
-	for b := bi; b >= 0; b = a.st.Blocks[b].Parent {
-		items := scope
-		if b != bi || scope == nil {
-			items = a.st.Blocks[b].From
+	child := -1
+	for b := bi; b >= 0; child, b = b, a.st.Blocks[b].Parent {
+		items := a.st.Blocks[b].From
+		switch {
+		case b == bi && scope != nil:
+			items = scope
+		case child >= 0 && a.st.Blocks[child].Scoped:
+			items = a.st.Blocks[child].Scope
 		}
 		switch len(f) {
 		case 1:
@@ -325,13 +338,36 @@ func (a *analyzer) resolve(bi int, scope []*parser.FromItem, c parser.ColRef) ([
 			case stAmbiguous, stUnknown:
 				return nil, "", false
 			}
-		case 2, 3:
+		case 2, 3, 4:
+			qual := f[:len(f)-1]
+			if len(f) == 4 {
+				// catalog.schema.rel.col: the catalog must be this database
+				if !a.sameDatabase(f[0]) {
+					return nil, "", false
+				}
+				qual = f[1:3]
+			}
 			var found []relRef
+			var joins []*parser.FromItem
 			hidden := false
 			for _, it := range items {
-				a.qualified(b, it, f[:len(f)-1], &found, &hidden)
+				a.qualified(b, it, qual, &found, &joins, &hidden)
 			}
-			if len(found) > 1 || (len(found) == 1 && hidden) {
+			if len(found)+len(joins) > 1 || (len(found)+len(joins) == 1 && hidden) {
+				return nil, "", false
+			}
+			if len(joins) == 1 {
+				// j.col of JOIN ... USING (...) AS j: the merged USING column
+				j := joins[0]
+				for _, u := range j.Using {
+					if u == col {
+						rels, st := a.unqualified(b, j, col)
+						if st != stFound {
+							return nil, "", false
+						}
+						return rels, col, true
+					}
+				}
 				return nil, "", false
 			}
 			if len(found) == 1 {
@@ -371,9 +407,8 @@ func (a *analyzer) unqualified(b int, it *parser.FromItem, col string) ([]relRef
 	}
 	if it.Rel >= 0 {
 		ref := relRef{b, it.Rel}
-		if a.st.Blocks[b].Rels[it.Rel].QualifiedOnly {
-			return nil, stNone
-		}
+		// EXCLUDED is visible to unqualified names too: in ON CONFLICT an
+		// unqualified target column is ambiguous (42702), as in PostgreSQL
 		switch a.hasColumn(ref, col) {
 		case yes:
 			return []relRef{ref}, stFound
@@ -412,8 +447,9 @@ func (a *analyzer) unqualified(b int, it *parser.FromItem, col string) ([]relRef
 	return combine(rels, st, r, rs)
 }
 
-// qualified finds entries named by qual (rel or schema.rel) under item it.
-func (a *analyzer) qualified(b int, it *parser.FromItem, qual []string, found *[]relRef, hidden *bool) {
+// qualified finds entries named by qual (rel or schema.rel) under item it:
+// relations in found, joins named by their USING alias in joins.
+func (a *analyzer) qualified(b int, it *parser.FromItem, qual []string, found *[]relRef, joins *[]*parser.FromItem, hidden *bool) {
 	if it == nil {
 		return
 	}
@@ -422,10 +458,13 @@ func (a *analyzer) qualified(b int, it *parser.FromItem, qual []string, found *[
 			if len(qual) == 1 && qual[0] == it.Alias {
 				*hidden = true
 			}
-			return // the alias hides the joined entries
+			return // the alias hides the joined entries and the USING alias
 		}
-		a.qualified(b, it.Left, qual, found, hidden)
-		a.qualified(b, it.Right, qual, found, hidden)
+		if it.UsingAlias != "" && len(qual) == 1 && qual[0] == it.UsingAlias {
+			*joins = append(*joins, it)
+		}
+		a.qualified(b, it.Left, qual, found, joins, hidden)
+		a.qualified(b, it.Right, qual, found, joins, hidden)
 		return
 	}
 	r := &a.st.Blocks[b].Rels[it.Rel]
@@ -447,6 +486,12 @@ func (a *analyzer) qualified(b int, it *parser.FromItem, qual []string, found *[
 	}
 }
 
+// sameDatabase reports whether a catalog name is the database the catalog
+// describes (unknown: no).
+func (a *analyzer) sameDatabase(name string) bool {
+	return a.cat.Database != "" && name == a.cat.Database
+}
+
 // hasColumn says whether a range entry has column c.
 func (a *analyzer) hasColumn(ref relRef, c string) tri {
 	r := &a.st.Blocks[ref.b].Rels[ref.r]
@@ -455,6 +500,9 @@ func (a *analyzer) hasColumn(ref relRef, c string) tri {
 	case parser.RelTable:
 		t := a.tables[ref]
 		if t == nil {
+			if a.isRelStats(ref) && len(r.ColAliases) == 0 && contains(relStatsViews[r.Name], c) {
+				return yes // other names stay unknown: a newer server may have more columns
+			}
 			return unknown
 		}
 		if len(r.ColAliases) == 0 {
@@ -470,7 +518,8 @@ func (a *analyzer) hasColumn(ref relRef, c string) tri {
 			}
 		}
 	case parser.RelExcluded:
-		return unknown
+		// EXCLUDED has the target's columns (the target is Rels[0])
+		return a.hasColumn(relRef{ref.b, 0}, c)
 	default:
 		cols = a.outCols(ref)
 		if cols == nil {

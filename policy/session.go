@@ -123,13 +123,16 @@ func evalSlot(env *slotEnv, sl Slot) tri {
 			if array {
 				return boolTri(acc.matchArrayText(string(v), sl.Type))
 			}
-			return boolTri(acc.matchText(string(v), sl.Type))
+			return boolTri(acc.matchParamText(string(v), oid, sl.Type))
 		case 1:
-			if array || oid == 0 {
+			if oid == 0 {
 				// PostgreSQL reads binary bytes by the type it gives the
 				// parameter; with none declared and no ParameterDescription
 				// seen, pgtenant does not know that type.
 				return no
+			}
+			if array {
+				return boolTri(acc.matchBinaryArray(v, oid, sl.Type))
 			}
 			return boolTri(acc.matchBinary(v, oid, sl.Type))
 		}
@@ -161,8 +164,8 @@ func (s *Session) evalReqs(reqs []Req, sql string, sc *parser.Scanned, ps *param
 }
 
 func wrongAccount(table string) *Denial {
-	return deny("wrong_account", "table "+table+" is not scoped to your account (the tenant value given is not your account id)",
-		"compare "+table+"'s tenant column with your own account id")
+	return deny("wrong_account", "table "+table+" is not scoped to your account: a tenant value given is not your account id, or is bound with a type or format pgtenant cannot compare",
+		"compare "+table+"'s tenant column with your own account id, bound as int8/int4/int2, numeric, text, uuid or unknown (text or binary), or as an array of those for = ANY")
 }
 
 func (d *Denial) decision(tables []string, stmt string) Decision {

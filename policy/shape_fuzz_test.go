@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -16,59 +17,139 @@ var (
 )
 
 // FuzzShapeSound checks the soundness condition of the analysis cache: two
-// texts with the same shape (differing only in abstracted literals) get the
-// same tenant-independent analysis, unless the analysis pinned the literal
-// text it read (fixed literals) or refused to be cached.
+// texts that differ only in literals the first one's analysis read as tenant
+// value slots (the only literals left out of the cache key) get the same
+// tenant-independent analysis.
 func FuzzShapeSound(f *testing.F) {
-	for _, r := range readCorpus(f, "testdata/tenancy.tsv") {
-		f.Add(r.sql)
+	for _, sql := range fuzzSeeds(f) {
+		f.Add(sql, uint64(1))
 	}
-	for _, c := range ruleCases {
-		f.Add(c.sql)
-	}
-	for _, c := range moreCases {
-		f.Add(c.sql)
-	}
-	f.Add("SELECT * FROM orders WHERE account_id = 3000000000")
-	f.Add("SELECT * FROM orders WHERE account_id = 99999999999999999999999")
-	f.Fuzz(func(t *testing.T, sql string) {
+	f.Add("SELECT * FROM orders WHERE account_id = 3000000000", uint64(2))
+	f.Add("SELECT * FROM orders WHERE account_id = 99999999999999999999999", uint64(3))
+	f.Fuzz(func(t *testing.T, sql string, seed uint64) {
 		shapeOnce.Do(func() { shapeEngine = newTestEngine(t, func(p *config.Policy) { p.CacheEntries = 0 }) })
 		e := shapeEngine
 		sc, err := e.parser.Guard(sql)
 		if err != nil {
 			return
 		}
-		variant := rewriteLiterals(sql, sc)
+		cat := e.catalog("eu-west")
+		a1 := e.analyzeScanned(cat, sql, sc)
+		if a1.noCache {
+			return
+		}
+		slot := map[int]bool{}
+		for _, i := range a1.slots {
+			slot[i] = true
+		}
+		rng := rand.New(rand.NewPCG(seed, 7))
+		variant := substitute(sql, sc, rng, func(i int) bool { return slot[i] })
 		sc2, err := e.parser.Guard(variant)
 		if err != nil || sc2.Shape != sc.Shape {
 			t.Fatalf("variant changed the shape: %q -> %q (%v)", sql, variant, err)
 		}
-		cat := e.catalog("eu-west")
-		a1 := e.analyzeScanned(cat, sql, sc)
-		a2 := e.analyzeScanned(cat, variant, sc2)
-		if a1.noCache || len(a1.fixed) > 0 {
-			return
+		if k1, k2 := cacheKeyOf(sc.Shape, a1.slots, sql, sc), cacheKeyOf(sc2.Shape, a1.slots, variant, sc2); k1 != k2 {
+			t.Fatalf("substituting slots changed the key: %q -> %q", sql, variant)
 		}
+		a2 := e.analyzeScanned(cat, variant, sc2)
 		if d1, d2 := describe(a1), describe(a2); d1 != d2 {
-			t.Fatalf("same shape, different analyses:\n%q\n%s\n%q\n%s", sql, d1, variant, d2)
+			t.Fatalf("same key, different analyses:\n%q\n%s\n%q\n%s", sql, d1, variant, d2)
 		}
 	})
 }
 
-// rewriteLiterals replaces every abstracted literal by another value of its kind.
-func rewriteLiterals(sql string, sc *parser.Scanned) string {
+// FuzzCacheKey checks the cache end to end: after a text is decided (and
+// cached), a variant with random literals of every kind in any position is
+// decided exactly as a cold engine decides it, for the caller's account and
+// another one, and a variant whose key equals the text's gets the same
+// analysis.
+func FuzzCacheKey(f *testing.F) {
+	for _, sql := range fuzzSeeds(f) {
+		f.Add(sql, uint64(1))
+	}
+	f.Add("COPY (SELECT 1) TO ''", uint64(4))
+	f.Add("COPY (SELECT * FROM orders WHERE account_id = 42) TO ''", uint64(5))
+	f.Add("SELECT pg_catalog.set_config('work_mem', '8MB', false)", uint64(6))
+	f.Add("SELECT * FROM orders WHERE account_id = 42 AND note = 'x'::regclass::text", uint64(7))
+	f.Add("SELECT current_setting('app.current_account_id')", uint64(8))
+	f.Fuzz(func(t *testing.T, sql string, seed uint64) {
+		keyOnce.Do(func() {
+			keyCached = newTestEngine(t)
+			keyCold = newTestEngine(t, func(p *config.Policy) { p.CacheEntries = 0 })
+		})
+		sc, err := keyCached.parser.Guard(sql)
+		if err != nil {
+			return
+		}
+		session(t, keyCached, "42").CheckQuery(sql) // fills the cache
+		rng := rand.New(rand.NewPCG(seed, 11))
+		for round := 0; round < 4; round++ {
+			variant := substitute(sql, sc, rng, func(int) bool { return rng.IntN(2) == 0 })
+			for _, acc := range []string{"42", "7"} {
+				hot := session(t, keyCached, acc).CheckQuery(variant)
+				cold := session(t, keyCold, acc).CheckQuery(variant)
+				if hot.Allow != cold.Allow || hot.Reason != cold.Reason {
+					t.Fatalf("account %s: cached engine decided %v/%s, cold %v/%s\nfirst:   %q\nvariant: %q",
+						acc, hot.Allow, hot.Reason, cold.Allow, cold.Reason, sql, variant)
+				}
+			}
+		}
+	})
+}
+
+var (
+	keyOnce            sync.Once
+	keyCached, keyCold *Engine
+)
+
+// fuzzSeeds are the statements of every committed case list.
+func fuzzSeeds(t testing.TB) []string {
+	var out []string
+	for _, r := range readCorpus(t, "testdata/tenancy.tsv") {
+		sql := r.sql
+		if i := strings.LastIndex(sql, "-- bind:"); i >= 0 {
+			sql = sql[:i]
+		}
+		out = append(out, sql)
+	}
+	for _, c := range ruleCases {
+		out = append(out, c.sql)
+	}
+	for _, c := range moreCases {
+		out = append(out, c.sql)
+	}
+	for _, c := range round2Cases {
+		out = append(out, c.sql)
+	}
+	return out
+}
+
+// litValues are replacement literals of every kind a verdict could depend
+// on: tenant values (the caller's, another's, out of range), file names,
+// setting and function names, relation names for regclass casts, array
+// texts and booleans.
+var (
+	intValues = []string{"42", "7", "0", "042", "18446744073709551658", "9223372036854775807", "1", "4242"}
+	strValues = []string{"''", "'42'", "'7'", "'/tmp/pgtenant-x'", "'app.current_account_id'", "'app.other'",
+		"'search_path'", "'work_mem'", "'standard_conforming_strings'", "'role'", "'on'", "'off'", "'public'",
+		"'audit'", "'pg_read_file'", "'orders'", "'public.orders'", "'audit.log'", "'{42}'", "'{7}'", "'{42,7}'",
+		"'(0,1)'", "'x'", "'42.0'", "' 42'"}
+)
+
+// substitute replaces each abstracted literal i for which pick(i) holds by
+// a random value of the same literal kind.
+func substitute(sql string, sc *parser.Scanned, rng *rand.Rand, pick func(int) bool) string {
 	var b strings.Builder
 	last := 0
-	for _, l := range sc.Lits {
-		switch l.Kind {
-		case parser.LitInt:
-			b.WriteString(sql[last:l.Start])
-			b.WriteString("7")
-		case parser.LitString:
-			b.WriteString(sql[last:l.Start])
-			b.WriteString("'v'")
-		default:
+	for i, l := range sc.Lits {
+		if (l.Kind != parser.LitInt && l.Kind != parser.LitString) || !pick(i) {
 			continue
+		}
+		b.WriteString(sql[last:l.Start])
+		if l.Kind == parser.LitInt {
+			b.WriteString(intValues[rng.IntN(len(intValues))])
+		} else {
+			b.WriteString(strValues[rng.IntN(len(strValues))])
 		}
 		last = l.End
 	}

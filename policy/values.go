@@ -20,6 +20,8 @@ const (
 	oidTextArray = 1009
 	oidVarArray  = 1015
 	oidUUIDArray = 2951
+	oidUnknown   = 705
+	oidNumeric   = 1700
 )
 
 // parseInt8 reads s as PostgreSQL's int8in does for decimal input: optional
@@ -46,10 +48,13 @@ func parseInt8(s string) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		v = v*10 + uint64(c-'0')
-		if v > 1<<63 {
+		// checked before the step: v*10+d must stay <= 2^63, never wrap
+		// (2^64+42 is out of range for int8, as PostgreSQL says, not 42)
+		d := uint64(c - '0')
+		if v > (1<<63-d)/10 {
 			return 0, false
 		}
+		v = v*10 + d
 	}
 	if neg {
 		return -int64(v), true
@@ -147,10 +152,16 @@ func (a account) matchArrayText(v, typ string) bool {
 	return true
 }
 
-// oidOK reports whether a declared parameter type may carry a tenant value of typ.
+// oidOK reports whether a declared parameter type may carry a tenant value
+// of typ. unknown (705, pg8000) is what 0 is: PostgreSQL infers the type
+// from the comparison, i.e. the tenant column's. numeric (1700, pgjdbc's
+// setBigDecimal) compares with an integer column by numeric value.
 func oidOK(oid uint32, typ string, array bool) bool {
-	if oid == 0 {
+	if oid == 0 || (oid == oidUnknown && !array) {
 		return true
+	}
+	if oid == oidNumeric && !array {
+		return typ == "bigint" || typ == "integer" || typ == "smallint" || typ == "numeric"
 	}
 	switch typ {
 	case "text":
@@ -171,8 +182,165 @@ func oidOK(oid uint32, typ string, array bool) bool {
 	}
 }
 
+// matchParamText compares a text-format parameter declared as oid.
+func (a account) matchParamText(v string, oid uint32, typ string) bool {
+	if oid == oidNumeric {
+		n, ok := parseNumericInt(v)
+		return ok && a.isInt && n == a.int
+	}
+	return a.matchText(v, typ)
+}
+
+// parseNumericInt reads s as numeric_in does and returns its value when it
+// is an integer in int8 range (42, 42.00, 4.2E1, +42.0e0); 42.5, NaN and
+// Infinity are not.
+func parseNumericInt(s string) (int64, bool) {
+	s = strings.Trim(s, " \t\n\r\f\v")
+	if s == "" {
+		return 0, false
+	}
+	neg := false
+	switch s[0] {
+	case '+':
+		s = s[1:]
+	case '-':
+		neg, s = true, s[1:]
+	}
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, ok := parseInt8(s[i+1:])
+		if !ok || e > 1000 || e < -1000 {
+			return 0, false
+		}
+		mant, exp = s[:i], int(e)
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	if intPart == "" && frac == "" {
+		return 0, false
+	}
+	digits := intPart + frac
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false
+		}
+	}
+	// value = digits * 10^(exp - len(frac)); drop trailing zeros of the fraction part
+	shift := exp - len(frac)
+	for shift < 0 && strings.HasSuffix(digits, "0") {
+		digits, shift = digits[:len(digits)-1], shift+1
+	}
+	if shift < 0 {
+		return 0, false // a fraction remains
+	}
+	if shift > 19 {
+		return 0, false
+	}
+	digits += strings.Repeat("0", shift)
+	if neg {
+		digits = "-" + digits
+	}
+	return parseInt8(digits)
+}
+
+// matchBinaryNumeric decodes numeric's binary form (ndigits, weight, sign,
+// dscale, base-10000 digits) and compares an integer value.
+func (a account) matchBinaryNumeric(v []byte) bool {
+	if len(v) < 8 || !a.isInt {
+		return false
+	}
+	nd := int(binary.BigEndian.Uint16(v[0:]))
+	weight := int(int16(binary.BigEndian.Uint16(v[2:])))
+	sign := binary.BigEndian.Uint16(v[4:])
+	if len(v) != 8+2*nd || (sign != 0 && sign != 0x4000) {
+		return false // NaN, infinities or a malformed value
+	}
+	var n int64
+	for i := 0; i < nd; i++ {
+		d := int64(binary.BigEndian.Uint16(v[8+2*i:]))
+		if d >= 10000 {
+			return false
+		}
+		if i > weight {
+			if d != 0 {
+				return false // a fractional digit
+			}
+			continue
+		}
+		if n > (1<<62)/10000 {
+			return false
+		}
+		n = n*10000 + d
+	}
+	for i := nd; i <= weight; i++ {
+		if n > (1<<62)/10000 {
+			return false
+		}
+		n *= 10000
+	}
+	if sign == 0x4000 {
+		n = -n
+	}
+	return n == a.int
+}
+
+// matchBinaryArray decodes a binary-format array parameter (ndim, flags,
+// element type, dimensions, elements) and reports whether it has at least
+// one element, no NULL, and every element equals the account.
+func (a account) matchBinaryArray(v []byte, oid uint32, typ string) bool {
+	if len(v) < 12 {
+		return false
+	}
+	ndim := int(int32(binary.BigEndian.Uint32(v[0:])))
+	elem := binary.BigEndian.Uint32(v[8:])
+	want := map[uint32]uint32{oidInt8Array: oidInt8, oidInt4Array: oidInt4, oidInt2Array: oidInt2,
+		oidTextArray: oidText, oidVarArray: oidVarchar, oidUUIDArray: oidUUID}[oid]
+	if oid == 0 {
+		want = map[string]uint32{"bigint": oidInt8, "integer": oidInt4, "smallint": oidInt2, "text": oidText, "uuid": oidUUID}[typ]
+	}
+	if ndim < 1 || ndim > 6 || want == 0 || elem != want {
+		return false
+	}
+	count := 1
+	p := 12
+	for i := 0; i < ndim; i++ {
+		if len(v) < p+8 {
+			return false
+		}
+		dim := int(int32(binary.BigEndian.Uint32(v[p:])))
+		if dim < 1 || dim > 1<<20 || count > (1<<20)/dim {
+			return false
+		}
+		count *= dim
+		p += 8
+	}
+	for i := 0; i < count; i++ {
+		if len(v) < p+4 {
+			return false
+		}
+		n := int(int32(binary.BigEndian.Uint32(v[p:])))
+		p += 4
+		if n < 0 || len(v) < p+n {
+			return false // NULL element or truncated
+		}
+		if !a.matchBinary(v[p:p+n], elem, typ) {
+			return false
+		}
+		p += n
+	}
+	return p == len(v)
+}
+
 // matchBinary decodes a binary-format scalar parameter and compares it.
 func (a account) matchBinary(v []byte, oid uint32, typ string) bool {
+	if oid == oidNumeric {
+		return a.matchBinaryNumeric(v)
+	}
+	if oid == oidUnknown {
+		// PostgreSQL infers an unknown parameter's type as it does an
+		// unspecified one's and reads binary bytes with that type's
+		// receive function: unknown to pgtenant here, so no match
+		return false
+	}
 	switch typ {
 	case "text":
 		return a.matchText(string(v), typ)

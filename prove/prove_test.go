@@ -265,7 +265,9 @@ func TestAttacksDetectLeaks(t *testing.T) {
 	if !hasResult(rep, "public.orders", "a_rows_intact", Pass) {
 		t.Error("the attacks' writes were not rolled back")
 	}
-	for _, check := range []string{"escape_set_tenant_setting", "escape_set_config", "escape_reset_all"} {
+	// (RESET ALL is no escape even without a policy: the tenant setting is
+	// a startup parameter of the backend session, its reset value)
+	for _, check := range []string{"escape_set_tenant_setting", "escape_set_config"} {
 		if !hasResult(rep, "", check, Fail) {
 			t.Errorf("%s was allowed without a policy, yet did not fail", check)
 		}
