@@ -43,6 +43,9 @@ type Config struct {
 	SharedStore string
 	// Logger receives warnings about the shared store; nil discards them.
 	Logger *slog.Logger
+	// StoreTimeout bounds one call to the shared store before the local
+	// budget decides instead; 0 means DefaultStoreTimeout.
+	StoreTimeout time.Duration
 }
 
 // Enabled reports whether any budget is configured at all.
@@ -153,9 +156,10 @@ type TenantStats struct {
 	SharedStoreUnreachable bool
 }
 
-// opTimeout bounds one call to the shared store, so an unreachable Redis
-// costs a statement at most this much before the local budget decides.
-const opTimeout = 50 * time.Millisecond
+// DefaultStoreTimeout bounds one call to the shared store, so an
+// unreachable Redis costs a statement at most this much before the local
+// budget decides.
+const DefaultStoreTimeout = 250 * time.Millisecond
 
 // New builds Budgets; with a shared store it connects and pings it, and an
 // unreachable store is an error naming limits.shared_store.
@@ -163,6 +167,9 @@ func New(ctx context.Context, cfg Config) (*Budgets, error) {
 	b := &Budgets{cfg: cfg, local: newLocalStore(), log: cfg.Logger, tenants: map[string]*counters{}}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.cfg.StoreTimeout <= 0 {
+		b.cfg.StoreTimeout = DefaultStoreTimeout
 	}
 	if cfg.SharedStore != "" {
 		rs, err := newRedisStore(ctx, cfg.SharedStore)
@@ -258,7 +265,7 @@ func (b *Budgets) counters(account string) *counters {
 
 func (b *Budgets) take(ctx context.Context, account string, l Limits) (bool, time.Duration) {
 	if b.shared != nil {
-		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.StoreTimeout)
 		ok, retry, err := b.shared.take(ctx, account, l)
 		cancel()
 		if err == nil {
@@ -276,7 +283,7 @@ func (b *Budgets) acquire(ctx context.Context, account string, l Limits) (func()
 		if lease <= 0 {
 			lease = defaultLease
 		}
-		opCtx, cancel := context.WithTimeout(ctx, opTimeout)
+		opCtx, cancel := context.WithTimeout(ctx, b.cfg.StoreTimeout)
 		token, ok, err := b.shared.acquire(opCtx, account, l, lease+leaseSlack)
 		cancel()
 		if err == nil {
@@ -285,7 +292,7 @@ func (b *Budgets) acquire(ctx context.Context, account string, l Limits) (func()
 			}
 			return func() {
 				// Release on a fresh context: the statement's may be done.
-				rctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+				rctx, cancel := context.WithTimeout(context.Background(), b.cfg.StoreTimeout)
 				defer cancel()
 				if err := b.shared.release(rctx, account, token); err != nil {
 					b.fellBack(err) // the lease expires on its own

@@ -109,7 +109,7 @@ func TestConcurrencyHeldUntilRelease(t *testing.T) {
 // as three sidecars would: together they admit exactly the tenant's burst.
 func TestSharedRateAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := budget.Config{SharedStore: srv.URL(), Default: budget.Limits{StatementsPerSecond: 0.001, Burst: 30}}
+	cfg := budget.Config{SharedStore: srv.URL(), Default: budget.Limits{StatementsPerSecond: 0.001, Burst: 30}, StoreTimeout: 5 * time.Second}
 	inst := []*budget.Budgets{newBudgets(t, cfg), newBudgets(t, cfg), newBudgets(t, cfg)}
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -139,7 +139,9 @@ func TestSharedRateAcrossInstances(t *testing.T) {
 // run 5 statements, retrying refusals; never more than the cap run at once.
 func TestSharedConcurrencyAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := budget.Config{SharedStore: srv.URL(), Default: budget.Limits{ConcurrentStatements: 3}}
+	// A store timeout far above any delay of a loaded machine: a local
+	// fallback would let each instance run 3 and hide the shared cap.
+	cfg := budget.Config{SharedStore: srv.URL(), Default: budget.Limits{ConcurrentStatements: 3}, StoreTimeout: 5 * time.Second}
 	inst := []*budget.Budgets{newBudgets(t, cfg), newBudgets(t, cfg), newBudgets(t, cfg)}
 	var peak, running, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -175,6 +177,11 @@ func TestSharedConcurrencyAcrossInstances(t *testing.T) {
 	}
 	if refused.Load() == 0 {
 		t.Fatal("12 workers on a cap of 3 were never refused: the cap was not applied")
+	}
+	for _, b := range inst {
+		if b.Fallbacks() != 0 {
+			t.Fatal("an instance fell back to local budgets with Redis up")
+		}
 	}
 	// Every slot came back: a fresh instance can take all three.
 	b := newBudgets(t, cfg)
