@@ -28,7 +28,7 @@ var rlsOffOnce sync.Once
 
 // rlsOffEnv starts the real policy in front of a cluster with the demo
 // schema and RLS disabled on every tenant table, as region eu-west.
-func rlsOffEnv(t *testing.T) (*proxytest.Env, *cluster.Cluster) {
+func rlsOffEnv(t testing.TB) (*proxytest.Env, *cluster.Cluster) {
 	t.Helper()
 	c := pgtest.Shared(t, rlsOffClusterName)
 	proxytest.InstallDemo(t, c)
@@ -41,6 +41,8 @@ func rlsOffEnv(t *testing.T) (*proxytest.Env, *cluster.Cluster) {
 				return
 			}
 		}
+		// a row of account 0: what bytes of int8 42 are to an inferred numeric
+		err = c.Exec(ctx, c.Database, "INSERT INTO public.orders (id, account_id, total, note) VALUES (3001, 0, 1, 'tenant zero') ON CONFLICT DO NOTHING")
 	})
 	if err != nil {
 		t.Fatalf("disable RLS: %v", err)
@@ -55,11 +57,13 @@ func rlsOffEnv(t *testing.T) (*proxytest.Env, *cluster.Cluster) {
 }
 
 // tenantRows digests tenant 7's rows as the superuser sees them.
-func tenantRows(t *testing.T, c *cluster.Cluster, account int) string {
+func tenantRows(t testing.TB, c *cluster.Cluster, account int) string {
 	t.Helper()
 	conn := pgtest.Conn(t, c.SuperuserDSN(c.Database))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var fp string
-	err := conn.QueryRow(ctxT(t), `SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), '') FROM (
+	err := conn.QueryRow(ctx, `SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), '') FROM (
 		SELECT 'o' || o::text AS x FROM public.orders o WHERE account_id = $1
 		UNION ALL SELECT 'c' || c::text FROM public.customers c WHERE account_id = $1
 		UNION ALL SELECT 'l' || l::text FROM public.line_items l WHERE account_id = $1) t`, account).Scan(&fp)
@@ -313,10 +317,7 @@ func TestMirrorReservedNames(t *testing.T) {
 // proxy refuses such bytes until the server has told it the type
 // (ParameterDescription), and then reads them by that type.
 func TestMirrorBinaryParameterOfAnInferredType(t *testing.T) {
-	env, c := rlsOffEnv(t)
-	if err := c.Exec(ctxT(t), c.Database, "INSERT INTO public.orders (id, account_id, total, note) VALUES (3001, 0, 1, 'tenant zero') ON CONFLICT DO NOTHING"); err != nil {
-		t.Fatal(err)
-	}
+	env, _ := rlsOffEnv(t)
 	w := newWire(t, env, "42")
 	const q = "SELECT account_id, note, $1::numeric FROM orders WHERE account_id = $1"
 	bin := []int16{1}
