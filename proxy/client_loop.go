@@ -93,6 +93,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 			Message: "pgtenant: the FunctionCall protocol message is not allowed",
 			Hint:    "call the function from a SQL statement instead"}
 		s.srv.opts.Metrics.StatementDecided("deny", d.Reason)
+		s.checker.EndBatch() // the injected Query is a batch boundary
 		return s.denySimple(d, "", time.Now())
 	default:
 		ce := newClientError(pgerrcode.ProtocolViolation, "protocol", "invalid frontend message type %d", t)
