@@ -197,7 +197,7 @@ func (s *session) onBind(n int) error {
 	start := time.Now()
 	var d policy.Decision
 	if strings.HasPrefix(portal, policy.ReservedPrefix) {
-		d = reservedName("portal", "")
+		d = reservedName("portal", "-- Bind to a reserved portal name")
 	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckBind(stmt, s.bindFmts, s.bindVals) }); err != nil {
 		return err
 	}
