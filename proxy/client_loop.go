@@ -170,7 +170,7 @@ func (s *session) onParse(n int) error {
 	start := time.Now()
 	var d policy.Decision
 	if strings.HasPrefix(name, policy.ReservedPrefix) {
-		d = reservedName("statement", query)
+		d = reservedName("statement", "-- Parse of a reserved statement name", query)
 	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckParse(name, query, oids) }); err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (s *session) onBind(n int) error {
 	start := time.Now()
 	var d policy.Decision
 	if strings.HasPrefix(portal, policy.ReservedPrefix) {
-		d = reservedName("portal", "-- Bind to a reserved portal name")
+		d = reservedName("portal", "-- Bind to a reserved portal name", "")
 	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckBind(stmt, s.bindFmts, s.bindVals) }); err != nil {
 		return err
 	}
@@ -273,8 +273,8 @@ func (s *session) onDescribe(n int) error {
 }
 
 // reservedName is the denial of a client's use of a name pgtenant reserves.
-func reservedName(what, stmt string) policy.Decision {
-	return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "reserved_name", Statement: stmt, Text: stmt,
+func reservedName(what, stmt, text string) policy.Decision {
+	return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "reserved_name", Statement: stmt, Text: text,
 		Message: fmt.Sprintf("pgtenant: %s names starting with %q are reserved", what, policy.ReservedPrefix),
 		Hint:    "choose another name"}
 }
