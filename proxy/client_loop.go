@@ -75,7 +75,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		return s.onDescribe(n)
 	case 'S':
 		s.queue.push(pending{kind: pendSync})
-		s.checker.EndBatch()
+		s.checker.Sent('S')
 		s.skip = false
 	case 'H', 'd', 'c', 'f':
 		// Flush and the COPY sub-protocol pass through as bytes.
@@ -93,7 +93,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 			Message: "pgtenant: the FunctionCall protocol message is not allowed",
 			Hint:    "call the function from a SQL statement instead"}
 		s.srv.opts.Metrics.StatementDecided("deny", d.Reason)
-		s.checker.EndBatch() // the injected Query is a batch boundary
+		s.checker.Sent('Q') // the injected Query is a batch boundary
 		return s.denySimple(d, "", time.Now())
 	default:
 		ce := newClientError(pgerrcode.ProtocolViolation, "protocol", "invalid frontend message type %d", t)
@@ -136,7 +136,7 @@ func (s *session) onQuery(n int) error {
 	if err != nil {
 		return err
 	}
-	s.checker.EndBatch()
+	s.checker.Sent('Q')
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if !d.Allow {
 		return s.denySimple(d, sql, start)
@@ -225,6 +225,7 @@ func (s *session) onExecute(n int) error {
 	if !ok {
 		return s.protocolError("malformed Execute message")
 	}
+	s.checker.Sent('E')
 	s.queue.push(pending{kind: pendExecute, start: time.Now(), portal: portal})
 	return writeMsg(s.bw, 'E', body)
 }
