@@ -60,7 +60,7 @@ func (p *prover) tableAttacks(r *region, t *table) []attack {
 			return count(ctx, c, "SELECT "+col+" FROM "+T+" WHERE "+col+" = $1", pgx.QueryExecModeExec, p.a)
 		}},
 		{check: "prepared_rebound_to_a", run: func(ctx context.Context, c *pgx.Conn) outcome {
-			const name = "pgtenant_prove_stmt"
+			const name = "tenancy_prove_stmt"
 			if _, err := c.Prepare(ctx, name, "SELECT "+col+" FROM "+T+" WHERE "+col+" = $1"); err != nil {
 				return outcome{err: err}
 			}
@@ -74,11 +74,11 @@ func (p *prover) tableAttacks(r *region, t *table) []attack {
 			return o
 		}},
 		{check: "sql_prepare_execute_a", run: func(ctx context.Context, c *pgx.Conn) outcome {
-			if _, err := c.Exec(ctx, "PREPARE pgtenant_prove_p AS SELECT "+col+" FROM "+T+" WHERE "+col+" = $1"); err != nil {
+			if _, err := c.Exec(ctx, "PREPARE tenancy_prove_p AS SELECT "+col+" FROM "+T+" WHERE "+col+" = $1"); err != nil {
 				return outcome{err: err}
 			}
-			defer func() { _, _ = c.Exec(ctx, "DEALLOCATE pgtenant_prove_p") }()
-			return count(ctx, c, "EXECUTE pgtenant_prove_p("+a+")")
+			defer func() { _, _ = c.Exec(ctx, "DEALLOCATE tenancy_prove_p") }()
+			return count(ctx, c, "EXECUTE tenancy_prove_p("+a+")")
 		}},
 		{check: "select_in_b_a", run: func(ctx context.Context, c *pgx.Conn) outcome {
 			return count(ctx, c, "SELECT "+col+" FROM "+T+" WHERE "+col+" IN ("+b+", "+a+")")

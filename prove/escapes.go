@@ -12,6 +12,9 @@ type escape struct {
 	check string
 	sql   string
 	tx    bool // needs a transaction block (SET LOCAL)
+	// honoured: pgtenant runs it (RESET ALL) and must keep the session in
+	// its tenant context instead of refusing it
+	honoured bool
 }
 
 // escapes tries, as tenant B, to change the tenant setting or the role,
@@ -25,7 +28,7 @@ func (p *prover) escapes(ctx context.Context, r *region, conn *pgx.Conn) {
 		{check: "escape_set_local_tenant_setting", sql: "SET LOCAL " + setting + " = " + a, tx: true},
 		{check: "escape_set_config", sql: "SELECT pg_catalog.set_config(" + quoteLiteral(setting) + ", " + a + ", false)"},
 		{check: "escape_reset_tenant_setting", sql: "RESET " + setting},
-		{check: "escape_reset_all", sql: "RESET ALL"},
+		{check: "escape_reset_all", sql: "RESET ALL", honoured: true},
 		{check: "escape_set_role", sql: "SET ROLE postgres"},
 		{check: "escape_set_session_authorization", sql: "SET SESSION AUTHORIZATION postgres"},
 	}
@@ -47,6 +50,8 @@ func (p *prover) escapes(ctx context.Context, r *region, conn *pgx.Conn) {
 			p.result(r, nil, LayerProxy, e.check, Warn, "no answer from the server: "+describeErr(o.err))
 		case o.err != nil:
 			p.result(r, nil, LayerProxy, e.check, Pass, "denied: "+describeErr(o.err)+p.probe(ctx, r, conn))
+		case e.honoured && p.intact(ctx, r, conn):
+			p.result(r, nil, LayerProxy, e.check, Pass, "honoured; the session kept its tenant context")
 		default:
 			p.result(r, nil, LayerProxy, e.check, Fail, "pgtenant let tenant B run it"+p.probe(ctx, r, conn))
 			conn.Close(context.Background()) // the session may be out of its tenant context now
@@ -68,6 +73,21 @@ func (p *prover) escapes(ctx context.Context, r *region, conn *pgx.Conn) {
 			p.result(r, nil, LayerProxy, s.check, Fail, "refused, but not with 28000: "+describeErr(err))
 		}
 	}
+}
+
+// intact reports whether the session's tenant setting and role are still
+// tenant B's, as read back from the server.
+func (p *prover) intact(ctx context.Context, r *region, c *pgx.Conn) bool {
+	if c.IsClosed() {
+		return false
+	}
+	cctx, cancel := p.step(ctx)
+	defer cancel()
+	_, rows, err := queryRows(cctx, c, "SELECT pg_catalog.current_setting("+quoteLiteral(p.o.Config.Policy.TenantSetting)+", true), current_user")
+	if err != nil || len(rows) != 1 || rows[0][0] == nil || rows[0][1] == nil {
+		return false
+	}
+	return *rows[0][0] == p.b && *rows[0][1] == r.cfg.User
 }
 
 // probe reports, after an escape attempt, whether the session's tenant
