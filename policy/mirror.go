@@ -125,8 +125,9 @@ const (
 // runs the message being checked, with local (the changes of earlier
 // statements of the same Query) applied after the in-flight ones.
 func (s *Session) lookup(name string, local []change) (*prepared, lookupState) {
+	st := stateKnown
 	if s.unknown[name] || (s.lost && name != "" && !s.relearned[name]) {
-		return nil, stateUnknown
+		st = stateUnknown
 	}
 	p := s.prepared[name]
 	for i := range s.inflight {
@@ -135,19 +136,29 @@ func (s *Session) lookup(name string, local []change) (*prepared, lookupState) {
 			continue
 		}
 		switch {
+		case c.batch == s.batch && !c.portal && c.op != opDescribe:
+			// it runs before the checked message, which runs only if it
+			// succeeded: it alone decides what the server holds
+			p, st = c.applyTo(p), stateKnown
+		case c.batch == s.batch && c.op == opDescribe:
+			// learns types only; which statement it is does not change
 		case c.portal || c.copy:
-			return nil, stateUnknown
-		case c.batch != s.batch && (c.free || c.syncs < s.syncs):
-			return nil, stateWait
-		case c.batch != s.batch:
-			return nil, stateUnknown
+			st = stateUnknown
+		case c.free || c.syncs < s.syncs:
+			if st == stateKnown {
+				st = stateWait
+			}
+		default:
+			st = stateUnknown
 		}
-		p = c.applyTo(p)
 	}
 	for i := range local {
-		if local[i].touches(name) {
-			p = local[i].applyTo(p)
+		if local[i].touches(name) && local[i].op != opDescribe {
+			p, st = local[i].applyTo(p), stateKnown
 		}
+	}
+	if st != stateKnown {
+		return nil, st
 	}
 	return p, stateKnown
 }

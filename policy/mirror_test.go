@@ -218,3 +218,52 @@ func TestMirrorNoWaitOnAQuerySkippedUntilSync(t *testing.T) {
 		t.Fatalf("EXECUTE depending on a Query with COPY: %+v", d)
 	}
 }
+
+// BenchmarkParseBindCycle: one extended-protocol statement as pgx's exec
+// mode sends it, with the mirror's bookkeeping (Parse change, its
+// confirmation, Bind, Sync).
+func BenchmarkParseBindCycle(b *testing.B) {
+	e := newTestEngine(b)
+	s := session(b, e, "42")
+	vals := [][]byte{[]byte("42"), []byte("7")}
+	const q = "SELECT * FROM orders WHERE account_id = $1 AND id = $2"
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := s.CheckParse("", q, nil)
+		if !p.Allow {
+			b.Fatal(p.Message)
+		}
+		if d := s.CheckBind("", nil, vals); !d.Allow {
+			b.Fatal(d.Message)
+		}
+		s.Resolve(p.Changes[0].ID, Confirmed, nil)
+		s.Sent('E')
+		s.Sent('S')
+	}
+}
+
+// A Parse of this batch decides what a later Bind of the batch binds,
+// whatever earlier batches left unresolved or unknown.
+func TestMirrorThisBatchDecides(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE a AS SELECT note FROM orders WHERE account_id = $1"))
+	resolveAll(s, d, Unknown)
+	s.Sent('Q')
+	p := mustAllow(t, "parse unnamed", s.CheckParse("", "SELECT note FROM orders WHERE account_id = 42 AND id > $1", nil))
+	s.Sent('S')
+	// the unnamed Parse is unresolved, but a new Parse in this batch decides
+	mustAllow(t, "parse again", s.CheckParse("", "SELECT note FROM orders WHERE account_id = $1", nil))
+	mustDeny(t, "bind 7", s.CheckBind("", nil, [][]byte{[]byte("7")}))
+	mustAllow(t, "bind 42", s.CheckBind("", nil, [][]byte{[]byte("42")}))
+	resolveAll(s, p, Confirmed)
+	// a DEALLOCATE of this batch decides for an unknown name too
+	if d := s.CheckQuery("DEALLOCATE a; EXECUTE a(42)"); d.Allow || d.Reason != "prepare" {
+		t.Fatalf("EXECUTE after a DEALLOCATE of the same Query: %+v", d)
+	}
+	if d := s.CheckQuery("EXECUTE a(42)"); d.Allow || d.Reason != "prepare_unknown" {
+		t.Fatalf("EXECUTE of an unknown name: %+v", d)
+	}
+	mustAllow(t, "prepare+execute", s.CheckQuery("DEALLOCATE a; PREPARE a AS SELECT note FROM orders WHERE account_id = $1; EXECUTE a(42)"))
+}
