@@ -14,7 +14,12 @@ package policy
 //     against the state those in-flight changes produce;
 //   - a message of a later batch runs whatever became of them, so when it
 //     depends on a name an unresolved change touches, its check answers Wait:
-//     the proxy waits for the server's replies and checks again;
+//     the proxy waits for the server's replies and checks again. That is
+//     only when the server will answer without more input from the client:
+//     a change made before the last Sync, or by a Query with no extended
+//     message since the last Sync (otherwise an error in one of those makes
+//     the server skip the Query silently until the client's next Sync) and
+//     no COPY (which waits for the client's data). Else the name is unknown;
 //   - a change a Bind makes (SQL PREPARE or DEALLOCATE bound to a portal)
 //     happens only if and when that portal is executed: until it is
 //     resolved, the names it touches are unknown and their use is denied.
@@ -76,8 +81,13 @@ const (
 
 // change is an in-flight Change with its effect on the mirror.
 type change struct {
-	id     uint64
-	batch  uint64
+	id    uint64
+	batch uint64
+	// syncs is the number of Syncs forwarded before the change; free: the
+	// server answers it without a later Sync (see the package comment).
+	syncs  uint64
+	free   bool
+	copy   bool // made by a Query with a COPY, which may wait for the client's data
 	op     changeOp
 	name   string
 	p      *prepared // opStore
@@ -115,8 +125,9 @@ const (
 // runs the message being checked, with local (the changes of earlier
 // statements of the same Query) applied after the in-flight ones.
 func (s *Session) lookup(name string, local []change) (*prepared, lookupState) {
+	st := stateKnown
 	if s.unknown[name] || (s.lost && name != "" && !s.relearned[name]) {
-		return nil, stateUnknown
+		st = stateUnknown
 	}
 	p := s.prepared[name]
 	for i := range s.inflight {
@@ -125,17 +136,29 @@ func (s *Session) lookup(name string, local []change) (*prepared, lookupState) {
 			continue
 		}
 		switch {
-		case c.portal:
-			return nil, stateUnknown
-		case c.batch != s.batch:
-			return nil, stateWait
+		case c.batch == s.batch && !c.portal && c.op != opDescribe:
+			// it runs before the checked message, which runs only if it
+			// succeeded: it alone decides what the server holds
+			p, st = c.applyTo(p), stateKnown
+		case c.batch == s.batch && c.op == opDescribe:
+			// learns types only; which statement it is does not change
+		case c.portal || c.copy:
+			st = stateUnknown
+		case c.free || c.syncs < s.syncs:
+			if st == stateKnown {
+				st = stateWait
+			}
+		default:
+			st = stateUnknown
 		}
-		p = c.applyTo(p)
 	}
 	for i := range local {
-		if local[i].touches(name) {
-			p = local[i].applyTo(p)
+		if local[i].touches(name) && local[i].op != opDescribe {
+			p, st = local[i].applyTo(p), stateKnown
 		}
+	}
+	if st != stateKnown {
+		return nil, st
 	}
 	return p, stateKnown
 }
@@ -143,14 +166,27 @@ func (s *Session) lookup(name string, local []change) (*prepared, lookupState) {
 // register makes c in flight and returns its Change.
 func (s *Session) register(c change, stmt int, tag string) Change {
 	s.nextID++
-	c.id, c.batch = s.nextID, s.batch
+	c.id, c.batch, c.syncs = s.nextID, s.batch, s.syncs
 	s.inflight = append(s.inflight, c)
 	return Change{ID: c.id, Stmt: stmt, Tag: tag, Portal: c.portal}
 }
 
-// EndBatch tells the session that a Sync or a Query was forwarded: an error
-// before it no longer makes the server skip the messages after it.
-func (s *Session) EndBatch() { s.batch++ }
+// Sent tells the session that a message it did not check was forwarded:
+// 'S' (Sync) and 'Q' (a Query, after its check) end a batch: an error before
+// them no longer makes the server skip the messages after them; 'E'
+// (Execute) is an extended message that may fail.
+func (s *Session) Sent(kind byte) {
+	switch kind {
+	case 'S':
+		s.batch++
+		s.syncs++
+		s.extOpen = false
+	case 'Q':
+		s.batch++
+	case 'E':
+		s.extOpen = true
+	}
+}
 
 // Resolve applies the server's answer to change id. Resolve(0, Unknown, nil)
 // reports a prepared-statement command the proxy did not expect: every named
@@ -229,6 +265,7 @@ func (s *Session) confirm(c *change, paramOIDs []uint32) {
 
 // CloseStatement returns the Change a Close of statement name makes.
 func (s *Session) CloseStatement(name string) Change {
+	s.extOpen = true
 	return s.register(change{op: opDrop, name: name}, 0, "")
 }
 
@@ -236,6 +273,7 @@ func (s *Session) CloseStatement(name string) Change {
 // the server's ParameterDescription tells the types it gave the statement's
 // parameters, by which binary values are then read.
 func (s *Session) DescribeStatement(name string) Change {
+	s.extOpen = true
 	return s.register(change{op: opDescribe, name: name}, 0, "")
 }
 

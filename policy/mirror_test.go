@@ -34,12 +34,12 @@ func TestMirrorQueryStoppedByAnError(t *testing.T) {
 	s := session(t, e, "42")
 	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1"))
 	resolveAll(s, d, Confirmed)
-	s.EndBatch()
+	s.Sent('S')
 	d = mustAllow(t, "query", s.CheckQuery("SELECT 1/0; DEALLOCATE p; PREPARE p AS SELECT note FROM orders WHERE account_id = 42 AND id = $1"))
 	if len(d.Changes) != 2 || d.Changes[0].Stmt != 1 || d.Changes[0].Tag != "DEALLOCATE" || d.Changes[1].Stmt != 2 || d.Changes[1].Tag != "PREPARE" {
 		t.Fatalf("changes %+v", d.Changes)
 	}
-	s.EndBatch()
+	s.Sent('S')
 	// the later EXECUTE depends on them: wait for the server
 	if w := s.CheckQuery("EXECUTE p(7)"); !w.Wait {
 		t.Fatalf("EXECUTE before the outcome: %+v", w)
@@ -49,7 +49,7 @@ func TestMirrorQueryStoppedByAnError(t *testing.T) {
 	mustAllow(t, "EXECUTE p(42)", s.CheckQuery("EXECUTE p(42)"))
 	// DEALLOCATE ALL skipped the same way
 	d = mustAllow(t, "dealloc all", s.CheckQuery("SELECT 1/0; DEALLOCATE ALL; PREPARE p AS SELECT 1 WHERE $1::int8 > 0"))
-	s.EndBatch()
+	s.Sent('S')
 	resolveAll(s, d, Skipped)
 	mustDeny(t, "EXECUTE p(7) after skipped DEALLOCATE ALL", s.CheckQuery("EXECUTE p(7)"))
 	mustDeny(t, "EXPLAIN EXECUTE p(7)", s.CheckQuery("EXPLAIN EXECUTE p(7)"))
@@ -70,9 +70,9 @@ func TestMirrorRefusedPrepare(t *testing.T) {
 	s := session(t, e, "42")
 	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1"))
 	resolveAll(s, d, Confirmed)
-	s.EndBatch()
+	s.Sent('S')
 	d = mustAllow(t, "prepare again", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE id = $1 AND account_id = 42"))
-	s.EndBatch()
+	s.Sent('S')
 	resolveAll(s, d, Skipped) // 42P05
 	mustDeny(t, "EXECUTE p(7)", s.CheckQuery("EXECUTE p(7)"))
 }
@@ -83,14 +83,14 @@ func TestMirrorBoundDeallocateNotExecuted(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
 	resolveAll(s, mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1")), Confirmed)
-	s.EndBatch()
+	s.Sent('S')
 	pd := mustAllow(t, "parse", s.CheckParse("d", "DEALLOCATE p", nil))
 	resolveAll(s, pd, Confirmed)
 	bd := mustAllow(t, "bind", s.CheckBind("d", nil, nil))
 	if len(bd.Changes) != 1 || !bd.Changes[0].Portal || bd.Changes[0].Tag != "DEALLOCATE" {
 		t.Fatalf("bind changes %+v", bd.Changes)
 	}
-	s.EndBatch()
+	s.Sent('S')
 	if d := s.CheckQuery("EXECUTE p(42)"); d.Allow || d.Reason != "prepare_unknown" {
 		t.Fatalf("EXECUTE while the portal may run: %+v", d)
 	}
@@ -104,12 +104,12 @@ func TestMirrorManySkippedParses(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
 	resolveAll(s, mustAllow(t, "parse", s.CheckParse("s", "SELECT note FROM orders WHERE account_id = $1", nil)), Confirmed)
-	s.EndBatch()
+	s.Sent('S')
 	var ds []Decision
 	for i := 0; i < 100; i++ {
 		ds = append(ds, mustAllow(t, "parse", s.CheckParse("s", "SELECT note FROM orders WHERE id = $1 AND account_id = 42", nil)))
 	}
-	s.EndBatch()
+	s.Sent('S')
 	if d := s.CheckBind("s", nil, [][]byte{[]byte("7")}); !d.Wait {
 		t.Fatalf("bind before the outcome: %+v", d)
 	}
@@ -190,4 +190,80 @@ func TestMirrorDescribedParameterTypes(t *testing.T) {
 	resolveAll(s, p, Confirmed)
 	s.Resolve(desc.ID, Confirmed, []uint32{1700})
 	mustDeny(t, "binary numeric", s.CheckBind("n", []int16{1}, [][]byte{be(42, 8)}))
+}
+
+// A Query after an extended message of an unfinished batch may be skipped
+// silently until the client's next Sync: a later check cannot wait for it
+// (the server will not answer before that Sync), so the name is unknown.
+func TestMirrorNoWaitOnAQuerySkippedUntilSync(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	s.DescribeStatement("a") // may fail: the server then skips to Sync
+	mustAllow(t, "prepare", s.CheckQuery("PREPARE a AS SELECT note FROM orders WHERE account_id = 42 AND id > $1"))
+	s.Sent('Q')
+	if d := s.CheckQuery("EXECUTE a(7)"); d.Wait || d.Allow {
+		t.Fatalf("EXECUTE depending on a Query that may be skipped until Sync: %+v", d)
+	}
+	s.Sent('Q')
+	s.Sent('S') // now the server answers everything before
+	if d := s.CheckQuery("EXECUTE a(7)"); !d.Wait {
+		t.Fatalf("after a Sync the check must wait: %+v", d)
+	}
+	// a Query with COPY waits for the client's data: never waited for
+	s2 := session(t, e, "42")
+	mustAllow(t, "copy+prepare", s2.CheckQuery("COPY (SELECT 1) TO STDOUT; PREPARE b AS SELECT 1"))
+	s2.Sent('Q')
+	s2.Sent('S')
+	if d := s2.CheckQuery("EXECUTE b"); d.Wait || d.Allow {
+		t.Fatalf("EXECUTE depending on a Query with COPY: %+v", d)
+	}
+}
+
+// BenchmarkParseBindCycle: one extended-protocol statement as pgx's exec
+// mode sends it, with the mirror's bookkeeping (Parse change, its
+// confirmation, Bind, Sync).
+func BenchmarkParseBindCycle(b *testing.B) {
+	e := newTestEngine(b)
+	s := session(b, e, "42")
+	vals := [][]byte{[]byte("42"), []byte("7")}
+	const q = "SELECT * FROM orders WHERE account_id = $1 AND id = $2"
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := s.CheckParse("", q, nil)
+		if !p.Allow {
+			b.Fatal(p.Message)
+		}
+		if d := s.CheckBind("", nil, vals); !d.Allow {
+			b.Fatal(d.Message)
+		}
+		s.Resolve(p.Changes[0].ID, Confirmed, nil)
+		s.Sent('E')
+		s.Sent('S')
+	}
+}
+
+// A Parse of this batch decides what a later Bind of the batch binds,
+// whatever earlier batches left unresolved or unknown.
+func TestMirrorThisBatchDecides(t *testing.T) {
+	e := newTestEngine(t)
+	s := session(t, e, "42")
+	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE a AS SELECT note FROM orders WHERE account_id = $1"))
+	resolveAll(s, d, Unknown)
+	s.Sent('Q')
+	p := mustAllow(t, "parse unnamed", s.CheckParse("", "SELECT note FROM orders WHERE account_id = 42 AND id > $1", nil))
+	s.Sent('S')
+	// the unnamed Parse is unresolved, but a new Parse in this batch decides
+	mustAllow(t, "parse again", s.CheckParse("", "SELECT note FROM orders WHERE account_id = $1", nil))
+	mustDeny(t, "bind 7", s.CheckBind("", nil, [][]byte{[]byte("7")}))
+	mustAllow(t, "bind 42", s.CheckBind("", nil, [][]byte{[]byte("42")}))
+	resolveAll(s, p, Confirmed)
+	// a DEALLOCATE of this batch decides for an unknown name too
+	if d := s.CheckQuery("DEALLOCATE a; EXECUTE a(42)"); d.Allow || d.Reason != "prepare" {
+		t.Fatalf("EXECUTE after a DEALLOCATE of the same Query: %+v", d)
+	}
+	if d := s.CheckQuery("EXECUTE a(42)"); d.Allow || d.Reason != "prepare_unknown" {
+		t.Fatalf("EXECUTE of an unknown name: %+v", d)
+	}
+	mustAllow(t, "prepare+execute", s.CheckQuery("DEALLOCATE a; PREPARE a AS SELECT note FROM orders WHERE account_id = $1; EXECUTE a(42)"))
 }

@@ -25,6 +25,9 @@ type Session struct {
 	inflight []change
 	nextID   uint64
 	batch    uint64
+	syncs    uint64
+	// extOpen: an extended-protocol message was forwarded since the last Sync.
+	extOpen bool
 	// unknown names (and, when lost, every named statement but the
 	// relearned ones) are those whose statement pgtenant cannot know.
 	unknown   map[string]bool
@@ -287,7 +290,15 @@ func (s *Session) CheckQuery(sql string) Decision {
 		}
 	}
 	d := Decision{Allow: true, Tables: tables, Statement: norm, Text: sql}
+	// the server answers the Query's statements without more client input,
+	// unless an extended message before it may fail (the server then skips
+	// the Query until a Sync) or a COPY waits for the client's data
+	withCopy := false
+	for _, st := range an.stmts {
+		withCopy = withCopy || st.Kind == parser.KindCopy
+	}
 	for _, m := range meta {
+		m.c.free, m.c.copy = !s.extOpen, withCopy
 		d.Changes = append(d.Changes, s.register(m.c, m.i, m.tag))
 	}
 	return d
@@ -384,6 +395,7 @@ func typeOIDs(names []string) []uint32 {
 // Change that stores its analysis under name once the server answers
 // ParseComplete (a name the server already holds makes it fail with 42P05).
 func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
+	s.extOpen = true
 	if reservedName(name) {
 		return withText(reservedDenial("prepared statement", name).decision(nil, ""), sql)
 	}
@@ -462,6 +474,7 @@ func (s *Session) checkParse(an *analysis, sc *parser.Scanned, sql string, param
 // for the audit) and, for a SQL PREPARE or DEALLOCATE, the Change the
 // portal's execution makes (Change.Portal).
 func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) Decision {
+	s.extOpen = true
 	p, dd := s.resolveName(statement, nil, nil, "")
 	if dd != nil {
 		if !dd.Wait {

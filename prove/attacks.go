@@ -60,9 +60,7 @@ func (p *prover) tableAttacks(r *region, t *table) []attack {
 			return count(ctx, c, "SELECT "+col+" FROM "+T+" WHERE "+col+" = $1", pgx.QueryExecModeExec, p.a)
 		}},
 		{check: "prepared_rebound_to_a", run: func(ctx context.Context, c *pgx.Conn) outcome {
-			// Not a "pgtenant..." name: those are reserved, and a refused
-			// Parse would pass this check for the wrong reason.
-			const name = "prove_rebound_stmt"
+			const name = "tenancy_prove_stmt"
 			if _, err := c.Prepare(ctx, name, "SELECT "+col+" FROM "+T+" WHERE "+col+" = $1"); err != nil {
 				return outcome{err: err}
 			}
@@ -76,11 +74,11 @@ func (p *prover) tableAttacks(r *region, t *table) []attack {
 			return o
 		}},
 		{check: "sql_prepare_execute_a", run: func(ctx context.Context, c *pgx.Conn) outcome {
-			if _, err := c.Exec(ctx, "PREPARE prove_sql_stmt AS SELECT "+col+" FROM "+T+" WHERE "+col+" = $1"); err != nil {
+			if _, err := c.Exec(ctx, "PREPARE tenancy_prove_p AS SELECT "+col+" FROM "+T+" WHERE "+col+" = $1"); err != nil {
 				return outcome{err: err}
 			}
-			defer func() { _, _ = c.Exec(ctx, "DEALLOCATE prove_sql_stmt") }()
-			return count(ctx, c, "EXECUTE prove_sql_stmt("+a+")")
+			defer func() { _, _ = c.Exec(ctx, "DEALLOCATE tenancy_prove_p") }()
+			return count(ctx, c, "EXECUTE tenancy_prove_p("+a+")")
 		}},
 		{check: "select_in_b_a", run: func(ctx context.Context, c *pgx.Conn) outcome {
 			return count(ctx, c, "SELECT "+col+" FROM "+T+" WHERE "+col+" IN ("+b+", "+a+")")

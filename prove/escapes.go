@@ -12,10 +12,9 @@ type escape struct {
 	check string
 	sql   string
 	tx    bool // needs a transaction block (SET LOCAL)
-	// repinned marks statements pgtenant may let through provided the
-	// session keeps its tenant context afterwards (RESET ALL: the proxy
-	// re-applies the tenant setting, SPEC second round).
-	repinned bool
+	// honoured: pgtenant runs it (RESET ALL) and must keep the session in
+	// its tenant context instead of refusing it
+	honoured bool
 }
 
 // escapes tries, as tenant B, to change the tenant setting or the role,
@@ -29,7 +28,7 @@ func (p *prover) escapes(ctx context.Context, r *region, conn *pgx.Conn) {
 		{check: "escape_set_local_tenant_setting", sql: "SET LOCAL " + setting + " = " + a, tx: true},
 		{check: "escape_set_config", sql: "SELECT pg_catalog.set_config(" + quoteLiteral(setting) + ", " + a + ", false)"},
 		{check: "escape_reset_tenant_setting", sql: "RESET " + setting},
-		{check: "escape_reset_all", sql: "RESET ALL", repinned: true},
+		{check: "escape_reset_all", sql: "RESET ALL", honoured: true},
 		{check: "escape_set_role", sql: "SET ROLE postgres"},
 		{check: "escape_set_session_authorization", sql: "SET SESSION AUTHORIZATION postgres"},
 	}
@@ -51,12 +50,10 @@ func (p *prover) escapes(ctx context.Context, r *region, conn *pgx.Conn) {
 			p.result(r, nil, LayerProxy, e.check, Warn, "no answer from the server: "+describeErr(o.err))
 		case o.err != nil:
 			p.result(r, nil, LayerProxy, e.check, Pass, "denied: "+describeErr(o.err)+p.probe(ctx, r, conn))
+		case e.honoured && p.intact(ctx, r, conn):
+			p.result(r, nil, LayerProxy, e.check, Pass, "honoured; the session kept its tenant context")
 		default:
 			after := p.probe(ctx, r, conn)
-			if e.repinned && p.inContext(ctx, r, conn) {
-				p.result(r, nil, LayerProxy, e.check, Pass, "allowed; the tenant setting and role were re-applied")
-				continue
-			}
 			p.result(r, nil, LayerProxy, e.check, Fail, "pgtenant let tenant B run it"+after)
 			conn.Close(context.Background()) // the session may be out of its tenant context now
 			conn = nil
@@ -79,9 +76,9 @@ func (p *prover) escapes(ctx context.Context, r *region, conn *pgx.Conn) {
 	}
 }
 
-// inContext reports whether the session provably still runs as the service
-// role with tenant B's setting (an unreadable answer is not proof).
-func (p *prover) inContext(ctx context.Context, r *region, c *pgx.Conn) bool {
+// intact reports whether the session's tenant setting and role are still
+// tenant B's, as read back from the server.
+func (p *prover) intact(ctx context.Context, r *region, c *pgx.Conn) bool {
 	if c.IsClosed() {
 		return false
 	}

@@ -265,8 +265,8 @@ func TestAttacksDetectLeaks(t *testing.T) {
 	if !hasResult(rep, "public.orders", "a_rows_intact", Pass) {
 		t.Error("the attacks' writes were not rolled back")
 	}
-	// (RESET ALL is no escape even without a policy: the tenant setting is
-	// a startup parameter of the backend session, its reset value)
+	// (RESET ALL keeps the tenant context even without a policy: pgtenant
+	// makes it the backend session's startup value)
 	for _, check := range []string{"escape_set_tenant_setting", "escape_set_config"} {
 		if !hasResult(rep, "", check, Fail) {
 			t.Errorf("%s was allowed without a policy, yet did not fail", check)

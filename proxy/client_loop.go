@@ -78,7 +78,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		return s.onDescribe(n)
 	case 'S':
 		s.queue.push(pending{kind: pendSync})
-		s.checker.EndBatch()
+		s.checker.Sent('S')
 		s.skip = false
 	case 'H', 'd', 'c', 'f':
 		// Flush and the COPY sub-protocol pass through as bytes.
@@ -96,6 +96,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 			Message: "pgtenant: the FunctionCall protocol message is not allowed",
 			Hint:    "call the function from a SQL statement instead"}
 		s.decided(d)
+		s.checker.Sent('Q') // the injected Query is a batch boundary
 		return s.denySimple(d, "", time.Now())
 	default:
 		ce := newClientError(pgerrcode.ProtocolViolation, "protocol", "invalid frontend message type %d", t)
@@ -138,7 +139,7 @@ func (s *session) onQuery(n int) error {
 	if err != nil {
 		return err
 	}
-	s.checker.EndBatch()
+	s.checker.Sent('Q')
 	s.decided(d)
 	if !d.Allow {
 		return s.denySimple(d, sql, start)
@@ -180,7 +181,7 @@ func (s *session) onParse(n int) error {
 	start := time.Now()
 	var d policy.Decision
 	if strings.HasPrefix(name, policy.ReservedPrefix) {
-		d = reservedName("statement", query)
+		d = reservedName("statement", "-- Parse of a reserved statement name", query)
 	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckParse(name, query, oids) }); err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ func (s *session) onBind(n int) error {
 	start := time.Now()
 	var d policy.Decision
 	if strings.HasPrefix(portal, policy.ReservedPrefix) {
-		d = reservedName("portal", "")
+		d = reservedName("portal", "-- Bind to a reserved portal name", "")
 	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckBind(stmt, s.bindFmts, s.bindVals) }); err != nil {
 		return err
 	}
@@ -236,6 +237,7 @@ func (s *session) onExecute(n int) error {
 	if !ok {
 		return s.protocolError("malformed Execute message")
 	}
+	s.checker.Sent('E')
 	start := time.Now()
 	tk, refusal := s.admit()
 	if refusal != nil {
@@ -295,8 +297,8 @@ func (s *session) onDescribe(n int) error {
 }
 
 // reservedName is the denial of a client's use of a name pgtenant reserves.
-func reservedName(what, stmt string) policy.Decision {
-	return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "reserved_name", Statement: stmt, Text: stmt,
+func reservedName(what, stmt, text string) policy.Decision {
+	return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "reserved_name", Statement: stmt, Text: text,
 		Message: fmt.Sprintf("pgtenant: %s names starting with %q are reserved", what, policy.ReservedPrefix),
 		Hint:    "choose another name"}
 }

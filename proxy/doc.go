@@ -35,8 +35,9 @@
 //
 // Denials keep PostgreSQL's exact error semantics without the proxy writing
 // to the client out of order: a denied Query is replaced by a query that
-// fails on the server (a syntax error), a denied Parse or Bind by a Bind of a
-// statement name no client can create. The server raises an error at exactly
+// fails on the server (a syntax error), a denied Parse or Bind by a Bind that
+// fails whatever the session holds (a reserved statement name, and format
+// codes that do not match its parameters). The server raises an error at exactly
 // that point of the stream, which fails an open transaction and makes the
 // server skip the rest of an extended batch up to Sync; the backend loop
 // recognises the pending denial and sends the denial's ErrorResponse in place
@@ -45,6 +46,13 @@
 // error in an extended-protocol message the server skips everything up to
 // Sync, simple Queries included, so the backend loop then takes only a Sync
 // as the message the next ReadyForQuery answers.
+//
+// The checker mirrors the server's prepared statements and changes the
+// mirror only on the server's confirmation: each checked message comes back
+// with the changes it would make, its pending entry carries them, and the
+// backend loop resolves each from the reply that confirms or refuses it
+// (statements.go). The backend loop also keeps the portals the server
+// confirmed, so an Execute is audited with the statement its portal runs.
 //
 // CancelRequest: each client gets a BackendKeyData of pgtenant's own; the
 // registry maps it to the real backend's key and address, so a cancel

@@ -59,7 +59,7 @@ func (fuzzChecker) CheckBind(_ string, _ []int16, values [][]byte) policy.Decisi
 }
 func (fuzzChecker) CloseStatement(string) policy.Change      { return policy.Change{} }
 func (fuzzChecker) DescribeStatement(string) policy.Change   { return policy.Change{} }
-func (fuzzChecker) EndBatch()                                {}
+func (fuzzChecker) Sent(byte)                                {}
 func (fuzzChecker) Resolve(uint64, policy.Outcome, []uint32) {}
 
 // memPipe is one direction of an in-memory connection: writes never block,

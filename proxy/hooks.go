@@ -35,8 +35,9 @@ type StatementChecker interface {
 	// DescribeStatement returns the Change a Describe of a statement makes
 	// (its ParameterDescription reports the parameters' types).
 	DescribeStatement(name string) policy.Change
-	// EndBatch tells that a Sync or a Query was forwarded.
-	EndBatch()
+	// Sent tells that a message the checker did not check was forwarded:
+	// 'S' Sync, 'Q' a Query (after its check, allowed or denied), 'E' Execute.
+	Sent(kind byte)
 	// Resolve reports the server's answer to a Change (see policy.Outcome).
 	Resolve(id uint64, o policy.Outcome, paramOIDs []uint32)
 }

@@ -45,7 +45,7 @@ func (m *markerChecker) CloseStatement(name string) policy.Change {
 	return policy.Change{}
 }
 func (m *markerChecker) DescribeStatement(string) policy.Change   { return policy.Change{} }
-func (m *markerChecker) EndBatch()                                {}
+func (m *markerChecker) Sent(byte)                                {}
 func (m *markerChecker) Resolve(uint64, policy.Outcome, []uint32) {}
 
 func markerEnv(t *testing.T) *proxytest.Env {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/pgtest"
@@ -28,7 +29,7 @@ var rlsOffOnce sync.Once
 
 // rlsOffEnv starts the real policy in front of a cluster with the demo
 // schema and RLS disabled on every tenant table, as region eu-west.
-func rlsOffEnv(t *testing.T) (*proxytest.Env, *cluster.Cluster) {
+func rlsOffEnv(t testing.TB) (*proxytest.Env, *cluster.Cluster) {
 	t.Helper()
 	c := pgtest.Shared(t, rlsOffClusterName)
 	proxytest.InstallDemo(t, c)
@@ -41,6 +42,8 @@ func rlsOffEnv(t *testing.T) (*proxytest.Env, *cluster.Cluster) {
 				return
 			}
 		}
+		// a row of account 0: what bytes of int8 42 are to an inferred numeric
+		err = c.Exec(ctx, c.Database, "INSERT INTO public.orders (id, account_id, total, note) VALUES (3001, 0, 1, 'tenant zero') ON CONFLICT DO NOTHING")
 	})
 	if err != nil {
 		t.Fatalf("disable RLS: %v", err)
@@ -55,11 +58,13 @@ func rlsOffEnv(t *testing.T) (*proxytest.Env, *cluster.Cluster) {
 }
 
 // tenantRows digests tenant 7's rows as the superuser sees them.
-func tenantRows(t *testing.T, c *cluster.Cluster, account int) string {
+func tenantRows(t testing.TB, c *cluster.Cluster, account int) string {
 	t.Helper()
 	conn := pgtest.Conn(t, c.SuperuserDSN(c.Database))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var fp string
-	err := conn.QueryRow(ctxT(t), `SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), '') FROM (
+	err := conn.QueryRow(ctx, `SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), '') FROM (
 		SELECT 'o' || o::text AS x FROM public.orders o WHERE account_id = $1
 		UNION ALL SELECT 'c' || c::text FROM public.customers c WHERE account_id = $1
 		UNION ALL SELECT 'l' || l::text FROM public.line_items l WHERE account_id = $1) t`, account).Scan(&fp)
@@ -313,10 +318,7 @@ func TestMirrorReservedNames(t *testing.T) {
 // proxy refuses such bytes until the server has told it the type
 // (ParameterDescription), and then reads them by that type.
 func TestMirrorBinaryParameterOfAnInferredType(t *testing.T) {
-	env, c := rlsOffEnv(t)
-	if err := c.Exec(ctxT(t), c.Database, "INSERT INTO public.orders (id, account_id, total, note) VALUES (3001, 0, 1, 'tenant zero') ON CONFLICT DO NOTHING"); err != nil {
-		t.Fatal(err)
-	}
+	env, _ := rlsOffEnv(t)
 	w := newWire(t, env, "42")
 	const q = "SELECT account_id, note, $1::numeric FROM orders WHERE account_id = $1"
 	bin := []int16{1}
@@ -381,4 +383,62 @@ func TestDenialDoesNotDependOnTheReservedName(t *testing.T) {
 	wantCodes(t, "denied bind", r, "42501")
 	wantCodes(t, "the transaction is aborted", w.query("SELECT 1"), "25P02")
 	wantCodes(t, "rollback", w.query("ROLLBACK"))
+}
+
+// memAuditor keeps every event in memory.
+type memAuditor struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (m *memAuditor) Record(_ context.Context, ev audit.Event) error {
+	m.mu.Lock()
+	m.events = append(m.events, ev)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memAuditor) statements() []audit.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []audit.Event
+	for _, ev := range m.events {
+		if ev.Kind == audit.KindStatement {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// The audit records what the server executes: a Bind after a skipped Parse
+// is audited with the statement the server holds, and a Bind denial names
+// its statement.
+func TestMirrorAuditRecordsTheServersStatement(t *testing.T) {
+	c := pgtest.Shared(t, rlsOffClusterName)
+	rlsOffEnv(t) // installs and prepares the cluster
+	mem := &memAuditor{}
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Auditor: mem, Configure: func(cfg *config.Config) {
+		r := cfg.Regions["eu-west"]
+		r.Port, r.User, r.Password, r.Database = c.Port, c.ServiceUser, c.ServicePassword, c.Database
+		cfg.Regions["eu-west"] = r
+		cfg.Policy.GlobalTables = []string{"public.countries"}
+	}})
+	w := newWire(t, env, "42")
+	text := []int16{0}
+	wantCodes(t, "parse", w.send(&pgproto3.Parse{Query: scopedSelect}, &pgproto3.Sync{}))
+	wantCodes(t, "skipped parse", w.send(&pgproto3.Bind{PreparedStatement: "no_such_statement"},
+		&pgproto3.Parse{Query: decoySelect}, &pgproto3.Sync{}), "26000")
+	n := len(mem.statements())
+	r := w.send(&pgproto3.Bind{ParameterFormatCodes: text, Parameters: [][]byte{[]byte("42")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantCodes(t, "bind 42", r)
+	evs := mem.statements()[n:]
+	if len(evs) != 1 || evs[0].Verdict != audit.VerdictAllow || evs[0].FullStatement != scopedSelect {
+		t.Fatalf("allowed Bind audited as %+v, want the server's statement %q", evs, scopedSelect)
+	}
+	n = len(mem.statements())
+	wantCodes(t, "bind 7", w.send(&pgproto3.Bind{ParameterFormatCodes: text, Parameters: [][]byte{[]byte("7")}}, &pgproto3.Execute{}, &pgproto3.Sync{}), "42501")
+	evs = mem.statements()[n:]
+	if len(evs) != 1 || evs[0].Verdict != audit.VerdictDeny || evs[0].Statement == "" || evs[0].FullStatement != scopedSelect {
+		t.Fatalf("denied Bind audited as %+v, want its statement", evs)
+	}
 }

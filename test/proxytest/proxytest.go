@@ -240,5 +240,5 @@ func (allowAll) CheckBind(string, []int16, [][]byte) policy.Decision {
 }
 func (allowAll) CloseStatement(string) policy.Change      { return policy.Change{} }
 func (allowAll) DescribeStatement(string) policy.Change   { return policy.Change{} }
-func (allowAll) EndBatch()                                {}
+func (allowAll) Sent(byte)                                {}
 func (allowAll) Resolve(uint64, policy.Outcome, []uint32) {}
