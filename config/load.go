@@ -44,6 +44,7 @@ var defaults = map[string]any{
 	"policy.tenant_tables":              []string{},
 	"policy.global_tables":              []string{},
 	"policy.unknown_tables":             "deny",
+	"policy.unscoped":                   "deny",
 	"policy.allowed_settings":           []string{},
 	"policy.allowed_functions":          []string{},
 	"policy.max_statement_bytes":        1 << 20,

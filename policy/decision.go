@@ -20,4 +20,8 @@ type Decision struct {
 	// Statement is the text recorded in the audit: literals replaced by $n
 	// placeholders. Empty for a Bind.
 	Statement string
+	// Rewritten, when not empty, is the text to forward instead of the
+	// client's (policy.unscoped: rewrite added pins); Statement then
+	// normalizes it. Parameter numbering is the client's.
+	Rewritten string
 }

@@ -143,9 +143,10 @@ func (d *Denial) decision(tables []string, stmt string) Decision {
 		Tables: tables, Statement: stmt}
 }
 
-// CheckQuery decides a simple-protocol Query message: allowed only if every
+// checkQuery decides a simple-protocol Query message: allowed only if every
 // statement in it is allowed; session state (PREPARE/DEALLOCATE) changes only then.
-func (s *Session) CheckQuery(sql string) Decision {
+// CheckQuery (rewrite.go) wraps it.
+func (s *Session) checkQuery(sql string) Decision {
 	an, sc := s.e.analyzeText(s.cat, sql)
 	norm := an.normalized
 	if an.deny != nil {
@@ -317,9 +318,10 @@ func typeOIDs(names []string) []uint32 {
 	return out
 }
 
-// CheckParse decides a Parse message; when allowed the analysis is remembered
+// checkParseNamed decides a Parse message; when allowed the analysis is remembered
 // under name (a denied Parse leaves the previous statement of that name in place).
-func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
+// CheckParse (rewrite.go) wraps it.
+func (s *Session) checkParseNamed(name, sql string, paramOIDs []uint32) Decision {
 	d := s.checkParse(name, sql, paramOIDs)
 	if old := s.prepared[name]; d.Allow && name != "" && old != nil && (old.sql != sql || !sameOIDs(old.oids, paramOIDs)) {
 		// PostgreSQL refuses to redefine a named statement (42P05) and keeps
