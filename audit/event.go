@@ -39,4 +39,11 @@ type Event struct {
 	SQLState      string
 	Rows          int64 // result events; -1 when unknown
 	DurationUS    int64 // result events
+	// Rewritten marks a statement pgtenant rewrote (policy.unscoped:
+	// rewrite): Statement and FullStatement are the rewrite the server ran.
+	// Until the schema stores it, Reason carries ReasonRewritten.
+	Rewritten bool
 }
+
+// ReasonRewritten is the Reason of an allowed statement pgtenant rewrote.
+const ReasonRewritten = "rewritten"

@@ -134,6 +134,10 @@ func (s *session) onQuery(n int) error {
 		return s.denySimple(d, sql, start)
 	}
 	ref := &stmtRef{statement: d.Statement, full: sql, tables: d.Tables}
+	if d.Rewritten != "" { // policy.unscoped: rewrite: the server runs (and the audit records) the rewrite
+		body = append([]byte(d.Rewritten), 0)
+		ref.full, ref.rewritten = d.Rewritten, true
+	}
 	if err := s.recordStatement(ref); err != nil {
 		return s.denySimple(s.unavailable(err), sql, start)
 	}
@@ -171,6 +175,10 @@ func (s *session) onParse(n int) error {
 		return s.denyExtended(d, query, start)
 	}
 	s.stmts[name] = &stmtRef{statement: d.Statement, full: query, tables: d.Tables}
+	if d.Rewritten != "" { // policy.unscoped: rewrite: same name and parameter types, rewritten text
+		body = rewriteParse(name, d.Rewritten, rest)
+		s.stmts[name].full, s.stmts[name].rewritten = d.Rewritten, true
+	}
 	s.queue.push(pending{kind: pendParse, name: name})
 	s.track.parseSent(name)
 	return writeMsg(s.bw, 'P', body)
@@ -322,6 +330,9 @@ func (s *session) recordStatement(ref *stmtRef) error {
 	}
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
+	if ref.rewritten {
+		ev.Rewritten, ev.Reason = true, audit.ReasonRewritten
+	}
 	return s.srv.opts.Auditor.Record(context.Background(), ev)
 }
 
