@@ -116,8 +116,43 @@ func (r *rewriter) stmt(n *pg.Node, sc *cteScope) {
 	case *pg.Node_DeclareCursorStmt:
 		r.stmt(x.DeclareCursorStmt.Query, sc)
 	case *pg.Node_CopyStmt:
-		r.stmt(x.CopyStmt.Query, sc)
+		r.copyTo(x.CopyStmt, sc)
 	}
+}
+
+// copyTo turns `COPY tenant_table [(cols)] TO STDOUT` into
+// `COPY (SELECT cols FROM tenant_table WHERE pin) TO STDOUT`, which writes
+// the same columns in the same format; a COPY (query) has its query pinned.
+// COPY FROM and files are left to the policy.
+func (r *rewriter) copyTo(c *pg.CopyStmt, sc *cteScope) {
+	if c.Query != nil {
+		r.stmt(c.Query, sc)
+		return
+	}
+	if c.IsFrom || c.IsProgram || c.Filename != "" || c.WhereClause != nil {
+		return
+	}
+	t, ok := r.table(c.Relation, nil)
+	if !ok {
+		return
+	}
+	pin := r.pin(refName(c.Relation), t)
+	if pin == nil {
+		return
+	}
+	var targets []*pg.Node
+	for _, a := range c.Attlist {
+		targets = append(targets, pg.MakeResTargetNodeWithVal(
+			pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode(a.GetString_().GetSval())}, -1), -1))
+	}
+	if len(targets) == 0 {
+		targets = []*pg.Node{pg.MakeResTargetNodeWithVal(pg.MakeColumnRefNode([]*pg.Node{pg.MakeAStarNode()}, -1), -1)}
+	}
+	sel := &pg.SelectStmt{TargetList: targets, FromClause: []*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: c.Relation}}},
+		WhereClause: pin, Op: pg.SetOperation_SETOP_NONE}
+	c.Query = &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: sel}}
+	c.Relation, c.Attlist = nil, nil
+	r.changed = true
 }
 
 // with rewrites the CTE bodies and returns the scope the statement sees.
@@ -303,6 +338,7 @@ func (r *rewriter) fillInsert(s *pg.InsertStmt, t PinTable) {
 			return // listed: the policy judges its value
 		}
 	}
+	width := len(s.Cols)
 	s.Cols = append(s.Cols, pg.MakeResTargetNodeWithName(t.Column, -1))
 	r.changed = true
 	switch {
@@ -315,13 +351,20 @@ func (r *rewriter) fillInsert(s *pg.InsertStmt, t PinTable) {
 	case sel.Op == pg.SetOperation_SETOP_NONE || sel.Op == pg.SetOperation_SET_OPERATION_UNDEFINED:
 		sel.TargetList = append(sel.TargetList, pg.MakeResTargetNodeWithVal(val, -1))
 	default:
-		// a set operation: select its rows and the value from it
+		// a set operation: select its rows, column by column (as many as
+		// the INSERT lists), and the value from it
 		const src = "pgtenant_src"
-		star := pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode(src), pg.MakeAStarNode()}, -1)
-		sub := &pg.Node{Node: &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{
-			Subquery: s.SelectStmt, Alias: &pg.Alias{Aliasname: src}}}}
+		alias := &pg.Alias{Aliasname: src}
+		var targets []*pg.Node
+		for i := 1; i <= width; i++ {
+			c := fmt.Sprintf("c%d", i)
+			alias.Colnames = append(alias.Colnames, pg.MakeStrNode(c))
+			targets = append(targets, pg.MakeResTargetNodeWithVal(
+				pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode(src), pg.MakeStrNode(c)}, -1), -1))
+		}
+		sub := &pg.Node{Node: &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{Subquery: s.SelectStmt, Alias: alias}}}
 		s.SelectStmt = &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: &pg.SelectStmt{
-			TargetList: []*pg.Node{pg.MakeResTargetNodeWithVal(star, -1), pg.MakeResTargetNodeWithVal(val, -1)},
+			TargetList: append(targets, pg.MakeResTargetNodeWithVal(val, -1)),
 			FromClause: []*pg.Node{sub}, Op: pg.SetOperation_SETOP_NONE}}}
 	}
 }
@@ -589,11 +632,17 @@ func pinishExpr(e *pg.Node, ref, col string) bool {
 	if x.Kind != pg.A_Expr_Kind_AEXPR_NOT_DISTINCT && (len(x.Name) != 1 || x.Name[0].GetString_().GetSval() != "=") {
 		return false
 	}
-	if isTenantCol(x.Lexpr, ref, col) && !readsColumn(x.Rexpr) {
+	if isTenantCol(x.Lexpr, ref, col) && !computed(x.Rexpr) {
 		return true
 	}
 	return x.Kind != pg.A_Expr_Kind_AEXPR_IN && x.Kind != pg.A_Expr_Kind_AEXPR_OP_ANY &&
-		isTenantCol(x.Rexpr, ref, col) && !readsColumn(x.Lexpr)
+		isTenantCol(x.Rexpr, ref, col) && !computed(x.Lexpr)
+}
+
+// computed reports whether e reads a column or runs a subquery: its value is
+// not one the statement shows, so the comparison is no pin to judge.
+func computed(e *pg.Node) bool {
+	return readsColumn(e)
 }
 
 func isTenantCol(e *pg.Node, ref, col string) bool {
@@ -618,7 +667,7 @@ func isTenantCol(e *pg.Node, ref, col string) bool {
 	return false
 }
 
-// readsColumn reports whether any column reference (subqueries included) occurs in e.
+// readsColumn reports whether a column reference or a subquery occurs in e.
 func readsColumn(e *pg.Node) bool {
 	if e == nil {
 		return false
@@ -629,7 +678,8 @@ func readsColumn(e *pg.Node) bool {
 		if found {
 			return
 		}
-		if _, ok := m.Interface().(*pg.ColumnRef); ok {
+		switch m.Interface().(type) {
+		case *pg.ColumnRef, *pg.SubLink:
 			found = true
 			return
 		}
@@ -690,4 +740,40 @@ func (r *rewriter) visit(m protoreflect.Message, sc *cteScope) {
 		}
 		return true
 	})
+}
+
+// ParamRefs returns the $n numbers of every parameter reference in sql, in
+// tree order (for checking that a rewrite keeps the parameters).
+func (p *Parser) ParamRefs(sql string) ([]int, error) {
+	if _, err := p.Guard(sql); err != nil {
+		return nil, err
+	}
+	p.sem <- struct{}{}
+	tree, err := pg.Parse(sql)
+	<-p.sem
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSyntax, err)
+	}
+	var out []int
+	var visit func(m protoreflect.Message)
+	visit = func(m protoreflect.Message) {
+		if pr, ok := m.Interface().(*pg.ParamRef); ok {
+			out = append(out, int(pr.Number))
+			return
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.IsList() && fd.Message() != nil:
+				l := v.List()
+				for i := 0; i < l.Len(); i++ {
+					visit(l.Get(i).Message())
+				}
+			case fd.Message() != nil && !fd.IsMap():
+				visit(v.Message())
+			}
+			return true
+		})
+	}
+	visit(tree.ProtoReflect())
+	return out, nil
 }

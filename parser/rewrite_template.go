@@ -54,8 +54,11 @@ func (p *Parser) RewriteTemplate(sql string, sc *Scanned, setting string, resolv
 		k++
 		holes[k] = i
 		b.WriteString(sql[copied:l.Start])
-		b.WriteString("$")
+		// spaces keep the marker a token of its own (`WHERE''` must not
+		// become the identifier `WHERE$1`)
+		b.WriteString(" $")
 		b.WriteString(strconv.Itoa(k))
+		b.WriteString(" ")
 		copied = l.End
 	}
 	b.WriteString(sql[copied:])
