@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	rwFuzzOnce                      sync.Once
+	rwFuzzOnce                       sync.Once
 	rwFuzzDeny, rwFuzzRW, rwFuzzCold *Engine
 )
 
