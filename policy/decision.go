@@ -24,4 +24,7 @@ type Decision struct {
 	// client's (policy.unscoped: rewrite added pins); Statement then
 	// normalizes it. Parameter numbering is the client's.
 	Rewritten string
+	// Copy, when not nil, is the row check of an allowed COPY ... FROM
+	// STDIN (rewrite mode): the proxy runs the client's CopyData through it.
+	Copy *CopyCheck
 }

@@ -41,6 +41,12 @@ func (e *Engine) Rewriting() bool { return e.cfg.Unscoped == "rewrite" }
 // rewrite mode a text denied for a missing pin is rewritten and decided again.
 func (s *Session) CheckQuery(sql string) Decision {
 	d := s.checkQuery(sql)
+	if !d.Allow && d.Reason == "copy_from" && s.e.Rewriting() {
+		if c, ok := s.copyDecision(sql, d); ok {
+			return c
+		}
+		return d
+	}
 	if d.Allow || !s.e.Rewriting() || !rewriteReasons[d.Reason] {
 		return d
 	}
