@@ -69,7 +69,8 @@ var rewriteCases = []struct {
 	{"deny", `SELECT * FROM orders WHERE set_config('app.current_account_id', '7', true) IS NOT NULL`, nil},
 	{"deny", `SELECT pg_read_file('/etc/passwd') FROM orders`, nil},
 	{"deny", `UPDATE countries SET name = 'x'`, nil},
-	{"deny", `COPY orders FROM STDIN`, nil},
+	{"allow", `COPY orders FROM STDIN`, nil}, // with a row check (copycheck.go)
+	{"deny", `COPY orders (id) FROM STDIN`, nil},
 	{"deny", `SELECT * FROM orders WHERE account_id::text = '42'`, nil},
 	{"deny", `MERGE INTO orders o USING customers c ON o.id = c.id WHEN NOT MATCHED BY SOURCE THEN DELETE`, nil},
 	{"deny", `DELETE FROM orders WHERE CURRENT OF c`, nil},

@@ -57,6 +57,9 @@ func (s *session) clientLoop() error {
 // handleClientMsg handles one message whose header has been read.
 func (s *session) handleClientMsg(t byte, n int) error {
 	s.track.apply(s.skips)
+	if s.copyActive(t) { // a checked COPY FROM STDIN (rewrite.go)
+		return s.onCopyMsg(t, n)
+	}
 	switch t {
 	case 'Q':
 		return s.onQuery(n)
@@ -142,6 +145,9 @@ func (s *session) onQuery(n int) error {
 		return s.denySimple(s.unavailable(err), sql, start)
 	}
 	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref})
+	if d.Copy != nil {
+		s.startCopy(d)
+	}
 	return writeMsg(s.bw, 'Q', body)
 }
 

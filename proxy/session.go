@@ -55,6 +55,7 @@ type session struct {
 	bindFmts  []int16
 	bindVals  [][]byte
 	expiresAt time.Time
+	copyIn    copyIn // policy.unscoped: rewrite: row check of COPY FROM STDIN (rewrite.go)
 
 	// backend loop state
 	batchErr   string // SQLSTATE of the first error since the last ReadyForQuery
