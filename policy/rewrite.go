@@ -84,13 +84,8 @@ func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
 	return d2
 }
 
-// Rewrite returns the rewrite of sql for the region's catalog (false when
-// nothing can be pinned or the text is not understood). Exposed for tests and
-// the fuzzers; the decision path uses it through CheckQuery and CheckParse.
-func (e *Engine) Rewrite(region, sql string) (string, bool) {
-	return e.rewrite(e.catalog(region), sql)
-}
-
+// rewrite returns the rewrite of sql for cat (false when nothing can be
+// pinned or the text is not understood).
 func (e *Engine) rewrite(cat *Catalog, sql string) (string, bool) {
 	sc, err := e.parser.Guard(sql)
 	if err != nil {

@@ -10,20 +10,33 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
 // COPY ... FROM STDIN through pgtenant in rewrite mode, against a cluster
 // with RLS off (so only pgtenant's row check stands between a tenant and
-// another tenant's rows): pgx's CopyFrom (its column probe is pinned, its
+// another tenant's rows; with RLS on PostgreSQL refuses COPY FROM itself): pgx's CopyFrom (its column probe is pinned, its
 // data binary), and text and CSV data. A row of another tenant aborts the
 // COPY with 42501 and nothing of it is written.
 func TestRewriteCopyFromStdin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := oracleCluster(t, ctx, "rewrite-copy", false)
-	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Configure: func(cfg *config.Config) {
+	// the real audit recorder, strict (durable before forwarding), in c
+	regions := map[string]config.Region{"eu-west": regionFor(c)}
+	if err := audit.Init(ctx, regions, nil); err != nil {
+		t.Fatal(err)
+	}
+	acfg := config.Default().Audit
+	acfg.Mode, acfg.SpoolDir = "strict", t.TempDir()
+	rec, err := audit.NewRecorder(ctx, acfg, regions, "rewrite-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rec.Close(context.Background()) })
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Auditor: rec, Configure: func(cfg *config.Config) {
 		r := cfg.Regions["eu-west"]
 		r.Port, r.User, r.Password, r.Database = c.Port, c.ServiceUser, c.ServicePassword, c.Database
 		cfg.Regions["eu-west"] = r
@@ -48,9 +61,10 @@ func TestRewriteCopyFromStdin(t *testing.T) {
 		}
 	}
 	before42, before7 := count("account_id = 42"), count("account_id = 7")
+	var n int64
 
 	// pgx CopyFrom: the probe `select ... from customers` is pinned, the rows binary
-	n, err := conn.CopyFrom(ctx, pgx.Identifier{"customers"}, []string{"account_id", "name"},
+	n, err = conn.CopyFrom(ctx, pgx.Identifier{"customers"}, []string{"account_id", "name"},
 		pgx.CopyFromRows([][]any{{int64(42), "copy-a"}, {int64(42), "copy-b"}}))
 	if err != nil || n != 2 {
 		t.Fatalf("CopyFrom of own rows: %d %v", n, err)
@@ -98,5 +112,22 @@ func TestRewriteCopyFromStdin(t *testing.T) {
 	}
 	if got := count("name IN ('copy-c', 'text-c')"); got != 0 {
 		t.Errorf("the own rows of a refused COPY were written (%d)", got)
+	}
+
+	var total int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&total); err != nil || total != before42+5 {
+		t.Errorf("rewritten count through pgtenant: %d %v, want %d", total, err, before42+5)
+	}
+
+	// the audit holds the rewritten statement (flagged) and the refused rows
+	var rewritten, refused int
+	if err := super.QueryRow(ctx, `SELECT
+		count(*) FILTER (WHERE verdict = 'allow' AND reason = 'rewritten' AND statement LIKE '%current_setting(%'),
+		count(*) FILTER (WHERE verdict = 'deny' AND reason = 'wrong_account' AND statement ILIKE 'copy%')
+		FROM pgtenant_audit.events WHERE kind = 'statement' AND account_id = '42'`).Scan(&rewritten, &refused); err != nil {
+		t.Fatal(err)
+	}
+	if rewritten < 1 || refused < 4 {
+		t.Errorf("audit: %d rewritten statements (want >= 1), %d refused COPY rows (want >= 4)", rewritten, refused)
 	}
 }
