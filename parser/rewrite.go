@@ -445,7 +445,8 @@ func (r *rewriter) merge(s *pg.MergeStmt, sc *cteScope) {
 		}
 	}
 	// the source is the preserved side: its rows are filtered inside it
-	s.SourceRelation = r.from(s.SourceRelation, nil, true, sc, nil)
+	// (unless ON already compares its tenant column: the policy judges that)
+	s.SourceRelation = r.from(s.SourceRelation, nil, true, sc, conjuncts(s.JoinCondition))
 	t, ok := r.table(s.Relation, nil)
 	if !ok {
 		return

@@ -74,6 +74,8 @@ var rewriteCases = []struct {
 	{"deny", `SELECT * FROM orders WHERE account_id::text = '42'`, nil},
 	{"deny", `MERGE INTO orders o USING customers c ON o.id = c.id WHEN NOT MATCHED BY SOURCE THEN DELETE`, nil},
 	{"deny", `DELETE FROM orders WHERE CURRENT OF c`, nil},
+	{"deny", `MERGE INTO orders o USING customers c ON o.id = c.id AND c.account_id = 7 WHEN MATCHED THEN DELETE`, nil},
+	{"deny", `SELECT * FROM orders o FULL JOIN customers c ON c.id = o.id AND c.account_id = 7`, nil},
 }
 
 func TestRewriteCases(t *testing.T) {
