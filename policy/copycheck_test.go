@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/binary"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pgtenant/pgtenant/config"
@@ -162,4 +163,51 @@ func TestCopyFromDecisions(t *testing.T) {
 	if d := session(t, newTestEngine(t), "42").CheckQuery(`COPY orders (id, account_id) FROM STDIN`); d.Allow {
 		t.Error("COPY FROM allowed in deny mode")
 	}
+}
+
+var copyFuzzChecks struct {
+	once sync.Once
+	c    []*CopyCheck
+}
+
+// FuzzCopyStream feeds arbitrary COPY data (text, CSV, binary) to the row
+// check: it never panics, and the verdict never depends on how the data is
+// split into CopyData messages.
+func FuzzCopyStream(f *testing.F) {
+	f.Add([]byte("1\t42\tx\n2\t7\ty\n"), uint16(5), uint8(0))
+	f.Add([]byte("\"a\n,b\",42\r\nc,7\n"), uint16(3), uint8(1))
+	f.Add(binCopy([][]byte{be(1, 8), be(42, 8)}), uint16(20), uint8(2))
+	f.Add([]byte("1\t4\\\n2\tx\n\\.\n"), uint16(4), uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, split uint16, format uint8) {
+		copyFuzzChecks.once.Do(func() {
+			for _, sql := range []string{
+				`COPY orders (id, account_id, note) FROM STDIN`,
+				`COPY orders (note, account_id) FROM STDIN WITH (FORMAT csv, ESCAPE '\')`,
+				`COPY orders (id, account_id) FROM STDIN (FORMAT binary)`,
+			} {
+				copyFuzzChecks.c = append(copyFuzzChecks.c, copyCheck(t, sql))
+			}
+		})
+		c := copyFuzzChecks.c[int(format)%3]
+		whole := c.Stream()
+		d1 := whole.Write(data)
+		if d1 == nil {
+			d1 = whole.Close()
+		}
+		at := 0
+		if len(data) > 0 {
+			at = int(split) % (len(data) + 1)
+		}
+		parts := c.Stream()
+		d2 := parts.Write(data[:at])
+		if d2 == nil {
+			d2 = parts.Write(data[at:])
+		}
+		if d2 == nil {
+			d2 = parts.Close()
+		}
+		if (d1 == nil) != (d2 == nil) || whole.Rows() != parts.Rows() {
+			t.Fatalf("split at %d changes the verdict (%v/%v, %d/%d rows) on %q", at, d1 == nil, d2 == nil, whole.Rows(), parts.Rows(), data)
+		}
+	})
 }
