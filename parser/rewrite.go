@@ -235,6 +235,15 @@ func (r *rewriter) from(n *pg.Node, where **pg.Node, wrap bool, sc *cteScope, co
 		j := x.JoinExpr
 		r.exprs(sc, j.Quals)
 		onOK := j.Quals != nil && len(j.UsingClause) == 0 && !j.IsNatural
+		if j.Alias != nil {
+			// `(a JOIN b) AS j` hides a and b from the enclosing block:
+			// their pins go into this join's ON, or inside them
+			if j.Jointype == pg.JoinType_JOIN_INNER && onOK {
+				where = &j.Quals
+			} else {
+				wrap = true
+			}
+		}
 		switch j.Jointype {
 		case pg.JoinType_JOIN_INNER:
 			j.Larg = r.from(j.Larg, where, wrap, sc, conj)
