@@ -45,4 +45,11 @@ type Event struct {
 	// Actor, Purpose and Ticket are set for support sessions: the acting
 	// person (the actor claim's sub), the stated purpose and the ticket.
 	Actor, Purpose, Ticket string
+	// Rewritten marks a statement pgtenant rewrote (policy.unscoped:
+	// rewrite): Statement and FullStatement are the rewrite the server ran.
+	// Until the schema stores it, Reason carries ReasonRewritten.
+	Rewritten bool
 }
+
+// ReasonRewritten is the Reason of an allowed statement pgtenant rewrote.
+const ReasonRewritten = "rewritten"

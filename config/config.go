@@ -203,6 +203,9 @@ type Policy struct {
 	GlobalTables []string `mapstructure:"global_tables"`
 	// UnknownTables is deny (default) or allow (treated as global).
 	UnknownTables string `mapstructure:"unknown_tables"`
+	// Unscoped is deny (default: a tenant table used without a pin is
+	// refused) or rewrite (pgtenant adds the caller's pin; see policy/rewrite.go).
+	Unscoped string `mapstructure:"unscoped"`
 	// AllowedSettings are settings a client may SET beyond the default list.
 	AllowedSettings []string `mapstructure:"allowed_settings"`
 	// AllowedFunctions are user-defined functions tenants may call, as schema.name.

@@ -87,6 +87,7 @@ var defaults = map[string]any{
 	"access.support.read_only":            true,
 	"tenant_api.listen":                   "",
 	"tenant_api.roles":                    []string{"owner", "admin", "auditor", "viewer"},
+	"policy.unscoped":                   "deny",
 }
 
 // Default returns the configuration with every default applied and no regions.

@@ -276,6 +276,9 @@ func (p Policy) validate() error {
 	if p.TenantSetting == "" || !strings.Contains(p.TenantSetting, ".") {
 		return fmt.Errorf("policy.tenant_setting: %q must be a custom setting such as app.current_account_id", p.TenantSetting)
 	}
+	if err := oneOf("policy.unscoped", p.Unscoped, "deny", "rewrite"); err != nil {
+		return err
+	}
 	if err := oneOf("policy.unknown_tables", p.UnknownTables, "deny", "allow"); err != nil {
 		return err
 	}

@@ -31,4 +31,13 @@ type Decision struct {
 	// server has not reported yet: forward nothing, wait for the server's
 	// replies, Resolve them and check the message again.
 	Wait bool
+	// Rewritten, when not empty, is the text to forward instead of the
+	// client's (policy.unscoped: rewrite added pins); Statement then
+	// normalizes it. Parameter numbering is the client's. For a Bind it is
+	// the rewritten text of the statement bound: nothing to forward, the
+	// audit flags the execution as rewritten.
+	Rewritten string
+	// Copy, when not nil, is the row check of an allowed COPY ... FROM
+	// STDIN (rewrite mode): the proxy runs the client's CopyData through it.
+	Copy *CopyCheck
 }

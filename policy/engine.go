@@ -28,6 +28,8 @@ type Engine struct {
 	catalogs map[string]*Catalog
 
 	cache *cache
+	// rw caches rewrite templates (policy.unscoped: rewrite; rewrite.go).
+	rw *rwCache
 }
 
 // NewEngine builds an engine from the policy configuration: the configured
@@ -64,6 +66,7 @@ func NewEngine(cfg config.Policy) (*Engine, error) {
 		searchPath:      base.SearchPath,
 		catalogs:        map[string]*Catalog{},
 		cache:           newCache(cfg.CacheEntries),
+		rw:              newRWCache(cfg.CacheEntries),
 	}
 	for _, s := range cfg.ForbiddenSchemas {
 		e.forbidden[s] = true

@@ -45,6 +45,8 @@ type prepared struct {
 	// oids are the parameters' types: declared at Parse (0 = unspecified),
 	// or the server's own after a Describe.
 	oids []uint32
+	// rewritten: sql is rewrite mode's text, not the client's.
+	rewritten bool
 }
 
 // ReservedPrefix starts the statement and portal names pgtenant keeps for
@@ -205,10 +207,11 @@ func (s *Session) resolveName(name string, local []change, tables []string, stmt
 	return p, nil
 }
 
-// CheckQuery decides a simple-protocol Query message: allowed only if every
+// checkQuery decides a simple-protocol Query message: allowed only if every
 // statement in it is allowed. The PREPARE and DEALLOCATE statements in it
 // come back as Changes, applied as the server completes each one.
-func (s *Session) CheckQuery(sql string) Decision {
+// CheckQuery (rewrite.go) wraps it.
+func (s *Session) checkQuery(sql string) Decision {
 	an, sc := s.e.analyzeText(s.cat, sql)
 	norm := an.normalized
 	if an.deny != nil {
@@ -391,10 +394,11 @@ func typeOIDs(names []string) []uint32 {
 	return out
 }
 
-// CheckParse decides a Parse message. An allowed Parse comes back with the
-// Change that stores its analysis under name once the server answers
+// checkParseNamed decides a Parse message. An allowed Parse comes back with
+// the Change that stores its analysis under name once the server answers
 // ParseComplete (a name the server already holds makes it fail with 42P05).
-func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
+// CheckParse (rewrite.go) wraps it.
+func (s *Session) checkParseNamed(name, sql string, paramOIDs []uint32) Decision {
 	s.extOpen = true
 	if reservedName(name) {
 		return withText(reservedDenial("prepared statement", name).decision(nil, ""), sql)
@@ -499,6 +503,9 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 		return deny(wrongAccount(t))
 	}
 	d := Decision{Allow: true, Tables: p.an.Tables, Statement: p.norm, Text: p.sql}
+	if p.rewritten {
+		d.Rewritten = p.sql
+	}
 	if ex := execTarget(p.an); ex != nil {
 		target, dd := s.resolveName(ex.Name, nil, p.an.Tables, p.norm)
 		if dd != nil {

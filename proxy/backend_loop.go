@@ -163,6 +163,9 @@ func (s *session) onError(n int) error {
 	if err := er.Decode(body); err != nil {
 		return err
 	}
+	if b, ok := s.copyDenied(&er); ok { // a COPY row refused (rewrite.go)
+		body = b
+	}
 	if s.batchErr == "" {
 		s.batchErr = er.Code
 	}

@@ -63,6 +63,9 @@ func (s *session) clientLoop() error {
 // handleClientMsg handles one message whose header has been read.
 func (s *session) handleClientMsg(t byte, n int) error {
 	s.track.apply(s.checker)
+	if s.copyActive(t) { // a checked COPY FROM STDIN (rewrite.go)
+		return s.onCopyMsg(t, n)
+	}
 	switch t {
 	case 'Q':
 		return s.onQuery(n)
@@ -151,6 +154,10 @@ func (s *session) onQuery(n int) error {
 		return s.denySimple(*refusal, sql, start)
 	}
 	ref := &stmtRef{statement: d.Statement, full: sql, tables: d.Tables}
+	if d.Rewritten != "" { // policy.unscoped: rewrite: the server runs (and the audit records) the rewrite
+		body = append([]byte(d.Rewritten), 0)
+		ref.full, ref.rewritten = d.Rewritten, true
+	}
 	if err := s.recordStatement(ref); err != nil {
 		tk.end()
 		s.track.resolveAll(d.Changes, policy.Skipped)
@@ -158,6 +165,9 @@ func (s *session) onQuery(n int) error {
 	}
 	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk})
 	s.armTimeout(tk)
+	if d.Copy != nil {
+		s.startCopy(d)
+	}
 	return writeMsg(s.bw, 'Q', body)
 }
 
@@ -189,6 +199,9 @@ func (s *session) onParse(n int) error {
 	if !d.Allow {
 		return s.denyExtended(d, query, start)
 	}
+	if d.Rewritten != "" { // policy.unscoped: rewrite: same name and parameter types, rewritten text
+		body = rewriteParse(name, d.Rewritten, rest)
+	}
 	s.queue.push(pending{kind: pendParse, changes: d.Changes})
 	return writeMsg(s.bw, 'P', body)
 }
@@ -218,7 +231,7 @@ func (s *session) onBind(n int) error {
 	}
 	// the audit records the statement the checker checked: the one the
 	// server binds
-	ref := &stmtRef{statement: d.Statement, full: d.Text, tables: d.Tables}
+	ref := &stmtRef{statement: d.Statement, full: d.Text, tables: d.Tables, rewritten: d.Rewritten != ""}
 	if err := s.recordStatement(ref); err != nil {
 		s.track.resolveAll(d.Changes, policy.Skipped)
 		return s.denyExtended(s.unavailable(err), d.Text, start)
@@ -382,6 +395,9 @@ func (s *session) recordStatement(ref *stmtRef) error {
 	}
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
+	if ref.rewritten {
+		ev.Rewritten, ev.Reason = true, audit.ReasonRewritten
+	}
 	return s.record(s.ctx, ev)
 }
 

@@ -33,6 +33,7 @@ type stmtRef struct {
 	statement string // normalized text (literals as $n)
 	full      string // the text the client sent, for audit.statement: full
 	tables    []string
+	rewritten bool // policy.unscoped: rewrite changed the text (full holds the rewrite)
 }
 
 // pending is one frontend message whose reply has not been relayed yet.

@@ -67,6 +67,7 @@ type session struct {
 		ref    *stmtRef
 	}
 	expiresAt time.Time
+	copyIn    copyIn // policy.unscoped: rewrite: row check of COPY FROM STDIN (rewrite.go)
 
 	// backend loop state
 	batchErr   string                  // SQLSTATE of the first error since the last ReadyForQuery
