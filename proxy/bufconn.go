@@ -44,6 +44,20 @@ func newConnWriter(w io.Writer) *connWriter {
 	return c
 }
 
+// socketFD returns conn's socket descriptor, or -1 when conn is not a plain
+// socket (TLS): only a plain socket's readability tells that bytes wait.
+func socketFD(conn net.Conn) int {
+	raw := rawConnOf(conn)
+	if raw == nil {
+		return -1
+	}
+	fd := -1
+	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1
+	}
+	return fd
+}
+
 // rawConnOf returns w's raw socket when it has one.
 func rawConnOf(w any) syscall.RawConn {
 	sc, ok := w.(syscall.Conn)
@@ -167,6 +181,10 @@ type connReader struct {
 	drained bool // the last read returned less than it asked for
 	err     error
 
+	// onDeadline, when set, decides about a read deadline that passed:
+	// true clears it and reads on, false reports it (see park.go).
+	onDeadline func(buffered int) bool
+
 	// The raw read's callback, built once so a read allocates nothing, and
 	// its argument and result.
 	readFn func(fd uintptr) bool
@@ -231,6 +249,9 @@ func (c *connReader) readRaw(n int) {
 	}
 	c.rerr = nil
 	if err != nil {
+		if c.onDeadline != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.onDeadline(c.Buffered()) {
+			return // the caller's loop reads again
+		}
 		c.err = err
 		if c.Buffered() == 0 {
 			c.release()
