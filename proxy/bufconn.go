@@ -173,13 +173,12 @@ func (c *connWriter) writeRaw(fd uintptr) bool {
 // when there is nothing to read, returning an empty buffer to the pool
 // first: a reader blocked on an idle peer holds none.
 type connReader struct {
-	r       io.Reader
-	raw     syscall.RawConn // nil when the connection is not a socket (TLS, pipes)
-	buf     *[]byte
-	start   int
-	end     int
-	drained bool // the last read returned less than it asked for
-	err     error
+	r     io.Reader
+	raw   syscall.RawConn // nil when the connection is not a socket (TLS, pipes)
+	buf   *[]byte
+	start int
+	end   int
+	err   error
 
 	// onDeadline, when set, decides about a read deadline that passed:
 	// true clears it and reads on, false reports it (see park.go).
@@ -193,7 +192,7 @@ type connReader struct {
 }
 
 func newConnReader(conn net.Conn) *connReader {
-	c := &connReader{r: conn, raw: rawConnOf(conn), drained: true}
+	c := &connReader{r: conn, raw: rawConnOf(conn)}
 	if c.raw != nil {
 		c.readFn = c.readCallback
 	}
@@ -222,7 +221,6 @@ func (c *connReader) fill(n int) error {
 		c.compact(n)
 		m, err := c.r.Read((*c.buf)[c.end:])
 		c.end += m
-		c.drained = c.end < bufSize
 		if err != nil {
 			c.err = err
 		}
