@@ -19,8 +19,17 @@ func (s *session) backendLoop() error {
 	for {
 		t, n, err := s.br.header()
 		if err != nil {
+			if s.isParkDeadline(err) {
+				if s.parkNow() {
+					return errParked
+				}
+				continue
+			}
 			s.backendLost(err)
 			return err
+		}
+		if t == 'Z' {
+			s.batches.Add(1)
 		}
 		s.wmu.Lock()
 		if s.fatalSent {

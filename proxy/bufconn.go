@@ -44,6 +44,20 @@ func newConnWriter(w io.Writer) *connWriter {
 	return c
 }
 
+// socketFD returns conn's socket descriptor, or -1 when conn is not a plain
+// socket (TLS): only a plain socket's readability tells that bytes wait.
+func socketFD(conn net.Conn) int {
+	raw := rawConnOf(conn)
+	if raw == nil {
+		return -1
+	}
+	fd := -1
+	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1
+	}
+	return fd
+}
+
 // rawConnOf returns w's raw socket when it has one.
 func rawConnOf(w any) syscall.RawConn {
 	sc, ok := w.(syscall.Conn)
@@ -159,13 +173,16 @@ func (c *connWriter) writeRaw(fd uintptr) bool {
 // when there is nothing to read, returning an empty buffer to the pool
 // first: a reader blocked on an idle peer holds none.
 type connReader struct {
-	r       io.Reader
-	raw     syscall.RawConn // nil when the connection is not a socket (TLS, pipes)
-	buf     *[]byte
-	start   int
-	end     int
-	drained bool // the last read returned less than it asked for
-	err     error
+	r     io.Reader
+	raw   syscall.RawConn // nil when the connection is not a socket (TLS, pipes)
+	buf   *[]byte
+	start int
+	end   int
+	err   error
+
+	// onDeadline, when set, decides about a read deadline that passed:
+	// true clears it and reads on, false reports it (see park.go).
+	onDeadline func(buffered int) bool
 
 	// The raw read's callback, built once so a read allocates nothing, and
 	// its argument and result.
@@ -175,7 +192,7 @@ type connReader struct {
 }
 
 func newConnReader(conn net.Conn) *connReader {
-	c := &connReader{r: conn, raw: rawConnOf(conn), drained: true}
+	c := &connReader{r: conn, raw: rawConnOf(conn)}
 	if c.raw != nil {
 		c.readFn = c.readCallback
 	}
@@ -204,7 +221,6 @@ func (c *connReader) fill(n int) error {
 		c.compact(n)
 		m, err := c.r.Read((*c.buf)[c.end:])
 		c.end += m
-		c.drained = c.end < bufSize
 		if err != nil {
 			c.err = err
 		}
@@ -231,6 +247,9 @@ func (c *connReader) readRaw(n int) {
 	}
 	c.rerr = nil
 	if err != nil {
+		if c.onDeadline != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.onDeadline(c.Buffered()) {
+			return // the caller's loop reads again
+		}
 		c.err = err
 		if c.Buffered() == 0 {
 			c.release()

@@ -31,7 +31,10 @@
 // Unix sockets both loops read and send with raw non-blocking system calls
 // (no entersyscall, so no sysmon wake-up after each idle moment) and park on
 // the runtime's poller only when a socket has nothing to read or no room;
-// relay buffers are borrowed from a pool while bytes are in flight.
+// relay buffers are borrowed from a pool while bytes are in flight. An idle
+// session's backend loop parks after an idle sweep (park.go): one epoll
+// watcher per process holds the backend socket and starts the loop again
+// when the backend sends something unasked or answers the next statement.
 //
 // Denials keep PostgreSQL's exact error semantics without the proxy writing
 // to the client out of order: a denied Query is replaced by a query that

@@ -68,6 +68,8 @@ type Server struct {
 
 	tenantStats sync.Map // account -> *tenantCounters, for the admin console
 	pause       pauseGate
+	sweepOnce   sync.Once     // the idle-session sweeper starts with the first Serve
+	sweepStop   chan struct{} // closed by Shutdown
 }
 
 // New builds a Server from opts.
@@ -83,7 +85,8 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, cancels: newCancelRegistry(), backoff: newAuthBackoff(), log: opts.Logger,
-		sessions: map[*session]struct{}{}, perTenant: map[string]int{}}
+		sessions: map[*session]struct{}{}, perTenant: map[string]int{}, sweepStop: make(chan struct{})}
+	startParker()
 	if err := s.Reload(opts.Config, opts.Authenticator, opts.Checkers); err != nil {
 		return nil, err
 	}
@@ -141,6 +144,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
+	if theParker != nil {
+		s.sweepOnce.Do(func() { go s.sweepIdle(s.sweepStop) })
+	}
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -175,6 +181,9 @@ func (s *Server) isDraining() bool {
 // they become idle, and at ctx's deadline closes whatever is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.draining {
+		close(s.sweepStop)
+	}
 	s.draining = true
 	for _, ln := range s.listeners {
 		_ = ln.Close()

@@ -86,6 +86,16 @@ type session struct {
 	// fatalSent: the proxy sent the client a FATAL; nothing may follow it
 	// (guarded by wmu).
 	fatalSent bool
+
+	// Parking of an idle session's backend goroutine (park.go).
+	backendFD   int           // the backend socket, -1 when it cannot park (TLS)
+	backendDone chan error    // the backend goroutine's result, sent once
+	bstate      atomic.Int32  // bRunning, bParked or bDone
+	parkReq     atomic.Bool   // the sweeper asked the backend goroutine to park
+	batches     atomic.Uint64 // ReadyForQuery messages relayed
+	sweepSeen   uint64        // batches at the last sweep (sweeper only)
+	sweepIdle   bool          // idle at the last sweep (sweeper only)
+	parkID      uint32        // the watcher's id for this session (parker's lock)
 }
 
 // attach completes an authenticated session with its backend connection
@@ -93,6 +103,8 @@ type session struct {
 func (s *session) attach(bc *backendConn, checker StatementChecker) {
 	s.backend = bc
 	s.br = &msgReader{r: newConnReader(bc.conn), maxLen: 1<<30 - 1}
+	s.br.r.onDeadline = s.backendDeadline
+	s.backendFD = socketFD(bc.conn)
 	s.bw = newConnWriter(bc.conn)
 	s.cr.maxLen = s.rt.limits.MaxMessageBytes
 	s.cr.body = nil // the password message's buffer: a session that stays idle need not keep it
@@ -110,26 +122,20 @@ func newSessionID() string {
 
 // start relays messages on two new goroutines, one per direction, until
 // either side ends the session, then calls finish. Fresh goroutines start
-// with the smallest stack, which an idle session keeps.
+// with the smallest stack, which an idle session keeps; an idle session's
+// backend goroutine may park (park.go).
 func (s *session) start(finish func()) {
-	done := make(chan error, 1)
-	go func() {
-		err := s.backendLoop()
-		// Nothing relays backend replies any more: end the session, which
-		// also wakes the client loop's read (a client waiting for a reply
-		// would otherwise wait forever for a backend that is gone).
-		s.close()
-		done <- err
-	}()
+	s.backendDone = make(chan error, 1)
+	go s.runBackend()
 	go func() {
 		defer finish()
 		err := s.clientLoop()
 		if errors.Is(err, errAwaitBackend) {
-			err = <-done
+			err = <-s.backendDone
 			s.close()
 		} else {
 			s.close()
-			<-done
+			<-s.backendDone
 		}
 		if err != nil && !isClosedErr(err) {
 			s.log.Debug("session ended", "error", err)
@@ -159,7 +165,13 @@ func (s *session) close() {
 		}
 		s.queue.releaseAll()
 		_ = s.client.Close()
+		if theParker != nil && s.backendFD >= 0 {
+			theParker.remove(s)
+		}
 		_ = s.backend.conn.Close()
+		if s.bstate.CompareAndSwap(bParked, bDone) {
+			s.backendDone <- nil // parked: no backend goroutine will report
+		}
 	})
 }
 

@@ -19,11 +19,15 @@ type msgReader struct {
 	r      *connReader
 	maxLen int    // largest body accepted
 	body   []byte // reused body buffer for messages that are decoded
+	// atBoundary: header is waiting for the next message's first bytes.
+	atBoundary bool
 }
 
 // header reads the next message's type and body length.
 func (m *msgReader) header() (byte, int, error) {
+	m.atBoundary = m.r.Buffered() == 0
 	h, err := m.r.Peek(5)
+	m.atBoundary = false
 	if err != nil {
 		return 0, 0, err
 	}

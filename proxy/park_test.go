@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestIdleSessionParks checks that an idle session's backend goroutine
+// parks, that what the backend then sends unasked wakes it and reaches the
+// client, that a parked session still relays a query, and that closing a
+// parked session ends it.
+func TestIdleSessionParks(t *testing.T) {
+	startParker()
+	if theParker == nil {
+		t.Skip("no epoll here: sessions do not park")
+	}
+	srv := fuzzSessionServer(t)
+	clientConn, proxyClient := tcpPair(t)
+	proxyBackend, backendConn := tcpPair(t)
+	ss := newFuzzSession(srv, proxyClient, proxyBackend)
+	if err := srv.track(ss); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.sendStartupReply(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readUntilReady(clientConn); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go srv.sweepIdle(stop)
+	finished := make(chan struct{})
+	ss.start(func() { close(finished) })
+
+	awaitState := func(want int32, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for ss.bstate.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: backend state %d, want %d", what, ss.bstate.Load(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	awaitState(bParked, "idle session")
+
+	// A notification wakes the parked session and reaches the client.
+	note, _ := (&pgproto3.NotificationResponse{PID: 7, Channel: "ch", Payload: "p"}).Encode(nil)
+	if _, err := backendConn.Write(note); err != nil {
+		t.Fatal(err)
+	}
+	fe := pgproto3.NewFrontend(clientConn, io.Discard)
+	_ = clientConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := fe.Receive()
+	if n, ok := m.(*pgproto3.NotificationResponse); err != nil || !ok || n.Payload != "p" {
+		t.Fatalf("client got %#v, %v; want the notification", m, err)
+	}
+
+	// Parked again, a query still goes through and its answer comes back.
+	awaitState(bParked, "idle again")
+	if _, err := clientConn.Write([]byte{'Q', 0, 0, 0, 13, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', 0}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 14)
+	_ = backendConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(backendConn, got); err != nil || got[0] != 'Q' {
+		t.Fatalf("backend got %q, %v", got, err)
+	}
+	var reply []byte
+	reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(reply)
+	reply, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(reply)
+	if _, err := backendConn.Write(reply); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+
+	// Closing a parked session ends it.
+	awaitState(bParked, "idle after the query")
+	_ = clientConn.Close()
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a parked session did not end when its client left")
+	}
+	if ss.bstate.Load() != bDone {
+		t.Errorf("backend state %d after the end, want %d", ss.bstate.Load(), bDone)
+	}
+}
