@@ -305,38 +305,48 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 			}
 		}
 	}
-	// One finding per table and set of policies, naming every command affected.
+	// One finding per table, check and set of policies, naming every command affected.
 	var out []Finding
 	for ti, et := range ets {
-		byObject := map[string]*Finding{}
+		type group struct {
+			f     Finding
+			cases []string
+		}
+		groups := map[string]*group{}
 		var order []string
 		for pi, pr := range et.preds {
 			k := key{ti, pi}
 			object := "policy " + strings.Join(uniq(pr.policies), ", ") + " on " + et.name
 			var f Finding
+			var c string
 			switch {
 			case evalErr[k] != "":
+				c = pr.command + ": " + evalErr[k]
 				f = Finding{Check: CheckPolicyNotEvaluated, Severity: SeverityWarning, Object: object, Table: et.name,
-					Detail: fmt.Sprintf("%s: the policy could not be evaluated on a synthetic row of the session's own tenant (%s), so its behaviour with the setting unset, empty or another tenant's is not shown", pr.command, evalErr[k]),
-					Fix:    "make the policy a plain comparison of " + et.column + " with the setting so it can be checked, e.g. USING (" + scopedExpr(et.column, setting, et.typ) + ")"}
+					Fix: "make the policy a plain comparison of " + et.column + " with the setting so it can be checked, e.g. USING (" + scopedExpr(et.column, setting, et.typ) + ")"}
 			case admitted[k] != "":
+				c = pr.command + ": " + admitted[k]
 				f = Finding{Check: CheckPolicyFailOpen, Severity: SeverityLeak, Object: object, Table: et.name,
-					Detail: fmt.Sprintf("%s fails open: %s (evaluated by PostgreSQL on synthetic rows; permissive policies are OR'ed)", pr.command, admitted[k]),
 					Fix: "every permissive policy for the service role must compare " + et.column + " with the setting and match nothing when it is unset or empty, e.g. USING (" +
 						scopedExpr(et.column, setting, et.typ) + ") WITH CHECK (same); drop or restrict unscoped policies (AS RESTRICTIVE, or TO a role other than the service role and PUBLIC)"}
 			default:
 				continue
 			}
 			id := f.Check + "\x00" + object
-			if prev := byObject[id]; prev != nil {
-				prev.Detail += "; " + f.Detail
-				continue
+			if groups[id] == nil {
+				groups[id] = &group{f: f}
+				order = append(order, id)
 			}
-			byObject[id] = &f
-			order = append(order, id)
+			groups[id].cases = append(groups[id].cases, c)
 		}
 		for _, id := range order {
-			out = append(out, *byObject[id])
+			g := groups[id]
+			if g.f.Check == CheckPolicyFailOpen {
+				g.f.Detail = "fails open (evaluated by PostgreSQL on synthetic rows; permissive policies are OR'ed): " + strings.Join(g.cases, "; ")
+			} else {
+				g.f.Detail = "could not be evaluated on a synthetic row of the session's own tenant, so its behaviour with the setting unset, empty or another tenant's is not shown: " + strings.Join(g.cases, "; ")
+			}
+			out = append(out, g.f)
 		}
 	}
 	return out, nil
