@@ -40,6 +40,7 @@ const (
 const (
 	CheckPolicyFailOpen     = "policy_fail_open"
 	CheckPolicyNotEvaluated = "policy_not_evaluated"
+	CheckSettingDefault     = "tenant_setting_default"
 	CheckViewDefiner        = "view_without_security_invoker"
 	CheckMaterializedView   = "materialized_view"
 	CheckSecurityDefiner    = "security_definer_function"
@@ -49,7 +50,7 @@ const (
 )
 
 // FootgunChecks lists every footgun check, in report order.
-var FootgunChecks = []string{CheckPolicyFailOpen, CheckPolicyNotEvaluated, CheckViewDefiner, CheckMaterializedView,
+var FootgunChecks = []string{CheckPolicyFailOpen, CheckPolicyNotEvaluated, CheckSettingDefault, CheckViewDefiner, CheckMaterializedView,
 	CheckSecurityDefiner, CheckExistenceOracle, CheckSharedSequence, CheckLargeObjects}
 
 // Finding is one RLS footgun found in a region.
@@ -264,9 +265,19 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 		name  string
 		value *string
 	}{{"unset", nil}, {"set to ''", ptr("")}, {"set to another tenant", nil}}
+	var out []Finding
+	if baseline != nil && *baseline != "" {
+		var who, db string
+		if err := tx.QueryRow(ctx, "SELECT current_user::text, current_database()::text").Scan(&who, &db); err != nil {
+			return nil, fmt.Errorf("read service role: %w", err)
+		}
+		out = append(out, Finding{Check: CheckSettingDefault, Severity: SeverityLeak, Object: "setting " + setting,
+			Detail: fmt.Sprintf("sessions of the service role start with %s = %q (a role or database default, or PGOPTIONS): a session pgtenant has not scoped yet, or one that runs RESET, acts as that tenant", setting, *baseline),
+			Fix:    fmt.Sprintf("ALTER ROLE %s RESET %s; ALTER ROLE %s IN DATABASE %s RESET %s; ALTER DATABASE %s RESET %s (see pg_db_role_setting)", pgx.Identifier{who}.Sanitize(), setting, pgx.Identifier{who}.Sanitize(), pgx.Identifier{db}.Sanitize(), setting, pgx.Identifier{db}.Sanitize(), setting)})
+	}
 	for si, sc := range scenarios {
 		if si == 0 && baseline != nil {
-			continue // a role or database default: "unset" cannot be tried on this connection
+			continue // sessions start with a value, never unset: reported above when it names a tenant
 		}
 		for ti := range ets {
 			et := &ets[ti]
@@ -280,10 +291,21 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 					return nil, fmt.Errorf("set %s: %w", setting, err)
 				}
 			}
+			type outcome struct {
+				res *bool
+				err error
+			}
+			memo := map[string]outcome{} // predicates of several commands are often the same text
 			for pi, pr := range et.preds {
 				k := key{ti, pi}
 				for _, probe := range et.probes(setting) {
-					res, err := evalPredicate(ctx, tx, et, pr.sql, probe)
+					mk := show(probe) + "\x00" + pr.sql
+					o, seen := memo[mk]
+					if !seen {
+						o.res, o.err = evalPredicate(ctx, tx, et, pr.sql, probe)
+						memo[mk] = o
+					}
+					res, err := o.res, o.err
 					if err != nil {
 						if !isPgError(err) {
 							return nil, fmt.Errorf("evaluate policies of %s: %w", et.name, err)
@@ -306,7 +328,6 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 		}
 	}
 	// One finding per table, check and set of policies, naming every command affected.
-	var out []Finding
 	for ti, et := range ets {
 		type group struct {
 			f     Finding

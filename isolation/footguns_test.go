@@ -153,6 +153,28 @@ CREATE POLICY tenant ON public.orders USING (account_id = current_setting('app.c
 	mustNot(t, rep, isolation.CheckPolicyFailOpen, "public.orders")
 }
 
+func TestTenantSettingDefault(t *testing.T) {
+	f := newFixture(t)
+	f.installAudit("ALWAYS")
+	svc := f.c.ServiceUser
+	t.Cleanup(func() {
+		_ = f.c.Exec(context.Background(), "postgres", "ALTER ROLE "+svc+" IN DATABASE "+f.db+" RESET ALL")
+	})
+	// Every session of the service role starts as tenant 42.
+	f.exec("postgres", "ALTER ROLE "+svc+" IN DATABASE "+f.db+" SET app.current_account_id = '42'")
+	mustLeak(t, f.inspect(), isolation.CheckSettingDefault, "setting app.current_account_id", "RESET app.current_account_id")
+	// An empty default fails closed like an unset setting.
+	f.exec("postgres", "ALTER ROLE "+svc+" IN DATABASE "+f.db+" SET app.current_account_id = ''")
+	rep := f.inspect()
+	mustNot(t, rep, isolation.CheckSettingDefault, "")
+	if rep.Status != isolation.Active {
+		t.Fatalf("with an empty default: %s %+v", rep.Status, rep.RLS)
+	}
+	// ... and a policy that admits the empty setting is still caught.
+	f.exec(f.db, `CREATE POLICY p ON public.orders USING (current_setting('app.current_account_id', true) = '')`)
+	mustLeak(t, f.inspect(), isolation.CheckPolicyFailOpen, "policy p, tenant on public.orders", "NULLIF")
+}
+
 func TestDefinerViews(t *testing.T) {
 	f := newFixture(t)
 	f.installAudit("ALWAYS")

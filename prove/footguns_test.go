@@ -38,7 +38,7 @@ func TestDemoFootguns(t *testing.T) {
 	if !rep.OK {
 		t.Fatalf("demo failed: %+v", rep.Failures())
 	}
-	for _, check := range []string{isolation.CheckPolicyFailOpen, isolation.CheckPolicyNotEvaluated, isolation.CheckViewDefiner,
+	for _, check := range []string{isolation.CheckPolicyFailOpen, isolation.CheckPolicyNotEvaluated, isolation.CheckSettingDefault, isolation.CheckViewDefiner,
 		isolation.CheckMaterializedView, isolation.CheckSecurityDefiner, isolation.CheckLargeObjects} {
 		if !hasResult(rep, "", check, Pass) {
 			t.Errorf("no passing %s on the demo", check)
