@@ -361,3 +361,31 @@ func TestDemoSchemaHasNoLeakFootgun(t *testing.T) {
 	mustWarn(t, rep, isolation.CheckExistenceOracle, "unique constraint orders_id_key of public.orders", "include account_id")
 	mustNot(t, rep, isolation.CheckExistenceOracle, "line_items_account_id_order_id_fkey")
 }
+
+// BenchmarkFootgunsDemo measures the footgun checks on the demo schema (the
+// extra cost they add to each /isolation-proof request), and a whole Inspect.
+func BenchmarkFootgunsDemo(b *testing.B) {
+	c := pgtest.Shared(b, "isolation")
+	ctx := context.Background()
+	if err := demo.Install(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	r := config.Region{Host: "127.0.0.1", Port: c.Port, User: c.ServiceUser, Password: c.ServicePassword,
+		Database: c.Database, SSLMode: "disable", ConnectTimeout: 5 * time.Second}
+	p := config.Default().Policy
+	b.Run("footguns", func(b *testing.B) {
+		conn := pgtest.Conn(b, c.ServiceDSN())
+		for b.Loop() {
+			if _, err := isolation.Footguns(ctx, conn, p, 5*time.Second); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("inspect", func(b *testing.B) {
+		for b.Loop() {
+			if rep := isolation.Inspect(ctx, "eu-west", r, isolation.Options{Policy: p, ParserActive: true}); rep.Error != "" {
+				b.Fatal(rep.Error)
+			}
+		}
+	})
+}
