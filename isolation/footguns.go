@@ -13,8 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -176,14 +178,21 @@ var literalRE = regexp.MustCompile(`'((?:[^']|'')*)'|\b(-?\d+)\b`)
 // column is nullable.
 func (t *evalTable) probes(setting string) []*string {
 	own, other := tenantValues(t.typ)
-	vals := []string{own, other, "0", "1", "-1", ""}
+	// own with a digit before and after catches prefix and pattern matches
+	// (LIKE current_setting(...) || '%').
+	vals := []string{own, other, "0", "1", "-1", "", own + "0", "1" + own}
 	for _, pr := range t.preds {
 		for _, m := range literalRE.FindAllStringSubmatch(pr.sql, 40) {
-			v := m[2]
-			if m[1] != "" || strings.HasPrefix(m[0], "'") {
-				v = strings.ReplaceAll(m[1], "''", "'")
+			if !strings.HasPrefix(m[0], "'") {
+				// A number: it and its neighbours, for comparisons such as account_id > 100.
+				if n, err := strconv.ParseInt(m[2], 10, 64); err == nil && n > math.MinInt64 && n < math.MaxInt64 {
+					vals = append(vals, m[2], strconv.FormatInt(n-1, 10), strconv.FormatInt(n+1, 10))
+				} else {
+					vals = append(vals, m[2])
+				}
+				continue
 			}
-			if v != setting {
+			if v := strings.ReplaceAll(m[1], "''", "'"); v != setting {
 				vals = append(vals, v)
 			}
 		}

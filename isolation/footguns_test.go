@@ -107,6 +107,10 @@ func TestPolicyFailOpen(t *testing.T) {
 			"DROP POLICY p ON public.orders", "policy p, tenant on public.orders"},
 		{"with check open", `DROP POLICY tenant ON public.items; CREATE POLICY tenant ON public.items USING (` + scoped + `) WITH CHECK (true)`,
 			`DROP POLICY tenant ON public.items; CREATE POLICY tenant ON public.items USING (` + scoped + `) WITH CHECK (` + scoped + `)`, "policy tenant on public.items"},
+		{"prefix match", `CREATE POLICY p ON public.orders USING (account_id::text LIKE NULLIF(current_setting('app.current_account_id', true), '') || '%')`,
+			"DROP POLICY p ON public.orders", "policy p, tenant on public.orders"},
+		{"range next to a literal", `CREATE POLICY p ON public.orders USING (account_id > 100000)`,
+			"DROP POLICY p ON public.orders", "policy p, tenant on public.orders"},
 		{"insert policy open", `CREATE POLICY p ON public.items FOR INSERT WITH CHECK (account_id IS NOT NULL)`,
 			"DROP POLICY p ON public.items", "policy p, tenant on public.items"},
 	}
