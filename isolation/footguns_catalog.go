@@ -70,7 +70,7 @@ func definerFunctions(ctx context.Context, tx pgx.Tx, tables []tenantTable, _ co
 	return out, nil
 }
 
-// existenceOracles reports unique indexes of tenant tables whose key does not
+// existenceOracles reports unique indexes (and exclusion constraints) of tenant tables whose key does not
 // include the tenant column, and foreign keys between tenant tables whose key
 // does not match the tenant columns: uniqueness and foreign-key checks ignore
 // row-level security, so the error (or its absence) tells a tenant whether
@@ -91,8 +91,8 @@ func existenceOracles(ctx context.Context, tx pgx.Tx, tables []tenantTable, _ co
 	  FROM pg_catalog.pg_index i
 	  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 	  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-	  LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u')
-	 WHERE i.indisunique AND i.indrelid = ANY($1::oid[])
+	  LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
+	 WHERE (i.indisunique OR i.indisexclusion) AND i.indrelid = ANY($1::oid[])
 	 ORDER BY 3`, oids(tables))
 	if err != nil {
 		return nil, fmt.Errorf("list unique indexes: %w", err)
@@ -115,9 +115,11 @@ func existenceOracles(ctx context.Context, tx pgx.Tx, tables []tenantTable, _ co
 			object = "primary key " + conname + " of " + names[rel]
 		case "u":
 			object = "unique constraint " + conname + " of " + names[rel]
+		case "x":
+			object = "exclusion constraint " + conname + " of " + names[rel]
 		}
 		out = append(out, Finding{Check: CheckExistenceOracle, Severity: SeverityWarning, Object: object, Table: names[rel],
-			Detail: fmt.Sprintf("key does not include the tenant column %s (%s): a unique violation on insert or update tells a tenant that another tenant holds that key", cols[rel], def),
+			Detail: fmt.Sprintf("key does not include the tenant column %s (%s): a unique or exclusion violation on insert or update tells a tenant that another tenant holds that key", cols[rel], def),
 			Fix:    fmt.Sprintf("include %s in the key (e.g. PRIMARY KEY / UNIQUE (%s, ...)) so uniqueness is per tenant", cols[rel], cols[rel])})
 	}
 	if err := rows.Err(); err != nil {

@@ -284,6 +284,13 @@ CREATE TABLE public.lines (id bigint, account_id bigint NOT NULL, order_id bigin
 	mustWarn(t, rep, isolation.CheckExistenceOracle, "foreign key lines_item_fk of public.lines", "REFERENCES public.items (account_id")
 	mustNot(t, rep, isolation.CheckExistenceOracle, "lines_order_fk")
 	mustNot(t, rep, isolation.CheckExistenceOracle, "lines_pkey")
+	// An exclusion constraint without the tenant column is one too; with it, it is not.
+	f.exec(f.db, `CREATE TABLE public.bookings (account_id bigint NOT NULL, room int, during tsrange,
+  CONSTRAINT bookings_no_overlap EXCLUDE USING gist (during WITH &&),
+  CONSTRAINT bookings_pk PRIMARY KEY (account_id, room))`)
+	mustWarn(t, f.inspect(), isolation.CheckExistenceOracle, "exclusion constraint bookings_no_overlap of public.bookings", "include account_id")
+	f.exec(f.db, `ALTER TABLE public.bookings DROP CONSTRAINT bookings_no_overlap`)
+	mustNot(t, f.inspect(), isolation.CheckExistenceOracle, "bookings")
 	// A foreign key to a global table is no oracle on tenants.
 	f.exec(f.db, `CREATE TABLE public.addresses (id bigint, account_id bigint NOT NULL, country text REFERENCES public.countries (code), PRIMARY KEY (account_id, id))`)
 	mustNot(t, f.inspect(), isolation.CheckExistenceOracle, "addresses")
