@@ -267,6 +267,13 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 	if err := tx.QueryRow(ctx, "SELECT pg_catalog.current_setting($1, true)", setting).Scan(&baseline); err != nil {
 		return nil, fmt.Errorf("read %s: %w", setting, err)
 	}
+	// The scenarios set the tenant setting locally inside a savepoint rolled
+	// back at the end, so the rest of the inspection runs as it started.
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	defer sp.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only; the outer transaction ends it otherwise
 	type key struct{ table, pred int }
 	admitted := map[key]string{} // first scenario admitting a foreign row
 	evalErr := map[key]string{}  // error evaluating the own-tenant row
@@ -277,7 +284,7 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 	var out []Finding
 	if baseline != nil && *baseline != "" {
 		var who, db string
-		if err := tx.QueryRow(ctx, "SELECT current_user::text, current_database()::text").Scan(&who, &db); err != nil {
+		if err := sp.QueryRow(ctx, "SELECT current_user::text, current_database()::text").Scan(&who, &db); err != nil {
 			return nil, fmt.Errorf("read service role: %w", err)
 		}
 		out = append(out, Finding{Check: CheckSettingDefault, Severity: SeverityLeak, Object: "setting " + setting,
@@ -296,7 +303,7 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 				value = &own
 			}
 			if value != nil {
-				if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, true)", setting, *value); err != nil {
+				if _, err := sp.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, true)", setting, *value); err != nil {
 					return nil, fmt.Errorf("set %s: %w", setting, err)
 				}
 			}
@@ -311,7 +318,7 @@ func policyFailOpen(ctx context.Context, tx pgx.Tx, tables []tenantTable, p conf
 					mk := show(probe) + "\x00" + pr.sql
 					o, seen := memo[mk]
 					if !seen {
-						o.res, o.err = evalPredicate(ctx, tx, et, pr.sql, probe)
+						o.res, o.err = evalPredicate(ctx, sp, et, pr.sql, probe)
 						memo[mk] = o
 					}
 					res, err := o.res, o.err
