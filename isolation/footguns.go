@@ -43,6 +43,7 @@ const (
 	CheckPolicyFailOpen     = "policy_fail_open"
 	CheckPolicyNotEvaluated = "policy_not_evaluated"
 	CheckSettingDefault     = "tenant_setting_default"
+	CheckTableOwner         = "table_owned_by_service_role"
 	CheckViewDefiner        = "view_without_security_invoker"
 	CheckMaterializedView   = "materialized_view"
 	CheckSecurityDefiner    = "security_definer_function"
@@ -52,7 +53,7 @@ const (
 )
 
 // FootgunChecks lists every footgun check, in report order.
-var FootgunChecks = []string{CheckPolicyFailOpen, CheckPolicyNotEvaluated, CheckSettingDefault, CheckViewDefiner, CheckMaterializedView,
+var FootgunChecks = []string{CheckPolicyFailOpen, CheckPolicyNotEvaluated, CheckSettingDefault, CheckTableOwner, CheckViewDefiner, CheckMaterializedView,
 	CheckSecurityDefiner, CheckExistenceOracle, CheckSharedSequence, CheckLargeObjects}
 
 // Finding is one RLS footgun found in a region.
@@ -123,7 +124,7 @@ func footguns(ctx context.Context, tx pgx.Tx, tables []tenantTable, p config.Pol
 	}
 	out := []Finding{}
 	for _, check := range []func(context.Context, pgx.Tx, []tenantTable, config.Policy) ([]Finding, error){
-		policyFailOpen, definerViews, definerFunctions, existenceOracles, sharedSequences, largeObjects,
+		policyFailOpen, ownedTables, definerViews, definerFunctions, existenceOracles, sharedSequences, largeObjects,
 	} {
 		f, err := check(ctx, tx, ok, p)
 		if err != nil {

@@ -10,6 +10,45 @@ import (
 	"github.com/pgtenant/pgtenant/config"
 )
 
+// ownedTables reports tenant tables the service role owns (or can act as the
+// owner of, by membership): the owner bypasses RLS unless it is forced, and
+// even when it is forced can switch it off (ALTER TABLE ... DISABLE ROW LEVEL
+// SECURITY) or rewrite the policies, so RLS alone does not hold there. A
+// superuser service role is a member of every role: that is the role layer's
+// finding, not one per table.
+func ownedTables(ctx context.Context, tx pgx.Tx, tables []tenantTable, _ config.Policy) ([]Finding, error) {
+	rows, err := tx.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname), pg_catalog.pg_get_userbyid(c.relowner)::text, c.relforcerowsecurity
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE c.oid = ANY($1::oid[]) AND pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+	   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+	 ORDER BY 1`, oids(tables))
+	if err != nil {
+		return nil, fmt.Errorf("read table owners: %w", err)
+	}
+	type owned struct {
+		table, owner string
+		forced       bool
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (owned, error) {
+		var o owned
+		return o, row.Scan(&o.table, &o.owner, &o.forced)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read table owners: %w", err)
+	}
+	var out []Finding
+	for _, o := range list {
+		why := "row level security is forced, but the owner can disable it or change the policies"
+		if !o.forced {
+			why = "row level security is not forced, so the owner bypasses it"
+		}
+		out = append(out, Finding{Check: CheckTableOwner, Severity: SeverityLeak, Object: "table " + o.table, Table: o.table,
+			Detail: fmt.Sprintf("owned by %s, which the service role is or is a member of: %s", o.owner, why),
+			Fix:    fmt.Sprintf("ALTER TABLE %s OWNER TO a role the service role is not a member of (e.g. the migration role), and FORCE ROW LEVEL SECURITY", o.table)})
+	}
+	return out, nil
+}
+
 // definerFunctions reports SECURITY DEFINER functions the service role can
 // EXECUTE whose owner bypasses row-level security (superuser, BYPASSRLS) or
 // owns a tenant table: the function body runs with the owner's rights, so it

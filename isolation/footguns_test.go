@@ -179,6 +179,26 @@ func TestTenantSettingDefault(t *testing.T) {
 	mustLeak(t, f.inspect(), isolation.CheckPolicyFailOpen, "policy p, tenant on public.orders", "NULLIF")
 }
 
+func TestTableOwnedByServiceRole(t *testing.T) {
+	f := newFixture(t)
+	f.installAudit("ALWAYS")
+	mustNot(t, f.inspect(), isolation.CheckTableOwner, "")
+	// Forced, but the owner can switch it off: still a leak of the RLS layer.
+	f.exec(f.db, "ALTER TABLE public.items OWNER TO "+f.c.ServiceUser)
+	got := mustLeak(t, f.inspect(), isolation.CheckTableOwner, "table public.items", "ALTER TABLE public.items OWNER TO")
+	if !strings.Contains(got.Detail, "can disable it") {
+		t.Fatalf("detail %q", got.Detail)
+	}
+	// Owned through membership in the owning role.
+	group := f.role("owners")
+	f.exec(f.db, "ALTER TABLE public.items OWNER TO "+group+"; GRANT "+group+" TO "+f.c.ServiceUser)
+	mustLeak(t, f.inspect(), isolation.CheckTableOwner, "table public.items", "OWNER TO")
+	f.exec(f.db, "REVOKE "+group+" FROM "+f.c.ServiceUser)
+	if rep := f.inspect(); rep.Status != isolation.Active {
+		t.Fatalf("owned by a role the service role is not in: %s %+v", rep.Status, rep.RLS.Findings)
+	}
+}
+
 func TestDefinerViews(t *testing.T) {
 	f := newFixture(t)
 	f.installAudit("ALWAYS")

@@ -38,7 +38,7 @@ func TestDemoFootguns(t *testing.T) {
 	if !rep.OK {
 		t.Fatalf("demo failed: %+v", rep.Failures())
 	}
-	for _, check := range []string{isolation.CheckPolicyFailOpen, isolation.CheckPolicyNotEvaluated, isolation.CheckSettingDefault, isolation.CheckViewDefiner,
+	for _, check := range []string{isolation.CheckPolicyFailOpen, isolation.CheckPolicyNotEvaluated, isolation.CheckSettingDefault, isolation.CheckTableOwner, isolation.CheckViewDefiner,
 		isolation.CheckMaterializedView, isolation.CheckSecurityDefiner, isolation.CheckLargeObjects} {
 		if !hasResult(rep, "", check, Pass) {
 			t.Errorf("no passing %s on the demo", check)
@@ -52,26 +52,29 @@ func TestDemoFootguns(t *testing.T) {
 	}
 }
 
-// TestFootgunsFailTheGate builds three footguns the direct RLS checks do not
+// TestFootgunsFailTheGate builds four footguns the direct RLS checks do not
 // see (a policy that fails open on a default tenant 0, a definer view, a
-// SECURITY DEFINER function) and checks that each fails the gate by name.
+// SECURITY DEFINER function, a forced table owned by the service role) and
+// checks that each fails the gate by name.
 func TestFootgunsFailTheGate(t *testing.T) {
 	env := startEnv(t, `
 		CREATE POLICY prove_fg_open ON public.customers
 		    USING (account_id = COALESCE(NULLIF(current_setting('app.current_account_id', true), ''), '0')::bigint);
 		CREATE VIEW public.prove_fg_v AS SELECT id, account_id, total FROM public.orders;
 		GRANT SELECT ON public.prove_fg_v TO app;
-		CREATE FUNCTION public.prove_fg_f() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM public.orders';`,
+		CREATE FUNCTION public.prove_fg_f() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM public.orders';
+		ALTER TABLE public.line_items OWNER TO app;`,
 		`DROP POLICY IF EXISTS prove_fg_open ON public.customers; DROP VIEW IF EXISTS public.prove_fg_v;
-		DROP FUNCTION IF EXISTS public.prove_fg_f()`)
+		DROP FUNCTION IF EXISTS public.prove_fg_f(); ALTER TABLE public.line_items OWNER TO postgres`)
 	rep := run(t, options(env))
 	if rep.OK {
-		t.Fatal("the gate passed with three leaking footguns")
+		t.Fatal("the gate passed with four leaking footguns")
 	}
 	for _, want := range []struct{ table, check, detail string }{
 		{"public.customers", isolation.CheckPolicyFailOpen, "policy prove_fg_open, tenant_isolation on public.customers"},
 		{"public.orders", isolation.CheckViewDefiner, "view public.prove_fg_v"},
 		{"", isolation.CheckSecurityDefiner, "function public.prove_fg_f()"},
+		{"public.line_items", isolation.CheckTableOwner, "table public.line_items"},
 	} {
 		r, ok := resultWith(rep, want.table, want.check, want.detail)
 		if !ok || r.Status != Fail || r.Layer != LayerRLS || !strings.Contains(r.Detail, "Fix: ") {
