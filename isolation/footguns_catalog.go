@@ -164,18 +164,24 @@ func existenceOracles(ctx context.Context, tx pgx.Tx, tables []tenantTable, _ co
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list unique indexes: %w", err)
 	}
-	rows, err = tx.Query(ctx, `SELECT con.conname::text, con.conrelid, con.confrelid, con.conkey, con.confkey
+	// Foreign keys into tenant tables: from tenant tables, and from any other
+	// table the service role can write (its rows probe the tenant table too).
+	rows, err = tx.Query(ctx, `SELECT con.conname::text, con.conrelid, con.confrelid, con.conkey, con.confkey,
+	       format('%I.%I', n.nspname, c.relname)
 	  FROM pg_catalog.pg_constraint con
-	 WHERE con.contype = 'f' AND con.conrelid = ANY($1::oid[]) AND con.confrelid = ANY($1::oid[])
+	  JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+	  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE con.contype = 'f' AND con.confrelid = ANY($1::oid[])
+	   AND (con.conrelid = ANY($1::oid[]) OR pg_catalog.has_table_privilege(current_user, con.conrelid, 'INSERT, UPDATE'))
 	 ORDER BY 1`, oids(tables))
 	if err != nil {
 		return nil, fmt.Errorf("list foreign keys: %w", err)
 	}
 	for rows.Next() {
-		var name string
+		var name, relName string
 		var rel, ref uint32
 		var key, refKey []int16
-		if err := rows.Scan(&name, &rel, &ref, &key, &refKey); err != nil {
+		if err := rows.Scan(&name, &rel, &ref, &key, &refKey, &relName); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("list foreign keys: %w", err)
 		}
@@ -186,6 +192,12 @@ func existenceOracles(ctx context.Context, tx pgx.Tx, tables []tenantTable, _ co
 			}
 		}
 		if matched {
+			continue
+		}
+		if _, tenant := tenantCol[rel]; !tenant {
+			out = append(out, Finding{Check: CheckExistenceOracle, Severity: SeverityWarning, Object: "foreign key " + name + " of " + relName, Table: names[ref],
+				Detail: fmt.Sprintf("%s has no tenant column, the service role can write it, and it references tenant table %s: the foreign-key check ignores row-level security, so a violation (or its absence) tells a tenant whether another tenant's row exists", relName, names[ref]),
+				Fix:    fmt.Sprintf("give %s the tenant column and make the key (%s, ...) REFERENCES %s (%s, ...), or REVOKE INSERT, UPDATE ON %s FROM the service role", relName, cols[ref], names[ref], cols[ref], relName)})
 			continue
 		}
 		out = append(out, Finding{Check: CheckExistenceOracle, Severity: SeverityWarning, Object: "foreign key " + name + " of " + names[rel], Table: names[rel],

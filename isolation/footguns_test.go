@@ -311,6 +311,12 @@ CREATE TABLE public.lines (id bigint, account_id bigint NOT NULL, order_id bigin
 	mustWarn(t, f.inspect(), isolation.CheckExistenceOracle, "exclusion constraint bookings_no_overlap of public.bookings", "include account_id")
 	f.exec(f.db, `ALTER TABLE public.bookings DROP CONSTRAINT bookings_no_overlap`)
 	mustNot(t, f.inspect(), isolation.CheckExistenceOracle, "bookings")
+	// A table without the tenant column that references a tenant table is
+	// one when the service role can write it.
+	f.exec(f.db, `CREATE TABLE public.order_refs (order_id bigint REFERENCES public.items (id))`)
+	mustNot(t, f.inspect(), isolation.CheckExistenceOracle, "public.order_refs")
+	f.exec(f.db, `GRANT INSERT ON public.order_refs TO `+f.c.ServiceUser)
+	mustWarn(t, f.inspect(), isolation.CheckExistenceOracle, "foreign key order_refs_order_id_fkey of public.order_refs", "REVOKE INSERT, UPDATE ON public.order_refs")
 	// A foreign key to a global table is no oracle on tenants.
 	f.exec(f.db, `CREATE TABLE public.addresses (id bigint, account_id bigint NOT NULL, country text REFERENCES public.countries (code), PRIMARY KEY (account_id, id))`)
 	mustNot(t, f.inspect(), isolation.CheckExistenceOracle, "addresses")
