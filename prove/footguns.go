@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgtenant/pgtenant/isolation"
 	"github.com/pgtenant/pgtenant/regiondb"
 )
@@ -23,6 +25,7 @@ func (p *prover) footguns(ctx context.Context, r *region) {
 		return
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	p.unsetSetting(cctx, r, conn)
 	findings, err := isolation.Footguns(cctx, conn, p.o.Config.Policy, p.o.StepTimeout)
 	if err != nil {
 		p.result(r, nil, LayerRLS, "footguns", Fail, "cannot look for RLS footguns: "+describeErr(err))
@@ -56,4 +59,38 @@ func (p *prover) footgunResult(r *region, f isolation.Finding, status string) {
 		detail = f.Table + ": " + detail
 	}
 	p.result(r, t, LayerRLS, f.Check, status, detail)
+}
+
+// unsetSetting counts, on a connection that has never set the tenant
+// setting, the rows of each tenant table the service role sees: a policy
+// must match nothing when the setting is unset (rls_fail_closed tries the
+// empty string; a policy testing "IS NULL" passes that one). A's seeded
+// rows are there to be seen.
+func (p *prover) unsetSetting(ctx context.Context, r *region, conn *pgx.Conn) {
+	var current *string
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting($1, true)", p.o.Config.Policy.TenantSetting).Scan(&current); err != nil {
+		p.result(r, nil, LayerRLS, "rls_fail_closed_unset", Fail, "cannot read the tenant setting: "+describeErr(err))
+		return
+	}
+	if current != nil {
+		p.result(r, nil, LayerRLS, "rls_fail_closed_unset", Warn, fmt.Sprintf("not attempted: sessions start with %s = %q (see tenant_setting_default)", p.o.Config.Policy.TenantSetting, *current))
+		return
+	}
+	for _, t := range r.usable() {
+		var n int64
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM (SELECT 1 FROM "+t.name+" LIMIT 1) s").Scan(&n)
+		switch {
+		case err != nil:
+			p.result(r, t, LayerRLS, "rls_fail_closed_unset", Pass, "with the setting unset the query fails: "+describeErr(err))
+		case n > 0:
+			setting := p.o.Config.Policy.TenantSetting
+			p.result(r, t, LayerRLS, "rls_fail_closed_unset", Fail, fmt.Sprintf(
+				"with %s unset the service role sees rows: the policy must match nothing when the setting is unset. Fix: USING (%s = NULLIF(current_setting('%s', true), '')::%s) on every permissive policy",
+				setting, ident(t.column), setting, t.columnType))
+		case len(r.seeded[t.oid]) == 0:
+			p.result(r, t, LayerRLS, "rls_fail_closed_unset", Warn, "no row visible with the setting unset, but no row of A was seeded to hide")
+		default:
+			p.result(r, t, LayerRLS, "rls_fail_closed_unset", Pass, "with the setting unset no row is visible")
+		}
+	}
 }

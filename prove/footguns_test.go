@@ -50,6 +50,11 @@ func TestDemoFootguns(t *testing.T) {
 	if r, ok := resultWith(rep, "public.orders", isolation.CheckSharedSequence, "public.orders_id_seq"); !ok || r.Status != Warn {
 		t.Errorf("orders' identity sequence: %+v", r)
 	}
+	for _, tbl := range []string{"public.orders", "public.customers", "public.line_items"} {
+		if !hasResult(rep, tbl, "rls_fail_closed_unset", Pass) {
+			t.Errorf("%s: no passing rls_fail_closed_unset", tbl)
+		}
+	}
 }
 
 // TestFootgunsFailTheGate builds four footguns the direct RLS checks do not
@@ -63,9 +68,11 @@ func TestFootgunsFailTheGate(t *testing.T) {
 		CREATE VIEW public.prove_fg_v AS SELECT id, account_id, total FROM public.orders;
 		GRANT SELECT ON public.prove_fg_v TO app;
 		CREATE FUNCTION public.prove_fg_f() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM public.orders';
-		ALTER TABLE public.line_items OWNER TO app;`,
+		ALTER TABLE public.line_items OWNER TO app;
+		CREATE POLICY prove_fg_unset ON public.orders USING (current_setting('app.current_account_id', true) IS NULL);`,
 		`DROP POLICY IF EXISTS prove_fg_open ON public.customers; DROP VIEW IF EXISTS public.prove_fg_v;
-		DROP FUNCTION IF EXISTS public.prove_fg_f(); ALTER TABLE public.line_items OWNER TO postgres`)
+		DROP FUNCTION IF EXISTS public.prove_fg_f(); ALTER TABLE public.line_items OWNER TO postgres;
+		DROP POLICY IF EXISTS prove_fg_unset ON public.orders`)
 	rep := run(t, options(env))
 	if rep.OK {
 		t.Fatal("the gate passed with four leaking footguns")
@@ -75,6 +82,8 @@ func TestFootgunsFailTheGate(t *testing.T) {
 		{"public.orders", isolation.CheckViewDefiner, "view public.prove_fg_v"},
 		{"", isolation.CheckSecurityDefiner, "function public.prove_fg_f()"},
 		{"public.line_items", isolation.CheckTableOwner, "table public.line_items"},
+		{"public.orders", isolation.CheckPolicyFailOpen, "policy prove_fg_unset, tenant_isolation on public.orders"},
+		{"public.orders", "rls_fail_closed_unset", "with app.current_account_id unset the service role sees rows"},
 	} {
 		r, ok := resultWith(rep, want.table, want.check, want.detail)
 		if !ok || r.Status != Fail || r.Layer != LayerRLS || !strings.Contains(r.Detail, "Fix: ") {
@@ -82,7 +91,7 @@ func TestFootgunsFailTheGate(t *testing.T) {
 		}
 	}
 	for _, r := range rep.Failures() {
-		if !slices.Contains(isolation.FootgunChecks, r.Check) {
+		if !slices.Contains(isolation.FootgunChecks, r.Check) && r.Check != "rls_fail_closed_unset" {
 			t.Errorf("unexpected failure outside the footgun checks: %+v", r)
 		}
 	}
