@@ -19,7 +19,18 @@
 // plus "unknown" when the region could not be inspected (the error says why).
 // A region's overall status is the worst of its layers.
 //
+// The RLS layer also lists Findings: RLS footguns, ways row-level security
+// is deployed and still leaks (footguns.go): policies that fail open,
+// evaluated by PostgreSQL on synthetic rows with the tenant setting unset,
+// empty and another tenant's; a default for the tenant setting; tenant tables
+// the service role owns; definer views and materialized views over tenant
+// tables; SECURITY DEFINER functions of privileged owners; existence oracles
+// (unique keys and foreign keys without the tenant column); shared sequences;
+// large objects. A leak makes its table, or the layer, missing; a warning
+// changes no status. `pgtenant prove` runs the same checks (Footguns).
+//
 // Inspection connects with the region's own service credentials (the role
 // the proxy logs in as), so it sees exactly what tenant sessions are subject
-// to. It only reads the catalog.
+// to. It only reads: the catalog, and policy predicates evaluated on rows it
+// makes up, in a read-only transaction.
 package isolation

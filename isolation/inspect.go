@@ -121,6 +121,9 @@ func inspectConn(ctx context.Context, conn, auditConn *pgx.Conn, rep *Report, o 
 	if err != nil {
 		return err
 	}
+	if err := addFootguns(ctx, tx, tables, o.Policy, &rep.RLS); err != nil { // RLS footguns (footguns.go)
+		return err
+	}
 	rep.Role = roleLayer(role, rep.RLS.Tables)
 	atx := tx
 	if auditConn != conn {

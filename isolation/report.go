@@ -41,6 +41,9 @@ type RLSLayer struct {
 	TenantSetting string        `json:"tenant_setting"`
 	Tables        []TableReport `json:"tables"`
 	Problems      []string      `json:"problems,omitempty"`
+	// Findings lists the RLS footguns found (footguns.go); a leak among them
+	// also appears in its table's (or the layer's) problems.
+	Findings []Finding `json:"findings"`
 }
 
 // TableReport is one tenant table's RLS state.

@@ -18,7 +18,10 @@
 //  4. bypasses the parser layer: connects directly as the service role with
 //     the tenant setting set to B (and then empty) and checks that row-level
 //     security alone hides, protects and refuses A's rows, and that RLS is
-//     enabled and forced on every tenant table;
+//     enabled and forced on every tenant table; then looks for RLS footguns
+//     (isolation.Footguns: policies that fail open, definer views, SECURITY
+//     DEFINER functions, owned tables, existence oracles, shared sequences,
+//     large objects), failing on a leak and warning on the rest;
 //  5. deletes A's rows through pgtenant (children first) and verifies with
 //     a direct count that nothing of A or B is left.
 //

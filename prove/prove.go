@@ -181,6 +181,7 @@ func (p *prover) proveRegion(ctx context.Context, r *region) error {
 	p.attacks(ctx, r)
 	p.checkIntact(ctx, r, connA)
 	p.rlsAlone(ctx, r)
+	p.footguns(ctx, r) // RLS deployment footguns (footguns.go)
 	return nil
 }
 
