@@ -25,7 +25,14 @@ import (
 // given mode, writing to a cluster of its own.
 func auditEnv(t *testing.T, mode, statement string) (*proxytest.Env, *audit.Recorder, *cluster.Cluster) {
 	t.Helper()
-	c := pgtest.Start(t, cluster.Config{Name: "audit-" + mode})
+	return auditEnvOn(t, "audit-"+mode, mode, statement)
+}
+
+// auditEnvOn is auditEnv on a cluster of the given name: tests that count
+// events take one of their own.
+func auditEnvOn(t *testing.T, clusterName, mode, statement string) (*proxytest.Env, *audit.Recorder, *cluster.Cluster) {
+	t.Helper()
+	c := pgtest.Start(t, cluster.Config{Name: clusterName})
 	proxytest.InstallDemo(t, c)
 	var rec *audit.Recorder
 	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true,

@@ -25,7 +25,7 @@ import (
 // over the same configuration and audit.
 func tenantAPIEnv(t *testing.T) (*proxytest.Env, *httptest.Server, *cluster.Cluster) {
 	t.Helper()
-	env, rec, c := auditEnv(t, "strict", "normalized")
+	env, rec, c := auditEnvOn(t, "tenant-api", "strict", "normalized")
 	ctx := context.Background()
 	for _, acc := range []string{"42", "7"} {
 		conn := connect(t, env.DSN(t, acc, "eu-west"))

@@ -64,7 +64,7 @@ type Env struct {
 	Done     chan error
 }
 
-var installs sync.Map // cluster name -> *sync.Once
+var installs sync.Map // *cluster.Cluster -> *sync.Once
 
 // Start starts (or reuses) the regions' shared clusters with the demo schema
 // and an in-process proxy, stopped in t.Cleanup. The test package's TestMain
@@ -143,7 +143,9 @@ func Start(t testing.TB, o Options) *Env {
 // InstallDemo installs the demo schema and seed into c once per test binary.
 func InstallDemo(t testing.TB, c *cluster.Cluster) {
 	t.Helper()
-	once, _ := installs.LoadOrStore(c.Name, &sync.Once{})
+	// Keyed by the cluster itself, not its name: a test that starts its own
+	// cluster under a name another test used gets a new, empty one.
+	once, _ := installs.LoadOrStore(c, &sync.Once{})
 	var err error
 	once.(*sync.Once).Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
