@@ -32,10 +32,11 @@ var rewriteCases = []struct {
 		[]string{"qty > 1 AND line_items.account_id = " + pinText}},
 	{"allow", `WITH orders AS (SELECT * FROM orders) SELECT * FROM orders`,
 		[]string{"WITH orders AS (SELECT * FROM orders WHERE orders.account_id = " + pinText + ") SELECT * FROM orders"}},
-	// a join alias hides its tables: the rewrite pins them inside the join
-	// (`... ON li.order_id = o.id AND o.account_id = <pin> AND ...) j`), but
-	// the analysis does not look through join aliases yet, so it refuses
-	{"deny", `SELECT j.id FROM (orders o JOIN line_items li ON li.order_id = o.id) AS j`, nil},
+	// a join alias hides its tables: the rewrite pins them inside the join,
+	// where the analysis (which resolves join aliases as PostgreSQL does)
+	// finds both pins
+	{"allow", `SELECT j.id FROM (orders o JOIN line_items li ON li.order_id = o.id) AS j`,
+		[]string{"ON li.order_id = o.id AND o.account_id = " + pinText + " AND li.account_id = " + pinText}},
 	{"allow", `SELECT id FROM orders UNION ALL SELECT id FROM customers`,
 		[]string{"FROM orders WHERE orders.account_id", "FROM customers WHERE customers.account_id"}},
 	{"allow", `SELECT * FROM orders o, LATERAL (SELECT sku FROM line_items li WHERE li.order_id = o.id) x`,

@@ -41,6 +41,9 @@ type app struct {
 	// replaces, so a changed jwks_url or issuer stops the old refresh loop.
 	verifier *auth.Verifier
 	ctx      context.Context // ends when the app stops: background work follows it
+	// stopBackground ends ctx; bg counts the goroutines run waits for.
+	stopBackground context.CancelFunc
+	bg             sync.WaitGroup
 	// stopDiscovery ends the current policy engine's discovery loop.
 	stopDiscovery context.CancelFunc
 	engine        atomic.Pointer[policy.Engine]
@@ -53,7 +56,11 @@ type app struct {
 
 // newApp builds every part from cfg; nothing listens yet.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*app, error) {
-	a := &app{cfg: cfg, log: log, level: level, ctx: ctx}
+	a := &app{cfg: cfg, log: log, level: level}
+	// Background work (discovery, isolation warnings, audit metrics) follows
+	// a context of the app's own, which run ends and then waits for: nothing
+	// of this app runs, or logs, after run returns.
+	a.ctx, a.stopBackground = context.WithCancel(ctx)
 	if err := requireRLS(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -90,7 +97,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
 		AuditStats: statsFn, CacheStats: a.cacheStats})
 	if a.auditWatch != nil {
-		go a.auditWatch.run(ctx, a.metrics)
+		a.background(func() { a.auditWatch.run(a.ctx, a.metrics) })
 	}
 	popts := proxy.Options{Config: cfg, Authenticator: verifier, Checkers: pol.checkers, Auditor: auditor, Metrics: a.metrics,
 		Logger: log, Version: version, Reload: a.reloadFromConsole}
@@ -221,8 +228,23 @@ func (a *app) run(ctx context.Context, ls *listeners) error {
 		}
 		cancel()
 	}
+	a.stopBackground()
+	a.bg.Wait()
 	a.log.Info("stopped")
 	return runErr
+}
+
+// background runs f on a goroutine of the app's background work: f must
+// return once a.ctx ends; run waits for it.
+func (a *app) background(f func()) {
+	if a.ctx.Err() != nil {
+		return // stopping: start nothing new
+	}
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		f()
+	}()
 }
 
 // instanceName identifies this proxy process in audit rows.

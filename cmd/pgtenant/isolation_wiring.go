@@ -76,12 +76,14 @@ func (a *app) warnIsolation(region string) {
 	if !ok {
 		return
 	}
-	go func() {
+	a.background(func() {
 		ctx, cancel := context.WithTimeout(a.ctx, r.ConnectTimeout+10*time.Second)
 		defer cancel()
 		rep := isolation.Inspect(ctx, region, r, isolation.Options{Policy: a.cfg.Policy, ParserActive: true})
-		logIsolationWarnings(a.log, rep)
-	}()
+		if a.ctx.Err() == nil { // not a report cut short by the app stopping
+			logIsolationWarnings(a.log, rep)
+		}
+	})
 }
 
 // logIsolationWarnings logs the WARNs for rep (see warnIsolation).

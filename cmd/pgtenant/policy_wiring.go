@@ -72,9 +72,9 @@ func (a *app) commit(b *builtPolicy) {
 	if b.cfg.Policy.Discover {
 		ctx, cancel := context.WithCancel(a.ctx)
 		a.stopDiscovery = cancel
-		go a.rediscover(ctx, b.engine, b.cfg, b.failed)
+		a.background(func() { a.rediscover(ctx, b.engine, b.cfg, b.failed) })
 		for _, name := range b.cfg.RegionNames() {
-			go b.watch.listen(ctx, name)
+			a.background(func() { b.watch.listen(ctx, name) })
 		}
 	}
 	a.engine.Store(b.engine)
