@@ -48,7 +48,7 @@ func newRow(ev Event, chain, region, instance, statementMode string) (*Row, erro
 		return nil, fmt.Errorf("audit: account id %q is reserved for the no-tenant chain", NoTenantChain)
 	}
 	switch ev.Kind {
-	case KindConnect, KindReject, KindStatement, KindResult, KindDisconnect, KindConfig:
+	case KindConnect, KindReject, KindStatement, KindResult, KindDisconnect, KindConfig, KindAPI, KindPurge:
 	default:
 		return nil, fmt.Errorf("audit: unknown event kind %q", ev.Kind)
 	}

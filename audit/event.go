@@ -10,6 +10,10 @@ const (
 	KindResult     = "result"
 	KindDisconnect = "disconnect"
 	KindConfig     = "config"
+	// KindAPI is a tenant API read.
+	KindAPI = "api"
+	// KindPurge records a retention purge.
+	KindPurge = "purge"
 )
 
 // Verdicts.
@@ -39,4 +43,8 @@ type Event struct {
 	SQLState      string
 	Rows          int64 // result events; -1 when unknown
 	DurationUS    int64 // result events
+	// Ref pairs a statement event with its result within a session
+	// (SessionID, Ref): in spool and async mode the result is merged into
+	// the statement's row before it is shipped. 0 = unpaired.
+	Ref uint64
 }

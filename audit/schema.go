@@ -247,6 +247,156 @@ REVOKE ALL ON FUNCTION pgtenant_audit.append_rows(text, bigint[], uuid[], timest
 	text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], bigint[],
 	bigint[], smallint[], bytea[], bytea[], bytea[]) FROM PUBLIC;
 `,
+	// 3: audit v3's write path. Writers append unsequenced, content-hashed
+	// rows to ingest with COPY and take no lock; one integrator per region
+	// (whichever proxy holds the advisory lock) assigns seq, links the chains
+	// and moves them into events through integrate. Kinds api and purge.
+	`
+ALTER TABLE pgtenant_audit.events DROP CONSTRAINT events_kind_check;
+ALTER TABLE pgtenant_audit.events ADD CONSTRAINT events_kind_check
+	CHECK (kind IN ('connect','reject','statement','result','disconnect','config','api','purge'));
+
+CREATE TABLE pgtenant_audit.ingest (
+	event_id       uuid        NOT NULL,
+	chain_id       text        NOT NULL,
+	ts             timestamptz NOT NULL,
+	kind           text        NOT NULL CHECK (kind IN ('connect','reject','statement','result','disconnect','config','api','purge')),
+	account_id     text,
+	subject        text,
+	client_user    text,
+	client_addr    inet,
+	region         text        NOT NULL,
+	session_id     text,
+	proxy_instance text,
+	statement      text,
+	tables         text[],
+	verdict        text        CHECK (verdict IN ('allow','deny')),
+	reason         text,
+	sqlstate       text,
+	rows           bigint,
+	duration_us    bigint,
+	hash_version   smallint    NOT NULL,
+	content_hash   bytea       NOT NULL CHECK (length(content_hash) = 32),
+	-- the appending transaction: the integrator reads rows by it, so that a
+	-- transaction that commits late is never skipped.
+	xid            xid8        NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE UNIQUE INDEX ingest_event_id ON pgtenant_audit.ingest (event_id);
+CREATE INDEX ingest_xid ON pgtenant_audit.ingest (xid, event_id);
+CREATE TRIGGER ingest_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.ingest
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER ingest_no_truncate BEFORE TRUNCATE ON pgtenant_audit.ingest
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+ALTER TABLE pgtenant_audit.ingest ENABLE ALWAYS TRIGGER ingest_append_only;
+ALTER TABLE pgtenant_audit.ingest ENABLE ALWAYS TRIGGER ingest_no_truncate;
+
+-- ingest_pending returns appended rows not yet integrated, from transaction
+-- p_from on, in (xid, event_id) order. The planner settings keep the plan
+-- on the indexes whatever the statistics say (a fresh table has none).
+CREATE FUNCTION pgtenant_audit.ingest_pending(p_from bigint, p_limit integer)
+RETURNS TABLE (event_id uuid, chain_id text, region text, ts timestamptz, content_hash bytea, xid bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET enable_sort = off AS $$
+	SELECT i.event_id, i.chain_id, i.region, i.ts, i.content_hash, i.xid::text::bigint
+	FROM pgtenant_audit.ingest i
+	WHERE i.xid >= p_from::text::xid8
+	  AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = i.event_id)
+	ORDER BY i.xid, i.event_id LIMIT p_limit
+$$;
+
+-- is_integrated reports whether an appended event is in events (a closing
+-- proxy that does not integrate waits for its last event).
+CREATE FUNCTION pgtenant_audit.is_integrated(p_event_id uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = p_event_id)
+$$;
+
+-- snapshot_xmin: every transaction below it has ended.
+CREATE FUNCTION pgtenant_audit.snapshot_xmin() RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+$$;
+
+-- heads_of locks the heads of p_chains (creating them at genesis) in chain
+-- order and returns them.
+CREATE FUNCTION pgtenant_audit.heads_of(p_chains text[], p_regions text[])
+RETURNS TABLE (chain_id text, region text, seq bigint, head bytea)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO pgtenant_audit.chain_heads AS h (chain_id, region, seq, head)
+	SELECT c.chain, c.region, 0, sha256('\x20'::bytea || int4send(octet_length(convert_to(c.region, 'UTF8')))
+			|| convert_to(c.region, 'UTF8') || int4send(octet_length(convert_to(c.chain, 'UTF8')))
+			|| convert_to(c.chain, 'UTF8'))
+	FROM unnest(p_chains, p_regions) AS c(chain, region)
+	ORDER BY c.chain
+	ON CONFLICT ON CONSTRAINT chain_heads_pkey DO NOTHING;
+	RETURN QUERY SELECT h.chain_id, h.region, h.seq, h.head FROM pgtenant_audit.chain_heads h
+		WHERE h.chain_id = ANY (p_chains) ORDER BY h.chain_id FOR UPDATE;
+END $$;
+
+-- integrate moves ingested rows into events with the seq and hashes the
+-- integrator computed, after checking that they extend every chain exactly
+-- (contiguous seq, prev_hash = the previous entry hash, entry_hash =
+-- SHA-256(0x10 || lp(chain_id) || seq || prev_hash || content_hash), the
+-- chain's region), and moves the chain heads.
+CREATE FUNCTION pgtenant_audit.integrate(p_event_id uuid[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_n integer := coalesce(cardinality(p_event_id), 0);
+	v_found bigint;
+	v_bad bigint;
+BEGIN
+	IF v_n = 0 THEN
+		RETURN 0;
+	END IF;
+	IF cardinality(p_seq) <> v_n OR cardinality(p_prev) <> v_n OR cardinality(p_entry) <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: arrays differ in length' USING ERRCODE = '22023';
+	END IF;
+	PERFORM 1 FROM pgtenant_audit.chain_heads h
+		WHERE h.chain_id IN (SELECT i.chain_id FROM pgtenant_audit.ingest i WHERE i.event_id = ANY (p_event_id))
+		ORDER BY h.chain_id FOR UPDATE;
+	SELECT count(*), count(*) FILTER (WHERE x.h_region IS NULL OR x.region <> x.h_region
+			OR x.seq <> x.h_seq + x.rn OR x.prev IS DISTINCT FROM coalesce(x.before, x.h_head)
+			OR x.entry IS DISTINCT FROM sha256('\x10'::bytea || int4send(octet_length(convert_to(x.chain_id, 'UTF8')))
+				|| convert_to(x.chain_id, 'UTF8') || int8send(x.seq) || x.prev || x.content_hash))
+		INTO v_found, v_bad
+	FROM (SELECT u.seq, u.prev, u.entry, i.chain_id, i.region, i.content_hash,
+			h.region AS h_region, h.seq AS h_seq, h.head AS h_head,
+			row_number() OVER w AS rn, lag(u.entry) OVER w AS before
+		FROM unnest(p_event_id, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(event_id, seq, prev, entry, ord)
+		JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id
+		LEFT JOIN pgtenant_audit.chain_heads h ON h.chain_id = i.chain_id
+		WINDOW w AS (PARTITION BY i.chain_id ORDER BY u.ord)) x;
+	IF v_found <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % of % events are not in ingest', v_n - v_found, v_n
+			USING ERRCODE = '22023';
+	END IF;
+	IF v_bad > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % rows do not extend their chains', v_bad
+			USING ERRCODE = '40001';
+	END IF;
+	INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+		client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+		duration_us, hash_version, content_hash, prev_hash, entry_hash)
+	SELECT i.chain_id, u.seq, i.event_id, i.ts, i.kind, i.account_id, i.subject, i.client_user,
+		i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict, i.reason,
+		i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, u.prev, u.entry
+	FROM unnest(p_event_id, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(event_id, seq, prev, entry, ord)
+	JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id
+	ORDER BY u.ord;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM (SELECT DISTINCT ON (i.chain_id) i.chain_id, u.seq, u.entry
+		FROM unnest(p_event_id, p_seq, p_entry) AS u(event_id, seq, entry)
+		JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id
+		ORDER BY i.chain_id, u.seq DESC) l
+	WHERE h.chain_id = l.chain_id;
+	RETURN v_n;
+END $$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
+`,
 }
 
 // SchemaVersion is the audit schema version this build writes.
@@ -368,7 +518,13 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 				pgtenant_audit.append(text, jsonb), pgtenant_audit.schema_version() TO `+service,
 			`GRANT EXECUTE ON FUNCTION pgtenant_audit.append_rows(text, bigint[], uuid[], timestamptz[],
 				text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[],
-				text[], bigint[], bigint[], smallint[], bytea[], bytea[], bytea[]) TO `+service)
+				text[], bigint[], bigint[], smallint[], bytea[], bytea[], bytea[]) TO `+service,
+			`GRANT INSERT ON pgtenant_audit.ingest TO `+service,
+			`GRANT EXECUTE ON FUNCTION pgtenant_audit.ingest_pending(bigint, integer),
+				pgtenant_audit.snapshot_xmin(),
+				pgtenant_audit.is_integrated(uuid),
+				pgtenant_audit.heads_of(text[], text[]),
+				pgtenant_audit.integrate(uuid[], bigint[], bytea[], bytea[]) TO `+service)
 	}
 	for _, s := range grants {
 		if _, err := tx.Exec(ctx, s); err != nil {

@@ -56,6 +56,8 @@ var defaults = map[string]any{
 	"audit.spool_dir":                   "/var/lib/pgtenant/spool",
 	"audit.spool_max_bytes":             int64(1 << 30),
 	"audit.queue_size":                  65536,
+	"audit.spool_fsync":                 "interval",
+	"audit.spool_fsync_interval":        10 * time.Millisecond,
 	"audit.outage_timeout":              10 * time.Second,
 	"audit.checkpoint_dir":              "",
 	"audit.seal_public_key":             "",

@@ -163,7 +163,7 @@ func auditStats(r *audit.Recorder) func() metrics.AuditStats {
 			out.SpoolBytes += rs.SpoolBytes
 			out.Written += rs.EventsWritten
 			out.Failed += rs.EventsFailed
-			out.Chains[name] = metrics.ChainHeads{Entries: rs.HeadSeq}
+			out.Chains[name] = metrics.ChainHeads{Entries: int64(rs.EventsIntegrated)}
 		}
 		return out
 	}

@@ -1,0 +1,258 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// The integrator turns appended rows into chained events. Every Recorder
+// runs one per region; only the one whose connection holds the region's
+// advisory lock integrates, the others wait to take over (the lock goes
+// with the connection when a process dies). Writers therefore share no
+// lock: they COPY unsequenced rows into pgtenant_audit.ingest, and one
+// process per region assigns each tenant's seq and links its hash chain.
+const (
+	// integrateBatch bounds the rows of one integration transaction.
+	integrateBatch = 16384
+	// integratePoll is how often an idle integrator looks for rows that
+	// other proxies appended (its own writers wake it at once).
+	integratePoll = 20 * time.Millisecond
+	// takeoverPoll is how often a waiting integrator tries the lock.
+	takeoverPoll = time.Second
+)
+
+// integratorLockSQL takes the region's integrator lock for this session.
+const integratorLockSQL = `SELECT pg_try_advisory_lock(hashtext('pgtenant_audit.integrator'), hashtext($1))`
+
+type integrator struct {
+	region  string
+	connect func(context.Context) (*pgx.Conn, error)
+	logger  *slog.Logger
+
+	kick     chan struct{} // a writer appended rows
+	stop     chan struct{} // closed by Close: integrate what is there, then exit
+	hardStop chan struct{}
+	done     chan struct{}
+
+	active     atomic.Bool  // this process holds the lock
+	lagNanos   atomic.Int64 // age of the oldest event of the latest integration
+	integrated atomic.Uint64
+	lo         int64 // rows of transactions below lo are integrated
+}
+
+func newIntegrator(region string, connect func(context.Context) (*pgx.Conn, error), logger *slog.Logger) *integrator {
+	return &integrator{region: region, connect: connect, logger: logger,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), hardStop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// wake tells the integrator that rows were appended.
+func (g *integrator) wake() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// wait sleeps d or until woken; it returns false when the integrator must exit.
+func (g *integrator) wait(d time.Duration, stopping bool) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	stop := g.stop
+	if stopping {
+		stop = nil
+	}
+	select {
+	case <-t.C:
+	case <-g.kick:
+	case <-stop:
+	case <-g.hardStop:
+		return false
+	}
+	return true
+}
+
+func (g *integrator) stopped() bool {
+	select {
+	case <-g.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// run holds or waits for the region's lock and integrates while it holds it.
+func (g *integrator) run() {
+	defer close(g.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-g.hardStop
+		cancel()
+	}()
+	for {
+		conn, err := g.connect(ctx)
+		if err != nil {
+			if g.stopped() || !g.wait(takeoverPoll, false) {
+				return
+			}
+			continue
+		}
+		err = g.hold(ctx, conn)
+		g.active.Store(false)
+		conn.Close(context.Background())
+		if err == nil {
+			return
+		}
+		g.logger.Warn("audit integrator stopped", "region", g.region, "error", err)
+		if g.stopped() || !g.wait(takeoverPoll, false) {
+			return
+		}
+	}
+}
+
+// hold tries the lock until it gets it, then integrates until stopped (nil)
+// or a database error.
+func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, integratorLockSQL, g.region).Scan(&got); err != nil {
+			return fmt.Errorf("integrator lock: %w", err)
+		}
+		if got {
+			break
+		}
+		if g.stopped() || !g.wait(takeoverPoll, false) {
+			return nil
+		}
+	}
+	g.active.Store(true)
+	g.logger.Info("audit integrator active", "region", g.region)
+	for {
+		stopping := g.stopped()
+		n, err := g.round(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if n == integrateBatch {
+			continue
+		}
+		if stopping && n == 0 {
+			return nil
+		}
+		if !g.wait(integratePoll, stopping) {
+			return nil
+		}
+	}
+}
+
+// round integrates up to integrateBatch pending rows in one transaction.
+func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
+	n := 0
+	var lo int64
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		var xmin int64
+		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.snapshot_xmin()`).Scan(&xmin); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT event_id, chain_id, region, ts, content_hash, xid
+			FROM pgtenant_audit.ingest_pending($1, $2)`, g.lo, integrateBatch)
+		if err != nil {
+			return fmt.Errorf("pending: %w", err)
+		}
+		type pend struct {
+			id            uuid.UUID
+			chain, region string
+			ts            time.Time
+			content       []byte
+			xid           int64
+		}
+		var ps []pend
+		for rows.Next() {
+			var p pend
+			if err := rows.Scan(&p.id, &p.chain, &p.region, &p.ts, &p.content, &p.xid); err != nil {
+				rows.Close()
+				return fmt.Errorf("pending: %w", err)
+			}
+			ps = append(ps, p)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("pending: %w", err)
+		}
+		n = len(ps)
+		if n < integrateBatch {
+			lo = max(g.lo, xmin)
+		} else {
+			lo = ps[n-1].xid
+		}
+		if n == 0 {
+			return nil
+		}
+		var chains, regions []string
+		seen := map[string]bool{}
+		oldest := ps[0].ts
+		for _, p := range ps {
+			if !seen[p.chain] {
+				seen[p.chain] = true
+				chains, regions = append(chains, p.chain), append(regions, p.region)
+			}
+			if p.ts.Before(oldest) {
+				oldest = p.ts
+			}
+		}
+		type head struct {
+			seq  int64
+			hash []byte
+		}
+		heads := make(map[string]*head, len(chains))
+		hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
+		if err != nil {
+			return fmt.Errorf("heads: %w", err)
+		}
+		for hr.Next() {
+			var c string
+			h := &head{}
+			if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
+				hr.Close()
+				return fmt.Errorf("heads: %w", err)
+			}
+			heads[c] = h
+		}
+		if err := hr.Err(); err != nil {
+			return fmt.Errorf("heads: %w", err)
+		}
+		ids := make([]uuid.UUID, n)
+		seqs := make([]int64, n)
+		prevs := make([][]byte, n)
+		entries := make([][]byte, n)
+		for i, p := range ps {
+			h := heads[p.chain]
+			if h == nil {
+				return fmt.Errorf("chain %q has no head", p.chain)
+			}
+			h.seq++
+			ids[i], seqs[i], prevs[i] = p.id, h.seq, h.hash
+			entries[i] = EntryHash(p.chain, h.seq, h.hash, p.content)
+			h.hash = entries[i]
+		}
+		if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4)`, ids, seqs, prevs, entries); err != nil {
+			return fmt.Errorf("integrate %d events: %w", n, err)
+		}
+		g.lagNanos.Store(int64(time.Since(oldest)))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("region %s: %w", g.region, err)
+	}
+	g.lo = lo
+	g.integrated.Add(uint64(n))
+	if n == 0 {
+		g.lagNanos.Store(0)
+	}
+	return n, nil
+}
