@@ -197,9 +197,10 @@ func (s *session) onBind(n int) error {
 	if !d.Allow {
 		return s.denyExtended(d, "", start)
 	}
-	ref := s.stmts[stmt]
-	if ref == nil {
-		ref = &stmtRef{}
+	ref := &stmtRef{}
+	if named := s.stmts[stmt]; named != nil {
+		c := *named // each Bind is its own audited execution
+		ref = &c
 	}
 	if err := s.recordStatement(ref); err != nil {
 		return s.denyExtended(s.unavailable(err), "", start)
@@ -320,8 +321,11 @@ func (s *session) recordStatement(ref *stmtRef) error {
 	if !s.srv.auditing() {
 		return nil
 	}
+	s.auditRefs++
+	ref.auditRef = s.auditRefs
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
+	ev.Ref = ref.auditRef
 	return s.srv.opts.Auditor.Record(context.Background(), ev)
 }
 

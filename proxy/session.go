@@ -52,6 +52,7 @@ type session struct {
 	skip      bool                // a denied extended message: drop input until Sync
 	stmts     map[string]*stmtRef // prepared statements, for the audit
 	portals   map[string]*stmtRef
+	auditRefs uint64 // last audit.Event.Ref handed out
 	bindFmts  []int16
 	bindVals  [][]byte
 	expiresAt time.Time
