@@ -518,7 +518,10 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 				pgtenant_audit.append(text, jsonb), pgtenant_audit.schema_version() TO `+service,
 			`GRANT EXECUTE ON FUNCTION pgtenant_audit.append_rows(text, bigint[], uuid[], timestamptz[],
 				text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[],
-				text[], bigint[], bigint[], smallint[], bytea[], bytea[], bytea[]) TO `+service,
+				text[], bigint[], bigint[], smallint[], bytea[], bytea[], bytea[]) TO `+service)
+	}
+	if serviceRole != OwnerRole && len(migrations) >= 3 {
+		grants = append(grants,
 			`GRANT INSERT ON pgtenant_audit.ingest TO `+service,
 			`GRANT EXECUTE ON FUNCTION pgtenant_audit.ingest_pending(bigint, integer),
 				pgtenant_audit.snapshot_xmin(),

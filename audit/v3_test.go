@@ -1,0 +1,261 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgtenant/pgtenant/config"
+)
+
+// A statement and its result (paired by Ref) become one row in spool and
+// async mode; strict writes the result apart. A result whose statement is
+// not waiting is its own row; a statement whose session ends without a
+// result is shipped alone.
+func TestOneRowPerStatement(t *testing.T) {
+	for _, mode := range []string{ModeAsync, ModeSpool, ModeStrict} {
+		t.Run(mode, func(t *testing.T) {
+			r, c := initRegion(t, "eu-west")
+			regions := map[string]config.Region{"eu-west": r}
+			ctx := testCtx(t)
+			rec, err := NewRecorder(ctx, testAuditConfig(t, mode), regions, "merge", testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 50
+			for i := range n {
+				ev := stmt("42", "s1", i)
+				ev.Ref = uint64(i + 1)
+				if err := rec.Record(ctx, ev); err != nil {
+					t.Fatal(err)
+				}
+				res := ev
+				res.Kind, res.Verdict, res.Rows, res.DurationUS, res.SQLState = KindResult, "", int64(i), 1000+int64(i), ""
+				if i%10 == 9 {
+					res.SQLState = "22012"
+				}
+				if err := rec.Record(ctx, res); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// No statement waits for ref 999: the result is its own row.
+			orphan := stmt("42", "s1", 999)
+			orphan.Kind, orphan.Verdict, orphan.Ref, orphan.Rows = KindResult, "", 999, 1
+			if err := rec.Record(ctx, orphan); err != nil {
+				t.Fatal(err)
+			}
+			// A statement whose result never comes, then its session ends.
+			lost := stmt("42", "s2", 1000)
+			lost.Ref = 1
+			if err := rec.Record(ctx, lost); err != nil {
+				t.Fatal(err)
+			}
+			bye := stmt("42", "s2", 0)
+			bye.Kind, bye.Verdict, bye.Statement, bye.Tables = KindDisconnect, "", "", nil
+			if err := rec.Record(ctx, bye); err != nil {
+				t.Fatal(err)
+			}
+			if err := rec.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			db := adminConn(t, c, r)
+			merged, results := int64(n), int64(1)
+			if mode == ModeStrict {
+				merged, results = 0, n+1
+			}
+			if got := countRows(t, db, `kind = 'statement' AND session_id = 's1' AND rows IS NOT NULL AND duration_us >= 1000`); got != merged {
+				t.Errorf("statements carrying their result: %d, want %d", got, merged)
+			}
+			if got := countRows(t, db, `kind = 'result'`); got != results {
+				t.Errorf("result rows: %d, want %d", got, results)
+			}
+			if mode != ModeStrict {
+				if got := countRows(t, db, `kind = 'statement' AND sqlstate = '22012' AND rows IS NOT NULL`); got != n/10 {
+					t.Errorf("merged statements with the result's SQLSTATE: %d, want %d", got, n/10)
+				}
+			}
+			if got := countRows(t, db, `session_id = 's2' AND kind = 'statement' AND rows IS NULL`); got != 1 {
+				t.Errorf("statement without a result: %d rows, want 1", got)
+			}
+			if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
+				t.Fatalf("verify: %+v", rep.Failures)
+			}
+		})
+	}
+}
+
+// The writer child appends childEvents statement events of one tenant in
+// async mode and exits after Close.
+const (
+	childWriterEnv = "PGTENANT_AUDIT_TEST_WRITER"
+	childEvents    = 3000
+)
+
+func runWriterChild() int {
+	port, _ := strconv.Atoi(os.Getenv(childPortEnv))
+	r := config.Region{Host: "127.0.0.1", Port: port, User: "app", Password: os.Getenv(childPassEnv),
+		AuditDatabase: os.Getenv(childDBEnv), SSLMode: "disable", ConnectTimeout: 5 * time.Second}
+	cfg := config.Audit{Mode: ModeAsync, SpoolMaxBytes: 1 << 30, QueueSize: 4096,
+		Statement: StatementNormalized, OutageTimeout: time.Minute}
+	ctx := context.Background()
+	name := os.Getenv(childWriterEnv)
+	rec, err := NewRecorder(ctx, cfg, map[string]config.Region{"eu-west": r}, name, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for i := range childEvents {
+		if err := rec.Record(ctx, stmt("shared", name, i)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := rec.Close(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("integrating", rec.Stats().Regions["eu-west"].EventsIntegrated > 0)
+	return 0
+}
+
+// Four processes append the same tenant's events at once, with no lock
+// between them; whichever holds the integrator lock chains them, and the
+// others take over when it exits. The result is one gap-free chain.
+func TestFourProcessesOneGapFreeChain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	r, c := initRegion(t, "eu-west")
+	const procs = 4
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]*strings.Builder, procs)
+	for i := range procs {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childWriterEnv+"=w"+strconv.Itoa(i),
+			childPortEnv+"="+strconv.Itoa(c.Port), childDBEnv+"="+r.AuditDatabase, childPassEnv+"="+c.ServicePassword)
+		outs[i] = &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = outs[i], outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = cmd
+	}
+	integrators := 0
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("writer %d: %v\n%s", i, err, outs[i])
+		}
+		if strings.Contains(outs[i].String(), "integrating true") {
+			integrators++
+		}
+	}
+	t.Logf("%d of %d processes integrated events", integrators, procs)
+	if integrators == 0 {
+		t.Fatal("no process integrated anything")
+	}
+	ctx := testCtx(t)
+	db := adminConn(t, c, r)
+	var cnt, maxSeq, distinct, writers int64
+	if err := db.QueryRow(ctx, `SELECT count(*), max(seq), count(DISTINCT event_id), count(DISTINCT session_id)
+		FROM pgtenant_audit.events WHERE chain_id = 'shared'`).Scan(&cnt, &maxSeq, &distinct, &writers); err != nil {
+		t.Fatal(err)
+	}
+	const total = procs * childEvents
+	if cnt != total || maxSeq != total || distinct != total || writers != procs {
+		t.Fatalf("count %d, max seq %d, distinct ids %d, writers %d; want %d, %d, %d, %d", cnt, maxSeq, distinct, writers, total, total, total, procs)
+	}
+	regions := map[string]config.Region{"eu-west": r}
+	if rep := mustVerify(t, regions, VerifyOptions{Account: "shared"}); !rep.OK || rep.Regions[0].Rows != total {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// A region whose events were written by the schema-2 write path (rows
+// appended with their seq and hashes through append_rows) is upgraded in
+// place: its events still verify, and new events continue each chain.
+func TestUpgradeFromSchema2KeepsChainsVerifiable(t *testing.T) {
+	ctx := testCtx(t)
+	orig := migrations
+	migrations = orig[:2]
+	r, c := initRegion(t, "eu-west")
+	pool, err := newPool(ctx, "eu-west", r, 2)
+	if err != nil {
+		migrations = orig
+		t.Fatal(err)
+	}
+	var old []*Row
+	for i := range 20 {
+		row, err := NewRow(stmt("42", "v2", i), "eu-west", "v2-proxy", StatementNormalized)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, row)
+	}
+	_, _, err = appendRows(ctx, pool, "eu-west", old)
+	pool.Close()
+	migrations = orig
+	if err != nil {
+		t.Fatal(err)
+	}
+	regions := map[string]config.Region{"eu-west": r}
+	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
+		t.Fatalf("verify before the upgrade: %+v", rep.Failures)
+	}
+	if err := InitRegion(ctx, "eu-west", r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
+		t.Fatalf("verify right after the upgrade: %+v", rep.Failures)
+	}
+	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "v3-proxy", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if err := rec.Record(ctx, stmt("42", "v3", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `chain_id = '42' AND session_id = 'v3' AND seq > 20`); got != 30 {
+		t.Fatalf("new events continuing the chain after seq 20: %d, want 30", got)
+	}
+	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 50 {
+		t.Fatalf("verify after the upgrade and new events: %+v", rep)
+	}
+}
+
+// The binary spool record round-trips every field, including NULLs and
+// awkward text.
+func TestSpoolRecordRoundTrip(t *testing.T) {
+	ev := stmt("42", "s", 1)
+	ev.Tables = []string{"a,b", `q"uote`, "NULL", ""}
+	ev.ClientAddr = "[::1]:5432"
+	row, err := NewRow(ev, "eu-west", "inst", StatementNormalized)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, d := int64(-3), int64(7)
+	row.Rows, row.DurationUS = &rows, &d
+	buf := encodeSpoolRecord(nil, row, 77)
+	got, ref, err := decodeSpoolRecord(buf[recordHeader:])
+	if err != nil || ref != 77 {
+		t.Fatalf("decode: %v ref %d", err, ref)
+	}
+	if a, b := string(row.EncodeContent(nil)), string(got.EncodeContent(nil)); a != b {
+		t.Fatalf("round trip changed the row:\n%q\n%q", a, b)
+	}
+	if _, _, err := decodeSpoolRecord(buf[recordHeader : len(buf)-1]); err == nil {
+		t.Fatal("a truncated record decoded")
+	}
+}
