@@ -2,12 +2,12 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -166,7 +166,7 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			return fmt.Errorf("pending: %w", err)
 		}
 		type pend struct {
-			id            uuid.UUID
+			id            [16]byte
 			chain, region string
 			ts            time.Time
 			content       []byte
@@ -226,22 +226,32 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		if err := hr.Err(); err != nil {
 			return fmt.Errorf("heads: %w", err)
 		}
-		ids := make([]uuid.UUID, n)
-		seqs := make([]int64, n)
+		ids := make([][]byte, n)
+		chainOf := make([][]byte, n)
+		contents := make([][]byte, n)
+		seqs := make([][]byte, n)
 		prevs := make([][]byte, n)
 		entries := make([][]byte, n)
-		for i, p := range ps {
+		for i := range ps {
+			p := &ps[i]
 			h := heads[p.chain]
 			if h == nil {
 				return fmt.Errorf("chain %q has no head", p.chain)
 			}
 			h.seq++
-			ids[i], seqs[i], prevs[i] = p.id, h.seq, h.hash
-			entries[i] = EntryHash(p.chain, h.seq, h.hash, p.content)
-			h.hash = entries[i]
+			entry := EntryHash(p.chain, h.seq, h.hash, p.content)
+			ids[i], chainOf[i], contents[i], prevs[i], entries[i] = p.id[:], []byte(p.chain), p.content, h.hash, entry
+			seqs[i] = binary.BigEndian.AppendUint64(nil, uint64(h.seq))
+			h.hash = entry
 		}
-		if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4)`, ids, seqs, prevs, entries); err != nil {
-			return fmt.Errorf("integrate %d events: %w", n, err)
+		// The arrays are sent in binary as built here: pgx's generic array
+		// encoding (reflection per element) cost a third of the integrator's CPU.
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4, $5, $6)`,
+			[][]byte{binArray(oidUUID, ids), binArray(oidText, chainOf), binArray(oidBytea, contents),
+				binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries)},
+			[]uint32{oidUUID + 1, 1009, 1001, 1016, 1001, 1001}, []int16{1, 1, 1, 1, 1, 1}, nil).Read()
+		if res.Err != nil {
+			return fmt.Errorf("integrate %d events: %w", n, res.Err)
 		}
 		g.lagNanos.Store(int64(time.Since(oldest)))
 		return nil
@@ -255,4 +265,32 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		g.lagNanos.Store(0)
 	}
 	return n, nil
+}
+
+// Element type OIDs of the binary arrays the integrator sends (the array
+// type of uuid is oidUUID+1).
+const (
+	oidBytea = 17
+	oidInt8  = 20
+	oidUUID  = 2950
+)
+
+// binArray is a one-dimensional array without NULLs in PostgreSQL's binary
+// format.
+func binArray(elemOID uint32, elems [][]byte) []byte {
+	size := 20
+	for _, e := range elems {
+		size += 4 + len(e)
+	}
+	buf := make([]byte, 0, size)
+	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
+	buf = binary.BigEndian.AppendUint32(buf, 0) // no NULLs
+	buf = binary.BigEndian.AppendUint32(buf, elemOID)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(elems)))
+	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
+	for _, e := range elems {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(e)))
+		buf = append(buf, e...)
+	}
+	return buf
 }

@@ -252,6 +252,9 @@ REVOKE ALL ON FUNCTION pgtenant_audit.append_rows(text, bigint[], uuid[], timest
 	// (whichever proxy holds the advisory lock) assigns seq, links the chains
 	// and moves them into events through integrate. Kinds api and purge.
 	`
+-- Nothing reads events by (account_id, ts): exports and verification go by
+-- chain_id (the account) and seq. One index fewer per integrated event.
+DROP INDEX pgtenant_audit.events_account_ts;
 ALTER TABLE pgtenant_audit.events DROP CONSTRAINT events_kind_check;
 ALTER TABLE pgtenant_audit.events ADD CONSTRAINT events_kind_check
 	CHECK (kind IN ('connect','reject','statement','result','disconnect','config','api','purge'));
@@ -338,41 +341,34 @@ END $$;
 -- integrate moves ingested rows into events with the seq and hashes the
 -- integrator computed, after checking that they extend every chain exactly
 -- (contiguous seq, prev_hash = the previous entry hash, entry_hash =
--- SHA-256(0x10 || lp(chain_id) || seq || prev_hash || content_hash), the
--- chain's region), and moves the chain heads.
-CREATE FUNCTION pgtenant_audit.integrate(p_event_id uuid[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
+-- SHA-256(0x10 || lp(chain_id) || seq || prev_hash || content_hash)), that
+-- each names its ingested row's chain and content hash, and moves the heads
+-- (locked by heads_of in the same transaction).
+CREATE FUNCTION pgtenant_audit.integrate(p_event_id uuid[], p_chain text[], p_content bytea[],
+	p_seq bigint[], p_prev bytea[], p_entry bytea[])
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_n integer := coalesce(cardinality(p_event_id), 0);
-	v_found bigint;
 	v_bad bigint;
+	v_ins bigint;
 BEGIN
 	IF v_n = 0 THEN
 		RETURN 0;
 	END IF;
-	IF cardinality(p_seq) <> v_n OR cardinality(p_prev) <> v_n OR cardinality(p_entry) <> v_n THEN
+	IF cardinality(p_chain) <> v_n OR cardinality(p_content) <> v_n OR cardinality(p_seq) <> v_n
+	   OR cardinality(p_prev) <> v_n OR cardinality(p_entry) <> v_n THEN
 		RAISE EXCEPTION 'pgtenant_audit.integrate: arrays differ in length' USING ERRCODE = '22023';
 	END IF;
-	PERFORM 1 FROM pgtenant_audit.chain_heads h
-		WHERE h.chain_id IN (SELECT i.chain_id FROM pgtenant_audit.ingest i WHERE i.event_id = ANY (p_event_id))
-		ORDER BY h.chain_id FOR UPDATE;
-	SELECT count(*), count(*) FILTER (WHERE x.h_region IS NULL OR x.region <> x.h_region
-			OR x.seq <> x.h_seq + x.rn OR x.prev IS DISTINCT FROM coalesce(x.before, x.h_head)
-			OR x.entry IS DISTINCT FROM sha256('\x10'::bytea || int4send(octet_length(convert_to(x.chain_id, 'UTF8')))
-				|| convert_to(x.chain_id, 'UTF8') || int8send(x.seq) || x.prev || x.content_hash))
-		INTO v_found, v_bad
-	FROM (SELECT u.seq, u.prev, u.entry, i.chain_id, i.region, i.content_hash,
-			h.region AS h_region, h.seq AS h_seq, h.head AS h_head,
+	SELECT count(*) INTO v_bad
+	FROM (SELECT u.chain, u.content, u.seq, u.prev, u.entry, h.seq AS h_seq, h.head AS h_head,
 			row_number() OVER w AS rn, lag(u.entry) OVER w AS before
-		FROM unnest(p_event_id, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(event_id, seq, prev, entry, ord)
-		JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id
-		LEFT JOIN pgtenant_audit.chain_heads h ON h.chain_id = i.chain_id
-		WINDOW w AS (PARTITION BY i.chain_id ORDER BY u.ord)) x;
-	IF v_found <> v_n THEN
-		RAISE EXCEPTION 'pgtenant_audit.integrate: % of % events are not in ingest', v_n - v_found, v_n
-			USING ERRCODE = '22023';
-	END IF;
+		FROM unnest(p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(chain, content, seq, prev, entry, ord)
+		LEFT JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain
+		WINDOW w AS (PARTITION BY u.chain ORDER BY u.ord)) x
+	WHERE x.h_seq IS NULL OR x.seq <> x.h_seq + x.rn OR x.prev IS DISTINCT FROM coalesce(x.before, x.h_head)
+		OR x.entry IS DISTINCT FROM sha256('\x10'::bytea || int4send(octet_length(convert_to(x.chain, 'UTF8')))
+			|| convert_to(x.chain, 'UTF8') || int8send(x.seq) || x.prev || x.content);
 	IF v_bad > 0 THEN
 		RAISE EXCEPTION 'pgtenant_audit.integrate: % rows do not extend their chains', v_bad
 			USING ERRCODE = '40001';
@@ -383,15 +379,19 @@ BEGIN
 	SELECT i.chain_id, u.seq, i.event_id, i.ts, i.kind, i.account_id, i.subject, i.client_user,
 		i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict, i.reason,
 		i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, u.prev, u.entry
-	FROM unnest(p_event_id, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(event_id, seq, prev, entry, ord)
-	JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id
-	ORDER BY u.ord;
+	FROM unnest(p_event_id, p_chain, p_content, p_seq, p_prev, p_entry) AS u(event_id, chain, content, seq, prev, entry)
+	JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id AND i.chain_id = u.chain AND i.content_hash = u.content
+	JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain AND h.region = i.region;
+	GET DIAGNOSTICS v_ins = ROW_COUNT;
+	IF v_ins <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % of % events do not match an ingested row of their chain''s region',
+			v_n - v_ins, v_n USING ERRCODE = '22023';
+	END IF;
 	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
-	FROM (SELECT DISTINCT ON (i.chain_id) i.chain_id, u.seq, u.entry
-		FROM unnest(p_event_id, p_seq, p_entry) AS u(event_id, seq, entry)
-		JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id
-		ORDER BY i.chain_id, u.seq DESC) l
-	WHERE h.chain_id = l.chain_id;
+	FROM (SELECT DISTINCT ON (u.chain) u.chain, u.seq, u.entry
+		FROM unnest(p_chain, p_seq, p_entry) AS u(chain, seq, entry)
+		ORDER BY u.chain, u.seq DESC) l
+	WHERE h.chain_id = l.chain;
 	RETURN v_n;
 END $$;
 
@@ -527,7 +527,7 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 				pgtenant_audit.snapshot_xmin(),
 				pgtenant_audit.is_integrated(uuid),
 				pgtenant_audit.heads_of(text[], text[]),
-				pgtenant_audit.integrate(uuid[], bigint[], bytea[], bytea[]) TO `+service)
+				pgtenant_audit.integrate(uuid[], text[], bytea[], bigint[], bytea[], bytea[]) TO `+service)
 	}
 	for _, s := range grants {
 		if _, err := tx.Exec(ctx, s); err != nil {
