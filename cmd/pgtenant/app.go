@@ -163,7 +163,8 @@ func auditStats(r *audit.Recorder) func() metrics.AuditStats {
 			out.SpoolBytes += rs.SpoolBytes
 			out.Written += rs.EventsWritten
 			out.Failed += rs.EventsFailed
-			out.Chains[name] = metrics.ChainHeads{Entries: int64(rs.EventsIntegrated)}
+			out.Chains[name] = metrics.ChainHeads{Entries: int64(rs.EventsIntegrated),
+				IntegrationLagSeconds: rs.IntegrationLagSeconds}
 		}
 		return out
 	}
