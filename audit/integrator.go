@@ -96,9 +96,11 @@ func (g *integrator) run() {
 		cancel()
 	}()
 	for {
+		// Until hardStop, even when stopping: a closing process that does
+		// not hold the lock may have to take over to chain its own events.
 		conn, err := g.connect(ctx)
 		if err != nil {
-			if g.stopped() || !g.wait(takeoverPoll, false) {
+			if !g.wait(takeoverPoll, true) {
 				return
 			}
 			continue
@@ -110,14 +112,14 @@ func (g *integrator) run() {
 			return
 		}
 		g.logger.Warn("audit integrator stopped", "region", g.region, "error", err)
-		if g.stopped() || !g.wait(takeoverPoll, false) {
+		if !g.wait(takeoverPoll, true) {
 			return
 		}
 	}
 }
 
-// hold tries the lock until it gets it, then integrates until stopped (nil)
-// or a database error.
+// hold tries the lock until it gets it (or hardStop), then integrates until
+// stopped and drained (nil) or a database error.
 func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		var got bool
@@ -127,7 +129,7 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 		if got {
 			break
 		}
-		if g.stopped() || !g.wait(takeoverPoll, false) {
+		if !g.wait(takeoverPoll, true) {
 			return nil
 		}
 	}

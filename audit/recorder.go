@@ -352,6 +352,9 @@ func (w *regionWriter) closeIntegrator(ctx context.Context) error {
 		t := time.NewTimer(integratePoll)
 		select {
 		case <-t.C:
+		case <-g.done: // took the lock over and drained
+			t.Stop()
+			return nil
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("waiting for the integrator: %w", ctx.Err())

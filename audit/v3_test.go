@@ -259,3 +259,39 @@ func TestSpoolRecordRoundTrip(t *testing.T) {
 		t.Fatal("a truncated record decoded")
 	}
 }
+
+// audit.spool_fsync: interval acknowledges a durable append once it is
+// written, and the sync loop then fsyncs it; group waits for the fsync.
+func TestSpoolFsyncModes(t *testing.T) {
+	s, err := openSpoolSync(t.TempDir(), 1<<30, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 10 {
+		if err := s.Append(spoolRows(t, 1), true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Pending() != 10 {
+		t.Fatalf("pending %d, want 10", s.Pending())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for s.syncedGen.Load() < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the interval fsync never covered the writes: synced generation %d of 10", s.syncedGen.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g, err := openSpool(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Append(spoolRows(t, 1), true, true); err != nil {
+		t.Fatal(err)
+	}
+	if g.syncedGen.Load() != 1 {
+		t.Fatalf("group mode returned before its fsync: synced generation %d", g.syncedGen.Load())
+	}
+}
