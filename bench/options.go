@@ -17,11 +17,16 @@ const (
 	TargetPgtenantAsync  = "pgtenant-async"
 	TargetPgtenantSpool  = "pgtenant-spool"
 	TargetPgtenantStrict = "pgtenant-strict"
+	// TargetPgtenantOff is pgtenant with the policy on and audit.disabled:
+	// the reference the audit modes are compared with.
+	TargetPgtenantOff = "pgtenant-off"
+	// TargetPgtenantSpoolGroup is spool mode with audit.spool_fsync: group.
+	TargetPgtenantSpoolGroup = "pgtenant-spool-group"
 )
 
 // AllTargets lists every target in run order.
-var AllTargets = []string{TargetDirect, TargetPgBouncerSess, TargetPgBouncerTx,
-	TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantStrict}
+var AllTargets = []string{TargetDirect, TargetPgBouncerSess, TargetPgBouncerTx, TargetPgtenantOff,
+	TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantSpoolGroup, TargetPgtenantStrict}
 
 // AllModes lists pgbench's query modes.
 var AllModes = []string{"simple", "extended", "prepared"}
