@@ -246,12 +246,17 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			seqs[i] = binary.BigEndian.AppendUint64(nil, uint64(h.seq))
 			h.hash = entry
 		}
+		var size int64
+		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
+			return fmt.Errorf("tree size: %w", err)
+		}
 		// The arrays are sent in binary as built here: pgx's generic array
 		// encoding (reflection per element) cost a third of the integrator's CPU.
-		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4, $5, $6)`,
-			[][]byte{binArray(oidUUID, ids), binArray(oidText, chainOf), binArray(oidBytea, contents),
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4, $5, $6, $7, $8)`,
+			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
+				binArray(oidUUID, ids), binArray(oidText, chainOf), binArray(oidBytea, contents),
 				binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries)},
-			[]uint32{oidUUID + 1, 1009, 1001, 1016, 1001, 1001}, []int16{1, 1, 1, 1, 1, 1}, nil).Read()
+			[]uint32{oidText, oidInt8, oidUUID + 1, 1009, 1001, 1016, 1001, 1001}, []int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
 		if res.Err != nil {
 			return fmt.Errorf("integrate %d events: %w", n, res.Err)
 		}

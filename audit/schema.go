@@ -259,6 +259,58 @@ ALTER TABLE pgtenant_audit.events DROP CONSTRAINT events_kind_check;
 ALTER TABLE pgtenant_audit.events ADD CONSTRAINT events_kind_check
 	CHECK (kind IN ('connect','reject','statement','result','disconnect','config','api','purge'));
 
+-- leaf: the event's index in its region's Merkle tree (RFC 6962 hashing,
+-- leaf data = entry_hash), assigned by the integrator; NULL for rows of
+-- schema version 2. tree_heads holds each region's tree size;
+-- tree_checkpoints the signed notes of audit seal.
+ALTER TABLE pgtenant_audit.events ADD COLUMN leaf bigint;
+CREATE TABLE pgtenant_audit.tree_heads (
+	region text   PRIMARY KEY,
+	size   bigint NOT NULL CHECK (size >= 0)
+);
+CREATE TABLE pgtenant_audit.tree_checkpoints (
+	id     bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	region text        NOT NULL,
+	size   bigint      NOT NULL CHECK (size >= 0),
+	root   bytea       NOT NULL,
+	ts     timestamptz NOT NULL DEFAULT now(),
+	note   text        NOT NULL
+);
+CREATE FUNCTION pgtenant_audit.tree_forward() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.region IS DISTINCT FROM OLD.region OR NEW.size < OLD.size THEN
+		RAISE EXCEPTION 'pgtenant_audit.tree_heads: a tree may only grow' USING ERRCODE = '42501';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER tree_heads_no_delete BEFORE DELETE ON pgtenant_audit.tree_heads
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER tree_heads_no_truncate BEFORE TRUNCATE ON pgtenant_audit.tree_heads
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER tree_heads_forward BEFORE UPDATE ON pgtenant_audit.tree_heads
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.tree_forward();
+CREATE TRIGGER tree_checkpoints_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.tree_checkpoints
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER tree_checkpoints_no_truncate BEFORE TRUNCATE ON pgtenant_audit.tree_checkpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+ALTER TABLE pgtenant_audit.tree_heads ENABLE ALWAYS TRIGGER tree_heads_no_delete;
+ALTER TABLE pgtenant_audit.tree_heads ENABLE ALWAYS TRIGGER tree_heads_no_truncate;
+ALTER TABLE pgtenant_audit.tree_heads ENABLE ALWAYS TRIGGER tree_heads_forward;
+ALTER TABLE pgtenant_audit.tree_checkpoints ENABLE ALWAYS TRIGGER tree_checkpoints_append_only;
+ALTER TABLE pgtenant_audit.tree_checkpoints ENABLE ALWAYS TRIGGER tree_checkpoints_no_truncate;
+
+-- tree_size locks region's tree head (creating it empty) and returns its size.
+CREATE FUNCTION pgtenant_audit.tree_size(p_region text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_size bigint;
+BEGIN
+	INSERT INTO pgtenant_audit.tree_heads (region, size) VALUES (p_region, 0) ON CONFLICT (region) DO NOTHING;
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	RETURN v_size;
+END $$;
+
 CREATE TABLE pgtenant_audit.ingest (
 	event_id       uuid        NOT NULL,
 	chain_id       text        NOT NULL,
@@ -344,17 +396,25 @@ END $$;
 -- SHA-256(0x10 || lp(chain_id) || seq || prev_hash || content_hash)), that
 -- each names its ingested row's chain and content hash, and moves the heads
 -- (locked by heads_of in the same transaction).
-CREATE FUNCTION pgtenant_audit.integrate(p_event_id uuid[], p_chain text[], p_content bytea[],
-	p_seq bigint[], p_prev bytea[], p_entry bytea[])
+CREATE FUNCTION pgtenant_audit.integrate(p_region text, p_first_leaf bigint, p_event_id uuid[], p_chain text[],
+	p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_n integer := coalesce(cardinality(p_event_id), 0);
 	v_bad bigint;
 	v_ins bigint;
+	v_size bigint;
 BEGIN
 	IF v_n = 0 THEN
 		RETURN 0;
+	END IF;
+	-- The rows become leaves p_first_leaf.. of the region's tree, which must
+	-- be its current size: leaves are contiguous and never reassigned.
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	IF v_size IS DISTINCT FROM p_first_leaf THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
+			USING ERRCODE = '40001';
 	END IF;
 	IF cardinality(p_chain) <> v_n OR cardinality(p_content) <> v_n OR cardinality(p_seq) <> v_n
 	   OR cardinality(p_prev) <> v_n OR cardinality(p_entry) <> v_n THEN
@@ -375,13 +435,15 @@ BEGIN
 	END IF;
 	INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
 		client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
-		duration_us, hash_version, content_hash, prev_hash, entry_hash)
+		duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf)
 	SELECT i.chain_id, u.seq, i.event_id, i.ts, i.kind, i.account_id, i.subject, i.client_user,
 		i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict, i.reason,
-		i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, u.prev, u.entry
-	FROM unnest(p_event_id, p_chain, p_content, p_seq, p_prev, p_entry) AS u(event_id, chain, content, seq, prev, entry)
+		i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, u.prev, u.entry, p_first_leaf + u.ord - 1
+	FROM unnest(p_event_id, p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY
+		AS u(event_id, chain, content, seq, prev, entry, ord)
 	JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id AND i.chain_id = u.chain AND i.content_hash = u.content
-	JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain AND h.region = i.region;
+		AND i.region = p_region
+	JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain AND h.region = p_region;
 	GET DIAGNOSTICS v_ins = ROW_COUNT;
 	IF v_ins <> v_n THEN
 		RAISE EXCEPTION 'pgtenant_audit.integrate: % of % events do not match an ingested row of their chain''s region',
@@ -392,6 +454,7 @@ BEGIN
 		FROM unnest(p_chain, p_seq, p_entry) AS u(chain, seq, entry)
 		ORDER BY u.chain, u.seq DESC) l
 	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_n WHERE t.region = p_region;
 	RETURN v_n;
 END $$;
 
@@ -527,7 +590,8 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 				pgtenant_audit.snapshot_xmin(),
 				pgtenant_audit.is_integrated(uuid),
 				pgtenant_audit.heads_of(text[], text[]),
-				pgtenant_audit.integrate(uuid[], text[], bytea[], bigint[], bytea[], bytea[]) TO `+service)
+				pgtenant_audit.integrate(text, bigint, uuid[], text[], bytea[], bigint[], bytea[], bytea[]),
+				pgtenant_audit.tree_size(text) TO `+service)
 	}
 	for _, s := range grants {
 		if _, err := tx.Exec(ctx, s); err != nil {

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -293,5 +295,91 @@ func TestSpoolFsyncModes(t *testing.T) {
 	}
 	if g.syncedGen.Load() != 1 {
 		t.Fatalf("group mode returned before its fsync: synced generation %d", g.syncedGen.Load())
+	}
+}
+
+// A history rewritten after a signed tree checkpoint, every chain hash and
+// head recomputed and the database's checkpoints deleted, verifies on its
+// own; the checkpoint a verifier kept (--since-checkpoint) exposes it.
+func TestKeptTreeCheckpointDetectsARewrittenHistory(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	regions := map[string]config.Region{"eu-west": r}
+	ctx := testCtx(t)
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i1", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if err := rec.Record(ctx, stmt([]string{"a", "b", "c"}[i%3], "s", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cpDir := t.TempDir()
+	res, err := Seal(ctx, regions, key, cpDir, nil)
+	if err != nil || res.TreesSealed != 1 || len(res.Failures) != 0 {
+		t.Fatalf("seal: %+v %v", res, err)
+	}
+	notes, err := readTreeCheckpoints(cpDir, "eu-west")
+	if err != nil || len(notes) != 1 {
+		t.Fatalf("tree checkpoint copies: %d %v", len(notes), err)
+	}
+	kept := notes[0]
+	cp, err := OpenTreeCheckpoint(kept, pub)
+	if err != nil || cp.Size != 30 || cp.Region != "eu-west" {
+		t.Fatalf("kept checkpoint: %+v %v", cp, err)
+	}
+	if !strings.HasPrefix(string(kept), "pgtenant.audit/eu-west\n30\n") {
+		t.Fatalf("not a C2SP checkpoint note:\n%s", kept)
+	}
+	opts := VerifyOptions{PublicKey: pub, SinceCheckpoints: [][]byte{kept}}
+	if rep := mustVerify(t, regions, opts); !rep.OK || rep.Regions[0].Leaves != 30 {
+		t.Fatalf("intact trail against the kept checkpoint: %+v", rep)
+	}
+	// More events: the tree grows and still extends the kept checkpoint.
+	rec, err = NewRecorder(ctx, testAuditConfig(t, ModeSpool), regions, "i2", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := rec.Record(ctx, stmt("b", "s2", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustVerify(t, regions, opts); !rep.OK || rep.Regions[0].Leaves != 40 {
+		t.Fatalf("grown trail against the kept checkpoint: %+v", rep)
+	}
+
+	db := adminConn(t, c, r)
+	asAttacker(t, db, `UPDATE pgtenant_audit.events SET subject = 'someone-else' WHERE chain_id = 'b' AND seq = 2`)
+	rehashFrom(t, db, "eu-west", "b", 2)
+	asAttacker(t, db, `DELETE FROM pgtenant_audit.checkpoints`)
+	asAttacker(t, db, `DELETE FROM pgtenant_audit.tree_checkpoints`)
+	if rep := mustVerify(t, regions, VerifyOptions{PublicKey: pub}); !rep.OK {
+		t.Fatalf("the rewrite was expected to pass without a kept checkpoint (else this test proves nothing): %+v", rep.Failures)
+	}
+	rep := mustVerify(t, regions, opts)
+	if rep.OK || len(rep.Failures) != 1 || rep.Failures[0].Kind != FailTreeMismatch {
+		t.Fatalf("rewritten history against the kept checkpoint: %+v", rep)
+	}
+	t.Logf("detected: %s", rep.Failures[0])
+	// A note signed by another key is not accepted as a kept checkpoint.
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	forged, err := signTree(other, "eu-west", cp.Size, cp.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = mustVerify(t, regions, VerifyOptions{PublicKey: pub, SinceCheckpoints: [][]byte{forged}})
+	if rep.OK || rep.Failures[0].Kind != FailBadSignature {
+		t.Fatalf("a checkpoint signed by another key: %+v", rep)
 	}
 }

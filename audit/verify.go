@@ -24,6 +24,8 @@ const (
 	FailBadSignature       = "bad_signature"       // a checkpoint's signature does not verify
 	FailCheckpointRegress  = "checkpoint_regression"
 	FailChainMissing       = "chain_missing" // checkpoints or a head exist but no rows
+	FailTreeGap            = "tree_gap"      // the region's tree leaves are not contiguous, or tree_heads disagrees
+	FailTreeMismatch       = "tree_mismatch" // the tree rebuilt from events does not extend a signed tree checkpoint
 )
 
 // Failure is the first broken entry of one chain.

@@ -79,13 +79,14 @@ func newAuditInitCmd() *cobra.Command {
 
 type verifyFlags struct {
 	config, region, account, file, publicKey string
+	since                                    []string
 	json                                     bool
 }
 
 func newAuditVerifyCmd() *cobra.Command {
 	var f verifyFlags
 	cmd := &cobra.Command{
-		Use:   "verify (--config FILE [--region R] [--account ID] | --file EXPORT --public-key KEY) [--json]",
+		Use:   "verify (--config FILE [--region R] [--account ID] [--since-checkpoint FILE]... | --file EXPORT --public-key KEY) [--json]",
 		Short: "Verify the audit chains and their signed checkpoints",
 		Long: `Verify the audit chains and their signed checkpoints: the genesis hash, every
 content and entry hash, contiguous seq, the links, the chain heads, checkpoint
@@ -94,6 +95,12 @@ repairs anything.
 
 Exit status: 0 intact, 1 tampered (the first broken entry of each broken chain is
 printed with the failure kind), 2 cannot verify.
+
+Each region's Merkle tree (every chained event is a leaf) is rebuilt from the
+events and must extend every signed tree checkpoint (C2SP note) in the database,
+in audit.checkpoint_dir and given with --since-checkpoint: a checkpoint the
+verifier kept proves the log only grew since, even if the database's copies and
+every hash were rewritten.
 
 With --file it verifies an export written by 'pgtenant audit export' offline.`,
 		Args: cobra.NoArgs,
@@ -105,6 +112,7 @@ With --file it verifies an export written by 'pgtenant audit export' offline.`,
 	fl.StringVar(&f.account, "account", "", "verify only this account's chain ('-' = events with no tenant)")
 	fl.StringVar(&f.file, "file", "", "verify this export file offline instead of the databases ('-' = stdin)")
 	fl.StringVar(&f.publicKey, "public-key", "", "Ed25519 public key (PEM) for checkpoint signatures (default audit.seal_public_key)")
+	fl.StringArrayVar(&f.since, "since-checkpoint", nil, "a signed tree checkpoint (note file) kept from an earlier seal; the current tree must extend it (repeatable)")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON")
 	return cmd
 }
@@ -129,6 +137,13 @@ func (f *verifyFlags) run(cmd *cobra.Command) error {
 			keyPath = cfg.Audit.SealPublicKey
 		}
 		opts := audit.VerifyOptions{Region: f.region, Account: f.account, CheckpointDir: cfg.Audit.CheckpointDir}
+		for _, p := range f.since {
+			b, rerr := os.ReadFile(p)
+			if rerr != nil {
+				return withCode(exitUsage, fmt.Errorf("--since-checkpoint: %w", rerr))
+			}
+			opts.SinceCheckpoints = append(opts.SinceCheckpoints, b)
+		}
 		if keyPath != "" {
 			if opts.PublicKey, err = audit.LoadPublicKey(keyPath); err != nil {
 				return withCode(exitUsage, fmt.Errorf("public key: %w", err))
@@ -181,8 +196,8 @@ func printReport(w io.Writer, rep *audit.Report, asJSON bool) error {
 		return enc.Encode(rep)
 	}
 	for _, r := range rep.Regions {
-		fmt.Fprintf(w, "region %s: %d chain(s), %d row(s), %d checkpoint(s), %d external checkpoint copies\n",
-			r.Region, r.Chains, r.Rows, r.Checkpoints, r.ExternalCheckpoints)
+		fmt.Fprintf(w, "region %s: %d chain(s), %d row(s), %d checkpoint(s), %d external checkpoint copies, %d tree leaves\n",
+			r.Region, r.Chains, r.Rows, r.Checkpoints, r.ExternalCheckpoints, r.Leaves)
 	}
 	for _, fl := range rep.Failures {
 		fmt.Fprintf(w, "BROKEN %s\n", fl)
@@ -234,7 +249,7 @@ holds this key.`,
 				if err != nil {
 					log.Error("audit seal failed", "error", err)
 				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "sealed %d checkpoint(s), %d unchanged\n", res.Sealed, res.Skipped)
+					fmt.Fprintf(cmd.OutOrStdout(), "sealed %d checkpoint(s), %d unchanged, %d tree checkpoint(s)\n", res.Sealed, res.Skipped, res.TreesSealed)
 					for _, fl := range res.Failures {
 						fmt.Fprintf(cmd.OutOrStdout(), "NOT SEALED %s\n", fl)
 					}
