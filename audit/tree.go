@@ -384,3 +384,126 @@ func verifyTree(ctx context.Context, conn *pgx.Conn, region string, opts VerifyO
 	}
 	return fails, t.n, nil
 }
+
+// leafProof is an exported event's leaf index and inclusion proof.
+type leafProof struct {
+	leaf   int64
+	hashes []string
+}
+
+// exportProofs returns, for the chain's events inside region's latest
+// signed tree checkpoint, their leaf and inclusion proof against it, and
+// that checkpoint's note (nil when there is none, or want is false).
+func exportProofs(ctx context.Context, conn *pgx.Conn, region, chain string, want bool) (map[int64]leafProof, []byte, error) {
+	if !want {
+		return nil, nil, nil
+	}
+	var present bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('pgtenant_audit.tree_checkpoints') IS NOT NULL`).Scan(&present); err != nil || !present {
+		return nil, nil, err
+	}
+	var msg []byte
+	var size int64
+	err := conn.QueryRow(ctx, `SELECT note, size FROM pgtenant_audit.tree_checkpoints WHERE region = $1 ORDER BY id DESC LIMIT 1`,
+		region).Scan(&msg, &size)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("tree checkpoint: %w", err)
+	}
+	t, bad, err := loadTree(ctx, conn, region)
+	if err != nil {
+		return nil, nil, err
+	}
+	if bad != nil || t.n < size {
+		// The tree no longer extends its checkpoint: export the note and no
+		// proofs; the tenant's verification reports the missing proofs.
+		return map[int64]leafProof{}, msg, nil
+	}
+	rows, err := conn.Query(ctx, `SELECT seq, leaf FROM pgtenant_audit.events WHERE chain_id = $1 AND leaf < $2`, chain, size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("leaves of %q: %w", chain, err)
+	}
+	defer rows.Close()
+	out := map[int64]leafProof{}
+	for rows.Next() {
+		var seq, leaf int64
+		if err := rows.Scan(&seq, &leaf); err != nil {
+			return nil, nil, err
+		}
+		p, err := tlog.ProveRecord(size, leaf, t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("proof of leaf %d: %w", leaf, err)
+		}
+		hs := make([]string, len(p))
+		for i, h := range p {
+			hs[i] = base64.StdEncoding.EncodeToString(h[:])
+		}
+		out[seq] = leafProof{leaf: leaf, hashes: hs}
+	}
+	return out, msg, rows.Err()
+}
+
+// inclusion is an exported event with its claimed leaf and proof.
+type inclusion struct {
+	region, chain string
+	seq, leaf     int64
+	entry         []byte
+	proof         []string
+}
+
+// checkInclusions verifies an export's tree checkpoints with pub and every
+// event's inclusion proof against its region's checkpoint.
+func checkInclusions(notes [][]byte, inc []inclusion, pub ed25519.PublicKey) ([]Failure, error) {
+	if len(notes) == 0 && len(inc) == 0 {
+		return nil, nil
+	}
+	if pub == nil {
+		return nil, fmt.Errorf("%w: the export has tree checkpoints but no public key was given", ErrCannotVerify)
+	}
+	var fails []Failure
+	byRegion := map[string]TreeCheckpoint{}
+	for _, msg := range notes {
+		c, err := OpenTreeCheckpoint(msg, pub)
+		if err != nil {
+			fails = append(fails, Failure{ChainID: "(tree)", Kind: FailBadSignature, Detail: "export: " + err.Error()})
+			continue
+		}
+		byRegion[c.Region] = c
+	}
+	failed := map[[2]string]bool{}
+	for _, in := range inc {
+		k := [2]string{in.region, in.chain}
+		if failed[k] {
+			continue
+		}
+		fail := func(detail string) {
+			failed[k] = true
+			fails = append(fails, Failure{Region: in.region, ChainID: in.chain, Seq: in.seq, Kind: FailTreeMismatch, Detail: detail})
+		}
+		c, ok := byRegion[in.region]
+		if !ok {
+			fail("an inclusion proof without a signed tree checkpoint of its region")
+			continue
+		}
+		proof := make(tlog.RecordProof, len(in.proof))
+		okDecode := true
+		for i, s := range in.proof {
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil || len(b) != tlog.HashSize {
+				okDecode = false
+				break
+			}
+			copy(proof[i][:], b)
+		}
+		if !okDecode {
+			fail("malformed inclusion proof")
+			continue
+		}
+		if err := tlog.CheckRecord(proof, c.Size, c.Root, in.leaf, tlog.RecordHash(in.entry)); err != nil {
+			fail(fmt.Sprintf("leaf %d is not in the signed tree of %d leaves: %v", in.leaf, c.Size, err))
+		}
+	}
+	return fails, nil
+}

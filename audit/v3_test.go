@@ -383,3 +383,64 @@ func TestKeptTreeCheckpointDetectsARewrittenHistory(t *testing.T) {
 		t.Fatalf("a checkpoint signed by another key: %+v", rep)
 	}
 }
+
+// An export carries the region's signed tree checkpoint and an inclusion
+// proof per event inside it: the tenant checks offline that each of its
+// events is in the signed tree without seeing any other tenant's entry.
+func TestExportInclusionProofs(t *testing.T) {
+	r, _ := initRegion(t, "eu-west")
+	regions := map[string]config.Region{"eu-west": r}
+	ctx := testCtx(t)
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i1", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		if err := rec.Record(ctx, stmt([]string{"a", "b"}[i%2], "s", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seal(ctx, regions, key, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	n, err := Export(ctx, regions, ExportOptions{Account: "b"}, &buf)
+	if err != nil || n != 12 {
+		t.Fatalf("export: %d rows, %v", n, err)
+	}
+	out := buf.String()
+	if got := strings.Count(out, `"proof":[`); got != 12 {
+		t.Fatalf("%d events carry an inclusion proof, want 12:\n%s", got, out)
+	}
+	if strings.Count(out, `"type":"tree_checkpoint"`) != 1 || strings.Contains(out, `"chain_id":"a"`) {
+		t.Fatalf("export should hold one tree checkpoint and only tenant b's events:\n%s", out)
+	}
+	rep, err := VerifyExport(strings.NewReader(out), pub)
+	if err != nil || !rep.OK {
+		t.Fatalf("verify export: %+v %v", rep, err)
+	}
+	// A proof that does not lead to the signed root is reported.
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, `"proof":["`) {
+			j := strings.Index(l, `"proof":["`) + len(`"proof":["`)
+			c := byte('A')
+			if l[j] == 'A' {
+				c = 'B'
+			}
+			lines[i] = l[:j] + string(c) + l[j+1:]
+			break
+		}
+	}
+	rep, err = VerifyExport(strings.NewReader(strings.Join(lines, "\n")), pub)
+	if err != nil || rep.OK || rep.Failures[0].Kind != FailTreeMismatch {
+		t.Fatalf("a bad proof: %+v %v", rep, err)
+	}
+}
