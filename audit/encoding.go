@@ -50,6 +50,10 @@ type Row struct {
 	ContentHash   []byte
 	PrevHash      []byte
 	EntryHash     []byte
+	// Purged marks a row redacted by a retention purge: its personal fields
+	// are NULL and its content_hash is taken as stored, covered by a signed
+	// purge record (purge.go).
+	Purged bool
 }
 
 // encoder appends the length-prefixed encoding of README.md to buf.

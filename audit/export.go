@@ -46,6 +46,11 @@ type (
 		Leaf  *int64   `json:"leaf,omitempty"`
 		Proof []string `json:"proof,omitempty"`
 	}
+	// purgeLine carries a signed purge record of the chain.
+	purgeLine struct {
+		Type string `json:"type"`
+		*PurgeRecord
+	}
 	// treeCheckpointLine carries a region's signed tree checkpoint (C2SP note).
 	treeCheckpointLine struct {
 		Type string `json:"type"`
@@ -195,6 +200,17 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			return n, true, err
 		}
 	}
+	if cw == nil {
+		purges, err := dbPurges(ctx, conn, opts.Account)
+		if err != nil {
+			return n, true, err
+		}
+		for i := range purges {
+			if err := enc.Encode(purgeLine{Type: "purge", PurgeRecord: &purges[i]}); err != nil {
+				return n, true, err
+			}
+		}
+	}
 	if note != nil {
 		if err := enc.Encode(treeCheckpointLine{Type: "tree_checkpoint", Note: string(note)}); err != nil {
 			return n, true, err
@@ -254,6 +270,8 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	var firstSeq int64
 	var treeNotes [][]byte
 	var included []inclusion
+	pending := map[[2]string][]*Row{}
+	purges := map[[2]string][]PurgeRecord{}
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Bytes()
 		if len(strings.TrimSpace(string(line))) == 0 {
@@ -307,11 +325,14 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 				included = append(included, inclusion{region: row.Region, chain: row.ChainID, seq: row.Seq,
 					leaf: *lp.Leaf, entry: row.EntryHash, proof: lp.Proof})
 			}
-			v.hashAt[row.Seq] = row.EntryHash // checked below only if the row verified
-			v.add(row)
-			if v.rowsBroken {
-				delete(v.hashAt, row.Seq)
+			pending[k] = append(pending[k], row)
+		case "purge":
+			var p PurgeRecord
+			if err := json.Unmarshal(line, &p); err != nil {
+				return nil, fmt.Errorf("%w: line %d: %w", ErrCannotVerify, n, err)
 			}
+			k := [2]string{p.Region, p.ChainID}
+			purges[k] = append(purges[k], p)
 		case "tree_checkpoint":
 			var t treeCheckpointLine
 			if err := json.Unmarshal(line, &t); err != nil {
@@ -342,6 +363,16 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	rep := &Report{Failures: []Failure{}}
 	for _, k := range order {
 		v := verifiers[k]
+		// Purge records first: they say which rows may be redacted.
+		v.acceptPurges(purges[k], pub, "export")
+		for _, row := range pending[k] {
+			v.hashAt[row.Seq] = row.EntryHash // checked below only if the row verified
+			v.add(row)
+			if v.rowsBroken {
+				delete(v.hashAt, row.Seq)
+			}
+		}
+		v.checkPurges()
 		list := cps[k]
 		if len(list) > 0 && pub == nil {
 			return nil, fmt.Errorf("%w: the export has checkpoints but no public key was given", ErrCannotVerify)

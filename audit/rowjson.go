@@ -35,6 +35,7 @@ type RowJSON struct {
 	ContentHash   string   `json:"content_hash"`
 	PrevHash      string   `json:"prev_hash"`
 	EntryHash     string   `json:"entry_hash"`
+	Purged        bool     `json:"purged"`
 }
 
 // tsLayout keeps exactly microsecond precision.
@@ -54,7 +55,7 @@ func (r *Row) ToJSON(byteaText bool) RowJSON {
 		ClientAddr: r.ClientAddr, Region: r.Region, SessionID: r.SessionID, ProxyInstance: r.ProxyInstance,
 		Statement: r.Statement, Tables: r.Tables, Verdict: r.Verdict, Reason: r.Reason, SQLState: r.SQLState,
 		Rows: r.Rows, DurationUS: r.DurationUS, HashVersion: r.HashVersion,
-		ContentHash: h(r.ContentHash), PrevHash: h(r.PrevHash), EntryHash: h(r.EntryHash),
+		ContentHash: h(r.ContentHash), PrevHash: h(r.PrevHash), EntryHash: h(r.EntryHash), Purged: r.Purged,
 	}
 }
 
@@ -73,7 +74,7 @@ func (j RowJSON) Row() (*Row, error) {
 		Subject: j.Subject, ClientUser: j.ClientUser, ClientAddr: j.ClientAddr, Region: j.Region,
 		SessionID: j.SessionID, ProxyInstance: j.ProxyInstance, Statement: j.Statement, Tables: j.Tables,
 		Verdict: j.Verdict, Reason: j.Reason, SQLState: j.SQLState, Rows: j.Rows, DurationUS: j.DurationUS,
-		HashVersion: j.HashVersion,
+		HashVersion: j.HashVersion, Purged: j.Purged,
 	}
 	for _, f := range []struct {
 		name string

@@ -460,6 +460,83 @@ END $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
 `,
+	// 4: retention. A purge redacts a chain's expired prefix in place: the
+	// rows keep their identity and hashes (so every chain and the tree still
+	// verify) and lose their content; only such redactions get past the
+	// append-only trigger, and only the owner (the admin role) may update.
+	`
+ALTER TABLE pgtenant_audit.events ADD COLUMN purged boolean NOT NULL DEFAULT false;
+
+CREATE TABLE pgtenant_audit.purges (
+	id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	region    text        NOT NULL,
+	chain_id  text        NOT NULL,
+	upto_seq  bigint      NOT NULL CHECK (upto_seq >= 1),
+	head      bytea       NOT NULL,
+	before    timestamptz NOT NULL,
+	ts        timestamptz NOT NULL,
+	key_id    text        NOT NULL,
+	signature bytea       NOT NULL
+);
+CREATE TRIGGER purges_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.purges
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER purges_no_truncate BEFORE TRUNCATE ON pgtenant_audit.purges
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+ALTER TABLE pgtenant_audit.purges ENABLE ALWAYS TRIGGER purges_append_only;
+ALTER TABLE pgtenant_audit.purges ENABLE ALWAYS TRIGGER purges_no_truncate;
+
+-- events: the only change allowed is a redaction (purged false -> true,
+-- personal fields NULL, everything else untouched).
+CREATE FUNCTION pgtenant_audit.events_redact_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND NOT OLD.purged AND NEW.purged
+	   AND (NEW.chain_id, NEW.seq, NEW.event_id, NEW.ts, NEW.kind, NEW.account_id, NEW.region, NEW.proxy_instance,
+	        NEW.verdict, NEW.sqlstate, NEW.rows, NEW.duration_us, NEW.hash_version, NEW.content_hash,
+	        NEW.prev_hash, NEW.entry_hash, NEW.leaf)
+	       IS NOT DISTINCT FROM
+	       (OLD.chain_id, OLD.seq, OLD.event_id, OLD.ts, OLD.kind, OLD.account_id, OLD.region, OLD.proxy_instance,
+	        OLD.verdict, OLD.sqlstate, OLD.rows, OLD.duration_us, OLD.hash_version, OLD.content_hash,
+	        OLD.prev_hash, OLD.entry_hash, OLD.leaf)
+	   AND NEW.subject IS NULL AND NEW.client_user IS NULL AND NEW.client_addr IS NULL
+	   AND NEW.session_id IS NULL AND NEW.statement IS NULL AND NEW.tables IS NULL AND NEW.reason IS NULL THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'pgtenant_audit.events: % is not allowed, the audit trail is append-only', TG_OP
+		USING ERRCODE = '42501';
+END $$;
+DROP TRIGGER events_append_only ON pgtenant_audit.events;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.events
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.events_redact_only();
+ALTER TABLE pgtenant_audit.events ENABLE ALWAYS TRIGGER events_append_only;
+
+-- purge_chain redacts the longest prefix of p_chain whose events are all
+-- older than p_before and returns its last seq and entry hash (0 and NULL
+-- when nothing is expired). EXECUTE is not granted: only the owner's
+-- members (the admin role that holds the seal key) may run it.
+CREATE FUNCTION pgtenant_audit.purge_chain(p_chain text, p_before timestamptz)
+RETURNS TABLE (upto bigint, head bytea, redacted bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_upto bigint;
+	v_head bytea;
+	v_n bigint;
+BEGIN
+	SELECT coalesce((SELECT min(e.seq) FROM pgtenant_audit.events e WHERE e.chain_id = p_chain AND e.ts >= p_before),
+		(SELECT max(e.seq) + 1 FROM pgtenant_audit.events e WHERE e.chain_id = p_chain), 1) - 1 INTO v_upto;
+	IF v_upto < 1 THEN
+		RETURN QUERY SELECT 0::bigint, NULL::bytea, 0::bigint;
+		RETURN;
+	END IF;
+	UPDATE pgtenant_audit.events e SET purged = true, subject = NULL, client_user = NULL, client_addr = NULL,
+		session_id = NULL, statement = NULL, tables = NULL, reason = NULL
+	WHERE e.chain_id = p_chain AND e.seq <= v_upto AND NOT e.purged;
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	SELECT e.entry_hash INTO v_head FROM pgtenant_audit.events e WHERE e.chain_id = p_chain AND e.seq = v_upto;
+	RETURN QUERY SELECT v_upto, v_head, v_n;
+END $$;
+REVOKE ALL ON FUNCTION pgtenant_audit.purge_chain(text, timestamptz) FROM PUBLIC;
+`,
 }
 
 // SchemaVersion is the audit schema version this build writes.

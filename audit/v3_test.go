@@ -444,3 +444,99 @@ func TestExportInclusionProofs(t *testing.T) {
 		t.Fatalf("a bad proof: %+v %v", rep, err)
 	}
 }
+
+// Retention: purge redacts each chain's expired prefix (per-tenant
+// windows), leaves a signed purge record and a purge event, and everything
+// still verifies, in the database and in an export; the service role cannot
+// purge, nobody can change a row any other way, and a redaction without a
+// signed record is reported.
+func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	regions := map[string]config.Region{"eu-west": r}
+	ctx := testCtx(t)
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i1", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func(account string, age time.Duration, i int) {
+		ev := stmt(account, "s", i)
+		ev.Time = now.Add(-age)
+		if err := rec.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 {
+		record("a", 3000*24*time.Hour, i) // older than 7 years
+	}
+	for i := range 4 {
+		record("a", time.Hour, 10+i)
+		record("b", 48*time.Hour, i) // older than b's 1-day override
+		record("c", 48*time.Hour, i) // within the default window
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seal(ctx, regions, key, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Audit{RetentionDays: DefaultRetentionDays, RetentionOverrides: map[string]int{"b": 1}}
+	res, err := Purge(ctx, regions, cfg, key, now, nil)
+	if err != nil || res.Chains != 2 || res.Redacted != 10 {
+		t.Fatalf("purge: %+v %v (want a's 6 and b's 4 rows)", res, err)
+	}
+	if res, err := Purge(ctx, regions, cfg, key, now, nil); err != nil || res.Chains != 0 {
+		t.Fatalf("second purge: %+v %v", res, err)
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `purged AND statement IS NULL AND subject IS NULL`); got != 10 {
+		t.Fatalf("redacted rows: %d, want 10", got)
+	}
+	// The purge events wait in ingest until an integrator chains them.
+	rec, err = NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i2", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record("c", 0, 99)
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := countRows(t, db, `kind = 'purge'`); got != 2 {
+		t.Fatalf("purge events: %d, want 2", got)
+	}
+	opts := VerifyOptions{PublicKey: pub}
+	if rep := mustVerify(t, regions, opts); !rep.OK {
+		t.Fatalf("verify after the purge: %+v", rep.Failures)
+	}
+	var buf strings.Builder
+	if _, err := Export(ctx, regions, ExportOptions{Account: "a"}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := VerifyExport(strings.NewReader(buf.String()), pub); err != nil || !rep.OK {
+		t.Fatalf("verify the purged chain's export: %+v %v", rep, err)
+	}
+
+	svc := serviceConn(t, c, r)
+	if _, err := svc.Exec(ctx, `SELECT * FROM pgtenant_audit.purge_chain('c', now())`); sqlState(err) != "42501" {
+		t.Fatalf("service role ran purge_chain: %v", err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.events SET statement = 'x' WHERE chain_id = 'c' AND seq = 1`); sqlState(err) != "42501" {
+		t.Fatalf("an update that is not a redaction: %v", err)
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.events WHERE chain_id = 'a' AND seq = 1`); sqlState(err) != "42501" {
+		t.Fatalf("delete of a purged row: %v", err)
+	}
+	// A redaction nobody signed (the owner may redact, only the key holder signs).
+	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.events SET purged = true, subject = NULL, client_user = NULL,
+		client_addr = NULL, session_id = NULL, statement = NULL, tables = NULL, reason = NULL WHERE chain_id = 'c' AND seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustVerify(t, regions, opts)
+	if rep.OK || len(rep.Failures) != 1 || rep.Failures[0].Kind != FailUnsignedPurge || rep.Failures[0].ChainID != "c" {
+		t.Fatalf("unsigned redaction: %+v", rep)
+	}
+}

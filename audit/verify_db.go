@@ -137,6 +137,11 @@ func verifyRegion(ctx context.Context, name string, r config.Region, opts Verify
 				return rr, nil, err
 			}
 			v.want(headSeq)
+			purges, err := dbPurges(ctx, conn, chain)
+			if err != nil {
+				return rr, nil, err
+			}
+			v.acceptPurges(purges, opts.PublicKey, "database")
 			err = streamChain(ctx, conn, chain, 1, 0, func(row *Row) error {
 				rr.Rows++
 				v.add(row)
@@ -146,6 +151,7 @@ func verifyRegion(ctx context.Context, name string, r config.Region, opts Verify
 				return rr, nil, err
 			}
 		}
+		v.checkPurges()
 		if hasHead {
 			v.checkHead(headSeq, head)
 		} else if v.last() > 0 && !v.rowsBroken {

@@ -58,6 +58,7 @@ var defaults = map[string]any{
 	"audit.queue_size":                  65536,
 	"audit.spool_fsync":                 "interval",
 	"audit.spool_fsync_interval":        10 * time.Millisecond,
+	"audit.retention_days":              2555,
 	"audit.outage_timeout":              10 * time.Second,
 	"audit.checkpoint_dir":              "",
 	"audit.seal_public_key":             "",

@@ -64,6 +64,14 @@ func (c *Config) Validate() error {
 	if err := oneOf("audit.spool_fsync", c.Audit.SpoolFsync, "group", "interval"); err != nil {
 		return err
 	}
+	if c.Audit.RetentionDays <= 0 {
+		return fmt.Errorf("audit.retention_days: %d must be positive", c.Audit.RetentionDays)
+	}
+	for account, days := range c.Audit.RetentionOverrides {
+		if days <= 0 {
+			return fmt.Errorf("audit.retention_overrides.%s: %d must be positive", account, days)
+		}
+	}
 	if c.Audit.SpoolFsyncInterval <= 0 {
 		return errors.New("audit.spool_fsync_interval: must be positive")
 	}

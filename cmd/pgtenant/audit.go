@@ -36,7 +36,7 @@ pgtenant_audit_reader). The proxy itself only ever calls the append functions.`,
 			return withCode(exitUsage, errors.New("audit: missing subcommand (init, verify, seal or export)"))
 		},
 	}
-	cmd.AddCommand(newAuditInitCmd(), newAuditVerifyCmd(), newAuditSealCmd(), newAuditExportCmd())
+	cmd.AddCommand(newAuditInitCmd(), newAuditVerifyCmd(), newAuditSealCmd(), newAuditExportCmd(), newAuditPurgeCmd())
 	return cmd
 }
 
@@ -222,7 +222,12 @@ into pgtenant_audit.checkpoints and into audit.checkpoint_dir.
 KEYFILE is an Ed25519 private key in PKCS#8 PEM, as
 'openssl genpkey -algorithm ed25519 -out seal.pem' writes it; its public half
 ('openssl pkey -in seal.pem -pubout') is audit.seal_public_key. The proxy never
-holds this key.`,
+holds this key.
+
+It also signs each region's Merkle tree (every chained event is a leaf) as a
+C2SP checkpoint note into pgtenant_audit.tree_checkpoints and
+audit.checkpoint_dir/<region>/tree-<size>.note. With --every it first purges
+expired events (see 'pgtenant audit purge').`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadAuditConfig(cmd, path)
@@ -242,6 +247,14 @@ holds this key.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			for {
+				if every > 0 {
+					// Periodic sealing also enforces retention.
+					if pres, err := audit.Purge(ctx, cfg.Regions, cfg.Audit, key, time.Now(), log); err != nil {
+						log.Error("audit purge failed", "error", err)
+					} else if pres.Chains > 0 {
+						fmt.Fprintf(cmd.OutOrStdout(), "purged %d row(s) in %d chain(s)\n", pres.Redacted, pres.Chains)
+					}
+				}
 				res, err := audit.Seal(ctx, cfg.Regions, key, cfg.Audit.CheckpointDir, log)
 				if err != nil && every == 0 {
 					return withCode(exitUsage, err)
@@ -331,4 +344,46 @@ func parseTime(flag, s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%s: %q is not RFC 3339 or YYYY-MM-DD", flag, s)
+}
+
+func newAuditPurgeCmd() *cobra.Command {
+	var path, keyPath string
+	cmd := &cobra.Command{
+		Use:   "purge --config FILE --key KEYFILE",
+		Short: "Redact events older than their tenant's retention window and sign a purge record",
+		Long: `Redact, in every region, each chain's longest prefix of events older than
+audit.retention_days (audit.retention_overrides per account): their personal
+fields are cleared in place while their hashes stay, so every chain and every
+tree checkpoint still verifies. Each purge is recorded as a purge record signed
+with KEYFILE (the seal key) and as a purge event in the tenant's chain.
+
+It runs as each region's admin role through pgtenant_audit.purge_chain, which
+can only redact whole expired prefixes; the proxy's service role cannot.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadAuditConfig(cmd, path)
+			if err != nil {
+				return err
+			}
+			if keyPath == "" {
+				return withCode(exitUsage, errors.New("--key is required"))
+			}
+			key, err := audit.LoadPrivateKey(keyPath)
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("key: %w", err))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := audit.Purge(ctx, cfg.Regions, cfg.Audit, key, time.Now(), log)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "purged %d row(s) in %d chain(s)\n", res.Redacted, res.Chains)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&path, "config", "", "configuration file (YAML)")
+	fl.StringVar(&keyPath, "key", "", "Ed25519 private key (the seal key), PKCS#8 PEM")
+	return cmd
 }
