@@ -71,7 +71,7 @@ func ingestSkippingDuplicates(ctx context.Context, conn *pgx.Conn, data []byte) 
 			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO pgtenant_audit.ingest (`+ingestColumns+`)
-			SELECT `+ingestColumns+` FROM pgtenant_ingest_retry ON CONFLICT (event_id) DO NOTHING`)
+			SELECT `+ingestColumns+` FROM pgtenant_ingest_retry ON CONFLICT DO NOTHING`)
 		n = int(tag.RowsAffected())
 		return err
 	})
