@@ -510,6 +510,24 @@ CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.even
 	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.events_redact_only();
 ALTER TABLE pgtenant_audit.events ENABLE ALWAYS TRIGGER events_append_only;
 
+-- ingest: a row may be deleted once its event is in events with the same
+-- content hash (a purge removes the copies of what it redacts); nothing
+-- awaiting integration can be deleted or changed.
+CREATE FUNCTION pgtenant_audit.ingest_delete_integrated() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM pgtenant_audit.events e
+			WHERE e.event_id = OLD.event_id AND e.content_hash = OLD.content_hash) THEN
+		RETURN OLD;
+	END IF;
+	RAISE EXCEPTION 'pgtenant_audit.ingest: % is not allowed, the audit trail is append-only', TG_OP
+		USING ERRCODE = '42501';
+END $$;
+DROP TRIGGER ingest_append_only ON pgtenant_audit.ingest;
+CREATE TRIGGER ingest_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.ingest
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.ingest_delete_integrated();
+ALTER TABLE pgtenant_audit.ingest ENABLE ALWAYS TRIGGER ingest_append_only;
+
 -- purge_chain redacts the longest prefix of p_chain whose events are all
 -- older than p_before and returns its last seq and entry hash (0 and NULL
 -- when nothing is expired). EXECUTE is not granted: only the owner's
@@ -532,6 +550,8 @@ BEGIN
 		session_id = NULL, statement = NULL, tables = NULL, reason = NULL
 	WHERE e.chain_id = p_chain AND e.seq <= v_upto AND NOT e.purged;
 	GET DIAGNOSTICS v_n = ROW_COUNT;
+	DELETE FROM pgtenant_audit.ingest i USING pgtenant_audit.events e
+	WHERE i.chain_id = p_chain AND e.event_id = i.event_id AND e.chain_id = p_chain AND e.seq <= v_upto;
 	SELECT e.entry_hash INTO v_head FROM pgtenant_audit.events e WHERE e.chain_id = p_chain AND e.seq = v_upto;
 	RETURN QUERY SELECT v_upto, v_head, v_n;
 END $$;

@@ -496,6 +496,29 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 	if got := countRows(t, db, `purged AND statement IS NULL AND subject IS NULL`); got != 10 {
 		t.Fatalf("redacted rows: %d, want 10", got)
 	}
+	var copies int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest i JOIN pgtenant_audit.events e USING (event_id)
+		WHERE e.purged`).Scan(&copies); err != nil || copies != 0 {
+		t.Fatalf("ingest still holds %d copies of purged events (%v)", copies, err)
+	}
+	// A row awaiting integration can be neither deleted nor changed.
+	pool, err := newPool(ctx, "eu-west", r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting, _ := NewRow(stmt("z", "s", 0), "eu-west", "x", StatementNormalized)
+	waiting.HashVersion, waiting.ContentHash = HashVersion, waiting.ComputeContentHash()
+	_, _, err = ingestRows(ctx, pool, []*Row{waiting})
+	pool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.ingest WHERE chain_id = 'z'`); sqlState(err) != "42501" {
+		t.Fatalf("delete of a row awaiting integration: %v", err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.ingest SET statement = 'x' WHERE chain_id = 'z'`); sqlState(err) != "42501" {
+		t.Fatalf("update of a row awaiting integration: %v", err)
+	}
 	// The purge events wait in ingest until an integrator chains them.
 	rec, err = NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i2", testLogger(t))
 	if err != nil {
