@@ -19,9 +19,9 @@ import (
 // transaction).
 const ingestColumns = `event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr,
 	region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us,
-	hash_version, content_hash`
+	hash_version, content_hash, statement_salt, statement_commitment`
 
-const ingestFields = 20
+const ingestFields = 22
 
 // copyIngestSQL appends rows in PostgreSQL's binary COPY format.
 const copyIngestSQL = `COPY pgtenant_audit.ingest (` + ingestColumns + `) FROM STDIN (FORMAT binary)`
@@ -63,7 +63,8 @@ func ingestSkippingDuplicates(ctx context.Context, conn *pgx.Conn, data []byte) 
 			event_id uuid, chain_id text, ts timestamptz, kind text, account_id text, subject text,
 			client_user text, client_addr inet, region text, session_id text, proxy_instance text,
 			statement text, tables text[], verdict text, reason text, sqlstate text, rows bigint,
-			duration_us bigint, hash_version smallint, content_hash bytea) ON COMMIT DROP`); err != nil {
+			duration_us bigint, hash_version smallint, content_hash bytea, statement_salt bytea,
+			statement_commitment bytea) ON COMMIT DROP`); err != nil {
 			return err
 		}
 		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data),
@@ -118,6 +119,8 @@ func encodeCopy(buf []byte, rows []*Row) []byte {
 		buf = binary.BigEndian.AppendUint32(buf, 2)
 		buf = binary.BigEndian.AppendUint16(buf, uint16(r.HashVersion))
 		buf = copyBytes(buf, r.ContentHash)
+		buf = copyOptBytes(buf, r.StatementSalt)
+		buf = copyOptBytes(buf, r.StatementCommitment)
 	}
 	return binary.BigEndian.AppendUint16(buf, 0xffff)
 }
@@ -127,6 +130,13 @@ func copyNull(buf []byte) []byte { return binary.BigEndian.AppendUint32(buf, 0xf
 func copyBytes(buf, b []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(b)))
 	return append(buf, b...)
+}
+
+func copyOptBytes(buf, b []byte) []byte {
+	if b == nil {
+		return copyNull(buf)
+	}
+	return copyBytes(buf, b)
 }
 
 func copyText(buf []byte, s string) []byte {

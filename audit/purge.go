@@ -231,3 +231,29 @@ func accountOf(chain string) string {
 	}
 	return chain
 }
+
+// Erase clears the statement text of account's events older than before in
+// every region (hash version 2 rows: recorded with audit.statement: full),
+// as each region's admin role, through erase_statements. Their salted
+// commitments stay, so every chain, checkpoint and proof still verifies.
+// It returns the number of events whose text was erased.
+func Erase(ctx context.Context, regions map[string]config.Region, account string, before time.Time) (int64, error) {
+	if account == "" {
+		return 0, errors.New("erase: an account is required")
+	}
+	var total int64
+	for _, name := range sortedRegions(regions) {
+		conn, err := connectAdmin(ctx, name, regions[name])
+		if err != nil {
+			return total, fmt.Errorf("region %s: erase: %w", name, err)
+		}
+		var n int64
+		err = conn.QueryRow(ctx, `SELECT pgtenant_audit.erase_statements($1, $2)`, ChainFor(account), before).Scan(&n)
+		conn.Close(context.Background())
+		if err != nil {
+			return total, fmt.Errorf("region %s: erase: %w", name, err)
+		}
+		total += n
+	}
+	return total, nil
+}

@@ -36,6 +36,9 @@ type RowJSON struct {
 	PrevHash      string   `json:"prev_hash"`
 	EntryHash     string   `json:"entry_hash"`
 	Purged        bool     `json:"purged"`
+	// StatementSalt and StatementCommitment (hex) of hash version 2 rows.
+	StatementSalt       string `json:"statement_salt,omitempty"`
+	StatementCommitment string `json:"statement_commitment,omitempty"`
 }
 
 // tsLayout keeps exactly microsecond precision.
@@ -56,6 +59,7 @@ func (r *Row) ToJSON(byteaText bool) RowJSON {
 		Statement: r.Statement, Tables: r.Tables, Verdict: r.Verdict, Reason: r.Reason, SQLState: r.SQLState,
 		Rows: r.Rows, DurationUS: r.DurationUS, HashVersion: r.HashVersion,
 		ContentHash: h(r.ContentHash), PrevHash: h(r.PrevHash), EntryHash: h(r.EntryHash), Purged: r.Purged,
+		StatementSalt: optHex(r.StatementSalt, byteaText), StatementCommitment: optHex(r.StatementCommitment, byteaText),
 	}
 }
 
@@ -80,7 +84,11 @@ func (j RowJSON) Row() (*Row, error) {
 		name string
 		in   string
 		out  *[]byte
-	}{{"content_hash", j.ContentHash, &r.ContentHash}, {"prev_hash", j.PrevHash, &r.PrevHash}, {"entry_hash", j.EntryHash, &r.EntryHash}} {
+	}{{"content_hash", j.ContentHash, &r.ContentHash}, {"prev_hash", j.PrevHash, &r.PrevHash}, {"entry_hash", j.EntryHash, &r.EntryHash},
+		{"statement_salt", j.StatementSalt, &r.StatementSalt}, {"statement_commitment", j.StatementCommitment, &r.StatementCommitment}} {
+		if f.in == "" && (f.name == "statement_salt" || f.name == "statement_commitment") {
+			continue
+		}
 		b, err := hex.DecodeString(strings.TrimPrefix(f.in, `\x`))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.name, err)
@@ -88,4 +96,15 @@ func (j RowJSON) Row() (*Row, error) {
 		*f.out = b
 	}
 	return r, nil
+}
+
+// optHex renders optional bytes as hex ("" = NULL).
+func optHex(b []byte, byteaText bool) string {
+	if b == nil {
+		return ""
+	}
+	if byteaText {
+		return `\x` + hex.EncodeToString(b)
+	}
+	return hex.EncodeToString(b)
 }

@@ -308,6 +308,10 @@ func (s *spool) rotateLocked(id uint64) error {
 // earlier builds) start with '{' and are still read.
 const spoolFormat = 2
 
+// spoolFormatSalted (3) is format 2 with u8 length || the statement salt
+// after the ref (rows of audit.statement: full).
+const spoolFormatSalted = 3
+
 // spoolRec is one record read from the spool: a row, the reference that
 // pairs a statement with its result, and the position after it (with its
 // size in bytes).
@@ -319,9 +323,17 @@ type spoolRec struct {
 
 func encodeSpoolRecord(buf []byte, r *Row, ref uint64) []byte {
 	hdr := len(buf)
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, spoolFormat)
+	format := byte(spoolFormat)
+	if r.StatementSalt != nil {
+		format = spoolFormatSalted
+	}
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, format)
 	buf = binary.BigEndian.AppendUint64(buf, ref)
-	buf = r.EncodeContent(buf)
+	if format == spoolFormatSalted {
+		buf = append(buf, byte(len(r.StatementSalt)))
+		buf = append(buf, r.StatementSalt...)
+	}
+	buf = r.encodeContent(buf, HashVersion) // the text itself, never the commitment
 	payload := buf[hdr+recordHeader:]
 	binary.BigEndian.PutUint32(buf[hdr:], uint32(len(payload)))
 	binary.BigEndian.PutUint32(buf[hdr+4:], crc32.Checksum(payload, crcTable))
@@ -337,11 +349,27 @@ func decodeSpoolRecord(payload []byte) (*Row, uint64, error) {
 		r, err := j.Row()
 		return r, 0, err
 	}
-	if len(payload) < 9 || payload[0] != spoolFormat {
+	if len(payload) < 9 || (payload[0] != spoolFormat && payload[0] != spoolFormatSalted) {
 		return nil, 0, errors.New("unknown spool record format")
 	}
-	r, err := decodeContent(payload[9:])
-	return r, binary.BigEndian.Uint64(payload[1:9]), err
+	ref, rest := binary.BigEndian.Uint64(payload[1:9]), payload[9:]
+	var salt []byte
+	if payload[0] == spoolFormatSalted {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return nil, 0, errors.New("torn statement salt")
+		}
+		salt, rest = slices.Clone(rest[1:1+int(rest[0])]), rest[1+int(rest[0]):]
+	}
+	r, err := decodeContent(rest)
+	if err != nil {
+		return nil, 0, err
+	}
+	if salt != nil && r.Statement != nil {
+		r.StatementSalt = salt
+		r.StatementCommitment = statementCommitment(salt, *r.Statement)
+		r.HashVersion = HashVersionCommitted
+	}
+	return r, ref, nil
 }
 
 // Append writes rows to the log (unpaired). With durable it returns only

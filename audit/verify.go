@@ -103,9 +103,16 @@ func (v *chainVerifier) add(r *Row) {
 	case r.Seq < v.next:
 		v.fail(r.Seq, FailSeqOrder, fmt.Sprintf("seq %d appears again after seq %d", r.Seq, v.next-1), nil, nil)
 		return
-	case r.HashVersion != HashVersion:
-		v.fail(r.Seq, FailUnknownVersion, fmt.Sprintf("hash_version %d is not %d", r.HashVersion, HashVersion), nil, nil)
+	case r.HashVersion != HashVersion && r.HashVersion != HashVersionCommitted:
+		v.fail(r.Seq, FailUnknownVersion, fmt.Sprintf("hash_version %d is not %d or %d", r.HashVersion, HashVersion, HashVersionCommitted), nil, nil)
 		return
+	}
+	if r.HashVersion == HashVersionCommitted && r.Statement != nil && !r.Purged {
+		// The text is still there: it must be the one committed to.
+		if r.StatementSalt == nil || !bytes.Equal(statementCommitment(r.StatementSalt, *r.Statement), r.StatementCommitment) {
+			v.fail(r.Seq, FailContentMismatch, "the statement text does not match its salted commitment", r.StatementCommitment, nil)
+			return
+		}
 	}
 	if r.Purged {
 		// Redacted by a purge: its content hash stands in for the fields,

@@ -98,7 +98,9 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
 	for _, r := range rows {
 		if r.ContentHash == nil {
-			r.HashVersion = HashVersion
+			if r.HashVersion != HashVersionCommitted {
+				r.HashVersion = HashVersion
+			}
 			r.ContentHash = r.ComputeContentHash()
 		}
 	}

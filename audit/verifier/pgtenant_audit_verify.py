@@ -6,7 +6,9 @@ sharing no code with the Go package: it recomputes every content, entry and
 genesis hash of a JSON-lines export (`pgtenant audit export`), checks that
 seq is contiguous and every link holds, that a redacted (purged) row lies
 inside a purge record's prefix, that checkpoint and purge heads match, and
-every RFC 6962 inclusion proof against the export's tree checkpoint note.
+every RFC 6962 inclusion proof against the export's tree checkpoint note,
+and, for hash version 2 rows, that a statement text still present matches
+its salted commitment.
 
 It does not check Ed25519 signatures (the standard library has no Ed25519);
 `pgtenant audit verify --file EXPORT --public-key KEY` does.
@@ -81,8 +83,14 @@ def content_hash(r):
     for f in ("account_id", "subject", "client_user"):
         b += text(r.get(f))
     b += inet(r.get("client_addr"))
-    for f in ("session_id", "proxy_instance", "statement"):
+    for f in ("session_id", "proxy_instance"):
         b += text(r.get(f))
+    if r["hash_version"] == 2:
+        # Version 2: the salted commitment to the text stands in its place.
+        c = r.get("statement_commitment")
+        b += raw(bytes.fromhex(c)) if c else b"\x00"
+    else:
+        b += text(r.get("statement"))
     b += text_array(r.get("tables"))
     for f in ("verdict", "reason", "sqlstate"):
         b += text(r.get(f))
@@ -181,6 +189,11 @@ def verify(lines):
                 if seq > purged_upto:
                     broken = (seq, "unsigned_purge")
             elif content_hash(r) != ch:
+                broken = (seq, "content_mismatch")
+            elif r["hash_version"] == 2 and r.get("statement") is not None and (
+                    not r.get("statement_salt") or hashlib.sha256(
+                        b"\x40" + bytes.fromhex(r["statement_salt"]) + r["statement"].encode("utf-8")
+                    ).hexdigest() != r.get("statement_commitment")):
                 broken = (seq, "content_mismatch")
             if broken is None and ph != prev:
                 broken = (seq, "genesis_mismatch" if seq == 1 else "link_mismatch")

@@ -36,7 +36,7 @@ pgtenant_audit_reader). The proxy itself only ever calls the append functions.`,
 			return withCode(exitUsage, errors.New("audit: missing subcommand (init, verify, seal or export)"))
 		},
 	}
-	cmd.AddCommand(newAuditInitCmd(), newAuditVerifyCmd(), newAuditSealCmd(), newAuditExportCmd(), newAuditPurgeCmd())
+	cmd.AddCommand(newAuditInitCmd(), newAuditVerifyCmd(), newAuditSealCmd(), newAuditExportCmd(), newAuditPurgeCmd(), newAuditEraseCmd())
 	return cmd
 }
 
@@ -385,5 +385,45 @@ can only redact whole expired prefixes; the proxy's service role cannot.`,
 	fl := cmd.Flags()
 	fl.StringVar(&path, "config", "", "configuration file (YAML)")
 	fl.StringVar(&keyPath, "key", "", "Ed25519 private key (the seal key), PKCS#8 PEM")
+	return cmd
+}
+
+func newAuditEraseCmd() *cobra.Command {
+	var path, account, beforeText string
+	cmd := &cobra.Command{
+		Use:   "erase --config FILE --account ID --before T",
+		Short: "Erase the stored statement text of an account's events before T (audit.statement: full)",
+		Long: `Erase the statement text of the account's events recorded before T (RFC 3339)
+in every region. Events recorded with audit.statement: full hash a salted
+commitment to their text rather than the text itself (hash version 2), so the
+text and its salt can be removed while every chain, checkpoint and inclusion
+proof still verifies. Runs as each region's admin role.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := loadAuditConfig(cmd, path)
+			if err != nil {
+				return err
+			}
+			if account == "" || beforeText == "" {
+				return withCode(exitUsage, errors.New("--account and --before are required"))
+			}
+			before, err := time.Parse(time.RFC3339Nano, beforeText)
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("--before: %w", err))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := audit.Erase(ctx, cfg.Regions, account, before)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "erased the statement text of %d event(s)\n", n)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&path, "config", "", "configuration file (YAML)")
+	fl.StringVar(&account, "account", "", "the account whose statement text is erased")
+	fl.StringVar(&beforeText, "before", "", "erase events recorded before this time (RFC 3339)")
 	return cmd
 }
