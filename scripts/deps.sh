@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pgtenant's demo and tests need beyond Go, from Debian's
 # packages, when it is missing: PostgreSQL server binaries, psql and pgbench,
-# PgBouncer, and Node.js with npm (for the node-postgres end-to-end test).
+# PgBouncer, Node.js with npm (for the node-postgres end-to-end test), and
+# python3 (the audit's independent verifier, audit/verifier).
 # Usage: scripts/deps.sh [demo|test]   (demo needs only the PostgreSQL server)
 set -euo pipefail
 what=${1:-test}
@@ -21,6 +22,7 @@ if [ "$what" = test ]; then
   command -v pgbench >/dev/null 2>&1 || [ -x "$bindir/pgbench" ] || missing+=(postgresql-contrib)
   command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3) # the audit's independent verifier
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
