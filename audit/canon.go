@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -48,7 +49,7 @@ func newRow(ev Event, chain, region, instance, statementMode string) (*Row, erro
 		return nil, fmt.Errorf("audit: account id %q is reserved for the no-tenant chain", NoTenantChain)
 	}
 	switch ev.Kind {
-	case KindConnect, KindReject, KindStatement, KindResult, KindDisconnect, KindConfig:
+	case KindConnect, KindReject, KindStatement, KindResult, KindDisconnect, KindConfig, KindAPI, KindPurge:
 	default:
 		return nil, fmt.Errorf("audit: unknown event kind %q", ev.Kind)
 	}
@@ -77,6 +78,11 @@ func newRow(ev Event, chain, region, instance, statementMode string) (*Row, erro
 		Verdict:       opt(ev.Verdict),
 		Reason:        opt(ev.Reason),
 		SQLState:      opt(ev.SQLState),
+	}
+	if statementMode == StatementFull && r.Statement != nil {
+		if err := r.commitStatement(); err != nil {
+			return nil, err
+		}
 	}
 	if ev.Kind == KindResult {
 		if ev.Rows >= 0 {
@@ -152,4 +158,17 @@ func canonTables(t []string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// commitStatement salts the row's statement text and switches it to hash
+// version 2 (the text outside the hashed content).
+func (r *Row) commitStatement() error {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return fmt.Errorf("audit: statement salt: %w", err)
+	}
+	r.StatementSalt = salt
+	r.StatementCommitment = statementCommitment(salt, *r.Statement)
+	r.HashVersion = HashVersionCommitted
+	return nil
 }

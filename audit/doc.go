@@ -1,26 +1,36 @@
 // Package audit writes and verifies pgtenant's hash-chained, append-only audit
-// trail (SPEC.md, Audit).
+// trail (SPEC.md, Audit; audit/README.md is the byte-level specification).
 //
-// Every region's backend database holds schema pgtenant_audit with the tables
-// events, chain_heads and checkpoints (see schema.go). There is one hash chain
-// per (region, tenant): chain_id is the account id, and the reserved chain
-// NoTenantChain ("-") holds events with no verified tenant, such as rejected
-// logins.
+// Every region's backend database holds schema pgtenant_audit (schema.go).
+// There is one hash chain per (region, tenant): chain_id is the account id,
+// and the reserved chain NoTenantChain ("-") holds events with no verified
+// tenant, such as rejected logins. Every chained event is also a leaf of one
+// Merkle tree per region (tree.go).
 //
 // The proxy reports events to a Recorder (recorder.go), which makes them as
 // durable as audit.mode promises before Record returns:
 //
-//	spool   statement events are fsync'd to a local spool (spool.go) with group
-//	        commit; a shipper per region moves them to the database in batches.
+//	spool   statement events are written to a local spool (spool.go) and
+//	        fsync'd every audit.spool_fsync_interval or per group; a shipper
+//	        per region moves them to the database in batches.
 //	strict  statement events are committed to the regional database (group
 //	        commit across connections) before Record returns.
 //	async   events go through a bounded in-memory queue; a full queue blocks.
 //
-// Writers (writer.go, pgstore.go) serialize appends per chain through the
-// chain_heads row inside one batch transaction; the content and entry hashes
-// are computed in Go over the versioned encoding documented in README.md and
-// implemented in encoding.go, so that an auditor can write an independent
-// verifier. Verify (verify.go) checks a chain and its signed checkpoints
-// (checkpoint.go); Export (export.go) writes a tenant's chain for offline
+// In spool and async mode a statement's row waits for its result and carries
+// it (merge.go): one row per statement.
+//
+// Writers (writer.go, ingest.go) take no lock shared with other proxies: they
+// COPY unsequenced, content-hashed rows into pgtenant_audit.ingest. One
+// integrator per region (integrator.go; whichever proxy holds the region's
+// advisory lock) assigns each tenant's seq, links its chain, numbers the tree
+// leaves and moves the rows into events. Hashes are computed in Go over the
+// versioned encoding of README.md (encoding.go), so that an auditor can write
+// an independent verifier (audit/verifier holds one in Python). Verify
+// (verify.go, verify_db.go) checks chains, per-chain checkpoints, tree
+// checkpoints (C2SP signed notes) and purge records; Seal (seal.go) signs
+// them with a key the proxy never holds; Purge and Erase (purge.go) enforce
+// retention and erase statement text while everything still verifies; Export
+// (export.go) writes a tenant's chain with inclusion proofs for offline
 // verification.
 package audit

@@ -14,6 +14,24 @@ import (
 // column and is the second byte hashed into content_hash.
 const HashVersion = 1
 
+// HashVersionCommitted is the content encoding of rows recorded with
+// audit.statement: full: the statement text is kept outside the hashed
+// content, which commits to it with statementCommitment, so that
+// `audit erase` can remove the text while every hash still verifies.
+const HashVersionCommitted = 2
+
+// tagStatement domain-separates the statement commitment.
+const tagStatement = 0x40
+
+// statementCommitment is SHA-256(0x40 || salt || statement).
+func statementCommitment(salt []byte, statement string) []byte {
+	h := sha256.New()
+	h.Write([]byte{tagStatement})
+	h.Write(salt)
+	h.Write([]byte(statement))
+	return h.Sum(nil)
+}
+
 // Domain-separation prefixes of the three hashes.
 const (
 	tagContent = 0x00
@@ -50,6 +68,15 @@ type Row struct {
 	ContentHash   []byte
 	PrevHash      []byte
 	EntryHash     []byte
+	// StatementSalt and StatementCommitment (hash version 2): the salt and
+	// SHA-256(0x40 || salt || statement); erasing the text clears Statement
+	// and StatementSalt and keeps the commitment.
+	StatementSalt       []byte
+	StatementCommitment []byte
+	// Purged marks a row redacted by a retention purge: its personal fields
+	// are NULL and its content_hash is taken as stored, covered by a signed
+	// purge record (purge.go).
+	Purged bool
 }
 
 // encoder appends the length-prefixed encoding of README.md to buf.
@@ -121,8 +148,18 @@ func (e *encoder) addr(s *string) {
 // EncodeContent returns the version-1 content encoding of r: every field
 // except seq and the hashes, in the fixed order of README.md.
 func (r *Row) EncodeContent(buf []byte) []byte {
+	v := r.HashVersion
+	if v != HashVersionCommitted {
+		v = HashVersion
+	}
+	return r.encodeContent(buf, v)
+}
+
+// encodeContent writes encoding version v: 1 hashes the statement text, 2
+// its commitment in the same position.
+func (r *Row) encodeContent(buf []byte, v int16) []byte {
 	e := encoder{buf: buf}
-	e.buf = append(e.buf, tagContent, HashVersion)
+	e.buf = append(e.buf, tagContent, byte(v))
 	e.bytes(r.EventID[:])
 	e.str(r.ChainID)
 	e.str(r.Region)
@@ -134,7 +171,15 @@ func (r *Row) EncodeContent(buf []byte) []byte {
 	e.addr(r.ClientAddr)
 	e.optStr(r.SessionID)
 	e.optStr(r.ProxyInstance)
-	e.optStr(r.Statement)
+	if v == HashVersionCommitted {
+		if r.StatementCommitment == nil {
+			e.null()
+		} else {
+			e.bytes(r.StatementCommitment)
+		}
+	} else {
+		e.optStr(r.Statement)
+	}
 	e.strArray(r.Tables)
 	e.optStr(r.Verdict)
 	e.optStr(r.Reason)

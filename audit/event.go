@@ -10,6 +10,10 @@ const (
 	KindResult     = "result"
 	KindDisconnect = "disconnect"
 	KindConfig     = "config"
+	// KindAPI is a tenant API read.
+	KindAPI = "api"
+	// KindPurge records a retention purge.
+	KindPurge = "purge"
 )
 
 // Verdicts.
@@ -49,6 +53,10 @@ type Event struct {
 	// rewrite): Statement and FullStatement are the rewrite the server ran.
 	// Until the schema stores it, Reason carries ReasonRewritten.
 	Rewritten bool
+	// Ref pairs a statement event with its result within a session
+	// (SessionID, Ref): in spool and async mode the result is merged into
+	// the statement's row before it is shipped. 0 = unpaired.
+	Ref uint64
 }
 
 // ReasonRewritten is the Reason of an allowed statement pgtenant rewrote.

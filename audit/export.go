@@ -30,7 +30,8 @@ type ExportOptions struct {
 // ExportFormat identifies an export's header line.
 const ExportFormat = "pgtenant-audit-export"
 
-// Lines of a JSON-lines export: a header, then events, then checkpoints.
+// Lines of a JSON-lines export: a header, then events, then checkpoints,
+// then the region's signed tree checkpoint (when there is one).
 type (
 	headerLine struct {
 		Type string `json:"type"`
@@ -39,6 +40,21 @@ type (
 	eventLine struct {
 		Type string `json:"type"`
 		*RowJSON
+		// Leaf and Proof: the event's index in its region's Merkle tree and
+		// an RFC 6962 inclusion proof (base64 hashes) against the export's
+		// tree checkpoint, when the event is inside that checkpoint.
+		Leaf  *int64   `json:"leaf,omitempty"`
+		Proof []string `json:"proof,omitempty"`
+	}
+	// purgeLine carries a signed purge record of the chain.
+	purgeLine struct {
+		Type string `json:"type"`
+		*PurgeRecord
+	}
+	// treeCheckpointLine carries a region's signed tree checkpoint (C2SP note).
+	treeCheckpointLine struct {
+		Type string `json:"type"`
+		Note string `json:"note"`
 	}
 	checkpointLine struct {
 		Type string `json:"type"`
@@ -151,6 +167,10 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			return 0, true, err
 		}
 	}
+	proofs, note, err := exportProofs(ctx, conn, name, opts.Account, cw == nil)
+	if err != nil {
+		return 0, true, err
+	}
 	var n int64
 	if first > 0 && last >= first {
 		err = streamChain(ctx, conn, opts.Account, first, last, func(row *Row) error {
@@ -159,7 +179,11 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			if cw != nil {
 				return cw.Write(csvEvent(j))
 			}
-			return enc.Encode(eventLine{Type: "event", RowJSON: &j})
+			line := eventLine{Type: "event", RowJSON: &j}
+			if p, ok := proofs[row.Seq]; ok {
+				line.Leaf, line.Proof = &p.leaf, p.hashes
+			}
+			return enc.Encode(line)
 		})
 		if err != nil {
 			return n, true, err
@@ -173,6 +197,22 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 			continue
 		}
 		if err := enc.Encode(checkpointLine{Type: "checkpoint", Checkpoint: &cps[i]}); err != nil {
+			return n, true, err
+		}
+	}
+	if cw == nil {
+		purges, err := dbPurges(ctx, conn, opts.Account)
+		if err != nil {
+			return n, true, err
+		}
+		for i := range purges {
+			if err := enc.Encode(purgeLine{Type: "purge", PurgeRecord: &purges[i]}); err != nil {
+				return n, true, err
+			}
+		}
+	}
+	if note != nil {
+		if err := enc.Encode(treeCheckpointLine{Type: "tree_checkpoint", Note: string(note)}); err != nil {
 			return n, true, err
 		}
 	}
@@ -228,6 +268,10 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	rows := map[[2]string]int64{}
 	sawHeader := false
 	var firstSeq int64
+	var treeNotes [][]byte
+	var included []inclusion
+	pending := map[[2]string][]*Row{}
+	purges := map[[2]string][]PurgeRecord{}
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Bytes()
 		if len(strings.TrimSpace(string(line))) == 0 {
@@ -270,11 +314,31 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 				order = append(order, k)
 			}
 			rows[k]++
-			v.hashAt[row.Seq] = row.EntryHash // checked below only if the row verified
-			v.add(row)
-			if v.rowsBroken {
-				delete(v.hashAt, row.Seq)
+			var lp struct {
+				Leaf  *int64   `json:"leaf"`
+				Proof []string `json:"proof"`
 			}
+			if err := json.Unmarshal(line, &lp); err != nil {
+				return nil, fmt.Errorf("%w: line %d: %w", ErrCannotVerify, n, err)
+			}
+			if lp.Leaf != nil {
+				included = append(included, inclusion{region: row.Region, chain: row.ChainID, seq: row.Seq,
+					leaf: *lp.Leaf, entry: row.EntryHash, proof: lp.Proof})
+			}
+			pending[k] = append(pending[k], row)
+		case "purge":
+			var p PurgeRecord
+			if err := json.Unmarshal(line, &p); err != nil {
+				return nil, fmt.Errorf("%w: line %d: %w", ErrCannotVerify, n, err)
+			}
+			k := [2]string{p.Region, p.ChainID}
+			purges[k] = append(purges[k], p)
+		case "tree_checkpoint":
+			var t treeCheckpointLine
+			if err := json.Unmarshal(line, &t); err != nil {
+				return nil, fmt.Errorf("%w: line %d: %w", ErrCannotVerify, n, err)
+			}
+			treeNotes = append(treeNotes, []byte(t.Note))
 		case "checkpoint":
 			var c Checkpoint
 			if err := json.Unmarshal(line, &c); err != nil {
@@ -299,6 +363,16 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	rep := &Report{Failures: []Failure{}}
 	for _, k := range order {
 		v := verifiers[k]
+		// Purge records first: they say which rows may be redacted.
+		v.acceptPurges(purges[k], pub, "export")
+		for _, row := range pending[k] {
+			v.hashAt[row.Seq] = row.EntryHash // checked below only if the row verified
+			v.add(row)
+			if v.rowsBroken {
+				delete(v.hashAt, row.Seq)
+			}
+		}
+		v.checkPurges()
 		list := cps[k]
 		if len(list) > 0 && pub == nil {
 			return nil, fmt.Errorf("%w: the export has checkpoints but no public key was given", ErrCannotVerify)
@@ -313,6 +387,11 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			rep.Failures = append(rep.Failures, *f)
 		}
 	}
+	tf, err := checkInclusions(treeNotes, included, pub)
+	if err != nil {
+		return nil, err
+	}
+	rep.Failures = append(rep.Failures, tf...)
 	rep.OK = len(rep.Failures) == 0
 	return rep, nil
 }

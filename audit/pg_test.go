@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
+	if os.Getenv(childWriterEnv) != "" {
+		os.Exit(runWriterChild())
+	}
 	pgtest.Main(m)
 }
 

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,11 +9,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtenant/pgtenant/config"
+)
+
+// Spool durability (audit.spool_fsync).
+const (
+	SpoolFsyncGroup    = "group"
+	SpoolFsyncInterval = "interval"
 )
 
 // Audit modes (audit.mode).
@@ -94,11 +101,26 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 		r.logger.Warn("audit database not reachable at start; events will wait", "region", name, "error", err)
 	}
 	w := &regionWriter{
-		name: name, pool: pool, logger: r.logger, batchMax: batchMax,
+		name: name, pool: pool, logger: r.logger, batchMax: batchMax, held: newMerger(),
 		stop: make(chan struct{}), hardStop: make(chan struct{}), done: make(chan struct{}),
 	}
+	connect := func(ctx context.Context) (*pgx.Conn, error) {
+		cc, err := connConfig(name, reg, false)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.ConnectConfig(ctx, cc)
+	}
+	w.integ = newIntegrator(name, connect, r.logger)
 	if r.cfg.Mode == ModeSpool {
-		sp, err := openSpool(filepath.Join(r.cfg.SpoolDir, name), r.cfg.SpoolMaxBytes)
+		every := time.Duration(0)
+		if r.cfg.SpoolFsync != SpoolFsyncGroup {
+			every = r.cfg.SpoolFsyncInterval
+			if every <= 0 {
+				every = 10 * time.Millisecond
+			}
+		}
+		sp, err := openSpoolSync(filepath.Join(r.cfg.SpoolDir, name), r.cfg.SpoolMaxBytes, every)
 		if err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("region %s: %w", name, err)
@@ -113,8 +135,11 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 			w.batchMax = strictBatchMax
 		}
 		w.queue = make(chan *item, r.cfg.QueueSize)
+		w.sweepStop, w.sweepDone = make(chan struct{}), make(chan struct{})
 		go w.runQueue()
+		go w.sweep()
 	}
+	go w.integ.run()
 	return w, nil
 }
 
@@ -168,21 +193,21 @@ func (r *Recorder) Record(ctx context.Context, ev Event) error {
 		if err != nil {
 			return err
 		}
-		if err := r.recordIn(ctx, w, row, statement); err != nil {
+		if err := r.recordIn(ctx, w, row, ev.Ref, statement); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, statement bool) error {
+func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, ref uint64, statement bool) error {
 	if w.spool != nil {
 		if statement {
 			if err := w.unavailable(r.cfg.OutageTimeout); err != nil {
 				return err
 			}
 		}
-		err := w.spool.Append([]*Row{row}, statement, statement)
+		err := w.spool.AppendRef(row, ref, statement, statement)
 		if errors.Is(err, ErrSpoolFull) {
 			return fmt.Errorf("%w: region %s: spool holds %d bytes (audit.spool_max_bytes %d)",
 				ErrUnavailable, w.name, w.spool.Bytes(), r.cfg.SpoolMaxBytes)
@@ -192,11 +217,42 @@ func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, stat
 		}
 		return nil
 	}
+	if r.cfg.Mode == ModeAsync {
+		// One row per statement: park it until its result comes.
+		if k, ok := keyOf(row, ref); ok {
+			switch {
+			case waitsForResult(row, ref):
+				if w.held.hold(k, &held{row: row, since: time.Now()}) {
+					w.queued.Add(1)
+					return nil
+				}
+			case row.Kind == KindResult:
+				if h := w.held.take(k); h != nil {
+					mergeResult(h.row, row)
+					return w.enqueue(ctx, &item{row: h.row})
+				}
+			}
+		}
+		if row.Kind == KindDisconnect && row.SessionID != nil {
+			for _, h := range w.held.takeSession(*row.SessionID) {
+				if err := w.enqueue(ctx, &item{row: h.row}); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	it := &item{row: row}
 	if statement && r.cfg.Mode == ModeStrict {
 		it.done = make(chan error, 1)
 	}
 	w.queued.Add(1)
+	return w.enqueue(ctx, it)
+}
+
+// enqueue puts an item, already counted in queued, on the writer's queue
+// (blocking while it is full) and, for strict statement events, waits for
+// its commit.
+func (w *regionWriter) enqueue(ctx context.Context, it *item) error {
 	select {
 	case w.queue <- it:
 	case <-ctx.Done():
@@ -229,6 +285,10 @@ func (r *Recorder) Close(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		for _, w := range r.writers {
+			if w.sweepStop != nil {
+				close(w.sweepStop)
+				<-w.sweepDone
+			}
 			close(w.stop)
 		}
 		for _, name := range r.names {
@@ -243,14 +303,76 @@ func (r *Recorder) Close(ctx context.Context) error {
 				}
 			}
 		}
+		for _, name := range r.names {
+			if err := r.writers[name].closeIntegrator(ctx); err != nil && r.closeErr == nil {
+				r.closeErr = fmt.Errorf("audit: region %s: close: %w", name, err)
+			}
+		}
 		r.shutdownNow()
 	})
 	return r.closeErr
 }
 
+// closeIntegrator stops the region's integrator once what this recorder
+// appended is chained: by integrating it (when this process holds the
+// lock) or by waiting for the process that does.
+func (w *regionWriter) closeIntegrator(ctx context.Context) error {
+	g := w.integ
+	if g == nil {
+		return nil
+	}
+	defer func() {
+		select {
+		case <-g.hardStop:
+		default:
+			close(g.hardStop)
+		}
+		<-g.done
+	}()
+	close(g.stop)
+	if g.active.Load() {
+		select {
+		case <-g.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	w.mu.Lock()
+	last := w.lastID
+	w.mu.Unlock()
+	if last == (uuid.UUID{}) {
+		return nil
+	}
+	for {
+		var ok bool
+		err := w.pool.QueryRow(ctx, `SELECT pgtenant_audit.is_integrated($1)`, last).Scan(&ok)
+		if err == nil && ok {
+			return nil
+		}
+		t := time.NewTimer(integratePoll)
+		select {
+		case <-t.C:
+		case <-g.done: // took the lock over and drained
+			t.Stop()
+			return nil
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the integrator: %w", ctx.Err())
+		}
+	}
+}
+
 // shutdownNow releases resources without waiting for writers.
 func (r *Recorder) shutdownNow() {
 	for _, w := range r.writers {
+		if w.integ != nil {
+			select {
+			case <-w.integ.hardStop:
+			default:
+				close(w.integ.hardStop)
+			}
+		}
 		if w.spool != nil {
 			if err := w.spool.Close(); err != nil && r.closeErr == nil {
 				r.closeErr = err
@@ -303,9 +425,14 @@ type RegionStats struct {
 	WriteSeconds float64
 	// LastWriteSeconds is the duration of the latest append transaction.
 	LastWriteSeconds float64
-	// HeadSeq and HeadHash are the seq and entry hash (hex) of the latest row written.
-	HeadSeq  int64
-	HeadHash string
+	// Integrating reports whether this process holds the region's
+	// integrator lock (integrator.go).
+	Integrating bool
+	// EventsIntegrated is the number of events this process chained.
+	EventsIntegrated uint64
+	// IntegrationLagSeconds is how old the oldest event of the latest
+	// integration was when it was chained (0 when nothing was pending).
+	IntegrationLagSeconds float64
 	// Healthy reports whether the latest write succeeded.
 	Healthy bool
 }
@@ -329,9 +456,9 @@ func (r *Recorder) Stats() Stats {
 		} else {
 			rs.QueueDepth = w.queued.Load()
 		}
-		w.mu.Lock()
-		rs.HeadSeq, rs.HeadHash = w.head.seq, hex.EncodeToString(w.head.hash)
-		w.mu.Unlock()
+		rs.Integrating = w.integ.active.Load()
+		rs.EventsIntegrated = w.integ.integrated.Load()
+		rs.IntegrationLagSeconds = time.Duration(w.integ.lagNanos.Load()).Seconds()
 		s.Regions[name] = rs
 	}
 	return s

@@ -35,6 +35,10 @@ type RowJSON struct {
 	ContentHash   string   `json:"content_hash"`
 	PrevHash      string   `json:"prev_hash"`
 	EntryHash     string   `json:"entry_hash"`
+	Purged        bool     `json:"purged"`
+	// StatementSalt and StatementCommitment (hex) of hash version 2 rows.
+	StatementSalt       string `json:"statement_salt,omitempty"`
+	StatementCommitment string `json:"statement_commitment,omitempty"`
 }
 
 // tsLayout keeps exactly microsecond precision.
@@ -54,7 +58,8 @@ func (r *Row) ToJSON(byteaText bool) RowJSON {
 		ClientAddr: r.ClientAddr, Region: r.Region, SessionID: r.SessionID, ProxyInstance: r.ProxyInstance,
 		Statement: r.Statement, Tables: r.Tables, Verdict: r.Verdict, Reason: r.Reason, SQLState: r.SQLState,
 		Rows: r.Rows, DurationUS: r.DurationUS, HashVersion: r.HashVersion,
-		ContentHash: h(r.ContentHash), PrevHash: h(r.PrevHash), EntryHash: h(r.EntryHash),
+		ContentHash: h(r.ContentHash), PrevHash: h(r.PrevHash), EntryHash: h(r.EntryHash), Purged: r.Purged,
+		StatementSalt: optHex(r.StatementSalt, byteaText), StatementCommitment: optHex(r.StatementCommitment, byteaText),
 	}
 }
 
@@ -73,13 +78,17 @@ func (j RowJSON) Row() (*Row, error) {
 		Subject: j.Subject, ClientUser: j.ClientUser, ClientAddr: j.ClientAddr, Region: j.Region,
 		SessionID: j.SessionID, ProxyInstance: j.ProxyInstance, Statement: j.Statement, Tables: j.Tables,
 		Verdict: j.Verdict, Reason: j.Reason, SQLState: j.SQLState, Rows: j.Rows, DurationUS: j.DurationUS,
-		HashVersion: j.HashVersion,
+		HashVersion: j.HashVersion, Purged: j.Purged,
 	}
 	for _, f := range []struct {
 		name string
 		in   string
 		out  *[]byte
-	}{{"content_hash", j.ContentHash, &r.ContentHash}, {"prev_hash", j.PrevHash, &r.PrevHash}, {"entry_hash", j.EntryHash, &r.EntryHash}} {
+	}{{"content_hash", j.ContentHash, &r.ContentHash}, {"prev_hash", j.PrevHash, &r.PrevHash}, {"entry_hash", j.EntryHash, &r.EntryHash},
+		{"statement_salt", j.StatementSalt, &r.StatementSalt}, {"statement_commitment", j.StatementCommitment, &r.StatementCommitment}} {
+		if f.in == "" && (f.name == "statement_salt" || f.name == "statement_commitment") {
+			continue
+		}
 		b, err := hex.DecodeString(strings.TrimPrefix(f.in, `\x`))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.name, err)
@@ -87,4 +96,15 @@ func (j RowJSON) Row() (*Row, error) {
 		*f.out = b
 	}
 	return r, nil
+}
+
+// optHex renders optional bytes as hex ("" = NULL).
+func optHex(b []byte, byteaText bool) string {
+	if b == nil {
+		return ""
+	}
+	if byteaText {
+		return `\x` + hex.EncodeToString(b)
+	}
+	return hex.EncodeToString(b)
 }

@@ -247,6 +247,464 @@ REVOKE ALL ON FUNCTION pgtenant_audit.append_rows(text, bigint[], uuid[], timest
 	text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], bigint[],
 	bigint[], smallint[], bytea[], bytea[], bytea[]) FROM PUBLIC;
 `,
+	// 3: audit v3's write path. Writers append unsequenced, content-hashed
+	// rows to ingest with COPY and take no lock; one integrator per region
+	// (whichever proxy holds the advisory lock) assigns seq, links the chains
+	// and moves them into events through integrate. Kinds api and purge.
+	`
+-- Nothing reads events by (account_id, ts): exports and verification go by
+-- chain_id (the account) and seq. One index fewer per integrated event.
+DROP INDEX pgtenant_audit.events_account_ts;
+ALTER TABLE pgtenant_audit.events DROP CONSTRAINT events_kind_check;
+ALTER TABLE pgtenant_audit.events ADD CONSTRAINT events_kind_check
+	CHECK (kind IN ('connect','reject','statement','result','disconnect','config','api','purge'));
+
+-- leaf: the event's index in its region's Merkle tree (RFC 6962 hashing,
+-- leaf data = entry_hash), assigned by the integrator; NULL for rows of
+-- schema version 2. tree_heads holds each region's tree size;
+-- tree_checkpoints the signed notes of audit seal.
+ALTER TABLE pgtenant_audit.events ADD COLUMN leaf bigint;
+CREATE TABLE pgtenant_audit.tree_heads (
+	region text   PRIMARY KEY,
+	size   bigint NOT NULL CHECK (size >= 0)
+);
+CREATE TABLE pgtenant_audit.tree_checkpoints (
+	id     bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	region text        NOT NULL,
+	size   bigint      NOT NULL CHECK (size >= 0),
+	root   bytea       NOT NULL,
+	ts     timestamptz NOT NULL DEFAULT now(),
+	note   text        NOT NULL
+);
+CREATE FUNCTION pgtenant_audit.tree_forward() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.region IS DISTINCT FROM OLD.region OR NEW.size < OLD.size THEN
+		RAISE EXCEPTION 'pgtenant_audit.tree_heads: a tree may only grow' USING ERRCODE = '42501';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER tree_heads_no_delete BEFORE DELETE ON pgtenant_audit.tree_heads
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER tree_heads_no_truncate BEFORE TRUNCATE ON pgtenant_audit.tree_heads
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER tree_heads_forward BEFORE UPDATE ON pgtenant_audit.tree_heads
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.tree_forward();
+CREATE TRIGGER tree_checkpoints_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.tree_checkpoints
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER tree_checkpoints_no_truncate BEFORE TRUNCATE ON pgtenant_audit.tree_checkpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+ALTER TABLE pgtenant_audit.tree_heads ENABLE ALWAYS TRIGGER tree_heads_no_delete;
+ALTER TABLE pgtenant_audit.tree_heads ENABLE ALWAYS TRIGGER tree_heads_no_truncate;
+ALTER TABLE pgtenant_audit.tree_heads ENABLE ALWAYS TRIGGER tree_heads_forward;
+ALTER TABLE pgtenant_audit.tree_checkpoints ENABLE ALWAYS TRIGGER tree_checkpoints_append_only;
+ALTER TABLE pgtenant_audit.tree_checkpoints ENABLE ALWAYS TRIGGER tree_checkpoints_no_truncate;
+
+-- tree_size locks region's tree head (creating it empty) and returns its size.
+CREATE FUNCTION pgtenant_audit.tree_size(p_region text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_size bigint;
+BEGIN
+	INSERT INTO pgtenant_audit.tree_heads (region, size) VALUES (p_region, 0) ON CONFLICT (region) DO NOTHING;
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	RETURN v_size;
+END $$;
+
+CREATE TABLE pgtenant_audit.ingest (
+	event_id       uuid        NOT NULL,
+	chain_id       text        NOT NULL,
+	ts             timestamptz NOT NULL,
+	kind           text        NOT NULL CHECK (kind IN ('connect','reject','statement','result','disconnect','config','api','purge')),
+	account_id     text,
+	subject        text,
+	client_user    text,
+	client_addr    inet,
+	region         text        NOT NULL,
+	session_id     text,
+	proxy_instance text,
+	statement      text,
+	tables         text[],
+	verdict        text        CHECK (verdict IN ('allow','deny')),
+	reason         text,
+	sqlstate       text,
+	rows           bigint,
+	duration_us    bigint,
+	hash_version   smallint    NOT NULL,
+	content_hash   bytea       NOT NULL CHECK (length(content_hash) = 32),
+	-- the appending transaction: the integrator reads rows by it, so that a
+	-- transaction that commits late is never skipped.
+	xid            xid8        NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE UNIQUE INDEX ingest_event_id ON pgtenant_audit.ingest (event_id);
+CREATE INDEX ingest_xid ON pgtenant_audit.ingest (xid, event_id);
+CREATE TRIGGER ingest_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.ingest
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER ingest_no_truncate BEFORE TRUNCATE ON pgtenant_audit.ingest
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+ALTER TABLE pgtenant_audit.ingest ENABLE ALWAYS TRIGGER ingest_append_only;
+ALTER TABLE pgtenant_audit.ingest ENABLE ALWAYS TRIGGER ingest_no_truncate;
+
+-- ingest_pending returns appended rows not yet integrated, from transaction
+-- p_from on, in (xid, event_id) order. The planner settings keep the plan
+-- on the indexes whatever the statistics say (a fresh table has none).
+CREATE FUNCTION pgtenant_audit.ingest_pending(p_from bigint, p_limit integer)
+RETURNS TABLE (event_id uuid, chain_id text, region text, ts timestamptz, content_hash bytea, xid bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET enable_sort = off AS $$
+	SELECT i.event_id, i.chain_id, i.region, i.ts, i.content_hash, i.xid::text::bigint
+	FROM pgtenant_audit.ingest i
+	WHERE i.xid >= p_from::text::xid8
+	  AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = i.event_id)
+	ORDER BY i.xid, i.event_id LIMIT p_limit
+$$;
+
+-- is_integrated reports whether an appended event is in events (a closing
+-- proxy that does not integrate waits for its last event).
+CREATE FUNCTION pgtenant_audit.is_integrated(p_event_id uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = p_event_id)
+$$;
+
+-- snapshot_xmin: every transaction below it has ended.
+CREATE FUNCTION pgtenant_audit.snapshot_xmin() RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+$$;
+
+-- heads_of locks the heads of p_chains (creating them at genesis) in chain
+-- order and returns them.
+CREATE FUNCTION pgtenant_audit.heads_of(p_chains text[], p_regions text[])
+RETURNS TABLE (chain_id text, region text, seq bigint, head bytea)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO pgtenant_audit.chain_heads AS h (chain_id, region, seq, head)
+	SELECT c.chain, c.region, 0, sha256('\x20'::bytea || int4send(octet_length(convert_to(c.region, 'UTF8')))
+			|| convert_to(c.region, 'UTF8') || int4send(octet_length(convert_to(c.chain, 'UTF8')))
+			|| convert_to(c.chain, 'UTF8'))
+	FROM unnest(p_chains, p_regions) AS c(chain, region)
+	ORDER BY c.chain
+	ON CONFLICT ON CONSTRAINT chain_heads_pkey DO NOTHING;
+	RETURN QUERY SELECT h.chain_id, h.region, h.seq, h.head FROM pgtenant_audit.chain_heads h
+		WHERE h.chain_id = ANY (p_chains) ORDER BY h.chain_id FOR UPDATE;
+END $$;
+
+-- integrate moves ingested rows into events with the seq and hashes the
+-- integrator computed, after checking that they extend every chain exactly
+-- (contiguous seq, prev_hash = the previous entry hash, entry_hash =
+-- SHA-256(0x10 || lp(chain_id) || seq || prev_hash || content_hash)), that
+-- each names its ingested row's chain and content hash, and moves the heads
+-- (locked by heads_of in the same transaction).
+CREATE FUNCTION pgtenant_audit.integrate(p_region text, p_first_leaf bigint, p_event_id uuid[], p_chain text[],
+	p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_n integer := coalesce(cardinality(p_event_id), 0);
+	v_bad bigint;
+	v_ins bigint;
+	v_size bigint;
+BEGIN
+	IF v_n = 0 THEN
+		RETURN 0;
+	END IF;
+	-- The rows become leaves p_first_leaf.. of the region's tree, which must
+	-- be its current size: leaves are contiguous and never reassigned.
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	IF v_size IS DISTINCT FROM p_first_leaf THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
+			USING ERRCODE = '40001';
+	END IF;
+	IF cardinality(p_chain) <> v_n OR cardinality(p_content) <> v_n OR cardinality(p_seq) <> v_n
+	   OR cardinality(p_prev) <> v_n OR cardinality(p_entry) <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: arrays differ in length' USING ERRCODE = '22023';
+	END IF;
+	SELECT count(*) INTO v_bad
+	FROM (SELECT u.chain, u.content, u.seq, u.prev, u.entry, h.seq AS h_seq, h.head AS h_head,
+			row_number() OVER w AS rn, lag(u.entry) OVER w AS before
+		FROM unnest(p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(chain, content, seq, prev, entry, ord)
+		LEFT JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain
+		WINDOW w AS (PARTITION BY u.chain ORDER BY u.ord)) x
+	WHERE x.h_seq IS NULL OR x.seq <> x.h_seq + x.rn OR x.prev IS DISTINCT FROM coalesce(x.before, x.h_head)
+		OR x.entry IS DISTINCT FROM sha256('\x10'::bytea || int4send(octet_length(convert_to(x.chain, 'UTF8')))
+			|| convert_to(x.chain, 'UTF8') || int8send(x.seq) || x.prev || x.content);
+	IF v_bad > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % rows do not extend their chains', v_bad
+			USING ERRCODE = '40001';
+	END IF;
+	INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+		client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+		duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf)
+	SELECT i.chain_id, u.seq, i.event_id, i.ts, i.kind, i.account_id, i.subject, i.client_user,
+		i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict, i.reason,
+		i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, u.prev, u.entry, p_first_leaf + u.ord - 1
+	FROM unnest(p_event_id, p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY
+		AS u(event_id, chain, content, seq, prev, entry, ord)
+	JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id AND i.chain_id = u.chain AND i.content_hash = u.content
+		AND i.region = p_region
+	JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain AND h.region = p_region;
+	GET DIAGNOSTICS v_ins = ROW_COUNT;
+	IF v_ins <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % of % events do not match an ingested row of their chain''s region',
+			v_n - v_ins, v_n USING ERRCODE = '22023';
+	END IF;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM (SELECT DISTINCT ON (u.chain) u.chain, u.seq, u.entry
+		FROM unnest(p_chain, p_seq, p_entry) AS u(chain, seq, entry)
+		ORDER BY u.chain, u.seq DESC) l
+	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_n WHERE t.region = p_region;
+	RETURN v_n;
+END $$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
+`,
+	// 4: retention. A purge redacts a chain's expired prefix in place: the
+	// rows keep their identity and hashes (so every chain and the tree still
+	// verify) and lose their content; only such redactions get past the
+	// append-only trigger, and only the owner (the admin role) may update.
+	`
+ALTER TABLE pgtenant_audit.events ADD COLUMN purged boolean NOT NULL DEFAULT false;
+
+CREATE TABLE pgtenant_audit.purges (
+	id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	region    text        NOT NULL,
+	chain_id  text        NOT NULL,
+	upto_seq  bigint      NOT NULL CHECK (upto_seq >= 1),
+	head      bytea       NOT NULL,
+	before    timestamptz NOT NULL,
+	ts        timestamptz NOT NULL,
+	key_id    text        NOT NULL,
+	signature bytea       NOT NULL
+);
+CREATE TRIGGER purges_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.purges
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.forbid_change();
+CREATE TRIGGER purges_no_truncate BEFORE TRUNCATE ON pgtenant_audit.purges
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+ALTER TABLE pgtenant_audit.purges ENABLE ALWAYS TRIGGER purges_append_only;
+ALTER TABLE pgtenant_audit.purges ENABLE ALWAYS TRIGGER purges_no_truncate;
+
+-- events: the only change allowed is a redaction (purged false -> true,
+-- personal fields NULL, everything else untouched).
+CREATE FUNCTION pgtenant_audit.events_redact_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND NOT OLD.purged AND NEW.purged
+	   AND (NEW.chain_id, NEW.seq, NEW.event_id, NEW.ts, NEW.kind, NEW.account_id, NEW.region, NEW.proxy_instance,
+	        NEW.verdict, NEW.sqlstate, NEW.rows, NEW.duration_us, NEW.hash_version, NEW.content_hash,
+	        NEW.prev_hash, NEW.entry_hash, NEW.leaf)
+	       IS NOT DISTINCT FROM
+	       (OLD.chain_id, OLD.seq, OLD.event_id, OLD.ts, OLD.kind, OLD.account_id, OLD.region, OLD.proxy_instance,
+	        OLD.verdict, OLD.sqlstate, OLD.rows, OLD.duration_us, OLD.hash_version, OLD.content_hash,
+	        OLD.prev_hash, OLD.entry_hash, OLD.leaf)
+	   AND NEW.subject IS NULL AND NEW.client_user IS NULL AND NEW.client_addr IS NULL
+	   AND NEW.session_id IS NULL AND NEW.statement IS NULL AND NEW.tables IS NULL AND NEW.reason IS NULL THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'pgtenant_audit.events: % is not allowed, the audit trail is append-only', TG_OP
+		USING ERRCODE = '42501';
+END $$;
+DROP TRIGGER events_append_only ON pgtenant_audit.events;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.events
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.events_redact_only();
+ALTER TABLE pgtenant_audit.events ENABLE ALWAYS TRIGGER events_append_only;
+
+-- ingest: a row may be deleted once its event is in events with the same
+-- content hash (a purge removes the copies of what it redacts); nothing
+-- awaiting integration can be deleted or changed.
+CREATE FUNCTION pgtenant_audit.ingest_delete_integrated() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM pgtenant_audit.events e
+			WHERE e.event_id = OLD.event_id AND e.content_hash = OLD.content_hash) THEN
+		RETURN OLD;
+	END IF;
+	RAISE EXCEPTION 'pgtenant_audit.ingest: % is not allowed, the audit trail is append-only', TG_OP
+		USING ERRCODE = '42501';
+END $$;
+DROP TRIGGER ingest_append_only ON pgtenant_audit.ingest;
+CREATE TRIGGER ingest_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.ingest
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.ingest_delete_integrated();
+ALTER TABLE pgtenant_audit.ingest ENABLE ALWAYS TRIGGER ingest_append_only;
+
+-- purge_chain redacts the longest prefix of p_chain whose events are all
+-- older than p_before and returns its last seq and entry hash (0 and NULL
+-- when nothing is expired). EXECUTE is not granted: only the owner's
+-- members (the admin role that holds the seal key) may run it.
+CREATE FUNCTION pgtenant_audit.purge_chain(p_chain text, p_before timestamptz)
+RETURNS TABLE (upto bigint, head bytea, redacted bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_upto bigint;
+	v_head bytea;
+	v_n bigint;
+BEGIN
+	SELECT coalesce((SELECT min(e.seq) FROM pgtenant_audit.events e WHERE e.chain_id = p_chain AND e.ts >= p_before),
+		(SELECT max(e.seq) + 1 FROM pgtenant_audit.events e WHERE e.chain_id = p_chain), 1) - 1 INTO v_upto;
+	IF v_upto < 1 THEN
+		RETURN QUERY SELECT 0::bigint, NULL::bytea, 0::bigint;
+		RETURN;
+	END IF;
+	UPDATE pgtenant_audit.events e SET purged = true, subject = NULL, client_user = NULL, client_addr = NULL,
+		session_id = NULL, statement = NULL, tables = NULL, reason = NULL
+	WHERE e.chain_id = p_chain AND e.seq <= v_upto AND NOT e.purged;
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	DELETE FROM pgtenant_audit.ingest i USING pgtenant_audit.events e
+	WHERE i.chain_id = p_chain AND e.event_id = i.event_id AND e.chain_id = p_chain AND e.seq <= v_upto;
+	SELECT e.entry_hash INTO v_head FROM pgtenant_audit.events e WHERE e.chain_id = p_chain AND e.seq = v_upto;
+	RETURN QUERY SELECT v_upto, v_head, v_n;
+END $$;
+REVOKE ALL ON FUNCTION pgtenant_audit.purge_chain(text, timestamptz) FROM PUBLIC;
+`,
+	// 5: statement text outside the hashed content (hash version 2, for
+	// audit.statement: full): a salt and the commitment
+	// SHA-256(0x40 || salt || text) are stored, the content hash covers the
+	// commitment, and erase_statements may clear the text and salt.
+	`
+ALTER TABLE pgtenant_audit.ingest ADD COLUMN statement_salt bytea, ADD COLUMN statement_commitment bytea;
+ALTER TABLE pgtenant_audit.events ADD COLUMN statement_salt bytea, ADD COLUMN statement_commitment bytea;
+
+CREATE OR REPLACE FUNCTION pgtenant_audit.integrate(p_region text, p_first_leaf bigint, p_event_id uuid[], p_chain text[],
+	p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_n integer := coalesce(cardinality(p_event_id), 0);
+	v_bad bigint;
+	v_ins bigint;
+	v_size bigint;
+BEGIN
+	IF v_n = 0 THEN
+		RETURN 0;
+	END IF;
+	-- The rows become leaves p_first_leaf.. of the region's tree, which must
+	-- be its current size: leaves are contiguous and never reassigned.
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	IF v_size IS DISTINCT FROM p_first_leaf THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
+			USING ERRCODE = '40001';
+	END IF;
+	IF cardinality(p_chain) <> v_n OR cardinality(p_content) <> v_n OR cardinality(p_seq) <> v_n
+	   OR cardinality(p_prev) <> v_n OR cardinality(p_entry) <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: arrays differ in length' USING ERRCODE = '22023';
+	END IF;
+	SELECT count(*) INTO v_bad
+	FROM (SELECT u.chain, u.content, u.seq, u.prev, u.entry, h.seq AS h_seq, h.head AS h_head,
+			row_number() OVER w AS rn, lag(u.entry) OVER w AS before
+		FROM unnest(p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(chain, content, seq, prev, entry, ord)
+		LEFT JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain
+		WINDOW w AS (PARTITION BY u.chain ORDER BY u.ord)) x
+	WHERE x.h_seq IS NULL OR x.seq <> x.h_seq + x.rn OR x.prev IS DISTINCT FROM coalesce(x.before, x.h_head)
+		OR x.entry IS DISTINCT FROM sha256('\x10'::bytea || int4send(octet_length(convert_to(x.chain, 'UTF8')))
+			|| convert_to(x.chain, 'UTF8') || int8send(x.seq) || x.prev || x.content);
+	IF v_bad > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % rows do not extend their chains', v_bad
+			USING ERRCODE = '40001';
+	END IF;
+	INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+		client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+		duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment)
+	SELECT i.chain_id, u.seq, i.event_id, i.ts, i.kind, i.account_id, i.subject, i.client_user,
+		i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict, i.reason,
+		i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, u.prev, u.entry, p_first_leaf + u.ord - 1,
+		i.statement_salt, i.statement_commitment
+	FROM unnest(p_event_id, p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY
+		AS u(event_id, chain, content, seq, prev, entry, ord)
+	JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id AND i.chain_id = u.chain AND i.content_hash = u.content
+		AND i.region = p_region
+	JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain AND h.region = p_region;
+	GET DIAGNOSTICS v_ins = ROW_COUNT;
+	IF v_ins <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % of % events do not match an ingested row of their chain''s region',
+			v_n - v_ins, v_n USING ERRCODE = '22023';
+	END IF;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM (SELECT DISTINCT ON (u.chain) u.chain, u.seq, u.entry
+		FROM unnest(p_chain, p_seq, p_entry) AS u(chain, seq, entry)
+		ORDER BY u.chain, u.seq DESC) l
+	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_n WHERE t.region = p_region;
+	RETURN v_n;
+END $$;
+
+CREATE OR REPLACE FUNCTION pgtenant_audit.events_redact_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND NOT OLD.purged AND NEW.purged
+	   AND (NEW.chain_id, NEW.seq, NEW.event_id, NEW.ts, NEW.kind, NEW.account_id, NEW.region, NEW.proxy_instance,
+	        NEW.verdict, NEW.sqlstate, NEW.rows, NEW.duration_us, NEW.hash_version, NEW.content_hash,
+	        NEW.prev_hash, NEW.entry_hash, NEW.leaf)
+	       IS NOT DISTINCT FROM
+	       (OLD.chain_id, OLD.seq, OLD.event_id, OLD.ts, OLD.kind, OLD.account_id, OLD.region, OLD.proxy_instance,
+	        OLD.verdict, OLD.sqlstate, OLD.rows, OLD.duration_us, OLD.hash_version, OLD.content_hash,
+	        OLD.prev_hash, OLD.entry_hash, OLD.leaf)
+	   AND NEW.subject IS NULL AND NEW.client_user IS NULL AND NEW.client_addr IS NULL
+	   AND NEW.session_id IS NULL AND NEW.statement IS NULL AND NEW.tables IS NULL AND NEW.reason IS NULL
+	   AND NEW.statement_salt IS NULL AND NEW.statement_commitment IS NOT DISTINCT FROM OLD.statement_commitment THEN
+		RETURN NEW;
+	END IF;
+	-- An erasure: a hash-version-2 row loses its statement text and salt,
+	-- keeping the commitment the content hash covers; nothing else changes.
+	IF TG_OP = 'UPDATE' AND OLD.hash_version = 2 AND OLD.statement IS NOT NULL
+	   AND NEW.statement IS NULL AND NEW.statement_salt IS NULL
+	   AND ROW(NEW.chain_id, NEW.seq, NEW.event_id, NEW.ts, NEW.kind, NEW.account_id, NEW.subject, NEW.client_user,
+	        NEW.client_addr, NEW.region, NEW.session_id, NEW.proxy_instance, NEW.tables, NEW.verdict, NEW.reason,
+	        NEW.sqlstate, NEW.rows, NEW.duration_us, NEW.hash_version, NEW.content_hash, NEW.prev_hash,
+	        NEW.entry_hash, NEW.leaf, NEW.purged, NEW.statement_commitment)
+	       IS NOT DISTINCT FROM
+	       ROW(OLD.chain_id, OLD.seq, OLD.event_id, OLD.ts, OLD.kind, OLD.account_id, OLD.subject, OLD.client_user,
+	        OLD.client_addr, OLD.region, OLD.session_id, OLD.proxy_instance, OLD.tables, OLD.verdict, OLD.reason,
+	        OLD.sqlstate, OLD.rows, OLD.duration_us, OLD.hash_version, OLD.content_hash, OLD.prev_hash,
+	        OLD.entry_hash, OLD.leaf, OLD.purged, OLD.statement_commitment) THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'pgtenant_audit.events: % is not allowed, the audit trail is append-only', TG_OP
+		USING ERRCODE = '42501';
+END $$;
+
+CREATE OR REPLACE FUNCTION pgtenant_audit.purge_chain(p_chain text, p_before timestamptz)
+RETURNS TABLE (upto bigint, head bytea, redacted bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_upto bigint;
+	v_head bytea;
+	v_n bigint;
+BEGIN
+	SELECT coalesce((SELECT min(e.seq) FROM pgtenant_audit.events e WHERE e.chain_id = p_chain AND e.ts >= p_before),
+		(SELECT max(e.seq) + 1 FROM pgtenant_audit.events e WHERE e.chain_id = p_chain), 1) - 1 INTO v_upto;
+	IF v_upto < 1 THEN
+		RETURN QUERY SELECT 0::bigint, NULL::bytea, 0::bigint;
+		RETURN;
+	END IF;
+	UPDATE pgtenant_audit.events e SET purged = true, subject = NULL, client_user = NULL, client_addr = NULL,
+		session_id = NULL, statement = NULL, tables = NULL, reason = NULL, statement_salt = NULL
+	WHERE e.chain_id = p_chain AND e.seq <= v_upto AND NOT e.purged;
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	DELETE FROM pgtenant_audit.ingest i USING pgtenant_audit.events e
+	WHERE i.chain_id = p_chain AND e.event_id = i.event_id AND e.chain_id = p_chain AND e.seq <= v_upto;
+	SELECT e.entry_hash INTO v_head FROM pgtenant_audit.events e WHERE e.chain_id = p_chain AND e.seq = v_upto;
+	RETURN QUERY SELECT v_upto, v_head, v_n;
+END $$;
+
+-- erase_statements clears the statement text (and salt) of p_chain's
+-- hash-version-2 events older than p_before, in events and in the ingested
+-- copies; owner's members only.
+CREATE FUNCTION pgtenant_audit.erase_statements(p_chain text, p_before timestamptz) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_n bigint;
+BEGIN
+	UPDATE pgtenant_audit.events e SET statement = NULL, statement_salt = NULL
+	WHERE e.chain_id = p_chain AND e.ts < p_before AND e.hash_version = 2 AND e.statement IS NOT NULL;
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	DELETE FROM pgtenant_audit.ingest i USING pgtenant_audit.events e
+	WHERE i.chain_id = p_chain AND e.event_id = i.event_id AND i.ts < p_before AND i.statement IS NOT NULL;
+	RETURN v_n;
+END $$;
+REVOKE ALL ON FUNCTION pgtenant_audit.erase_statements(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtenant_audit.integrate(text, bigint, uuid[], text[], bytea[], bigint[], bytea[], bytea[]) FROM PUBLIC;
+`,
 }
 
 // SchemaVersion is the audit schema version this build writes.
@@ -369,6 +827,16 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 			`GRANT EXECUTE ON FUNCTION pgtenant_audit.append_rows(text, bigint[], uuid[], timestamptz[],
 				text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[], text[],
 				text[], bigint[], bigint[], smallint[], bytea[], bytea[], bytea[]) TO `+service)
+	}
+	if serviceRole != OwnerRole && len(migrations) >= 3 {
+		grants = append(grants,
+			`GRANT INSERT ON pgtenant_audit.ingest TO `+service,
+			`GRANT EXECUTE ON FUNCTION pgtenant_audit.ingest_pending(bigint, integer),
+				pgtenant_audit.snapshot_xmin(),
+				pgtenant_audit.is_integrated(uuid),
+				pgtenant_audit.heads_of(text[], text[]),
+				pgtenant_audit.integrate(text, bigint, uuid[], text[], bytea[], bigint[], bytea[], bytea[]),
+				pgtenant_audit.tree_size(text) TO `+service)
 	}
 	for _, s := range grants {
 		if _, err := tx.Exec(ctx, s); err != nil {

@@ -15,9 +15,11 @@ import (
 
 // SealResult reports one sealing pass.
 type SealResult struct {
-	Sealed   int       // new checkpoints written
-	Skipped  int       // chains whose latest checkpoint is still current
-	Failures []Failure // chains not sealed because the rows since their last checkpoint do not verify
+	Sealed  int // new checkpoints written
+	Skipped int // chains whose latest checkpoint is still current
+	// TreesSealed counts signed tree checkpoints (C2SP notes) written.
+	TreesSealed int
+	Failures    []Failure // chains not sealed because the rows since their last checkpoint do not verify
 }
 
 // Seal signs a checkpoint of every chain in every region whose head moved
@@ -109,5 +111,5 @@ func sealRegion(ctx context.Context, name string, r config.Region, key ed25519.P
 		}
 		res.Sealed++
 	}
-	return nil
+	return sealTree(ctx, conn, name, key, dir, res)
 }

@@ -17,12 +17,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // The spool is a directory of segment files, NNNNNNNNNNNNNNNNNNNN.seg, each a
 // sequence of records: u32 BE payload length, u32 BE CRC-32C of the payload,
-// payload (a RowJSON without seq and hashes). Writers append whole records
-// with one write(2) and group their fsyncs; one reader (the shipper) follows
+// payload (spoolFormat: the row's binary content encoding without seq and
+// hashes). Writers append whole records with one write(2) and either group
+// their fsyncs or leave them to syncLoop (audit.spool_fsync); one reader (the shipper) follows
 // the log and deletes a segment once it is rotated and fully shipped. After a
 // restart the reader starts again at the oldest segment; rows already in the
 // database are skipped by event_id.
@@ -59,6 +61,11 @@ type spool struct {
 
 	syncMu    sync.Mutex
 	syncedGen atomic.Uint64
+	// syncEvery > 0 is audit.spool_fsync: interval (syncLoop fsyncs);
+	// 0 is group (durable writes wait for their fsync).
+	syncEvery time.Duration
+	syncStop  chan struct{}
+	syncDone  chan struct{}
 
 	// reader state, used by the shipper goroutine only
 	rID     uint64
@@ -72,6 +79,11 @@ func segName(id uint64) string { return fmt.Sprintf("%020d%s", id, segmentSuffix
 // openSpool opens (creating) dir, repairs a torn tail left by a crash, and
 // starts a fresh segment for new writes.
 func openSpool(dir string, maxBytes int64) (*spool, error) {
+	return openSpoolSync(dir, maxBytes, 0)
+}
+
+// openSpoolSync is openSpool with an fsync interval (0 = group commit).
+func openSpoolSync(dir string, maxBytes int64, syncEvery time.Duration) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
@@ -144,6 +156,10 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 	if err := s.rotateLocked(next); err != nil {
 		s.lock.Close()
 		return nil, err
+	}
+	if syncEvery > 0 {
+		s.syncEvery, s.syncStop, s.syncDone = syncEvery, make(chan struct{}), make(chan struct{})
+		go s.syncLoop()
 	}
 	return s, nil
 }
@@ -286,20 +302,99 @@ func (s *spool) rotateLocked(id uint64) error {
 	return nil
 }
 
-// Append writes rows to the log. With durable it returns only after an
-// fsync covers them (group commit: concurrent appenders share one fsync).
-// With limit it refuses with ErrSpoolFull past the high-water mark.
+// spoolFormat is the first byte of a binary spool record: format 2 is
+// u8 2 || u64 BE ref || the row's content encoding (README.md, "Hash
+// encoding"), seq and hashes not yet assigned. Format 1 records (JSON, from
+// earlier builds) start with '{' and are still read.
+const spoolFormat = 2
+
+// spoolFormatSalted (3) is format 2 with u8 length || the statement salt
+// after the ref (rows of audit.statement: full).
+const spoolFormatSalted = 3
+
+// spoolRec is one record read from the spool: a row, the reference that
+// pairs a statement with its result, and the position after it (with its
+// size in bytes).
+type spoolRec struct {
+	row *Row
+	ref uint64
+	end spoolPos
+}
+
+func encodeSpoolRecord(buf []byte, r *Row, ref uint64) []byte {
+	hdr := len(buf)
+	format := byte(spoolFormat)
+	if r.StatementSalt != nil {
+		format = spoolFormatSalted
+	}
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, format)
+	buf = binary.BigEndian.AppendUint64(buf, ref)
+	if format == spoolFormatSalted {
+		buf = append(buf, byte(len(r.StatementSalt)))
+		buf = append(buf, r.StatementSalt...)
+	}
+	buf = r.encodeContent(buf, HashVersion) // the text itself, never the commitment
+	payload := buf[hdr+recordHeader:]
+	binary.BigEndian.PutUint32(buf[hdr:], uint32(len(payload)))
+	binary.BigEndian.PutUint32(buf[hdr+4:], crc32.Checksum(payload, crcTable))
+	return buf
+}
+
+func decodeSpoolRecord(payload []byte) (*Row, uint64, error) {
+	if len(payload) > 0 && payload[0] == '{' {
+		var j RowJSON
+		if err := json.Unmarshal(payload, &j); err != nil {
+			return nil, 0, err
+		}
+		r, err := j.Row()
+		return r, 0, err
+	}
+	if len(payload) < 9 || (payload[0] != spoolFormat && payload[0] != spoolFormatSalted) {
+		return nil, 0, errors.New("unknown spool record format")
+	}
+	ref, rest := binary.BigEndian.Uint64(payload[1:9]), payload[9:]
+	var salt []byte
+	if payload[0] == spoolFormatSalted {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return nil, 0, errors.New("torn statement salt")
+		}
+		salt, rest = slices.Clone(rest[1:1+int(rest[0])]), rest[1+int(rest[0]):]
+	}
+	r, err := decodeContent(rest)
+	if err != nil {
+		return nil, 0, err
+	}
+	if salt != nil && r.Statement != nil {
+		r.StatementSalt = salt
+		r.StatementCommitment = statementCommitment(salt, *r.Statement)
+		r.HashVersion = HashVersionCommitted
+	}
+	return r, ref, nil
+}
+
+// Append writes rows to the log (unpaired). With durable it returns only
+// once the rows are as durable as the spool's fsync policy promises; with
+// limit it refuses with ErrSpoolFull past the high-water mark.
 func (s *spool) Append(rows []*Row, durable, limit bool) error {
 	var buf []byte
 	for _, r := range rows {
-		payload, err := json.Marshal(r.ToJSON(false))
-		if err != nil {
-			return fmt.Errorf("spool: encode: %w", err)
-		}
-		buf = binary.BigEndian.AppendUint32(buf, uint32(len(payload)))
-		buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(payload, crcTable))
-		buf = append(buf, payload...)
+		buf = encodeSpoolRecord(buf, r, 0)
 	}
+	return s.write(buf, len(rows), durable, limit)
+}
+
+// AppendRef writes one row with the reference pairing it with its
+// statement or result.
+func (s *spool) AppendRef(r *Row, ref uint64, durable, limit bool) error {
+	var scratch [512]byte
+	return s.write(encodeSpoolRecord(scratch[:0], r, ref), 1, durable, limit)
+}
+
+// write appends n encoded records with one write(2). In group mode a
+// durable write waits for an fsync that covers it (concurrent writers share
+// it); in interval mode it returns after the write, and syncLoop fsyncs the
+// file every interval.
+func (s *spool) write(buf []byte, n int, durable, limit bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -316,7 +411,7 @@ func (s *spool) Append(rows []*Row, durable, limit bool) error {
 		}
 	}
 	if _, err := s.cur.Write(buf); err != nil {
-		// A partial write would corrupt the segment for later appends: start a new one.
+		// A partial write would corrupt the segment for later appends: cut it off.
 		_ = s.cur.Truncate(s.curSize)
 		s.mu.Unlock()
 		return fmt.Errorf("spool: write: %w", err)
@@ -325,16 +420,37 @@ func (s *spool) Append(rows []*Row, durable, limit bool) error {
 	s.sizes[s.curID] = s.curSize
 	s.total += int64(len(buf))
 	s.unshipped += int64(len(buf))
-	s.records += int64(len(rows))
+	s.records += int64(n)
 	s.writeGen++
 	gen := s.writeGen
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()
-	if !durable {
+	if !durable || s.syncEvery > 0 {
 		return nil
 	}
 	return s.syncTo(gen)
+}
+
+// syncLoop fsyncs the current segment every syncEvery when something was
+// written since the last fsync (audit.spool_fsync: interval).
+func (s *spool) syncLoop() {
+	defer close(s.syncDone)
+	t := time.NewTicker(s.syncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.syncStop:
+			return
+		}
+		s.mu.Lock()
+		gen := s.writeGen
+		s.mu.Unlock()
+		if s.syncedGen.Load() < gen {
+			_ = s.syncTo(gen) // a failing disk shows in the next group write or at Close
+		}
+	}
 }
 
 // syncTo returns once an fsync has covered write generation gen.
@@ -382,14 +498,14 @@ type spoolPos struct {
 	bytes int64 // bytes read since the position Next started at
 }
 
-// Next returns up to max rows from the reader position and the position
-// after them, without advancing the reader (call Release once they are
-// shipped). It returns no rows and a channel that is closed when more are
-// written.
-func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
-	var rows []*Row
-	var read int64
-	for len(rows) < max {
+// nextRecs reads up to max records from the reader position and moves the
+// reader past them. With none to read it returns a channel that is closed
+// when more are written.
+func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
+	var recs []spoolRec
+	var row *Row
+	var ref uint64
+	for len(recs) < max {
 		s.mu.Lock()
 		size, live := s.sizes[s.rID]
 		curID, notify := s.curID, s.notify
@@ -399,44 +515,61 @@ func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
 				// Finished a rotated segment: move on (it is deleted on Release).
 				s.closeReader()
 				s.rID, s.rOff = s.nextLive(s.rID), 0
-				if len(rows) > 0 {
+				if len(recs) > 0 {
 					break
 				}
 				continue
 			}
-			if len(rows) == 0 {
-				return nil, spoolPos{s.rID, s.rOff, 0}, notify, nil
+			if len(recs) == 0 {
+				return nil, notify, nil
 			}
 			break
 		}
 		if s.rFile == nil {
 			f, err := os.Open(filepath.Join(s.dir, segName(s.rID)))
 			if err != nil {
-				return nil, spoolPos{}, nil, fmt.Errorf("spool: %w", err)
+				return nil, nil, fmt.Errorf("spool: %w", err)
 			}
 			if _, err := f.Seek(s.rOff, io.SeekStart); err != nil {
 				f.Close()
-				return nil, spoolPos{}, nil, fmt.Errorf("spool: %w", err)
+				return nil, nil, fmt.Errorf("spool: %w", err)
 			}
 			s.rFile, s.rReader = f, bufio.NewReaderSize(f, 256<<10)
 		}
 		payload, err := readRecord(s.rReader)
 		if err != nil {
-			return nil, spoolPos{}, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
+			return nil, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
 		}
-		var j RowJSON
-		if err := json.Unmarshal(payload, &j); err != nil {
-			return nil, spoolPos{}, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
-		}
-		row, err := j.Row()
+		row, ref, err = decodeSpoolRecord(payload)
 		if err != nil {
-			return nil, spoolPos{}, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
+			return nil, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
 		}
-		rows = append(rows, row)
-		s.rOff += recordHeader + int64(len(payload))
-		read += recordHeader + int64(len(payload))
+		recSize := recordHeader + int64(len(payload))
+		s.rOff += recSize
+		recs = append(recs, spoolRec{row: row, ref: ref, end: spoolPos{s.rID, s.rOff, recSize}})
 	}
-	return rows, spoolPos{s.rID, s.rOff, read}, nil, nil
+	return recs, nil, nil
+}
+
+// Next returns up to max rows from the reader position and the position
+// after them (with the bytes read); the reader moves on, and Release
+// records them as shipped. It returns no rows and a channel that is closed
+// when more are written.
+func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
+	start := s.Pos()
+	recs, notify, err := s.nextRecs(max)
+	if err != nil || len(recs) == 0 {
+		return nil, start, notify, err
+	}
+	rows := make([]*Row, len(recs))
+	var read int64
+	for i, r := range recs {
+		rows[i] = r.row
+		read += r.end.bytes
+	}
+	end := recs[len(recs)-1].end
+	end.bytes = read
+	return rows, end, nil, nil
 }
 
 func (s *spool) nextLive(after uint64) uint64 {
@@ -503,6 +636,14 @@ func (s *spool) Rewind(pos spoolPos) {
 
 // Close syncs and closes the current segment.
 func (s *spool) Close() error {
+	if s.syncStop != nil {
+		select {
+		case <-s.syncStop:
+		default:
+			close(s.syncStop)
+			<-s.syncDone
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

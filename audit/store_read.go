@@ -10,15 +10,22 @@ import (
 )
 
 // rowColumns selects an events row in Row's field order.
+// purged and the statement salt and commitment are read through to_jsonb
+// so that regions not yet at schema versions 4 and 5 (no such columns)
+// still verify.
 const rowColumns = `chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
 	client_addr::text, region, session_id, proxy_instance, statement, tables, verdict, reason,
-	sqlstate, rows, duration_us, hash_version, content_hash, prev_hash, entry_hash`
+	sqlstate, rows, duration_us, hash_version, content_hash, prev_hash, entry_hash,
+	coalesce((to_jsonb(e) ->> 'purged')::boolean, false),
+	decode(substr(to_jsonb(e) ->> 'statement_salt', 3), 'hex'),
+	decode(substr(to_jsonb(e) ->> 'statement_commitment', 3), 'hex')`
 
 func scanRow(rows pgx.Rows) (*Row, error) {
 	r := &Row{}
 	err := rows.Scan(&r.ChainID, &r.Seq, &r.EventID, &r.TS, &r.Kind, &r.AccountID, &r.Subject, &r.ClientUser,
 		&r.ClientAddr, &r.Region, &r.SessionID, &r.ProxyInstance, &r.Statement, &r.Tables, &r.Verdict, &r.Reason,
-		&r.SQLState, &r.Rows, &r.DurationUS, &r.HashVersion, &r.ContentHash, &r.PrevHash, &r.EntryHash)
+		&r.SQLState, &r.Rows, &r.DurationUS, &r.HashVersion, &r.ContentHash, &r.PrevHash, &r.EntryHash, &r.Purged,
+		&r.StatementSalt, &r.StatementCommitment)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +52,7 @@ func hostAddr(s *string) *string {
 // streamChain calls fn for each row of chain with minSeq <= seq <= maxSeq
 // (maxSeq 0 = no bound), in seq order.
 func streamChain(ctx context.Context, conn *pgx.Conn, chain string, minSeq, maxSeq int64, fn func(*Row) error) error {
-	q := `SELECT ` + rowColumns + ` FROM pgtenant_audit.events WHERE chain_id = $1 AND seq >= $2`
+	q := `SELECT ` + rowColumns + ` FROM pgtenant_audit.events e WHERE chain_id = $1 AND seq >= $2`
 	args := []any{chain, minSeq}
 	if maxSeq > 0 {
 		q += ` AND seq <= $3`

@@ -24,7 +24,7 @@ func asAttacker(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	for _, tbl := range []string{"events", "chain_heads", "checkpoints"} {
+	for _, tbl := range []string{"events", "chain_heads", "checkpoints", "tree_checkpoints", "tree_heads", "ingest"} {
 		if _, err := tx.Exec(ctx, `ALTER TABLE pgtenant_audit.`+tbl+` DISABLE TRIGGER USER`); err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +34,10 @@ func asAttacker(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 	}
 	for _, tr := range [][2]string{{"events", "events_append_only"}, {"events", "events_no_truncate"},
 		{"checkpoints", "checkpoints_append_only"}, {"checkpoints", "checkpoints_no_truncate"},
-		{"chain_heads", "chain_heads_no_delete"}, {"chain_heads", "chain_heads_no_truncate"}, {"chain_heads", "chain_heads_forward"}} {
+		{"chain_heads", "chain_heads_no_delete"}, {"chain_heads", "chain_heads_no_truncate"}, {"chain_heads", "chain_heads_forward"},
+		{"tree_checkpoints", "tree_checkpoints_append_only"}, {"tree_checkpoints", "tree_checkpoints_no_truncate"},
+		{"tree_heads", "tree_heads_no_delete"}, {"tree_heads", "tree_heads_no_truncate"}, {"tree_heads", "tree_heads_forward"},
+		{"ingest", "ingest_append_only"}, {"ingest", "ingest_no_truncate"}} {
 		if _, err := tx.Exec(ctx, `ALTER TABLE pgtenant_audit.`+tr[0]+` ENABLE ALWAYS TRIGGER `+tr[1]); err != nil {
 			t.Fatal(err)
 		}

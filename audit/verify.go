@@ -23,7 +23,10 @@ const (
 	FailCheckpointMismatch = "checkpoint_mismatch" // a checkpoint's head is not the entry_hash at its size
 	FailBadSignature       = "bad_signature"       // a checkpoint's signature does not verify
 	FailCheckpointRegress  = "checkpoint_regression"
-	FailChainMissing       = "chain_missing" // checkpoints or a head exist but no rows
+	FailChainMissing       = "chain_missing"  // checkpoints or a head exist but no rows
+	FailTreeGap            = "tree_gap"       // the region's tree leaves are not contiguous, or tree_heads disagrees
+	FailUnsignedPurge      = "unsigned_purge" // a redacted row outside every signed purge record
+	FailTreeMismatch       = "tree_mismatch"  // the tree rebuilt from events does not extend a signed tree checkpoint
 )
 
 // Failure is the first broken entry of one chain.
@@ -57,6 +60,8 @@ type chainVerifier struct {
 	rowsBroken    bool
 	wantAt        map[int64]bool
 	hashAt        map[int64][]byte
+	purgedUpTo    int64 // rows up to here may be redacted (signed purge records)
+	purges        []PurgeRecord
 }
 
 func newChainVerifier(region, chain string) *chainVerifier {
@@ -98,11 +103,25 @@ func (v *chainVerifier) add(r *Row) {
 	case r.Seq < v.next:
 		v.fail(r.Seq, FailSeqOrder, fmt.Sprintf("seq %d appears again after seq %d", r.Seq, v.next-1), nil, nil)
 		return
-	case r.HashVersion != HashVersion:
-		v.fail(r.Seq, FailUnknownVersion, fmt.Sprintf("hash_version %d is not %d", r.HashVersion, HashVersion), nil, nil)
+	case r.HashVersion != HashVersion && r.HashVersion != HashVersionCommitted:
+		v.fail(r.Seq, FailUnknownVersion, fmt.Sprintf("hash_version %d is not %d or %d", r.HashVersion, HashVersion, HashVersionCommitted), nil, nil)
 		return
 	}
-	if c := r.ComputeContentHash(); !bytes.Equal(c, r.ContentHash) {
+	if r.HashVersion == HashVersionCommitted && r.Statement != nil && !r.Purged {
+		// The text is still there: it must be the one committed to.
+		if r.StatementSalt == nil || !bytes.Equal(statementCommitment(r.StatementSalt, *r.Statement), r.StatementCommitment) {
+			v.fail(r.Seq, FailContentMismatch, "the statement text does not match its salted commitment", r.StatementCommitment, nil)
+			return
+		}
+	}
+	if r.Purged {
+		// Redacted by a purge: its content hash stands in for the fields,
+		// but only inside a prefix a signed purge record covers.
+		if r.Seq > v.purgedUpTo {
+			v.fail(r.Seq, FailUnsignedPurge, "the row is redacted but no signed purge record covers it", nil, nil)
+			return
+		}
+	} else if c := r.ComputeContentHash(); !bytes.Equal(c, r.ContentHash) {
 		v.fail(r.Seq, FailContentMismatch, "the row's fields do not match its content_hash", c, r.ContentHash)
 		return
 	}

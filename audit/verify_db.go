@@ -20,6 +20,9 @@ type VerifyOptions struct {
 	PublicKey ed25519.PublicKey
 	// CheckpointDir holds the external checkpoint copies ("" = none).
 	CheckpointDir string
+	// SinceCheckpoints are signed tree checkpoints (notes) the verifier
+	// kept: the current tree must extend each (--since-checkpoint).
+	SinceCheckpoints [][]byte
 }
 
 // Report is the outcome of a verification.
@@ -35,6 +38,7 @@ type RegionReport struct {
 	Chains              int    `json:"chains"`
 	Rows                int64  `json:"rows"`
 	Checkpoints         int    `json:"checkpoints"`
+	Leaves              int64  `json:"leaves"`
 	ExternalCheckpoints int    `json:"external_checkpoints"`
 }
 
@@ -133,6 +137,11 @@ func verifyRegion(ctx context.Context, name string, r config.Region, opts Verify
 				return rr, nil, err
 			}
 			v.want(headSeq)
+			purges, err := dbPurges(ctx, conn, chain)
+			if err != nil {
+				return rr, nil, err
+			}
+			v.acceptPurges(purges, opts.PublicKey, "database")
 			err = streamChain(ctx, conn, chain, 1, 0, func(row *Row) error {
 				rr.Rows++
 				v.add(row)
@@ -142,6 +151,7 @@ func verifyRegion(ctx context.Context, name string, r config.Region, opts Verify
 				return rr, nil, err
 			}
 		}
+		v.checkPurges()
 		if hasHead {
 			v.checkHead(headSeq, head)
 		} else if v.last() > 0 && !v.rowsBroken {
@@ -154,6 +164,16 @@ func verifyRegion(ctx context.Context, name string, r config.Region, opts Verify
 		if f := v.first(); f != nil {
 			fails = append(fails, *f)
 		}
+	}
+	// The tree spans every chain of the region: checked when the whole
+	// region is verified, or against checkpoints the verifier kept.
+	if present && (opts.Account == "" || len(opts.SinceCheckpoints) > 0) {
+		tf, leaves, err := verifyTree(ctx, conn, name, opts)
+		if err != nil {
+			return rr, nil, fmt.Errorf("tree: %w", err)
+		}
+		rr.Leaves = leaves
+		fails = append(fails, tf...)
 	}
 	return rr, fails, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -57,19 +58,53 @@ type regionWriter struct {
 
 	mu      sync.Mutex
 	lastErr error
-	head    chainHead
+	lastID  uuid.UUID // the last event appended, for Close to wait on
+
+	integ *integrator
+	held  *merger // statements waiting for their results (spool, async)
+
+	sweepStop, sweepDone chan struct{} // async: sweep
 }
 
-type chainHead struct {
-	chain string
-	seq   int64
-	hash  []byte
+// sweep ships async statements whose result is late (holdMax); when
+// stopped it ships every statement still waiting.
+func (w *regionWriter) sweep() {
+	defer close(w.sweepDone)
+	t := time.NewTicker(holdMax / 4)
+	defer t.Stop()
+	for {
+		cutoff := time.Now().Add(-holdMax)
+		select {
+		case <-t.C:
+		case <-w.sweepStop:
+			cutoff = time.Time{}
+		}
+		for _, h := range w.held.expired(cutoff) {
+			select {
+			case w.queue <- &item{row: h.row}:
+			case <-w.hardStop:
+				return
+			}
+		}
+		if cutoff.IsZero() {
+			return
+		}
+	}
 }
 
-// write appends rows in one transaction and records the outcome.
+// write appends rows to ingest in one COPY and records the outcome; the
+// region's integrator then chains them.
 func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
-	ins, dups, err := appendRows(ctx, w.pool, w.name, rows)
+	for _, r := range rows {
+		if r.ContentHash == nil {
+			if r.HashVersion != HashVersionCommitted {
+				r.HashVersion = HashVersion
+			}
+			r.ContentHash = r.ComputeContentHash()
+		}
+	}
+	ins, dups, err := ingestRows(ctx, w.pool, rows)
 	d := time.Since(start)
 	if err != nil {
 		w.failingSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -90,13 +125,13 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	w.dups.Add(uint64(dups))
 	w.writeNanos.Add(int64(d))
 	w.lastNanos.Store(int64(d))
-	last := rows[len(rows)-1]
 	w.mu.Lock()
 	w.lastErr = nil
-	if last.EntryHash != nil {
-		w.head = chainHead{last.ChainID, last.Seq, last.EntryHash}
-	}
+	w.lastID = rows[len(rows)-1].EventID
 	w.mu.Unlock()
+	if w.integ != nil {
+		w.integ.wake()
+	}
 	return nil
 }
 
@@ -222,38 +257,87 @@ func (w *regionWriter) abandon(held []*item) {
 	}
 }
 
-// runSpool ships the spool: batches in log order, rewound and retried on
-// failure, released (and their segments deleted) once committed.
+// spoolEntry is a record read from the spool and not yet released; done
+// once its row (or the statement it was merged into) is in the database.
+type spoolEntry struct {
+	end  spoolPos
+	done bool
+}
+
+// shipRow is a row ready to ship and the spool records it carries.
+type shipRow struct {
+	row     *Row
+	entries []*spoolEntry
+}
+
+// runSpool ships the spool in log order, merging each statement with its
+// result (merge.go); failed batches are retried, and the spool is released
+// (its segments deleted) up to the first record not yet in the database.
 func (w *regionWriter) runSpool() {
 	defer close(w.done)
+	var fifo []*spoolEntry // read, not yet released, in log order
+	var ready []shipRow
 	attempt := 0
 	draining := false
 	for {
-		start := w.spool.Pos()
-		rows, pos, notify, err := w.spool.Next(batchMax)
-		if err != nil {
-			w.logger.Error("audit spool segment unreadable, skipping the rest of it", "region", w.name, "error", err)
-			w.spool.SkipSegment()
-			continue
+		var notify <-chan struct{}
+		if len(ready) < w.batchMax {
+			recs, ch, err := w.spool.nextRecs(w.batchMax - len(ready))
+			if err != nil {
+				w.logger.Error("audit spool segment unreadable, skipping the rest of it", "region", w.name, "error", err)
+				w.spool.SkipSegment()
+				continue
+			}
+			notify = ch
+			for _, rec := range recs {
+				e := &spoolEntry{end: rec.end}
+				fifo = append(fifo, e)
+				ready = w.take(ready, rec.row, rec.ref, e)
+			}
 		}
-		if len(rows) == 0 {
+		for _, h := range w.held.expired(time.Now().Add(-holdMax)) {
+			ready = append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry)}})
+		}
+		if len(ready) == 0 {
 			if draining {
+				if w.held.len() > 0 {
+					for _, h := range w.held.expired(time.Time{}) {
+						ready = append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry)}})
+					}
+					continue
+				}
+				fifo = w.release(fifo)
 				return
+			}
+			if notify == nil {
+				continue
+			}
+			t := time.NewTimer(holdMax / 4)
+			tick := t.C
+			if w.held.len() == 0 {
+				tick = nil
 			}
 			select {
 			case <-notify:
+			case <-tick:
 			case <-w.stop:
 				draining = true
 			case <-w.hardStop:
+				t.Stop()
 				return
 			}
+			t.Stop()
 			continue
 		}
+		n := min(len(ready), w.batchMax)
+		rows := make([]*Row, n)
+		for i := range n {
+			rows[i] = ready[i].row
+		}
 		ctx, cancel := w.writeCtx()
-		err = w.write(ctx, rows)
+		err := w.write(ctx, rows)
 		cancel()
 		if err != nil {
-			w.spool.Rewind(start)
 			attempt++
 			if !w.backoff(attempt) {
 				return
@@ -261,10 +345,56 @@ func (w *regionWriter) runSpool() {
 			continue
 		}
 		attempt = 0
-		if err := w.spool.Release(pos, len(rows)); err != nil {
-			w.logger.Warn("audit spool release failed", "region", w.name, "error", err)
+		for _, r := range ready[:n] {
+			for _, e := range r.entries {
+				e.done = true
+			}
+		}
+		ready = append(ready[:0], ready[n:]...)
+		fifo = w.release(fifo)
+	}
+}
+
+// take routes one spooled row: a statement waits for its result, a result
+// joins its waiting statement, a disconnect first releases its session's
+// statements; everything else is ready to ship.
+func (w *regionWriter) take(ready []shipRow, row *Row, ref uint64, e *spoolEntry) []shipRow {
+	k, paired := keyOf(row, ref)
+	switch {
+	case paired && waitsForResult(row, ref):
+		if w.held.hold(k, &held{row: row, since: time.Now(), pos: e}) {
+			return ready
+		}
+	case paired && row.Kind == KindResult:
+		if h := w.held.take(k); h != nil {
+			mergeResult(h.row, row)
+			return append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry), e}})
+		}
+	case row.Kind == KindDisconnect && row.SessionID != nil:
+		for _, h := range w.held.takeSession(*row.SessionID) {
+			ready = append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry)}})
 		}
 	}
+	return append(ready, shipRow{row, []*spoolEntry{e}})
+}
+
+// release pops the shipped prefix of fifo and releases it in the spool.
+func (w *regionWriter) release(fifo []*spoolEntry) []*spoolEntry {
+	i := 0
+	var bytes int64
+	for i < len(fifo) && fifo[i].done {
+		bytes += fifo[i].end.bytes
+		i++
+	}
+	if i == 0 {
+		return fifo
+	}
+	pos := fifo[i-1].end
+	pos.bytes = bytes
+	if err := w.spool.Release(pos, i); err != nil {
+		w.logger.Warn("audit spool release failed", "region", w.name, "error", err)
+	}
+	return append(fifo[:0], fifo[i:]...)
 }
 
 // unavailable returns ErrUnavailable when the region's database has been

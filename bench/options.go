@@ -15,16 +15,19 @@ const (
 	TargetPgBouncerSess = "pgbouncer-session"
 	TargetPgBouncerTx   = "pgbouncer-transaction"
 	// TargetPgtenantNoAudit is pgtenant with the policy on and the audit
-	// disabled: the relay and the policy alone, what PgBouncer is compared with.
+	// disabled: the relay and the policy alone, what PgBouncer is compared
+	// with, and the reference the audit modes are compared with.
 	TargetPgtenantNoAudit = "pgtenant-noaudit"
 	TargetPgtenantAsync   = "pgtenant-async"
 	TargetPgtenantSpool   = "pgtenant-spool"
 	TargetPgtenantStrict  = "pgtenant-strict"
+	// TargetPgtenantSpoolGroup is spool mode with audit.spool_fsync: group.
+	TargetPgtenantSpoolGroup = "pgtenant-spool-group"
 )
 
 // AllTargets lists every target in run order.
-var AllTargets = []string{TargetDirect, TargetPgBouncerSess, TargetPgBouncerTx,
-	TargetPgtenantNoAudit, TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantStrict}
+var AllTargets = []string{TargetDirect, TargetPgBouncerSess, TargetPgBouncerTx, TargetPgtenantNoAudit,
+	TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantSpoolGroup, TargetPgtenantStrict}
 
 // AllModes lists pgbench's query modes.
 var AllModes = []string{"simple", "extended", "prepared"}

@@ -60,11 +60,19 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// pgtenantConfig is the generated configuration for one audit mode: the
+// pgtenantConfig is the generated configuration for one audit mode (noaudit:
+// audit.disabled; spool-group: spool with a per-group fsync): the
 // product's defaults (policy on, audit init at start) with a local listen
 // port, the bench cluster as the only region and the superuser for audit
 // init. Secrets come from the environment, never from the file.
 func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConns int) map[string]any {
+	audit := map[string]any{"mode": mode, "spool_dir": spoolDir}
+	switch mode {
+	case "noaudit":
+		audit = map[string]any{"disabled": true, "mode": "async"}
+	case "spool-group":
+		audit["mode"], audit["spool_fsync"] = "spool", "group"
+	}
 	return map[string]any{
 		"listen":       "127.0.0.1:" + strconv.Itoa(port),
 		"admin_listen": "",
@@ -76,18 +84,9 @@ func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConn
 				"database": c.Database, "sslmode": "disable", "admin_user": cluster.Superuser,
 			},
 		},
-		"audit":  auditConfig(mode, spoolDir),
+		"audit":  audit,
 		"limits": map[string]any{"max_connections": maxConns, "startup_timeout": "60s", "shutdown_timeout": "10s"},
 	}
-}
-
-// auditConfig is the audit section for a target's mode: "noaudit" disables
-// the audit (the policy stays on), the others name audit.mode.
-func auditConfig(mode, spoolDir string) map[string]any {
-	if mode == "noaudit" {
-		return map[string]any{"disabled": true}
-	}
-	return map[string]any{"mode": mode, "spool_dir": spoolDir}
 }
 
 // pgtenantProc is a running `pgtenant serve`.

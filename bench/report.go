@@ -72,6 +72,12 @@ type Row struct {
 	ProxySyscallsPerStatement    *float64 `json:"proxy_syscalls_per_statement,omitempty"`
 	ProxyCtxSwitchesPerStatement *float64 `json:"proxy_context_switches_per_statement,omitempty"`
 
+	// The audit after the run (pgtenant targets with the audit on): events
+	// chained during the run and its drain, and how long after pgbench
+	// ended the audit kept growing (a backlog a queue hid).
+	AuditStored       *int64   `json:"audit_stored,omitempty"`
+	AuditDrainSeconds *float64 `json:"audit_drain_seconds,omitempty"`
+
 	// Throughput ratios for pgtenant rows (nil when the reference did not run).
 	TPSvsDirect      *float64 `json:"tps_vs_direct,omitempty"`
 	TPSvsPgBouncer   *float64 `json:"tps_vs_pgbouncer_session,omitempty"`
@@ -173,21 +179,25 @@ func (res *Results) Markdown(w io.Writer) {
 		fmt.Fprint(w, " Smoke run: figures are not meaningful.")
 	}
 	fmt.Fprint(w, "\n\n")
-	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU µs / stmt | proxy RSS MiB |")
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU µs / stmt | proxy RSS MiB | audit stored | audit drain s |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range res.Rows {
 		if r.Error != "" {
-			fmt.Fprintf(w, "| %s | %s | %d | FAILED (see below) | | | | | | | | |\n", r.Target, r.Mode, r.Clients)
+			fmt.Fprintf(w, "| %s | %s | %d | FAILED (see below) | | | | | | | | | | |\n", r.Target, r.Mode, r.Clients)
 			continue
 		}
 		rss := "–"
 		if r.ProxyRSSBytes != nil {
 			rss = fmt.Sprintf("%.1f", float64(*r.ProxyRSSBytes)/(1<<20))
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s |\n",
+		stored := "–"
+		if r.AuditStored != nil {
+			stored = fmt.Sprintf("%d", *r.AuditStored)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Target, r.Mode, r.Clients, r.TPS, r.Latency.MeanMs, r.Latency.P99Ms,
 			fmtRatio(r.TPSvsDirect), fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), fmtRatio(r.P99vsDirect),
-			fmtFloat(cpuMicros(r), "%.1f"), rss)
+			fmtFloat(cpuMicros(r), "%.1f"), rss, stored, fmtFloat(r.AuditDrainSeconds, "%.2f"))
 	}
 	res.relaySummary(w)
 	if failed := res.Failed(); len(failed) > 0 || len(res.WarmupErrors) > 0 {

@@ -381,6 +381,12 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 			}
 		}
 	}
+	stored := int64(-1)
+	if strings.HasPrefix(t.name, "pgtenant-") && t.name != TargetPgtenantNoAudit {
+		if stored, err = h.auditStored(ctx); err != nil {
+			return row, err
+		}
+	}
 	sum, err := h.pgbenchRun(t, mode, clients, h.o.Duration, logDir).run(ctx)
 	var counts *PerfCounts
 	if perf != nil {
@@ -392,6 +398,9 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		}
 	}
 	if err != nil {
+		return row, err
+	}
+	if err := h.measureDrain(ctx, stored, time.Now(), &row); err != nil {
 		return row, err
 	}
 	if t.proc != nil {
@@ -427,6 +436,10 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 	row.TPS = sum.TPS
 	h.log.Info("measured", "target", t.name, "mode", mode, "clients", clients,
 		"tps", fmt.Sprintf("%.0f", row.TPS), "p99_ms", fmt.Sprintf("%.2f", row.Latency.P99Ms))
+	if row.AuditStored != nil {
+		h.log.Info("audit after the run", "target", t.name, "stored", *row.AuditStored,
+			"statements", row.Statements, "drain_seconds", fmt.Sprintf("%.2f", *row.AuditDrainSeconds))
+	}
 	return row, nil
 }
 

@@ -237,6 +237,17 @@ type Audit struct {
 	OutageTimeout time.Duration `mapstructure:"outage_timeout"`
 	// QueueSize bounds the in-memory event queue. Default 65536.
 	QueueSize int `mapstructure:"queue_size"`
+	// SpoolFsync is group (a statement waits for the fsync of its group) or
+	// interval (default: it waits for the write(2) of its record, and the
+	// spool is fsync'd every SpoolFsyncInterval).
+	SpoolFsync string `mapstructure:"spool_fsync"`
+	// SpoolFsyncInterval is the fsync period of spool_fsync: interval. Default 10ms.
+	SpoolFsyncInterval time.Duration `mapstructure:"spool_fsync_interval"`
+	// RetentionDays is how long events are kept before audit purge (and
+	// audit seal --every) redacts them. Default 2555 (7 years).
+	RetentionDays int `mapstructure:"retention_days"`
+	// RetentionOverrides sets RetentionDays per account.
+	RetentionOverrides map[string]int `mapstructure:"retention_overrides"`
 	// CheckpointDir is where `audit seal` also writes checkpoints, outside the database.
 	CheckpointDir string `mapstructure:"checkpoint_dir"`
 	// SealPublicKey is the Ed25519 public key (PEM file) checkpoints are verified with.

@@ -71,6 +71,20 @@ func (c *Config) validate(auth bool) error {
 	if c.Audit.SpoolMaxBytes <= 0 {
 		return fmt.Errorf("audit.spool_max_bytes: %d must be positive", c.Audit.SpoolMaxBytes)
 	}
+	if err := oneOf("audit.spool_fsync", c.Audit.SpoolFsync, "group", "interval"); err != nil {
+		return err
+	}
+	if c.Audit.RetentionDays <= 0 {
+		return fmt.Errorf("audit.retention_days: %d must be positive", c.Audit.RetentionDays)
+	}
+	for account, days := range c.Audit.RetentionOverrides {
+		if days <= 0 {
+			return fmt.Errorf("audit.retention_overrides.%s: %d must be positive", account, days)
+		}
+	}
+	if c.Audit.SpoolFsyncInterval <= 0 {
+		return errors.New("audit.spool_fsync_interval: must be positive")
+	}
 	if c.Audit.QueueSize <= 0 {
 		return fmt.Errorf("audit.queue_size: %d must be positive", c.Audit.QueueSize)
 	}

@@ -34,6 +34,10 @@ type ChainHeads struct {
 	// CountsUnknown marks Chains and Entries as not known (the audit tables
 	// could not be read): they are then left out rather than reported as 0.
 	CountsUnknown bool
+	// IntegrationLagSeconds is how old the oldest event of the region's
+	// latest integration was when this process chained it; 0 when this
+	// process is not the region's integrator or nothing was pending.
+	IntegrationLagSeconds float64
 }
 
 // auditCollector reads AuditStats once per scrape.
@@ -42,7 +46,7 @@ type auditCollector struct {
 	regions *boundedLabel
 
 	queueDepth, queueCapacity, spoolBytes, written, failed *prometheus.Desc
-	chains, entries, lastAppend                            *prometheus.Desc
+	chains, entries, lastAppend, integrationLag            *prometheus.Desc
 }
 
 func newAuditCollector(stats func() AuditStats, regions *boundedLabel) *auditCollector {
@@ -60,12 +64,14 @@ func newAuditCollector(stats func() AuditStats, regions *boundedLabel) *auditCol
 		chains:        d("chains", "Audit hash chains in the region (one per tenant, plus one for unverified clients).", "region"),
 		entries:       d("chain_head_entries", "Sum of the head sequence numbers of the region's audit chains.", "region"),
 		lastAppend:    d("last_append_timestamp_seconds", "Unix time of the newest audit entry appended in the region.", "region"),
+		integrationLag: d("integration_lag_seconds",
+			"Age of the oldest event when the region's integrator (if this process) last chained a batch.", "region"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queueDepth, c.queueCapacity, c.spoolBytes, c.written, c.failed, c.chains, c.entries, c.lastAppend} {
+	for _, d := range []*prometheus.Desc{c.queueDepth, c.queueCapacity, c.spoolBytes, c.written, c.failed, c.chains, c.entries, c.lastAppend, c.integrationLag} {
 		ch <- d
 	}
 }
@@ -85,6 +91,7 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 		entries int64
 		last    time.Time
 		unknown bool
+		lag     float64
 	}
 	byRegion := map[string]*agg{}
 	for name, h := range s.Chains {
@@ -97,6 +104,7 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 		a.chains += h.Chains
 		a.entries += h.Entries
 		a.unknown = a.unknown || h.CountsUnknown
+		a.lag = max(a.lag, h.IntegrationLagSeconds)
 		if h.LastAppend.After(a.last) {
 			a.last = h.LastAppend
 		}
@@ -106,6 +114,7 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.chains, prometheus.GaugeValue, float64(a.chains), r)
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(a.entries), r)
 		}
+		ch <- prometheus.MustNewConstMetric(c.integrationLag, prometheus.GaugeValue, a.lag, r)
 		if !a.last.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.lastAppend, prometheus.GaugeValue, float64(a.last.UnixNano())/1e9, r)
 		}

@@ -294,6 +294,7 @@ func (s *session) finish(p pending, sqlstate string, rows int64) {
 	ev := s.event(audit.KindResult)
 	ev.Statement, ev.FullStatement, ev.Tables = p.stmt.statement, p.stmt.full, p.stmt.tables
 	ev.SQLState, ev.Rows, ev.DurationUS = sqlstate, rows, total.Microseconds()
+	ev.Ref = p.stmt.auditRef
 	s.deferEvent(ev)
 }
 

@@ -393,8 +393,11 @@ func (s *session) recordStatement(ref *stmtRef) error {
 	if !s.srv.auditing() {
 		return nil
 	}
+	s.auditRefs++
+	ref.auditRef = s.auditRefs
 	ev := s.event(audit.KindStatement)
 	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
+	ev.Ref = ref.auditRef
 	if ref.rewritten {
 		ev.Rewritten, ev.Reason = true, audit.ReasonRewritten
 	}

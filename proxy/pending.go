@@ -33,7 +33,8 @@ type stmtRef struct {
 	statement string // normalized text (literals as $n)
 	full      string // the text the client sent, for audit.statement: full
 	tables    []string
-	rewritten bool // policy.unscoped: rewrite changed the text (full holds the rewrite)
+	rewritten bool   // policy.unscoped: rewrite changed the text (full holds the rewrite)
+	auditRef  uint64 // pairs the statement's audit event with its result (audit.Event.Ref)
 }
 
 // pending is one frontend message whose reply has not been relayed yet.

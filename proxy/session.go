@@ -57,9 +57,10 @@ type session struct {
 	queue   pendingQueue
 
 	// client loop state
-	skip     bool // a denied extended message: drop input until Sync
-	bindFmts []int16
-	bindVals [][]byte
+	skip      bool   // a denied extended message: drop input until Sync
+	auditRefs uint64 // last audit.Event.Ref handed out
+	bindFmts  []int16
+	bindVals  [][]byte
 	// lastBind is the latest allowed Bind, for the audit text of an Execute
 	// of its portal that a budget refuses.
 	lastBind struct {

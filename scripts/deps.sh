@@ -2,8 +2,9 @@
 # Installs what pgtenant's demo and tests need beyond Go, from Debian's
 # packages, when it is missing: a C compiler (cgo), PostgreSQL server binaries, psql
 # and pgbench, PgBouncer, Node.js with npm (for the node-postgres end-to-end test),
-# Chromium (the report page's browser test) and Redis (shared tenant budgets); for
-# `test`, also the client matrix's runtimes (test/clients/install.sh).
+# python3 (the audit's independent verifier), Chromium (the report page's browser
+# test) and Redis (shared tenant budgets); for `test`, also the client matrix's
+# runtimes (test/clients/install.sh).
 # Usage: scripts/deps.sh [demo|test]   (demo needs only the PostgreSQL server)
 set -euo pipefail
 what=${1:-test}
@@ -27,6 +28,7 @@ if [ "$what" = test ]; then
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3) # the audit's independent verifier
 fi
 if [ "$what" = test ]; then
   # the OpenID provider of the identity tests (test/e2e/oidc_test.go builds

@@ -36,7 +36,7 @@ pgtenant_audit_reader). The proxy itself only ever calls the append functions.`,
 			return withCode(exitUsage, errors.New("audit: missing subcommand (init, verify, seal or export)"))
 		},
 	}
-	cmd.AddCommand(newAuditInitCmd(), newAuditVerifyCmd(), newAuditSealCmd(), newAuditExportCmd())
+	cmd.AddCommand(newAuditInitCmd(), newAuditVerifyCmd(), newAuditSealCmd(), newAuditExportCmd(), newAuditPurgeCmd(), newAuditEraseCmd())
 	return cmd
 }
 
@@ -81,13 +81,14 @@ func newAuditInitCmd() *cobra.Command {
 
 type verifyFlags struct {
 	config, region, account, file, publicKey string
+	since                                    []string
 	json                                     bool
 }
 
 func newAuditVerifyCmd() *cobra.Command {
 	var f verifyFlags
 	cmd := &cobra.Command{
-		Use:   "verify (--config FILE [--region R] [--account ID] | --file EXPORT --public-key KEY) [--json]",
+		Use:   "verify (--config FILE [--region R] [--account ID] [--since-checkpoint FILE]... | --file EXPORT --public-key KEY) [--json]",
 		Short: "Verify the audit chains and their signed checkpoints",
 		Long: `Verify the audit chains and their signed checkpoints: the genesis hash, every
 content and entry hash, contiguous seq, the links, the chain heads, checkpoint
@@ -96,6 +97,12 @@ repairs anything.
 
 Exit status: 0 intact, 1 tampered (the first broken entry of each broken chain is
 printed with the failure kind), 2 cannot verify.
+
+Each region's Merkle tree (every chained event is a leaf) is rebuilt from the
+events and must extend every signed tree checkpoint (C2SP note) in the database,
+in audit.checkpoint_dir and given with --since-checkpoint: a checkpoint the
+verifier kept proves the log only grew since, even if the database's copies and
+every hash were rewritten.
 
 With --file it verifies an export written by 'pgtenant audit export' offline.`,
 		Args: cobra.NoArgs,
@@ -107,6 +114,7 @@ With --file it verifies an export written by 'pgtenant audit export' offline.`,
 	fl.StringVar(&f.account, "account", "", "verify only this account's chain ('-' = events with no tenant)")
 	fl.StringVar(&f.file, "file", "", "verify this export file offline instead of the databases ('-' = stdin)")
 	fl.StringVar(&f.publicKey, "public-key", "", "Ed25519 public key (PEM) for checkpoint signatures (default audit.seal_public_key)")
+	fl.StringArrayVar(&f.since, "since-checkpoint", nil, "a signed tree checkpoint (note file) kept from an earlier seal; the current tree must extend it (repeatable)")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON")
 	return cmd
 }
@@ -131,6 +139,13 @@ func (f *verifyFlags) run(cmd *cobra.Command) error {
 			keyPath = cfg.Audit.SealPublicKey
 		}
 		opts := audit.VerifyOptions{Region: f.region, Account: f.account, CheckpointDir: cfg.Audit.CheckpointDir}
+		for _, p := range f.since {
+			b, rerr := os.ReadFile(p)
+			if rerr != nil {
+				return withCode(exitUsage, fmt.Errorf("--since-checkpoint: %w", rerr))
+			}
+			opts.SinceCheckpoints = append(opts.SinceCheckpoints, b)
+		}
 		if keyPath != "" {
 			if opts.PublicKey, err = audit.LoadPublicKey(keyPath); err != nil {
 				return withCode(exitUsage, fmt.Errorf("public key: %w", err))
@@ -183,8 +198,8 @@ func printReport(w io.Writer, rep *audit.Report, asJSON bool) error {
 		return enc.Encode(rep)
 	}
 	for _, r := range rep.Regions {
-		fmt.Fprintf(w, "region %s: %d chain(s), %d row(s), %d checkpoint(s), %d external checkpoint copies\n",
-			r.Region, r.Chains, r.Rows, r.Checkpoints, r.ExternalCheckpoints)
+		fmt.Fprintf(w, "region %s: %d chain(s), %d row(s), %d checkpoint(s), %d external checkpoint copies, %d tree leaves\n",
+			r.Region, r.Chains, r.Rows, r.Checkpoints, r.ExternalCheckpoints, r.Leaves)
 	}
 	for _, fl := range rep.Failures {
 		fmt.Fprintf(w, "BROKEN %s\n", fl)
@@ -209,7 +224,12 @@ into pgtenant_audit.checkpoints and into audit.checkpoint_dir.
 KEYFILE is an Ed25519 private key in PKCS#8 PEM, as
 'openssl genpkey -algorithm ed25519 -out seal.pem' writes it; its public half
 ('openssl pkey -in seal.pem -pubout') is audit.seal_public_key. The proxy never
-holds this key.`,
+holds this key.
+
+It also signs each region's Merkle tree (every chained event is a leaf) as a
+C2SP checkpoint note into pgtenant_audit.tree_checkpoints and
+audit.checkpoint_dir/<region>/tree-<size>.note. With --every it first purges
+expired events (see 'pgtenant audit purge').`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadAuditConfig(cmd, path)
@@ -230,6 +250,14 @@ holds this key.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			for {
+				if every > 0 {
+					// Periodic sealing also enforces retention.
+					if pres, err := audit.Purge(ctx, cfg.Regions, cfg.Audit, key, time.Now(), log); err != nil {
+						log.Error("audit purge failed", "error", err)
+					} else if pres.Chains > 0 {
+						fmt.Fprintf(cmd.OutOrStdout(), "purged %d row(s) in %d chain(s)\n", pres.Redacted, pres.Chains)
+					}
+				}
 				res, err := audit.Seal(ctx, cfg.Regions, key, cfg.Audit.CheckpointDir, log)
 				if err != nil && every == 0 {
 					return withCode(exitUsage, err)
@@ -237,7 +265,7 @@ holds this key.`,
 				if err != nil {
 					log.Error("audit seal failed", "error", err)
 				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "sealed %d checkpoint(s), %d unchanged\n", res.Sealed, res.Skipped)
+					fmt.Fprintf(cmd.OutOrStdout(), "sealed %d checkpoint(s), %d unchanged, %d tree checkpoint(s)\n", res.Sealed, res.Skipped, res.TreesSealed)
 					for _, fl := range res.Failures {
 						fmt.Fprintf(cmd.OutOrStdout(), "NOT SEALED %s\n", fl)
 					}
@@ -332,4 +360,86 @@ func warnSealConfig(log *slog.Logger, a config.Audit) {
 	if a.SealPublicKey == "" {
 		log.Warn("audit.seal_public_key is unset: `pgtenant audit verify` checks checkpoint signatures only with --public-key; set it to the public half of the sealing key (openssl pkey -in KEY -pubout)")
 	}
+}
+
+func newAuditPurgeCmd() *cobra.Command {
+	var path, keyPath string
+	cmd := &cobra.Command{
+		Use:   "purge --config FILE --key KEYFILE",
+		Short: "Redact events older than their tenant's retention window and sign a purge record",
+		Long: `Redact, in every region, each chain's longest prefix of events older than
+audit.retention_days (audit.retention_overrides per account): their personal
+fields are cleared in place while their hashes stay, so every chain and every
+tree checkpoint still verifies. Each purge is recorded as a purge record signed
+with KEYFILE (the seal key) and as a purge event in the tenant's chain.
+
+It runs as each region's admin role through pgtenant_audit.purge_chain, which
+can only redact whole expired prefixes; the proxy's service role cannot.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadAuditConfig(cmd, path)
+			if err != nil {
+				return err
+			}
+			if keyPath == "" {
+				return withCode(exitUsage, errors.New("--key is required"))
+			}
+			key, err := audit.LoadPrivateKey(keyPath)
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("key: %w", err))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := audit.Purge(ctx, cfg.Regions, cfg.Audit, key, time.Now(), log)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "purged %d row(s) in %d chain(s)\n", res.Redacted, res.Chains)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&path, "config", "", "configuration file (YAML)")
+	fl.StringVar(&keyPath, "key", "", "Ed25519 private key (the seal key), PKCS#8 PEM")
+	return cmd
+}
+
+func newAuditEraseCmd() *cobra.Command {
+	var path, account, beforeText string
+	cmd := &cobra.Command{
+		Use:   "erase --config FILE --account ID --before T",
+		Short: "Erase the stored statement text of an account's events before T (audit.statement: full)",
+		Long: `Erase the statement text of the account's events recorded before T (RFC 3339)
+in every region. Events recorded with audit.statement: full hash a salted
+commitment to their text rather than the text itself (hash version 2), so the
+text and its salt can be removed while every chain, checkpoint and inclusion
+proof still verifies. Runs as each region's admin role.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := loadAuditConfig(cmd, path)
+			if err != nil {
+				return err
+			}
+			if account == "" || beforeText == "" {
+				return withCode(exitUsage, errors.New("--account and --before are required"))
+			}
+			before, err := time.Parse(time.RFC3339Nano, beforeText)
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("--before: %w", err))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := audit.Erase(ctx, cfg.Regions, account, before)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "erased the statement text of %d event(s)\n", n)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&path, "config", "", "configuration file (YAML)")
+	fl.StringVar(&account, "account", "", "the account whose statement text is erased")
+	fl.StringVar(&beforeText, "before", "", "erase events recorded before this time (RFC 3339)")
+	return cmd
 }

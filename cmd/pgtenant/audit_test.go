@@ -177,3 +177,89 @@ func TestAuditCommandsEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestAuditPurgeEraseAndSinceCheckpointCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	c := pgtest.Start(t, cluster.Config{Name: "auditcli-retention"})
+	dir := t.TempDir()
+	priv, pub := writeSealKeys(t, dir)
+	cfgPath := writeAuditConfig(t, dir, c, pub)
+	extra := "  statement: full\n  retention_overrides: {acct-old: 1}\n"
+	if f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0); err != nil {
+		t.Fatal(err)
+	} else if _, err := f.WriteString(extra); err != nil || f.Close() != nil {
+		t.Fatal(err)
+	}
+	if out, code := runAuditCmd(t, "audit", "init", "--config", cfgPath); code != exitOK {
+		t.Fatalf("audit init: exit %d: %s", code, out)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rec, err := audit.NewRecorder(ctx, cfg.Audit, cfg.Regions, "cli-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-72 * time.Hour)
+	for i := range 6 {
+		for _, acct := range []string{"acct-old", "acct-2"} {
+			ev := audit.Event{Kind: audit.KindStatement, Time: old, AccountID: acct, Region: "eu-west",
+				Statement: "SELECT $1", FullStatement: fmt.Sprintf("SELECT 'personal-%d'", i), Verdict: audit.VerdictAllow}
+			if err := rec.Record(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runAuditCmd(t, "audit", "seal", "--config", cfgPath, "--key", priv); code != exitOK || !strings.Contains(out, "1 tree checkpoint") {
+		t.Fatalf("audit seal: exit %d: %s", code, out)
+	}
+	notes, err := filepath.Glob(filepath.Join(dir, "checkpoints", "eu-west", "tree-*.note"))
+	if err != nil || len(notes) != 1 {
+		t.Fatalf("tree checkpoint notes: %v %v", notes, err)
+	}
+	kept := filepath.Join(dir, "kept.note")
+	b, err := os.ReadFile(notes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kept, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runAuditCmd(t, "audit", "purge", "--config", cfgPath, "--key", priv); code != exitOK || !strings.Contains(out, "purged 6 row(s) in 1 chain(s)") {
+		t.Fatalf("audit purge: exit %d: %s", code, out)
+	}
+	if out, code := runAuditCmd(t, "audit", "erase", "--config", cfgPath, "--account", "acct-2", "--before", time.Now().UTC().Format(time.RFC3339)); code != exitOK || !strings.Contains(out, "erased the statement text of 6 event(s)") {
+		t.Fatalf("audit erase: exit %d: %s", code, out)
+	}
+	out, code := runAuditCmd(t, "audit", "verify", "--config", cfgPath, "--since-checkpoint", kept)
+	if code != exitOK || !strings.Contains(out, "ok:") || !strings.Contains(out, "12 tree leaves") {
+		t.Fatalf("audit verify --since-checkpoint after purge and erase: exit %d: %s", code, out)
+	}
+	conn, err := pgx.Connect(ctx, c.SuperuserDSN(c.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.events WHERE statement LIKE '%personal-%'`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("personal statement text left after purge and erase: %d (%v)", left, err)
+	}
+	for _, args := range [][]string{
+		{"audit", "purge", "--config", cfgPath},
+		{"audit", "erase", "--config", cfgPath, "--account", "acct-2"},
+		{"audit", "erase", "--config", cfgPath, "--account", "acct-2", "--before", "yesterday"},
+		{"audit", "verify", "--config", cfgPath, "--since-checkpoint", filepath.Join(dir, "missing.note")},
+	} {
+		if out, code := runAuditCmd(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d: %s", args, code, exitUsage, out)
+		}
+	}
+}

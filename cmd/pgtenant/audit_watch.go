@@ -162,7 +162,8 @@ func (w *auditWatch) stats() metrics.AuditStats {
 		out.Written += rs.EventsWritten
 		out.Failed += rs.EventsFailed
 		h, known := w.heads[name]
-		ch := metrics.ChainHeads{Chains: int(h.Chains), Entries: h.Entries, CountsUnknown: !known, LastAppend: w.lastAppend[name]}
+		ch := metrics.ChainHeads{Chains: int(h.Chains), Entries: h.Entries, CountsUnknown: !known, LastAppend: w.lastAppend[name],
+			IntegrationLagSeconds: rs.IntegrationLagSeconds}
 		if h.LastAppend != nil && h.LastAppend.After(ch.LastAppend) {
 			ch.LastAppend = *h.LastAppend
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -70,7 +71,7 @@ func (a *app) reload(ctx context.Context, path, trigger string) error {
 		a.recordConfig(ctx, "rejected", "", err)
 		return err
 	}
-	if cfg.Listen != a.cfg.Listen || cfg.AdminListen != a.cfg.AdminListen || cfg.Audit != a.cfg.Audit {
+	if cfg.Listen != a.cfg.Listen || cfg.AdminListen != a.cfg.AdminListen || !reflect.DeepEqual(cfg.Audit, a.cfg.Audit) {
 		a.log.Warn("listen, admin_listen and audit changes take effect at restart", "trigger", trigger)
 	}
 	a.cfg = cfg

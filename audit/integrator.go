@@ -1,0 +1,308 @@
+package audit
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The integrator turns appended rows into chained events. Every Recorder
+// runs one per region; only the one whose connection holds the region's
+// advisory lock integrates, the others wait to take over (the lock goes
+// with the connection when a process dies). Writers therefore share no
+// lock: they COPY unsequenced rows into pgtenant_audit.ingest, and one
+// process per region assigns each tenant's seq and links its hash chain.
+const (
+	// integrateBatch bounds the rows of one integration transaction.
+	integrateBatch = 16384
+	// integratePoll is how often an idle integrator looks for rows that
+	// other proxies appended (its own writers wake it at once).
+	integratePoll = 20 * time.Millisecond
+	// takeoverPoll is how often a waiting integrator tries the lock.
+	takeoverPoll = time.Second
+)
+
+// integratorLockSQL takes the region's integrator lock for this session.
+const integratorLockSQL = `SELECT pg_try_advisory_lock(hashtext('pgtenant_audit.integrator'), hashtext($1))`
+
+type integrator struct {
+	region  string
+	connect func(context.Context) (*pgx.Conn, error)
+	logger  *slog.Logger
+
+	kick     chan struct{} // a writer appended rows
+	stop     chan struct{} // closed by Close: integrate what is there, then exit
+	hardStop chan struct{}
+	done     chan struct{}
+
+	active     atomic.Bool  // this process holds the lock
+	lagNanos   atomic.Int64 // age of the oldest event of the latest integration
+	integrated atomic.Uint64
+	lo         int64 // rows of transactions below lo are integrated
+}
+
+func newIntegrator(region string, connect func(context.Context) (*pgx.Conn, error), logger *slog.Logger) *integrator {
+	return &integrator{region: region, connect: connect, logger: logger,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), hardStop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// wake tells the integrator that rows were appended.
+func (g *integrator) wake() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// wait sleeps d or until woken; it returns false when the integrator must exit.
+func (g *integrator) wait(d time.Duration, stopping bool) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	stop := g.stop
+	if stopping {
+		stop = nil
+	}
+	select {
+	case <-t.C:
+	case <-g.kick:
+	case <-stop:
+	case <-g.hardStop:
+		return false
+	}
+	return true
+}
+
+func (g *integrator) stopped() bool {
+	select {
+	case <-g.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// run holds or waits for the region's lock and integrates while it holds it.
+func (g *integrator) run() {
+	defer close(g.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-g.hardStop
+		cancel()
+	}()
+	for {
+		// Until hardStop, even when stopping: a closing process that does
+		// not hold the lock may have to take over to chain its own events.
+		conn, err := g.connect(ctx)
+		if err != nil {
+			if !g.wait(takeoverPoll, true) {
+				return
+			}
+			continue
+		}
+		err = g.hold(ctx, conn)
+		g.active.Store(false)
+		conn.Close(context.Background())
+		if err == nil {
+			return
+		}
+		g.logger.Warn("audit integrator stopped", "region", g.region, "error", err)
+		if !g.wait(takeoverPoll, true) {
+			return
+		}
+	}
+}
+
+// hold tries the lock until it gets it (or hardStop), then integrates until
+// stopped and drained (nil) or a database error.
+func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, integratorLockSQL, g.region).Scan(&got); err != nil {
+			return fmt.Errorf("integrator lock: %w", err)
+		}
+		if got {
+			break
+		}
+		if !g.wait(takeoverPoll, true) {
+			return nil
+		}
+	}
+	g.active.Store(true)
+	g.logger.Info("audit integrator active", "region", g.region)
+	for {
+		stopping := g.stopped()
+		n, err := g.round(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if n == integrateBatch {
+			continue
+		}
+		if stopping {
+			// A round short of the batch limit chained everything visible
+			// when it started, which includes all this process appended
+			// before Close stopped the integrator. Other proxies' rows are
+			// left to whoever takes the lock over: waiting for the region to
+			// fall quiet could take forever under load.
+			return nil
+		}
+		if !g.wait(integratePoll, stopping) {
+			return nil
+		}
+	}
+}
+
+// round integrates up to integrateBatch pending rows in one transaction.
+func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
+	n := 0
+	var lo int64
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		var xmin int64
+		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.snapshot_xmin()`).Scan(&xmin); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT event_id, chain_id, region, ts, content_hash, xid
+			FROM pgtenant_audit.ingest_pending($1, $2)`, g.lo, integrateBatch)
+		if err != nil {
+			return fmt.Errorf("pending: %w", err)
+		}
+		type pend struct {
+			id            [16]byte
+			chain, region string
+			ts            time.Time
+			content       []byte
+			xid           int64
+		}
+		var ps []pend
+		for rows.Next() {
+			var p pend
+			if err := rows.Scan(&p.id, &p.chain, &p.region, &p.ts, &p.content, &p.xid); err != nil {
+				rows.Close()
+				return fmt.Errorf("pending: %w", err)
+			}
+			ps = append(ps, p)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("pending: %w", err)
+		}
+		n = len(ps)
+		if n < integrateBatch {
+			lo = max(g.lo, xmin)
+		} else {
+			lo = ps[n-1].xid
+		}
+		if n == 0 {
+			return nil
+		}
+		var chains, regions []string
+		seen := map[string]bool{}
+		oldest := ps[0].ts
+		for _, p := range ps {
+			if !seen[p.chain] {
+				seen[p.chain] = true
+				chains, regions = append(chains, p.chain), append(regions, p.region)
+			}
+			if p.ts.Before(oldest) {
+				oldest = p.ts
+			}
+		}
+		type head struct {
+			seq  int64
+			hash []byte
+		}
+		heads := make(map[string]*head, len(chains))
+		hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
+		if err != nil {
+			return fmt.Errorf("heads: %w", err)
+		}
+		for hr.Next() {
+			var c string
+			h := &head{}
+			if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
+				hr.Close()
+				return fmt.Errorf("heads: %w", err)
+			}
+			heads[c] = h
+		}
+		if err := hr.Err(); err != nil {
+			return fmt.Errorf("heads: %w", err)
+		}
+		ids := make([][]byte, n)
+		chainOf := make([][]byte, n)
+		contents := make([][]byte, n)
+		seqs := make([][]byte, n)
+		prevs := make([][]byte, n)
+		entries := make([][]byte, n)
+		for i := range ps {
+			p := &ps[i]
+			h := heads[p.chain]
+			if h == nil {
+				return fmt.Errorf("chain %q has no head", p.chain)
+			}
+			h.seq++
+			entry := EntryHash(p.chain, h.seq, h.hash, p.content)
+			ids[i], chainOf[i], contents[i], prevs[i], entries[i] = p.id[:], []byte(p.chain), p.content, h.hash, entry
+			seqs[i] = binary.BigEndian.AppendUint64(nil, uint64(h.seq))
+			h.hash = entry
+		}
+		var size int64
+		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
+			return fmt.Errorf("tree size: %w", err)
+		}
+		// The arrays are sent in binary as built here: pgx's generic array
+		// encoding (reflection per element) cost a third of the integrator's CPU.
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4, $5, $6, $7, $8)`,
+			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
+				binArray(oidUUID, ids), binArray(oidText, chainOf), binArray(oidBytea, contents),
+				binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries)},
+			[]uint32{oidText, oidInt8, oidUUID + 1, 1009, 1001, 1016, 1001, 1001}, []int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
+		if res.Err != nil {
+			return fmt.Errorf("integrate %d events: %w", n, res.Err)
+		}
+		g.lagNanos.Store(int64(time.Since(oldest)))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("region %s: %w", g.region, err)
+	}
+	g.lo = lo
+	g.integrated.Add(uint64(n))
+	if n == 0 {
+		g.lagNanos.Store(0)
+	}
+	return n, nil
+}
+
+// Element type OIDs of the binary arrays the integrator sends (the array
+// type of uuid is oidUUID+1).
+const (
+	oidBytea = 17
+	oidInt8  = 20
+	oidUUID  = 2950
+)
+
+// binArray is a one-dimensional array without NULLs in PostgreSQL's binary
+// format.
+func binArray(elemOID uint32, elems [][]byte) []byte {
+	size := 20
+	for _, e := range elems {
+		size += 4 + len(e)
+	}
+	buf := make([]byte, 0, size)
+	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
+	buf = binary.BigEndian.AppendUint32(buf, 0) // no NULLs
+	buf = binary.BigEndian.AppendUint32(buf, elemOID)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(elems)))
+	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
+	for _, e := range elems {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(e)))
+		buf = append(buf, e...)
+	}
+	return buf
+}
