@@ -48,7 +48,7 @@ func Read(ctx context.Context, name string, r config.Region, q Query) (Page, err
 	}
 	defer conn.Close(context.Background())
 
-	sql := `SELECT ` + rowColumns + ` FROM pgtenant_audit.events WHERE chain_id = $1 AND seq > $2`
+	sql := `SELECT ` + rowColumns + ` FROM pgtenant_audit.events e WHERE chain_id = $1 AND seq > $2`
 	args := []any{q.Account, q.After}
 	add := func(cond string, v any) {
 		args = append(args, v)

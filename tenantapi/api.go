@@ -33,7 +33,7 @@ import (
 )
 
 // KindAPI is the audit kind of a tenant API read.
-const KindAPI = "api"
+const KindAPI = audit.KindAPI
 
 // Authenticator verifies a bearer token.
 type Authenticator interface {

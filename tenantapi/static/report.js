@@ -58,26 +58,116 @@ function fAddr(s) {
   const b = ipBytes(s);
   return b ? fBytes(b) : fStr(s);
 }
+// contentHash recomputes an event's content hash (versions 1 and 2), or
+// returns null for a row it cannot recompute: one a signed retention purge
+// redacted (its stored hash stands) or of a version this page predates.
 async function contentHash(e) {
-  if (e.hash_version !== 1) return null; // a later version: checked by pgtenant audit verify
-  return sha256(concat([Uint8Array.of(0x00, 0x01), fBytes(uuidBytes(e.event_id)), fStr(e.chain_id), fStr(e.region),
+  if (e.purged || (e.hash_version !== 1 && e.hash_version !== 2)) return null;
+  // version 2 (audit.statement: full) commits to the statement text with a
+  // salted hash and hashes the commitment in the statement's place
+  const stmt = e.hash_version === 2
+    ? (e.statement_commitment ? fBytes(hexToBytes(e.statement_commitment)) : N)
+    : fStr(e.statement);
+  return sha256(concat([Uint8Array.of(0x00, e.hash_version), fBytes(uuidBytes(e.event_id)), fStr(e.chain_id), fStr(e.region),
     concat([P, i64(micros(e.ts))]), fStr(e.kind), fStr(e.account_id), fStr(e.subject), fStr(e.client_user),
-    fAddr(e.client_addr), fStr(e.session_id), fStr(e.proxy_instance), fStr(e.statement), fArr(e.tables),
+    fAddr(e.client_addr), fStr(e.session_id), fStr(e.proxy_instance), stmt, fArr(e.tables),
     fStr(e.verdict), fStr(e.reason), fStr(e.sqlstate), fInt(e.rows), fInt(e.duration_us)]));
+}
+
+// statementMatches checks a version 2 row's text against its commitment:
+// SHA-256(0x40 || salt || text); an erased text (no salt) is not checked.
+async function statementMatches(e) {
+  if (e.hash_version !== 2 || !e.statement_salt || e.statement === null || e.statement === undefined) return true;
+  const c = await sha256(concat([Uint8Array.of(0x40), hexToBytes(e.statement_salt), enc.encode(e.statement)]));
+  return bytesToHex(c) === e.statement_commitment;
 }
 
 // parseExport splits a JSON-lines export into its header, events and checkpoints.
 function parseExport(text) {
-  const out = { header: null, events: [], checkpoints: [] };
+  const out = { header: null, events: [], checkpoints: [], notes: [] };
   for (const line of text.split("\n")) {
     if (!line.trim()) continue;
     const rec = JSON.parse(line);
     if (rec.type === "header") out.header = rec;
     else if (rec.type === "event") out.events.push(rec);
     else if (rec.type === "checkpoint") out.checkpoints.push(rec);
+    else if (rec.type === "tree_checkpoint") out.notes.push(rec.note);
   }
   if (!out.header || out.header.format !== "pgtenant-audit-export") throw new Error("not a pgtenant audit export");
   return out;
+}
+
+function b64ToBytes(b64) { return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)); }
+
+// parseNote splits a C2SP signed note into its text (the signed bytes) and
+// signature lines, and reads pgtenant's tree checkpoint from the text:
+// "pgtenant.audit/<region>", the tree size and the root hash (base64).
+function parseNote(note) {
+  const i = note.indexOf("\n\n");
+  if (i < 0) throw new Error("tree checkpoint: not a signed note");
+  const text = note.slice(0, i + 1);
+  const lines = text.split("\n");
+  const sigs = note.slice(i + 2).split("\n").filter((l) => l.startsWith("\u2014 ")).map((l) => {
+    const [, name, b64] = l.split(" ");
+    return { name, blob: b64ToBytes(b64) };
+  });
+  return { text, origin: lines[0], size: Number(lines[1]), root: b64ToBytes(lines[2]), sigs };
+}
+
+// verifyNoteSignature checks the note's Ed25519 signature with the seal
+// public key (SPKI PEM) the reviewer trusts: the key hash must be the
+// note's (first 4 bytes of SHA-256(name || "\n" || 0x01 || key)).
+async function verifyNoteSignature(n, pem) {
+  const der = b64ToBytes(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""));
+  const raw = der.slice(der.length - 32); // Ed25519 SPKI ends with the 32-byte key
+  const key = await crypto.subtle.importKey("raw", raw, { name: "Ed25519" }, false, ["verify"]);
+  for (const sig of n.sigs) {
+    const kh = (await sha256(concat([enc.encode(sig.name), Uint8Array.of(0x0a, 0x01), raw]))).slice(0, 4);
+    if (bytesToHex(kh) !== bytesToHex(sig.blob.slice(0, 4))) continue;
+    if (await crypto.subtle.verify({ name: "Ed25519" }, key, sig.blob.slice(4), enc.encode(n.text))) return true;
+  }
+  return false;
+}
+
+// verifyInclusion checks an RFC 6962 / RFC 9162 inclusion proof of an
+// event (leaf data: its entry hash) in a tree of the given size and root.
+async function verifyInclusion(entryHashHex, index, size, proof, root) {
+  if (index >= size) return false;
+  let fn = index, sn = size - 1;
+  let r = await sha256(concat([Uint8Array.of(0x00), hexToBytes(entryHashHex)]));
+  for (const p64 of proof) {
+    const p = b64ToBytes(p64);
+    if (sn === 0) return false;
+    if ((fn & 1) === 1 || fn === sn) {
+      r = await sha256(concat([Uint8Array.of(0x01), p, r]));
+      if ((fn & 1) === 0) while ((fn & 1) === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+    } else {
+      r = await sha256(concat([Uint8Array.of(0x01), r, p]));
+    }
+    fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && bytesToHex(r) === bytesToHex(root);
+}
+
+// verifyTree checks the export's signed tree checkpoint (when the reviewer
+// gave the seal public key) and every event's inclusion proof against it.
+async function verifyTree(exp, pem) {
+  if (exp.notes.length === 0) return { ok: true, detail: "no signed tree checkpoint in the export yet (the operator has not run audit seal)" };
+  const n = parseNote(exp.notes[exp.notes.length - 1]);
+  let signed = "signature not checked: paste the seal public key to check it";
+  if (pem.trim()) {
+    if (!(await verifyNoteSignature(n, pem))) return { ok: false, detail: "the tree checkpoint's signature does not verify with the seal public key given" };
+    signed = "signature verified with the seal public key given";
+  }
+  let proven = 0;
+  for (const e of exp.events) {
+    if (e.leaf === undefined || e.leaf === null || !e.proof) continue;
+    if (!(await verifyInclusion(e.entry_hash, e.leaf, n.size, e.proof, n.root))) {
+      return { ok: false, detail: `seq ${e.seq}: its inclusion proof does not lead to the signed tree root: history was rewritten` };
+    }
+    proven++;
+  }
+  return { ok: true, detail: `tree checkpoint ${n.origin} of size ${n.size}: ${signed}; ${proven} event(s) proven included` };
 }
 
 // verifyChain checks seq continuity, every link and every entry hash, and
@@ -98,6 +188,7 @@ async function verifyChain(exp) {
     const ch = await contentHash(e);
     if (ch === null) uncheckedContent++;
     else if (bytesToHex(ch) !== e.content_hash) return { ok: false, detail: `seq ${e.seq}: its fields do not match its content hash (a changed field)` };
+    if (!(await statementMatches(e))) return { ok: false, detail: `seq ${e.seq}: its statement text does not match its commitment` };
     const h = await entryHash(e.chain_id, e.seq, hexToBytes(e.prev_hash), hexToBytes(e.content_hash));
     if (bytesToHex(h) !== e.entry_hash) return { ok: false, detail: `seq ${e.seq}: its entry hash does not match its contents' hash and link` };
     prev = e.entry_hash;
@@ -110,8 +201,10 @@ async function verifyChain(exp) {
     if (e.entry_hash !== c.head) return { ok: false, detail: `the signed checkpoint at size ${c.size} names another head: history was rewritten` };
     matched++;
   }
-  const unchecked = uncheckedContent ? `; ${uncheckedContent} event(s) of a newer hash version: check their contents with pgtenant audit verify --file` : "";
-  return { ok: true, detail: `${ev.length} events linked from seq ${ev[0].seq} to ${ev[ev.length - 1].seq}, every content hash recomputed; ${matched} signed checkpoint head(s) match${unchecked}` };
+  const contents = uncheckedContent
+    ? `${ev.length - uncheckedContent} content hashes recomputed (${uncheckedContent} purged or of a newer version: check those with pgtenant audit verify --file)`
+    : "every content hash recomputed";
+  return { ok: true, detail: `${ev.length} events linked from seq ${ev[0].seq} to ${ev[ev.length - 1].seq}, ${contents}; ${matched} signed checkpoint head(s) match` };
 }
 
 function cell(tr, text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }
@@ -162,6 +255,14 @@ function timeline(events) {
   holder.appendChild(legend);
 }
 
+// verifyAll runs the chain and tree checks and joins what they say.
+async function verifyAll(exp) {
+  const c = await verifyChain(exp);
+  if (!c.ok) return c;
+  const t = await verifyTree(exp, $("sealkey").value);
+  return { ok: t.ok, detail: t.ok ? c.detail + "; " + t.detail : t.detail };
+}
+
 async function api(path, token) {
   const r = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
   if (!r.ok) {
@@ -206,7 +307,7 @@ async function load(token) {
   for (const e of exp.events) if (e.actor && !support.has(e.session_id)) support.set(e.session_id, e);
   fill("support", [...support.values()].map((e) => (tr) => { cell(tr, e.session_id || ""); cell(tr, e.actor); cell(tr, e.purpose || ""); cell(tr, e.ts); }));
 
-  const v = await verifyChain(exp);
+  const v = await verifyAll(exp);
   $("verify").textContent = (v.ok ? "verified: " : "FAILED: ") + v.detail;
   $("verify").className = "verify " + (v.ok ? "ok" : "bad");
   const blob = new Blob([exportText], { type: "application/x-ndjson" });
@@ -228,7 +329,7 @@ $("exportfile").addEventListener("change", async () => {
   const f = $("exportfile").files[0];
   if (!f) return;
   try {
-    const v = await verifyChain(parseExport(await f.text()));
+    const v = await verifyAll(parseExport(await f.text()));
     $("fileverify").textContent = (v.ok ? "verified: " : "FAILED: ") + v.detail;
     $("fileverify").className = "verify " + (v.ok ? "ok" : "bad");
   } catch (err) {

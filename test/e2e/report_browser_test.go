@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"os"
 	"os/exec"
@@ -11,6 +15,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/pgtenant/pgtenant/audit"
 )
 
 var reportScreenshot = flag.String("report-screenshot", "", "write the report page's screenshot to this PNG file (docs/tenant-report.png)")
@@ -47,9 +53,23 @@ func TestReportPageInBrowser(t *testing.T) {
 		t.Skip("browser test")
 	}
 	ctx := browser(t)
-	_, srv, _ := tenantAPIEnv(t)
+	env, srv, _ := tenantAPIEnv(t)
 	token := roleToken(t, "42", "auditor", nil)
 	awaitAPI(t, srv, "/v1/audit?verdict=deny", token, `"verdict":"deny"`)
+	// The operator seals a tree checkpoint with a key the proxy never holds;
+	// the reviewer has its public half from the operator's publication.
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Seal(ctxT(t), env.Config.Regions, key, "", nil); err != nil {
+		t.Fatalf("seal: %v", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 
 	do := func(steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -85,11 +105,13 @@ func TestReportPageInBrowser(t *testing.T) {
 	do(chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.SendKeys(chromedp.ID("sealkey"), pubPEM),
 		chromedp.Click(chromedp.ID("load")))
 	waitJS(`document.getElementById("verify").textContent !== "not run" || document.getElementById("status").textContent.startsWith("could not")`)
 	verify, overall, account := text("verify"), text("overall"), text("account")
 	layerRows, denialRows, bars := count("#layers tbody tr"), count("#denials tbody tr"), count("#timeline rect")
-	if !strings.HasPrefix(verify, "verified:") || !strings.Contains(verify, "every content hash recomputed") {
+	if !strings.HasPrefix(verify, "verified:") || !strings.Contains(verify, "every content hash recomputed") ||
+		!strings.Contains(verify, "signature verified") || !strings.Contains(verify, "proven included") {
 		t.Fatalf("in-browser verification = %q", verify)
 	}
 	if account != "42" || overall == "" || layerRows != 5 || denialRows == 0 || bars == 0 {
