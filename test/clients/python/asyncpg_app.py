@@ -5,7 +5,7 @@ import asyncio
 
 import asyncpg
 
-from common import Report, TENANT, OTHER, HOST, PORT, DB, USER, PASSWORD
+from common import Report, MODE, TENANT, OTHER, HOST, PORT, DB, USER, PASSWORD
 
 rep = Report("asyncpg", asyncpg.__version__)
 
@@ -96,7 +96,12 @@ async def main():
 
     async def copy_records():
         async with pool.acquire() as con:
-            await con.copy_records_to_table("line_items", records=[(TENANT, oid, "SKU-C1", 4)], columns=["account_id", "order_id", "sku", "qty"])
+            if MODE == "oracle":
+                # PostgreSQL refuses COPY FROM into a table with RLS (0A000):
+                # the RLS equivalent of the COPY is the INSERT of its rows.
+                await con.execute("INSERT INTO line_items (account_id, order_id, sku, qty) VALUES ($1, $2, $3, $4)", TENANT, oid, "SKU-C1", 4)
+            else:
+                await con.copy_records_to_table("line_items", records=[(TENANT, oid, "SKU-C1", 4)], columns=["account_id", "order_id", "sku", "qty"])
             return rows(await con.fetch("SELECT sku, account_id FROM line_items WHERE account_id = $1 AND sku = 'SKU-C1'", TENANT))
     await op("copy_records_to_table", "unpinned", copy_records)
     await op("crud.delete", "app", lambda: _fetch(pool, "DELETE FROM line_items WHERE account_id = $1 AND order_id = $2 RETURNING id, account_id", TENANT, oid))

@@ -16,15 +16,22 @@ rep.op('connect', 'app') do
   nil
 end
 if db
+  # The tenant tables' primary keys are (account_id, id); the application's
+  # models are keyed by id (unique by its identity sequence), so that its
+  # associations are by order_id alone: the unpinned loads the matrix checks.
   class Order < Sequel::Model(:orders)
+    set_primary_key :id
     one_to_many :items, class: :LineItem, key: :order_id
   end
 
   class LineItem < Sequel::Model(:line_items)
+    set_primary_key :id
     many_to_one :order, class: :Order, key: :order_id
   end
 
-  class Customer < Sequel::Model(:customers); end
+  class Customer < Sequel::Model(:customers)
+    set_primary_key :id
+  end
   rows = ->(ds) { ds.all.map { |o| o.respond_to?(:values) ? o.values : o } }
   tenant = Order.where(account_id: T)
   rep.op('read.scoped', 'app') { rows.(tenant.order(:id)) }
