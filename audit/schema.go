@@ -399,7 +399,11 @@ END $$;
 CREATE FUNCTION pgtenant_audit.integrate(p_region text, p_first_leaf bigint, p_event_id uuid[], p_chain text[],
 	p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
 RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Index lookups per row whatever the statistics say: a fresh ingest table
+-- has none, and a hash or nested-loop plan over a sequential scan of it
+-- took seconds per batch.
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
 	v_n integer := coalesce(cardinality(p_event_id), 0);
 	v_bad bigint;
@@ -568,7 +572,11 @@ ALTER TABLE pgtenant_audit.events ADD COLUMN statement_salt bytea, ADD COLUMN st
 CREATE OR REPLACE FUNCTION pgtenant_audit.integrate(p_region text, p_first_leaf bigint, p_event_id uuid[], p_chain text[],
 	p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
 RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Index lookups per row whatever the statistics say: a fresh ingest table
+-- has none, and a hash or nested-loop plan over a sequential scan of it
+-- took seconds per batch.
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
 	v_n integer := coalesce(cardinality(p_event_id), 0);
 	v_bad bigint;
