@@ -100,6 +100,7 @@ line(
     dict(title="Audit chains", exprs=[(f"max by (region) (pgtenant_audit_chains{{{RSEL}}})", "{{region}}")], kind="stat"),
     dict(title="Chain head entries", exprs=[(f"max by (region) (pgtenant_audit_chain_head_entries{{{RSEL}}})", "{{region}}")]),
     dict(title="Seconds since last audit append", exprs=[(f"time() - max by (region) (pgtenant_audit_last_append_timestamp_seconds{{{RSEL}}})", "{{region}}")], unit="s", kind="stat"),
+    dict(title="Audit integration lag", exprs=[(f"max by (region) (pgtenant_audit_integration_lag_seconds{{{RSEL}}})", "{{region}}")], unit="s"),
 )
 row("Process")
 line(

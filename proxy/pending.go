@@ -138,10 +138,17 @@ func (q *pendingQueue) empty() bool {
 // releaseAll ends the budget tickets of every entry still in flight, when
 // the session ends with statements unanswered.
 func (q *pendingQueue) releaseAll() {
+	// Collect under the lock (the backend loop may be popping), end after:
+	// a ticket ends once, whoever gets there first.
+	var tickets []*ticket
 	q.mu.Lock()
-	items := q.items[q.head:]
+	for i := q.head; i < len(q.items); i++ {
+		if t := q.items[i].ticket; t != nil {
+			tickets = append(tickets, t)
+		}
+	}
 	q.mu.Unlock()
-	for i := range items {
-		items[i].ticket.end()
+	for _, t := range tickets {
+		t.end()
 	}
 }

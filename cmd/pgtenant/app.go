@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -286,9 +288,14 @@ func (a *app) closeRecorder(r *audit.Recorder) func(context.Context) error {
 		if a.cfg.Audit.Mode != audit.ModeSpool {
 			return r.Close(ctx)
 		}
+		// A region that is down (or went down just now, before the writer
+		// noticed: dial it) must not hold the stop: its unshipped events are
+		// durable in the spool and ship at the next start. Healthy regions
+		// get the whole closer timeout, so a pod's spool is emptied before
+		// an emptyDir goes away with it.
 		var down []string
 		for _, name := range a.cfg.RegionNames() {
-			if r.Healthy(name) != nil {
+			if r.Healthy(name) != nil || !reachable(a.cfg.Regions[name]) {
 				down = append(down, name)
 			}
 		}
@@ -305,4 +312,22 @@ func (a *app) closeRecorder(r *audit.Recorder) func(context.Context) error {
 		}
 		return err
 	}
+}
+
+// reachable reports whether region r's server accepts a TCP connection
+// within half a second (a Unix socket directory counts as reachable).
+func reachable(r config.Region) bool {
+	if strings.HasPrefix(r.Host, "/") {
+		return true
+	}
+	port := r.Port
+	if port == 0 {
+		port = 5432 // libpq's default, as regiondb applies it
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(r.Host, strconv.Itoa(port)), 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }
