@@ -120,12 +120,20 @@ func TestRewriteCopyFromStdin(t *testing.T) {
 	}
 
 	// the audit holds the rewritten statement (flagged) and the refused rows
+	// (events are chained into pgtenant_audit.events by the region's
+	// integrator shortly after they are durable: wait for them)
 	var rewritten, refused int
-	if err := super.QueryRow(ctx, `SELECT
-		count(*) FILTER (WHERE verdict = 'allow' AND reason = 'rewritten' AND statement LIKE '%current_setting(%'),
-		count(*) FILTER (WHERE verdict = 'deny' AND reason = 'wrong_account' AND statement ILIKE 'copy%')
-		FROM pgtenant_audit.events WHERE kind = 'statement' AND account_id = '42'`).Scan(&rewritten, &refused); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if err := super.QueryRow(ctx, `SELECT
+			count(*) FILTER (WHERE verdict = 'allow' AND reason = 'rewritten' AND statement LIKE '%current_setting(%'),
+			count(*) FILTER (WHERE verdict = 'deny' AND reason = 'wrong_account' AND statement ILIKE 'copy%')
+			FROM pgtenant_audit.events WHERE kind = 'statement' AND account_id = '42'`).Scan(&rewritten, &refused); err != nil {
+			t.Fatal(err)
+		}
+		if (rewritten >= 1 && refused >= 4) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if rewritten < 1 || refused < 4 {
 		t.Errorf("audit: %d rewritten statements (want >= 1), %d refused COPY rows (want >= 4)", rewritten, refused)
