@@ -12,10 +12,10 @@ demo:
 	$(GO) build -o bin/pgtenant ./cmd/pgtenant
 	@trap '' INT; bin/pgtenant demo $(ARGS)
 
-## test: every test, with real PostgreSQL clusters and real clients
+## test: every test, with real PostgreSQL clusters and real clients, under the race detector
 test: vet
 	scripts/deps.sh test
-	$(GO) test -count=1 -timeout 25m $(PKGS)
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 
 ## test-short: the fast layers only (go test -short: skips the e2e package, pgbench and long runs)
 test-short:
