@@ -87,10 +87,10 @@ var defaults = map[string]any{
 	"access.support.read_only":            true,
 	"tenant_api.listen":                   "",
 	"tenant_api.roles":                    []string{"owner", "admin", "auditor", "viewer"},
-	"policy.unscoped":                   "deny",
-	"audit.spool_fsync":                 "interval",
-	"audit.spool_fsync_interval":        10 * time.Millisecond,
-	"audit.retention_days":              2555,
+	"policy.unscoped":                     "deny",
+	"audit.spool_fsync":                   "interval",
+	"audit.spool_fsync_interval":          10 * time.Millisecond,
+	"audit.retention_days":                2555,
 }
 
 // Default returns the configuration with every default applied and no regions.
