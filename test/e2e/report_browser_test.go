@@ -117,6 +117,28 @@ func TestReportPageInBrowser(t *testing.T) {
 	if account != "42" || overall == "" || layerRows != 5 || denialRows == 0 || bars == 0 {
 		t.Fatalf("page shows account %q overall %q, %d layer rows, %d denials, %d bars", account, overall, layerRows, denialRows, bars)
 	}
+	// The page's contentHash against audit/README.md's test vectors
+	// (version 1 and version 3), computed by the Python verifier.
+	for _, v := range []struct{ extra, want string }{
+		{`hash_version: 1`, "76b44f39382f120403d8d4a92232d4232f6d32915b6cf49329328112a260c0ea"},
+		{`hash_version: 3, role: "support", actor: "alice@vendor.example", purpose: "debug invoice export", ticket: "SUP-7", rewritten: true`,
+			"6d9b3d3749a6481607c8abc398769b5899477daae6475f53bd7e3cc08e1a8ec2"},
+	} {
+		js := `window.__vec = undefined; contentHash({event_id: "01890a5d-ac96-774b-bcce-b302099a8057", chain_id: "acct-42",
+			account_id: "acct-42", region: "eu-west", ts: "2026-01-02T03:04:05.123456Z", kind: "statement",
+			subject: "user@example.com", client_user: "app", client_addr: "10.0.0.7", session_id: "s-1",
+			proxy_instance: "proxy-a", statement: "SELECT * FROM orders WHERE account_id = $1", tables: ["public.orders"],
+			verdict: "allow", reason: null, sqlstate: null, rows: null, duration_us: null, ` + v.extra + `})
+			.then((h) => { window.__vec = bytesToHex(h); }, (err) => { window.__vec = "error: " + err; }); ""`
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](js)); err != nil {
+			t.Fatalf("browser: test vector: %v", err)
+		}
+		waitJS(`window.__vec !== undefined`)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__vec`))
+		if err != nil || got != v.want {
+			t.Fatalf("report.js contentHash of the README vector (%s) = %q %v, want %s", v.extra, got, err, v.want)
+		}
+	}
 	if *reportScreenshot != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
