@@ -55,7 +55,15 @@ func TestReportPageInBrowser(t *testing.T) {
 	ctx := browser(t)
 	env, srv, _ := tenantAPIEnv(t)
 	token := roleToken(t, "42", "auditor", nil)
+	// A support session: its rows are hash version 3 (actor, purpose,
+	// ticket), which the page must recompute and list.
+	support := connect(t, env.DSNWithToken(roleToken(t, "42", "", map[string]any{
+		"act": map[string]any{"sub": "agent@support.example"}, "purpose": "check invoice totals", "ticket": "SUP-77"})))
+	if _, err := support.Exec(ctxT(t), "SELECT count(*) FROM orders WHERE account_id = 42"); err != nil {
+		t.Fatalf("support read: %v", err)
+	}
 	awaitAPI(t, srv, "/v1/audit?verdict=deny", token, `"verdict":"deny"`)
+	awaitAPI(t, srv, "/v1/audit?kind=statement", token, `"actor":"agent@support.example"`)
 	// The operator seals a tree checkpoint with a key the proxy never holds;
 	// the reviewer has its public half from the operator's publication.
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
@@ -116,6 +124,9 @@ func TestReportPageInBrowser(t *testing.T) {
 	}
 	if account != "42" || overall == "" || layerRows != 5 || denialRows == 0 || bars == 0 {
 		t.Fatalf("page shows account %q overall %q, %d layer rows, %d denials, %d bars", account, overall, layerRows, denialRows, bars)
+	}
+	if sup := text("support"); !strings.Contains(sup, "agent@support.example") || !strings.Contains(sup, "check invoice totals") {
+		t.Fatalf("the support sessions table shows %q", sup)
 	}
 	// The page's contentHash against audit/README.md's test vectors
 	// (version 1 and version 3), computed by the Python verifier.
