@@ -108,6 +108,14 @@ func TestAttributionIsStoredAndVerified(t *testing.T) {
 			if !strings.Contains(export, `"role":"support","actor":"alice@vendor.example","purpose":"debug invoice export","ticket":"SUP-7","rewritten":true`) {
 				t.Fatalf("the export lacks the support fields:\n%s", export)
 			}
+			var csvBuf strings.Builder
+			if _, err := Export(ctx, regions, ExportOptions{Account: "42", Format: "csv"}, &csvBuf); err != nil {
+				t.Fatal(err)
+			}
+			if c := csvBuf.String(); !strings.Contains(c, ",role,actor,purpose,ticket,rewritten\n") ||
+				!strings.Contains(c, ",support,alice@vendor.example,debug invoice export,SUP-7,true\n") {
+				t.Fatalf("the CSV export lacks the support columns or values:\n%s", c)
+			}
 			if rep, err := VerifyExport(strings.NewReader(export), pub); err != nil || !rep.OK {
 				t.Fatalf("verify the export: %+v %v", rep, err)
 			}
