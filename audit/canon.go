@@ -78,12 +78,21 @@ func newRow(ev Event, chain, region, instance, statementMode string) (*Row, erro
 		Verdict:       opt(ev.Verdict),
 		Reason:        opt(ev.Reason),
 		SQLState:      opt(ev.SQLState),
+		Role:          opt(ev.Role),
+		Actor:         opt(ev.Actor),
+		Purpose:       opt(ev.Purpose),
+		Ticket:        opt(ev.Ticket),
+	}
+	if ev.Rewritten {
+		t := true
+		r.Rewritten = &t
 	}
 	if statementMode == StatementFull && r.Statement != nil {
 		if err := r.commitStatement(); err != nil {
 			return nil, err
 		}
 	}
+	r.HashVersion = r.hashVersionFor()
 	if ev.Kind == KindResult {
 		if ev.Rows >= 0 {
 			r.Rows = &ev.Rows
@@ -169,6 +178,6 @@ func (r *Row) commitStatement() error {
 	}
 	r.StatementSalt = salt
 	r.StatementCommitment = statementCommitment(salt, *r.Statement)
-	r.HashVersion = HashVersionCommitted
+	r.HashVersion = r.hashVersionFor()
 	return nil
 }

@@ -106,6 +106,19 @@ func (d *decoder) optInt64() *int64 {
 	return &v
 }
 
+func (d *decoder) optBool() *bool {
+	if !d.present() {
+		return nil
+	}
+	b := d.take(1)
+	if b == nil || b[0] > 1 {
+		d.fail()
+		return nil
+	}
+	v := b[0] == 1
+	return &v
+}
+
 func (d *decoder) strArray() []string {
 	if !d.present() {
 		return nil
@@ -135,12 +148,13 @@ func (d *decoder) addr() *string {
 	return &s
 }
 
-// decodeContent parses a version-1 content encoding (EncodeContent) back
-// into a row without seq and hashes.
+// decodeContent parses a version-1 or version-3 content encoding with the
+// statement text (as the spool writes it) back into a row without seq and
+// hashes.
 func decodeContent(b []byte) (*Row, error) {
 	d := &decoder{b: b}
 	hdr := d.take(2)
-	if hdr == nil || hdr[0] != tagContent || hdr[1] != HashVersion {
+	if hdr == nil || hdr[0] != tagContent || (hdr[1] != HashVersion && hdr[1] != HashVersionAttributed) {
 		return nil, fmt.Errorf("%w: bad header", errContent)
 	}
 	r := &Row{}
@@ -167,6 +181,13 @@ func decodeContent(b []byte) (*Row, error) {
 	r.SQLState = d.optStr()
 	r.Rows = d.optInt64()
 	r.DurationUS = d.optInt64()
+	if hdr[1] == HashVersionAttributed {
+		r.Role = d.optStr()
+		r.Actor = d.optStr()
+		r.Purpose = d.optStr()
+		r.Ticket = d.optStr()
+		r.Rewritten = d.optBool()
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail()
 	}

@@ -20,6 +20,15 @@ const HashVersion = 1
 // `audit erase` can remove the text while every hash still verifies.
 const HashVersionCommitted = 2
 
+// HashVersionAttributed is the content encoding of rows that record who
+// acted and how (README.md, "Hash version 3"): version 1's encoding (or
+// version 2's when the row has a statement commitment) followed by role,
+// actor, purpose, ticket and rewritten. The Recorder uses it only for rows
+// where one of them is set, so rows without them keep the encodings older
+// verifiers know; the verifier requires those five columns to be NULL in
+// rows of versions 1 and 2, which do not cover them.
+const HashVersionAttributed = 3
+
 // tagStatement domain-separates the statement commitment.
 const tagStatement = 0x40
 
@@ -73,6 +82,12 @@ type Row struct {
 	// and StatementSalt and keeps the commitment.
 	StatementSalt       []byte
 	StatementCommitment []byte
+	// Role, Actor, Purpose, Ticket and Rewritten (hash version 3): the
+	// caller's role claim, a support session's acting person, purpose and
+	// ticket, and whether pgtenant rewrote the statement. Rewritten is nil
+	// unless true (empty optional values are NULL).
+	Role, Actor, Purpose, Ticket *string
+	Rewritten                    *bool
 	// Purged marks a row redacted by a retention purge: its personal fields
 	// are NULL and its content_hash is taken as stored, covered by a signed
 	// purge record (purge.go).
@@ -103,6 +118,21 @@ func (e *encoder) optStr(s *string) {
 		return
 	}
 	e.str(*s)
+}
+
+// optBool encodes a boolean as 0x00 (NULL) or 0x01 || 0x00 (false) or
+// 0x01 || 0x01 (true).
+func (e *encoder) optBool(b *bool) {
+	if b == nil {
+		e.null()
+		return
+	}
+	e.present()
+	if *b {
+		e.buf = append(e.buf, 1)
+	} else {
+		e.buf = append(e.buf, 0)
+	}
 }
 
 func (e *encoder) int64(v int64) {
@@ -145,19 +175,29 @@ func (e *encoder) addr(s *string) {
 	e.bytes(a.AsSlice())
 }
 
-// EncodeContent returns the version-1 content encoding of r: every field
-// except seq and the hashes, in the fixed order of README.md.
+// EncodeContent returns the content encoding of r in its hash version:
+// every field except seq and the hashes, in the fixed order of README.md.
 func (r *Row) EncodeContent(buf []byte) []byte {
-	v := r.HashVersion
-	if v != HashVersionCommitted {
-		v = HashVersion
+	switch r.HashVersion {
+	case HashVersionCommitted:
+		return r.encodeContent(buf, HashVersionCommitted, true)
+	case HashVersionAttributed:
+		return r.encodeContent(buf, HashVersionAttributed, r.StatementCommitment != nil)
 	}
-	return r.encodeContent(buf, v)
+	return r.encodeContent(buf, HashVersion, false)
 }
 
-// encodeContent writes encoding version v: 1 hashes the statement text, 2
-// its commitment in the same position.
-func (r *Row) encodeContent(buf []byte, v int16) []byte {
+// hasAttribution reports whether r carries a field only hash version 3
+// covers.
+func (r *Row) hasAttribution() bool {
+	return r.Role != nil || r.Actor != nil || r.Purpose != nil || r.Ticket != nil || r.Rewritten != nil
+}
+
+// encodeContent writes encoding version v: committed selects the statement
+// commitment instead of the text in the statement position (version 2, and
+// version 3 rows with a commitment); version 3 appends role, actor,
+// purpose, ticket and rewritten.
+func (r *Row) encodeContent(buf []byte, v int16, committed bool) []byte {
 	e := encoder{buf: buf}
 	e.buf = append(e.buf, tagContent, byte(v))
 	e.bytes(r.EventID[:])
@@ -171,7 +211,7 @@ func (r *Row) encodeContent(buf []byte, v int16) []byte {
 	e.addr(r.ClientAddr)
 	e.optStr(r.SessionID)
 	e.optStr(r.ProxyInstance)
-	if v == HashVersionCommitted {
+	if committed {
 		if r.StatementCommitment == nil {
 			e.null()
 		} else {
@@ -186,6 +226,13 @@ func (r *Row) encodeContent(buf []byte, v int16) []byte {
 	e.optStr(r.SQLState)
 	e.optInt64(r.Rows)
 	e.optInt64(r.DurationUS)
+	if v == HashVersionAttributed {
+		e.optStr(r.Role)
+		e.optStr(r.Actor)
+		e.optStr(r.Purpose)
+		e.optStr(r.Ticket)
+		e.optBool(r.Rewritten)
+	}
 	return e.buf
 }
 
@@ -227,8 +274,20 @@ func GenesisHash(region, chainID string) []byte {
 // Seal assigns seq and prev to r and computes its content and entry hashes.
 func (r *Row) Seal(seq int64, prev []byte) {
 	r.Seq = seq
-	r.HashVersion = HashVersion
+	r.HashVersion = r.hashVersionFor()
 	r.ContentHash = r.ComputeContentHash()
 	r.PrevHash = prev
 	r.EntryHash = EntryHash(r.ChainID, seq, prev, r.ContentHash)
+}
+
+// hashVersionFor is the hash version a new row is written in: 3 when it
+// carries a version-3 field, else 2 with a statement commitment, else 1.
+func (r *Row) hashVersionFor() int16 {
+	switch {
+	case r.hasAttribution():
+		return HashVersionAttributed
+	case r.StatementCommitment != nil:
+		return HashVersionCommitted
+	}
+	return HashVersion
 }

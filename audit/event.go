@@ -51,7 +51,8 @@ type Event struct {
 	Actor, Purpose, Ticket string
 	// Rewritten marks a statement pgtenant rewrote (policy.unscoped:
 	// rewrite): Statement and FullStatement are the rewrite the server ran.
-	// Until the schema stores it, Reason carries ReasonRewritten.
+	// It is stored in the rewritten column (hash version 3); the proxy also
+	// sets Reason to ReasonRewritten, as rows before schema version 6 did.
 	Rewritten bool
 	// Ref pairs a statement event with its result within a session
 	// (SessionID, Ref): in spool and async mode the result is merged into

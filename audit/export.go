@@ -221,7 +221,8 @@ func exportRegion(ctx context.Context, name string, r config.Region, opts Export
 
 var csvHeader = []string{"record", "chain_id", "seq", "event_id", "ts", "kind", "account_id", "subject", "client_user",
 	"client_addr", "region", "session_id", "proxy_instance", "statement", "tables", "verdict", "reason", "sqlstate",
-	"rows", "duration_us", "hash_version", "content_hash", "prev_hash", "entry_hash", "key_id", "signature"}
+	"rows", "duration_us", "hash_version", "content_hash", "prev_hash", "entry_hash", "key_id", "signature",
+	"role", "actor", "purpose", "ticket", "rewritten"}
 
 func csvEvent(j RowJSON) []string {
 	s := func(p *string) string {
@@ -236,6 +237,12 @@ func csvEvent(j RowJSON) []string {
 		}
 		return strconv.FormatInt(*p, 10)
 	}
+	b := func(p *bool) string {
+		if p == nil {
+			return ""
+		}
+		return strconv.FormatBool(*p)
+	}
 	tables := ""
 	if j.Tables != nil {
 		b, _ := json.Marshal(j.Tables)
@@ -244,7 +251,7 @@ func csvEvent(j RowJSON) []string {
 	return []string{"event", j.ChainID, strconv.FormatInt(j.Seq, 10), j.EventID, j.TS, j.Kind, s(j.AccountID), s(j.Subject),
 		s(j.ClientUser), s(j.ClientAddr), j.Region, s(j.SessionID), s(j.ProxyInstance), s(j.Statement), tables,
 		s(j.Verdict), s(j.Reason), s(j.SQLState), i(j.Rows), i(j.DurationUS), strconv.Itoa(int(j.HashVersion)),
-		j.ContentHash, j.PrevHash, j.EntryHash, "", ""}
+		j.ContentHash, j.PrevHash, j.EntryHash, "", "", s(j.Role), s(j.Actor), s(j.Purpose), s(j.Ticket), b(j.Rewritten)}
 }
 
 func csvCheckpoint(c Checkpoint) []string {

@@ -8,7 +8,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// seedSpoolRecords are valid spool record payloads (formats 2 and 3).
+// seedSpoolRecords are valid spool record payloads (formats 2 and 3, with
+// version-1 and version-3 content layouts).
 func seedSpoolRecords(tb testing.TB) [][]byte {
 	ev := stmt("42", "s", 1)
 	ev.Tables = []string{"a", "b"}
@@ -20,7 +21,12 @@ func seedSpoolRecords(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return [][]byte{encodeSpoolRecord(nil, r, 7)[recordHeader:], encodeSpoolRecord(nil, full, 8)[recordHeader:]}
+	attr, err := NewRow(attributed(1), "eu-west", "i", StatementFull)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{encodeSpoolRecord(nil, r, 7)[recordHeader:], encodeSpoolRecord(nil, full, 8)[recordHeader:],
+		encodeSpoolRecord(nil, attr, 9)[recordHeader:]}
 }
 
 // FuzzSpoolRecord: a spool record read back from disk (torn, corrupt, or

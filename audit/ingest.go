@@ -19,9 +19,9 @@ import (
 // transaction).
 const ingestColumns = `event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr,
 	region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us,
-	hash_version, content_hash, statement_salt, statement_commitment`
+	hash_version, content_hash, statement_salt, statement_commitment, role, actor, purpose, ticket, rewritten`
 
-const ingestFields = 22
+const ingestFields = 27
 
 // copyIngestSQL appends rows in PostgreSQL's binary COPY format.
 const copyIngestSQL = `COPY pgtenant_audit.ingest (` + ingestColumns + `) FROM STDIN (FORMAT binary)`
@@ -64,7 +64,8 @@ func ingestSkippingDuplicates(ctx context.Context, conn *pgx.Conn, data []byte) 
 			client_user text, client_addr inet, region text, session_id text, proxy_instance text,
 			statement text, tables text[], verdict text, reason text, sqlstate text, rows bigint,
 			duration_us bigint, hash_version smallint, content_hash bytea, statement_salt bytea,
-			statement_commitment bytea) ON COMMIT DROP`); err != nil {
+			statement_commitment bytea, role text, actor text, purpose text, ticket text,
+			rewritten boolean) ON COMMIT DROP`); err != nil {
 			return err
 		}
 		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data),
@@ -121,6 +122,11 @@ func encodeCopy(buf []byte, rows []*Row) []byte {
 		buf = copyBytes(buf, r.ContentHash)
 		buf = copyOptBytes(buf, r.StatementSalt)
 		buf = copyOptBytes(buf, r.StatementCommitment)
+		buf = copyOptText(buf, r.Role)
+		buf = copyOptText(buf, r.Actor)
+		buf = copyOptText(buf, r.Purpose)
+		buf = copyOptText(buf, r.Ticket)
+		buf = copyOptBool(buf, r.Rewritten)
 	}
 	return binary.BigEndian.AppendUint16(buf, 0xffff)
 }
@@ -137,6 +143,17 @@ func copyOptBytes(buf, b []byte) []byte {
 		return copyNull(buf)
 	}
 	return copyBytes(buf, b)
+}
+
+func copyOptBool(buf []byte, b *bool) []byte {
+	if b == nil {
+		return copyNull(buf)
+	}
+	buf = binary.BigEndian.AppendUint32(buf, 1)
+	if *b {
+		return append(buf, 1)
+	}
+	return append(buf, 0)
 }
 
 func copyText(buf []byte, s string) []byte {

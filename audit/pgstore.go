@@ -19,6 +19,11 @@ import (
 func appendRows(ctx context.Context, pool *pgxpool.Pool, region string, rows []*Row) (inserted, dups int, err error) {
 	byChain := map[string][]*Row{}
 	for _, r := range rows {
+		if r.hasAttribution() || r.StatementCommitment != nil {
+			// append_rows (schema version 2) has no columns for them: the
+			// stored row would not match its hash version.
+			return 0, 0, fmt.Errorf("append rows: event %s needs hash version %d, which append_rows cannot store", r.EventID, r.hashVersionFor())
+		}
 		byChain[r.ChainID] = append(byChain[r.ChainID], r)
 	}
 	chains := make([]string, 0, len(byChain))

@@ -208,7 +208,7 @@ func purgeRegion(ctx context.Context, name string, r config.Region, cfg config.A
 			if err != nil {
 				return err
 			}
-			row.HashVersion = HashVersion
+			row.HashVersion = row.hashVersionFor()
 			row.ContentHash = row.ComputeContentHash()
 			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(encodeCopy(nil, []*Row{row})), copyIngestSQL); err != nil {
 				return fmt.Errorf("purge event: %w", err)

@@ -39,6 +39,12 @@ type RowJSON struct {
 	// StatementSalt and StatementCommitment (hex) of hash version 2 rows.
 	StatementSalt       string `json:"statement_salt,omitempty"`
 	StatementCommitment string `json:"statement_commitment,omitempty"`
+	// Role, Actor, Purpose, Ticket and Rewritten (hash version 3).
+	Role      *string `json:"role,omitempty"`
+	Actor     *string `json:"actor,omitempty"`
+	Purpose   *string `json:"purpose,omitempty"`
+	Ticket    *string `json:"ticket,omitempty"`
+	Rewritten *bool   `json:"rewritten,omitempty"`
 }
 
 // tsLayout keeps exactly microsecond precision.
@@ -60,6 +66,7 @@ func (r *Row) ToJSON(byteaText bool) RowJSON {
 		Rows: r.Rows, DurationUS: r.DurationUS, HashVersion: r.HashVersion,
 		ContentHash: h(r.ContentHash), PrevHash: h(r.PrevHash), EntryHash: h(r.EntryHash), Purged: r.Purged,
 		StatementSalt: optHex(r.StatementSalt, byteaText), StatementCommitment: optHex(r.StatementCommitment, byteaText),
+		Role: r.Role, Actor: r.Actor, Purpose: r.Purpose, Ticket: r.Ticket, Rewritten: r.Rewritten,
 	}
 }
 
@@ -79,6 +86,7 @@ func (j RowJSON) Row() (*Row, error) {
 		SessionID: j.SessionID, ProxyInstance: j.ProxyInstance, Statement: j.Statement, Tables: j.Tables,
 		Verdict: j.Verdict, Reason: j.Reason, SQLState: j.SQLState, Rows: j.Rows, DurationUS: j.DurationUS,
 		HashVersion: j.HashVersion, Purged: j.Purged,
+		Role: j.Role, Actor: j.Actor, Purpose: j.Purpose, Ticket: j.Ticket, Rewritten: j.Rewritten,
 	}
 	for _, f := range []struct {
 		name string

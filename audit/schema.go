@@ -713,6 +713,140 @@ END $$;
 REVOKE ALL ON FUNCTION pgtenant_audit.erase_statements(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtenant_audit.integrate(text, bigint, uuid[], text[], bytea[], bigint[], bytea[], bytea[]) FROM PUBLIC;
 `,
+	// 6: the caller's role, the support session's actor, purpose and
+	// ticket, and the rewritten flag (hash version 3, README.md). Existing
+	// rows keep NULLs, which their hash versions 1 and 2 do not cover (the
+	// verifier requires the columns NULL there). integrate copies them, the
+	// redaction and erasure triggers keep them unchanged, and erasure also
+	// applies to hash-version-3 rows that carry a statement commitment.
+	`
+ALTER TABLE pgtenant_audit.ingest ADD COLUMN IF NOT EXISTS role text, ADD COLUMN IF NOT EXISTS actor text,
+	ADD COLUMN IF NOT EXISTS purpose text, ADD COLUMN IF NOT EXISTS ticket text, ADD COLUMN IF NOT EXISTS rewritten boolean;
+ALTER TABLE pgtenant_audit.events ADD COLUMN IF NOT EXISTS role text, ADD COLUMN IF NOT EXISTS actor text,
+	ADD COLUMN IF NOT EXISTS purpose text, ADD COLUMN IF NOT EXISTS ticket text, ADD COLUMN IF NOT EXISTS rewritten boolean;
+
+CREATE OR REPLACE FUNCTION pgtenant_audit.integrate(p_region text, p_first_leaf bigint, p_event_id uuid[], p_chain text[],
+	p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_n integer := coalesce(cardinality(p_event_id), 0);
+	v_bad bigint;
+	v_ins bigint;
+	v_size bigint;
+BEGIN
+	IF v_n = 0 THEN
+		RETURN 0;
+	END IF;
+	-- The rows become leaves p_first_leaf.. of the region's tree, which must
+	-- be its current size: leaves are contiguous and never reassigned.
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	IF v_size IS DISTINCT FROM p_first_leaf THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
+			USING ERRCODE = '40001';
+	END IF;
+	IF cardinality(p_chain) <> v_n OR cardinality(p_content) <> v_n OR cardinality(p_seq) <> v_n
+	   OR cardinality(p_prev) <> v_n OR cardinality(p_entry) <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: arrays differ in length' USING ERRCODE = '22023';
+	END IF;
+	SELECT count(*) INTO v_bad
+	FROM (SELECT u.chain, u.content, u.seq, u.prev, u.entry, h.seq AS h_seq, h.head AS h_head,
+			row_number() OVER w AS rn, lag(u.entry) OVER w AS before
+		FROM unnest(p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(chain, content, seq, prev, entry, ord)
+		LEFT JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain
+		WINDOW w AS (PARTITION BY u.chain ORDER BY u.ord)) x
+	WHERE x.h_seq IS NULL OR x.seq <> x.h_seq + x.rn OR x.prev IS DISTINCT FROM coalesce(x.before, x.h_head)
+		OR x.entry IS DISTINCT FROM sha256('\x10'::bytea || int4send(octet_length(convert_to(x.chain, 'UTF8')))
+			|| convert_to(x.chain, 'UTF8') || int8send(x.seq) || x.prev || x.content);
+	IF v_bad > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % rows do not extend their chains', v_bad
+			USING ERRCODE = '40001';
+	END IF;
+	INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+		client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+		duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
+		role, actor, purpose, ticket, rewritten)
+	SELECT i.chain_id, u.seq, i.event_id, i.ts, i.kind, i.account_id, i.subject, i.client_user,
+		i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict, i.reason,
+		i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, u.prev, u.entry, p_first_leaf + u.ord - 1,
+		i.statement_salt, i.statement_commitment, i.role, i.actor, i.purpose, i.ticket, i.rewritten
+	FROM unnest(p_event_id, p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY
+		AS u(event_id, chain, content, seq, prev, entry, ord)
+	JOIN pgtenant_audit.ingest i ON i.event_id = u.event_id AND i.chain_id = u.chain AND i.content_hash = u.content
+		AND i.region = p_region
+	JOIN pgtenant_audit.chain_heads h ON h.chain_id = u.chain AND h.region = p_region;
+	GET DIAGNOSTICS v_ins = ROW_COUNT;
+	IF v_ins <> v_n THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate: % of % events do not match an ingested row of their chain''s region',
+			v_n - v_ins, v_n USING ERRCODE = '22023';
+	END IF;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM (SELECT DISTINCT ON (u.chain) u.chain, u.seq, u.entry
+		FROM unnest(p_chain, p_seq, p_entry) AS u(chain, seq, entry)
+		ORDER BY u.chain, u.seq DESC) l
+	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_n WHERE t.region = p_region;
+	RETURN v_n;
+END $$;
+
+CREATE OR REPLACE FUNCTION pgtenant_audit.events_redact_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND NOT OLD.purged AND NEW.purged
+	   AND (NEW.chain_id, NEW.seq, NEW.event_id, NEW.ts, NEW.kind, NEW.account_id, NEW.region, NEW.proxy_instance,
+	        NEW.verdict, NEW.sqlstate, NEW.rows, NEW.duration_us, NEW.hash_version, NEW.content_hash,
+	        NEW.prev_hash, NEW.entry_hash, NEW.leaf, NEW.role, NEW.actor, NEW.purpose, NEW.ticket, NEW.rewritten)
+	       IS NOT DISTINCT FROM
+	       (OLD.chain_id, OLD.seq, OLD.event_id, OLD.ts, OLD.kind, OLD.account_id, OLD.region, OLD.proxy_instance,
+	        OLD.verdict, OLD.sqlstate, OLD.rows, OLD.duration_us, OLD.hash_version, OLD.content_hash,
+	        OLD.prev_hash, OLD.entry_hash, OLD.leaf, OLD.role, OLD.actor, OLD.purpose, OLD.ticket, OLD.rewritten)
+	   AND NEW.subject IS NULL AND NEW.client_user IS NULL AND NEW.client_addr IS NULL
+	   AND NEW.session_id IS NULL AND NEW.statement IS NULL AND NEW.tables IS NULL AND NEW.reason IS NULL
+	   AND NEW.statement_salt IS NULL AND NEW.statement_commitment IS NOT DISTINCT FROM OLD.statement_commitment THEN
+		RETURN NEW;
+	END IF;
+	-- An erasure: a hash-version-2 row loses its statement text and salt,
+	-- keeping the commitment the content hash covers; nothing else changes.
+	IF TG_OP = 'UPDATE' AND OLD.hash_version IN (2, 3) AND OLD.statement_commitment IS NOT NULL AND OLD.statement IS NOT NULL
+	   AND NEW.statement IS NULL AND NEW.statement_salt IS NULL
+	   AND ROW(NEW.chain_id, NEW.seq, NEW.event_id, NEW.ts, NEW.kind, NEW.account_id, NEW.subject, NEW.client_user,
+	        NEW.client_addr, NEW.region, NEW.session_id, NEW.proxy_instance, NEW.tables, NEW.verdict, NEW.reason,
+	        NEW.sqlstate, NEW.rows, NEW.duration_us, NEW.hash_version, NEW.content_hash, NEW.prev_hash,
+	        NEW.entry_hash, NEW.leaf, NEW.purged, NEW.statement_commitment,
+	        NEW.role, NEW.actor, NEW.purpose, NEW.ticket, NEW.rewritten)
+	       IS NOT DISTINCT FROM
+	       ROW(OLD.chain_id, OLD.seq, OLD.event_id, OLD.ts, OLD.kind, OLD.account_id, OLD.subject, OLD.client_user,
+	        OLD.client_addr, OLD.region, OLD.session_id, OLD.proxy_instance, OLD.tables, OLD.verdict, OLD.reason,
+	        OLD.sqlstate, OLD.rows, OLD.duration_us, OLD.hash_version, OLD.content_hash, OLD.prev_hash,
+	        OLD.entry_hash, OLD.leaf, OLD.purged, OLD.statement_commitment,
+	        OLD.role, OLD.actor, OLD.purpose, OLD.ticket, OLD.rewritten) THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'pgtenant_audit.events: % is not allowed, the audit trail is append-only', TG_OP
+		USING ERRCODE = '42501';
+END $$;
+
+-- erase_statements clears the statement text (and salt) of p_chain's
+-- hash-version-2 events older than p_before, in events and in the ingested
+-- copies; owner's members only.
+CREATE OR REPLACE FUNCTION pgtenant_audit.erase_statements(p_chain text, p_before timestamptz) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_n bigint;
+BEGIN
+	UPDATE pgtenant_audit.events e SET statement = NULL, statement_salt = NULL
+	WHERE e.chain_id = p_chain AND e.ts < p_before AND e.hash_version IN (2, 3)
+		AND e.statement_commitment IS NOT NULL AND e.statement IS NOT NULL;
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	DELETE FROM pgtenant_audit.ingest i USING pgtenant_audit.events e
+	WHERE i.chain_id = p_chain AND e.event_id = i.event_id AND i.ts < p_before AND i.statement IS NOT NULL
+		AND i.statement_commitment IS NOT NULL;
+	RETURN v_n;
+END $$;
+REVOKE ALL ON FUNCTION pgtenant_audit.erase_statements(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtenant_audit.erase_statements(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtenant_audit.integrate(text, bigint, uuid[], text[], bytea[], bigint[], bytea[], bytea[]) FROM PUBLIC;
+`,
 }
 
 // SchemaVersion is the audit schema version this build writes.

@@ -333,7 +333,11 @@ func encodeSpoolRecord(buf []byte, r *Row, ref uint64) []byte {
 		buf = append(buf, byte(len(r.StatementSalt)))
 		buf = append(buf, r.StatementSalt...)
 	}
-	buf = r.encodeContent(buf, HashVersion) // the text itself, never the commitment
+	v := int16(HashVersion)
+	if r.hasAttribution() {
+		v = HashVersionAttributed
+	}
+	buf = r.encodeContent(buf, v, false) // the text itself, never the commitment
 	payload := buf[hdr+recordHeader:]
 	binary.BigEndian.PutUint32(buf[hdr:], uint32(len(payload)))
 	binary.BigEndian.PutUint32(buf[hdr+4:], crc32.Checksum(payload, crcTable))
@@ -367,8 +371,8 @@ func decodeSpoolRecord(payload []byte) (*Row, uint64, error) {
 	if salt != nil && r.Statement != nil {
 		r.StatementSalt = salt
 		r.StatementCommitment = statementCommitment(salt, *r.Statement)
-		r.HashVersion = HashVersionCommitted
 	}
+	r.HashVersion = r.hashVersionFor()
 	return r, ref, nil
 }
 

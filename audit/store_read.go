@@ -12,20 +12,23 @@ import (
 // rowColumns selects an events row in Row's field order.
 // purged and the statement salt and commitment are read through to_jsonb
 // so that regions not yet at schema versions 4 and 5 (no such columns)
-// still verify.
+// still verify; so are role, actor, purpose, ticket and rewritten
+// (schema version 6).
 const rowColumns = `chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
 	client_addr::text, region, session_id, proxy_instance, statement, tables, verdict, reason,
 	sqlstate, rows, duration_us, hash_version, content_hash, prev_hash, entry_hash,
 	coalesce((to_jsonb(e) ->> 'purged')::boolean, false),
 	decode(substr(to_jsonb(e) ->> 'statement_salt', 3), 'hex'),
-	decode(substr(to_jsonb(e) ->> 'statement_commitment', 3), 'hex')`
+	decode(substr(to_jsonb(e) ->> 'statement_commitment', 3), 'hex'),
+	to_jsonb(e) ->> 'role', to_jsonb(e) ->> 'actor', to_jsonb(e) ->> 'purpose', to_jsonb(e) ->> 'ticket',
+	(to_jsonb(e) ->> 'rewritten')::boolean`
 
 func scanRow(rows pgx.Rows) (*Row, error) {
 	r := &Row{}
 	err := rows.Scan(&r.ChainID, &r.Seq, &r.EventID, &r.TS, &r.Kind, &r.AccountID, &r.Subject, &r.ClientUser,
 		&r.ClientAddr, &r.Region, &r.SessionID, &r.ProxyInstance, &r.Statement, &r.Tables, &r.Verdict, &r.Reason,
 		&r.SQLState, &r.Rows, &r.DurationUS, &r.HashVersion, &r.ContentHash, &r.PrevHash, &r.EntryHash, &r.Purged,
-		&r.StatementSalt, &r.StatementCommitment)
+		&r.StatementSalt, &r.StatementCommitment, &r.Role, &r.Actor, &r.Purpose, &r.Ticket, &r.Rewritten)
 	if err != nil {
 		return nil, err
 	}

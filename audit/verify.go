@@ -103,11 +103,18 @@ func (v *chainVerifier) add(r *Row) {
 	case r.Seq < v.next:
 		v.fail(r.Seq, FailSeqOrder, fmt.Sprintf("seq %d appears again after seq %d", r.Seq, v.next-1), nil, nil)
 		return
-	case r.HashVersion != HashVersion && r.HashVersion != HashVersionCommitted:
-		v.fail(r.Seq, FailUnknownVersion, fmt.Sprintf("hash_version %d is not %d or %d", r.HashVersion, HashVersion, HashVersionCommitted), nil, nil)
+	case r.HashVersion != HashVersion && r.HashVersion != HashVersionCommitted && r.HashVersion != HashVersionAttributed:
+		v.fail(r.Seq, FailUnknownVersion, fmt.Sprintf("hash_version %d is not %d, %d or %d", r.HashVersion,
+			HashVersion, HashVersionCommitted, HashVersionAttributed), nil, nil)
+		return
+	case r.HashVersion != HashVersionAttributed && r.hasAttribution():
+		// Versions 1 and 2 do not cover these fields: a value there was
+		// added after the row was hashed.
+		v.fail(r.Seq, FailContentMismatch, fmt.Sprintf("hash_version %d does not cover role, actor, purpose, ticket or rewritten, yet one is set", r.HashVersion), nil, nil)
 		return
 	}
-	if r.HashVersion == HashVersionCommitted && r.Statement != nil && !r.Purged {
+	committed := r.HashVersion == HashVersionCommitted || (r.HashVersion == HashVersionAttributed && r.StatementCommitment != nil)
+	if committed && r.Statement != nil && !r.Purged {
 		// The text is still there: it must be the one committed to.
 		if r.StatementSalt == nil || !bytes.Equal(statementCommitment(r.StatementSalt, *r.Statement), r.StatementCommitment) {
 			v.fail(r.Seq, FailContentMismatch, "the statement text does not match its salted commitment", r.StatementCommitment, nil)

@@ -98,9 +98,7 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
 	for _, r := range rows {
 		if r.ContentHash == nil {
-			if r.HashVersion != HashVersionCommitted {
-				r.HashVersion = HashVersion
-			}
+			r.HashVersion = r.hashVersionFor()
 			r.ContentHash = r.ComputeContentHash()
 		}
 	}

@@ -365,9 +365,13 @@ func safeName(s string) string {
 }
 
 var csvHeader = []string{"seq", "event_id", "ts", "kind", "subject", "client_addr", "session_id", "statement",
-	"tables", "verdict", "reason", "sqlstate", "rows", "duration_us", "entry_hash"}
+	"tables", "verdict", "reason", "sqlstate", "rows", "duration_us", "entry_hash", "role", "actor", "purpose", "ticket", "rewritten"}
 
 func csvRow(e audit.RowJSON) []string {
+	rewritten := ""
+	if e.Rewritten != nil {
+		rewritten = strconv.FormatBool(*e.Rewritten)
+	}
 	s := func(p *string) string {
 		if p == nil {
 			return ""
@@ -381,5 +385,6 @@ func csvRow(e audit.RowJSON) []string {
 		return strconv.FormatInt(*p, 10)
 	}
 	return []string{strconv.FormatInt(e.Seq, 10), e.EventID, e.TS, e.Kind, s(e.Subject), s(e.ClientAddr), s(e.SessionID),
-		s(e.Statement), strings.Join(e.Tables, ";"), s(e.Verdict), s(e.Reason), s(e.SQLState), n(e.Rows), n(e.DurationUS), e.EntryHash}
+		s(e.Statement), strings.Join(e.Tables, ";"), s(e.Verdict), s(e.Reason), s(e.SQLState), n(e.Rows), n(e.DurationUS), e.EntryHash,
+		s(e.Role), s(e.Actor), s(e.Purpose), s(e.Ticket), rewritten}
 }

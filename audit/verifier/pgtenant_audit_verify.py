@@ -7,8 +7,10 @@ genesis hash of a JSON-lines export (`pgtenant audit export`), checks that
 seq is contiguous and every link holds, that a redacted (purged) row lies
 inside a purge record's prefix, that checkpoint and purge heads match, and
 every RFC 6962 inclusion proof against the export's tree checkpoint note,
-and, for hash version 2 rows, that a statement text still present matches
-its salted commitment.
+and, for hash version 2 rows (and version 3 rows with a commitment), that a
+statement text still present matches its salted commitment. Version 3 rows
+also cover role, actor, purpose, ticket and rewritten; rows of versions 1
+and 2 must not carry those fields.
 
 It does not check Ed25519 signatures (the standard library has no Ed25519);
 `pgtenant audit verify --file EXPORT --public-key KEY` does.
@@ -85,8 +87,9 @@ def content_hash(r):
     b += inet(r.get("client_addr"))
     for f in ("session_id", "proxy_instance"):
         b += text(r.get(f))
-    if r["hash_version"] == 2:
-        # Version 2: the salted commitment to the text stands in its place.
+    if r["hash_version"] == 2 or (r["hash_version"] == 3 and r.get("statement_commitment")):
+        # Version 2 (and 3 with a commitment): the salted commitment to the
+        # text stands in its place.
         c = r.get("statement_commitment")
         b += raw(bytes.fromhex(c)) if c else b"\x00"
     else:
@@ -95,7 +98,15 @@ def content_hash(r):
     for f in ("verdict", "reason", "sqlstate"):
         b += text(r.get(f))
     b += bigint(r.get("rows")) + bigint(r.get("duration_us"))
+    if r["hash_version"] == 3:
+        for f in ("role", "actor", "purpose", "ticket"):
+            b += text(r.get(f))
+        w = r.get("rewritten")
+        b += b"\x00" if w is None else b"\x01" + (b"\x01" if w else b"\x00")
     return hashlib.sha256(b).digest()
+
+
+ATTRIBUTION = ("role", "actor", "purpose", "ticket", "rewritten")
 
 
 def entry_hash(chain, seq, prev, content):
@@ -188,9 +199,14 @@ def verify(lines):
             elif r.get("purged"):
                 if seq > purged_upto:
                     broken = (seq, "unsigned_purge")
+            elif r["hash_version"] not in (1, 2, 3):
+                broken = (seq, "unknown_version")
+            elif r["hash_version"] != 3 and any(r.get(f) is not None for f in ATTRIBUTION):
+                broken = (seq, "content_mismatch")
             elif content_hash(r) != ch:
                 broken = (seq, "content_mismatch")
-            elif r["hash_version"] == 2 and r.get("statement") is not None and (
+            elif (r["hash_version"] == 2 or (r["hash_version"] == 3 and r.get("statement_commitment"))) \
+                    and r.get("statement") is not None and (
                     not r.get("statement_salt") or hashlib.sha256(
                         b"\x40" + bytes.fromhex(r["statement_salt"]) + r["statement"].encode("utf-8")
                     ).hexdigest() != r.get("statement_commitment")):
@@ -231,6 +247,11 @@ def vectors():
     print("genesis     ", g.hex())
     print("content_hash", c.hex())
     print("entry_hash  ", entry_hash("acct-42", 1, g, c).hex())
+    r.update({"hash_version": 3, "role": "support", "actor": "alice@vendor.example",
+              "purpose": "debug invoice export", "ticket": "SUP-7", "rewritten": True})
+    c = content_hash(r)
+    print("v3 content_hash", c.hex())
+    print("v3 entry_hash  ", entry_hash("acct-42", 1, g, c).hex())
 
 
 def main(argv):

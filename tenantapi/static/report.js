@@ -58,26 +58,37 @@ function fAddr(s) {
   const b = ipBytes(s);
   return b ? fBytes(b) : fStr(s);
 }
-// contentHash recomputes an event's content hash (versions 1 and 2), or
+// fBool encodes a boolean: 0x00 NULL, 0x01 || 0x00 false, 0x01 || 0x01 true.
+function fBool(v) { return v === null || v === undefined ? N : Uint8Array.of(1, v ? 1 : 0); }
+// committed reports whether a row hashes its statement commitment in the
+// statement's place: version 2, and version 3 rows that carry one.
+function committed(e) { return e.hash_version === 2 || (e.hash_version === 3 && !!e.statement_commitment); }
+// contentHash recomputes an event's content hash (versions 1, 2 and 3), or
 // returns null for a row it cannot recompute: one a signed retention purge
 // redacted (its stored hash stands) or of a version this page predates.
+// A version 1 or 2 row carrying role, actor, purpose, ticket or rewritten
+// (fields those versions do not cover) gets an all-zero hash, so it fails.
 async function contentHash(e) {
-  if (e.purged || (e.hash_version !== 1 && e.hash_version !== 2)) return null;
+  if (e.purged || (e.hash_version !== 1 && e.hash_version !== 2 && e.hash_version !== 3)) return null;
+  const extra = [e.role, e.actor, e.purpose, e.ticket, e.rewritten];
+  if (e.hash_version !== 3 && extra.some((v) => v !== null && v !== undefined)) return new Uint8Array(32);
   // version 2 (audit.statement: full) commits to the statement text with a
   // salted hash and hashes the commitment in the statement's place
-  const stmt = e.hash_version === 2
+  const stmt = committed(e)
     ? (e.statement_commitment ? fBytes(hexToBytes(e.statement_commitment)) : N)
     : fStr(e.statement);
+  // version 3 appends role, actor, purpose, ticket and rewritten
+  const v3 = e.hash_version === 3 ? [fStr(e.role), fStr(e.actor), fStr(e.purpose), fStr(e.ticket), fBool(e.rewritten)] : [];
   return sha256(concat([Uint8Array.of(0x00, e.hash_version), fBytes(uuidBytes(e.event_id)), fStr(e.chain_id), fStr(e.region),
     concat([P, i64(micros(e.ts))]), fStr(e.kind), fStr(e.account_id), fStr(e.subject), fStr(e.client_user),
     fAddr(e.client_addr), fStr(e.session_id), fStr(e.proxy_instance), stmt, fArr(e.tables),
-    fStr(e.verdict), fStr(e.reason), fStr(e.sqlstate), fInt(e.rows), fInt(e.duration_us)]));
+    fStr(e.verdict), fStr(e.reason), fStr(e.sqlstate), fInt(e.rows), fInt(e.duration_us), ...v3]));
 }
 
-// statementMatches checks a version 2 row's text against its commitment:
+// statementMatches checks a committed row's text against its commitment:
 // SHA-256(0x40 || salt || text); an erased text (no salt) is not checked.
 async function statementMatches(e) {
-  if (e.hash_version !== 2 || !e.statement_salt || e.statement === null || e.statement === undefined) return true;
+  if (!committed(e) || !e.statement_salt || e.statement === null || e.statement === undefined) return true;
   const c = await sha256(concat([Uint8Array.of(0x40), hexToBytes(e.statement_salt), enc.encode(e.statement)]));
   return bytesToHex(c) === e.statement_commitment;
 }

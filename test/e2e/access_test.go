@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +14,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/proxy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
@@ -52,6 +56,120 @@ func accessEnv(t *testing.T, policy bool) (*proxytest.Env, *eventLog) {
 // accessEnvWith is accessEnv with the configuration edited by configure.
 func accessEnvWith(t *testing.T, policy bool, configure func(*config.Config)) (*proxytest.Env, *eventLog) {
 	t.Helper()
+	installAccessSchema(t)
+	log := &eventLog{}
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{accessRegion}, Policy: policy, Auditor: log,
+		Configure: configure})
+	return env, log
+}
+
+// accessAuditDB is the access region's audit database: a database of its
+// own, so that the policy's catalog of the region's database never sees
+// schema pgtenant_audit.
+const accessAuditDB = "access_audit"
+
+var accessAuditDBOnce sync.Once
+
+// teeAuditor records every event with a real Recorder (the stored rows) and
+// then in the in-memory log (the Event values the tests inspect).
+type teeAuditor struct {
+	rec *audit.Recorder
+	log *eventLog
+}
+
+func (a teeAuditor) Record(ctx context.Context, ev audit.Event) error {
+	err := a.rec.Record(ctx, ev)
+	_ = a.log.Record(ctx, ev)
+	return err
+}
+
+// accessEnvStored is accessEnv whose events are also stored by a real
+// Recorder (strict mode) in the access cluster's audit database.
+func accessEnvStored(t *testing.T) (*proxytest.Env, *eventLog) {
+	t.Helper()
+	c := installAccessSchema(t)
+	accessAuditDBOnce.Do(func() {
+		err := c.Exec(ctxT(t), c.Database, `CREATE DATABASE `+accessAuditDB)
+		var pe *pgconn.PgError
+		if err != nil && !(errors.As(err, &pe) && pe.Code == "42P04") && !strings.Contains(err.Error(), "already exists") {
+			t.Fatal(err)
+		}
+	})
+	log := &eventLog{}
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{accessRegion}, Policy: true,
+		Configure: func(cfg *config.Config) {
+			r := cfg.Regions[accessRegion]
+			r.AuditDatabase, r.AdminUser = accessAuditDB, cluster.Superuser
+			cfg.Regions[accessRegion] = r
+			cfg.Audit.Disabled, cfg.Audit.Mode = false, audit.ModeStrict
+			cfg.Audit.SpoolDir = t.TempDir()
+		},
+		NewAuditor: func(t testing.TB, cfg *config.Config) proxy.Auditor {
+			ctx := context.Background()
+			if err := audit.Init(ctx, cfg.Regions, nil); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := audit.NewRecorder(ctx, cfg.Audit, cfg.Regions, "e2e-access",
+				slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rec.Close(context.Background()) })
+			return teeAuditor{rec: rec, log: log}
+		}})
+	return env, log
+}
+
+// storedRow is what the audit database holds of one event.
+type storedRow struct {
+	kind                         string
+	hashVersion                  int16
+	role, actor, purpose, ticket *string
+}
+
+// storedSessionRows waits (up to 10 s) until the audit database holds want
+// integrated rows of session and returns them, read as the superuser.
+func storedSessionRows(t *testing.T, env *proxytest.Env, session string, want int) []storedRow {
+	t.Helper()
+	c := env.Clusters[accessRegion]
+	conn := connect(t, c.SuperuserDSN(accessAuditDB))
+	defer conn.Close(context.Background())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows, err := conn.Query(ctxT(t), `SELECT kind, hash_version, role, actor, purpose, ticket
+			FROM pgtenant_audit.events WHERE session_id = $1 ORDER BY seq`, session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []storedRow
+		for rows.Next() {
+			var r storedRow
+			if err := rows.Scan(&r.kind, &r.hashVersion, &r.role, &r.actor, &r.purpose, &r.ticket); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(out) >= want || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<NULL>"
+	}
+	return *s
+}
+
+// installAccessSchema installs the demo schema and ro_probe in the access
+// region and returns its cluster.
+func installAccessSchema(t *testing.T) *cluster.Cluster {
+	t.Helper()
 	c := pgtest.Shared(t, accessRegion)
 	proxytest.InstallDemo(t, c)
 	probe := `CREATE TABLE IF NOT EXISTS public.ro_probe (id bigserial PRIMARY KEY, account_id bigint NOT NULL, note text);
@@ -61,10 +179,7 @@ func accessEnvWith(t *testing.T, policy bool, configure func(*config.Config)) (*
 	if err := c.Exec(ctxT(t), c.Database, probe); err != nil {
 		t.Fatal(err)
 	}
-	log := &eventLog{}
-	env := proxytest.Start(t, proxytest.Options{Regions: []string{accessRegion}, Policy: policy, Auditor: log,
-		Configure: configure})
-	return env, log
+	return c
 }
 
 // accessToken signs a token for account 42 in the access region with extra claims.
@@ -114,7 +229,7 @@ var readOnlyRoutes = []string{
 // simple and the extended protocol, on tables with and without RLS; the
 // backend session stays pinned read-only; and the table is unchanged.
 func TestViewerCannotWrite(t *testing.T) {
-	env, log := accessEnv(t, true)
+	env, log := accessEnvStored(t)
 	ctx := ctxT(t)
 	conn := connect(t, env.DSNWithToken(accessToken(t, map[string]any{"role": "viewer"})))
 	before := probeState(t, env)
@@ -166,6 +281,51 @@ func TestViewerCannotWrite(t *testing.T) {
 	if roles == 0 {
 		t.Error("no connect or statement events recorded")
 	}
+	// and stored, hashed (version 3), in every row of the session
+	if err := conn.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var session string
+	events := 0
+	for _, ev := range waitForKind(t, log, audit.KindDisconnect) {
+		if ev.Role == "viewer" {
+			session = ev.SessionID
+		}
+	}
+	for _, ev := range log.snapshot() {
+		if ev.SessionID == session {
+			events++
+		}
+	}
+	stored := storedSessionRows(t, env, session, events)
+	if len(stored) < events || session == "" {
+		t.Fatalf("stored rows of the viewer session %q: %d, want %d", session, len(stored), events)
+	}
+	for _, r := range stored {
+		if deref(r.role) != "viewer" || r.hashVersion != audit.HashVersionAttributed || r.actor != nil {
+			t.Errorf("stored %s row: role %s actor %s hash_version %d; want role viewer, no actor, version 3",
+				r.kind, deref(r.role), deref(r.actor), r.hashVersion)
+		}
+	}
+}
+
+// waitForKind waits (up to 5 s) until the log holds an event of kind and
+// returns the log.
+func waitForKind(t *testing.T, log *eventLog, kind string) []audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		evs := log.snapshot()
+		for _, ev := range evs {
+			if ev.Kind == kind {
+				return evs
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event recorded", kind)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // The backend pin alone (no policy at all) makes PostgreSQL refuse a
@@ -206,7 +366,7 @@ func TestViewerBackendPinWithoutPolicy(t *testing.T) {
 // access.support.max_ttl; a valid one is read-only, and every event of its
 // session records the actor, the purpose and the ticket.
 func TestSupportSessions(t *testing.T) {
-	env, log := accessEnv(t, true)
+	env, log := accessEnvStored(t)
 	ctx := ctxT(t)
 	act := map[string]any{"sub": "agent@support.example"}
 	now := time.Now()
@@ -273,10 +433,36 @@ func TestSupportSessions(t *testing.T) {
 	if len(sessions) != 1 {
 		t.Fatalf("support events span %d sessions, want 1", len(sessions))
 	}
+	events, session := 0, ""
 	for _, ev := range log.snapshot() {
 		if sessions[ev.SessionID] && (ev.Actor == "" || ev.Purpose == "" || ev.Ticket == "") {
 			t.Errorf("%s event of the support session lacks actor, purpose or ticket: %+v", ev.Kind, ev)
 		}
+		if sessions[ev.SessionID] {
+			events, session = events+1, ev.SessionID
+		}
+	}
+	// every stored row of the session carries them too, hashed (version 3)
+	stored := storedSessionRows(t, env, session, events)
+	if len(stored) < events {
+		t.Fatalf("stored rows of the support session: %d, want %d", len(stored), events)
+	}
+	kinds := map[string]int{}
+	for _, r := range stored {
+		kinds[r.kind]++
+		if deref(r.actor) != "agent@support.example" || deref(r.purpose) != "investigate invoice totals" ||
+			deref(r.ticket) != "SUP-4521" || r.hashVersion != audit.HashVersionAttributed {
+			t.Errorf("stored %s row: actor %s purpose %s ticket %s hash_version %d", r.kind, deref(r.actor),
+				deref(r.purpose), deref(r.ticket), r.hashVersion)
+		}
+	}
+	if kinds[audit.KindConnect] != 1 || kinds[audit.KindStatement] < 2 || kinds[audit.KindDisconnect] != 1 {
+		t.Errorf("stored rows of the support session by kind: %v", kinds)
+	}
+	// and the stored rows verify
+	rep, err := audit.VerifyDB(ctx, env.Config.Regions, audit.VerifyOptions{Account: "42"})
+	if err != nil || !rep.OK {
+		t.Fatalf("verify the access region's chain: %+v %v", rep, err)
 	}
 }
 

@@ -55,7 +55,15 @@ func TestReportPageInBrowser(t *testing.T) {
 	ctx := browser(t)
 	env, srv, _ := tenantAPIEnv(t)
 	token := roleToken(t, "42", "auditor", nil)
+	// A support session: its rows are hash version 3 (actor, purpose,
+	// ticket), which the page must recompute and list.
+	support := connect(t, env.DSNWithToken(roleToken(t, "42", "", map[string]any{
+		"act": map[string]any{"sub": "agent@support.example"}, "purpose": "check invoice totals", "ticket": "SUP-77"})))
+	if _, err := support.Exec(ctxT(t), "SELECT count(*) FROM orders WHERE account_id = 42"); err != nil {
+		t.Fatalf("support read: %v", err)
+	}
 	awaitAPI(t, srv, "/v1/audit?verdict=deny", token, `"verdict":"deny"`)
+	awaitAPI(t, srv, "/v1/audit?kind=statement", token, `"actor":"agent@support.example"`)
 	// The operator seals a tree checkpoint with a key the proxy never holds;
 	// the reviewer has its public half from the operator's publication.
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
@@ -116,6 +124,31 @@ func TestReportPageInBrowser(t *testing.T) {
 	}
 	if account != "42" || overall == "" || layerRows != 5 || denialRows == 0 || bars == 0 {
 		t.Fatalf("page shows account %q overall %q, %d layer rows, %d denials, %d bars", account, overall, layerRows, denialRows, bars)
+	}
+	if sup := text("support"); !strings.Contains(sup, "agent@support.example") || !strings.Contains(sup, "check invoice totals") {
+		t.Fatalf("the support sessions table shows %q", sup)
+	}
+	// The page's contentHash against audit/README.md's test vectors
+	// (version 1 and version 3), computed by the Python verifier.
+	for _, v := range []struct{ extra, want string }{
+		{`hash_version: 1`, "76b44f39382f120403d8d4a92232d4232f6d32915b6cf49329328112a260c0ea"},
+		{`hash_version: 3, role: "support", actor: "alice@vendor.example", purpose: "debug invoice export", ticket: "SUP-7", rewritten: true`,
+			"6d9b3d3749a6481607c8abc398769b5899477daae6475f53bd7e3cc08e1a8ec2"},
+	} {
+		js := `window.__vec = undefined; contentHash({event_id: "01890a5d-ac96-774b-bcce-b302099a8057", chain_id: "acct-42",
+			account_id: "acct-42", region: "eu-west", ts: "2026-01-02T03:04:05.123456Z", kind: "statement",
+			subject: "user@example.com", client_user: "app", client_addr: "10.0.0.7", session_id: "s-1",
+			proxy_instance: "proxy-a", statement: "SELECT * FROM orders WHERE account_id = $1", tables: ["public.orders"],
+			verdict: "allow", reason: null, sqlstate: null, rows: null, duration_us: null, ` + v.extra + `})
+			.then((h) => { window.__vec = bytesToHex(h); }, (err) => { window.__vec = "error: " + err; }); ""`
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](js)); err != nil {
+			t.Fatalf("browser: test vector: %v", err)
+		}
+		waitJS(`window.__vec !== undefined`)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__vec`))
+		if err != nil || got != v.want {
+			t.Fatalf("report.js contentHash of the README vector (%s) = %q %v, want %s", v.extra, got, err, v.want)
+		}
 	}
 	if *reportScreenshot != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))

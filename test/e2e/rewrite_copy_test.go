@@ -120,10 +120,10 @@ func TestRewriteCopyFromStdin(t *testing.T) {
 	}
 
 	// the audit holds the rewritten statement (flagged) and the refused rows
-	// (events are chained into pgtenant_audit.events by the region's
-	// integrator shortly after they are durable: wait for them)
+	// (strict mode: appended before forwarding, chained by the integrator
+	// shortly after, so wait for the rows to reach events)
 	var rewritten, refused int
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if err := super.QueryRow(ctx, `SELECT
 			count(*) FILTER (WHERE verdict = 'allow' AND reason = 'rewritten' AND statement LIKE '%current_setting(%'),
 			count(*) FILTER (WHERE verdict = 'deny' AND reason = 'wrong_account' AND statement ILIKE 'copy%')
@@ -133,9 +133,20 @@ func TestRewriteCopyFromStdin(t *testing.T) {
 		if (rewritten >= 1 && refused >= 4) || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	if rewritten < 1 || refused < 4 {
 		t.Errorf("audit: %d rewritten statements (want >= 1), %d refused COPY rows (want >= 4)", rewritten, refused)
+	}
+	// the flag is stored and hashed (hash version 3) on exactly the
+	// rewritten statements
+	var flagged, mismatched int
+	if err := super.QueryRow(ctx, `SELECT
+		count(*) FILTER (WHERE rewritten AND hash_version = 3 AND reason = 'rewritten'),
+		count(*) FILTER (WHERE coalesce(rewritten, false) <> coalesce(reason = 'rewritten', false))
+		FROM pgtenant_audit.events WHERE kind = 'statement' AND account_id = '42'`).Scan(&flagged, &mismatched); err != nil {
+		t.Fatal(err)
+	}
+	if flagged != rewritten || mismatched != 0 {
+		t.Errorf("audit: %d rows flagged rewritten (want %d), %d rows whose flag disagrees with their reason", flagged, rewritten, mismatched)
 	}
 }

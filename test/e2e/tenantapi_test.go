@@ -200,7 +200,7 @@ func TestTenantAPIScoping(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 		recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
-		if err != nil || len(recs) < 2 || recs[0][0] != "seq" {
+		if err != nil || len(recs) < 2 || recs[0][0] != "seq" || strings.Join(recs[0][len(recs[0])-5:], ",") != "role,actor,purpose,ticket,rewritten" {
 			t.Fatalf("csv: %v %q", err, body)
 		}
 	})
