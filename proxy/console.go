@@ -90,12 +90,15 @@ type consoleSource struct{ s *Server }
 
 var _ console.Source = consoleSource{}
 
+// sessions lists the running sessions (not those already ending), oldest first.
 func (c consoleSource) sessions() []*session {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	out := make([]*session, 0, len(c.s.sessions))
 	for ss := range c.s.sessions {
-		out = append(out, ss)
+		if !ss.ending.Load() {
+			out = append(out, ss)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].started.Before(out[j].started) })
 	return out

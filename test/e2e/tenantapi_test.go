@@ -129,6 +129,31 @@ func TestTenantAPIScoping(t *testing.T) {
 			}
 		}
 	})
+	t.Run("expired and over-long support tokens are 401", func(t *testing.T) {
+		now := time.Now()
+		support := func(iat, exp time.Time) string {
+			return roleToken(t, "42", "auditor", map[string]any{"act": map[string]any{"sub": "agent@support.example"},
+				"purpose": "INC-1234", "iat": iat.Unix(), "exp": exp.Unix()})
+		}
+		if resp, body := apiGet(t, srv, "/v1/audit", support(now.Add(-time.Minute), now.Add(time.Hour))); resp.StatusCode != http.StatusOK {
+			t.Fatalf("a valid support token: %d %s", resp.StatusCode, body)
+		}
+		for name, tok := range map[string]string{
+			"expired":      support(now.Add(-3*time.Hour), now.Add(-2*time.Hour)),
+			"over max_ttl": support(now.Add(-time.Hour), now.Add(24*time.Hour)),
+			"no purpose":   roleToken(t, "42", "auditor", map[string]any{"act": map[string]any{"sub": "agent@support.example"}}),
+		} {
+			if resp, _ := apiGet(t, srv, "/v1/audit", tok); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("support token %s: %d, want 401", name, resp.StatusCode)
+			}
+		}
+	})
+	t.Run("another tenant's token sees its own chain only", func(t *testing.T) {
+		_, body := apiGet(t, srv, "/v1/audit?limit=10000", roleToken(t, "7", "owner", nil))
+		if strings.Contains(body, `"chain_id":"42"`) || !strings.Contains(body, `"chain_id":"7"`) {
+			t.Fatalf("tenant 7's audit: %s", body)
+		}
+	})
 	t.Run("role not listed or missing is 403", func(t *testing.T) {
 		for _, role := range []string{"", "support-bot", "OWNER"} {
 			resp, body := apiGet(t, srv, "/v1/audit", roleToken(t, "42", role, nil))
