@@ -148,65 +148,61 @@ func hintFor(err error) string {
 func run(be *pgproto3.Backend, src Source, cmd string) error {
 	f := strings.Fields(cmd)
 	verb := strings.ToUpper(f[0])
-	switch verb {
-	case "SHOW":
+	if verb == "SHOW" {
 		if len(f) != 2 {
 			return usageError{"SHOW takes one word, e.g. SHOW CLIENTS"}
 		}
-		var t Table
-		switch strings.ToUpper(f[1]) {
-		case "CLIENTS":
-			t = src.Clients()
-		case "SERVERS":
-			t = src.Servers()
-		case "POOLS":
-			t = src.Pools()
-		case "STATS":
-			t = src.Stats()
-		case "TENANTS":
-			t = src.Tenants()
-		case "CONFIG":
-			t = src.Config()
-		case "VERSION":
-			v := src.Version()
-			t = Table{Columns: []string{"version"}, Rows: [][]*string{{&v}}}
-		default:
+		show, ok := shows(src)[strings.ToUpper(f[1])]
+		if !ok {
 			return usageError{fmt.Sprintf("unknown SHOW %s", f[1])}
 		}
-		sendTable(be, t)
+		sendTable(be, show())
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SHOW")})
 		return nil
-	case "PAUSE", "RESUME", "RECONNECT", "RELOAD":
-		if len(f) != 1 {
-			return usageError{verb + " takes no argument here (every database is paused or resumed together)"}
-		}
-		var err error
-		switch verb {
-		case "PAUSE":
-			err = src.Pause()
-		case "RESUME":
-			err = src.Resume()
-		case "RECONNECT":
-			err = src.Reconnect()
-		case "RELOAD":
-			err = src.Reload()
-		}
-		if err != nil {
-			return err
-		}
-		be.Send(&pgproto3.CommandComplete{CommandTag: []byte(verb)})
-		return nil
-	case "KILL":
-		if len(f) != 2 {
-			return usageError{"KILL takes a client id from SHOW CLIENTS"}
-		}
-		if err := src.Kill(f[1]); err != nil {
-			return err
-		}
-		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("KILL")})
-		return nil
 	}
-	return usageError{fmt.Sprintf("unknown command %q", verb)}
+	act, ok := actions(src)[verb]
+	if !ok {
+		return usageError{fmt.Sprintf("unknown command %q", verb)}
+	}
+	if err := act(f[1:]); err != nil {
+		return err
+	}
+	be.Send(&pgproto3.CommandComplete{CommandTag: []byte(verb)})
+	return nil
+}
+
+// shows maps each SHOW word to the table it answers with.
+func shows(src Source) map[string]func() Table {
+	return map[string]func() Table{
+		"CLIENTS": src.Clients, "SERVERS": src.Servers, "POOLS": src.Pools,
+		"STATS": src.Stats, "TENANTS": src.Tenants, "CONFIG": src.Config,
+		"VERSION": func() Table {
+			v := src.Version()
+			return Table{Columns: []string{"version"}, Rows: [][]*string{{&v}}}
+		},
+	}
+}
+
+// actions maps each control command to what it does with its arguments.
+func actions(src Source) map[string]func(args []string) error {
+	noArgs := func(name string, do func() error) func([]string) error {
+		return func(args []string) error {
+			if len(args) != 0 {
+				return usageError{name + " takes no argument here (every database is paused or resumed together)"}
+			}
+			return do()
+		}
+	}
+	return map[string]func([]string) error{
+		"PAUSE": noArgs("PAUSE", src.Pause), "RESUME": noArgs("RESUME", src.Resume),
+		"RECONNECT": noArgs("RECONNECT", src.Reconnect), "RELOAD": noArgs("RELOAD", src.Reload),
+		"KILL": func(args []string) error {
+			if len(args) != 1 {
+				return usageError{"KILL takes a client id from SHOW CLIENTS"}
+			}
+			return src.Kill(args[0])
+		},
+	}
 }
 
 // sendTable sends t as a RowDescription (all columns text) and DataRows.

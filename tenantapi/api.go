@@ -32,9 +32,6 @@ import (
 	"github.com/pgtenant/pgtenant/isolation"
 )
 
-// KindAPI is the audit kind of a tenant API read.
-const KindAPI = audit.KindAPI
-
 // Authenticator verifies a bearer token.
 type Authenticator interface {
 	Authenticate(token string) (auth.Principal, error)
@@ -132,7 +129,7 @@ func (h *Handler) record(r *http.Request, p auth.Principal, verdict, reason stri
 	if h.o.Auditor == nil {
 		return
 	}
-	ev := audit.Event{Kind: KindAPI, Time: time.Now(), AccountID: p.Account, Subject: p.Subject,
+	ev := audit.Event{Kind: audit.KindAPI, Time: time.Now(), AccountID: p.Account, Subject: p.Subject,
 		ClientAddr: clientIP(r), Region: p.Region, Statement: r.Method + " " + r.URL.Path,
 		Verdict: verdict, Reason: reason, Rows: rows, Role: p.Role(), Actor: p.Actor, Purpose: p.Purpose, Ticket: p.Ticket}
 	// A read must not be lost: the event is recorded before the answer
