@@ -1,8 +1,6 @@
 package audit
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,14 +54,8 @@ func TestAttributionIsStoredAndVerified(t *testing.T) {
 			r, c := initRegion(t, "eu-west")
 			regions := map[string]config.Region{"eu-west": r}
 			ctx := testCtx(t)
-			pub, key, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec, err := NewRecorder(ctx, testAuditConfig(t, mode), regions, "attr", testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			pub, key := sealKey(t)
+			rec := newTestRecorder(t, ctx, testAuditConfig(t, mode), regions, "attr")
 			for i := range 6 {
 				if err := rec.Record(ctx, attributed(i)); err != nil {
 					t.Fatal(err)
@@ -244,10 +236,7 @@ func TestUpgradeFromSchema5KeepsV1AndV2RowsVerifiable(t *testing.T) {
 	if err := InitRegion(ctx, "eu-west", r, nil); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "v6-proxy", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "v6-proxy")
 	for i := range 5 {
 		if err := rec.Record(ctx, attributed(i)); err != nil {
 			t.Fatal(err)
@@ -275,10 +264,7 @@ func TestUpgradeFromSchema5KeepsV1AndV2RowsVerifiable(t *testing.T) {
 	full.Time = full.Time.Add(-time.Hour)
 	cfg := testAuditConfig(t, ModeAsync)
 	cfg.Statement = StatementFull
-	rec, err = NewRecorder(ctx, cfg, regions, "v6-proxy", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec = newTestRecorder(t, ctx, cfg, regions, "v6-proxy")
 	if err := rec.Record(ctx, full); err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,7 @@ func TestExportVerifiesOfflineAndShowsTampering(t *testing.T) {
 	regions := map[string]config.Region{"eu-west": r}
 	ctx := testCtx(t)
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeStrict), regions, "i1", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeStrict), regions, "i1")
 	base := time.Now().Add(-time.Hour)
 	for i := range 30 {
 		ev := stmt("a1", "s", i)

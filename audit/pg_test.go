@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -142,10 +144,7 @@ func TestInitIsIdempotentAndLocksTheServiceRoleOut(t *testing.T) {
 		t.Fatalf("second init: %v", err)
 	}
 	regions := map[string]config.Region{"eu-west": r}
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeStrict), regions, "i1", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeStrict), regions, "i1")
 	for i := range 3 {
 		if err := rec.Record(ctx, stmt("a1", "s1", i)); err != nil {
 			t.Fatal(err)
@@ -195,7 +194,7 @@ func TestInitIsIdempotentAndLocksTheServiceRoleOut(t *testing.T) {
 		t.Errorf("a1 has %d rows, want 3", n)
 	}
 	// The service role cannot forge a row that does not extend the head.
-	_, err = svc.Exec(ctx, `SELECT pgtenant_audit.append('a1', '[{"chain_id":"a1","seq":9,"event_id":"01890a5d-ac96-774b-bcce-b302099a8057","ts":"2026-01-01T00:00:00Z","kind":"statement","region":"eu-west","hash_version":1,"content_hash":"\\x00","prev_hash":"\\x00","entry_hash":"\\x00"}]')`)
+	_, err := svc.Exec(ctx, `SELECT pgtenant_audit.append('a1', '[{"chain_id":"a1","seq":9,"event_id":"01890a5d-ac96-774b-bcce-b302099a8057","ts":"2026-01-01T00:00:00Z","kind":"statement","region":"eu-west","hash_version":1,"content_hash":"\\x00","prev_hash":"\\x00","entry_hash":"\\x00"}]')`)
 	if err == nil {
 		t.Error("append accepted a row that does not extend the chain head")
 	}
@@ -214,10 +213,7 @@ func TestRecorderModesWriteVerifiableChains(t *testing.T) {
 			}
 			regions := map[string]config.Region{"eu-west": r, "us-east": r2}
 			ctx := testCtx(t)
-			rec, err := NewRecorder(ctx, testAuditConfig(t, mode), regions, "i1", testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := newTestRecorder(t, ctx, testAuditConfig(t, mode), regions, "i1")
 			for i := range 50 {
 				acct := []string{"a1", "a2"}[i%2]
 				ev := stmt(acct, "s", i)
@@ -282,4 +278,25 @@ func TestInitWithoutAdminRole(t *testing.T) {
 	if err := InitRegion(testCtx(t), "eu-west", r, nil); err != nil {
 		t.Fatalf("serve's init with a current schema and no admin role: %v", err)
 	}
+}
+
+// sealKey returns a fresh Ed25519 seal key pair.
+func sealKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, key
+}
+
+// newTestRecorder starts a Recorder for a test; the test closes it (closing
+// is what it waits on before verifying).
+func newTestRecorder(t testing.TB, ctx context.Context, cfg config.Audit, regions map[string]config.Region, instance string) *Recorder {
+	t.Helper()
+	rec, err := NewRecorder(ctx, cfg, regions, instance, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
 }

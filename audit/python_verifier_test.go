@@ -1,8 +1,6 @@
 package audit
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"os"
 	"os/exec"
@@ -26,15 +24,9 @@ func TestPythonVerifierAgrees(t *testing.T) {
 	r, _ := initRegion(t, "eu-west")
 	regions := map[string]config.Region{"eu-west": r}
 	ctx := testCtx(t)
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := sealKey(t)
 	now := time.Now()
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "py", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "py")
 	for i := range 12 {
 		ev := stmt("acct-7", "s", i)
 		ev.Ref = uint64(i + 1)

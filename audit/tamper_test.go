@@ -2,8 +2,6 @@ package audit
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"sync"
@@ -76,10 +74,7 @@ func TestTamperingIsDetected(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	regions := map[string]config.Region{"eu-west": r}
 	ctx := testCtx(t)
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, key := sealKey(t)
 	cpDir := t.TempDir()
 	const n = 20
 	type tcase struct {
@@ -164,10 +159,7 @@ func TestTamperingIsDetected(t *testing.T) {
 		}, FailBadSignature, 19},
 	}
 
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i1", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "i1")
 	chains := []string{"other"}
 	for i := range cases {
 		chains = append(chains, fmt.Sprintf("t%02d", i))

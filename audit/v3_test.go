@@ -26,10 +26,7 @@ func TestOneRowPerStatement(t *testing.T) {
 			r, c := initRegion(t, "eu-west")
 			regions := map[string]config.Region{"eu-west": r}
 			ctx := testCtx(t)
-			rec, err := NewRecorder(ctx, testAuditConfig(t, mode), regions, "merge", testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := newTestRecorder(t, ctx, testAuditConfig(t, mode), regions, "merge")
 			const n = 50
 			for i := range n {
 				ev := stmt("42", "s1", i)
@@ -217,10 +214,7 @@ func TestUpgradeFromSchema2KeepsChainsVerifiable(t *testing.T) {
 	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
 		t.Fatalf("verify right after the upgrade: %+v", rep.Failures)
 	}
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "v3-proxy", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "v3-proxy")
 	for i := range 30 {
 		if err := rec.Record(ctx, stmt("42", "v3", i)); err != nil {
 			t.Fatal(err)
@@ -306,14 +300,8 @@ func TestKeptTreeCheckpointDetectsARewrittenHistory(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	regions := map[string]config.Region{"eu-west": r}
 	ctx := testCtx(t)
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i1", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, key := sealKey(t)
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "i1")
 	for i := range 30 {
 		if err := rec.Record(ctx, stmt([]string{"a", "b", "c"}[i%3], "s", i)); err != nil {
 			t.Fatal(err)
@@ -392,14 +380,8 @@ func TestExportInclusionProofs(t *testing.T) {
 	r, _ := initRegion(t, "eu-west")
 	regions := map[string]config.Region{"eu-west": r}
 	ctx := testCtx(t)
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i1", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, key := sealKey(t)
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "i1")
 	for i := range 25 {
 		if err := rec.Record(ctx, stmt([]string{"a", "b"}[i%2], "s", i)); err != nil {
 			t.Fatal(err)
@@ -455,15 +437,9 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	regions := map[string]config.Region{"eu-west": r}
 	ctx := testCtx(t)
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, key := sealKey(t)
 	now := time.Now()
-	rec, err := NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i1", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "i1")
 	record := func(account string, age time.Duration, i int) {
 		ev := stmt(account, "s", i)
 		ev.Time = now.Add(-age)
@@ -606,10 +582,7 @@ func TestEraseStatementTextKeepsEverythingVerifiable(t *testing.T) {
 			r, c := initRegion(t, "eu-west")
 			regions := map[string]config.Region{"eu-west": r}
 			ctx := testCtx(t)
-			pub, key, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pub, key := sealKey(t)
 			cfg := testAuditConfig(t, mode)
 			cfg.Statement = StatementFull
 			rec, err := NewRecorder(ctx, cfg, regions, "full", testLogger(t))

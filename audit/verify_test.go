@@ -47,10 +47,7 @@ func verifyMem(rows []*Row, region, chain string, headSeq int64, head []byte, cp
 }
 
 func TestVerifierDetectsInMemoryTampering(t *testing.T) {
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, key := sealKey(t)
 	const n = 10
 	fresh := func() []*Row { return memChain(t, "eu-west", "a1", n) }
 	good := fresh()
