@@ -334,38 +334,37 @@ func (c consoleSource) Reload() error {
 }
 
 // pauseGate holds new statements while the console has paused the proxy.
+// The check on every new transaction is one atomic load.
 type pauseGate struct {
-	mu     sync.Mutex
-	paused chan struct{} // closed by release; nil when not paused
+	mu     sync.Mutex                    // serialises hold and release
+	paused atomic.Pointer[chan struct{}] // closed by release; nil when not paused
 }
 
 func (g *pauseGate) hold() {
 	g.mu.Lock()
-	if g.paused == nil {
-		g.paused = make(chan struct{})
+	if g.paused.Load() == nil {
+		ch := make(chan struct{})
+		g.paused.Store(&ch)
 	}
 	g.mu.Unlock()
 }
 
 func (g *pauseGate) release() {
 	g.mu.Lock()
-	if g.paused != nil {
-		close(g.paused)
-		g.paused = nil
+	if ch := g.paused.Swap(nil); ch != nil {
+		close(*ch)
 	}
 	g.mu.Unlock()
 }
 
 // wait blocks while the proxy is paused, or until done ends.
 func (g *pauseGate) wait(done <-chan struct{}) {
-	g.mu.Lock()
-	ch := g.paused
-	g.mu.Unlock()
+	ch := g.paused.Load()
 	if ch == nil {
 		return
 	}
 	select {
-	case <-ch:
+	case <-*ch:
 	case <-done:
 	}
 }
