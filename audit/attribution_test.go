@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // attributed is a support session's statement: role, actor, purpose,
 // ticket and the rewritten flag set.
-func attributed(i int) Event {
+func attributed(i int) tenancy.Event {
 	ev := stmt("42", "support", i)
 	ev.Role, ev.Actor, ev.Purpose, ev.Ticket = "support", "alice@vendor.example", "debug invoice export", "SUP-7"
 	ev.Rewritten = i%2 == 0

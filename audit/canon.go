@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // NoTenantChain is the reserved chain_id of events with no verified tenant
@@ -38,18 +40,18 @@ func ChainFor(account string) string {
 // microseconds (as timestamptz stores it), tables are sorted and
 // de-duplicated, empty optional values become NULL, and a fresh UUIDv7
 // event_id is assigned. Hashes are computed later, when seq is known.
-func NewRow(ev Event, region, instance, statementMode string) (*Row, error) {
+func NewRow(ev tenancy.Event, region, instance, statementMode string) (*Row, error) {
 	return newRow(ev, ChainFor(ev.AccountID), region, instance, statementMode)
 }
 
 // newRow is NewRow with an explicit chain: an event with no region goes to
 // the no-tenant chain even when it names an (unverified) account.
-func newRow(ev Event, chain, region, instance, statementMode string) (*Row, error) {
+func newRow(ev tenancy.Event, chain, region, instance, statementMode string) (*Row, error) {
 	if ev.AccountID == NoTenantChain {
 		return nil, fmt.Errorf("audit: account id %q is reserved for the no-tenant chain", NoTenantChain)
 	}
 	switch ev.Kind {
-	case KindConnect, KindReject, KindStatement, KindResult, KindDisconnect, KindConfig, KindAPI, KindPurge:
+	case tenancy.KindConnect, tenancy.KindReject, tenancy.KindStatement, tenancy.KindResult, tenancy.KindDisconnect, tenancy.KindConfig, tenancy.KindAPI, tenancy.KindPurge:
 	default:
 		return nil, fmt.Errorf("audit: unknown event kind %q", ev.Kind)
 	}
@@ -93,7 +95,7 @@ func newRow(ev Event, chain, region, instance, statementMode string) (*Row, erro
 		}
 	}
 	r.HashVersion = r.hashVersionFor()
-	if ev.Kind == KindResult {
+	if ev.Kind == tenancy.KindResult {
 		if ev.Rows >= 0 {
 			r.Rows = &ev.Rows
 		}
@@ -104,7 +106,7 @@ func newRow(ev Event, chain, region, instance, statementMode string) (*Row, erro
 }
 
 // recordedStatement applies audit.statement to the event's text.
-func recordedStatement(ev Event, mode string) string {
+func recordedStatement(ev tenancy.Event, mode string) string {
 	switch mode {
 	case StatementFull:
 		if ev.FullStatement != "" {

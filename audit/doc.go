@@ -7,8 +7,9 @@
 // tenant, such as rejected logins. Every chained event is also a leaf of one
 // Merkle tree per region (tree.go).
 //
-// The proxy reports events to a Recorder (recorder.go), which makes them as
-// durable as audit.mode promises before Record returns:
+// The proxy reports events (tenancy.Event, a leaf package the proxy shares
+// without importing this one) to a Recorder (recorder.go), which makes them
+// as durable as audit.mode promises before Record returns:
 //
 //	spool   statement events are written to a local spool (spool.go) and
 //	        fsync'd every audit.spool_fsync_interval or per group; a shipper

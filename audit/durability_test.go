@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
@@ -185,7 +186,7 @@ func TestSpoolRefusesWhileDatabaseIsDownAndResumes(t *testing.T) {
 	if rec.Healthy("eu-west") == nil {
 		t.Error("Healthy reports a down database as writable")
 	}
-	if err := rec.Record(ctx, Event{Kind: KindDisconnect, AccountID: "a1", Region: "eu-west"}); err != nil {
+	if err := rec.Record(ctx, tenancy.Event{Kind: tenancy.KindDisconnect, AccountID: "a1", Region: "eu-west"}); err != nil {
 		t.Errorf("a non-statement event was refused during the outage: %v", err)
 	}
 	accepted++ // the disconnect event

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 func sp(s string) *string { return &s }
@@ -18,7 +20,7 @@ func goldenRow() *Row {
 		ChainID:       "acct-42",
 		EventID:       uuid.MustParse("01890a5d-ac96-774b-bcce-b302099a8057"),
 		TS:            time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC),
-		Kind:          KindStatement,
+		Kind:          tenancy.KindStatement,
 		AccountID:     sp("acct-42"),
 		Subject:       sp("user@example.com"),
 		ClientUser:    sp("app"),
@@ -28,7 +30,7 @@ func goldenRow() *Row {
 		ProxyInstance: sp("proxy-a"),
 		Statement:     sp("SELECT * FROM orders WHERE account_id = $1"),
 		Tables:        []string{"public.orders"},
-		Verdict:       sp(VerdictAllow),
+		Verdict:       sp(tenancy.VerdictAllow),
 	}
 }
 
@@ -115,7 +117,7 @@ func TestEveryFieldIsHashed(t *testing.T) {
 		"chain_id":       func(r *Row) { r.ChainID = "acct-43" },
 		"region":         func(r *Row) { r.Region = "us-east" },
 		"ts":             func(r *Row) { r.TS = r.TS.Add(time.Microsecond) },
-		"kind":           func(r *Row) { r.Kind = KindResult },
+		"kind":           func(r *Row) { r.Kind = tenancy.KindResult },
 		"account_id":     func(r *Row) { r.AccountID = sp("acct-43") },
 		"subject":        func(r *Row) { r.Subject = sp("x") },
 		"client_user":    func(r *Row) { r.ClientUser = sp("x") },
@@ -124,7 +126,7 @@ func TestEveryFieldIsHashed(t *testing.T) {
 		"proxy_instance": func(r *Row) { r.ProxyInstance = sp("x") },
 		"statement":      func(r *Row) { r.Statement = sp("SELECT 2") },
 		"tables":         func(r *Row) { r.Tables = []string{"public.other"} },
-		"verdict":        func(r *Row) { r.Verdict = sp(VerdictDeny) },
+		"verdict":        func(r *Row) { r.Verdict = sp(tenancy.VerdictDeny) },
 		"reason":         func(r *Row) { r.Reason = sp("x") },
 		"sqlstate":       func(r *Row) { r.SQLState = sp("42501") },
 		"rows":           func(r *Row) { r.Rows = ip(1) },
@@ -146,9 +148,9 @@ func TestIPv6AddressFormsHashAlike(t *testing.T) {
 }
 
 func TestNewRowCanonicalizes(t *testing.T) {
-	ev := Event{Kind: KindStatement, Time: time.Date(2026, 1, 1, 0, 0, 0, 1999, time.FixedZone("x", 3600)),
+	ev := tenancy.Event{Kind: tenancy.KindStatement, Time: time.Date(2026, 1, 1, 0, 0, 0, 1999, time.FixedZone("x", 3600)),
 		AccountID: "a1", ClientAddr: "[::ffff:10.1.2.3]:5555", Statement: "SELECT $1\x00\xff",
-		Tables: []string{"b.t", "a.t", "b.t"}, Verdict: VerdictAllow}
+		Tables: []string{"b.t", "a.t", "b.t"}, Verdict: tenancy.VerdictAllow}
 	r, err := NewRow(ev, "eu-west", "i1", StatementNormalized)
 	if err != nil {
 		t.Fatal(err)
@@ -171,18 +173,18 @@ func TestNewRowCanonicalizes(t *testing.T) {
 	if r.EventID.Version() != 7 {
 		t.Errorf("event id version %d, want 7", r.EventID.Version())
 	}
-	fp, _ := NewRow(Event{Kind: KindStatement, AccountID: "a1", Statement: "SELECT 1"}, "eu-west", "i1", StatementFingerprint)
+	fp, _ := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1", Statement: "SELECT 1"}, "eu-west", "i1", StatementFingerprint)
 	if fp.Statement == nil || len(*fp.Statement) != 64 {
 		t.Errorf("fingerprint statement = %v", fp.Statement)
 	}
-	full, _ := NewRow(Event{Kind: KindStatement, AccountID: "a1", Statement: "SELECT $1", FullStatement: "SELECT 7"}, "eu-west", "i1", StatementFull)
+	full, _ := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1", Statement: "SELECT $1", FullStatement: "SELECT 7"}, "eu-west", "i1", StatementFull)
 	if *full.Statement != "SELECT 7" {
 		t.Errorf("full statement = %q", *full.Statement)
 	}
-	if _, err := NewRow(Event{Kind: KindStatement, AccountID: NoTenantChain}, "eu-west", "i1", StatementNormalized); err == nil {
+	if _, err := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: NoTenantChain}, "eu-west", "i1", StatementNormalized); err == nil {
 		t.Error("the reserved chain id was accepted as an account")
 	}
-	if _, err := NewRow(Event{Kind: "bogus"}, "eu-west", "i1", StatementNormalized); err == nil {
+	if _, err := NewRow(tenancy.Event{Kind: "bogus"}, "eu-west", "i1", StatementNormalized); err == nil {
 		t.Error("an unknown kind was accepted")
 	}
 }

@@ -3,6 +3,8 @@ package audit
 import (
 	"sync"
 	"time"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // One database row per client statement: in spool and async mode an
@@ -33,7 +35,7 @@ func keyOf(r *Row, ref uint64) (stmtKey, bool) {
 
 // waitsForResult reports whether a statement row should wait for its result.
 func waitsForResult(r *Row, ref uint64) bool {
-	return ref != 0 && r.Kind == KindStatement && r.SessionID != nil && r.Verdict != nil && *r.Verdict == VerdictAllow
+	return ref != 0 && r.Kind == tenancy.KindStatement && r.SessionID != nil && r.Verdict != nil && *r.Verdict == tenancy.VerdictAllow
 }
 
 // mergeResult copies a result's outcome into its statement's row.

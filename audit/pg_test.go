@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
@@ -130,11 +131,11 @@ func mustVerify(t testing.TB, regions map[string]config.Region, opts VerifyOptio
 	return rep
 }
 
-func stmt(account, session string, i int) Event {
-	return Event{Kind: KindStatement, Time: time.Now(), AccountID: account, Region: "eu-west", Subject: "sub-" + account,
+func stmt(account, session string, i int) tenancy.Event {
+	return tenancy.Event{Kind: tenancy.KindStatement, Time: time.Now(), AccountID: account, Region: "eu-west", Subject: "sub-" + account,
 		ClientUser: "app", ClientAddr: "127.0.0.1", SessionID: session,
 		Statement: fmt.Sprintf("SELECT * FROM orders WHERE account_id = $1 /* %d */", i),
-		Tables:    []string{"public.orders"}, Verdict: VerdictAllow}
+		Tables:    []string{"public.orders"}, Verdict: tenancy.VerdictAllow}
 }
 
 func TestInitIsIdempotentAndLocksTheServiceRoleOut(t *testing.T) {
@@ -221,14 +222,14 @@ func TestRecorderModesWriteVerifiableChains(t *testing.T) {
 				if err := rec.Record(ctx, ev); err != nil {
 					t.Fatal(err)
 				}
-				res := Event{Kind: KindResult, AccountID: acct, Region: "eu-west", Rows: int64(i), DurationUS: 10}
+				res := tenancy.Event{Kind: tenancy.KindResult, AccountID: acct, Region: "eu-west", Rows: int64(i), DurationUS: 10}
 				if err := rec.Record(ctx, res); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// A rejected login with no region goes to every region's no-tenant chain.
 			// Even when it names an account: with no region it is not a verified tenant.
-			if err := rec.Record(ctx, Event{Kind: KindReject, AccountID: "claimed", ClientAddr: "10.9.8.7", Reason: "bad signature", Verdict: VerdictDeny}); err != nil {
+			if err := rec.Record(ctx, tenancy.Event{Kind: tenancy.KindReject, AccountID: "claimed", ClientAddr: "10.9.8.7", Reason: "bad signature", Verdict: tenancy.VerdictDeny}); err != nil {
 				t.Fatal(err)
 			}
 			if err := rec.Close(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Retention (audit.retention_days, audit.retention_overrides): the holder
@@ -202,7 +203,7 @@ func purgeRegion(ctx context.Context, name string, r config.Region, cfg config.A
 			}
 			// The tenant's own chain records the purge too (kind purge),
 			// appended like any event and chained by the integrator.
-			ev := Event{Kind: KindPurge, Time: now, AccountID: accountOf(chain), Region: name, Verdict: VerdictAllow,
+			ev := tenancy.Event{Kind: tenancy.KindPurge, Time: now, AccountID: accountOf(chain), Region: name, Verdict: tenancy.VerdictAllow,
 				Reason: fmt.Sprintf("retention: seq 1-%d older than %s redacted", upto, before.UTC().Format(time.RFC3339))}
 			row, err := newRow(ev, chain, name, "pgtenant-audit-purge", StatementNormalized)
 			if err != nil {

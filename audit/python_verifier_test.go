@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // The independent Python verifier (audit/verifier) agrees with this
@@ -38,7 +39,7 @@ func TestPythonVerifierAgrees(t *testing.T) {
 			t.Fatal(err)
 		}
 		res := ev
-		res.Kind, res.Verdict, res.Rows, res.DurationUS = KindResult, "", int64(i), 10
+		res.Kind, res.Verdict, res.Rows, res.DurationUS = tenancy.KindResult, "", int64(i), 10
 		if err := rec.Record(ctx, res); err != nil {
 			t.Fatal(err)
 		}

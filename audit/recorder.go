@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Spool durability (audit.spool_fsync).
@@ -168,7 +169,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 // regional database (strict), or queued (async). Any other event is queued.
 // An error wrapping ErrUnavailable means the statement must be refused
 // (SQLSTATE 57P03). An event with no region is recorded in every region.
-func (r *Recorder) Record(ctx context.Context, ev Event) error {
+func (r *Recorder) Record(ctx context.Context, ev tenancy.Event) error {
 	r.mu.RLock()
 	if r.closed {
 		r.mu.RUnlock()
@@ -186,7 +187,7 @@ func (r *Recorder) Record(ctx context.Context, ev Event) error {
 		}
 		targets = []string{ev.Region}
 	}
-	statement := ev.Kind == KindStatement
+	statement := ev.Kind == tenancy.KindStatement
 	for _, name := range targets {
 		w := r.writers[name]
 		row, err := newRow(ev, chain, name, r.instance, r.cfg.Statement)
@@ -226,14 +227,14 @@ func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, ref 
 					w.queued.Add(1)
 					return nil
 				}
-			case row.Kind == KindResult:
+			case row.Kind == tenancy.KindResult:
 				if h := w.held.take(k); h != nil {
 					mergeResult(h.row, row)
 					return w.enqueue(ctx, &item{row: h.row})
 				}
 			}
 		}
-		if row.Kind == KindDisconnect && row.SessionID != nil {
+		if row.Kind == tenancy.KindDisconnect && row.SessionID != nil {
 			for _, h := range w.held.takeSession(*row.SessionID) {
 				if err := w.enqueue(ctx, &item{row: h.row}); err != nil {
 					return err

@@ -5,13 +5,15 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 func spoolRows(t testing.TB, n int) []*Row {
 	t.Helper()
 	rows := make([]*Row, n)
 	for i := range rows {
-		r, err := NewRow(Event{Kind: KindStatement, AccountID: "a1", Statement: "SELECT 1"}, "eu-west", "t", StatementNormalized)
+		r, err := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1", Statement: "SELECT 1"}, "eu-west", "t", StatementNormalized)
 		if err != nil {
 			t.Fatal(err)
 		}

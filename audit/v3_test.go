@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // A statement and its result (paired by Ref) become one row in spool and
@@ -35,7 +36,7 @@ func TestOneRowPerStatement(t *testing.T) {
 					t.Fatal(err)
 				}
 				res := ev
-				res.Kind, res.Verdict, res.Rows, res.DurationUS, res.SQLState = KindResult, "", int64(i), 1000+int64(i), ""
+				res.Kind, res.Verdict, res.Rows, res.DurationUS, res.SQLState = tenancy.KindResult, "", int64(i), 1000+int64(i), ""
 				if i%10 == 9 {
 					res.SQLState = "22012"
 				}
@@ -45,7 +46,7 @@ func TestOneRowPerStatement(t *testing.T) {
 			}
 			// No statement waits for ref 999: the result is its own row.
 			orphan := stmt("42", "s1", 999)
-			orphan.Kind, orphan.Verdict, orphan.Ref, orphan.Rows = KindResult, "", 999, 1
+			orphan.Kind, orphan.Verdict, orphan.Ref, orphan.Rows = tenancy.KindResult, "", 999, 1
 			if err := rec.Record(ctx, orphan); err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +57,7 @@ func TestOneRowPerStatement(t *testing.T) {
 				t.Fatal(err)
 			}
 			bye := stmt("42", "s2", 0)
-			bye.Kind, bye.Verdict, bye.Statement, bye.Tables = KindDisconnect, "", "", nil
+			bye.Kind, bye.Verdict, bye.Statement, bye.Tables = tenancy.KindDisconnect, "", "", nil
 			if err := rec.Record(ctx, bye); err != nil {
 				t.Fatal(err)
 			}

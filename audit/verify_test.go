@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // memChain builds a sealed chain of n rows in memory.
@@ -17,8 +19,8 @@ func memChain(t testing.TB, region, chain string, n int) []*Row {
 	rows := make([]*Row, n)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range rows {
-		ev := Event{Kind: KindStatement, Time: base.Add(time.Duration(i) * 1001 * time.Nanosecond), AccountID: chain,
-			Statement: fmt.Sprintf("SELECT %d", i), Verdict: VerdictAllow}
+		ev := tenancy.Event{Kind: tenancy.KindStatement, Time: base.Add(time.Duration(i) * 1001 * time.Nanosecond), AccountID: chain,
+			Statement: fmt.Sprintf("SELECT %d", i), Verdict: tenancy.VerdictAllow}
 		if chain == NoTenantChain {
 			ev.AccountID = ""
 		}

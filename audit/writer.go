@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // batchMax is the most rows one transaction appends in async and spool
@@ -363,12 +365,12 @@ func (w *regionWriter) take(ready []shipRow, row *Row, ref uint64, e *spoolEntry
 		if w.held.hold(k, &held{row: row, since: time.Now(), pos: e}) {
 			return ready
 		}
-	case paired && row.Kind == KindResult:
+	case paired && row.Kind == tenancy.KindResult:
 		if h := w.held.take(k); h != nil {
 			mergeResult(h.row, row)
 			return append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry), e}})
 		}
-	case row.Kind == KindDisconnect && row.SessionID != nil:
+	case row.Kind == tenancy.KindDisconnect && row.SessionID != nil:
 		for _, h := range w.held.takeSession(*row.SessionID) {
 			ready = append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry)}})
 		}

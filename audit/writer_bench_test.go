@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // BenchmarkWriter measures the v3 write path into a real cluster: 16
@@ -29,7 +30,7 @@ func BenchmarkWriter(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	evs := make([]Event, 16)
+	evs := make([]tenancy.Event, 16)
 	for i := range evs {
 		evs[i] = stmt("t"+strconv.Itoa(i), "s"+strconv.Itoa(i), i)
 	}

@@ -56,7 +56,7 @@ func (b *boundedLabel) value(v string) string {
 }
 
 // DefaultDenyReasons are the policy reason codes always reported as
-// themselves (policy.Decision.Reason, plus the proxy's own denials).
+// themselves (tenancy.Decision.Reason, plus the proxy's own denials).
 var DefaultDenyReasons = []string{
 	"unscoped_table", "wrong_account", "unknown_table", "global_write", "tenant_column_write",
 	"insert_tenant", "insert_source", "upsert_unscoped", "merge", "merge_source", "current_of",

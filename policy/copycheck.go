@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // COPY ... FROM STDIN in rewrite mode.
@@ -23,7 +25,8 @@ import (
 // maxCopyRow bounds the bytes a stream buffers for one row.
 const maxCopyRow = 64 << 20
 
-// CopyCheck is the per-row check of an allowed COPY ... FROM STDIN.
+// CopyCheck is the per-row check of an allowed COPY ... FROM STDIN: the
+// tenancy.CopyCheck of its Decision.
 type CopyCheck struct {
 	// Table is the target's qualified name.
 	Table  string
@@ -41,12 +44,12 @@ type CopyCheck struct {
 }
 
 // copyDecision decides a COPY ... FROM STDIN denied in deny mode.
-func (s *Session) copyDecision(sql string, d Decision) (Decision, bool) {
+func (s *Session) copyDecision(sql string, d tenancy.Decision) (tenancy.Decision, bool) {
 	cf, ok := s.e.parser.CopyFromStdin(sql)
 	if !ok {
 		return d, false
 	}
-	refuse := func(msg, hint string) (Decision, bool) {
+	refuse := func(msg, hint string) (tenancy.Decision, bool) {
 		return deny("copy_from", msg, hint).decision(d.Tables, d.Statement), true
 	}
 	t := s.e.pinResolver(s.cat)
@@ -112,11 +115,17 @@ func (s *Session) copyDecision(sql string, d Decision) (Decision, bool) {
 		return refuse("COPY ... FROM STDIN with these options cannot be checked row by row",
 			"use single-byte ASCII DELIMITER, QUOTE and ESCAPE")
 	}
-	return Decision{Allow: true, Tables: []string{name}, Statement: d.Statement, Copy: c}, true
+	return tenancy.Decision{Allow: true, Tables: []string{name}, Statement: d.Statement, Copy: c}, true
 }
 
-// Stream starts checking one COPY's data.
-func (c *CopyCheck) Stream() *CopyStream { return &CopyStream{c: c, skipHeader: c.header} }
+// Stream starts checking one COPY's data (a *CopyStream).
+func (c *CopyCheck) Stream() tenancy.CopyStream { return &CopyStream{c: c, skipHeader: c.header} }
+
+// Interface guards: the proxy sees these through package tenancy.
+var (
+	_ tenancy.CopyCheck  = (*CopyCheck)(nil)
+	_ tenancy.CopyStream = (*CopyStream)(nil)
+)
 
 // CopyStream reads the rows of one COPY ... FROM STDIN as they arrive.
 type CopyStream struct {
@@ -129,12 +138,12 @@ type CopyStream struct {
 	inQuote bool
 	// binary
 	sawHeader, trailer bool
-	failed             *Decision
+	failed             *tenancy.Decision
 }
 
 // Write consumes the payload of CopyData messages; it returns the denial
 // of the first row that is not the caller's (and keeps returning it).
-func (s *CopyStream) Write(p []byte) *Decision {
+func (s *CopyStream) Write(p []byte) *tenancy.Decision {
 	if s.failed != nil {
 		return s.failed
 	}
@@ -151,7 +160,7 @@ func (s *CopyStream) Write(p []byte) *Decision {
 }
 
 // Close checks what remains at CopyDone (a last row without a newline).
-func (s *CopyStream) Close() *Decision {
+func (s *CopyStream) Close() *tenancy.Decision {
 	if s.failed != nil {
 		return s.failed
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 func copyCheck(t *testing.T, sql string) *CopyCheck {
@@ -16,7 +17,7 @@ func copyCheck(t *testing.T, sql string) *CopyCheck {
 	if !d.Allow || d.Copy == nil {
 		t.Fatalf("%s: %v %s", sql, d.Allow, d.Message)
 	}
-	return d.Copy
+	return d.Copy.(*CopyCheck)
 }
 
 // verdict feeds data in chunks of every size and requires the same verdict.
@@ -25,7 +26,7 @@ func copyVerdict(t *testing.T, c *CopyCheck, data []byte) bool {
 	var first *bool
 	for size := 1; size <= len(data)+1; size++ {
 		s := c.Stream()
-		var d *Decision
+		var d *tenancy.Decision
 		for i := 0; i < len(data) && d == nil; i += size {
 			d = s.Write(data[i:min(i+size, len(data))])
 		}
@@ -189,7 +190,7 @@ func FuzzCopyStream(f *testing.F) {
 			}
 		})
 		c := copyFuzzChecks.c[int(format)%3]
-		whole := c.Stream()
+		whole := c.Stream().(*CopyStream)
 		d1 := whole.Write(data)
 		if d1 == nil {
 			d1 = whole.Close()
@@ -198,7 +199,7 @@ func FuzzCopyStream(f *testing.F) {
 		if len(data) > 0 {
 			at = int(split) % (len(data) + 1)
 		}
-		parts := c.Stream()
+		parts := c.Stream().(*CopyStream)
 		d2 := parts.Write(data[:at])
 		if d2 == nil {
 			d2 = parts.Write(data[at:])

@@ -3,6 +3,8 @@ package policy
 import (
 	"regexp"
 	"strings"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // prepareName matches a leading SQL PREPARE (not PREPARE TRANSACTION).
@@ -12,7 +14,7 @@ var prepareName = regexp.MustCompile(`(?i)^\s*prepare\s+([a-z_][a-z0-9_$]*)`)
 // so that a later EXECUTE sees an earlier PREPARE; a PREPARE row first drops
 // a statement of the same name left by an earlier row, as if each row's
 // PREPARE ran in its own connection.
-func RunCorpusRow(s *Session, sql string) Decision {
+func RunCorpusRow(s *Session, sql string) tenancy.Decision {
 	if m := prepareName.FindStringSubmatch(sql); m != nil && !strings.EqualFold(m[1], "transaction") {
 		name := strings.ToLower(m[1])
 		delete(s.prepared, name)
@@ -25,7 +27,7 @@ func RunCorpusRow(s *Session, sql string) Decision {
 // RunCorpusSQL checks one corpus statement on s: a statement ending in
 // `-- bind: v1 | v2` is sent as Parse + Bind with those text values (NULL for
 // a null), anything else as a simple Query.
-func RunCorpusSQL(s *Session, sql string) Decision {
+func RunCorpusSQL(s *Session, sql string) tenancy.Decision {
 	i := strings.LastIndex(sql, "-- bind:")
 	if i < 0 {
 		return s.CheckQuery(sql)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // CorpusRow is one line of a tenancy corpus.
@@ -85,7 +86,7 @@ func TestCorpus(t *testing.T) {
 	shared := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
 	for _, r := range rows {
 		fresh := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
-		for mode, d := range map[string]Decision{"fresh": RunCorpusSQL(fresh, r.sql), "shared": RunCorpusRow(shared, r.sql)} {
+		for mode, d := range map[string]tenancy.Decision{"fresh": RunCorpusSQL(fresh, r.sql), "shared": RunCorpusRow(shared, r.sql)} {
 			got := "deny"
 			if d.Allow {
 				got = "allow"

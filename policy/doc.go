@@ -27,10 +27,11 @@
 // row; escapes (DDL, settings, dangerous functions, forbidden schemas,
 // statistics views, COPY FROM/files) are denied; anything not understood is denied.
 //
-// A Session implements proxy.StatementChecker for one client connection. It
-// mirrors the server's prepared statements, and the mirror changes only on
-// the server's word: a check returns the Changes its message would make, and
-// the proxy applies each one with Resolve once the server's replies confirm
-// or refuse it (mirror.go). Where pgtenant cannot know what the server holds
-// under a name, its use is denied.
+// A Session implements proxy.StatementChecker for one client connection; its
+// Decisions and Changes are package tenancy's, which the proxy imports instead
+// of this cgo package. It mirrors the server's prepared statements, and the
+// mirror changes only on the server's word: a check returns the Changes its
+// message would make, and the proxy applies each one with Resolve once the
+// server's replies confirm or refuse it (mirror.go). Where pgtenant cannot
+// know what the server holds under a name, its use is denied.
 package policy

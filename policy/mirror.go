@@ -1,5 +1,7 @@
 package policy
 
+import "github.com/pgtenant/pgtenant/tenancy"
+
 // The session's mirror of the prepared statements the server holds.
 //
 // A message that would change them (a Parse, a Close, a Describe that
@@ -27,48 +29,9 @@ package policy
 // A change the server's replies cannot confirm or refuse (a command tag that
 // is not the expected one) leaves the names it touches unknown: their use is
 // denied until the server confirms a new statement under the name.
-
-// Change is a change of the server's prepared statements that a checked
-// message makes if the server runs it. The proxy reports the server's answer
-// with Resolve(ID, ...), exactly once per change.
-type Change struct {
-	ID uint64
-	// Stmt is, for a Query, the index of the statement that makes the
-	// change: its CommandComplete is the Stmt-th (from 0) the Query produces.
-	Stmt int
-	// Tag is the CommandComplete tag that confirms the change ("PREPARE",
-	// "DEALLOCATE", "DEALLOCATE ALL"), or empty when a protocol reply does
-	// (ParseComplete, CloseComplete, ParameterDescription).
-	Tag string
-	// Portal is true for a change a Bind makes: it is confirmed by an Execute
-	// of the portal the Bind created.
-	Portal bool
-}
-
-// Outcome is the server's answer to a message that makes a Change.
-type Outcome uint8
-
-const (
-	// Skipped: the server did not run the message (it failed, or an earlier
-	// error made the server skip it, or its portal was dropped unexecuted).
-	Skipped Outcome = iota
-	// Confirmed: the server ran it (ParseComplete, CloseComplete, the
-	// ParameterDescription of a Describe, or the expected command tag).
-	Confirmed
-	// Unknown: the server's reply does not tell whether the change happened.
-	Unknown
-)
-
-// IsStatementTag reports whether a CommandComplete tag is one of a statement
-// that changes prepared statements: a proxy that sees one where no Change
-// was expected calls Resolve(0, Unknown, nil).
-func IsStatementTag(tag string) bool {
-	switch tag {
-	case "PREPARE", "DEALLOCATE", "DEALLOCATE ALL":
-		return true
-	}
-	return false
-}
+//
+// The Change, its Outcome and IsStatementTag are package tenancy's, which
+// the proxy shares with this package.
 
 type changeOp uint8
 
@@ -164,11 +127,11 @@ func (s *Session) lookup(name string, local []change) (*prepared, lookupState) {
 }
 
 // register makes c in flight and returns its Change.
-func (s *Session) register(c change, stmt int, tag string) Change {
+func (s *Session) register(c change, stmt int, tag string) tenancy.Change {
 	s.nextID++
 	c.id, c.batch, c.syncs = s.nextID, s.batch, s.syncs
 	s.inflight = append(s.inflight, c)
-	return Change{ID: c.id, Stmt: stmt, Tag: tag, Portal: c.portal}
+	return tenancy.Change{ID: c.id, Stmt: stmt, Tag: tag, Portal: c.portal}
 }
 
 // Sent tells the session that a message it did not check was forwarded:
@@ -192,9 +155,9 @@ func (s *Session) Sent(kind byte) {
 // reports a prepared-statement command the proxy did not expect: every named
 // statement becomes unknown. paramOIDs are a ParameterDescription's types,
 // for a Describe's change.
-func (s *Session) Resolve(id uint64, o Outcome, paramOIDs []uint32) {
+func (s *Session) Resolve(id uint64, o tenancy.Outcome, paramOIDs []uint32) {
 	if id == 0 {
-		if o == Unknown {
+		if o == tenancy.Unknown {
 			s.lost, s.relearned = true, nil
 		}
 		return
@@ -212,9 +175,9 @@ func (s *Session) Resolve(id uint64, o Outcome, paramOIDs []uint32) {
 		s.inflight = nil // let a long pipeline's backing array go
 	}
 	switch o {
-	case Confirmed:
+	case tenancy.Confirmed:
 		s.confirm(&c, paramOIDs)
-	case Unknown:
+	case tenancy.Unknown:
 		if c.op == opDropAll {
 			s.lost, s.relearned = true, nil
 			return
@@ -264,7 +227,7 @@ func (s *Session) confirm(c *change, paramOIDs []uint32) {
 }
 
 // CloseStatement returns the Change a Close of statement name makes.
-func (s *Session) CloseStatement(name string) Change {
+func (s *Session) CloseStatement(name string) tenancy.Change {
 	s.extOpen = true
 	return s.register(change{op: opDrop, name: name}, 0, "")
 }
@@ -272,7 +235,7 @@ func (s *Session) CloseStatement(name string) Change {
 // DescribeStatement returns the Change a Describe of statement name makes:
 // the server's ParameterDescription tells the types it gave the statement's
 // parameters, by which binary values are then read.
-func (s *Session) DescribeStatement(name string) Change {
+func (s *Session) DescribeStatement(name string) tenancy.Change {
 	s.extOpen = true
 	return s.register(change{op: opDescribe, name: name}, 0, "")
 }
@@ -281,6 +244,6 @@ func (s *Session) DescribeStatement(name string) Change {
 // message (RunCorpusRow and tests: no server answers).
 func (s *Session) confirmAll() {
 	for len(s.inflight) > 0 {
-		s.Resolve(s.inflight[0].id, Confirmed, nil)
+		s.Resolve(s.inflight[0].id, tenancy.Confirmed, nil)
 	}
 }

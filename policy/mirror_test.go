@@ -2,17 +2,19 @@ package policy
 
 import (
 	"testing"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // resolveAll answers every change of d with o, as the proxy does with the
 // server's replies.
-func resolveAll(s *Session, d Decision, o Outcome) {
+func resolveAll(s *Session, d tenancy.Decision, o tenancy.Outcome) {
 	for _, c := range d.Changes {
 		s.Resolve(c.ID, o, nil)
 	}
 }
 
-func mustAllow(t *testing.T, what string, d Decision) Decision {
+func mustAllow(t *testing.T, what string, d tenancy.Decision) tenancy.Decision {
 	t.Helper()
 	if !d.Allow || d.Wait {
 		t.Fatalf("%s: want allowed, got %+v", what, d)
@@ -20,7 +22,7 @@ func mustAllow(t *testing.T, what string, d Decision) Decision {
 	return d
 }
 
-func mustDeny(t *testing.T, what string, d Decision) {
+func mustDeny(t *testing.T, what string, d tenancy.Decision) {
 	t.Helper()
 	if d.Allow || d.Wait {
 		t.Fatalf("%s: want denied, got %+v", what, d)
@@ -33,7 +35,7 @@ func TestMirrorQueryStoppedByAnError(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
 	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1"))
-	resolveAll(s, d, Confirmed)
+	resolveAll(s, d, tenancy.Confirmed)
 	s.Sent('S')
 	d = mustAllow(t, "query", s.CheckQuery("SELECT 1/0; DEALLOCATE p; PREPARE p AS SELECT note FROM orders WHERE account_id = 42 AND id = $1"))
 	if len(d.Changes) != 2 || d.Changes[0].Stmt != 1 || d.Changes[0].Tag != "DEALLOCATE" || d.Changes[1].Stmt != 2 || d.Changes[1].Tag != "PREPARE" {
@@ -44,13 +46,13 @@ func TestMirrorQueryStoppedByAnError(t *testing.T) {
 	if w := s.CheckQuery("EXECUTE p(7)"); !w.Wait {
 		t.Fatalf("EXECUTE before the outcome: %+v", w)
 	}
-	resolveAll(s, d, Skipped) // SELECT 1/0 failed
+	resolveAll(s, d, tenancy.Skipped) // SELECT 1/0 failed
 	mustDeny(t, "EXECUTE p(7) against the server's p", s.CheckQuery("EXECUTE p(7)"))
 	mustAllow(t, "EXECUTE p(42)", s.CheckQuery("EXECUTE p(42)"))
 	// DEALLOCATE ALL skipped the same way
 	d = mustAllow(t, "dealloc all", s.CheckQuery("SELECT 1/0; DEALLOCATE ALL; PREPARE p AS SELECT 1 WHERE $1::int8 > 0"))
 	s.Sent('S')
-	resolveAll(s, d, Skipped)
+	resolveAll(s, d, tenancy.Skipped)
 	mustDeny(t, "EXECUTE p(7) after skipped DEALLOCATE ALL", s.CheckQuery("EXECUTE p(7)"))
 	mustDeny(t, "EXPLAIN EXECUTE p(7)", s.CheckQuery("EXPLAIN EXECUTE p(7)"))
 }
@@ -69,11 +71,11 @@ func TestMirrorRefusedPrepare(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
 	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1"))
-	resolveAll(s, d, Confirmed)
+	resolveAll(s, d, tenancy.Confirmed)
 	s.Sent('S')
 	d = mustAllow(t, "prepare again", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE id = $1 AND account_id = 42"))
 	s.Sent('S')
-	resolveAll(s, d, Skipped) // 42P05
+	resolveAll(s, d, tenancy.Skipped) // 42P05
 	mustDeny(t, "EXECUTE p(7)", s.CheckQuery("EXECUTE p(7)"))
 }
 
@@ -82,10 +84,10 @@ func TestMirrorRefusedPrepare(t *testing.T) {
 func TestMirrorBoundDeallocateNotExecuted(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
-	resolveAll(s, mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1")), Confirmed)
+	resolveAll(s, mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1")), tenancy.Confirmed)
 	s.Sent('S')
 	pd := mustAllow(t, "parse", s.CheckParse("d", "DEALLOCATE p", nil))
-	resolveAll(s, pd, Confirmed)
+	resolveAll(s, pd, tenancy.Confirmed)
 	bd := mustAllow(t, "bind", s.CheckBind("d", nil, nil))
 	if len(bd.Changes) != 1 || !bd.Changes[0].Portal || bd.Changes[0].Tag != "DEALLOCATE" {
 		t.Fatalf("bind changes %+v", bd.Changes)
@@ -94,7 +96,7 @@ func TestMirrorBoundDeallocateNotExecuted(t *testing.T) {
 	if d := s.CheckQuery("EXECUTE p(42)"); d.Allow || d.Reason != "prepare_unknown" {
 		t.Fatalf("EXECUTE while the portal may run: %+v", d)
 	}
-	resolveAll(s, bd, Skipped) // the portal was dropped unexecuted
+	resolveAll(s, bd, tenancy.Skipped) // the portal was dropped unexecuted
 	mustDeny(t, "EXECUTE p(7)", s.CheckQuery("EXECUTE p(7)"))
 	mustAllow(t, "EXECUTE p(42)", s.CheckQuery("EXECUTE p(42)"))
 }
@@ -103,9 +105,9 @@ func TestMirrorBoundDeallocateNotExecuted(t *testing.T) {
 func TestMirrorManySkippedParses(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
-	resolveAll(s, mustAllow(t, "parse", s.CheckParse("s", "SELECT note FROM orders WHERE account_id = $1", nil)), Confirmed)
+	resolveAll(s, mustAllow(t, "parse", s.CheckParse("s", "SELECT note FROM orders WHERE account_id = $1", nil)), tenancy.Confirmed)
 	s.Sent('S')
-	var ds []Decision
+	var ds []tenancy.Decision
 	for i := 0; i < 100; i++ {
 		ds = append(ds, mustAllow(t, "parse", s.CheckParse("s", "SELECT note FROM orders WHERE id = $1 AND account_id = 42", nil)))
 	}
@@ -114,7 +116,7 @@ func TestMirrorManySkippedParses(t *testing.T) {
 		t.Fatalf("bind before the outcome: %+v", d)
 	}
 	for _, d := range ds {
-		resolveAll(s, d, Skipped)
+		resolveAll(s, d, tenancy.Skipped)
 	}
 	mustDeny(t, "bind 7", s.CheckBind("s", nil, [][]byte{[]byte("7")}))
 	b := mustAllow(t, "bind 42", s.CheckBind("s", nil, [][]byte{[]byte("42")}))
@@ -132,18 +134,18 @@ func TestMirrorUnknownOutcome(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
 	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1"))
-	resolveAll(s, d, Unknown)
+	resolveAll(s, d, tenancy.Unknown)
 	mustDeny(t, "EXECUTE p(42)", s.CheckQuery("EXECUTE p(42)"))
 	d = mustAllow(t, "deallocate", s.CheckQuery("DEALLOCATE p"))
-	resolveAll(s, d, Confirmed)
+	resolveAll(s, d, tenancy.Confirmed)
 	mustDeny(t, "EXECUTE p(42) after DEALLOCATE", s.CheckQuery("EXECUTE p(42)"))
 	d = mustAllow(t, "prepare", s.CheckQuery("PREPARE p AS SELECT note FROM orders WHERE account_id = $1"))
-	resolveAll(s, d, Confirmed)
+	resolveAll(s, d, tenancy.Confirmed)
 	mustAllow(t, "EXECUTE p(42)", s.CheckQuery("EXECUTE p(42)"))
 	// an unexpected PREPARE/DEALLOCATE tag: every named statement is unknown
-	s.Resolve(0, Unknown, nil)
+	s.Resolve(0, tenancy.Unknown, nil)
 	mustDeny(t, "EXECUTE p(42) when lost", s.CheckQuery("EXECUTE p(42)"))
-	resolveAll(s, mustAllow(t, "parse", s.CheckParse("n", "SELECT note FROM orders WHERE account_id = $1", nil)), Confirmed)
+	resolveAll(s, mustAllow(t, "parse", s.CheckParse("n", "SELECT note FROM orders WHERE account_id = $1", nil)), tenancy.Confirmed)
 	mustAllow(t, "bind relearned", s.CheckBind("n", nil, [][]byte{[]byte("42")}))
 }
 
@@ -179,16 +181,16 @@ func TestMirrorDescribedParameterTypes(t *testing.T) {
 	s := session(t, e, "42")
 	p := mustAllow(t, "parse", s.CheckParse("s", "SELECT note FROM orders WHERE account_id = $1", nil))
 	desc := s.DescribeStatement("s")
-	resolveAll(s, p, Confirmed)
+	resolveAll(s, p, tenancy.Confirmed)
 	mustDeny(t, "binary before the description", s.CheckBind("s", []int16{1}, [][]byte{be(42, 8)}))
-	s.Resolve(desc.ID, Confirmed, []uint32{oidInt8})
+	s.Resolve(desc.ID, tenancy.Confirmed, []uint32{oidInt8})
 	mustAllow(t, "binary int8 42", s.CheckBind("s", []int16{1}, [][]byte{be(42, 8)}))
 	mustDeny(t, "binary int8 7", s.CheckBind("s", []int16{1}, [][]byte{be(7, 8)}))
 	// a type that cannot carry the tenant value: the bytes are not read as one
 	p = mustAllow(t, "parse", s.CheckParse("n", "SELECT note FROM orders WHERE account_id = $1", nil))
 	desc = s.DescribeStatement("n")
-	resolveAll(s, p, Confirmed)
-	s.Resolve(desc.ID, Confirmed, []uint32{1700})
+	resolveAll(s, p, tenancy.Confirmed)
+	s.Resolve(desc.ID, tenancy.Confirmed, []uint32{1700})
 	mustDeny(t, "binary numeric", s.CheckBind("n", []int16{1}, [][]byte{be(42, 8)}))
 }
 
@@ -237,7 +239,7 @@ func BenchmarkParseBindCycle(b *testing.B) {
 		if d := s.CheckBind("", nil, vals); !d.Allow {
 			b.Fatal(d.Message)
 		}
-		s.Resolve(p.Changes[0].ID, Confirmed, nil)
+		s.Resolve(p.Changes[0].ID, tenancy.Confirmed, nil)
 		s.Sent('E')
 		s.Sent('S')
 	}
@@ -249,7 +251,7 @@ func TestMirrorThisBatchDecides(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
 	d := mustAllow(t, "prepare", s.CheckQuery("PREPARE a AS SELECT note FROM orders WHERE account_id = $1"))
-	resolveAll(s, d, Unknown)
+	resolveAll(s, d, tenancy.Unknown)
 	s.Sent('Q')
 	p := mustAllow(t, "parse unnamed", s.CheckParse("", "SELECT note FROM orders WHERE account_id = 42 AND id > $1", nil))
 	s.Sent('S')
@@ -257,7 +259,7 @@ func TestMirrorThisBatchDecides(t *testing.T) {
 	mustAllow(t, "parse again", s.CheckParse("", "SELECT note FROM orders WHERE account_id = $1", nil))
 	mustDeny(t, "bind 7", s.CheckBind("", nil, [][]byte{[]byte("7")}))
 	mustAllow(t, "bind 42", s.CheckBind("", nil, [][]byte{[]byte("42")}))
-	resolveAll(s, p, Confirmed)
+	resolveAll(s, p, tenancy.Confirmed)
 	// a DEALLOCATE of this batch decides for an unknown name too
 	if d := s.CheckQuery("DEALLOCATE a; EXECUTE a(42)"); d.Allow || d.Reason != "prepare" {
 		t.Fatalf("EXECUTE after a DEALLOCATE of the same Query: %+v", d)

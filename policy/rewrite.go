@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/pgtenant/pgtenant/parser"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Rewrite mode (policy.unscoped: rewrite).
@@ -39,7 +40,7 @@ func (e *Engine) Rewriting() bool { return e.cfg.Unscoped == "rewrite" }
 
 // CheckQuery decides a simple-protocol Query message (see checkQuery); in
 // rewrite mode a text denied for a missing pin is rewritten and decided again.
-func (s *Session) CheckQuery(sql string) Decision {
+func (s *Session) CheckQuery(sql string) tenancy.Decision {
 	d := s.checkQuery(sql)
 	if !d.Allow && d.Reason == "copy_from" && s.e.Rewriting() {
 		if c, ok := s.copyDecision(sql, d); ok {
@@ -66,7 +67,7 @@ func (s *Session) CheckQuery(sql string) Decision {
 // CheckParse decides a Parse message (see checkParseNamed); in rewrite mode
 // a text denied for a missing pin is rewritten and decided again, and the
 // rewritten text is what later Binds are checked against.
-func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) Decision {
+func (s *Session) CheckParse(name, sql string, paramOIDs []uint32) tenancy.Decision {
 	d := s.checkParseNamed(name, sql, paramOIDs)
 	if d.Allow || !s.e.Rewriting() || !rewriteReasons[d.Reason] {
 		return d
@@ -216,7 +217,7 @@ func (c *rwCache) put(k cacheKey, t *parser.Template) {
 
 // markRewritten flags the statements an allowed Parse stores as rewrite
 // mode's text, so Binds of them are audited as rewritten.
-func (s *Session) markRewritten(changes []Change) {
+func (s *Session) markRewritten(changes []tenancy.Change) {
 	for _, ch := range changes {
 		for i := range s.inflight {
 			if c := &s.inflight[i]; c.id == ch.ID && c.op == opStore && c.p != nil {

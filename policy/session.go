@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/parser"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Session checks one client session's statements and mirrors the prepared
@@ -49,15 +50,11 @@ type prepared struct {
 	rewritten bool
 }
 
-// ReservedPrefix starts the statement and portal names pgtenant keeps for
-// itself: clients may not create them.
-const ReservedPrefix = "pgtenant"
-
 // reservedName reports whether name, as PostgreSQL resolved it, is reserved.
-func reservedName(name string) bool { return strings.HasPrefix(name, ReservedPrefix) }
+func reservedName(name string) bool { return strings.HasPrefix(name, tenancy.ReservedPrefix) }
 
 func reservedDenial(what, name string) *Denial {
-	return deny("reserved_name", what+" name \""+name+"\" is reserved: names starting with \""+ReservedPrefix+"\" belong to pgtenant",
+	return deny("reserved_name", what+" name \""+name+"\" is reserved: names starting with \""+tenancy.ReservedPrefix+"\" belong to pgtenant",
 		"choose another name")
 }
 
@@ -173,13 +170,13 @@ func wrongAccount(table string) *Denial {
 		"compare "+table+"'s tenant column with your own account id, bound as int8/int4/int2, numeric, text, uuid or unknown (text or binary), or as an array of those for = ANY")
 }
 
-func (d *Denial) decision(tables []string, stmt string) Decision {
-	return Decision{Allow: false, SQLState: d.SQLState, Message: d.Message, Hint: d.Hint, Reason: d.Reason,
+func (d *Denial) decision(tables []string, stmt string) tenancy.Decision {
+	return tenancy.Decision{Allow: false, SQLState: d.SQLState, Message: d.Message, Hint: d.Hint, Reason: d.Reason,
 		Tables: tables, Statement: stmt}
 }
 
 // waitDecision asks the caller to wait for the server's replies and check again.
-var waitDecision = Decision{Wait: true, Reason: "await_server"}
+var waitDecision = tenancy.Decision{Wait: true, Reason: "await_server"}
 
 // unknownState is the denial when pgtenant cannot know which statement the
 // server holds under name.
@@ -191,7 +188,7 @@ func unknownState(name string) *Denial {
 // resolveName looks name up for a check: the statement, or the decision to
 // return instead (Wait, or a denial when the server's statement is unknown
 // or missing).
-func (s *Session) resolveName(name string, local []change, tables []string, stmt string) (*prepared, *Decision) {
+func (s *Session) resolveName(name string, local []change, tables []string, stmt string) (*prepared, *tenancy.Decision) {
 	p, st := s.lookup(name, local)
 	switch {
 	case st == stateWait:
@@ -211,7 +208,7 @@ func (s *Session) resolveName(name string, local []change, tables []string, stmt
 // statement in it is allowed. The PREPARE and DEALLOCATE statements in it
 // come back as Changes, applied as the server completes each one.
 // CheckQuery (rewrite.go) wraps it.
-func (s *Session) checkQuery(sql string) Decision {
+func (s *Session) checkQuery(sql string) tenancy.Decision {
 	an, sc := s.e.analyzeText(s.cat, sql)
 	norm := an.normalized
 	if an.deny != nil {
@@ -231,7 +228,7 @@ func (s *Session) checkQuery(sql string) Decision {
 		if v, t := s.evalReqs(st.Reqs, sql, sc, &params{known: true}); v != yes {
 			return withText(wrongAccount(t).decision(st.Tables, norm), sql)
 		}
-		return Decision{Allow: true, Tables: st.Tables, Statement: norm, Text: sql}
+		return tenancy.Decision{Allow: true, Tables: st.Tables, Statement: norm, Text: sql}
 	}
 	var tables []string
 	type localChange struct {
@@ -292,7 +289,7 @@ func (s *Session) checkQuery(sql string) Decision {
 			return withText(wrongAccount(t).decision(tables, norm), sql)
 		}
 	}
-	d := Decision{Allow: true, Tables: tables, Statement: norm, Text: sql}
+	d := tenancy.Decision{Allow: true, Tables: tables, Statement: norm, Text: sql}
 	// the server answers the Query's statements without more client input,
 	// unless an extended message before it may fail (the server then skips
 	// the Query until a Sync) or a COPY waits for the client's data
@@ -307,7 +304,7 @@ func (s *Session) checkQuery(sql string) Decision {
 	return d
 }
 
-func withText(d Decision, sql string) Decision {
+func withText(d tenancy.Decision, sql string) tenancy.Decision {
 	d.Text = sql
 	return d
 }
@@ -398,7 +395,7 @@ func typeOIDs(names []string) []uint32 {
 // the Change that stores its analysis under name once the server answers
 // ParseComplete (a name the server already holds makes it fail with 42P05).
 // CheckParse (rewrite.go) wraps it.
-func (s *Session) checkParseNamed(name, sql string, paramOIDs []uint32) Decision {
+func (s *Session) checkParseNamed(name, sql string, paramOIDs []uint32) tenancy.Decision {
 	s.extOpen = true
 	if reservedName(name) {
 		return withText(reservedDenial("prepared statement", name).decision(nil, ""), sql)
@@ -414,12 +411,12 @@ func (s *Session) checkParseNamed(name, sql string, paramOIDs []uint32) Decision
 		return d
 	}
 	p := &prepared{an: st, sql: sql, norm: norm, sc: sc, oids: append([]uint32(nil), paramOIDs...)}
-	d.Changes = []Change{s.register(change{op: opStore, name: name, p: p}, 0, "")}
+	d.Changes = []tenancy.Change{s.register(change{op: opStore, name: name, p: p}, 0, "")}
 	return d
 }
 
 // checkParse decides a Parse; an allowed decision carries the analysis to store.
-func (s *Session) checkParse(an *analysis, sc *parser.Scanned, sql string, paramOIDs []uint32) (Decision, *StmtAnalysis) {
+func (s *Session) checkParse(an *analysis, sc *parser.Scanned, sql string, paramOIDs []uint32) (tenancy.Decision, *StmtAnalysis) {
 	norm := an.normalized
 	if an.deny != nil {
 		return an.deny.decision(nil, norm), nil
@@ -470,14 +467,14 @@ func (s *Session) checkParse(an *analysis, sc *parser.Scanned, sql string, param
 	if v, t := s.evalReqs(st.Reqs, sql, sc, ps); v == no {
 		return wrongAccount(t).decision(st.Tables, norm), nil
 	}
-	return Decision{Allow: true, Tables: st.Tables, Statement: norm}, st
+	return tenancy.Decision{Allow: true, Tables: st.Tables, Statement: norm}, st
 }
 
 // CheckBind evaluates the statement the server will bind against the bound
 // values. The decision carries that statement's text (what the server runs,
 // for the audit) and, for a SQL PREPARE or DEALLOCATE, the Change the
 // portal's execution makes (Change.Portal).
-func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) Decision {
+func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) tenancy.Decision {
 	s.extOpen = true
 	p, dd := s.resolveName(statement, nil, nil, "")
 	if dd != nil {
@@ -490,7 +487,7 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 		}
 		return *dd
 	}
-	deny := func(dn *Denial) Decision {
+	deny := func(dn *Denial) tenancy.Decision {
 		d := dn.decision(p.an.Tables, p.norm)
 		d.Text = p.sql
 		return d
@@ -502,7 +499,7 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 	if v, t := s.evalReqs(p.an.Reqs, p.sql, p.sc, ps); v != yes {
 		return deny(wrongAccount(t))
 	}
-	d := Decision{Allow: true, Tables: p.an.Tables, Statement: p.norm, Text: p.sql}
+	d := tenancy.Decision{Allow: true, Tables: p.an.Tables, Statement: p.norm, Text: p.sql}
 	if p.rewritten {
 		d.Rewritten = p.sql
 	}
@@ -523,12 +520,12 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 		}
 		c := change{op: opStore, name: p.an.Name, portal: true,
 			p: &prepared{an: p.an.Prepared, sql: p.sql, norm: p.norm, sc: p.sc, oids: typeOIDs(p.an.ParamTypes)}}
-		d.Changes = []Change{s.register(c, 0, "PREPARE")}
+		d.Changes = []tenancy.Change{s.register(c, 0, "PREPARE")}
 	case parser.KindDeallocate:
 		if p.an.All {
-			d.Changes = []Change{s.register(change{op: opDropAll, portal: true}, 0, "DEALLOCATE ALL")}
+			d.Changes = []tenancy.Change{s.register(change{op: opDropAll, portal: true}, 0, "DEALLOCATE ALL")}
 		} else {
-			d.Changes = []Change{s.register(change{op: opDrop, name: p.an.Name, portal: true}, 0, "DEALLOCATE")}
+			d.Changes = []tenancy.Change{s.register(change{op: opDrop, name: p.an.Name, portal: true}, 0, "DEALLOCATE")}
 		}
 	}
 	return d

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 func session(t testing.TB, e *Engine, account string) *Session {
@@ -285,7 +286,7 @@ func repeat(s string, n int) string {
 func TestSQLPrepareExecuteViaParseBind(t *testing.T) {
 	e := newTestEngine(t)
 	s := session(t, e, "42")
-	must := func(what string, d Decision, allow bool) {
+	must := func(what string, d tenancy.Decision, allow bool) {
 		t.Helper()
 		if d.Allow != allow {
 			t.Errorf("%s: allow=%v want %v (%s)", what, d.Allow, allow, d.Message)

@@ -8,8 +8,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgtenant/pgtenant/audit"
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // backendLoop relays the backend's messages to the client, matching each
@@ -63,7 +62,7 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 		// COPY starts answer nothing by themselves.
 	case '1':
 		if p, ok := s.queue.pop(); ok && p.kind == pendParse {
-			s.track.resolveAll(p.changes, policy.Confirmed)
+			s.track.resolveAll(p.changes, tenancy.Confirmed)
 		}
 	case '2':
 		if p, ok := s.queue.pop(); ok && p.kind == pendBind {
@@ -74,7 +73,7 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 			if p.portalClose {
 				s.portalDropped(p.portal)
 			} else {
-				s.track.resolveAll(p.changes, policy.Confirmed)
+				s.track.resolveAll(p.changes, tenancy.Confirmed)
 			}
 		}
 	case 't':
@@ -82,7 +81,7 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 	case 'T', 'n':
 		if p, ok := s.queue.peek(); ok && p.kind == pendDescribe {
 			s.queue.pop()
-			s.track.resolveAll(p.changes, policy.Skipped) // no ParameterDescription came
+			s.track.resolveAll(p.changes, tenancy.Skipped) // no ParameterDescription came
 		}
 	case 'C', 'I', 's':
 		return false, s.onCompletion(t, n)
@@ -145,7 +144,7 @@ func (s *session) onParameterDescription(n int) error {
 	if p, ok := s.queue.peek(); ok && p.kind == pendDescribe {
 		if oids, ok := parameterTypes(body); ok {
 			for _, c := range p.changes {
-				s.track.resolve(c.ID, policy.Confirmed, oids)
+				s.track.resolve(c.ID, tenancy.Confirmed, oids)
 			}
 			s.queue.update(func(p *pending) { p.changes = nil })
 		}
@@ -201,8 +200,8 @@ func (s *session) onError(n int) error {
 		})
 	default:
 		s.queue.pop()
-		s.skipToSync = true                           // the server now skips everything up to Sync
-		s.track.resolveAll(p.changes, policy.Skipped) // failed: nothing changed
+		s.skipToSync = true                            // the server now skips everything up to Sync
+		s.track.resolveAll(p.changes, tenancy.Skipped) // failed: nothing changed
 		if p.kind == pendExecute {
 			p.stmt = s.portalRan(p.portal, "")
 			s.finish(p, er.Code, -1)
@@ -237,7 +236,7 @@ func (s *session) onReady(n int) (bool, error) {
 	toSync := s.skipToSync
 	s.skipToSync = false
 	p, ok := s.queue.popBatch(toSync, func(skipped pending) {
-		s.track.resolveAll(skipped.changes, policy.Skipped)
+		s.track.resolveAll(skipped.changes, tenancy.Skipped)
 		if skipped.kind == pendExecute {
 			skipped.stmt = s.portalRef(skipped.portal)
 		}
@@ -247,7 +246,7 @@ func (s *session) onReady(n int) (bool, error) {
 	})
 	if ok {
 		// a Query's statements after an error did not run
-		s.track.resolveAll(p.changes, policy.Skipped)
+		s.track.resolveAll(p.changes, tenancy.Skipped)
 	}
 	if len(body) == 1 && body[0] == 'I' {
 		// the transaction ended: the server dropped every portal
@@ -291,7 +290,7 @@ func (s *session) finish(p pending, sqlstate string, rows int64) {
 	if p.stmt == nil || !s.srv.auditing() {
 		return
 	}
-	ev := s.event(audit.KindResult)
+	ev := s.event(tenancy.KindResult)
 	ev.Statement, ev.FullStatement, ev.Tables = p.stmt.statement, p.stmt.full, p.stmt.tables
 	ev.SQLState, ev.Rows, ev.DurationUS = sqlstate, rows, total.Microseconds()
 	ev.Ref = p.stmt.auditRef

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/budget"
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Budgets admits each tenant statement against its budget (package budget).
@@ -50,7 +50,7 @@ func (t *ticket) end() {
 
 // admit takes one statement of the session's tenant from its budget. A nil
 // ticket and a zero Decision mean no budgets are configured.
-func (s *session) admit() (*ticket, *policy.Decision) {
+func (s *session) admit() (*ticket, *tenancy.Decision) {
 	b := s.srv.opts.Budgets
 	if b == nil {
 		return nil, nil
@@ -66,7 +66,7 @@ func (s *session) admit() (*ticket, *policy.Decision) {
 		if ex.Limit == budget.LimitConcurrency {
 			reason = "budget_concurrency"
 		}
-		d := policy.Decision{SQLState: ex.SQLState(), Reason: reason, Message: ex.Error(), Hint: ex.Hint()}
+		d := tenancy.Decision{SQLState: ex.SQLState(), Reason: reason, Message: ex.Error(), Hint: ex.Hint()}
 		return nil, &d
 	}
 	return &ticket{release: release, timeout: b.For(s.principal.Account).StatementTimeout}, nil

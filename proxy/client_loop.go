@@ -8,8 +8,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 
-	"github.com/pgtenant/pgtenant/audit"
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Messages injected in place of a denied one. Each makes the server raise an
@@ -95,7 +94,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		if _, err := s.cr.r.Discard(n); err != nil {
 			return err
 		}
-		d := policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "function_call",
+		d := tenancy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "function_call",
 			Message: "pgtenant: the FunctionCall protocol message is not allowed",
 			Hint:    "call the function from a SQL statement instead"}
 		s.decided(d)
@@ -138,7 +137,7 @@ func (s *session) onQuery(n int) error {
 	}
 	start := time.Now()
 	sql := string(body[:n-1])
-	d, err := s.decide(func() policy.Decision { return s.checker.CheckQuery(sql) })
+	d, err := s.decide(func() tenancy.Decision { return s.checker.CheckQuery(sql) })
 	if err != nil {
 		return err
 	}
@@ -149,7 +148,7 @@ func (s *session) onQuery(n int) error {
 	}
 	tk, refusal := s.admit()
 	if refusal != nil {
-		s.track.resolveAll(d.Changes, policy.Skipped)
+		s.track.resolveAll(d.Changes, tenancy.Skipped)
 		refusal.Statement, refusal.Tables = d.Statement, d.Tables
 		return s.denySimple(*refusal, sql, start)
 	}
@@ -160,7 +159,7 @@ func (s *session) onQuery(n int) error {
 	}
 	if err := s.recordStatement(ref); err != nil {
 		tk.end()
-		s.track.resolveAll(d.Changes, policy.Skipped)
+		s.track.resolveAll(d.Changes, tenancy.Skipped)
 		return s.denySimple(s.unavailable(err), sql, start)
 	}
 	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk})
@@ -189,10 +188,10 @@ func (s *session) onParse(n int) error {
 		return errAwaitBackend
 	}
 	start := time.Now()
-	var d policy.Decision
-	if strings.HasPrefix(name, policy.ReservedPrefix) {
+	var d tenancy.Decision
+	if strings.HasPrefix(name, tenancy.ReservedPrefix) {
 		d = reservedName("statement", "-- Parse of a reserved statement name", query)
-	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckParse(name, query, oids) }); err != nil {
+	} else if d, err = s.decide(func() tenancy.Decision { return s.checker.CheckParse(name, query, oids) }); err != nil {
 		return err
 	}
 	s.decided(d)
@@ -219,10 +218,10 @@ func (s *session) onBind(n int) error {
 		return errAwaitBackend
 	}
 	start := time.Now()
-	var d policy.Decision
-	if strings.HasPrefix(portal, policy.ReservedPrefix) {
+	var d tenancy.Decision
+	if strings.HasPrefix(portal, tenancy.ReservedPrefix) {
 		d = reservedName("portal", "-- Bind to a reserved portal name", "")
-	} else if d, err = s.decide(func() policy.Decision { return s.checker.CheckBind(stmt, s.bindFmts, s.bindVals) }); err != nil {
+	} else if d, err = s.decide(func() tenancy.Decision { return s.checker.CheckBind(stmt, s.bindFmts, s.bindVals) }); err != nil {
 		return err
 	}
 	s.decided(d)
@@ -233,7 +232,7 @@ func (s *session) onBind(n int) error {
 	// server binds
 	ref := &stmtRef{statement: d.Statement, full: d.Text, tables: d.Tables, rewritten: d.Rewritten != ""}
 	if err := s.recordStatement(ref); err != nil {
-		s.track.resolveAll(d.Changes, policy.Skipped)
+		s.track.resolveAll(d.Changes, tenancy.Skipped)
 		return s.denyExtended(s.unavailable(err), d.Text, start)
 	}
 	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes})
@@ -280,7 +279,7 @@ func (s *session) onClose(n int) error {
 	}
 	switch body[0] {
 	case 'S':
-		s.queue.push(pending{kind: pendClose, changes: []policy.Change{s.checker.CloseStatement(name)}})
+		s.queue.push(pending{kind: pendClose, changes: []tenancy.Change{s.checker.CloseStatement(name)}})
 	case 'P':
 		s.queue.push(pending{kind: pendClose, portal: name, portalClose: true})
 	default:
@@ -303,16 +302,16 @@ func (s *session) onDescribe(n int) error {
 	}
 	p := pending{kind: pendDescribe}
 	if body[0] == 'S' {
-		p.changes = []policy.Change{s.checker.DescribeStatement(name)}
+		p.changes = []tenancy.Change{s.checker.DescribeStatement(name)}
 	}
 	s.queue.push(p)
 	return writeMsg(s.bw, 'D', body)
 }
 
 // reservedName is the denial of a client's use of a name pgtenant reserves.
-func reservedName(what, stmt, text string) policy.Decision {
-	return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "reserved_name", Statement: stmt, Text: text,
-		Message: fmt.Sprintf("pgtenant: %s names starting with %q are reserved", what, policy.ReservedPrefix),
+func reservedName(what, stmt, text string) tenancy.Decision {
+	return tenancy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "reserved_name", Statement: stmt, Text: text,
+		Message: fmt.Sprintf("pgtenant: %s names starting with %q are reserved", what, tenancy.ReservedPrefix),
 		Hint:    "choose another name"}
 }
 
@@ -360,7 +359,7 @@ var errMalformedBind = fmt.Errorf("malformed Bind message")
 
 // denySimple answers a denied simple Query (or FunctionCall): the injected
 // query fails on the server, the backend loop sends the denial in its place.
-func (s *session) denySimple(d policy.Decision, sql string, start time.Time) error {
+func (s *session) denySimple(d tenancy.Decision, sql string, start time.Time) error {
 	s.recordDenial(d, sql)
 	s.queue.push(pending{kind: pendDenyQuery, start: start, deny: &d})
 	return writeMsg(s.bw, 'Q', injectedQuery)
@@ -368,22 +367,22 @@ func (s *session) denySimple(d policy.Decision, sql string, start time.Time) err
 
 // denyExtended answers a denied Parse or Bind and skips the client's
 // messages up to Sync, as the server does after an error.
-func (s *session) denyExtended(d policy.Decision, sql string, start time.Time) error {
+func (s *session) denyExtended(d tenancy.Decision, sql string, start time.Time) error {
 	s.recordDenial(d, sql)
 	s.queue.push(pending{kind: pendDeny, start: start, deny: &d})
 	s.skip = true
 	return writeMsg(s.bw, 'B', injectedBind)
 }
 
-func (s *session) recordDenial(d policy.Decision, sql string) {
+func (s *session) recordDenial(d tenancy.Decision, sql string) {
 	s.log.Info("statement denied", "reason", d.Reason, "sqlstate", d.SQLState, "tables", d.Tables)
 	if !s.srv.auditing() || d.Reason == reasonAuditUnavailable {
 		// the audit just failed to take an event: waiting on it again
 		// would only hold the session longer
 		return
 	}
-	ev := s.event(audit.KindStatement)
-	ev.Verdict, ev.Reason, ev.SQLState = audit.VerdictDeny, d.Reason, d.SQLState
+	ev := s.event(tenancy.KindStatement)
+	ev.Verdict, ev.Reason, ev.SQLState = tenancy.VerdictDeny, d.Reason, d.SQLState
 	ev.Statement, ev.FullStatement, ev.Tables = d.Statement, sql, d.Tables
 	s.recordAsync(ev)
 }
@@ -395,11 +394,11 @@ func (s *session) recordStatement(ref *stmtRef) error {
 	}
 	s.auditRefs++
 	ref.auditRef = s.auditRefs
-	ev := s.event(audit.KindStatement)
-	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = audit.VerdictAllow, ref.statement, ref.full, ref.tables
+	ev := s.event(tenancy.KindStatement)
+	ev.Verdict, ev.Statement, ev.FullStatement, ev.Tables = tenancy.VerdictAllow, ref.statement, ref.full, ref.tables
 	ev.Ref = ref.auditRef
 	if ref.rewritten {
-		ev.Rewritten, ev.Reason = true, audit.ReasonRewritten
+		ev.Rewritten, ev.Reason = true, tenancy.ReasonRewritten
 	}
 	return s.record(s.ctx, ev)
 }
@@ -409,9 +408,9 @@ func (s *session) recordStatement(ref *stmtRef) error {
 const reasonAuditUnavailable = "audit_unavailable"
 
 // unavailable is the answer when the audit cannot take a statement's event.
-func (s *session) unavailable(err error) policy.Decision {
+func (s *session) unavailable(err error) tenancy.Decision {
 	s.log.Warn("audit unavailable: statement refused", "error", err)
-	return policy.Decision{SQLState: pgerrcode.CannotConnectNow, Reason: reasonAuditUnavailable,
+	return tenancy.Decision{SQLState: pgerrcode.CannotConnectNow, Reason: reasonAuditUnavailable,
 		Message: "pgtenant: the audit trail is unavailable; statements are refused until it recovers",
 		Hint:    "retry shortly"}
 }
@@ -422,9 +421,9 @@ func (s *session) protocolError(msg string) error {
 	return ce
 }
 
-func verdict(d policy.Decision) string {
+func verdict(d tenancy.Decision) string {
 	if d.Allow {
-		return audit.VerdictAllow
+		return tenancy.VerdictAllow
 	}
-	return audit.VerdictDeny
+	return tenancy.VerdictDeny
 }

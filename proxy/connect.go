@@ -9,9 +9,9 @@ import (
 
 	"github.com/jackc/pgerrcode"
 
-	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/console"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // handle serves one client connection from accept to the end of its
@@ -88,14 +88,14 @@ func (s *Server) handle(conn net.Conn) {
 	_ = st.conn.SetDeadline(time.Time{})
 	ss.log.Info("connection opened", "user", ss.user, "database", st.req.Database,
 		"role", ss.principal.Role(), "actor", ss.principal.Actor, "read_only", ss.principal.ReadOnly)
-	connect := ss.event(audit.KindConnect)
-	connect.Verdict = audit.VerdictAllow
+	connect := ss.event(tenancy.KindConnect)
+	connect.Verdict = tenancy.VerdictAllow
 	ss.recordAsync(connect)
 	handedOff = true
 	s.wg.Add(1)
 	ss.start(func() {
 		// the session's context ended with it: the disconnect gets its own, bounded
-		ss.recordWithin(context.Background(), ss.event(audit.KindDisconnect))
+		ss.recordWithin(context.Background(), ss.event(tenancy.KindDisconnect))
 		ss.log.Info("connection closed")
 		end()
 		closeConn()
@@ -193,7 +193,7 @@ func (s *Server) recordReject(addr string, p auth.Principal, ce *clientError) {
 	if !s.auditing() {
 		return
 	}
-	ev := audit.Event{Kind: audit.KindReject, Time: time.Now(), ClientAddr: addr, Verdict: audit.VerdictDeny,
+	ev := tenancy.Event{Kind: tenancy.KindReject, Time: time.Now(), ClientAddr: addr, Verdict: tenancy.VerdictDeny,
 		AccountID: p.Account, Subject: p.Subject, Region: p.Region, Reason: ce.Reason, SQLState: ce.Code, Rows: -1,
 		Role: p.Role(), Actor: p.Actor, Purpose: p.Purpose, Ticket: p.Ticket}
 	if _, known := s.runtime().regions[p.Region]; !known {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/budget"
 	"github.com/pgtenant/pgtenant/console"
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // errConsole marks a startup for the admin console database.
@@ -36,7 +36,7 @@ func (s *Server) counters(account string) *tenantCounters {
 }
 
 // decided reports a decision to the metrics and the tenant's counters.
-func (s *session) decided(d policy.Decision) {
+func (s *session) decided(d tenancy.Decision) {
 	s.srv.opts.Metrics.StatementDecided(verdict(d), d.Reason)
 	if s.tc == nil {
 		return

@@ -3,6 +3,12 @@
 // tenant's region with the tenant context set, and relays messages while a
 // StatementChecker decides every statement and an Auditor records it.
 //
+// The proxy knows the checker and the audit only through those interfaces
+// and the value types of package tenancy (Decision, Change, Event); it
+// imports neither policy (cgo, through parser) nor audit (pgxpool), so it
+// builds and is tested with CGO_ENABLED=0 (deps_test.go keeps it so), and
+// cmd/pgtenant injects the real ones.
+//
 // Connection startup:
 //
 //	client                       pgtenant                        region backend

@@ -19,7 +19,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // FuzzSession drives an authenticated session with arbitrary client bytes
@@ -37,30 +37,30 @@ const fuzzDenyMarker = "DENYME"
 // fuzzChecker denies any statement text or bound value holding the marker.
 type fuzzChecker struct{}
 
-func fuzzDecision(s string) policy.Decision {
+func fuzzDecision(s string) tenancy.Decision {
 	if strings.Contains(s, fuzzDenyMarker) {
-		return policy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "fuzz_marker",
+		return tenancy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "fuzz_marker",
 			Message: "pgtenant: fuzz marker denied", Hint: "drop the marker"}
 	}
-	return policy.Decision{Allow: true}
+	return tenancy.Decision{Allow: true}
 }
 
-func (fuzzChecker) CheckQuery(sql string) policy.Decision { return fuzzDecision(sql) }
-func (fuzzChecker) CheckParse(_, sql string, _ []uint32) policy.Decision {
+func (fuzzChecker) CheckQuery(sql string) tenancy.Decision { return fuzzDecision(sql) }
+func (fuzzChecker) CheckParse(_, sql string, _ []uint32) tenancy.Decision {
 	return fuzzDecision(sql)
 }
-func (fuzzChecker) CheckBind(_ string, _ []int16, values [][]byte) policy.Decision {
+func (fuzzChecker) CheckBind(_ string, _ []int16, values [][]byte) tenancy.Decision {
 	for _, v := range values {
 		if d := fuzzDecision(string(v)); !d.Allow {
 			return d
 		}
 	}
-	return policy.Decision{Allow: true}
+	return tenancy.Decision{Allow: true}
 }
-func (fuzzChecker) CloseStatement(string) policy.Change      { return policy.Change{} }
-func (fuzzChecker) DescribeStatement(string) policy.Change   { return policy.Change{} }
-func (fuzzChecker) Sent(byte)                                {}
-func (fuzzChecker) Resolve(uint64, policy.Outcome, []uint32) {}
+func (fuzzChecker) CloseStatement(string) tenancy.Change      { return tenancy.Change{} }
+func (fuzzChecker) DescribeStatement(string) tenancy.Change   { return tenancy.Change{} }
+func (fuzzChecker) Sent(byte)                                 {}
+func (fuzzChecker) Resolve(uint64, tenancy.Outcome, []uint32) {}
 
 // memPipe is one direction of an in-memory connection: writes never block,
 // and a reader waiting on an empty pipe is visible to the harness, so it can

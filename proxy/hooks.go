@@ -4,9 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Authenticator verifies a client's token and returns its principal.
@@ -23,23 +22,23 @@ type Authenticator interface {
 type StatementChecker interface {
 	// CheckQuery decides a simple-protocol Query message (possibly several
 	// statements); its Changes carry the index of the statement making them.
-	CheckQuery(sql string) policy.Decision
+	CheckQuery(sql string) tenancy.Decision
 	// CheckParse decides a Parse message; an allowed one stores the
 	// statement under name once the server answers ParseComplete.
-	CheckParse(name, sql string, paramOIDs []uint32) policy.Decision
+	CheckParse(name, sql string, paramOIDs []uint32) tenancy.Decision
 	// CheckBind decides a Bind of statement with the given parameter format
 	// codes and values (nil = NULL), as PostgreSQL will read them.
-	CheckBind(statement string, formats []int16, values [][]byte) policy.Decision
+	CheckBind(statement string, formats []int16, values [][]byte) tenancy.Decision
 	// CloseStatement returns the Change a Close of a statement makes.
-	CloseStatement(name string) policy.Change
+	CloseStatement(name string) tenancy.Change
 	// DescribeStatement returns the Change a Describe of a statement makes
 	// (its ParameterDescription reports the parameters' types).
-	DescribeStatement(name string) policy.Change
+	DescribeStatement(name string) tenancy.Change
 	// Sent tells that a message the checker did not check was forwarded:
 	// 'S' Sync, 'Q' a Query (after its check, allowed or denied), 'E' Execute.
 	Sent(kind byte)
-	// Resolve reports the server's answer to a Change (see policy.Outcome).
-	Resolve(id uint64, o policy.Outcome, paramOIDs []uint32)
+	// Resolve reports the server's answer to a Change (see tenancy.Outcome).
+	Resolve(id uint64, o tenancy.Outcome, paramOIDs []uint32)
 }
 
 // CheckerFactory returns a new StatementChecker for an authenticated session.
@@ -49,7 +48,7 @@ type CheckerFactory func(p auth.Principal) StatementChecker
 // event is as durable as the audit mode promises; an error then means the
 // statement must be refused (SQLSTATE 57P03). Other kinds may be queued.
 type Auditor interface {
-	Record(ctx context.Context, ev audit.Event) error
+	Record(ctx context.Context, ev tenancy.Event) error
 }
 
 // Metrics receives the proxy's measurements; see package metrics for the

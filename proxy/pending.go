@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // pendingKind is a frontend message awaiting the backend's reply.
@@ -34,7 +34,7 @@ type stmtRef struct {
 	full      string // the text the client sent, for audit.statement: full
 	tables    []string
 	rewritten bool   // policy.unscoped: rewrite changed the text (full holds the rewrite)
-	auditRef  uint64 // pairs the statement's audit event with its result (audit.Event.Ref)
+	auditRef  uint64 // pairs the statement's audit event with its result (tenancy.Event.Ref)
 }
 
 // pending is one frontend message whose reply has not been relayed yet.
@@ -46,12 +46,12 @@ type pending struct {
 	// changes are the checker's changes the message makes once the server
 	// confirms them (see statements.go); done counts a Query's completed
 	// statements, to match its changes to their CommandCompletes.
-	changes  []policy.Change
+	changes  []tenancy.Change
 	done     int
 	start    time.Time
 	overhead time.Duration // time pgtenant spent deciding and auditing
 	stmt     *stmtRef      // query and bind entries; execute entries once answered
-	deny     *policy.Decision
+	deny     *tenancy.Decision
 	fatal    *clientError
 	rows     int64
 	sqlstate string

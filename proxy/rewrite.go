@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Rewrite mode (policy.unscoped: rewrite) in the proxy: the policy's
@@ -30,18 +30,18 @@ func rewriteParse(name, query string, rest []byte) []byte {
 // copyIn is the state of a checked COPY ... FROM STDIN. The client loop
 // owns stream and failed; denial is handed to the backend loop.
 type copyIn struct {
-	stream    *policy.CopyStream
+	stream    tenancy.CopyStream
 	statement string // the COPY's audited text
 	// failed: a row was refused and CopyFail sent; the client's remaining
 	// COPY messages are dropped
 	failed bool
 	// denial is the refusal whose CopyFail the server will answer with
 	// 57014; the backend loop sends the client this denial instead.
-	denial atomic.Pointer[policy.Decision]
+	denial atomic.Pointer[tenancy.Decision]
 }
 
 // startCopy begins checking the rows of an allowed COPY ... FROM STDIN.
-func (s *session) startCopy(d policy.Decision) {
+func (s *session) startCopy(d tenancy.Decision) {
 	s.copyIn.stream, s.copyIn.statement, s.copyIn.failed = d.Copy.Stream(), d.Statement, false
 }
 
@@ -95,7 +95,7 @@ func (s *session) onCopyMsg(t byte, n int) error {
 
 // copyFail aborts the COPY at the server with the denial's message, and
 // records the denial.
-func (s *session) copyFail(den *policy.Decision) error {
+func (s *session) copyFail(den *tenancy.Decision) error {
 	s.copyIn.stream = nil
 	d := *den
 	d.Statement = s.copyIn.statement

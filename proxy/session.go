@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // errAwaitBackend tells run that the client loop stopped reading and the
@@ -58,7 +58,7 @@ type session struct {
 
 	// client loop state
 	skip      bool   // a denied extended message: drop input until Sync
-	auditRefs uint64 // last audit.Event.Ref handed out
+	auditRefs uint64 // last tenancy.Event.Ref handed out
 	bindFmts  []int16
 	bindVals  [][]byte
 	// lastBind is the latest allowed Bind, for the audit text of an Execute
@@ -74,7 +74,7 @@ type session struct {
 	batchErr   string                  // SQLSTATE of the first error since the last ReadyForQuery
 	skipToSync bool                    // an extended message failed: the server skips up to Sync
 	bportals   map[string]*boundPortal // portals the server confirmed
-	events     []audit.Event           // built under wmu, recorded after it
+	events     []tenancy.Event         // built under wmu, recorded after it
 	idle       atomic.Bool
 	idleSince  atomic.Int64 // unix nanoseconds
 	idleTimer  *time.Timer
@@ -227,8 +227,8 @@ func shutdownError() *clientError {
 }
 
 // event fills the session's fields of an audit event.
-func (s *session) event(kind string) audit.Event {
-	return audit.Event{
+func (s *session) event(kind string) tenancy.Event {
+	return tenancy.Event{
 		Kind: kind, Time: time.Now(), AccountID: s.principal.Account, Subject: s.principal.Subject,
 		ClientUser: s.user, ClientAddr: s.addr, Region: s.principal.Region, SessionID: s.id, Rows: -1,
 		Role: s.principal.Role(), Actor: s.principal.Actor, Purpose: s.principal.Purpose, Ticket: s.principal.Ticket,
@@ -270,7 +270,7 @@ const auditWait = 5 * time.Second
 
 // record hands ev to the auditor, waiting at most auditWait and no longer
 // than parent lives.
-func (s *session) record(parent context.Context, ev audit.Event) error {
+func (s *session) record(parent context.Context, ev tenancy.Event) error {
 	ctx, cancel := context.WithTimeout(parent, auditWait)
 	defer cancel()
 	return s.srv.opts.Auditor.Record(ctx, ev)
@@ -278,10 +278,10 @@ func (s *session) record(parent context.Context, ev audit.Event) error {
 
 // recordAsync queues a non-statement audit event for the running session;
 // failures are logged.
-func (s *session) recordAsync(ev audit.Event) { s.recordWithin(s.ctx, ev) }
+func (s *session) recordAsync(ev tenancy.Event) { s.recordWithin(s.ctx, ev) }
 
 // recordWithin records ev within parent; failures are logged.
-func (s *session) recordWithin(parent context.Context, ev audit.Event) {
+func (s *session) recordWithin(parent context.Context, ev tenancy.Event) {
 	if !s.srv.auditing() {
 		return
 	}
@@ -292,13 +292,13 @@ func (s *session) recordWithin(parent context.Context, ev audit.Event) {
 
 // deferEvent keeps an event the backend loop built while it held the client
 // writer: it is recorded once the lock is released (flushEvents).
-func (s *session) deferEvent(ev audit.Event) { s.events = append(s.events, ev) }
+func (s *session) deferEvent(ev tenancy.Event) { s.events = append(s.events, ev) }
 
 // flushEvents records the deferred events (backend loop, writer lock free).
 func (s *session) flushEvents() {
 	for i, ev := range s.events {
 		s.recordAsync(ev)
-		s.events[i] = audit.Event{}
+		s.events[i] = tenancy.Event{}
 	}
 	s.events = s.events[:0]
 }

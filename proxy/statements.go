@@ -6,12 +6,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // The checker's mirror of the server's prepared statements changes only on
 // the server's word. Each checked message comes back with the Changes it
-// makes (policy.Change); the pending entry of the message carries them, and
+// makes (tenancy.Change); the pending entry of the message carries them, and
 // the backend loop, matching the server's replies to the entries, learns
 // each change's outcome: confirmed (ParseComplete, CloseComplete, a
 // ParameterDescription, the expected command tag of a Query's statement or
@@ -24,7 +24,7 @@ import (
 // resolution is the server's answer to one change.
 type resolution struct {
 	id      uint64
-	outcome policy.Outcome
+	outcome tenancy.Outcome
 	oids    []uint32
 }
 
@@ -44,7 +44,7 @@ func newStmtTracker() *stmtTracker {
 }
 
 // resolve queues the outcome of change id (backend loop).
-func (t *stmtTracker) resolve(id uint64, o policy.Outcome, oids []uint32) {
+func (t *stmtTracker) resolve(id uint64, o tenancy.Outcome, oids []uint32) {
 	t.mu.Lock()
 	t.queue = append(t.queue, resolution{id: id, outcome: o, oids: oids})
 	t.queued.Store(true)
@@ -53,7 +53,7 @@ func (t *stmtTracker) resolve(id uint64, o policy.Outcome, oids []uint32) {
 }
 
 // resolveAll queues the same outcome for every change.
-func (t *stmtTracker) resolveAll(changes []policy.Change, o policy.Outcome) {
+func (t *stmtTracker) resolveAll(changes []tenancy.Change, o tenancy.Outcome) {
 	for _, c := range changes {
 		t.resolve(c.ID, o, nil)
 	}
@@ -97,12 +97,12 @@ func (t *stmtTracker) close() {
 // when executed (a bound SQL PREPARE or DEALLOCATE).
 type boundPortal struct {
 	ref     *stmtRef
-	changes []policy.Change
+	changes []tenancy.Change
 }
 
 // portalBound records a BindComplete (backend loop): the portal replaces any
 // of the same name, whose changes will never happen.
-func (s *session) portalBound(name string, ref *stmtRef, changes []policy.Change) {
+func (s *session) portalBound(name string, ref *stmtRef, changes []tenancy.Change) {
 	s.portalDropped(name)
 	s.bportals[name] = &boundPortal{ref: ref, changes: changes}
 }
@@ -110,7 +110,7 @@ func (s *session) portalBound(name string, ref *stmtRef, changes []policy.Change
 // portalDropped forgets a portal the server dropped (backend loop).
 func (s *session) portalDropped(name string) {
 	if bp := s.bportals[name]; bp != nil {
-		s.track.resolveAll(bp.changes, policy.Skipped)
+		s.track.resolveAll(bp.changes, tenancy.Skipped)
 		delete(s.bportals, name)
 	}
 }
@@ -127,8 +127,8 @@ func (s *session) portalsDropped() {
 func (s *session) portalRan(name, tag string) *stmtRef {
 	bp := s.bportals[name]
 	if bp == nil {
-		if policy.IsStatementTag(tag) {
-			s.track.resolve(0, policy.Unknown, nil)
+		if tenancy.IsStatementTag(tag) {
+			s.track.resolve(0, tenancy.Unknown, nil)
 		}
 		return nil
 	}
@@ -139,27 +139,27 @@ func (s *session) portalRan(name, tag string) *stmtRef {
 
 // resolveByTag resolves changes confirmed by a command tag: the expected tag
 // confirms, another leaves the outcome unknown, no tag (an error) skips.
-func (s *session) resolveByTag(changes []policy.Change, tag string) {
-	if len(changes) == 0 && policy.IsStatementTag(tag) {
-		s.track.resolve(0, policy.Unknown, nil)
+func (s *session) resolveByTag(changes []tenancy.Change, tag string) {
+	if len(changes) == 0 && tenancy.IsStatementTag(tag) {
+		s.track.resolve(0, tenancy.Unknown, nil)
 		return
 	}
 	for _, c := range changes {
 		switch {
 		case tag == "":
-			s.track.resolve(c.ID, policy.Skipped, nil)
+			s.track.resolve(c.ID, tenancy.Skipped, nil)
 		case tag == c.Tag:
-			s.track.resolve(c.ID, policy.Confirmed, nil)
+			s.track.resolve(c.ID, tenancy.Confirmed, nil)
 		default:
-			s.track.resolve(c.ID, policy.Unknown, nil)
+			s.track.resolve(c.ID, tenancy.Unknown, nil)
 		}
 	}
 }
 
 // queryStatementDone resolves the changes of the k-th statement of a Query
 // from its CommandComplete tag; it returns the changes still unresolved.
-func (s *session) queryStatementDone(changes []policy.Change, k int, tag string) []policy.Change {
-	var now, rest []policy.Change
+func (s *session) queryStatementDone(changes []tenancy.Change, k int, tag string) []tenancy.Change {
+	var now, rest []tenancy.Change
 	for _, c := range changes {
 		if c.Stmt == k {
 			now = append(now, c)
@@ -185,7 +185,7 @@ func parameterTypes(body []byte) ([]uint32, bool) {
 
 // decide runs check, waiting for the server's replies as long as the
 // checker needs them to decide (client loop).
-func (s *session) decide(check func() policy.Decision) (policy.Decision, error) {
+func (s *session) decide(check func() tenancy.Decision) (tenancy.Decision, error) {
 	for {
 		s.track.apply(s.checker)
 		d := check()

@@ -30,6 +30,7 @@ import (
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/isolation"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Authenticator verifies a bearer token.
@@ -39,7 +40,7 @@ type Authenticator interface {
 
 // Auditor records the API's own reads.
 type Auditor interface {
-	Record(ctx context.Context, ev audit.Event) error
+	Record(ctx context.Context, ev tenancy.Event) error
 }
 
 // Inspector builds one region's isolation report (the operator's
@@ -106,19 +107,19 @@ func (h *Handler) authed(f authedFunc) http.HandlerFunc {
 			return
 		}
 		if !slices.ContainsFunc(h.o.Roles, p.HasRole) {
-			h.record(r, p, audit.VerdictDeny, "role_not_allowed", 0)
+			h.record(r, p, tenancy.VerdictDeny, "role_not_allowed", 0)
 			writeError(w, http.StatusForbidden, fmt.Sprintf("role %q may not use the tenant API (allowed: %s)", p.Role(), strings.Join(h.o.Roles, ", ")))
 			return
 		}
 		if _, ok := h.o.Regions[p.Region]; !ok {
-			h.record(r, p, audit.VerdictDeny, "unknown_region", 0)
+			h.record(r, p, tenancy.VerdictDeny, "unknown_region", 0)
 			writeError(w, http.StatusForbidden, fmt.Sprintf("region %q is not served here", p.Region))
 			return
 		}
 		outcome := f(w, r, p)
-		verdict := audit.VerdictAllow
+		verdict := tenancy.VerdictAllow
 		if outcome != "" {
-			verdict = audit.VerdictDeny
+			verdict = tenancy.VerdictDeny
 		}
 		h.record(r, p, verdict, outcome, 0)
 	}
@@ -129,7 +130,7 @@ func (h *Handler) record(r *http.Request, p auth.Principal, verdict, reason stri
 	if h.o.Auditor == nil {
 		return
 	}
-	ev := audit.Event{Kind: audit.KindAPI, Time: time.Now(), AccountID: p.Account, Subject: p.Subject,
+	ev := tenancy.Event{Kind: tenancy.KindAPI, Time: time.Now(), AccountID: p.Account, Subject: p.Subject,
 		ClientAddr: clientIP(r), Region: p.Region, Statement: r.Method + " " + r.URL.Path,
 		Verdict: verdict, Reason: reason, Rows: rows, Role: p.Role(), Actor: p.Actor, Purpose: p.Purpose, Ticket: p.Ticket}
 	// A read must not be lost: the event is recorded before the answer
@@ -296,7 +297,7 @@ func parseQuery(r *http.Request) (audit.Query, string, error) {
 			return q, "", fmt.Errorf("limit: a whole number from 1 to %d", audit.MaxQueryLimit)
 		}
 	}
-	if q.Verdict != "" && q.Verdict != audit.VerdictAllow && q.Verdict != audit.VerdictDeny {
+	if q.Verdict != "" && q.Verdict != tenancy.VerdictAllow && q.Verdict != tenancy.VerdictDeny {
 		return q, "", errors.New("verdict: allow or deny")
 	}
 	format := v.Get("format")

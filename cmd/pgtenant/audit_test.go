@@ -22,6 +22,7 @@ import (
 	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
@@ -106,7 +107,7 @@ func TestAuditCommandsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		ev := audit.Event{Kind: audit.KindStatement, AccountID: "acct-1", Region: "eu-west", Statement: fmt.Sprintf("SELECT %d", i), Verdict: audit.VerdictAllow}
+		ev := tenancy.Event{Kind: tenancy.KindStatement, AccountID: "acct-1", Region: "eu-west", Statement: fmt.Sprintf("SELECT %d", i), Verdict: tenancy.VerdictAllow}
 		if err := rec.Record(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
@@ -208,8 +209,8 @@ func TestAuditPurgeEraseAndSinceCheckpointCommands(t *testing.T) {
 	old := time.Now().Add(-72 * time.Hour)
 	for i := range 6 {
 		for _, acct := range []string{"acct-old", "acct-2"} {
-			ev := audit.Event{Kind: audit.KindStatement, Time: old, AccountID: acct, Region: "eu-west",
-				Statement: "SELECT $1", FullStatement: fmt.Sprintf("SELECT 'personal-%d'", i), Verdict: audit.VerdictAllow}
+			ev := tenancy.Event{Kind: tenancy.KindStatement, Time: old, AccountID: acct, Region: "eu-west",
+				Statement: "SELECT $1", FullStatement: fmt.Sprintf("SELECT 'personal-%d'", i), Verdict: tenancy.VerdictAllow}
 			if err := rec.Record(ctx, ev); err != nil {
 				t.Fatal(err)
 			}

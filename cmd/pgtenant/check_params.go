@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgtenant/pgtenant/parser"
 	"github.com/pgtenant/pgtenant/policy"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // bindAfterSemicolon matches a statement line ending in `; -- bind: ...`,
@@ -51,7 +52,7 @@ func stripBind(stmt string) string {
 // extended protocol would run it: when it is allowed for some values, cond
 // names the parameters that must be bound to the caller's account (e.g.
 // "allowed if $1 is bound to your account").
-func checkStatement(sess *policy.Session, account, stmt string) (policy.Decision, string) {
+func checkStatement(sess *policy.Session, account, stmt string) (tenancy.Decision, string) {
 	if sql, values, ok := splitBind(stmt); ok {
 		return policy.RunCorpusSQL(sess, sql+" -- bind: "+values), ""
 	}
@@ -73,7 +74,7 @@ const maxParamSearch = 8
 // and finds values that make the Bind allowed: each parameter bound to the
 // account, or to an array holding only the account. Parameters whose
 // value matters are then those for which another account is refused.
-func checkParameterised(sess *policy.Session, account, sql string, n int) (policy.Decision, string) {
+func checkParameterised(sess *policy.Session, account, sql string, n int) (tenancy.Decision, string) {
 	d := sess.CheckParse("", sql, nil)
 	if !d.Allow {
 		return d, ""
@@ -85,7 +86,7 @@ func checkParameterised(sess *policy.Session, account, sql string, n int) (polic
 	scalar, array := account, "{"+account+"}"
 	values := make([][]byte, n)
 	var found []string
-	var last policy.Decision
+	var last tenancy.Decision
 	searched := min(n, maxParamSearch)
 	for mask := 0; mask < 1<<searched; mask++ {
 		forms := make([]string, n)

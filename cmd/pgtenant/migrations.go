@@ -12,6 +12,7 @@ import (
 	"github.com/pgtenant/pgtenant/proxy"
 	"github.com/pgtenant/pgtenant/regiondb"
 	"github.com/pgtenant/pgtenant/setup"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Rediscovery on demand: a statement naming a relation the catalog does not
@@ -187,7 +188,7 @@ const unknownHint = "no such table or view in this region's catalog (read again 
 	"a table with the tenant column is a tenant table as soon as its migration commits; list shared tables in policy.global_tables, " +
 	"and views and partitions in policy.tenant_tables or policy.global_tables"
 
-func (c *checker) retry(d policy.Decision, again func() policy.Decision) policy.Decision {
+func (c *checker) retry(d tenancy.Decision, again func() tenancy.Decision) tenancy.Decision {
 	if d.Allow || d.Reason != "unknown_table" {
 		return d
 	}
@@ -202,13 +203,13 @@ func (c *checker) retry(d policy.Decision, again func() policy.Decision) policy.
 }
 
 // CheckQuery implements proxy.StatementChecker.
-func (c *checker) CheckQuery(sql string) policy.Decision {
+func (c *checker) CheckQuery(sql string) tenancy.Decision {
 	c.Session.RefreshCatalog()
-	return c.retry(c.Session.CheckQuery(sql), func() policy.Decision { return c.Session.CheckQuery(sql) })
+	return c.retry(c.Session.CheckQuery(sql), func() tenancy.Decision { return c.Session.CheckQuery(sql) })
 }
 
 // CheckParse implements proxy.StatementChecker.
-func (c *checker) CheckParse(name, sql string, paramOIDs []uint32) policy.Decision {
+func (c *checker) CheckParse(name, sql string, paramOIDs []uint32) tenancy.Decision {
 	c.Session.RefreshCatalog()
-	return c.retry(c.Session.CheckParse(name, sql, paramOIDs), func() policy.Decision { return c.Session.CheckParse(name, sql, paramOIDs) })
+	return c.retry(c.Session.CheckParse(name, sql, paramOIDs), func() tenancy.Decision { return c.Session.CheckParse(name, sql, paramOIDs) })
 }

@@ -16,9 +16,9 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // watchConfig reloads the configuration at path on SIGHUP and whenever the
@@ -119,12 +119,12 @@ func (a *app) recordConfig(ctx context.Context, outcome, hash string, cause erro
 	if a.auditor == nil {
 		return
 	}
-	ev := audit.Event{Kind: audit.KindConfig, Time: time.Now(), Verdict: audit.VerdictAllow, Reason: outcome, Rows: -1}
+	ev := tenancy.Event{Kind: tenancy.KindConfig, Time: time.Now(), Verdict: tenancy.VerdictAllow, Reason: outcome, Rows: -1}
 	if hash != "" {
 		ev.Statement = "config sha256:" + hash
 	}
 	if cause != nil {
-		ev.Verdict = audit.VerdictDeny
+		ev.Verdict = tenancy.VerdictDeny
 		ev.Reason = outcome + ": " + cause.Error()
 	}
 	if err := a.auditor.Record(ctx, ev); err != nil {

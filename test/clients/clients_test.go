@@ -18,10 +18,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/demo"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
@@ -385,14 +385,14 @@ type recorder struct {
 	deny []denial
 }
 
-func (r *recorder) Record(_ context.Context, ev audit.Event) error {
+func (r *recorder) Record(_ context.Context, ev tenancy.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	text := ev.FullStatement
 	if text == "" {
 		text = ev.Statement
 	}
-	if i := strings.Index(text, markerStart); i >= 0 && ev.Verdict == audit.VerdictAllow {
+	if i := strings.Index(text, markerStart); i >= 0 && ev.Verdict == tenancy.VerdictAllow {
 		name := text[i+len(markerStart):]
 		if j := strings.IndexAny(name, "'"); j >= 0 {
 			name = name[:j]
@@ -400,7 +400,7 @@ func (r *recorder) Record(_ context.Context, ev audit.Event) error {
 		r.op = name
 		return nil
 	}
-	if ev.Verdict == audit.VerdictDeny {
+	if ev.Verdict == tenancy.VerdictDeny {
 		r.deny = append(r.deny, denial{Op: r.op, Statement: text, SQLState: ev.SQLState, Reason: ev.Reason})
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/proxy"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
@@ -29,20 +30,20 @@ const accessRegion = "access"
 // proxy records, in order.
 type eventLog struct {
 	mu     sync.Mutex
-	events []audit.Event
+	events []tenancy.Event
 }
 
-func (l *eventLog) Record(_ context.Context, ev audit.Event) error {
+func (l *eventLog) Record(_ context.Context, ev tenancy.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, ev)
 	return nil
 }
 
-func (l *eventLog) snapshot() []audit.Event {
+func (l *eventLog) snapshot() []tenancy.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]audit.Event(nil), l.events...)
+	return append([]tenancy.Event(nil), l.events...)
 }
 
 // accessEnv starts a proxy (with or without the policy) in front of the
@@ -77,7 +78,7 @@ type teeAuditor struct {
 	log *eventLog
 }
 
-func (a teeAuditor) Record(ctx context.Context, ev audit.Event) error {
+func (a teeAuditor) Record(ctx context.Context, ev tenancy.Event) error {
 	err := a.rec.Record(ctx, ev)
 	_ = a.log.Record(ctx, ev)
 	return err
@@ -271,7 +272,7 @@ func TestViewerCannotWrite(t *testing.T) {
 	// the role is recorded on the session's events
 	var roles int
 	for _, ev := range log.snapshot() {
-		if ev.Kind == audit.KindStatement || ev.Kind == audit.KindConnect {
+		if ev.Kind == tenancy.KindStatement || ev.Kind == tenancy.KindConnect {
 			if ev.Role != "viewer" {
 				t.Errorf("%s event has role %q, want viewer", ev.Kind, ev.Role)
 			}
@@ -287,7 +288,7 @@ func TestViewerCannotWrite(t *testing.T) {
 	}
 	var session string
 	events := 0
-	for _, ev := range waitForKind(t, log, audit.KindDisconnect) {
+	for _, ev := range waitForKind(t, log, tenancy.KindDisconnect) {
 		if ev.Role == "viewer" {
 			session = ev.SessionID
 		}
@@ -311,7 +312,7 @@ func TestViewerCannotWrite(t *testing.T) {
 
 // waitForKind waits (up to 5 s) until the log holds an event of kind and
 // returns the log.
-func waitForKind(t *testing.T, log *eventLog, kind string) []audit.Event {
+func waitForKind(t *testing.T, log *eventLog, kind string) []tenancy.Event {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -415,7 +416,7 @@ func TestSupportSessions(t *testing.T) {
 				t.Fatalf("support event %s records actor %q purpose %q ticket %q", ev.Kind, ev.Actor, ev.Purpose, ev.Ticket)
 			}
 		}
-		if kinds[audit.KindConnect] == 1 && kinds[audit.KindStatement] >= 2 && kinds[audit.KindDisconnect] == 1 {
+		if kinds[tenancy.KindConnect] == 1 && kinds[tenancy.KindStatement] >= 2 && kinds[tenancy.KindDisconnect] == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -456,7 +457,7 @@ func TestSupportSessions(t *testing.T) {
 				deref(r.purpose), deref(r.ticket), r.hashVersion)
 		}
 	}
-	if kinds[audit.KindConnect] != 1 || kinds[audit.KindStatement] < 2 || kinds[audit.KindDisconnect] != 1 {
+	if kinds[tenancy.KindConnect] != 1 || kinds[tenancy.KindStatement] < 2 || kinds[tenancy.KindDisconnect] != 1 {
 		t.Errorf("stored rows of the support session by kind: %v", kinds)
 	}
 	// and the stored rows verify

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgtenant/pgtenant/audit"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -17,8 +17,8 @@ import (
 // the caller's context ends, as an audit store that stopped answering does.
 type hungAuditor struct{ waited atomic.Int64 }
 
-func (h *hungAuditor) Record(ctx context.Context, ev audit.Event) error {
-	if ev.Kind != audit.KindStatement {
+func (h *hungAuditor) Record(ctx context.Context, ev tenancy.Event) error {
+	if ev.Kind != tenancy.KindStatement {
 		return nil
 	}
 	if _, ok := ctx.Deadline(); !ok {

@@ -10,8 +10,8 @@ import (
 	"github.com/pgtenant/pgtenant/auth"
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
-	"github.com/pgtenant/pgtenant/policy"
 	"github.com/pgtenant/pgtenant/proxy"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -20,33 +20,33 @@ import (
 // independently of the real policy engine.
 type markerChecker struct{ stmts map[string]bool }
 
-func (m *markerChecker) decide(sql string) policy.Decision {
+func (m *markerChecker) decide(sql string) tenancy.Decision {
 	if strings.Contains(sql, "denied_marker") {
-		return policy.Decision{SQLState: "42501", Reason: "test", Message: "pgtenant: denied_marker is not allowed", Hint: "remove it"}
+		return tenancy.Decision{SQLState: "42501", Reason: "test", Message: "pgtenant: denied_marker is not allowed", Hint: "remove it"}
 	}
-	return policy.Decision{Allow: true}
+	return tenancy.Decision{Allow: true}
 }
-func (m *markerChecker) CheckQuery(sql string) policy.Decision { return m.decide(sql) }
-func (m *markerChecker) CheckParse(name, sql string, _ []uint32) policy.Decision {
+func (m *markerChecker) CheckQuery(sql string) tenancy.Decision { return m.decide(sql) }
+func (m *markerChecker) CheckParse(name, sql string, _ []uint32) tenancy.Decision {
 	d := m.decide(sql)
 	if d.Allow {
 		m.stmts[name] = true
 	}
 	return d
 }
-func (m *markerChecker) CheckBind(_ string, _ []int16, vals [][]byte) policy.Decision {
+func (m *markerChecker) CheckBind(_ string, _ []int16, vals [][]byte) tenancy.Decision {
 	if len(vals) > 0 && string(vals[0]) == "7" {
-		return policy.Decision{SQLState: "42501", Reason: "test", Message: "pgtenant: parameter $1 is another tenant"}
+		return tenancy.Decision{SQLState: "42501", Reason: "test", Message: "pgtenant: parameter $1 is another tenant"}
 	}
-	return policy.Decision{Allow: true}
+	return tenancy.Decision{Allow: true}
 }
-func (m *markerChecker) CloseStatement(name string) policy.Change {
+func (m *markerChecker) CloseStatement(name string) tenancy.Change {
 	delete(m.stmts, name)
-	return policy.Change{}
+	return tenancy.Change{}
 }
-func (m *markerChecker) DescribeStatement(string) policy.Change   { return policy.Change{} }
-func (m *markerChecker) Sent(byte)                                {}
-func (m *markerChecker) Resolve(uint64, policy.Outcome, []uint32) {}
+func (m *markerChecker) DescribeStatement(string) tenancy.Change   { return tenancy.Change{} }
+func (m *markerChecker) Sent(byte)                                 {}
+func (m *markerChecker) Resolve(uint64, tenancy.Outcome, []uint32) {}
 
 func markerEnv(t *testing.T) *proxytest.Env {
 	return proxytest.Start(t, proxytest.Options{Checkers: func(*config.Config, map[string]*cluster.Cluster) proxy.CheckerFactory {

@@ -10,9 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgtenant/pgtenant/audit"
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
@@ -388,22 +388,22 @@ func TestDenialDoesNotDependOnTheReservedName(t *testing.T) {
 // memAuditor keeps every event in memory.
 type memAuditor struct {
 	mu     sync.Mutex
-	events []audit.Event
+	events []tenancy.Event
 }
 
-func (m *memAuditor) Record(_ context.Context, ev audit.Event) error {
+func (m *memAuditor) Record(_ context.Context, ev tenancy.Event) error {
 	m.mu.Lock()
 	m.events = append(m.events, ev)
 	m.mu.Unlock()
 	return nil
 }
 
-func (m *memAuditor) statements() []audit.Event {
+func (m *memAuditor) statements() []tenancy.Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []audit.Event
+	var out []tenancy.Event
 	for _, ev := range m.events {
-		if ev.Kind == audit.KindStatement {
+		if ev.Kind == tenancy.KindStatement {
 			out = append(out, ev)
 		}
 	}
@@ -432,13 +432,13 @@ func TestMirrorAuditRecordsTheServersStatement(t *testing.T) {
 	r := w.send(&pgproto3.Bind{ParameterFormatCodes: text, Parameters: [][]byte{[]byte("42")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	wantCodes(t, "bind 42", r)
 	evs := mem.statements()[n:]
-	if len(evs) != 1 || evs[0].Verdict != audit.VerdictAllow || evs[0].FullStatement != scopedSelect {
+	if len(evs) != 1 || evs[0].Verdict != tenancy.VerdictAllow || evs[0].FullStatement != scopedSelect {
 		t.Fatalf("allowed Bind audited as %+v, want the server's statement %q", evs, scopedSelect)
 	}
 	n = len(mem.statements())
 	wantCodes(t, "bind 7", w.send(&pgproto3.Bind{ParameterFormatCodes: text, Parameters: [][]byte{[]byte("7")}}, &pgproto3.Execute{}, &pgproto3.Sync{}), "42501")
 	evs = mem.statements()[n:]
-	if len(evs) != 1 || evs[0].Verdict != audit.VerdictDeny || evs[0].Statement == "" || evs[0].FullStatement != scopedSelect {
+	if len(evs) != 1 || evs[0].Verdict != tenancy.VerdictDeny || evs[0].Statement == "" || evs[0].FullStatement != scopedSelect {
 		t.Fatalf("denied Bind audited as %+v, want its statement", evs)
 	}
 }

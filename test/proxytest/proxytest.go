@@ -24,6 +24,7 @@ import (
 	"github.com/pgtenant/pgtenant/policy"
 	"github.com/pgtenant/pgtenant/proxy"
 	"github.com/pgtenant/pgtenant/regiondb"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
@@ -233,14 +234,14 @@ func startPolicy(t testing.TB, cfg *config.Config) *policy.Engine {
 // itself refuses to start without a checker.)
 type allowAll struct{}
 
-func (allowAll) CheckQuery(string) policy.Decision { return policy.Decision{Allow: true} }
-func (allowAll) CheckParse(string, string, []uint32) policy.Decision {
-	return policy.Decision{Allow: true}
+func (allowAll) CheckQuery(string) tenancy.Decision { return tenancy.Decision{Allow: true} }
+func (allowAll) CheckParse(string, string, []uint32) tenancy.Decision {
+	return tenancy.Decision{Allow: true}
 }
-func (allowAll) CheckBind(string, []int16, [][]byte) policy.Decision {
-	return policy.Decision{Allow: true}
+func (allowAll) CheckBind(string, []int16, [][]byte) tenancy.Decision {
+	return tenancy.Decision{Allow: true}
 }
-func (allowAll) CloseStatement(string) policy.Change      { return policy.Change{} }
-func (allowAll) DescribeStatement(string) policy.Change   { return policy.Change{} }
-func (allowAll) Sent(byte)                                {}
-func (allowAll) Resolve(uint64, policy.Outcome, []uint32) {}
+func (allowAll) CloseStatement(string) tenancy.Change      { return tenancy.Change{} }
+func (allowAll) DescribeStatement(string) tenancy.Change   { return tenancy.Change{} }
+func (allowAll) Sent(byte)                                 {}
+func (allowAll) Resolve(uint64, tenancy.Outcome, []uint32) {}

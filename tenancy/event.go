@@ -1,15 +1,21 @@
-package audit
+package tenancy
 
 import "time"
 
 // Event kinds (SPEC.md, Audit).
 const (
-	KindConnect    = "connect"
-	KindReject     = "reject"
-	KindStatement  = "statement"
-	KindResult     = "result"
+	// KindConnect is a session that passed authentication.
+	KindConnect = "connect"
+	// KindReject is a connection refused before a session started.
+	KindReject = "reject"
+	// KindStatement is a statement the checker decided.
+	KindStatement = "statement"
+	// KindResult is the completion of an allowed statement (rows, duration).
+	KindResult = "result"
+	// KindDisconnect is the end of a session.
 	KindDisconnect = "disconnect"
-	KindConfig     = "config"
+	// KindConfig is a configuration reload.
+	KindConfig = "config"
 	// KindAPI is a tenant API read.
 	KindAPI = "api"
 	// KindPurge records a retention purge.
@@ -18,12 +24,14 @@ const (
 
 // Verdicts.
 const (
+	// VerdictAllow: the statement, connection or request was let through.
 	VerdictAllow = "allow"
-	VerdictDeny  = "deny"
+	// VerdictDeny: it was refused.
+	VerdictDeny = "deny"
 )
 
-// Event is one audit record as the proxy reports it. The Recorder assigns
-// chain_id, seq, event_id, proxy_instance and the hashes.
+// Event is one audit record as the proxy reports it. Package audit's
+// Recorder assigns chain_id, seq, event_id, proxy_instance and the hashes.
 type Event struct {
 	Kind       string
 	Time       time.Time

@@ -1,4 +1,4 @@
-package policy
+package tenancy
 
 // Decision is the verdict on one client message (a simple Query, a Parse or a Bind).
 type Decision struct {
@@ -39,5 +39,25 @@ type Decision struct {
 	Rewritten string
 	// Copy, when not nil, is the row check of an allowed COPY ... FROM
 	// STDIN (rewrite mode): the proxy runs the client's CopyData through it.
-	Copy *CopyCheck
+	Copy CopyCheck
 }
+
+// CopyCheck is the per-row check of an allowed COPY ... FROM STDIN.
+type CopyCheck interface {
+	// Stream starts checking one COPY's data.
+	Stream() CopyStream
+}
+
+// CopyStream checks the rows of one COPY ... FROM STDIN as they arrive.
+type CopyStream interface {
+	// Write consumes the payload of CopyData messages; it returns the
+	// denial of the first row that is not the caller's (and keeps
+	// returning it).
+	Write(p []byte) *Decision
+	// Close checks what remains at CopyDone (a last row without a newline).
+	Close() *Decision
+}
+
+// ReservedPrefix starts the statement and portal names pgtenant keeps for
+// itself: clients may not create them.
+const ReservedPrefix = "pgtenant"
