@@ -190,7 +190,10 @@ const probeTimeout = 30 * time.Second
 func withoutPG(env []string) []string {
 	var out []string
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, "PG") {
+		// libpq's variables (PGHOST, PGUSER, ...) would redirect the
+		// children; pgtenant's own (PGTENANT_PPROF_ADDR for profiling a
+		// run) pass through.
+		if !strings.HasPrefix(kv, "PG") || strings.HasPrefix(kv, "PGTENANT_") {
 			out = append(out, kv)
 		}
 	}
