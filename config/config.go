@@ -31,7 +31,42 @@ type Config struct {
 	Access Access `mapstructure:"access"`
 	// TenantAPI serves tenants their own audit history and isolation proof.
 	TenantAPI TenantAPI `mapstructure:"tenant_api"`
+	// Pool configures how client sessions share backend connections.
+	Pool Pool `mapstructure:"pool"`
 }
+
+// Pool modes (Pool.Mode).
+const (
+	// PoolSession gives every client a backend connection of its own for
+	// its whole session; the tenant setting is a session setting.
+	PoolSession = "session"
+	// PoolTransaction multiplexes clients onto a bounded pool of backend
+	// connections per (region, database): a client holds a backend for one
+	// transaction, and the tenant setting is set transaction-locally in
+	// every transaction.
+	PoolTransaction = "transaction"
+)
+
+// Pool configures backend pooling per (region, database).
+type Pool struct {
+	// Mode is session or transaction. Default session.
+	Mode string `mapstructure:"mode"`
+	// Size caps the backend connections of one (region, database) pool in
+	// transaction mode (count). Default 20.
+	Size int `mapstructure:"size"`
+	// MinIdle is how many idle backend connections a pool keeps open
+	// however long they stay idle (count). Default 0.
+	MinIdle int `mapstructure:"min_idle"`
+	// IdleTimeout closes a backend connection idle longer than this, beyond
+	// min_idle (duration). Default 10m.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// MaxWait is how long a client waits for a backend connection before
+	// its statement is refused with SQLSTATE 53300 (duration). Default 5s.
+	MaxWait time.Duration `mapstructure:"max_wait"`
+}
+
+// Transaction reports whether clients share backends per transaction.
+func (p Pool) Transaction() bool { return p.Mode == PoolTransaction }
 
 // TenantAPI configures the tenants' HTTPS API and compliance report page.
 type TenantAPI struct {

@@ -59,6 +59,9 @@ func (c *Config) validate(auth bool) error {
 	if err := c.Policy.validate(); err != nil {
 		return err
 	}
+	if err := c.Pool.validate(); err != nil {
+		return err
+	}
 	if err := oneOf("audit.mode", c.Audit.Mode, "spool", "strict", "async"); err != nil {
 		return err
 	}
@@ -325,6 +328,25 @@ func (t TenantAPI) validate(tls TLS) error {
 	}
 	if len(t.Roles) == 0 {
 		return errors.New("tenant_api.roles: at least one role is required")
+	}
+	return nil
+}
+
+func (p Pool) validate() error {
+	if err := oneOf("pool.mode", p.Mode, PoolSession, PoolTransaction); err != nil {
+		return err
+	}
+	if p.Size < 1 {
+		return fmt.Errorf("pool.size: %d must be at least 1", p.Size)
+	}
+	if p.MinIdle < 0 || p.MinIdle > p.Size {
+		return fmt.Errorf("pool.min_idle: %d must be between 0 and pool.size (%d)", p.MinIdle, p.Size)
+	}
+	if p.IdleTimeout <= 0 {
+		return fmt.Errorf("pool.idle_timeout: %s must be positive", p.IdleTimeout)
+	}
+	if p.MaxWait <= 0 {
+		return fmt.Errorf("pool.max_wait: %s must be positive", p.MaxWait)
 	}
 	return nil
 }
