@@ -48,6 +48,8 @@ type Statement struct {
 	All bool
 	// Analyze marks EXPLAIN with an ANALYZE option.
 	Analyze bool
+	// Hold marks DECLARE ... WITH HOLD: the cursor outlives its transaction.
+	Hold bool
 	// Into marks SELECT ... INTO.
 	Into bool
 	// CurrentOf marks WHERE CURRENT OF somewhere in the statement.

@@ -123,6 +123,7 @@ func (w *walker) stmt(n *pg.Node) {
 	case *pg.DeclareCursorStmt:
 		st.Kind = KindDeclareCursor
 		st.Name = x.Portalname
+		st.Hold = x.Options&cursorOptHold != 0
 		st.Inner = summarize(x.Query)
 	case *pg.FetchStmt:
 		st.Kind = KindFetch
@@ -206,6 +207,9 @@ func readWriteOption(opts []*pg.Node) bool {
 	}
 	return false
 }
+
+// cursorOptHold is PostgreSQL's CURSOR_OPT_HOLD (parsenodes.h): WITH HOLD.
+const cursorOptHold = 0x0020
 
 func (w *walker) setInfo(x *pg.VariableSetStmt) *SetInfo {
 	si := &SetInfo{Name: strings.ToLower(x.Name), Local: x.IsLocal, ArgsOK: true}

@@ -100,6 +100,12 @@ var stmtNames = map[string]string{
 
 func (a *analyzer) statement() {
 	st := a.st
+	if a.e.txPooling {
+		if d := pooledSessionState(st); d != nil {
+			a.fail(d)
+			return
+		}
+	}
 	switch st.Kind {
 	case parser.KindSelect:
 		if st.Into {

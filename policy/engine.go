@@ -30,11 +30,18 @@ type Engine struct {
 	cache *cache
 	// rw caches rewrite templates (policy.unscoped: rewrite; rewrite.go).
 	rw *rwCache
+	// txPooling: backends are shared per transaction (pool.mode:
+	// transaction), so session state that would outlive the transaction is
+	// refused (pooling.go).
+	txPooling bool
 }
+
+// EngineOption adjusts an Engine built by NewEngine.
+type EngineOption func(*Engine)
 
 // NewEngine builds an engine from the policy configuration: the configured
 // tenant and global tables form every region's base catalog.
-func NewEngine(cfg config.Policy) (*Engine, error) {
+func NewEngine(cfg config.Policy, opts ...EngineOption) (*Engine, error) {
 	if cfg.TenantColumn == "" {
 		cfg.TenantColumn = "account_id"
 	}
@@ -76,6 +83,9 @@ func NewEngine(cfg config.Policy) (*Engine, error) {
 	}
 	for _, s := range cfg.AllowedSettings {
 		e.allowedSettings[strings.ToLower(s)] = true
+	}
+	for _, o := range opts {
+		o(e)
 	}
 	return e, nil
 }

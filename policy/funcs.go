@@ -172,6 +172,9 @@ func (e *Engine) checkSetConfig(f parser.Func, cat *Catalog) *Denial {
 	if d := e.checkSet(si, cat); d != nil {
 		return d
 	}
+	if e.txPooling && !constTrue(f.Args[2]) {
+		return pooledDenial("set_config(..., false)", "a session-level setting", "pass true as is_local: set_config(name, value, true)")
+	}
 	return nil
 }
 
