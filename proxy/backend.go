@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgerrcode"
@@ -90,6 +91,41 @@ func (r *region) dial(ctx context.Context, req *startupRequest, p auth.Principal
 	if _, ok := cfg.RuntimeParams["client_encoding"]; !ok {
 		cfg.RuntimeParams["client_encoding"] = "UTF8"
 	}
+	return r.connect(ctx, cfg, func(pc *pgconn.PgConn) error {
+		res := pc.ExecParams(ctx,
+			"SELECT pg_catalog.set_config($1, $2, false), pg_catalog.set_config($3, $4, false)",
+			[][]byte{[]byte(ss.tenantSetting), []byte(p.Account), []byte(subjectSetting), []byte(p.Subject)},
+			nil, nil, nil).Read()
+		if res.Err != nil {
+			return fmt.Errorf("region %s: set tenant context: %w", r.name, res.Err)
+		}
+		return nil
+	})
+}
+
+// dialPooled opens a backend connection for a transaction-mode pool: the
+// service role with pgtenant's pins and no tenant, and the statement that
+// sets a transaction's context (ctxStatement) prepared.
+func (r *region) dialPooled(ctx context.Context, database string, readOnly bool, ss sessionSettings) (*backendConn, error) {
+	cfg := r.base.Copy()
+	cfg.Database = database
+	cfg.RuntimeParams = map[string]string{"client_encoding": "UTF8"}
+	for name, value := range ss.pins(auth.Principal{ReadOnly: readOnly}) {
+		if name == strings.ToLower(ss.tenantSetting) || name == subjectSetting {
+			continue // never a session-level tenant: it is set in each transaction
+		}
+		cfg.RuntimeParams[name] = value
+	}
+	return r.connect(ctx, cfg, func(pc *pgconn.PgConn) error {
+		if _, err := pc.Prepare(ctx, ctxStatement, ctxQuery, nil); err != nil {
+			return fmt.Errorf("region %s: prepare the transaction context statement: %w", r.name, err)
+		}
+		return nil
+	})
+}
+
+// connect logs in with cfg, runs setup and hijacks the connection.
+func (r *region) connect(ctx context.Context, cfg *pgconn.Config, setup func(*pgconn.PgConn) error) (*backendConn, error) {
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, dialError(r.name, err)
@@ -100,12 +136,8 @@ func (r *region) dial(ctx context.Context, req *startupRequest, p auth.Principal
 			_ = pc.Close(context.Background())
 		}
 	}()
-	res := pc.ExecParams(ctx,
-		"SELECT pg_catalog.set_config($1, $2, false), pg_catalog.set_config($3, $4, false)",
-		[][]byte{[]byte(ss.tenantSetting), []byte(p.Account), []byte(subjectSetting), []byte(p.Subject)},
-		nil, nil, nil).Read()
-	if res.Err != nil {
-		return nil, fmt.Errorf("region %s: set tenant context: %w", r.name, res.Err)
+	if err := setup(pc); err != nil {
+		return nil, err
 	}
 	if err := pc.SyncConn(ctx); err != nil {
 		return nil, fmt.Errorf("region %s: sync: %w", r.name, err)
@@ -136,4 +168,14 @@ func dialError(region string, err error) error {
 	ce := newClientError(pgerrcode.ConnectionFailure, "region_unreachable", "region %q is unreachable", region)
 	ce.Err = err
 	return ce
+}
+
+// paramList returns the ParameterStatus values reported at startup, sorted
+// by name.
+func (bc *backendConn) paramList() paramList {
+	out := make(paramList, 0, len(bc.params))
+	for _, name := range slices.Sorted(maps.Keys(bc.params)) {
+		out = append(out, [2]string{name, bc.params[name]})
+	}
+	return out
 }

@@ -51,11 +51,22 @@ func (s *session) backendLoop() error {
 		if end {
 			return errAwaitBackend
 		}
+		if s.tx != nil && s.tx.settleNow {
+			s.tx.settleNow = false
+			if s.settle(t == 'Z', s.tx.status) {
+				return errDetached
+			}
+		}
 	}
 }
 
 // relay handles one backend message; end reports that the session is over.
 func (s *session) relay(t byte, n int) (end bool, err error) {
+	if s.tx != nil {
+		if handled, end, err := s.relayPooled(t, n); handled || err != nil {
+			return end, err
+		}
+	}
 	switch t {
 	case 'D', 'd', 'N', 'A', 'S', 'G', 'H', 'W', 'c', 'V':
 		// Rows, COPY data, notices, notifications, parameter status and
@@ -102,6 +113,11 @@ func (s *session) onCompletion(t byte, n int) error {
 	if err != nil {
 		return err
 	}
+	return s.onCompletionBody(t, body)
+}
+
+// onCompletionBody is onCompletion with the body read.
+func (s *session) onCompletionBody(t byte, body []byte) error {
 	rows := int64(-1)
 	if t == 'C' {
 		rows = commandRows(body)
@@ -202,6 +218,7 @@ func (s *session) onError(n int) error {
 		s.queue.pop()
 		s.skipToSync = true                            // the server now skips everything up to Sync
 		s.track.resolveAll(p.changes, tenancy.Skipped) // failed: nothing changed
+		s.dropFailedParse(p)
 		if p.kind == pendExecute {
 			p.stmt = s.portalRan(p.portal, "")
 			s.finish(p, er.Code, -1)
@@ -230,6 +247,9 @@ func (s *session) onReady(n int) (bool, error) {
 	body, err := s.br.readBody(n)
 	if err != nil {
 		return false, err
+	}
+	if s.tx != nil && len(body) == 1 {
+		s.tx.status = body[0]
 	}
 	batchErr := s.batchErr
 	s.batchErr = ""

@@ -84,8 +84,7 @@ func (s *session) armTimeout(t *ticket) {
 			return
 		}
 		s.srv.opts.Budgets.TimedOut(s.principal.Account)
-		target := cancelTarget{network: s.backend.network, address: s.backend.address, pid: s.backend.pid, key: s.backend.secretKey}
-		if err := target.send(s.ctx); err != nil {
+		if err := s.sendCancel(s.ctx); err != nil {
 			s.log.Warn("statement timeout: cancel not delivered", "error", err)
 		}
 	})

@@ -18,28 +18,39 @@ type cancelKey struct {
 	secret [4]byte
 }
 
-// cancelTarget is where a client's cancel goes: its own backend's real key.
+// cancelTarget is a real backend key: where a cancel goes.
 type cancelTarget struct {
-	secret  [4]byte
 	network string
 	address string
 	pid     uint32
 	key     []byte
 }
 
-// cancelRegistry maps the keys pgtenant issued to the real backend keys, so a
-// CancelRequest reaches exactly the right backend of the right region.
+// targetOf returns the cancel target of a backend connection.
+func targetOf(bc *backendConn) cancelTarget {
+	return cancelTarget{network: bc.network, address: bc.address, pid: bc.pid, key: bc.secretKey}
+}
+
+// cancelEntry is an issued key: its secret and the session it cancels.
+type cancelEntry struct {
+	secret [4]byte
+	sess   *session
+}
+
+// cancelRegistry maps the keys pgtenant issued to their sessions, so a
+// CancelRequest reaches exactly the backend the session runs on now (in
+// transaction mode, the one it holds, if any) in the right region.
 type cancelRegistry struct {
 	mu   sync.Mutex
-	keys map[uint32]cancelTarget
+	keys map[uint32]cancelEntry
 }
 
 func newCancelRegistry() *cancelRegistry {
-	return &cancelRegistry{keys: map[uint32]cancelTarget{}}
+	return &cancelRegistry{keys: map[uint32]cancelEntry{}}
 }
 
-// issue registers the backend behind a new client-facing key.
-func (c *cancelRegistry) issue(bc *backendConn) cancelKey {
+// issue registers a session behind a new client-facing key.
+func (c *cancelRegistry) issue(ss *session) cancelKey {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
@@ -51,7 +62,7 @@ func (c *cancelRegistry) issue(bc *backendConn) cancelKey {
 		}
 		k := cancelKey{pid: pid}
 		copy(k.secret[:], b[4:])
-		c.keys[pid] = cancelTarget{secret: k.secret, network: bc.network, address: bc.address, pid: bc.pid, key: bc.secretKey}
+		c.keys[pid] = cancelEntry{secret: k.secret, sess: ss}
 		return k
 	}
 }
@@ -63,16 +74,39 @@ func (c *cancelRegistry) revoke(k cancelKey) {
 	c.mu.Unlock()
 }
 
-// lookup returns the target of a valid key; an unknown pid or a wrong secret
-// finds nothing (PostgreSQL silently ignores such requests too).
-func (c *cancelRegistry) lookup(pid uint32, secret []byte) (cancelTarget, bool) {
+// lookup returns the session of a valid key; an unknown pid or a wrong
+// secret finds nothing (PostgreSQL silently ignores such requests too).
+func (c *cancelRegistry) lookup(pid uint32, secret []byte) (*session, bool) {
 	c.mu.Lock()
-	t, ok := c.keys[pid]
+	e, ok := c.keys[pid]
 	c.mu.Unlock()
-	if !ok || len(secret) != len(t.secret) || subtle.ConstantTimeCompare(secret, t.secret[:]) != 1 {
-		return cancelTarget{}, false
+	if !ok || len(secret) != len(e.secret) || subtle.ConstantTimeCompare(secret, e.secret[:]) != 1 {
+		return nil, false
 	}
-	return t, true
+	return e.sess, true
+}
+
+// cancelTarget returns where a cancel of the session's running statement
+// goes now, and a function to call once the cancel has been delivered (or
+// failed). In transaction mode a session that holds no backend runs
+// nothing: ok is false. While a cancel is in flight the backend is not
+// handed to another client (txmode.go), so it can never cancel a statement
+// of someone else (the PgBouncer #717 class of bug).
+func (s *session) cancelTarget() (t cancelTarget, done func(), ok bool) {
+	if s.tx == nil {
+		return targetOf(s.backend), func() {}, true
+	}
+	return s.tx.cancelTarget()
+}
+
+// sendCancel cancels the session's running statement, if any.
+func (s *session) sendCancel(ctx context.Context) error {
+	t, done, ok := s.cancelTarget()
+	if !ok {
+		return nil
+	}
+	defer done()
+	return t.send(ctx)
 }
 
 // send delivers a CancelRequest with the real backend key.
@@ -107,12 +141,12 @@ func (s *Server) handleCancel(body []byte) {
 	if err := req.Decode(body); err != nil {
 		return
 	}
-	t, ok := s.cancels.lookup(req.ProcessID, req.SecretKey)
+	ss, ok := s.cancels.lookup(req.ProcessID, req.SecretKey)
 	if !ok {
 		s.log.Debug("cancel request with unknown key ignored")
 		return
 	}
-	if err := t.send(context.Background()); err != nil {
+	if err := ss.sendCancel(context.Background()); err != nil {
 		s.log.Warn("cancel request not delivered", "error", err)
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,7 +32,7 @@ var (
 func (s *session) clientLoop() error {
 	for {
 		if !s.cr.nextBuffered() {
-			if err := s.bw.Flush(); err != nil {
+			if err := s.flushBackend(); err != nil {
 				return err
 			}
 		}
@@ -53,10 +54,30 @@ func (s *session) clientLoop() error {
 			}
 			continue
 		}
+		if s.tx != nil {
+			if err := s.handlePooledMsg(t, n); err != nil {
+				if errors.Is(err, errClientTerminated) {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
 		if err := s.handleClientMsg(t, n); err != nil {
 			return err
 		}
 	}
+}
+
+// handlePooledMsg handles one client message of a transaction-mode session.
+func (s *session) handlePooledMsg(t byte, n int) error {
+	local, err := s.beginPooled(t, n)
+	if local || err != nil {
+		return err
+	}
+	err = s.handleClientMsg(t, n)
+	s.endPooled(t)
+	return err
 }
 
 // handleClientMsg handles one message whose header has been read.
@@ -201,6 +222,9 @@ func (s *session) onParse(n int) error {
 	if d.Rewritten != "" { // policy.unscoped: rewrite: same name and parameter types, rewritten text
 		body = rewriteParse(name, d.Rewritten, rest)
 	}
+	if s.tx != nil && name != "" {
+		return s.parsePooled(name, body, d.Changes)
+	}
 	s.queue.push(pending{kind: pendParse, changes: d.Changes})
 	return writeMsg(s.bw, 'P', body)
 }
@@ -234,6 +258,11 @@ func (s *session) onBind(n int) error {
 	if err := s.recordStatement(ref); err != nil {
 		s.track.resolveAll(d.Changes, tenancy.Skipped)
 		return s.denyExtended(s.unavailable(err), d.Text, start)
+	}
+	if s.tx != nil {
+		if body, err = s.bindPooled(body, portal, stmt); err != nil {
+			return err
+		}
 	}
 	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes})
 	s.lastBind.portal, s.lastBind.ref = portal, ref
@@ -286,6 +315,11 @@ func (s *session) onClose(n int) error {
 		// the server fails it (08P01): nothing changes
 		s.queue.push(pending{kind: pendClose})
 	}
+	if s.tx != nil {
+		if body, err = s.describeOrClosePooled('C', body, name); err != nil {
+			return err
+		}
+	}
 	return writeMsg(s.bw, 'C', body)
 }
 
@@ -303,6 +337,12 @@ func (s *session) onDescribe(n int) error {
 	p := pending{kind: pendDescribe}
 	if body[0] == 'S' {
 		p.changes = []tenancy.Change{s.checker.DescribeStatement(name)}
+	}
+	if s.tx != nil {
+		// before the push: an injected Parse goes ahead of the Describe
+		if body, err = s.describeOrClosePooled('D', body, name); err != nil {
+			return err
+		}
 	}
 	s.queue.push(p)
 	return writeMsg(s.bw, 'D', body)

@@ -74,7 +74,7 @@ func (s *Server) handle(conn net.Conn) {
 		ss.close()
 		return
 	}
-	ss.key = s.cancels.issue(ss.backend)
+	ss.key = s.cancels.issue(ss)
 	end := func() {
 		s.cancels.revoke(ss.key)
 		s.untrack(ss)
@@ -150,6 +150,9 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 		return ss, newClientError(pgerrcode.InvalidAuthorizationSpecification, "unknown_region", "region %q named by the token is not configured", truncate(p.Region, 64))
 	}
 	ss.region = reg
+	if rt.pool.Transaction() {
+		return ss, s.authenticatePooled(ss, st.req, rt, reg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), reg.base.ConnectTimeout+time.Second)
 	defer cancel()
 	bc, err := reg.dial(ctx, st.req, p, rt.settings)

@@ -130,7 +130,7 @@ func (c consoleSource) Clients() console.Table {
 		laddr, lport := hostPort(ss.client.LocalAddr().String())
 		t.Rows = append(t.Rows, []*string{console.S("C"), console.S(ss.user), console.S(ss.database), console.S(state(ss)),
 			addr, port, laddr, lport, console.T(ss.started), console.T(time.Unix(0, ss.idleSince.Load())), console.I(0), console.I(0),
-			console.I(0), console.S(ss.id), console.S(ss.id), console.I(int64(ss.backend.pid)), console.S(tlsWord(ss.tls)),
+			console.I(0), console.S(ss.id), console.S(ss.id), console.I(int64(ss.remotePID())), console.S(tlsWord(ss.tls)),
 			console.S(ss.appName), console.I(0), console.S(ss.id), console.S(ss.principal.Account), console.S(ss.region.name)})
 	}
 	return t
@@ -143,11 +143,99 @@ func tlsWord(on bool) string {
 	return ""
 }
 
-// Servers lists backend connections (one per client in session mode).
+// remotePID is the pid of the backend serving the session now (0 for a
+// pooled session between transactions).
+func (s *session) remotePID() uint32 {
+	if s.tx == nil {
+		return s.backend.pid
+	}
+	s.tx.mu.Lock()
+	defer s.tx.mu.Unlock()
+	if s.tx.pc == nil {
+		return 0
+	}
+	return s.tx.pc.side.backend.pid
+}
+
+// pooled reports whether the proxy pools backends per transaction.
+func (c consoleSource) pooled() bool { return c.s.opts.Config.Pool.Transaction() }
+
+// poolStats returns every transaction-mode pool's figures, in key order.
+func (c consoleSource) poolStats() []poolStats {
+	c.s.poolMu.Lock()
+	pools := make([]*backendPool, 0, len(c.s.pools))
+	for _, p := range c.s.pools {
+		pools = append(pools, p)
+	}
+	c.s.poolMu.Unlock()
+	out := make([]poolStats, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, p.stats())
+	}
+	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i].key) < fmt.Sprint(out[j].key) })
+	return out
+}
+
+var serverColumns = []string{"type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+	"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
+	"application_name", "prepared_statements", "region"}
+
+// pooledServers lists the pooled backend connections: active ones are held
+// by the client in link.
+func (c consoleSource) pooledServers() console.Table {
+	t := console.Table{Columns: serverColumns}
+	for _, st := range c.poolStats() {
+		user := ""
+		if r := c.s.runtime().regions[st.key.region]; r != nil {
+			user = r.base.User
+		}
+		sort.Slice(st.servers, func(i, j int) bool { return st.servers[i].id < st.servers[j].id })
+		for _, sv := range st.servers {
+			state, link := "idle", (*string)(nil)
+			if sv.holder != "" {
+				state, link = "active", console.S(sv.holder)
+			}
+			addr, port := hostPort(sv.address)
+			laddr, lport := hostPort(sv.local)
+			t.Rows = append(t.Rows, []*string{console.S("S"), console.S(user), console.S(st.key.database), console.S(state),
+				addr, port, laddr, lport, console.T(sv.created), console.T(sv.lastUsed), console.I(0), console.I(0), console.I(0),
+				console.S(fmt.Sprintf("%s/%s/%d", st.key.region, st.key.database, sv.id)), link, console.I(int64(sv.pid)),
+				console.S(""), console.S(""), console.I(0), console.S(st.key.region)})
+		}
+	}
+	return t
+}
+
+// pooledPools has one row per transaction-mode pool.
+func (c consoleSource) pooledPools() console.Table {
+	t := console.Table{Columns: poolColumns}
+	for _, st := range c.poolStats() {
+		user := ""
+		if r := c.s.runtime().regions[st.key.region]; r != nil {
+			user = r.base.User
+		}
+		db := st.key.database
+		if st.key.readOnly {
+			db += " (read-only)"
+		}
+		t.Rows = append(t.Rows, []*string{console.S(db), console.S(user), console.I(int64(st.clients - st.waiting)),
+			console.I(int64(st.waiting)), console.I(int64(st.active)), console.I(int64(st.idle)), console.I(0), console.I(0),
+			console.I(0), console.I(int64(st.maxWait / time.Second)), console.I(int64((st.maxWait % time.Second) / time.Microsecond)),
+			console.S("transaction"), console.S(st.key.region)})
+	}
+	return t
+}
+
+var poolColumns = []string{"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used",
+	"sv_tested", "sv_login", "maxwait", "maxwait_us", "pool_mode", "region"}
+
+// Servers lists backend connections: one per client in session mode, the
+// pools' connections in transaction mode.
 func (c consoleSource) Servers() console.Table {
-	t := console.Table{Columns: []string{"type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
-		"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
-		"application_name", "prepared_statements", "region"}}
+	if c.pooled() {
+		return c.pooledServers()
+	}
+	t := console.Table{Columns: serverColumns}
 	for _, ss := range c.sessions() {
 		addr, port := hostPort(ss.backend.address)
 		laddr, lport := hostPort(ss.backend.conn.LocalAddr().String())
@@ -159,8 +247,12 @@ func (c consoleSource) Servers() console.Table {
 	return t
 }
 
-// Pools has one row per (region database, service role), in session mode.
+// Pools has one row per (region database, service role) in session mode,
+// one per pool in transaction mode.
 func (c consoleSource) Pools() console.Table {
+	if c.pooled() {
+		return c.pooledPools()
+	}
 	type key struct{ region, db, user string }
 	type counts struct{ active, idle int64 }
 	agg := map[key]*counts{}
@@ -180,8 +272,7 @@ func (c consoleSource) Pools() console.Table {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
-	t := console.Table{Columns: []string{"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used",
-		"sv_tested", "sv_login", "maxwait", "maxwait_us", "pool_mode", "region"}}
+	t := console.Table{Columns: poolColumns}
 	for _, k := range keys {
 		n := agg[k]
 		// In session mode a client holds its backend: both are active.
@@ -250,7 +341,9 @@ func (c consoleSource) Tenants() console.Table {
 func (c consoleSource) Config() console.Table {
 	cfg := c.s.opts.Config
 	rows := [][2]string{
-		{"listen", cfg.Listen}, {"admin_listen", cfg.AdminListen}, {"pool.mode", "session"},
+		{"listen", cfg.Listen}, {"admin_listen", cfg.AdminListen}, {"pool.mode", cfg.Pool.Mode},
+		{"pool.size", strconv.Itoa(cfg.Pool.Size)}, {"pool.min_idle", strconv.Itoa(cfg.Pool.MinIdle)},
+		{"pool.idle_timeout", cfg.Pool.IdleTimeout.String()}, {"pool.max_wait", cfg.Pool.MaxWait.String()},
 		{"audit.mode", cfg.Audit.Mode}, {"audit.disabled", strconv.FormatBool(cfg.Audit.Disabled)},
 		{"policy.tenant_column", cfg.Policy.TenantColumn}, {"policy.tenant_setting", cfg.Policy.TenantSetting},
 		{"limits.max_connections", strconv.Itoa(cfg.Limits.MaxConnections)},

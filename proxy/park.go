@@ -88,7 +88,8 @@ func (s *Server) sweepIdle(stop <-chan struct{}) {
 // requestPark asks the backend goroutine to park when the session has been
 // idle since the last sweep (called by the sweeper only).
 func (s *session) requestPark() {
-	if theParker == nil || s.backendFD < 0 {
+	if theParker == nil || s.tx != nil || s.backendFD < 0 {
+		// a pooled session holds no backend while idle: nothing to park
 		return
 	}
 	b := s.batches.Load()

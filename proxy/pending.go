@@ -21,6 +21,9 @@ const (
 	pendDeny      // extended-protocol message denied: its injected Bind fails
 	pendDenyQuery // simple Query denied: its injected Query fails
 	pendFatal     // end the session (expired token) once earlier replies are out
+	// pendInject is the Bind+Execute of ctxStatement that sets a pooled
+	// transaction's context (txmode.go): its replies are not relayed.
+	pendInject
 )
 
 // endsBatch reports whether ReadyForQuery answers this entry.
@@ -57,6 +60,13 @@ type pending struct {
 	sqlstate string
 	// ticket is a Query's or Execute's hold on its tenant's budget.
 	ticket *ticket
+	// Transaction mode (txmode.go): injected marks a Parse or Close the
+	// proxy added (its reply is not relayed); alias marks a client's Parse
+	// of a statement the backend already holds, answered by the server's
+	// CloseComplete of a no-op Close and relayed as ParseComplete; srv is
+	// the server-side name a Parse prepares.
+	injected, alias bool
+	srv             string
 }
 
 // pendingQueue is the FIFO of frontend messages in flight. The client loop
@@ -66,6 +76,29 @@ type pendingQueue struct {
 	mu    sync.Mutex
 	items []pending
 	head  int
+	// holds counts ReadyForQuery messages being settled (transaction mode):
+	// the queue is not idle until the pool knows the transaction status.
+	holds int
+}
+
+// hold marks a ReadyForQuery being handled; unhold ends it.
+func (q *pendingQueue) hold() {
+	q.mu.Lock()
+	q.holds++
+	q.mu.Unlock()
+}
+
+func (q *pendingQueue) unhold() {
+	q.mu.Lock()
+	q.holds--
+	q.mu.Unlock()
+}
+
+// idle reports whether no reply is outstanding and none is being settled.
+func (q *pendingQueue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.head == len(q.items) && q.holds == 0
 }
 
 func (q *pendingQueue) push(p pending) {

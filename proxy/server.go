@@ -47,6 +47,7 @@ type runtimeConfig struct {
 	limits     config.Limits
 	requireTLS bool
 	adminRoles []string // roles allowed into the admin console; empty: console off
+	pool       config.Pool
 }
 
 // Server accepts PostgreSQL client connections and relays each to its
@@ -70,6 +71,10 @@ type Server struct {
 	pause       pauseGate
 	sweepOnce   sync.Once     // the idle-session sweeper starts with the first Serve
 	sweepStop   chan struct{} // closed by Shutdown
+
+	// pools are the transaction-mode backend pools (pool.go).
+	poolMu sync.Mutex
+	pools  map[poolKey]*backendPool
 }
 
 // New builds a Server from opts.
@@ -85,7 +90,8 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, cancels: newCancelRegistry(), backoff: newAuthBackoff(), log: opts.Logger,
-		sessions: map[*session]struct{}{}, perTenant: map[string]int{}, sweepStop: make(chan struct{})}
+		sessions: map[*session]struct{}{}, perTenant: map[string]int{}, sweepStop: make(chan struct{}),
+		pools: map[poolKey]*backendPool{}}
 	startParker()
 	if err := s.Reload(opts.Config, opts.Authenticator, opts.Checkers); err != nil {
 		return nil, err
@@ -98,7 +104,7 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Reload(cfg *config.Config, a Authenticator, checkers CheckerFactory) error {
 	rt := &runtimeConfig{
 		auth: a, checkers: checkers, regions: map[string]*region{}, limits: cfg.Limits, requireTLS: cfg.TLS.Require,
-		adminRoles: cfg.Admin.Roles,
+		adminRoles: cfg.Admin.Roles, pool: cfg.Pool,
 		rules:      newParamRules(cfg.Policy.TenantSetting, cfg.Policy.SearchPath, cfg.Policy.AllowedSettings),
 		settings:   sessionSettings{tenantSetting: cfg.Policy.TenantSetting, searchPath: cfg.Policy.SearchPath},
 	}
@@ -200,9 +206,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.closePools()
 		return nil
 	case <-ctx.Done():
 	}
+	defer s.closePools()
 	s.mu.Lock()
 	for ss := range s.sessions {
 		if ss.wmu.TryLock() {

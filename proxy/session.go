@@ -23,9 +23,26 @@ import (
 // backend loop will end the session once it has relayed what is in flight.
 var errAwaitBackend = errors.New("session ending after in-flight replies")
 
-// session is one authenticated client connection and its backend connection.
-// The client loop owns the backend writer; the backend loop owns the client
-// writer (under wmu, which the drainer also takes to end an idle session).
+// backendSide is the backend half of a session: one backend connection and
+// its reader and writer. In session mode a session keeps the one it logged
+// in with; in transaction mode (txmode.go) it is swapped at transaction
+// boundaries, so nothing here may belong to the client.
+type backendSide struct {
+	backend   *backendConn
+	br        *msgReader
+	bw        *connWriter
+	backendFD int // the backend socket, -1 when it cannot park (TLS)
+}
+
+func newBackendSide(bc *backendConn) backendSide {
+	return backendSide{backend: bc, br: &msgReader{r: newConnReader(bc.conn), maxLen: 1<<30 - 1},
+		bw: newConnWriter(bc.conn), backendFD: socketFD(bc.conn)}
+}
+
+// session is one authenticated client connection: the client side, which
+// lives as long as the client, and a backendSide. The client loop owns the
+// backend writer; the backend loop owns the client writer (under wmu, which
+// the drainer also takes to end an idle session).
 type session struct {
 	srv       *Server
 	rt        *runtimeConfig
@@ -47,14 +64,16 @@ type session struct {
 	cancel context.CancelFunc
 	key    cancelKey
 
-	client  net.Conn
-	cr      *msgReader
-	wmu     sync.Mutex
-	cw      *connWriter
-	backend *backendConn
-	br      *msgReader
-	bw      *connWriter
-	queue   pendingQueue
+	client net.Conn
+	cr     *msgReader
+	wmu    sync.Mutex
+	cw     *connWriter
+	// backendSide is the attached backend: fixed in session mode, swapped
+	// under amu in transaction mode (zero while detached).
+	backendSide
+	queue pendingQueue
+	// tx is the transaction-mode state; nil in session mode.
+	tx *txState
 
 	// client loop state
 	skip      bool   // a denied extended message: drop input until Sync
@@ -89,7 +108,6 @@ type session struct {
 	fatalSent bool
 
 	// Parking of an idle session's backend goroutine (park.go).
-	backendFD   int           // the backend socket, -1 when it cannot park (TLS)
 	backendDone chan error    // the backend goroutine's result, sent once
 	bstate      atomic.Int32  // bRunning, bParked or bDone
 	parkReq     atomic.Bool   // the sweeper asked the backend goroutine to park
@@ -102,11 +120,13 @@ type session struct {
 // attach completes an authenticated session with its backend connection
 // and its statement checker.
 func (s *session) attach(bc *backendConn, checker StatementChecker) {
-	s.backend = bc
-	s.br = &msgReader{r: newConnReader(bc.conn), maxLen: 1<<30 - 1}
+	s.backendSide = newBackendSide(bc)
 	s.br.r.onDeadline = s.backendDeadline
-	s.backendFD = socketFD(bc.conn)
-	s.bw = newConnWriter(bc.conn)
+	s.attachClient(checker)
+}
+
+// attachClient completes the client side of an authenticated session.
+func (s *session) attachClient(checker StatementChecker) {
 	s.cr.maxLen = s.rt.limits.MaxMessageBytes
 	s.cr.body = nil // the password message's buffer: a session that stays idle need not keep it
 	s.checker = checker
@@ -126,6 +146,10 @@ func newSessionID() string {
 // with the smallest stack, which an idle session keeps; an idle session's
 // backend goroutine may park (park.go).
 func (s *session) start(finish func()) {
+	if s.tx != nil {
+		s.startPooled(finish)
+		return
+	}
 	s.backendDone = make(chan error, 1)
 	go s.runBackend()
 	go func() {
@@ -166,6 +190,10 @@ func (s *session) close() {
 		}
 		s.queue.releaseAll()
 		_ = s.client.Close()
+		if s.tx != nil {
+			s.closePooled()
+			return
+		}
 		if theParker != nil && s.backendFD >= 0 {
 			theParker.remove(s)
 		}
@@ -179,6 +207,9 @@ func (s *session) close() {
 // terminateBackend sends Terminate so the server ends the session cleanly.
 func (s *session) terminateBackend() {
 	s.ending.Store(true)
+	if s.tx != nil {
+		return // a pooled backend outlives the client: close detaches it (closePooled)
+	}
 	_ = s.backend.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = writeHeader(s.bw, 'X', 0)
 	_ = s.bw.Flush()
@@ -242,12 +273,20 @@ func (s *session) sendStartupReply() error {
 	if err := encode(s.cw, &pgproto3.AuthenticationOk{}); err != nil {
 		return err
 	}
-	for name, value := range s.backend.params {
-		if err := encode(s.cw, &pgproto3.ParameterStatus{Name: name, Value: value}); err != nil {
-			return err
+	if s.tx != nil {
+		for _, kv := range s.tx.startupParams() {
+			if err := encode(s.cw, &pgproto3.ParameterStatus{Name: kv[0], Value: kv[1]}); err != nil {
+				return err
+			}
 		}
+	} else {
+		for name, value := range s.backend.params {
+			if err := encode(s.cw, &pgproto3.ParameterStatus{Name: name, Value: value}); err != nil {
+				return err
+			}
+		}
+		s.backend.params = nil // reported once; an idle session need not keep them
 	}
-	s.backend.params = nil // reported once; an idle session need not keep them
 	key := &pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]}
 	if err := encode(s.cw, key); err != nil {
 		return err

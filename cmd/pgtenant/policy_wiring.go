@@ -38,7 +38,12 @@ type builtPolicy struct {
 // denied: fail closed) until a background retry reads it. Nothing changes
 // for the running policy until the result is committed.
 func (a *app) policyFor(cfg *config.Config) (*builtPolicy, error) {
-	engine, err := policy.NewEngine(cfg.Policy)
+	var opts []policy.EngineOption
+	if cfg.Pool.Transaction() {
+		// a pooled backend cannot carry session state to the client's next transaction
+		opts = append(opts, policy.TransactionPooling())
+	}
+	engine, err := policy.NewEngine(cfg.Policy, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

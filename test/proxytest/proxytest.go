@@ -209,7 +209,11 @@ func SignedToken(t testing.TB, claims map[string]any) string {
 // catalog, as serve does.
 func startPolicy(t testing.TB, cfg *config.Config) *policy.Engine {
 	t.Helper()
-	engine, err := policy.NewEngine(cfg.Policy)
+	var opts []policy.EngineOption
+	if cfg.Pool.Transaction() {
+		opts = append(opts, policy.TransactionPooling())
+	}
+	engine, err := policy.NewEngine(cfg.Policy, opts...)
 	if err != nil {
 		t.Fatalf("proxytest: policy: %v", err)
 	}

@@ -1,0 +1,423 @@
+package proxy
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+
+	"github.com/pgtenant/pgtenant/config"
+)
+
+// Transaction pooling (pool.mode: transaction). Client sessions share a
+// bounded pool of backend connections per (region, database, read-only): a
+// session checks a backend out at the start of a transaction and the backend
+// loop checks it back in when the server's ReadyForQuery says 'I' with
+// nothing in flight (txmode.go). A pooled backend carries pgtenant's pins
+// (startup parameters) and nothing of any tenant: the tenant setting, the
+// subject and the client's startup settings are set transaction-locally at
+// the start of every transaction by the statement prepared under
+// ctxStatement when the backend was dialed.
+
+// ctxStatement is the statement every pooled backend prepares once at dial:
+// it sets each (name, value) pair transaction-locally. Its name is in the
+// reserved namespace, so no client can Parse, Close or Bind it.
+const (
+	ctxStatement = "pgtenant_ctx"
+	ctxQuery     = "SELECT pg_catalog.set_config(s.n, s.v, true) FROM pg_catalog.unnest($1::text[], $2::text[]) AS s(n, v)"
+)
+
+// maxPreparedPerBackend bounds the client statements one pooled backend
+// keeps prepared; the least recently used is closed beyond it (as
+// PgBouncer's max_prepared_statements).
+const maxPreparedPerBackend = 256
+
+// poolKey identifies a pool. Sessions of read-only principals need backends
+// pinned to default_transaction_read_only = on; sessions differ in nothing
+// else at the backend.
+type poolKey struct {
+	region   string
+	database string
+	readOnly bool
+}
+
+// pooledConn is one backend connection of a pool: the swappable backend side
+// of the sessions it serves in turn.
+type pooledConn struct {
+	side backendSide
+	pool *backendPool
+	id   uint64
+	// created and lastUsed are for idle_timeout and SHOW SERVERS (pool.mu).
+	created, lastUsed time.Time
+	// holder is the session holding the connection, nil when idle (pool.mu).
+	holder *session
+	// prepared are the server-side names of client statements this backend
+	// holds or has been sent, most recently used first (pmu: the holder's
+	// client loop adds, its backend loop drops a name the server refused).
+	pmu      sync.Mutex
+	prepared *list.List
+	names    map[string]*list.Element
+	// dirty: a statement changed session state (a SET outside a
+	// transaction); the backend is reset before another client gets it.
+	// lost: its state is unknown (a failed reset, session state the
+	// policy should have refused); it is closed instead of reused.
+	dirty, lost bool
+	// cancels counts cancel requests forwarded to this backend and not yet
+	// delivered: it is not handed to another client before they are.
+	cancels sync.WaitGroup
+}
+
+func newPooledConn(p *backendPool, bc *backendConn, id uint64) *pooledConn {
+	now := time.Now()
+	pc := &pooledConn{pool: p, id: id, created: now, lastUsed: now, prepared: list.New(), names: map[string]*list.Element{}}
+	pc.side = newBackendSide(bc)
+	return pc
+}
+
+// hasPrepared reports whether the backend holds (or was sent) srv, marking
+// it most recently used.
+func (pc *pooledConn) hasPrepared(srv string) bool {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	e, ok := pc.names[srv]
+	if ok {
+		pc.prepared.MoveToFront(e)
+	}
+	return ok
+}
+
+// addPrepared records srv as prepared and returns the least recently used
+// name to close when the backend holds too many, or "".
+func (pc *pooledConn) addPrepared(srv string) (evict string) {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	pc.names[srv] = pc.prepared.PushFront(srv)
+	if pc.prepared.Len() <= maxPreparedPerBackend {
+		return ""
+	}
+	last := pc.prepared.Back()
+	pc.prepared.Remove(last)
+	evict = last.Value.(string)
+	delete(pc.names, evict)
+	return evict
+}
+
+// dropPrepared forgets srv (the server refused to prepare it).
+func (pc *pooledConn) dropPrepared(srv string) {
+	pc.pmu.Lock()
+	defer pc.pmu.Unlock()
+	if e, ok := pc.names[srv]; ok {
+		pc.prepared.Remove(e)
+		delete(pc.names, srv)
+	}
+}
+
+// errPoolTimeout is the refusal of a client that waited pool.max_wait for a
+// backend.
+func errPoolTimeout(key poolKey, cfg config.Pool) *clientError {
+	ce := newClientError(pgerrcode.TooManyConnections, "pool_timeout",
+		"no backend connection of region %q became free within pool.max_wait (%s)", key.region, cfg.MaxWait)
+	ce.Hint = fmt.Sprintf("all %d backend connections (pool.size) are busy: raise pool.size or pool.max_wait, or shorten transactions", cfg.Size)
+	return ce
+}
+
+// backendPool is the pool of one (region, database, read-only).
+type backendPool struct {
+	key  poolKey
+	cfg  config.Pool
+	dial func(ctx context.Context) (*backendConn, error)
+	log  *slog.Logger
+	// connectTimeout bounds one dial.
+	connectTimeout time.Duration
+
+	mu      sync.Mutex
+	idle    []*pooledConn // most recently used last
+	all     map[*pooledConn]struct{}
+	opening int // dials in progress
+	waiters *list.List
+	nextID  uint64
+	clients int       // sessions using the pool, for SHOW POOLS
+	params  paramList // ParameterStatus of the first connection
+	closed  bool
+	stop    chan struct{}
+}
+
+// paramList is a backend's ParameterStatus values, in the order reported.
+type paramList [][2]string
+
+// waiter is a client waiting for a backend connection.
+type waiter struct {
+	ch    chan *pooledConn // buffered: a handed-over connection never blocks checkin
+	since time.Time
+}
+
+func newBackendPool(key poolKey, cfg config.Pool, connectTimeout time.Duration, dial func(context.Context) (*backendConn, error), log *slog.Logger) *backendPool {
+	p := &backendPool{key: key, cfg: cfg, dial: dial, connectTimeout: connectTimeout,
+		log: log.With("region", key.region, "database", key.database, "read_only", key.readOnly),
+		all: map[*pooledConn]struct{}{}, waiters: list.New(), stop: make(chan struct{})}
+	go p.maintain()
+	return p
+}
+
+// open counts the connections open or being opened (mu).
+func (p *backendPool) open() int { return len(p.all) + p.opening }
+
+// checkout returns an idle connection, opens a new one below pool.size, or
+// waits up to pool.max_wait for one to be checked in.
+func (p *backendPool) checkout(ctx context.Context, holder *session) (*pooledConn, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, shutdownError()
+	}
+	if n := len(p.idle); n > 0 {
+		pc := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		pc.holder = holder
+		p.mu.Unlock()
+		return pc, nil
+	}
+	if p.open() < p.cfg.Size {
+		p.opening++
+		p.mu.Unlock()
+		pc, err := p.connect(ctx)
+		p.mu.Lock()
+		p.opening--
+		if err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		p.all[pc] = struct{}{}
+		pc.holder = holder
+		p.mu.Unlock()
+		return pc, nil
+	}
+	w := &waiter{ch: make(chan *pooledConn, 1), since: time.Now()}
+	elem := p.waiters.PushBack(w)
+	p.mu.Unlock()
+	timer := time.NewTimer(p.cfg.MaxWait)
+	defer timer.Stop()
+	var err error
+	select {
+	case pc := <-w.ch:
+		p.setHolder(pc, holder)
+		return pc, nil
+	case <-timer.C:
+		err = errPoolTimeout(p.key, p.cfg)
+	case <-ctx.Done():
+		err = fmt.Errorf("waiting for a backend connection: %w", ctx.Err())
+	}
+	p.mu.Lock()
+	p.waiters.Remove(elem)
+	p.mu.Unlock()
+	select {
+	case pc := <-w.ch: // handed over just as the wait ended: give it back
+		p.checkin(pc)
+	default:
+	}
+	return nil, err
+}
+
+// setHolder records the session holding pc.
+func (p *backendPool) setHolder(pc *pooledConn, s *session) {
+	p.mu.Lock()
+	pc.holder = s
+	p.mu.Unlock()
+}
+
+// connect dials a new pooled connection.
+func (p *backendPool) connect(ctx context.Context) (*pooledConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.connectTimeout+time.Second)
+	defer cancel()
+	bc, err := p.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.nextID++
+	id := p.nextID
+	if p.params == nil {
+		p.params = bc.paramList()
+	}
+	p.mu.Unlock()
+	bc.params = nil
+	return newPooledConn(p, bc, id), nil
+}
+
+// checkin gives a connection back: to the longest waiting client, or to the
+// idle list. The caller has reset it (txmode.go) and no cancel is in flight.
+func (p *backendPool) checkin(pc *pooledConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc.holder = nil
+	pc.lastUsed = time.Now()
+	if p.closed {
+		p.closeLocked(pc)
+		return
+	}
+	if e := p.waiters.Front(); e != nil {
+		p.waiters.Remove(e)
+		e.Value.(*waiter).ch <- pc
+		return
+	}
+	p.idle = append(p.idle, pc)
+}
+
+// discard closes a checked-out connection whose state is unknown or broken;
+// a waiting client gets a new connection in its place.
+func (p *backendPool) discard(pc *pooledConn) {
+	p.mu.Lock()
+	p.closeLocked(pc)
+	refill := p.waiters.Len() > 0 && !p.closed && p.open() < p.cfg.Size
+	if refill {
+		p.opening++
+	}
+	p.mu.Unlock()
+	if refill {
+		go p.refill()
+	}
+}
+
+// refill opens a connection for a waiting client (a slot was freed).
+func (p *backendPool) refill() {
+	pc, err := p.connect(context.Background())
+	p.mu.Lock()
+	p.opening--
+	if err != nil {
+		p.mu.Unlock()
+		p.log.Warn("pool: backend connection not opened", "error", err)
+		return
+	}
+	p.all[pc] = struct{}{}
+	p.mu.Unlock()
+	p.checkin(pc)
+}
+
+func (p *backendPool) closeLocked(pc *pooledConn) {
+	if _, ok := p.all[pc]; !ok {
+		return
+	}
+	delete(p.all, pc)
+	pc.holder = nil
+	terminate(pc.side.backend)
+}
+
+// terminate ends a backend session cleanly (Terminate, then close).
+func terminate(bc *backendConn) {
+	_ = bc.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = bc.conn.Write([]byte{'X', 0, 0, 0, 4})
+	_ = bc.conn.Close()
+}
+
+// maintain closes connections idle longer than pool.idle_timeout beyond
+// pool.min_idle and opens connections up to pool.min_idle.
+func (p *backendPool) maintain() {
+	every := min(max(p.cfg.IdleTimeout/4, 10*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		now := time.Now()
+		// idle is ordered by last use: the oldest are first
+		for len(p.idle) > p.cfg.MinIdle && now.Sub(p.idle[0].lastUsed) >= p.cfg.IdleTimeout {
+			pc := p.idle[0]
+			p.idle = p.idle[1:]
+			p.closeLocked(pc)
+		}
+		open := len(p.idle) < p.cfg.MinIdle && p.open() < p.cfg.Size && !p.closed
+		if open {
+			p.opening++
+		}
+		p.mu.Unlock()
+		if open {
+			p.refill()
+		}
+	}
+}
+
+// close ends the pool: idle connections now, checked-out ones at checkin.
+func (p *backendPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	close(p.stop)
+	for _, pc := range p.idle {
+		p.closeLocked(pc)
+	}
+	p.idle = nil
+}
+
+// poolStats is a pool's figures for SHOW POOLS.
+type poolStats struct {
+	key                               poolKey
+	clients, waiting, active, idle    int
+	maxWait                           time.Duration
+	servers                           []serverRow
+}
+
+// serverRow is one pooled connection for SHOW SERVERS.
+type serverRow struct {
+	id                uint64
+	pid               uint32
+	address, local    string
+	created, lastUsed time.Time
+	holder            string
+}
+
+func (p *backendPool) stats() poolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := poolStats{key: p.key, clients: p.clients, waiting: p.waiters.Len(), idle: len(p.idle)}
+	st.active = len(p.all) - len(p.idle)
+	if e := p.waiters.Front(); e != nil {
+		st.maxWait = time.Since(e.Value.(*waiter).since)
+	}
+	for pc := range p.all {
+		row := serverRow{id: pc.id, pid: pc.side.backend.pid, address: pc.side.backend.address,
+			local: pc.side.backend.conn.LocalAddr().String(), created: pc.created, lastUsed: pc.lastUsed}
+		if pc.holder != nil {
+			row.holder = pc.holder.id
+		}
+		st.servers = append(st.servers, row)
+	}
+	return st
+}
+
+// pool returns the pool of key, creating it.
+func (s *Server) pool(key poolKey, reg *region, rt *runtimeConfig) *backendPool {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	if p := s.pools[key]; p != nil {
+		return p
+	}
+	dial := func(ctx context.Context) (*backendConn, error) {
+		bc, err := reg.dialPooled(ctx, key.database, key.readOnly, rt.settings)
+		s.opts.Metrics.BackendDialed(reg.name, err)
+		return bc, err
+	}
+	p := newBackendPool(key, s.opts.Config.Pool, reg.base.ConnectTimeout, dial, s.log)
+	s.pools[key] = p
+	return p
+}
+
+// closePools ends every pool (Shutdown).
+func (s *Server) closePools() {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	for _, p := range s.pools {
+		p.close()
+	}
+}
+

@@ -1,0 +1,735 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/tenancy"
+)
+
+// Transaction mode: a session's client side stays; its backend side is
+// checked out of a pool at the start of a transaction and given back when
+// the server says the transaction ended (ReadyForQuery 'I', nothing in
+// flight).
+//
+// The client loop decides when a transaction may start. Before the first
+// message of a batch (anything but Sync, Flush and COPY data after a Query
+// or Sync, or on a fresh backend) it waits until every earlier batch is
+// answered, so it knows the server's transaction status: 'I' means the
+// backend was given back and the message starts a new transaction on
+// whichever backend it checks out next; 'T' or 'E' means the transaction
+// goes on on the same backend. (While the server skips messages up to Sync
+// after an error, nothing it reads starts a transaction, so the client loop
+// does not wait.) A new transaction starts with an injected Bind+Execute of
+// ctxStatement, sent in the same write as the client's first message: it
+// sets the tenant setting, the subject and the client's startup settings
+// with set_config(name, value, true), so they end with the transaction.
+// PostgreSQL runs it in the implicit transaction that the client's messages
+// continue: an extended batch is one transaction up to Sync
+// (exec_execute_message keeps the transaction open for the next message), a
+// BEGIN turns the implicit block into an explicit one, and a simple Query
+// after extended messages without Sync runs in the same transaction and
+// commits it (exec_simple_query's start_xact_command finds it started).
+//
+// The backend loop settles every ReadyForQuery (settle): with 'I' and
+// nothing in flight it detaches the backend, resets it if a statement
+// dirtied it, waits for cancel requests in flight to it, and checks it in.
+//
+// Prepared statements move with the client as in PgBouncer 1.21: a client's
+// named Parse is prepared on the backend under a name derived from its text
+// (pgtenant_s_<hash>), the backends remember which they hold (LRU), and a
+// Bind or Describe of a statement the backend lacks is preceded by an
+// injected Parse whose ParseComplete is not relayed. A client's Close of a
+// statement is answered by a Close of a name no backend holds (the server's
+// CloseComplete is the answer), and a Parse of a text the backend already
+// holds by such a Close too, relayed as ParseComplete. The policy sees only
+// the client's names and messages, so its mirror and Bind checks are those of
+// session mode.
+
+// errDetached ends a backend goroutine that gave its backend back.
+var errDetached = errors.New("backend detached at the end of a transaction")
+
+// errClientTerminated ends the client loop of a pooled session on Terminate.
+var errClientTerminated = errors.New("client terminated")
+
+// Reserved statement names of transaction mode: the prefix is pgtenant's,
+// so a client can never Parse, Bind or Close them (tenancy.ReservedPrefix).
+const (
+	serverStmtPrefix = "pgtenant_s_"
+	noopStmt         = "pgtenant_none" // never prepared: closing it is a no-op
+)
+
+// closeNoop is the body of a Close of noopStmt.
+var closeNoop = append(append([]byte{'S'}, noopStmt...), 0)
+
+// txState is a pooled session's transaction-mode state.
+type txState struct {
+	pool *backendPool
+
+	// mu guards the attachment (pc and the session's backendSide) and
+	// skipping; turn is signalled when the backend loop settles.
+	mu       sync.Mutex
+	turn     sync.Cond
+	pc       *pooledConn
+	done     chan error // the current attachment's backend goroutine result
+	skipping bool       // the server skips messages up to Sync (backend loop's copy)
+	wg       sync.WaitGroup
+
+	// client loop only
+	batchOpen bool                  // a message since the last Query or Sync
+	stmts     map[string]clientStmt // the client's named statements
+
+	// backend loop only
+	bpc        *pooledConn // the backend this goroutine relays
+	swallowing bool        // relaying the injected context statement's replies
+	settleNow  bool        // a ReadyForQuery or an error to settle
+	status     byte        // the last ReadyForQuery's transaction status
+
+	// immutable after login
+	ctxBind  []byte            // Bind body of ctxStatement with the session's context
+	settings map[string]string // the client's startup settings by lower-case name
+	params   paramList         // ParameterStatus reported to the client at startup
+}
+
+// clientStmt is a client's named statement: its server-side name and the
+// Parse body that prepares it under that name.
+type clientStmt struct {
+	srv   string
+	parse []byte
+}
+
+// authenticatePooled completes the login of a transaction-mode session: it
+// checks the region answers (a backend can be had) and builds the session's
+// transaction context.
+func (s *Server) authenticatePooled(ss *session, req *startupRequest, rt *runtimeConfig, reg *region) error {
+	for name, value := range req.Params {
+		if strings.EqualFold(name, "client_encoding") && !isUTF8Name(value) {
+			return newClientError(pgerrcode.FeatureNotSupported, "pool_client_encoding",
+				"pool.mode: transaction serves client_encoding UTF8 only (asked: %q)", truncate(value, 40))
+		}
+	}
+	db := req.Database
+	if reg.database != "" {
+		db = reg.database
+	}
+	pool := s.pool(poolKey{region: reg.name, database: db, readOnly: ss.principal.ReadOnly}, reg, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), reg.base.ConnectTimeout+time.Second)
+	defer cancel()
+	pc, err := pool.checkout(ctx, ss)
+	if err != nil {
+		return err
+	}
+	pool.checkin(pc)
+	tx := &txState{pool: pool, stmts: map[string]clientStmt{}, settings: map[string]string{}}
+	tx.turn.L = &tx.mu
+	names := []string{rt.settings.tenantSetting, subjectSetting}
+	values := []string{ss.principal.Account, ss.principal.Subject}
+	for name, value := range req.Params {
+		ln := strings.ToLower(name)
+		if ln == "client_encoding" || ln == "search_path" {
+			continue // pinned on every pooled backend
+		}
+		tx.settings[ln] = value
+		names = append(names, ln)
+		values = append(values, value)
+	}
+	tx.ctxBind = ctxBindBody(names, values)
+	pool.mu.Lock()
+	pool.clients++
+	for _, kv := range pool.params {
+		if v, ok := tx.settings[strings.ToLower(kv[0])]; ok {
+			kv[1] = v
+		}
+		tx.params = append(tx.params, kv)
+	}
+	pool.mu.Unlock()
+	ss.tx = tx
+	ss.attachClient(rt.checkers(ss.principal))
+	return nil
+}
+
+func isUTF8Name(s string) bool {
+	c := cleanEncodingName(s)
+	return c == "utf8" || c == "unicode"
+}
+
+// startupParams are the ParameterStatus values a pooled session's client
+// gets at startup: the pool's backends' with the client's own settings.
+func (tx *txState) startupParams() paramList { return tx.params }
+
+// ctxBindBody builds the Bind of ctxStatement (unnamed portal, text
+// parameters: the names and the values as text arrays, no result formats).
+func ctxBindBody(names, values []string) []byte {
+	b := append([]byte{0}, ctxStatement...)
+	b = append(b, 0, 0, 1, 0, 0, 0, 2)
+	for _, arr := range []string{textArray(names), textArray(values)} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(arr)))
+		b = append(b, arr...)
+	}
+	return append(b, 0, 0)
+}
+
+// textArray is the text form of a text[] of elems, every element quoted.
+func textArray(elems []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, e := range elems {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for _, c := range []byte(e) {
+			if c == '"' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// executeUnnamed is the body of an Execute of the unnamed portal, all rows.
+var executeUnnamed = []byte{0, 0, 0, 0, 0}
+
+// startPooled runs a transaction-mode session: the client loop on a new
+// goroutine, and a backend goroutine per attachment (runPooledBackend).
+func (s *session) startPooled(finish func()) {
+	go func() {
+		defer finish()
+		err := s.clientLoop()
+		if errors.Is(err, errAwaitBackend) {
+			s.tx.mu.Lock()
+			done, attached := s.tx.done, s.tx.pc != nil
+			s.tx.mu.Unlock()
+			if attached {
+				err = <-done
+			}
+		}
+		s.close()
+		s.tx.wg.Wait()
+		if err != nil && !isClosedErr(err) && !errors.Is(err, errAwaitBackend) {
+			s.log.Debug("session ended", "error", err)
+		}
+	}()
+}
+
+// flushBackend writes what the client loop buffered for the backend.
+func (s *session) flushBackend() error {
+	if s.tx == nil {
+		return s.bw.Flush()
+	}
+	s.tx.mu.Lock()
+	defer s.tx.mu.Unlock()
+	if s.tx.pc == nil {
+		return nil
+	}
+	return s.bw.Flush()
+}
+
+// startsBatch reports whether a client message may start a transaction when
+// it is the first since the last Query or Sync.
+func startsBatch(t byte) bool {
+	switch t {
+	case 'Q', 'P', 'B', 'E', 'D', 'C', 'F':
+		return true
+	}
+	return false
+}
+
+// heldDuring reports whether the client loop handles t holding tx.mu: the
+// messages that may be handled while a ReadyForQuery is outstanding (Sync,
+// Flush, COPY data, Terminate), so the backend cannot be given back between
+// the check that it is attached and the write. The others never run while
+// one is outstanding (see beginPooled) and may wait for the server's replies
+// (statements.go), which needs the backend loop to settle freely.
+func heldDuring(t byte) bool { return !startsBatch(t) }
+
+// beginPooled prepares the pooled session for client message t (header
+// read): it waits for the transaction status at a batch start, checks out a
+// backend and injects the transaction context when a transaction starts, or
+// answers the message itself when it needs no backend. local reports that
+// the message was consumed. When local is false and heldDuring(t), tx.mu is
+// held until endPooled.
+func (s *session) beginPooled(t byte, n int) (local bool, err error) {
+	tx := s.tx
+	tx.mu.Lock()
+	if tx.pc != nil && !tx.batchOpen && startsBatch(t) {
+		// the status the server will have when it reads t: wait for the
+		// replies to everything sent so far
+		if err := s.bw.Flush(); err != nil {
+			tx.mu.Unlock()
+			return true, err
+		}
+		for tx.pc != nil && !tx.skipping && !s.queue.idle() && !s.ending.Load() {
+			tx.turn.Wait()
+		}
+		if s.ending.Load() {
+			tx.mu.Unlock()
+			return true, net.ErrClosed
+		}
+	}
+	if tx.pc != nil {
+		if !heldDuring(t) {
+			tx.mu.Unlock()
+		}
+		return false, nil
+	}
+	tx.mu.Unlock()
+	switch t {
+	case 'X':
+		_, err := s.cr.r.Discard(n)
+		if err == nil {
+			err = errClientTerminated
+		}
+		return true, err
+	case 'S':
+		// no transaction is open: answer as the server would
+		if _, err := s.cr.r.Discard(n); err != nil {
+			return true, err
+		}
+		s.track.apply(s.checker)
+		s.checker.Sent('S')
+		s.skip = false
+		return true, s.writeLocal(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	case 'H', 'd', 'c', 'f':
+		// nothing to flush; COPY messages outside COPY are ignored, as the
+		// server ignores them
+		_, err := s.cr.r.Discard(n)
+		return true, err
+	}
+	pc, err := tx.pool.checkout(s.ctx, s)
+	if err != nil {
+		return true, s.poolRefusal(t, n, err)
+	}
+	tx.mu.Lock()
+	if s.ending.Load() {
+		tx.mu.Unlock()
+		tx.pool.checkin(pc)
+		return true, net.ErrClosed
+	}
+	s.backendSide = pc.side
+	tx.pc = pc
+	tx.done = make(chan error, 1)
+	tx.batchOpen = false
+	tx.skipping = false
+	// the context first, in the same write as the client's message
+	s.queue.push(pending{kind: pendInject})
+	err = writeMsg(s.bw, 'B', tx.ctxBind)
+	if err == nil {
+		err = writeMsg(s.bw, 'E', executeUnnamed)
+	}
+	tx.wg.Add(1)
+	go s.runPooledBackend(pc, tx.done)
+	if !heldDuring(t) {
+		tx.mu.Unlock()
+	}
+	return false, err
+}
+
+// endPooled ends the handling of client message t.
+func (s *session) endPooled(t byte) {
+	tx := s.tx
+	switch {
+	case t == 'Q' || t == 'S' || t == 'F':
+		tx.batchOpen = false
+	case startsBatch(t):
+		tx.batchOpen = true
+	}
+	if heldDuring(t) {
+		tx.mu.Unlock()
+	}
+}
+
+// writeLocal answers the client without a backend (no backend loop runs).
+func (s *session) writeLocal(msgs ...pgproto3.Message) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for _, m := range msgs {
+		if err := encode(s.cw, m); err != nil {
+			return err
+		}
+	}
+	return s.cw.Flush()
+}
+
+// poolRefusal answers a message for which no backend could be had (waited
+// pool.max_wait, or the region is down) with an error, as the server would
+// answer a failing statement: a Query gets the error and ReadyForQuery; an
+// extended message the error, and the messages up to Sync are skipped.
+func (s *session) poolRefusal(t byte, n int, err error) error {
+	if isClosedErr(err) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	ce := toClientError(err)
+	s.log.Warn("no backend connection for a transaction", "reason", ce.Reason, "error", err)
+	if _, derr := s.cr.r.Discard(n); derr != nil {
+		return derr
+	}
+	d := tenancy.Decision{SQLState: ce.Code, Reason: ce.Reason, Message: ce.Message, Hint: ce.Hint}
+	s.decided(d)
+	er := ce.errorResponse("ERROR")
+	if t == 'Q' || t == 'F' {
+		s.checker.Sent('Q')
+		s.idle.Store(true)
+		return s.writeLocal(er, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	}
+	s.skip = true
+	return s.writeLocal(er)
+}
+
+// runPooledBackend relays one attachment's backend until it is given back
+// (then it checks it in) or the session ends.
+func (s *session) runPooledBackend(pc *pooledConn, done chan<- error) {
+	defer s.tx.wg.Done()
+	s.tx.bpc = pc
+	s.tx.swallowing = false
+	err := s.backendLoop()
+	if errors.Is(err, errDetached) {
+		s.checkinPooled(pc)
+		done <- nil
+		return
+	}
+	s.close()
+	done <- err
+}
+
+// settle tells the client loop the outcome of a ReadyForQuery or of an
+// error (backend loop, client writer free); it gives the backend back when
+// the transaction ended with nothing in flight.
+func (s *session) settle(ready bool, status byte) (detached bool) {
+	tx := s.tx
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if ready {
+		s.queue.unhold()
+	}
+	tx.skipping = s.skipToSync
+	defer tx.turn.Broadcast()
+	if !ready || status != 'I' || tx.pc != tx.bpc || !s.queue.empty() {
+		return false
+	}
+	tx.pc = nil
+	s.backendSide = backendSide{}
+	return true
+}
+
+// checkinPooled gives a detached backend back to its pool: reset when a
+// statement changed its session state, closed when its state is unknown,
+// and only once no cancel request to it is in flight.
+func (s *session) checkinPooled(pc *pooledConn) {
+	side := &pc.side
+	if err := side.bw.Flush(); err != nil {
+		pc.lost = true
+	}
+	if side.br.r.Buffered() > 0 {
+		pc.lost = true // the server sent something after ReadyForQuery
+	}
+	if pc.dirty && !pc.lost {
+		if err := resetBackend(side); err != nil {
+			s.log.Warn("pool: backend reset failed: closing it", "error", err)
+			pc.lost = true
+		}
+		pc.dirty = false
+	}
+	pc.cancels.Wait()
+	if pc.lost {
+		pc.pool.discard(pc)
+		return
+	}
+	pc.pool.checkin(pc)
+}
+
+// resetBackend runs RESET ALL on a detached backend: the pins are its
+// startup parameters, so they come back, and every other setting a client
+// changed at session level returns to its default.
+func resetBackend(side *backendSide) error {
+	_ = side.backend.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer func() { _ = side.backend.conn.SetDeadline(time.Time{}) }()
+	if err := writeMsg(side.bw, 'Q', append([]byte("RESET ALL"), 0)); err != nil {
+		return err
+	}
+	if err := side.bw.Flush(); err != nil {
+		return err
+	}
+	failed := false
+	for {
+		t, n, err := side.br.header()
+		if err != nil {
+			return err
+		}
+		if t == 'E' {
+			failed = true
+		}
+		if t == 'Z' {
+			body, err := side.br.readBody(n)
+			if err != nil {
+				return err
+			}
+			if failed || len(body) != 1 || body[0] != 'I' {
+				return fmt.Errorf("RESET ALL failed (status %q)", body)
+			}
+			return nil
+		}
+		if _, err := side.br.r.Discard(n); err != nil {
+			return err
+		}
+	}
+}
+
+// closePooled gives up the attached backend of an ending session: mid-
+// transaction, its state is unknown, so it is closed (the server rolls the
+// transaction back).
+func (s *session) closePooled() {
+	tx := s.tx
+	tx.mu.Lock()
+	pc := tx.pc
+	tx.pc = nil
+	tx.turn.Broadcast()
+	tx.mu.Unlock()
+	if pc != nil {
+		pc.pool.discard(pc)
+	}
+	tx.pool.mu.Lock()
+	tx.pool.clients--
+	tx.pool.mu.Unlock()
+}
+
+// cancelTarget is the backend the session holds, if any (see
+// session.cancelTarget).
+func (tx *txState) cancelTarget() (cancelTarget, func(), bool) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	pc := tx.pc
+	if pc == nil {
+		return cancelTarget{}, nil, false
+	}
+	pc.cancels.Add(1)
+	return targetOf(pc.side.backend), pc.cancels.Done, true
+}
+
+// relayPooled handles the backend messages transaction mode treats apart:
+// the injected context statement's replies, replies to injected Parse and
+// Close messages, and ParameterStatus of the client's own settings. handled
+// reports that the message was consumed.
+func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
+	tx := s.tx
+	switch t {
+	case '2':
+		if p, ok := s.queue.peek(); ok && p.kind == pendInject {
+			tx.swallowing = true
+			_, err := s.br.r.Discard(n)
+			return true, false, err
+		}
+	case 'D':
+		if tx.swallowing {
+			_, err := s.br.r.Discard(n)
+			return true, false, err
+		}
+	case 'C':
+		if tx.swallowing {
+			tx.swallowing = false
+			s.queue.pop()
+			_, err := s.br.r.Discard(n)
+			return true, false, err
+		}
+		body, err := s.br.readBody(n)
+		if err != nil {
+			return true, false, err
+		}
+		s.noteSessionState(string(body[:max(len(body)-1, 0)]))
+		return true, false, s.onCompletionBody('C', body)
+	case 'E':
+		if p, ok := s.queue.peek(); ok && (p.kind == pendInject || tx.swallowing) {
+			return true, true, s.injectFailed(n)
+		}
+		tx.settleNow = true
+	case '1':
+		if p, ok := s.queue.peek(); ok && p.kind == pendParse && p.injected {
+			s.queue.pop()
+			_, err := s.br.r.Discard(n)
+			return true, false, err
+		}
+	case '3':
+		p, ok := s.queue.peek()
+		switch {
+		case ok && p.kind == pendClose && p.injected:
+			s.queue.pop()
+			_, err := s.br.r.Discard(n)
+			return true, false, err
+		case ok && p.kind == pendParse && p.alias:
+			s.queue.pop()
+			s.track.resolveAll(p.changes, tenancy.Confirmed)
+			if _, err := s.br.r.Discard(n); err != nil {
+				return true, false, err
+			}
+			return true, false, writeHeader(s.cw, '1', 0)
+		}
+	case 'S':
+		body, err := s.br.readBody(n)
+		if err != nil {
+			return true, false, err
+		}
+		name, rest, ok := cstring(body)
+		value, _, ok2 := cstring(rest)
+		if want, mine := tx.settings[strings.ToLower(name)]; ok && ok2 && mine && value != want {
+			// the backend's own value coming back at the end of a
+			// transaction: the client's setting stays in force for it
+			return true, false, nil
+		}
+		return true, false, writeMsg(s.cw, 'S', body)
+	case 'Z':
+		s.queue.hold()
+		tx.settleNow = true
+	}
+	return false, false, nil
+}
+
+// injectFailed ends the session when the transaction context could not be
+// set: nothing of the client's may run without it.
+func (s *session) injectFailed(n int) error {
+	body, err := s.br.readBody(n)
+	if err != nil {
+		return err
+	}
+	var er pgproto3.ErrorResponse
+	msg := "unknown error"
+	if er.Decode(body) == nil {
+		msg = er.Message
+	}
+	s.log.Warn("pool: setting the transaction context failed", "error", msg)
+	s.backendFatal = true
+	s.tx.bpc.lost = true
+	ce := newClientError(pgerrcode.InternalError, "pool_context", "could not set the transaction's tenant context: %s", msg)
+	s.fatalSent = true
+	return encode(s.cw, ce.errorResponse("FATAL"))
+}
+
+// noteSessionState marks the held backend when a completed statement left
+// state in its session that the policy should have refused (defence in
+// depth, e.g. with a permissive checker): settings are reset at checkin,
+// anything else closes the backend.
+func (s *session) noteSessionState(tag string) {
+	pc := s.tx.bpc
+	switch {
+	case tag == "SET" || tag == "RESET":
+		// also SET LOCAL, which needs no reset: RESET ALL is harmless then
+		pc.dirty = true
+	case strings.HasPrefix(tag, "PREPARE"), strings.HasPrefix(tag, "DEALLOCATE"), strings.HasPrefix(tag, "LISTEN"),
+		strings.HasPrefix(tag, "DISCARD"), strings.HasPrefix(tag, "CREATE"), strings.HasPrefix(tag, "DECLARE CURSOR"),
+		strings.HasPrefix(tag, "LOAD"):
+		// DECLARE CURSOR: a WITH HOLD cursor would outlive the transaction
+		pc.lost = true
+	}
+}
+
+// serverStmtName is the server-side name of a statement: the same for the
+// same text and parameter types, so clients share a backend's statements.
+func serverStmtName(parseRest []byte) string {
+	sum := sha256.Sum256(parseRest)
+	return serverStmtPrefix + hex.EncodeToString(sum[:12])
+}
+
+// parsePooled forwards a client's named Parse (body: name, query, types)
+// under its server-side name, or answers it with a no-op when the backend
+// holds that statement already.
+func (s *session) parsePooled(name string, body []byte, changes []tenancy.Change) error {
+	rest := body[len(name)+1:]
+	srv := serverStmtName(rest)
+	parse := append(append([]byte(srv), 0), rest...)
+	s.tx.stmts[name] = clientStmt{srv: srv, parse: parse}
+	if s.tx.pc.hasPrepared(srv) {
+		s.queue.push(pending{kind: pendParse, changes: changes, alias: true})
+		return writeMsg(s.bw, 'C', closeNoop)
+	}
+	return s.preparePooled(srv, parse, changes, false)
+}
+
+// preparePooled sends a Parse under srv, closing the backend's least
+// recently used statement beyond maxPreparedPerBackend.
+func (s *session) preparePooled(srv string, parse []byte, changes []tenancy.Change, injected bool) error {
+	if evict := s.tx.pc.addPrepared(srv); evict != "" {
+		s.queue.push(pending{kind: pendClose, injected: true})
+		if err := writeMsg(s.bw, 'C', append(append([]byte{'S'}, evict...), 0)); err != nil {
+			return err
+		}
+	}
+	s.queue.push(pending{kind: pendParse, changes: changes, srv: srv, injected: injected})
+	return writeMsg(s.bw, 'P', parse)
+}
+
+// pooledStatement returns the server-side name of a client's named
+// statement, preparing it on the backend first when it lacks it. A name the
+// client never prepared goes to the server as it is, which fails it as
+// PostgreSQL would (no client statement is ever prepared under its own name).
+func (s *session) pooledStatement(name string) (string, error) {
+	cs, ok := s.tx.stmts[name]
+	if !ok {
+		return name, nil
+	}
+	if !s.tx.pc.hasPrepared(cs.srv) {
+		if err := s.preparePooled(cs.srv, cs.parse, nil, true); err != nil {
+			return "", err
+		}
+	}
+	return cs.srv, nil
+}
+
+// bindPooled rewrites a Bind (portal, statement, rest) to the statement's
+// server-side name.
+func (s *session) bindPooled(body []byte, portal, stmt string) ([]byte, error) {
+	if stmt == "" {
+		return body, nil
+	}
+	srv, err := s.pooledStatement(stmt)
+	if err != nil || srv == stmt {
+		return body, err
+	}
+	rest := body[len(portal)+1+len(stmt)+1:]
+	out := make([]byte, 0, len(portal)+len(srv)+2+len(rest))
+	out = append(append(out, portal...), 0)
+	out = append(append(out, srv...), 0)
+	return append(out, rest...), nil
+}
+
+// describeOrClosePooled rewrites a Describe or Close of a named statement;
+// a Close is answered by the no-op Close (the backend keeps the statement
+// for other clients and the LRU closes it in time).
+func (s *session) describeOrClosePooled(t byte, body []byte, name string) ([]byte, error) {
+	if body[0] != 'S' || name == "" {
+		return body, nil
+	}
+	if t == 'C' {
+		delete(s.tx.stmts, name)
+		return closeNoop, nil
+	}
+	srv, err := s.pooledStatement(name)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte{'S'}, srv...), 0), nil
+}
+
+// The pooled backend's prepared-statement list is used by the client loop
+// (hasPrepared, addPrepared) and the backend loop (dropPrepared on a failed
+// Parse): pmu guards it.
+
+// dropFailedParse forgets the server-side name of a Parse the server
+// refused (backend loop).
+func (s *session) dropFailedParse(p pending) {
+	if s.tx != nil && p.kind == pendParse && p.srv != "" {
+		s.tx.bpc.dropPrepared(p.srv)
+	}
+}
