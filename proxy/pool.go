@@ -361,10 +361,10 @@ func (p *backendPool) close() {
 
 // poolStats is a pool's figures for SHOW POOLS.
 type poolStats struct {
-	key                               poolKey
-	clients, waiting, active, idle    int
-	maxWait                           time.Duration
-	servers                           []serverRow
+	key                            poolKey
+	clients, waiting, active, idle int
+	maxWait                        time.Duration
+	servers                        []serverRow
 }
 
 // serverRow is one pooled connection for SHOW SERVERS.
@@ -420,4 +420,3 @@ func (s *Server) closePools() {
 		p.close()
 	}
 }
-

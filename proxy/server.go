@@ -105,8 +105,8 @@ func (s *Server) Reload(cfg *config.Config, a Authenticator, checkers CheckerFac
 	rt := &runtimeConfig{
 		auth: a, checkers: checkers, regions: map[string]*region{}, limits: cfg.Limits, requireTLS: cfg.TLS.Require,
 		adminRoles: cfg.Admin.Roles, pool: cfg.Pool,
-		rules:      newParamRules(cfg.Policy.TenantSetting, cfg.Policy.SearchPath, cfg.Policy.AllowedSettings),
-		settings:   sessionSettings{tenantSetting: cfg.Policy.TenantSetting, searchPath: cfg.Policy.SearchPath},
+		rules:    newParamRules(cfg.Policy.TenantSetting, cfg.Policy.SearchPath, cfg.Policy.AllowedSettings),
+		settings: sessionSettings{tenantSetting: cfg.Policy.TenantSetting, searchPath: cfg.Policy.SearchPath},
 	}
 	for name, rc := range cfg.Regions {
 		r, err := newRegion(name, rc)
