@@ -28,7 +28,7 @@ import (
 // reserved namespace, so no client can Parse, Close or Bind it.
 const (
 	ctxStatement = "pgtenant_ctx"
-	ctxQuery     = "SELECT pg_catalog.set_config(s.n, s.v, true) FROM pg_catalog.unnest($1::text[], $2::text[]) AS s(n, v)"
+	ctxQuery     = "SELECT pg_catalog.set_config(s.n, s.v, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(n, v)"
 )
 
 // maxPreparedPerBackend bounds the client statements one pooled backend

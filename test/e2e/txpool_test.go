@@ -1,0 +1,430 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/test/proxytest"
+)
+
+// Transaction pooling (pool.mode: transaction) through the in-process proxy
+// in front of real clusters, with pgx and raw protocol clients.
+
+// startPooled starts a proxy in transaction mode with pool.size size.
+func startPooled(t *testing.T, size int, maxWait time.Duration, policyOn bool) *proxytest.Env {
+	t.Helper()
+	return proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: policyOn, Configure: func(c *config.Config) {
+		c.Pool.Mode = config.PoolTransaction
+		c.Pool.Size = size
+		if maxWait > 0 {
+			c.Pool.MaxWait = maxWait
+		}
+	}})
+}
+
+// connectMode connects through the proxy with pgx in mode, with extra
+// startup parameters as name, value pairs.
+func connectMode(t *testing.T, env *proxytest.Env, account string, mode pgx.QueryExecMode, params ...string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(env.DSN(t, account, "eu-west"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	// context expiry sends a CancelRequest (pgx's default closes the socket)
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 20 * time.Second}
+	}
+	for i := 0; i+1 < len(params); i += 2 {
+		cfg.RuntimeParams[params[i]] = params[i+1]
+	}
+	conn, err := pgx.ConnectConfig(ctxT(t), cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+const probeSQL = "SELECT current_setting('app.current_account_id', true), pg_backend_pid(), txid_current()"
+
+type probe struct {
+	account string
+	pid     int32
+	txid    int64
+}
+
+func probeTx(t *testing.T, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) probe {
+	t.Helper()
+	var p probe
+	if err := q.QueryRow(ctxT(t), probeSQL).Scan(&p.account, &p.pid, &p.txid); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	return p
+}
+
+// sessionLevel returns the backend's session-level value of the tenant
+// setting: RESET inside a transaction falls back to it (the test proxy's
+// checker allows RESET; the real policy refuses it).
+func sessionLevel(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	tx, err := conn.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctxT(t), "RESET app.current_account_id"); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if err := tx.QueryRow(ctxT(t), "SELECT current_setting('app.current_account_id', true)").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Every transaction, implicit or explicit, in the simple and the extended
+// protocol, sees the tenant setting; the backend holds none at session level.
+func TestTxPoolTenantSettingInEveryTransaction(t *testing.T) {
+	env := startPooled(t, 2, 0, false)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			conn := connectMode(t, env, "42", mode)
+			a, b := probeTx(t, conn), probeTx(t, conn)
+			if a.account != "42" || b.account != "42" {
+				t.Errorf("implicit transactions saw %q and %q, want 42", a.account, b.account)
+			}
+			if a.txid == b.txid {
+				t.Errorf("two implicit transactions share txid %d", a.txid)
+			}
+			tx, err := conn.Begin(ctxT(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, d := probeTx(t, tx), probeTx(t, tx)
+			if err := tx.Commit(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			if c.account != "42" || d.account != "42" || c.txid != d.txid || c.pid != d.pid {
+				t.Errorf("explicit transaction: %+v then %+v, want tenant 42 on one backend in one transaction", c, d)
+			}
+			if v := sessionLevel(t, conn); v != "" {
+				t.Errorf("the backend holds the tenant setting %q at session level, want none", v)
+			}
+		})
+	}
+}
+
+// A simple multi-statement Query is one implicit transaction, and a simple
+// Query after extended messages without Sync runs in the transaction they
+// opened, with the context set once at its start (PostgreSQL's postgres.c).
+func TestTxPoolImplicitTransactionsRawProtocol(t *testing.T) {
+	env := startPooled(t, 2, 0, false)
+	w := newWire(t, env, "42")
+	r := w.query("SELECT txid_current()::text, current_setting('app.current_account_id'); SELECT txid_current()::text, current_setting('app.current_account_id')")
+	if len(r.codes) > 0 || len(r.rows) != 2 || r.rows[0][0] != r.rows[1][0] || r.rows[0][1] != "42" || r.rows[1][1] != "42" {
+		t.Errorf("multi-statement query: %v; want one transaction with tenant 42", r)
+	}
+	r = w.send(
+		&pgproto3.Parse{Query: "SELECT txid_current()::text, current_setting('app.current_account_id')"},
+		&pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Query{String: "SELECT txid_current()::text, current_setting('app.current_account_id')"},
+	)
+	if len(r.codes) > 0 || len(r.rows) != 2 || r.rows[0][0] != r.rows[1][0] || r.rows[0][1] != "42" || r.rows[1][1] != "42" {
+		t.Errorf("extended messages then a Query without Sync: %v; want one transaction with tenant 42", r)
+	}
+	// An extended batch up to Sync is one transaction.
+	r = w.send(
+		&pgproto3.Parse{Query: "SELECT txid_current()::text, current_setting('app.current_account_id')"},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+	)
+	if len(r.codes) > 0 || len(r.rows) != 2 || r.rows[0][0] != r.rows[1][0] || r.rows[0][1] != "42" {
+		t.Errorf("extended batch: %v; want one transaction with tenant 42", r)
+	}
+	// A Sync with no transaction open is answered, and the session goes on.
+	if r = w.send(&pgproto3.Sync{}); len(r.codes) > 0 {
+		t.Errorf("lone Sync: %v", r)
+	}
+	if r = w.query("SELECT current_setting('app.current_account_id')"); len(r.rows) != 1 || r.rows[0][0] != "42" {
+		t.Errorf("after a lone Sync: %v", r)
+	}
+}
+
+// Two tenants interleaving transactions on one backend each see only their
+// own setting and rows.
+func TestTxPoolTenantsInterleaveOnOneBackend(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a := connectMode(t, env, "42", pgx.QueryExecModeCacheStatement)
+	b := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol)
+	var pids []int32
+	for i := range 6 {
+		for _, c := range []struct {
+			conn    *pgx.Conn
+			account string
+		}{{a, "42"}, {b, "7"}} {
+			p := probeTx(t, c.conn)
+			if p.account != c.account {
+				t.Fatalf("round %d: tenant %s saw setting %q", i, c.account, p.account)
+			}
+			pids = append(pids, p.pid)
+			var accounts []string
+			rows, err := c.conn.Query(ctxT(t), "SELECT DISTINCT account_id::text FROM orders")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var s string
+				if err := rows.Scan(&s); err != nil {
+					t.Fatal(err)
+				}
+				accounts = append(accounts, s)
+			}
+			if rows.Err() != nil {
+				t.Fatal(rows.Err())
+			}
+			if len(accounts) != 1 || accounts[0] != c.account {
+				t.Fatalf("round %d: tenant %s read rows of %v", i, c.account, accounts)
+			}
+		}
+	}
+	for _, pid := range pids {
+		if pid != pids[0] {
+			t.Fatalf("pool.size 1 used backends %v", pids)
+		}
+	}
+	// Tenant 7's explicit transaction keeps the backend: tenant 42 waits,
+	// then runs with its own context once 7 commits.
+	tx, err := b.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan probe, 1)
+	go func() {
+		var p probe
+		_ = a.QueryRow(context.Background(), probeSQL).Scan(&p.account, &p.pid, &p.txid)
+		got <- p
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if p := probeTx(t, tx); p.account != "7" {
+		t.Errorf("tenant 7 inside its transaction saw %q", p.account)
+	}
+	if err := tx.Commit(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p.account != "42" {
+			t.Errorf("tenant 42 after tenant 7's transaction saw %q", p.account)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tenant 42 never got the backend")
+	}
+}
+
+// Prepared statements follow the client to another backend.
+func TestTxPoolPreparedStatementsAcrossBackends(t *testing.T) {
+	env := startPooled(t, 2, 0, false)
+	a := connectMode(t, env, "42", pgx.QueryExecModeCacheStatement)
+	b := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol)
+	const q = "SELECT $1::int + 1, current_setting('app.current_account_id', true), pg_backend_pid()"
+	run := func() (int, string, int32) {
+		var n int
+		var acc string
+		var pid int32
+		if err := a.QueryRow(ctxT(t), q, 41).Scan(&n, &acc, &pid); err != nil {
+			t.Fatalf("prepared query: %v", err)
+		}
+		return n, acc, pid
+	}
+	n, acc, first := run()
+	if n != 42 || acc != "42" {
+		t.Fatalf("first run = (%d, %q)", n, acc)
+	}
+	// Tenant 7 holds the backend 42 used last (the pool reuses the most
+	// recently used one), so 42's next run lands on the other backend.
+	tx, err := b.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := probeTx(t, tx); p.pid != first {
+		t.Fatalf("tenant 7 got backend %d, want the one 42 used (%d)", p.pid, first)
+	}
+	n, acc, second := run()
+	if n != 42 || acc != "42" || second == first {
+		t.Errorf("run on another backend = (%d, %q, pid %d; first %d)", n, acc, second, first)
+	}
+	if err := tx.Commit(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Named statements: prepared, used on both backends, closed by the
+	// client (answered by the proxy), then unknown to the server.
+	if _, err := a.Prepare(ctxT(t), "mine", "SELECT $1::text || current_setting('app.current_account_id', true)"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		var s string
+		if err := a.QueryRow(ctxT(t), "mine", "x").Scan(&s); err != nil || s != "x42" {
+			t.Fatalf("named statement = %q, %v", s, err)
+		}
+	}
+	if err := a.Deallocate(ctxT(t), "mine"); err != nil {
+		t.Fatalf("deallocate: %v", err)
+	}
+	_, err = a.PgConn().ExecPrepared(ctxT(t), "mine", [][]byte{[]byte("x")}, nil, nil).Close()
+	if pgCode(err) != pgerrcode.InvalidSQLStatementName {
+		t.Errorf("statement after Close: %v, want 26000", err)
+	}
+}
+
+// A client that waits pool.max_wait for a backend gets 53300 naming
+// pool.size and pool.max_wait, and the next statement runs once one is free.
+func TestTxPoolMaxWait(t *testing.T) {
+	env := startPooled(t, 1, 300*time.Millisecond, false)
+	holder := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol)
+	waiter := connectMode(t, env, "42", pgx.QueryExecModeCacheStatement)
+	tx, err := holder.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = waiter.Exec(ctxT(t), "SELECT 1")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != pgerrcode.TooManyConnections ||
+		!strings.Contains(pe.Hint, "pool.size") || !strings.Contains(pe.Hint, "pool.max_wait") {
+		t.Fatalf("waiting client: %v, want 53300 with a hint naming pool.size and pool.max_wait", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("refused after %s, want about pool.max_wait (300ms)", d)
+	}
+	if err := tx.Commit(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if p := probeTx(t, waiter); p.account != "42" {
+		t.Errorf("after the wait: %+v", p)
+	}
+}
+
+// Session state that cannot move between backends is refused with 0A000
+// naming pool.mode: session; transaction-scoped forms work, and the
+// session stays usable.
+func TestTxPoolRefusesSessionState(t *testing.T) {
+	env := startPooled(t, 2, 0, true)
+	conn := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
+	for _, sql := range []string{
+		"SET TimeZone = 'UTC'",
+		"PREPARE p AS SELECT 1",
+		"DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+		"SELECT set_config('application_name', 'x', false)",
+		"RESET ALL",
+	} {
+		_, err := conn.Exec(ctxT(t), sql)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != pgerrcode.FeatureNotSupported || !strings.Contains(pe.Message, "pool.mode: session") {
+			t.Errorf("%s: %v, want 0A000 naming pool.mode: session", sql, err)
+		}
+	}
+	tx, err := conn.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctxT(t), "SET LOCAL TimeZone = 'UTC'"); err != nil {
+		t.Fatalf("SET LOCAL: %v", err)
+	}
+	var tz string
+	if err := tx.QueryRow(ctxT(t), "SHOW TimeZone").Scan(&tz); err != nil || tz != "UTC" {
+		t.Errorf("TimeZone in the transaction = %q, %v", tz, err)
+	}
+	if err := tx.Commit(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctxT(t), "SELECT count(*) FROM orders WHERE account_id = 42").Scan(&n); err != nil || n == 0 {
+		t.Errorf("after the refusals: %d rows, %v", n, err)
+	}
+}
+
+// Startup settings are replayed in every transaction, and the client's
+// ParameterStatus keeps its own value.
+func TestTxPoolReplaysStartupSettings(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a := connectMode(t, env, "42", pgx.QueryExecModeCacheStatement, "application_name", "app-a", "TimeZone", "Asia/Tokyo")
+	b := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol, "application_name", "app-b")
+	for range 3 {
+		for _, c := range []struct {
+			conn     *pgx.Conn
+			app, tz  string
+			explicit bool
+		}{{a, "app-a", "Asia/Tokyo", false}, {b, "app-b", "", true}} {
+			var app, tz string
+			var err error
+			if c.explicit {
+				err = pgx.BeginFunc(ctxT(t), c.conn, func(tx pgx.Tx) error {
+					return tx.QueryRow(ctxT(t), "SELECT current_setting('application_name'), current_setting('TimeZone')").Scan(&app, &tz)
+				})
+			} else {
+				err = c.conn.QueryRow(ctxT(t), "SELECT current_setting('application_name'), current_setting('TimeZone')").Scan(&app, &tz)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if app != c.app || (c.tz != "" && tz != c.tz) || (c.tz == "" && tz == "Asia/Tokyo") {
+				t.Errorf("%s saw application_name %q, TimeZone %q", c.app, app, tz)
+			}
+			if got := c.conn.PgConn().ParameterStatus("application_name"); got != c.app {
+				t.Errorf("%s: ParameterStatus application_name = %q", c.app, got)
+			}
+		}
+	}
+}
+
+// A cancel reaches the backend running the client's statement, and a
+// client that holds no backend cancels nothing, whoever runs on the backend
+// it used before.
+func TestTxPoolCancelReachesTheRightBackend(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
+	b := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := a.Exec(ctx, "SELECT pg_sleep(20)")
+	if pgCode(err) != pgerrcode.QueryCanceled || time.Since(start) > 10*time.Second {
+		t.Fatalf("cancelled sleep: err %v after %s, want 57014 at once", err, time.Since(start))
+	}
+	if p := probeTx(t, a); p.account != "42" {
+		t.Errorf("after the cancel: %+v", p)
+	}
+	// a is idle (holds no backend); b sleeps on the only backend, which a
+	// used before. a's cancels must not touch it.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var sleepErr error
+	go func() {
+		defer wg.Done()
+		_, sleepErr = b.Exec(ctxT(t), "SELECT pg_sleep(1)")
+	}()
+	time.Sleep(200 * time.Millisecond)
+	for range 3 {
+		if err := a.PgConn().CancelRequest(ctxT(t)); err != nil {
+			t.Fatalf("cancel request: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	if sleepErr != nil {
+		t.Errorf("tenant 7's statement was hit by tenant 42's cancel: %v", sleepErr)
+	}
+}
