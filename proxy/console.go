@@ -158,7 +158,7 @@ func (s *session) remotePID() uint32 {
 }
 
 // pooled reports whether the proxy pools backends per transaction.
-func (c consoleSource) pooled() bool { return c.s.opts.Config.Pool.Transaction() }
+func (c consoleSource) pooled() bool { return c.s.runtime().pool.Transaction() }
 
 // poolStats returns every transaction-mode pool's figures, in key order.
 func (c consoleSource) poolStats() []poolStats {

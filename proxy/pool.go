@@ -163,6 +163,14 @@ func newBackendPool(key poolKey, cfg config.Pool, connectTimeout time.Duration, 
 	return p
 }
 
+// connected reports whether a backend connection was ever opened (and so
+// the ParameterStatus values for clients are known).
+func (p *backendPool) connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.params != nil
+}
+
 // open counts the connections open or being opened (mu).
 func (p *backendPool) open() int { return len(p.all) + p.opening }
 
@@ -407,7 +415,7 @@ func (s *Server) pool(key poolKey, reg *region, rt *runtimeConfig) *backendPool 
 		s.opts.Metrics.BackendDialed(reg.name, err)
 		return bc, err
 	}
-	p := newBackendPool(key, s.opts.Config.Pool, reg.base.ConnectTimeout, dial, s.log)
+	p := newBackendPool(key, rt.pool, reg.base.ConnectTimeout, dial, s.log)
 	s.pools[key] = p
 	return p
 }

@@ -124,13 +124,18 @@ func (s *Server) authenticatePooled(ss *session, req *startupRequest, rt *runtim
 		db = reg.database
 	}
 	pool := s.pool(poolKey{region: reg.name, database: db, readOnly: ss.principal.ReadOnly}, reg, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), reg.base.ConnectTimeout+time.Second)
-	defer cancel()
-	pc, err := pool.checkout(ctx, ss)
-	if err != nil {
-		return err
+	if !pool.connected() {
+		// The pool's first client: a backend proves the region answers and
+		// reports the ParameterStatus values clients get. Later logins
+		// need no backend, so clients connect while every backend is busy.
+		ctx, cancel := context.WithTimeout(context.Background(), reg.base.ConnectTimeout+time.Second)
+		defer cancel()
+		pc, err := pool.checkout(ctx, ss)
+		if err != nil {
+			return err
+		}
+		pool.checkin(pc)
 	}
-	pool.checkin(pc)
 	tx := &txState{pool: pool, stmts: map[string]clientStmt{}, settings: map[string]string{}}
 	tx.turn.L = &tx.mu
 	names := []string{rt.settings.tenantSetting, subjectSetting}

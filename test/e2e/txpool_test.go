@@ -428,3 +428,78 @@ func TestTxPoolCancelReachesTheRightBackend(t *testing.T) {
 		t.Errorf("tenant 7's statement was hit by tenant 42's cancel: %v", sleepErr)
 	}
 }
+
+// SHOW POOLS and SHOW SERVERS show the pool in PgBouncer's columns, and
+// idle backends beyond pool.min_idle close after pool.idle_timeout.
+func TestTxPoolConsoleAndIdleTimeout(t *testing.T) {
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Configure: func(c *config.Config) {
+		c.Pool.Mode = config.PoolTransaction
+		c.Pool.Size = 3
+		c.Pool.MinIdle = 1
+		c.Pool.IdleTimeout = 300 * time.Millisecond
+		c.Admin.Roles = []string{"platform-admin"}
+	}})
+	admin, err := pgx.Connect(ctxT(t), consoleDSN(env, t, "platform-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	var txs []pgx.Tx
+	for _, acc := range []string{"42", "7", "42"} {
+		tx, err := connectMode(t, env, acc, pgx.QueryExecModeSimpleProtocol).Begin(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		probeTx(t, tx)
+		txs = append(txs, tx)
+	}
+	waiter := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol)
+	waited := make(chan error, 1)
+	go func() { _, err := waiter.Exec(context.Background(), "SELECT 1"); waited <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	var pools []map[string]string
+	for {
+		pools = consoleRows(t, admin, "SHOW POOLS")
+		if len(pools) == 1 && pools[0]["cl_waiting"] == "1" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(pools) != 1 {
+		t.Fatalf("SHOW POOLS = %v, want one pool", pools)
+	}
+	p := pools[0]
+	if p["pool_mode"] != "transaction" || p["sv_active"] != "3" || p["sv_idle"] != "0" || p["cl_active"] != "3" ||
+		p["cl_waiting"] != "1" || p["region"] != "eu-west" {
+		t.Errorf("SHOW POOLS with 3 transactions open and one client waiting = %v", p)
+	}
+	servers := consoleRows(t, admin, "SHOW SERVERS")
+	active := 0
+	for _, s := range servers {
+		if s["state"] == "active" && s["link"] != "" {
+			active++
+		}
+	}
+	if len(servers) != 3 || active != 3 {
+		t.Errorf("SHOW SERVERS = %v, want 3 active servers linked to their clients", servers)
+	}
+	for _, tx := range txs {
+		if err := tx.Commit(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("waiting client: %v", err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		p = consoleRows(t, admin, "SHOW POOLS")[0]
+		if p["sv_idle"] == "1" && p["sv_active"] == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after idle_timeout: SHOW POOLS = %v, want sv_idle 1 (min_idle) and sv_active 0", p)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
