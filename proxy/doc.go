@@ -1,7 +1,9 @@
 // Package proxy is pgtenant's PostgreSQL wire-protocol relay: it accepts
 // client connections, authenticates them by JWT, connects each to its
-// tenant's region with the tenant context set, and relays messages while a
-// StatementChecker decides every statement and an Auditor records it.
+// tenant's region with the tenant context set (per session, or per
+// transaction on a shared backend in pool.mode: transaction), and relays
+// messages while a StatementChecker decides every statement and an Auditor
+// records it.
 //
 // The proxy knows the checker and the audit only through those interfaces
 // and the value types of package tenancy (Decision, Change, Event); it
@@ -64,6 +66,35 @@
 // confirmed, so an Execute is audited with the statement its portal runs.
 //
 // CancelRequest: each client gets a BackendKeyData of pgtenant's own; the
-// registry maps it to the real backend's key and address, so a cancel
-// reaches exactly the right backend in the right region.
+// registry maps it to the client's session, and the session to the real key
+// and address of the backend it runs on now, so a cancel reaches exactly
+// the right backend in the right region.
+//
+// A session is split by owner: the client side (the client connection, the
+// statement checker and its mirror, the pending queue, the audit) lives as
+// long as the client; the backendSide (backend connection, reader, writer)
+// is fixed in pool.mode: session and swapped at transaction boundaries in
+// pool.mode: transaction (txmode.go, pool.go):
+//
+//	client                  client loop                   pool            backend loop
+//	  | Q / first P of batch ->| wait for the replies in    |                     |
+//	  |                        | flight: status 'T'/'E'? go on on the same backend
+//	  |                        | status 'I': checkout ----->| idle, new (< size), |
+//	  |                        |   (wait <= pool.max_wait,  | or wait; 53300      |
+//	  |                        |    else 53300 ERROR)       |                     |
+//	  |                        | B+E pgtenant_ctx (tenant, subject, startup     |
+//	  |                        |   settings: set_config(n, v, true)) + client's |
+//	  |                        |   messages, in one write ---------------------> backend
+//	  |                        |                            |  replies of B+E: swallowed
+//	  |<------------------------------------------------------------- relayed replies
+//	  |                        |                            |  ReadyForQuery 'I', nothing
+//	  |                        |                            |<- in flight: detach, reset if
+//	  |                        |                            |   dirty, wait for cancels in
+//	  |                        |                            |   flight, checkin (or hand to
+//	  |                        |                            |   the longest waiter)
+//
+// In transaction mode a client's named statements are prepared on each
+// backend under pgtenant_s_<hash of text and types> (LRU per backend) and
+// re-prepared by an injected Parse where the backend lacks them; the
+// checker sees only the client's names and messages.
 package proxy
