@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgerrcode"
 
 	"github.com/pgtenant/pgtenant/parser"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Denial is a tenant-independent reason to refuse a statement.
@@ -49,6 +50,8 @@ type StmtAnalysis struct {
 	ParamTypes []string
 	// Writes names what makes the statement a write (see readonly.go); "" for a read.
 	Writes string
+	// Set is a session-level SET the proxy tracks under transaction pooling.
+	Set *tenancy.SessionSet
 }
 
 type relRef struct{ b, r int }
@@ -174,6 +177,8 @@ func (a *analyzer) statement() {
 	case parser.KindSet:
 		if d := a.e.checkSet(st.Set, a.cat); d != nil {
 			a.fail(d)
+		} else if a.e.txPooling {
+			a.res.Set = sessionSetOf(st.Set)
 		}
 	case parser.KindDiscard:
 		if st.All || st.Discard == "" {

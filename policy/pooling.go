@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgerrcode"
 
 	"github.com/pgtenant/pgtenant/parser"
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // Transaction pooling (pool.mode: transaction) gives a client a backend
@@ -52,9 +53,34 @@ func pooledSessionState(st *parser.Statement) *Denial {
 		case si.Kind == "multi":
 			return pooledDenial("SET "+strings.ToUpper(si.Name), "a session-level setting",
 				"use SET TRANSACTION inside each transaction")
+		case txnDefaults[si.Name]:
+			// replayed inside a transaction that already began, a default
+			// for new transactions would come too late to apply to it
+			return pooledDenial("SET "+si.Name, "a default for the session's transactions",
+				"use BEGIN ISOLATION LEVEL ... / READ ONLY, or SET TRANSACTION, in each transaction")
+		case sessionSetOf(si) != nil:
+			return nil // tracked by the proxy and replayed in each transaction
 		}
 		return pooledDenial("SET "+si.Name, "a session-level setting",
 			"use SET LOCAL "+si.Name+" inside a transaction, or pass it as a startup parameter (pgtenant sets those in every transaction)")
+	}
+	return nil
+}
+
+// sessionSetOf returns the tracked form of a session-level SET, or nil when
+// it cannot be replayed (a value that is not plain constants).
+func sessionSetOf(si *parser.SetInfo) *tenancy.SessionSet {
+	if si == nil || si.Local || si.Func {
+		return nil
+	}
+	switch si.Kind {
+	case "value":
+		if !si.ArgsOK || len(si.Args) == 0 {
+			return nil
+		}
+		return &tenancy.SessionSet{Name: si.Name, Value: strings.Join(si.Args, ", ")}
+	case "default", "reset":
+		return &tenancy.SessionSet{Name: si.Name, Reset: true}
 	}
 	return nil
 }

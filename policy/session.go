@@ -290,6 +290,13 @@ func (s *Session) checkQuery(sql string) tenancy.Decision {
 		}
 	}
 	d := tenancy.Decision{Allow: true, Tables: tables, Statement: norm, Text: sql}
+	for i, st := range an.stmts {
+		if st.Set != nil {
+			set := *st.Set
+			set.Stmt = i
+			d.Sets = append(d.Sets, set)
+		}
+	}
 	// the server answers the Query's statements without more client input,
 	// unless an extended message before it may fail (the server then skips
 	// the Query until a Sync) or a COPY waits for the client's data
@@ -500,6 +507,9 @@ func (s *Session) CheckBind(statement string, formats []int16, values [][]byte) 
 		return deny(wrongAccount(t))
 	}
 	d := tenancy.Decision{Allow: true, Tables: p.an.Tables, Statement: p.norm, Text: p.sql}
+	if p.an.Set != nil {
+		d.Sets = []tenancy.SessionSet{*p.an.Set}
+	}
 	if p.rewritten {
 		d.Rewritten = p.sql
 	}

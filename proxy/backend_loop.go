@@ -78,6 +78,9 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 	case '2':
 		if p, ok := s.queue.pop(); ok && p.kind == pendBind {
 			s.portalBound(p.portal, p.stmt, p.changes)
+			if len(p.sets) > 0 {
+				s.bportals[p.portal].sets = p.sets
+			}
 		}
 	case '3':
 		if p, ok := s.queue.pop(); ok && p.kind == pendClose {
@@ -143,6 +146,9 @@ func (s *session) onCompletionBody(t byte, body []byte) error {
 				}
 				if t == 'C' {
 					p.changes = s.queryStatementDone(p.changes, p.done, tag)
+					if s.tx != nil && len(p.sets) > 0 {
+						s.tx.stageSets(p.sets, p.done, tag)
+					}
 					p.done++
 				}
 			})
@@ -248,11 +254,15 @@ func (s *session) onReady(n int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if s.tx != nil && len(body) == 1 {
-		s.tx.status = body[0]
-	}
 	batchErr := s.batchErr
 	s.batchErr = ""
+	if s.tx != nil && len(body) == 1 {
+		s.tx.status = body[0]
+		if body[0] == 'I' {
+			// an implicit transaction ended: committed unless it failed
+			s.tx.endStaged(batchErr == "")
+		}
+	}
 	toSync := s.skipToSync
 	s.skipToSync = false
 	p, ok := s.queue.popBatch(toSync, func(skipped pending) {

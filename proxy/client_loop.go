@@ -183,7 +183,7 @@ func (s *session) onQuery(n int) error {
 		s.track.resolveAll(d.Changes, tenancy.Skipped)
 		return s.denySimple(s.unavailable(err), sql, start)
 	}
-	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk})
+	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk, sets: d.Sets})
 	s.armTimeout(tk)
 	if d.Copy != nil {
 		s.startCopy(d)
@@ -264,7 +264,7 @@ func (s *session) onBind(n int) error {
 			return err
 		}
 	}
-	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes})
+	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes, sets: d.Sets})
 	s.lastBind.portal, s.lastBind.ref = portal, ref
 	return writeMsg(s.bw, 'B', body)
 }

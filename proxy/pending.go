@@ -67,6 +67,9 @@ type pending struct {
 	// the server-side name a Parse prepares.
 	injected, alias bool
 	srv             string
+	// sets are the session-level SETs a Query or Bind runs, tracked once
+	// confirmed (transaction mode).
+	sets []tenancy.SessionSet
 }
 
 // pendingQueue is the FIFO of frontend messages in flight. The client loop

@@ -98,6 +98,7 @@ func (t *stmtTracker) close() {
 type boundPortal struct {
 	ref     *stmtRef
 	changes []tenancy.Change
+	sets    []tenancy.SessionSet // session-level SETs it runs (transaction mode)
 }
 
 // portalBound records a BindComplete (backend loop): the portal replaces any
@@ -134,6 +135,10 @@ func (s *session) portalRan(name, tag string) *stmtRef {
 	}
 	s.resolveByTag(bp.changes, tag)
 	bp.changes = nil // a portal runs its statement once
+	if s.tx != nil && len(bp.sets) > 0 {
+		s.tx.stageSets(bp.sets, 0, tag)
+		bp.sets = nil
+	}
 	return bp.ref
 }
 

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +35,10 @@ import (
 // after an error, nothing it reads starts a transaction, so the client loop
 // does not wait.) A new transaction starts with an injected Bind+Execute of
 // ctxStatement, sent in the same write as the client's first message: it
-// sets the tenant setting, the subject and the client's startup settings
-// with set_config(name, value, true), so they end with the transaction.
+// sets the tenant setting, the subject, the client's startup settings and
+// its committed session-level SETs (tenancy.SessionSet, staged until their
+// transaction commits) with set_config(name, value, true), so they end with
+// the transaction.
 // PostgreSQL runs it in the implicit transaction that the client's messages
 // continue: an extended batch is one transaction up to Sync
 // (exec_execute_message keeps the transaction open for the next message), a
@@ -96,10 +100,23 @@ type txState struct {
 	settleNow  bool        // a ReadyForQuery or an error to settle
 	status     byte        // the last ReadyForQuery's transaction status
 
+	// staged are confirmed session-level SETs whose transaction has not
+	// ended yet (backend loop only).
+	staged []tenancy.SessionSet
+
+	// smu guards the settings in force: the client's startup settings and
+	// its committed session-level SETs (by lower-case name), and the Bind
+	// that sets them with the tenant context in each transaction.
+	smu      sync.Mutex
+	ctxBind  []byte
+	settings map[string]string
+
 	// immutable after login
-	ctxBind  []byte            // Bind body of ctxStatement with the session's context
-	settings map[string]string // the client's startup settings by lower-case name
+	base    []string          // tenant setting and subject: the first names of ctxBind
+	values  []string          // their values
+	startup  map[string]string // the client's startup settings by lower-case name
 	params   paramList         // ParameterStatus reported to the client at startup
+	baseline map[string]string // the pool's backends' ParameterStatus by lower-case name
 }
 
 // clientStmt is a client's named statement: its server-side name and the
@@ -136,23 +153,23 @@ func (s *Server) authenticatePooled(ss *session, req *startupRequest, rt *runtim
 		}
 		pool.checkin(pc)
 	}
-	tx := &txState{pool: pool, stmts: map[string]clientStmt{}, settings: map[string]string{}}
+	tx := &txState{pool: pool, stmts: map[string]clientStmt{}, settings: map[string]string{}, startup: map[string]string{},
+		base: []string{rt.settings.tenantSetting, subjectSetting}, values: []string{ss.principal.Account, ss.principal.Subject}}
 	tx.turn.L = &tx.mu
-	names := []string{rt.settings.tenantSetting, subjectSetting}
-	values := []string{ss.principal.Account, ss.principal.Subject}
 	for name, value := range req.Params {
 		ln := strings.ToLower(name)
 		if ln == "client_encoding" || ln == "search_path" {
 			continue // pinned on every pooled backend
 		}
+		tx.startup[ln] = value
 		tx.settings[ln] = value
-		names = append(names, ln)
-		values = append(values, value)
 	}
-	tx.ctxBind = ctxBindBody(names, values)
+	tx.rebuildCtx()
 	pool.mu.Lock()
 	pool.clients++
+	tx.baseline = map[string]string{}
 	for _, kv := range pool.params {
+		tx.baseline[strings.ToLower(kv[0])] = kv[1]
 		if v, ok := tx.settings[strings.ToLower(kv[0])]; ok {
 			kv[1] = v
 		}
@@ -332,7 +349,9 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 	tx.skipping = false
 	// the context first, in the same write as the client's message
 	s.queue.push(pending{kind: pendInject})
+	tx.smu.Lock()
 	err = writeMsg(s.bw, 'B', tx.ctxBind)
+	tx.smu.Unlock()
 	if err == nil {
 		err = writeMsg(s.bw, 'E', executeUnnamed)
 	}
@@ -554,7 +573,17 @@ func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
 		if err != nil {
 			return true, false, err
 		}
-		s.noteSessionState(string(body[:max(len(body)-1, 0)]))
+		tag := string(body[:max(len(body)-1, 0)])
+		s.noteSessionState(tag)
+		switch tag {
+		case "COMMIT":
+			tx.endStaged(true)
+		case "ROLLBACK":
+			// also ROLLBACK TO SAVEPOINT: its SETs since the savepoint are
+			// undone, and those before are dropped too (a client's setting
+			// may revert; nothing leaks)
+			tx.endStaged(false)
+		}
 		return true, false, s.onCompletionBody('C', body)
 	case 'E':
 		if p, ok := s.queue.peek(); ok && (p.kind == pendInject || tx.swallowing) {
@@ -589,8 +618,9 @@ func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
 		}
 		name, rest, ok := cstring(body)
 		value, _, ok2 := cstring(rest)
-		if want, mine := tx.settings[strings.ToLower(name)]; ok && ok2 && mine && value != want {
-			// the backend's own value coming back at the end of a
+		ln := strings.ToLower(name)
+		if want, mine := tx.wanted(ln); ok && ok2 && mine && value != want && value == tx.baseline[ln] {
+			// the pooled backend's own value coming back at the end of a
 			// transaction: the client's setting stays in force for it
 			return true, false, nil
 		}
@@ -737,4 +767,71 @@ func (s *session) dropFailedParse(p pending) {
 	if s.tx != nil && p.kind == pendParse && p.srv != "" {
 		s.tx.bpc.dropPrepared(p.srv)
 	}
+}
+
+// rebuildCtx builds the context Bind from the settings in force (smu held
+// or not yet shared).
+func (tx *txState) rebuildCtx() {
+	names := append([]string(nil), tx.base...)
+	values := append([]string(nil), tx.values...)
+	for _, name := range slices.Sorted(maps.Keys(tx.settings)) {
+		names = append(names, name)
+		values = append(values, tx.settings[name])
+	}
+	tx.ctxBind = ctxBindBody(names, values)
+}
+
+// stageSets notes the session-level SETs of statement k that its command
+// tag confirmed; they take effect for later transactions once their own
+// transaction commits (endStaged).
+func (tx *txState) stageSets(sets []tenancy.SessionSet, k int, tag string) {
+	if tag != "SET" && tag != "RESET" {
+		return
+	}
+	for _, set := range sets {
+		if set.Stmt == k {
+			tx.staged = append(tx.staged, set)
+		}
+	}
+}
+
+// endStaged applies the staged SETs when their transaction committed and
+// drops them when it rolled back, as PostgreSQL does with session-level SETs.
+func (tx *txState) endStaged(commit bool) {
+	if len(tx.staged) == 0 {
+		return
+	}
+	if commit {
+		tx.smu.Lock()
+		for _, set := range tx.staged {
+			if v, ok := tx.startup[set.Name]; set.Reset && ok {
+				tx.settings[set.Name] = v // RESET returns to the connection's own value
+			} else if set.Reset {
+				delete(tx.settings, set.Name)
+			} else {
+				tx.settings[set.Name] = set.Value
+			}
+		}
+		tx.rebuildCtx()
+		tx.smu.Unlock()
+	}
+	tx.staged = tx.staged[:0]
+}
+
+// wanted is the value the client holds for a setting: a SET of its open
+// transaction, or one in force (backend loop).
+func (tx *txState) wanted(name string) (string, bool) {
+	for i := len(tx.staged) - 1; i >= 0; i-- {
+		if set := tx.staged[i]; set.Name == name {
+			if set.Reset {
+				v, ok := tx.startup[name]
+				return v, ok
+			}
+			return set.Value, true
+		}
+	}
+	tx.smu.Lock()
+	defer tx.smu.Unlock()
+	v, ok := tx.settings[name]
+	return v, ok
 }

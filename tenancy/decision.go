@@ -40,6 +40,10 @@ type Decision struct {
 	// Copy, when not nil, is the row check of an allowed COPY ... FROM
 	// STDIN (rewrite mode): the proxy runs the client's CopyData through it.
 	Copy CopyCheck
+	// Sets are the session-level SETs of allowed settings the message runs
+	// (transaction pooling only; see SessionSet): the proxy tracks each once
+	// its statement's command tag confirms it.
+	Sets []SessionSet
 }
 
 // CopyCheck is the per-row check of an allowed COPY ... FROM STDIN.
@@ -61,3 +65,19 @@ type CopyStream interface {
 // ReservedPrefix starts the statement and portal names pgtenant keeps for
 // itself: clients may not create them.
 const ReservedPrefix = "pgtenant"
+
+// SessionSet is a session-level SET or RESET of an allowed setting, which
+// the proxy tracks under transaction pooling: once the server confirms it
+// (and its transaction commits), the proxy sets it transaction-locally at
+// the start of each of the client's transactions, on whichever backend.
+type SessionSet struct {
+	// Stmt is the index of the statement in a simple Query (0 otherwise).
+	Stmt int
+	// Name is the setting, lower-cased.
+	Name string
+	// Value is the value as PostgreSQL flattens a SET's arguments (joined
+	// with ", "); empty for a reset.
+	Value string
+	// Reset marks RESET name and SET name TO DEFAULT.
+	Reset bool
+}

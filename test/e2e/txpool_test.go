@@ -324,7 +324,7 @@ func TestTxPoolRefusesSessionState(t *testing.T) {
 	env := startPooled(t, 2, 0, true)
 	conn := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
 	for _, sql := range []string{
-		"SET TimeZone = 'UTC'",
+		"SET default_transaction_isolation = 'serializable'",
 		"PREPARE p AS SELECT 1",
 		"DECLARE c CURSOR WITH HOLD FOR SELECT 1",
 		"SELECT set_config('application_name', 'x', false)",
@@ -501,5 +501,63 @@ func TestTxPoolConsoleAndIdleTimeout(t *testing.T) {
 			t.Fatalf("after idle_timeout: SHOW POOLS = %v, want sv_idle 1 (min_idle) and sv_active 0", p)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Session-level SETs of allowed settings follow the client from backend to
+// backend once committed (a rolled-back SET does not), never reach another
+// client, and the client's ParameterStatus keeps its value.
+func TestTxPoolReplaysSessionSets(t *testing.T) {
+	env := startPooled(t, 1, 0, true)
+	a := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
+	b := connectMode(t, env, "7", pgx.QueryExecModeCacheStatement)
+	show := func(c *pgx.Conn, name string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctxT(t), "SELECT current_setting('"+name+"')").Scan(&v); err != nil {
+			t.Fatalf("show %s: %v", name, err)
+		}
+		return v
+	}
+	base := show(b, "TimeZone")
+	if base == "Asia/Tokyo" {
+		t.Skip("the cluster's own TimeZone is the test value")
+	}
+	if _, err := a.Exec(ctxT(t), "SET TimeZone = 'Asia/Tokyo'"); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	for range 3 {
+		if got := show(a, "TimeZone"); got != "Asia/Tokyo" {
+			t.Errorf("tenant 42 after its SET: TimeZone %q", got)
+		}
+		if got := show(b, "TimeZone"); got != base {
+			t.Errorf("tenant 7 on the same backend: TimeZone %q, want %q", got, base)
+		}
+	}
+	if got := a.PgConn().ParameterStatus("TimeZone"); got != "Asia/Tokyo" {
+		t.Errorf("ParameterStatus TimeZone = %q", got)
+	}
+	// a SET in a transaction that rolls back is undone, as in PostgreSQL
+	if _, err := a.Exec(ctxT(t), "BEGIN; SET TimeZone = 'UTC'; ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(a, "TimeZone"); got != "Asia/Tokyo" {
+		t.Errorf("after a rolled-back SET: TimeZone %q", got)
+	}
+	// extended protocol
+	if _, err := b.Exec(ctxT(t), "SET statement_timeout = 1234"); err != nil {
+		t.Fatalf("extended SET: %v", err)
+	}
+	if got := show(b, "statement_timeout"); got != "1234ms" {
+		t.Errorf("statement_timeout after an extended SET = %q", got)
+	}
+	if got := show(a, "statement_timeout"); got == "1234ms" {
+		t.Error("tenant 42 got tenant 7's statement_timeout")
+	}
+	if _, err := a.Exec(ctxT(t), "RESET TimeZone"); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(a, "TimeZone"); got != base {
+		t.Errorf("after RESET: TimeZone %q, want %q", got, base)
 	}
 }
