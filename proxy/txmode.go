@@ -112,8 +112,8 @@ type txState struct {
 	settings map[string]string
 
 	// immutable after login
-	base    []string          // tenant setting and subject: the first names of ctxBind
-	values  []string          // their values
+	base     []string          // tenant setting and subject: the first names of ctxBind
+	values   []string          // their values
 	startup  map[string]string // the client's startup settings by lower-case name
 	params   paramList         // ParameterStatus reported to the client at startup
 	baseline map[string]string // the pool's backends' ParameterStatus by lower-case name
