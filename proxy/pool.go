@@ -31,6 +31,11 @@ const (
 	ctxQuery     = "SELECT pg_catalog.set_config(s.n, s.v, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(n, v)"
 )
 
+// idleCheckAfter is how long a backend connection stays idle before a
+// checkout checks that the server has not closed it (as PgBouncer's
+// server_check_delay; a busy pool pays nothing).
+const idleCheckAfter = time.Second
+
 // maxPreparedPerBackend bounds the client statements one pooled backend
 // keeps prepared; the least recently used is closed beyond it (as
 // PgBouncer's max_prepared_statements).
@@ -182,9 +187,15 @@ func (p *backendPool) checkout(ctx context.Context, holder *session) (*pooledCon
 		p.mu.Unlock()
 		return nil, shutdownError()
 	}
-	if n := len(p.idle); n > 0 {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
 		pc := p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		if time.Since(pc.lastUsed) >= idleCheckAfter && !idleConnAlive(pc.side.backend.conn) {
+			// the server ended it while idle: never hand a client a dead backend
+			p.log.Info("pool: idle backend connection was closed by the server; dropping it", "pid", pc.side.backend.pid)
+			p.closeLocked(pc)
+			continue
+		}
 		pc.holder = holder
 		p.mu.Unlock()
 		return pc, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/test/pgtest"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -559,5 +560,23 @@ func TestTxPoolReplaysSessionSets(t *testing.T) {
 	}
 	if got := show(a, "TimeZone"); got != base {
 		t.Errorf("after RESET: TimeZone %q, want %q", got, base)
+	}
+}
+
+// An idle pooled backend the server ended (a restart, idle_session_timeout,
+// pg_terminate_backend) is dropped at checkout, not handed to a client.
+func TestTxPoolDropsBackendsTheServerClosed(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
+	first := probeTx(t, a)
+	su := pgtest.Conn(t, env.Clusters["eu-west"].SuperuserDSN(env.Clusters["eu-west"].Database))
+	var ok bool
+	if err := su.QueryRow(ctxT(t), "SELECT pg_terminate_backend($1)", first.pid).Scan(&ok); err != nil || !ok {
+		t.Fatalf("terminate backend %d: %v", first.pid, err)
+	}
+	time.Sleep(1200 * time.Millisecond) // beyond the idle check delay
+	second := probeTx(t, a)
+	if second.account != "42" || second.pid == first.pid {
+		t.Errorf("after the server ended the idle backend: %+v (first %+v)", second, first)
 	}
 }
