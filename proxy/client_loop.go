@@ -222,8 +222,11 @@ func (s *session) onParse(n int) error {
 	if d.Rewritten != "" { // policy.unscoped: rewrite: same name and parameter types, rewritten text
 		body = rewriteParse(name, d.Rewritten, rest)
 	}
-	if s.tx != nil && name != "" {
-		return s.parsePooled(name, body, d.Changes)
+	if s.tx != nil {
+		if name != "" {
+			return s.parsePooled(name, body, d.Changes)
+		}
+		s.parseUnnamed(body)
 	}
 	s.queue.push(pending{kind: pendParse, changes: d.Changes})
 	return writeMsg(s.bw, 'P', body)

@@ -93,6 +93,12 @@ type txState struct {
 	// client loop only
 	batchOpen bool                  // a message since the last Query or Sync
 	stmts     map[string]clientStmt // the client's named statements
+	// unnamed is the client's unnamed statement (its Parse body), nil when
+	// it has none; unnamedHere: the attached backend holds it (the client
+	// parsed it there). Another client may have replaced a backend's
+	// unnamed statement between two of this client's transactions.
+	unnamed     []byte
+	unnamedHere bool
 
 	// backend loop only
 	bpc        *pooledConn // the backend this goroutine relays
@@ -347,6 +353,7 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 	tx.done = make(chan error, 1)
 	tx.batchOpen = false
 	tx.skipping = false
+	tx.unnamedHere = false
 	// the context first, in the same write as the client's message
 	s.queue.push(pending{kind: pendInject})
 	tx.smu.Lock()
@@ -367,7 +374,12 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 func (s *session) endPooled(t byte) {
 	tx := s.tx
 	switch {
-	case t == 'Q' || t == 'S' || t == 'F':
+	case t == 'Q' || t == 'F':
+		// the server drops the unnamed statement at every simple Query
+		// (exec_simple_query), so the client has none any more
+		tx.batchOpen = false
+		tx.unnamed, tx.unnamedHere = nil, false
+	case t == 'S':
 		tx.batchOpen = false
 	case startsBatch(t):
 		tx.batchOpen = true
@@ -705,11 +717,30 @@ func (s *session) preparePooled(srv string, parse []byte, changes []tenancy.Chan
 	return writeMsg(s.bw, 'P', parse)
 }
 
-// pooledStatement returns the server-side name of a client's named
-// statement, preparing it on the backend first when it lacks it. A name the
+// parseUnnamed notes a client's Parse of the unnamed statement (forwarded
+// as it is).
+func (s *session) parseUnnamed(body []byte) {
+	s.tx.unnamed = append(s.tx.unnamed[:0], body...)
+	s.tx.unnamedHere = true
+}
+
+// pooledStatement returns the server-side name of a client's statement,
+// preparing it on the backend first when it lacks it: a named one under
+// its server-side name, the unnamed one again when it was parsed on another
+// backend (or before another client's transaction on this one). A name the
 // client never prepared goes to the server as it is, which fails it as
 // PostgreSQL would (no client statement is ever prepared under its own name).
 func (s *session) pooledStatement(name string) (string, error) {
+	if name == "" {
+		if s.tx.unnamed != nil && !s.tx.unnamedHere {
+			s.tx.unnamedHere = true
+			s.queue.push(pending{kind: pendParse, injected: true})
+			if err := writeMsg(s.bw, 'P', s.tx.unnamed); err != nil {
+				return "", err
+			}
+		}
+		return "", nil
+	}
 	cs, ok := s.tx.stmts[name]
 	if !ok {
 		return name, nil
@@ -725,9 +756,6 @@ func (s *session) pooledStatement(name string) (string, error) {
 // bindPooled rewrites a Bind (portal, statement, rest) to the statement's
 // server-side name.
 func (s *session) bindPooled(body []byte, portal, stmt string) ([]byte, error) {
-	if stmt == "" {
-		return body, nil
-	}
 	srv, err := s.pooledStatement(stmt)
 	if err != nil || srv == stmt {
 		return body, err
@@ -743,8 +771,16 @@ func (s *session) bindPooled(body []byte, portal, stmt string) ([]byte, error) {
 // a Close is answered by the no-op Close (the backend keeps the statement
 // for other clients and the LRU closes it in time).
 func (s *session) describeOrClosePooled(t byte, body []byte, name string) ([]byte, error) {
-	if body[0] != 'S' || name == "" {
+	if body[0] != 'S' {
 		return body, nil
+	}
+	if name == "" {
+		if t == 'C' {
+			s.tx.unnamed, s.tx.unnamedHere = nil, false
+			return body, nil
+		}
+		_, err := s.pooledStatement("")
+		return body, err
 	}
 	if t == 'C' {
 		delete(s.tx.stmts, name)

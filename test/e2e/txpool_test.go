@@ -580,3 +580,29 @@ func TestTxPoolDropsBackendsTheServerClosed(t *testing.T) {
 		t.Errorf("after the server ended the idle backend: %+v (first %+v)", second, first)
 	}
 }
+
+// A client's unnamed statement outlives its batch as in PostgreSQL, even
+// when another client's transaction replaced the backend's unnamed
+// statement in between: the proxy parses it again before the Bind.
+func TestTxPoolUnnamedStatementAcrossTransactions(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a, b := newWire(t, env, "42"), newWire(t, env, "7")
+	if r := a.send(&pgproto3.Parse{Query: "SELECT 'a:' || current_setting('app.current_account_id')"}, &pgproto3.Sync{}); len(r.codes) > 0 {
+		t.Fatalf("parse: %v", r)
+	}
+	if r := b.send(&pgproto3.Parse{Query: "SELECT 'b:' || current_setting('app.current_account_id')"}, &pgproto3.Bind{},
+		&pgproto3.Execute{}, &pgproto3.Sync{}); len(r.rows) != 1 || r.rows[0][0] != "b:7" {
+		t.Fatalf("tenant 7's unnamed statement: %v", r)
+	}
+	for range 2 {
+		r := a.send(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if len(r.codes) > 0 || len(r.rows) != 1 || r.rows[0][0] != "a:42" {
+			t.Fatalf("tenant 42's unnamed statement after tenant 7's transaction: %v, want a:42", r)
+		}
+	}
+	// a simple Query drops the unnamed statement, as the server does
+	a.query("SELECT 1")
+	if r := a.send(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(r.codes) != 1 || r.codes[0] != pgerrcode.InvalidSQLStatementName {
+		t.Errorf("Bind of the unnamed statement after a Query: %v, want 26000", r)
+	}
+}
