@@ -164,6 +164,23 @@ func (q *pendingQueue) popBatch(toSync bool, skipped func(pending)) (pending, bo
 	}
 }
 
+// syncPending reports whether a Sync (or the injected Sync of a pendFatal)
+// is in flight, or its ReadyForQuery is being settled: that ReadyForQuery
+// comes even while the server skips messages after an error.
+func (q *pendingQueue) syncPending() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.holds > 0 {
+		return true
+	}
+	for i := q.head; i < len(q.items); i++ {
+		if k := q.items[i].kind; k == pendSync || k == pendFatal {
+			return true
+		}
+	}
+	return false
+}
+
 // empty reports whether no reply is outstanding.
 func (q *pendingQueue) empty() bool {
 	q.mu.Lock()

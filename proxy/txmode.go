@@ -301,7 +301,10 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 			tx.mu.Unlock()
 			return true, err
 		}
-		for tx.pc != nil && !tx.skipping && !s.queue.idle() && !s.ending.Load() {
+		// While the server skips up to a Sync not sent yet, nothing it reads
+		// starts a transaction and no ReadyForQuery can come: go on. Once
+		// a Sync is in flight, its ReadyForQuery decides.
+		for tx.pc != nil && !s.queue.idle() && !s.ending.Load() && !(tx.skipping && !s.queue.syncPending()) {
 			tx.turn.Wait()
 		}
 		if s.ending.Load() {

@@ -606,3 +606,28 @@ func TestTxPoolUnnamedStatementAcrossTransactions(t *testing.T) {
 		t.Errorf("Bind of the unnamed statement after a Query: %v, want 26000", r)
 	}
 }
+
+// After an error in an extended message the server skips up to Sync, a
+// simple Query included; a pipelined next batch still starts its own
+// transaction with the tenant context.
+func TestTxPoolErrorsInPipelines(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a := newWire(t, env, "42")
+	const setting = "SELECT current_setting('app.current_account_id')"
+	r := a.send(&pgproto3.Parse{Query: "SELECT no_such_column FROM orders"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Parse{Query: setting}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if len(r.codes) != 1 || r.codes[0] != pgerrcode.UndefinedColumn || len(r.rows) != 0 {
+		t.Fatalf("failing batch: %v", r)
+	}
+	if r = a.receive(); len(r.codes) != 0 || len(r.rows) != 1 || r.rows[0][0] != "42" {
+		t.Fatalf("the pipelined batch after a failed one: %v, want tenant 42", r)
+	}
+	r = a.send(&pgproto3.Parse{Query: "SELECT no_such_column FROM orders"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Query{String: "SELECT 'skipped'"}, &pgproto3.Parse{Query: setting}, &pgproto3.Sync{})
+	if len(r.codes) != 1 || len(r.rows) != 0 {
+		t.Fatalf("messages after an extended error up to Sync: %v, want one error and nothing run", r)
+	}
+	if r = a.query(setting); len(r.rows) != 1 || r.rows[0][0] != "42" {
+		t.Errorf("after the skipped messages: %v", r)
+	}
+}
