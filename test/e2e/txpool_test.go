@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -629,5 +630,54 @@ func TestTxPoolErrorsInPipelines(t *testing.T) {
 	}
 	if r = a.query(setting); len(r.rows) != 1 || r.rows[0][0] != "42" {
 		t.Errorf("after the skipped messages: %v", r)
+	}
+}
+
+// Many clients of two tenants, in every pgx mode, share three backends:
+// every statement sees its own tenant's setting and rows only.
+func TestTxPoolManyClientsFewBackends(t *testing.T) {
+	env := startPooled(t, 3, 10*time.Second, false)
+	modes := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeCacheDescribe}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	deadline := time.Now().Add(2 * time.Second)
+	for i := range 24 {
+		account := []string{"42", "7"}[i%2]
+		conn := connectMode(t, env, account, modes[i%len(modes)])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for n := 0; time.Now().Before(deadline); n++ {
+				var acc string
+				var rows int
+				var err error
+				if n%3 == 0 {
+					err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+						if err := tx.QueryRow(ctx, "SELECT current_setting('app.current_account_id')").Scan(&acc); err != nil {
+							return err
+						}
+						return tx.QueryRow(ctx, "SELECT count(*) FROM orders WHERE account_id <> $1::bigint", account).Scan(&rows)
+					})
+				} else {
+					err = conn.QueryRow(ctx, "SELECT current_setting('app.current_account_id'), (SELECT count(*) FROM orders WHERE account_id <> $1::bigint)",
+						account).Scan(&acc, &rows)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("tenant %s: %w", account, err)
+					return
+				}
+				if acc != account || rows != 0 {
+					errs <- fmt.Errorf("tenant %s saw setting %q and %d rows of other tenants", account, acc, rows)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
