@@ -681,3 +681,37 @@ func TestTxPoolManyClientsFewBackends(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Read-only sessions get backends of their own pool, pinned read-only at
+// the server; a denial in transaction mode keeps PostgreSQL's semantics.
+func TestTxPoolReadOnlyAndDenials(t *testing.T) {
+	env := startPooled(t, 2, 0, true)
+	viewerTok := proxytest.SignedToken(t, map[string]any{"account_id": "42", "data_region": "eu-west", "sub": "v-42",
+		"role": "viewer", "exp": time.Now().Add(time.Hour).Unix()})
+	viewer := connect(t, env.DSNWithToken(viewerTok))
+	writer := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
+	for range 3 {
+		var ro string
+		if err := viewer.QueryRow(ctxT(t), "SELECT current_setting('default_transaction_read_only')").Scan(&ro); err != nil || ro != "on" {
+			t.Errorf("viewer backend default_transaction_read_only = %q, %v", ro, err)
+		}
+		if err := writer.QueryRow(ctxT(t), "SELECT current_setting('default_transaction_read_only')").Scan(&ro); err != nil || ro != "off" {
+			t.Errorf("writer backend default_transaction_read_only = %q, %v", ro, err)
+		}
+	}
+	// a denied statement fails the open transaction as a server error would
+	tx, err := writer.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctxT(t), "SELECT * FROM orders"); pgCode(err) != pgerrcode.InsufficientPrivilege {
+		t.Fatalf("unscoped read: %v, want 42501", err)
+	}
+	if _, err := tx.Exec(ctxT(t), "SELECT 1"); pgCode(err) != pgerrcode.InFailedSQLTransaction {
+		t.Errorf("after the denial in the transaction: %v, want 25P02", err)
+	}
+	_ = tx.Rollback(ctxT(t))
+	if p := probeTx(t, writer); p.account != "42" {
+		t.Errorf("after the rollback: %+v", p)
+	}
+}
