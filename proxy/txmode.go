@@ -31,9 +31,15 @@ import (
 // answered, so it knows the server's transaction status: 'I' means the
 // backend was given back and the message starts a new transaction on
 // whichever backend it checks out next; 'T' or 'E' means the transaction
-// goes on on the same backend. (While the server skips messages up to Sync
-// after an error, nothing it reads starts a transaction, so the client loop
-// does not wait.) A new transaction starts with an injected Bind+Execute of
+// goes on on the same backend. (While the server skips messages up to a
+// Sync not sent yet, nothing it reads starts a transaction and no
+// ReadyForQuery can come, so the client loop does not wait; once a Sync is
+// in flight it waits for its ReadyForQuery.) The wait is also what makes
+// the handover safe: the backend loop gives a backend back only at a
+// ReadyForQuery with nothing in flight, and while the client loop handles a
+// message without holding tx.mu no ReadyForQuery is outstanding; Sync,
+// Flush, COPY data and Terminate, which may follow outstanding replies, are
+// handled under tx.mu. A new transaction starts with an injected Bind+Execute of
 // ctxStatement, sent in the same write as the client's first message: it
 // sets the tenant setting, the subject, the client's startup settings and
 // its committed session-level SETs (tenancy.SessionSet, staged until their
@@ -57,9 +63,11 @@ import (
 // injected Parse whose ParseComplete is not relayed. A client's Close of a
 // statement is answered by a Close of a name no backend holds (the server's
 // CloseComplete is the answer), and a Parse of a text the backend already
-// holds by such a Close too, relayed as ParseComplete. The policy sees only
-// the client's names and messages, so its mirror and Bind checks are those of
-// session mode.
+// holds by such a Close too, relayed as ParseComplete. The client's unnamed
+// statement is parsed again before its Bind or Describe when it was parsed
+// on another attachment (another client may have replaced the backend's).
+// The policy sees only the client's names and messages, so its mirror and
+// Bind checks are those of session mode.
 
 // errDetached ends a backend goroutine that gave its backend back.
 var errDetached = errors.New("backend detached at the end of a transaction")
