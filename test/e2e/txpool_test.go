@@ -715,3 +715,26 @@ func TestTxPoolReadOnlyAndDenials(t *testing.T) {
 		t.Errorf("after the rollback: %+v", p)
 	}
 }
+
+// The tenant's statement timeout cancels the statement on the backend the
+// session holds, and the pooled session goes on.
+func TestTxPoolStatementTimeout(t *testing.T) {
+	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Configure: func(c *config.Config) {
+		c.Pool.Mode = config.PoolTransaction
+		c.Pool.Size = 1
+		c.Limits.Tenant.StatementTimeout = 300 * time.Millisecond
+	}})
+	conn := connectMode(t, env, "42", pgx.QueryExecModeCacheStatement)
+	start := time.Now()
+	_, err := conn.Exec(ctxT(t), "SELECT pg_sleep(10)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != pgerrcode.QueryCanceled || !strings.Contains(pe.Message, "statement timeout") {
+		t.Fatalf("pg_sleep(10) under a 300ms tenant timeout: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cancelled after %s", d)
+	}
+	if p := probeTx(t, conn); p.account != "42" {
+		t.Errorf("after the timeout: %+v", p)
+	}
+}
