@@ -48,8 +48,6 @@ func pooledSessionState(st *parser.Statement) *Denial {
 		switch {
 		case si.Kind == "multi" && (si.Name == "transaction" || si.Name == "transaction snapshot"):
 			return nil // SET TRANSACTION applies to the current transaction only
-		case si.Kind == "reset_all":
-			return pooledDenial("RESET ALL", "a session-level reset", "use SET LOCAL for settings of one transaction")
 		case si.Kind == "multi":
 			return pooledDenial("SET "+strings.ToUpper(si.Name), "a session-level setting",
 				"use SET TRANSACTION inside each transaction")
@@ -81,6 +79,10 @@ func sessionSetOf(si *parser.SetInfo) *tenancy.SessionSet {
 		return &tenancy.SessionSet{Name: si.Name, Value: strings.Join(si.Args, ", ")}
 	case "default", "reset":
 		return &tenancy.SessionSet{Name: si.Name, Reset: true}
+	case "reset_all":
+		// the rest of its transaction runs without the tenant setting too
+		// (RESET ALL resets it to the pooled backend's none): fail closed
+		return &tenancy.SessionSet{Reset: true, All: true}
 	}
 	return nil
 }

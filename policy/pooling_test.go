@@ -23,7 +23,6 @@ func TestTransactionPoolingRefusesSessionState(t *testing.T) {
 		"DEALLOCATE q",
 		"DEALLOCATE ALL",
 		"DECLARE c CURSOR WITH HOLD FOR SELECT 1",
-		"RESET ALL",
 		"SET default_transaction_isolation = 'serializable'",
 		"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
 		"SELECT set_config('application_name', 'x', false)",
@@ -69,6 +68,7 @@ func TestTransactionPoolingTracksSessionSets(t *testing.T) {
 		"SET application_name TO DEFAULT":      {{Name: "application_name", Reset: true}},
 		"SELECT 1; SET lock_timeout = '1s'":    {{Stmt: 1, Name: "lock_timeout", Value: "1s"}},
 		"SET LOCAL TimeZone = 'UTC'":           nil,
+		"RESET ALL":                            {{Reset: true, All: true}},
 	}
 	for sql, want := range cases {
 		d := pooled.NewSession(principal42()).CheckQuery(sql)

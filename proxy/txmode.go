@@ -851,6 +851,10 @@ func (tx *txState) endStaged(commit bool) {
 	if commit {
 		tx.smu.Lock()
 		for _, set := range tx.staged {
+			if set.All {
+				tx.settings = maps.Clone(tx.startup) // back to the connection's own values
+				continue
+			}
 			if v, ok := tx.startup[set.Name]; set.Reset && ok {
 				tx.settings[set.Name] = v // RESET returns to the connection's own value
 			} else if set.Reset {
@@ -869,7 +873,7 @@ func (tx *txState) endStaged(commit bool) {
 // transaction, or one in force (backend loop).
 func (tx *txState) wanted(name string) (string, bool) {
 	for i := len(tx.staged) - 1; i >= 0; i-- {
-		if set := tx.staged[i]; set.Name == name {
+		if set := tx.staged[i]; set.Name == name || set.All {
 			if set.Reset {
 				v, ok := tx.startup[name]
 				return v, ok

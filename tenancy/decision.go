@@ -80,4 +80,6 @@ type SessionSet struct {
 	Value string
 	// Reset marks RESET name and SET name TO DEFAULT.
 	Reset bool
+	// All marks RESET ALL (Name is empty): every tracked SET is dropped.
+	All bool
 }

@@ -330,7 +330,6 @@ func TestTxPoolRefusesSessionState(t *testing.T) {
 		"PREPARE p AS SELECT 1",
 		"DECLARE c CURSOR WITH HOLD FOR SELECT 1",
 		"SELECT set_config('application_name', 'x', false)",
-		"RESET ALL",
 	} {
 		_, err := conn.Exec(ctxT(t), sql)
 		var pe *pgconn.PgError
@@ -561,6 +560,16 @@ func TestTxPoolReplaysSessionSets(t *testing.T) {
 	}
 	if got := show(a, "TimeZone"); got != base {
 		t.Errorf("after RESET: TimeZone %q, want %q", got, base)
+	}
+	// asyncpg's reset at pool release; RESET ALL drops every tracked SET
+	if _, err := b.Exec(ctxT(t), "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("asyncpg's reset: %v", err)
+	}
+	if got := show(b, "statement_timeout"); got == "1234ms" {
+		t.Error("statement_timeout survived RESET ALL")
+	}
+	if p := probeTx(t, b); p.account != "7" {
+		t.Errorf("after RESET ALL: %+v", p)
 	}
 }
 
