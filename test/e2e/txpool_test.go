@@ -747,3 +747,29 @@ func TestTxPoolStatementTimeout(t *testing.T) {
 		t.Errorf("after the timeout: %+v", p)
 	}
 }
+
+// COPY TO STDOUT runs in a pooled transaction with the tenant context.
+func TestTxPoolCopyOut(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
+	b := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol)
+	for _, c := range []struct {
+		conn    *pgx.Conn
+		account string
+	}{{a, "42"}, {b, "7"}, {a, "42"}} {
+		var buf strings.Builder
+		tag, err := c.conn.PgConn().CopyTo(ctxT(t), &buf, "COPY (SELECT account_id FROM orders) TO STDOUT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Fields(buf.String())
+		if tag.RowsAffected() == 0 || len(lines) == 0 {
+			t.Fatalf("tenant %s copied nothing", c.account)
+		}
+		for _, l := range lines {
+			if l != c.account {
+				t.Fatalf("tenant %s copied a row of %s", c.account, l)
+			}
+		}
+	}
+}
