@@ -422,8 +422,16 @@ func (s *Server) pool(key poolKey, reg *region, rt *runtimeConfig) *backendPool 
 		return p
 	}
 	dial := func(ctx context.Context) (*backendConn, error) {
-		bc, err := reg.dialPooled(ctx, key.database, key.readOnly, rt.settings)
-		s.opts.Metrics.BackendDialed(reg.name, err)
+		// the region's settings in force now: a reload (new credentials,
+		// host) reaches the connections a pool opens from then on
+		cur := s.runtime()
+		r := cur.regions[key.region]
+		if r == nil {
+			return nil, newClientError(pgerrcode.InvalidAuthorizationSpecification, "unknown_region",
+				"region %q is no longer configured", key.region)
+		}
+		bc, err := r.dialPooled(ctx, key.database, key.readOnly, cur.settings)
+		s.opts.Metrics.BackendDialed(r.name, err)
 		return bc, err
 	}
 	p := newBackendPool(key, rt.pool, reg.base.ConnectTimeout, dial, s.log)
