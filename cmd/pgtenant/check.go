@@ -91,7 +91,7 @@ func runCheck(cmd *cobra.Command, o checkOpts) error {
 	} else if _, ok := cfg.Regions[region]; !ok {
 		return withCode(exitUsage, fmt.Errorf("check: region %q is not configured", region))
 	}
-	eng, err := policy.NewEngine(cfg.Policy)
+	eng, err := policy.NewEngine(cfg.Policy, engineOptions(cfg)...)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}

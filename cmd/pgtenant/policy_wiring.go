@@ -38,12 +38,7 @@ type builtPolicy struct {
 // denied: fail closed) until a background retry reads it. Nothing changes
 // for the running policy until the result is committed.
 func (a *app) policyFor(cfg *config.Config) (*builtPolicy, error) {
-	var opts []policy.EngineOption
-	if cfg.Pool.Transaction() {
-		// a pooled backend cannot carry session state to the client's next transaction
-		opts = append(opts, policy.TransactionPooling())
-	}
-	engine, err := policy.NewEngine(cfg.Policy, opts...)
+	engine, err := policy.NewEngine(cfg.Policy, engineOptions(cfg)...)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
@@ -137,4 +132,14 @@ func (a *app) cacheStats() (hits, misses uint64) {
 		return e.CacheStats()
 	}
 	return 0, 0
+}
+
+// engineOptions are the policy engine's options for cfg: under transaction
+// pooling the session state a pooled backend cannot carry to the client's
+// next transaction is refused, by serve and by check alike.
+func engineOptions(cfg *config.Config) []policy.EngineOption {
+	if cfg.Pool.Transaction() {
+		return []policy.EngineOption{policy.TransactionPooling()}
+	}
+	return nil
 }
