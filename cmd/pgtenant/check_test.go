@@ -80,3 +80,17 @@ func TestCheckUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// Under pool.mode: transaction, check refuses what serve refuses: session
+// state a pooled backend cannot carry.
+func TestCheckTransactionPooling(t *testing.T) {
+	const sql = "PREPARE p AS SELECT 1"
+	if code, out := runCheckArgs(t, "", "--config", testCfg, "--account", "42", "--sql", sql); code != exitOK {
+		t.Fatalf("session mode: exit %d, output:\n%s", code, out)
+	}
+	t.Setenv("PGTENANT_POOL_MODE", "transaction")
+	code, out := runCheckArgs(t, "", "--config", testCfg, "--account", "42", "--sql", sql)
+	if code != exitDenied || !strings.Contains(out, "transaction_pooling") || !strings.Contains(out, "pool.mode: session") {
+		t.Fatalf("transaction mode: exit %d, output:\n%s", code, out)
+	}
+}
