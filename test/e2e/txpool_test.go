@@ -773,3 +773,66 @@ func TestTxPoolCopyOut(t *testing.T) {
 		}
 	}
 }
+
+// pgx batches and a pipeline of several Syncs: each Sync ends a
+// transaction, and every one of them has the tenant context.
+func TestTxPoolBatchesAndPipelines(t *testing.T) {
+	env := startPooled(t, 2, 0, false)
+	conn := connectMode(t, env, "42", pgx.QueryExecModeCacheStatement)
+	batch := &pgx.Batch{}
+	for i := range 20 {
+		batch.Queue("SELECT $1::int, current_setting('app.current_account_id')", i)
+	}
+	res := conn.SendBatch(ctxT(t), batch)
+	for i := range 20 {
+		var n int
+		var acc string
+		if err := res.QueryRow().Scan(&n, &acc); err != nil || n != i || acc != "42" {
+			t.Fatalf("batch query %d = (%d, %q), %v", i, n, acc, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pipe := conn.PgConn().StartPipeline(ctxT(t))
+	const segments = 4
+	for range segments {
+		pipe.SendQueryParams("SELECT txid_current()::text, current_setting('app.current_account_id')", nil, nil, nil, nil)
+		pipe.SendQueryParams("SELECT txid_current()::text, current_setting('app.current_account_id')", nil, nil, nil, nil)
+		pipe.SendPipelineSync()
+	}
+	if err := pipe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for seg := range segments {
+		var txids []string
+		for range 2 {
+			r, err := pipe.GetResults()
+			if err != nil {
+				t.Fatalf("segment %d: %v", seg, err)
+			}
+			rr, ok := r.(*pgconn.ResultReader)
+			if !ok {
+				t.Fatalf("segment %d: result %T", seg, r)
+			}
+			rows := rr.Read()
+			if rows.Err != nil || len(rows.Rows) != 1 || string(rows.Rows[0][1]) != "42" {
+				t.Fatalf("segment %d: %v %v", seg, rows.Err, rows.Rows)
+			}
+			txids = append(txids, string(rows.Rows[0][0]))
+		}
+		if txids[0] != txids[1] || seen[txids[0]] {
+			t.Errorf("segment %d ran in transactions %v (seen %v): want one new transaction per Sync", seg, txids, seen)
+		}
+		seen[txids[0]] = true
+		if r, err := pipe.GetResults(); err != nil {
+			t.Fatalf("segment %d sync: %v", seg, err)
+		} else if _, ok := r.(*pgconn.PipelineSync); !ok {
+			t.Fatalf("segment %d: %T, want the Sync", seg, r)
+		}
+	}
+	if err := pipe.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
