@@ -396,10 +396,20 @@ func (c consoleSource) Resume() error {
 	return nil
 }
 
-// Reconnect ends every session at its next idle point (session mode: a
-// backend connection lives as long as its client), so clients reconnect to
-// fresh backends.
+// Reconnect gets every client fresh backends. In session mode (a backend
+// connection lives as long as its client) it ends every session at its
+// next idle point, so clients reconnect; in transaction mode, as
+// PgBouncer's RECONNECT, it closes the pools' idle connections now and the
+// others when their transaction ends, and clients stay connected.
 func (c consoleSource) Reconnect() error {
+	if c.pooled() {
+		c.s.poolMu.Lock()
+		defer c.s.poolMu.Unlock()
+		for _, p := range c.s.pools {
+			p.recycle()
+		}
+		return nil
+	}
 	for _, ss := range c.sessions() {
 		ss.drain()
 	}

@@ -60,6 +60,8 @@ type pooledConn struct {
 	created, lastUsed time.Time
 	// holder is the session holding the connection, nil when idle (pool.mu).
 	holder *session
+	// retired: RECONNECT asked for it to close when checked in (pool.mu).
+	retired bool
 	// prepared are the server-side names of client statements this backend
 	// holds or has been sent, most recently used first (pmu: the holder's
 	// client loop adds, its backend loop drops a name the server refused).
@@ -271,6 +273,11 @@ func (p *backendPool) connect(ctx context.Context) (*pooledConn, error) {
 // idle list. The caller has reset it (txmode.go) and no cancel is in flight.
 func (p *backendPool) checkin(pc *pooledConn) {
 	p.mu.Lock()
+	if pc.retired && !p.closed {
+		p.mu.Unlock()
+		p.discard(pc) // a waiting client gets a new connection in its place
+		return
+	}
 	defer p.mu.Unlock()
 	pc.holder = nil
 	pc.lastUsed = time.Now()
@@ -361,6 +368,20 @@ func (p *backendPool) maintain() {
 			p.refill()
 		}
 	}
+}
+
+// recycle closes the idle connections now and the checked-out ones when
+// they are checked in (RECONNECT): new transactions get new connections.
+func (p *backendPool) recycle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pc := range p.all {
+		pc.retired = true
+	}
+	for _, pc := range p.idle {
+		p.closeLocked(pc)
+	}
+	p.idle = nil
 }
 
 // close ends the pool: idle connections now, checked-out ones at checkin.

@@ -507,6 +507,15 @@ func TestTxPoolConsoleAndIdleTimeout(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// RECONNECT replaces the backends and keeps the clients
+	before := probeTx(t, waiter)
+	if _, err := admin.Exec(ctxT(t), "RECONNECT"); err != nil {
+		t.Fatal(err)
+	}
+	after := probeTx(t, waiter)
+	if after.pid == before.pid || after.account != "7" {
+		t.Errorf("after RECONNECT: %+v, before %+v; want a new backend for the same client", after, before)
+	}
 }
 
 // Session-level SETs of allowed settings follow the client from backend to
