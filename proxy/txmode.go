@@ -97,6 +97,10 @@ type txState struct {
 	done     chan error // the current attachment's backend goroutine result
 	skipping bool       // the server skips messages up to Sync (backend loop's copy)
 	wg       sync.WaitGroup
+	// stopWait ends the client loop's wait for a backend when a cancel
+	// request arrives meanwhile; waitCancelled records that it did.
+	stopWait      context.CancelFunc
+	waitCancelled bool
 
 	// client loop only
 	batchOpen bool                  // a message since the last Query or Sync
@@ -349,8 +353,22 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		_, err := s.cr.r.Discard(n)
 		return true, err
 	}
-	pc, err := tx.pool.checkout(s.ctx, s)
+	wctx, stop := context.WithCancel(s.ctx)
+	tx.mu.Lock()
+	tx.stopWait, tx.waitCancelled = stop, false
+	tx.mu.Unlock()
+	pc, err := tx.pool.checkout(wctx, s)
+	tx.mu.Lock()
+	cancelled := tx.waitCancelled
+	tx.stopWait, tx.waitCancelled = nil, false
+	tx.mu.Unlock()
+	stop()
 	if err != nil {
+		if cancelled && s.ctx.Err() == nil {
+			// the client cancelled the statement while it waited for a backend
+			err = newClientError(pgerrcode.QueryCanceled, "cancelled",
+				"canceling statement due to user request (it was waiting for a backend connection)")
+		}
 		return true, s.poolRefusal(t, n, err)
 	}
 	tx.mu.Lock()
@@ -421,7 +439,11 @@ func (s *session) poolRefusal(t byte, n int, err error) error {
 		return err
 	}
 	ce := toClientError(err)
-	s.log.Warn("no backend connection for a transaction", "reason", ce.Reason, "error", err)
+	if ce.Code == pgerrcode.QueryCanceled {
+		s.log.Debug("statement cancelled while waiting for a backend connection")
+	} else {
+		s.log.Warn("no backend connection for a transaction", "reason", ce.Reason, "error", err)
+	}
 	if _, derr := s.cr.r.Discard(n); derr != nil {
 		return derr
 	}
@@ -561,6 +583,11 @@ func (tx *txState) cancelTarget() (cancelTarget, func(), bool) {
 	defer tx.mu.Unlock()
 	pc := tx.pc
 	if pc == nil {
+		if tx.stopWait != nil {
+			// waiting for a backend: the statement ends there, with 57014
+			tx.waitCancelled = true
+			tx.stopWait()
+		}
 		return cancelTarget{}, nil, false
 	}
 	pc.cancels.Add(1)

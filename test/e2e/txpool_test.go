@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,6 +432,26 @@ func TestTxPoolCancelReachesTheRightBackend(t *testing.T) {
 	wg.Wait()
 	if sleepErr != nil {
 		t.Errorf("tenant 7's statement was hit by tenant 42's cancel: %v", sleepErr)
+	}
+	// A cancel while the statement waits for a backend ends the wait with
+	// 57014 (not 53300 after pool.max_wait).
+	tx, err := b.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer wcancel()
+	start = time.Now()
+	_, err = a.Exec(wctx, "SELECT 1")
+	if pgCode(err) != pgerrcode.QueryCanceled || time.Since(start) > 3*time.Second {
+		t.Errorf("cancel while waiting for a backend: %v after %s, want 57014 at once", err, time.Since(start))
+	}
+	if err := tx.Commit(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if p := probeTx(t, a); p.account != "42" {
+		t.Errorf("after a cancelled wait: %+v", p)
 	}
 }
 
@@ -881,5 +902,84 @@ func TestTxPoolPgbench(t *testing.T) {
 				t.Logf("pgbench -M %s -c 16 on pool.size 4 (transaction mode): tps = %s", mode, tps[1])
 			}
 		})
+	}
+}
+
+// Errors, cancels and disconnects in the middle of transactions of many
+// clients on two backends: every later transaction still sees its own
+// tenant, and no client is hurt by another's cancel.
+func TestTxPoolChaos(t *testing.T) {
+	env := startPooled(t, 2, 20*time.Second, false)
+	var wg sync.WaitGroup
+	var cancelled atomic.Int32
+	errs := make(chan error, 64)
+	deadline := time.Now().Add(3 * time.Second)
+	for i := range 12 {
+		account := []string{"42", "7", "9"}[i%3]
+		mode := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec}[i%3]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			conn := connectMode(t, env, account, mode)
+			for n := i; time.Now().Before(deadline); n++ {
+				switch n % 5 {
+				case 0: // a failing statement
+					if _, err := conn.Exec(ctx, "SELECT 1/0"); pgCode(err) != pgerrcode.DivisionByZero {
+						errs <- fmt.Errorf("tenant %s: 1/0: %v", account, err)
+						return
+					}
+				case 1: // an explicit transaction that fails, then rolls back
+					tx, err := conn.Begin(ctx)
+					if err != nil {
+						errs <- err
+						return
+					}
+					_, _ = tx.Exec(ctx, "SELECT 1/0")
+					if err := tx.Rollback(ctx); err != nil {
+						errs <- fmt.Errorf("tenant %s: rollback: %v", account, err)
+						return
+					}
+				case 2: // a statement cancelled by its context: on the backend,
+					// or while it waits for one (a cancel that overtakes the
+					// statement on its way is lost, as with PostgreSQL)
+					cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+					_, err := conn.Exec(cctx, "SELECT pg_sleep(0.5)")
+					cancel()
+					switch {
+					case pgCode(err) == pgerrcode.QueryCanceled:
+						cancelled.Add(1)
+					case err != nil:
+						errs <- fmt.Errorf("tenant %s: cancelled sleep: %v", account, err)
+						return
+					}
+				case 3: // disconnect in the middle of a transaction
+					tx, err := conn.Begin(ctx)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+						errs <- err
+						return
+					}
+					_ = conn.PgConn().Conn().Close()
+					conn = connectMode(t, env, account, mode)
+				}
+				var acc string
+				if err := conn.QueryRow(ctx, "SELECT current_setting('app.current_account_id')").Scan(&acc); err != nil || acc != account {
+					errs <- fmt.Errorf("tenant %s after step %d: setting %q, %v", account, n%5, acc, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if cancelled.Load() == 0 {
+		t.Error("no statement was cancelled")
 	}
 }
