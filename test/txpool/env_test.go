@@ -131,7 +131,7 @@ type txEnv struct {
 
 // start starts a proxy in pool.mode (the -pool.mode flag) with o, on the
 // test binary's shared cluster, and truncates tx_probe.
-func start(t *testing.T, o poolOptions) *txEnv {
+func start(t testing.TB, o poolOptions) *txEnv {
 	t.Helper()
 	c := pgtest.Shared(t, region)
 	proxytest.InstallDemo(t, c)
@@ -161,7 +161,7 @@ func start(t *testing.T, o poolOptions) *txEnv {
 // specification's key names and reads it with config.Load, as `pgtenant
 // serve` would: the test depends on the documented keys, not on the
 // fields that hold them.
-func loadConfig(t *testing.T, r config.Region, mode string, o poolOptions) *config.Config {
+func loadConfig(t testing.TB, r config.Region, mode string, o poolOptions) *config.Config {
 	t.Helper()
 	maxWait := o.MaxWait
 	if maxWait == 0 {
