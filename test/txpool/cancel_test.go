@@ -115,7 +115,7 @@ func TestCancelReachesOwnBackend(t *testing.T) {
 // the same backend. No statement of the others may ever be cancelled;
 // every answer must carry the caller's tenant.
 func TestCancelRacesCommit(t *testing.T) {
-	rounds := 300
+	rounds := 200
 	if testing.Short() {
 		rounds = 60
 	}
@@ -231,4 +231,120 @@ func TestCancelRacesCommit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCancelAtTransactionStart fires a client's CancelRequest at the same
+// moment as the first statement of its transaction, when the proxy may be
+// setting the transaction's tenant context on the backend just before the
+// client's statement. Whatever the cancel hits, the client must see its
+// statement either complete or fail with 57014, and keep its connection:
+// a cancel is not a reason to end the session.
+func TestCancelAtTransactionStart(t *testing.T) {
+	rounds := 200
+	if testing.Short() {
+		rounds = 50
+	}
+	e := start(t, poolOptions{Size: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// CacheStatement and DescribeExec prepare a new statement text in a
+	// round trip of its own (Parse, Describe, Sync) before executing it:
+	// the proxy's tenant context may be the only statement running then.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
+		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec} {
+		conn, err := e.connect(ctx, t, tenantID(0), mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		cancelled := 0
+		for i := range rounds {
+			sent := make(chan error, 1)
+			go func() { sent <- conn.PgConn().CancelRequest(ctx) }()
+			var got string
+			err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT public.tx_sleep(0.002) /* round %d */`, i)).Scan(&got)
+			if serr := <-sent; serr != nil {
+				t.Fatalf("%v round %d: cancel request: %v", mode, i, serr)
+			}
+			switch {
+			case sqlstate(err) == queryCanceled:
+				cancelled++
+			case err != nil:
+				t.Fatalf("%v round %d: a cancel at the start of a transaction ended with %v (want the statement's result or SQLSTATE %s)", mode, i, err, queryCanceled)
+			case got != fmt.Sprint(tenantID(0)):
+				t.Fatalf("%v round %d: statement ran as tenant %q", mode, i, got)
+			}
+		}
+		t.Logf("%v: %d of %d statements cancelled", mode, cancelled, rounds)
+	}
+}
+
+// TestCancelWhileWaitingForBackend: on a pool of one backend kept busy by
+// another tenant, client A's statements wait for the backend, and A's
+// CancelRequest fires at a random moment around the hand-over: while A
+// waits, as the proxy sets A's tenant context on the backend, or while A's
+// statement runs. A must see its statement's result or 57014 and keep its
+// connection; the other tenant's statements are never cancelled.
+func TestCancelWhileWaitingForBackend(t *testing.T) {
+	rounds := 300
+	if testing.Short() {
+		rounds = 80
+	}
+	e := start(t, poolOptions{Size: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hog, err := e.connect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hog.Close(context.Background())
+	var stop atomic.Bool
+	hogErr := make(chan error, 1)
+	go func() {
+		for !stop.Load() {
+			var got string
+			if err := hog.QueryRow(ctx, `SELECT public.tx_sleep(0.004)`).Scan(&got); err != nil {
+				hogErr <- fmt.Errorf("the other tenant's statement: %w", err)
+				return
+			}
+		}
+		hogErr <- nil
+	}()
+	r := rand.New(rand.NewPCG(1, 2))
+	outcomes := map[string]int{}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		a, err := e.connect(ctx, t, tenantID(0), mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close(context.Background())
+		for i := range rounds / 3 {
+			delay := time.Duration(r.IntN(6000)) * time.Microsecond
+			sent := make(chan error, 1)
+			go func() {
+				time.Sleep(delay)
+				sent <- a.PgConn().CancelRequest(ctx)
+			}()
+			var got string
+			err := a.QueryRow(ctx, `SELECT public.tx_sleep(0.003)`).Scan(&got)
+			if serr := <-sent; serr != nil {
+				t.Fatalf("%v round %d: cancel request: %v", mode, i, serr)
+			}
+			switch {
+			case sqlstate(err) == queryCanceled:
+				outcomes["cancelled"]++
+			case err != nil:
+				t.Fatalf("%v round %d (cancel after %s): %v (want the statement's result or SQLSTATE %s, and the connection kept)", mode, i, delay, err, queryCanceled)
+			case got != fmt.Sprint(tenantID(0)):
+				t.Fatalf("%v round %d: statement ran as tenant %q", mode, i, got)
+			default:
+				outcomes["completed"]++
+			}
+		}
+	}
+	stop.Store(true)
+	if err := <-hogErr; err != nil {
+		t.Error(err)
+	}
+	t.Logf("outcomes of A's statements: %v", outcomes)
 }
