@@ -84,6 +84,9 @@ type client struct {
 	committed int // tx_probe rows of this client that committed
 	seq       int // next seq value
 	txMode    bool
+	// noCall: the statement policy is on and refuses CALL, so outside
+	// cannot probe the backend.
+	noCall bool
 	// pipePrepared: pipeCountsStmt is prepared on this client connection.
 	pipePrepared bool
 }
@@ -403,6 +406,9 @@ func (c *client) rollback(ctx context.Context) error {
 // transaction must be its own and, in transaction mode, the backend must
 // hold no tenant once that transaction committed.
 func (c *client) outside(ctx context.Context) error {
+	if c.noCall {
+		return nil
+	}
 	var inside, outside *string
 	if err := c.conn.QueryRow(ctx, outsideSQL).Scan(&inside, &outside); err != nil {
 		return fmt.Errorf("call tx_probe_outside: %w", err)

@@ -52,8 +52,19 @@ func TestScale(t *testing.T) {
 	if testing.Short() {
 		shape = shortScale
 	}
+	runScale(t, shape, false)
+}
+
+// TestScalePolicy is TestScale at the -short size with the real statement
+// policy on (policy.unscoped: rewrite): the policy's Parse and Bind checks
+// and its mirror of the client's prepared statements in front of a pool
+// that moves them between backends. The policy refuses CALL, so this run
+// cannot probe the backend outside a transaction.
+func TestScalePolicy(t *testing.T) { runScale(t, shortScale, true) }
+
+func runScale(t *testing.T, shape scaleShape, policy bool) {
 	pgbench, _ := exec.LookPath("pgbench")
-	e := start(t, poolOptions{Size: shape.PoolSize, MaxWait: time.Minute})
+	e := start(t, poolOptions{Size: shape.PoolSize, MaxWait: time.Minute, Policy: policy})
 	seedTenants(t, e.c, shape.Tenants)
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -80,7 +91,7 @@ func TestScale(t *testing.T) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for i := range clients {
-		c := &client{id: i, tenant: tenantID(i % shape.Tenants), proto: proto(i / shape.Tenants % int(numProtos)), txMode: e.transactionMode()}
+		c := &client{id: i, tenant: tenantID(i % shape.Tenants), proto: proto(i / shape.Tenants % int(numProtos)), txMode: e.transactionMode(), noCall: policy}
 		clients[i] = c
 		wg.Add(1)
 		go func() {
