@@ -18,16 +18,20 @@ const (
 	// disabled: the relay and the policy alone, what PgBouncer is compared
 	// with, and the reference the audit modes are compared with.
 	TargetPgtenantNoAudit = "pgtenant-noaudit"
-	TargetPgtenantAsync   = "pgtenant-async"
-	TargetPgtenantSpool   = "pgtenant-spool"
-	TargetPgtenantStrict  = "pgtenant-strict"
+	// TargetPgtenantTx is pgtenant-noaudit in pool.mode: transaction, with
+	// pool.size equal to PgBouncer's transaction-mode pool (--pool-size):
+	// what pgbouncer-transaction is compared with.
+	TargetPgtenantTx     = "pgtenant-transaction"
+	TargetPgtenantAsync  = "pgtenant-async"
+	TargetPgtenantSpool  = "pgtenant-spool"
+	TargetPgtenantStrict = "pgtenant-strict"
 	// TargetPgtenantSpoolGroup is spool mode with audit.spool_fsync: group.
 	TargetPgtenantSpoolGroup = "pgtenant-spool-group"
 )
 
 // AllTargets lists every target in run order.
 var AllTargets = []string{TargetDirect, TargetPgBouncerSess, TargetPgBouncerTx, TargetPgtenantNoAudit,
-	TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantSpoolGroup, TargetPgtenantStrict}
+	TargetPgtenantTx, TargetPgtenantAsync, TargetPgtenantSpool, TargetPgtenantSpoolGroup, TargetPgtenantStrict}
 
 // AllModes lists pgbench's query modes.
 var AllModes = []string{"simple", "extended", "prepared"}
@@ -38,6 +42,7 @@ type Options struct {
 	Duration      time.Duration // pgbench -T per measured run (whole seconds)
 	Warmup        time.Duration // an unmeasured pgbench run per target first; 0 skips it
 	Clients       []int         // pgbench -c values
+	PoolSize      int           // backends of the transaction-mode pools: PgBouncer's default_pool_size and pgtenant's pool.size
 	Modes         []string      // pgbench -M values
 	Targets       []string      // subset of AllTargets, run in AllTargets order
 	IdleConns     int           // connection-scale run: idle connections through pgtenant; 0 skips it
@@ -58,6 +63,7 @@ func DefaultOptions() Options {
 		Duration:      20 * time.Second,
 		Warmup:        5 * time.Second,
 		Clients:       []int{1, 8, 64},
+		PoolSize:      20,
 		Modes:         slices.Clone(AllModes),
 		Targets:       slices.Clone(AllTargets),
 		IdleConns:     5000,
@@ -99,6 +105,9 @@ func (o *Options) Validate() error {
 		if c < 1 || c > 10000 {
 			errs = append(errs, fmt.Errorf("--clients %d: want 1-10000", c))
 		}
+	}
+	if o.PoolSize < 1 || o.PoolSize > 1000 {
+		errs = append(errs, fmt.Errorf("--pool-size %d: want 1-1000", o.PoolSize))
 	}
 	if len(o.Modes) == 0 {
 		errs = append(errs, errors.New("--modes: at least one value"))

@@ -192,16 +192,36 @@ func TestPgBouncerConfig(t *testing.T) {
 	if got := authFileLine(`we"ird`, "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2Vy"); got != `"we""ird" "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2Vy"`+"\n" {
 		t.Errorf("auth file line %q", got)
 	}
-	ini := pgbouncerIni("/d", 6500, "transaction", &cluster.Cluster{Port: 5999, Database: "app"}, 42, 64)
+	ini := pgbouncerIni("/d", 6500, "transaction", &cluster.Cluster{Port: 5999, Database: "app"}, 42, 500, 20)
 	for _, want := range []string{
 		"app = host=127.0.0.1 port=5999 dbname=app connect_query='SET app.current_account_id = 42'\n",
 		"listen_port = 6500\n", "pool_mode = transaction\n", "auth_type = scram-sha-256\n",
 		"auth_file = /d/userlist.txt\n", "server_reset_query = DEALLOCATE ALL\n",
-		"default_pool_size = 64\n", "max_client_conn = 164\n",
+		// the transaction pool is --pool-size, the size pgtenant-transaction gets
+		"default_pool_size = 20\n", "max_client_conn = 600\n",
 	} {
 		if !strings.Contains(ini, want) {
 			t.Errorf("pgbouncer.ini lacks %q:\n%s", want, ini)
 		}
+	}
+	// In session mode every client holds a server connection.
+	if ini := pgbouncerIni("/d", 6500, "session", &cluster.Cluster{Port: 5999, Database: "app"}, 42, 500, 20); !strings.Contains(ini, "default_pool_size = 500\n") {
+		t.Errorf("session-mode pgbouncer.ini:\n%s", ini)
+	}
+}
+
+func TestPgtenantConfig(t *testing.T) {
+	c := &cluster.Cluster{Port: 5999, Database: "app", ServiceUser: "app"}
+	tx := pgtenantConfig(6501, "transaction", "/spool", c, 700, 20)
+	pool, ok := tx["pool"].(map[string]any)
+	if !ok || pool["mode"] != "transaction" || pool["size"] != 20 {
+		t.Errorf("transaction target's pool = %v, want mode transaction, size 20", tx["pool"])
+	}
+	if audit := tx["audit"].(map[string]any); audit["disabled"] != true {
+		t.Errorf("transaction target's audit = %v, want disabled (as pgtenant-noaudit)", audit)
+	}
+	if _, ok := pgtenantConfig(6501, "noaudit", "/spool", c, 700, 20)["pool"]; ok {
+		t.Error("pgtenant-noaudit has a pool section: it must stay in session mode")
 	}
 }
 

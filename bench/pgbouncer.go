@@ -80,8 +80,14 @@ func authFileLine(user, secret string) string {
 // application on PgBouncer would have to: every client of a run is the
 // same tenant. server_reset_query only deallocates prepared statements, so
 // a reused server connection keeps the tenant setting (session mode;
-// transaction mode never resets).
-func pgbouncerIni(dir string, port int, mode string, c *cluster.Cluster, tenant int64, maxClients int) string {
+// transaction mode never resets). In session mode every client holds a
+// server connection, so the pool is as large as the largest run; in
+// transaction mode it is poolSize, the size pgtenant-transaction gets too.
+func pgbouncerIni(dir string, port int, mode string, c *cluster.Cluster, tenant int64, maxClients, poolSize int) string {
+	pool := maxClients
+	if mode == "transaction" {
+		pool = poolSize
+	}
 	return fmt.Sprintf(`[databases]
 %[1]s = host=127.0.0.1 port=%[2]d dbname=%[1]s connect_query='SET %[3]s = %[4]d'
 
@@ -105,7 +111,7 @@ log_disconnections = 0
 log_pooler_errors = 1
 stats_period = 3600
 `, c.Database, c.Port, TenantSetting, tenant, port, filepath.Join(dir, "userlist.txt"), mode,
-		maxClients+100, maxClients, filepath.Join(dir, "pgbouncer.log"))
+		maxClients+100, pool, filepath.Join(dir, "pgbouncer.log"))
 }
 
 // startPgBouncer writes the configuration into a fresh directory under
@@ -130,7 +136,7 @@ func startPgBouncer(ctx context.Context, bin, workDir, mode string, c *cluster.C
 	}
 	files := map[string]string{
 		"userlist.txt":  authFileLine(c.ServiceUser, secret),
-		"pgbouncer.ini": pgbouncerIni(dir, port, mode, c, o.Tenant, o.maxClients()),
+		"pgbouncer.ini": pgbouncerIni(dir, port, mode, c, o.Tenant, o.maxClients(), o.PoolSize),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {

@@ -61,19 +61,20 @@ func moduleRoot(ctx context.Context) (string, error) {
 }
 
 // pgtenantConfig is the generated configuration for one audit mode (noaudit:
-// audit.disabled; spool-group: spool with a per-group fsync): the
+// audit.disabled; spool-group: spool with a per-group fsync; transaction:
+// audit.disabled and pool.mode transaction with pool.size poolSize): the
 // product's defaults (policy on, audit init at start) with a local listen
 // port, the bench cluster as the only region and the superuser for audit
 // init. Secrets come from the environment, never from the file.
-func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConns int) map[string]any {
+func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConns, poolSize int) map[string]any {
 	audit := map[string]any{"mode": mode, "spool_dir": spoolDir}
 	switch mode {
-	case "noaudit":
+	case "noaudit", "transaction":
 		audit = map[string]any{"disabled": true, "mode": "async"}
 	case "spool-group":
 		audit["mode"], audit["spool_fsync"] = "spool", "group"
 	}
-	return map[string]any{
+	cfg := map[string]any{
 		"listen":       "127.0.0.1:" + strconv.Itoa(port),
 		"admin_listen": "",
 		"log":          map[string]any{"level": "warn", "format": "text"},
@@ -87,6 +88,12 @@ func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConn
 		"audit":  audit,
 		"limits": map[string]any{"max_connections": maxConns, "startup_timeout": "60s", "shutdown_timeout": "10s"},
 	}
+	if mode == "transaction" {
+		// The pool's other keys keep their defaults (min_idle 0, idle_timeout
+		// 10m, max_wait 5s), as PgBouncer's do.
+		cfg["pool"] = map[string]any{"mode": "transaction", "size": poolSize}
+	}
+	return cfg
 }
 
 // pgtenantProc is a running `pgtenant serve`.
@@ -117,7 +124,7 @@ func startPgtenant(ctx context.Context, bin, workDir, mode, secret string, c *cl
 	if err != nil {
 		return nil, err
 	}
-	cfg := pgtenantConfig(port, mode, filepath.Join(dir, "spool"), c, o.IdleConns+o.maxClients()+100)
+	cfg := pgtenantConfig(port, mode, filepath.Join(dir, "spool"), c, o.IdleConns+o.maxClients()+100, o.PoolSize)
 	b, err := json.MarshalIndent(cfg, "", "  ") // JSON is YAML
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant config: %w", err)

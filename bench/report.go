@@ -39,6 +39,7 @@ type Settings struct {
 	DurationSeconds float64  `json:"duration_seconds"`
 	WarmupSeconds   float64  `json:"warmup_seconds"`
 	Clients         []int    `json:"clients"`
+	PoolSize        int      `json:"pool_size,omitempty"` // transaction-mode pools of PgBouncer and pgtenant
 	Modes           []string `json:"modes"`
 	Targets         []string `json:"targets"`
 	IdleConns       int      `json:"idle_conns"`
@@ -200,6 +201,7 @@ func (res *Results) Markdown(w io.Writer) {
 			fmtFloat(cpuMicros(r), "%.1f"), rss, stored, fmtFloat(r.AuditDrainSeconds, "%.2f"))
 	}
 	res.relaySummary(w)
+	res.txSummary(w)
 	if failed := res.Failed(); len(failed) > 0 || len(res.WarmupErrors) > 0 {
 		fmt.Fprintf(w, "\n## Failed runs\n\n")
 		for _, r := range failed {
@@ -278,6 +280,51 @@ func (res *Results) relaySummary(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", p.mode, p.clients, r.TPS,
 			fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), cpu(TargetPgtenantNoAudit, p.mode, p.clients),
 			cpu(TargetPgBouncerSess, p.mode, p.clients), cpu(TargetPgBouncerTx, p.mode, p.clients))
+	}
+}
+
+// txSummary compares pgtenant in pool.mode transaction with PgBouncer in
+// transaction mode, both with --pool-size backends, point by point: TPS,
+// their ratio and the CPU each proxy spent per statement in the same run.
+// PgBouncer 1.18 cannot keep protocol-level prepared statements in
+// transaction mode, so prepared rows show pgtenant alone. It prints nothing
+// when the run had no pgtenant-transaction rows.
+func (res *Results) txSummary(w io.Writer) {
+	type key struct {
+		target, mode string
+		clients      int
+	}
+	byKey := map[key]Row{}
+	var points []key
+	for _, r := range res.Rows {
+		byKey[key{r.Target, r.Mode, r.Clients}] = r
+		if r.Target == TargetPgtenantTx {
+			points = append(points, key{"", r.Mode, r.Clients})
+		}
+	}
+	if len(points) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Transaction pooling: pgtenant (pool.mode transaction, policy on, audit disabled) against PgBouncer (pool_mode transaction)\n\n")
+	fmt.Fprintf(w, "Both pools hold %d backends (pgtenant pool.size = PgBouncer default_pool_size). pgtenant sets the tenant transaction-locally in every transaction; PgBouncer's server connections carry one tenant set once (connect_query), which is only safe because every client of the run is that tenant. CPU µs per statement from /proc.\n\n", res.Settings.PoolSize)
+	fmt.Fprintln(w, "| mode | clients | pgtenant TPS | PgBouncer TPS | pgtenant / PgBouncer | pgtenant CPU µs / stmt | PgBouncer CPU µs / stmt |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|")
+	for _, p := range points {
+		r := byKey[key{TargetPgtenantTx, p.mode, p.clients}]
+		b, haveB := byKey[key{TargetPgBouncerTx, p.mode, p.clients}]
+		tps, ratio, cpu, bTPS, bCPU := "FAILED", "–", "–", "–", "–"
+		if r.Error == "" {
+			tps, ratio, cpu = fmt.Sprintf("%.0f", r.TPS), fmtRatio(r.TPSvsPgBouncerTx), fmtFloat(cpuMicros(r), "%.1f")
+		}
+		switch {
+		case p.mode == "prepared" && !haveB:
+			bTPS = "cannot (PgBouncer < 1.21)"
+		case haveB && b.Error != "":
+			bTPS = "FAILED"
+		case haveB:
+			bTPS, bCPU = fmt.Sprintf("%.0f", b.TPS), fmtFloat(cpuMicros(b), "%.1f")
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", p.mode, p.clients, tps, bTPS, ratio, cpu, bCPU)
 	}
 }
 

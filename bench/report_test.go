@@ -125,6 +125,37 @@ func TestRelaySummary(t *testing.T) {
 	}
 }
 
+func TestTxSummary(t *testing.T) {
+	pgtCPU, bTxCPU := 0.011, 0.010
+	res := &Results{Settings: Settings{PoolSize: 20}, Rows: []Row{
+		{Target: TargetPgBouncerTx, Mode: "simple", Clients: 500, TPS: 4000, ProxyCPUPer1kStatements: &bTxCPU},
+		{Target: TargetPgtenantTx, Mode: "simple", Clients: 500, TPS: 4400, ProxyCPUPer1kStatements: &pgtCPU},
+		{Target: TargetPgtenantTx, Mode: "prepared", Clients: 500, TPS: 5000, ProxyCPUPer1kStatements: &pgtCPU},
+		{Target: TargetPgtenantTx, Mode: "extended", Clients: 64, Error: "pgbench: boom"},
+		{Target: TargetPgBouncerTx, Mode: "extended", Clients: 64, TPS: 3000},
+	}}
+	res.computeRatios()
+	var md strings.Builder
+	res.Markdown(&md)
+	for _, want := range []string{
+		"## Transaction pooling", "Both pools hold 20 backends",
+		"| simple | 500 | 4400 | 4000 | 1.10 | 11.0 | 10.0 |",
+		"| prepared | 500 | 5000 | cannot (PgBouncer < 1.21) | – | 11.0 | – |",
+		"| extended | 64 | FAILED | 3000 | – | – | – |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("transaction pooling table lacks %q:\n%s", want, md.String())
+		}
+	}
+	// Without a pgtenant-transaction row there is no table.
+	res.Rows = res.Rows[:1]
+	md.Reset()
+	res.Markdown(&md)
+	if strings.Contains(md.String(), "## Transaction pooling") {
+		t.Errorf("transaction pooling table without pgtenant-transaction rows:\n%s", md.String())
+	}
+}
+
 func TestOptionsValidate(t *testing.T) {
 	for name, o := range map[string]Options{"default": DefaultOptions(), "smoke": SmokeOptions()} {
 		if err := o.Validate(); err != nil {

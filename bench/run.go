@@ -135,7 +135,9 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 	if err := os.Chmod(h.workDir, 0o755); err != nil {
 		return fmt.Errorf("work directory: %w", err)
 	}
-	if err := raiseNoFile(o.IdleConns + o.maxClients()); err != nil {
+	// pgtenant holds a client and a backend socket per connection, PgBouncer's
+	// session pool one per client of its largest run as well.
+	if err := raiseNoFile(o.IdleConns + 2*o.maxClients()); err != nil {
 		return err
 	}
 	if needPgtenant {
@@ -180,7 +182,7 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 	res.Machine.DataFS = fsType(h.c.DataDir)
 	res.Settings = Settings{
 		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(),
-		Clients: o.Clients, Modes: o.Modes, Targets: o.Targets, IdleConns: o.IdleConns,
+		Clients: o.Clients, PoolSize: o.PoolSize, Modes: o.Modes, Targets: o.Targets, IdleConns: o.IdleConns,
 		Tenants: o.Tenants, RowsPerTenant: o.RowsPerTenant, Tenant: o.Tenant,
 		StatementsPerTx: h.stmtsTx, Smoke: o.Smoke, Workload: o.Workload, Script: Workloads[o.Workload],
 	}
@@ -382,7 +384,7 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		}
 	}
 	stored := int64(-1)
-	if strings.HasPrefix(t.name, "pgtenant-") && t.name != TargetPgtenantNoAudit {
+	if strings.HasPrefix(t.name, "pgtenant-") && t.name != TargetPgtenantNoAudit && t.name != TargetPgtenantTx {
 		if stored, err = h.auditStored(ctx); err != nil {
 			return row, err
 		}

@@ -19,7 +19,7 @@ import (
 // It checks what was produced, never how fast anything was.
 func TestSmokeRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the smoke run starts a cluster, PgBouncer twice and pgtenant four times; skipped with -short")
+		t.Skip("the smoke run starts a cluster, PgBouncer twice and pgtenant once per pgtenant target; skipped with -short")
 	}
 	if _, err := cluster.BinDir(); errors.Is(err, cluster.ErrNoBinaries) {
 		t.Skipf("no PostgreSQL server binaries: %v", err)
@@ -104,6 +104,11 @@ func TestSmokeRun(t *testing.T) {
 	for _, target := range AllTargets {
 		if !strings.Contains(string(md), "| "+target+" | ") {
 			t.Errorf("results.md has no row for %s", target)
+		}
+	}
+	for _, table := range []string{"## Relay", "## Transaction pooling"} {
+		if !strings.Contains(string(md), table) {
+			t.Errorf("results.md has no %q table", table)
 		}
 	}
 }

@@ -64,9 +64,13 @@ func statementsPerTx(script string) int {
 // and synchronous_commit on, as in production), a buffer cache that holds
 // the table, WAL sized so checkpoints do not fire every few seconds, and
 // connection slots for the largest pgbench run plus the idle connections
-// (pgtenant opens one backend per client).
+// (pgtenant in session mode opens one backend per client). Pools outlive
+// their runs: PgBouncer's session pool keeps up to one idle server
+// connection per client of its largest run (server_idle_timeout) while the
+// next target runs as many, and the transaction pools of PgBouncer and
+// pgtenant keep --pool-size each.
 func clusterSettings(o *Options) map[string]string {
-	conns := o.maxClients() + o.IdleConns + 50
+	conns := 2*o.maxClients() + 2*o.PoolSize + o.IdleConns + 50
 	return map[string]string{
 		"fsync":                     "on",
 		"synchronous_commit":        "on",

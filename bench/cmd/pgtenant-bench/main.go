@@ -78,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 	fs.DurationVar(&o.Duration, "duration", def.Duration, "pgbench -T of each measured run")
 	fs.DurationVar(&o.Warmup, "warmup", def.Warmup, "unmeasured pgbench run per target before measuring (0 = none)")
 	fs.IntSliceVar(&o.Clients, "clients", def.Clients, "pgbench -c values")
+	fs.IntVar(&o.PoolSize, "pool-size", def.PoolSize, "backends of the transaction-mode pools: PgBouncer's default_pool_size and pgtenant-transaction's pool.size")
 	fs.StringSliceVar(&o.Modes, "modes", def.Modes, "pgbench -M values: simple,extended,prepared")
 	fs.StringSliceVar(&o.Targets, "targets", def.Targets, "targets: "+strings.Join(bench.AllTargets, ","))
 	fs.IntVar(&o.IdleConns, "idle-conns", def.IdleConns, "idle connections held through pgtenant in the connection-scale run (0 = skip)")
@@ -115,6 +116,8 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 				s.Warmup = o.Warmup
 			case "clients":
 				s.Clients = o.Clients
+			case "pool-size":
+				s.PoolSize = o.PoolSize
 			case "modes":
 				s.Modes = o.Modes
 			case "targets":
