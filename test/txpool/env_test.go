@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
@@ -212,6 +213,16 @@ func (e *txEnv) connect(ctx context.Context, t testing.TB, tenant int64, mode pg
 	}
 	cfg.DefaultQueryExecMode = mode
 	cfg.ConnectTimeout = 60 * time.Second
+	// A FATAL ends the connection (pgx's default); log it, since the
+	// statement that meets the closed connection afterwards only says
+	// "conn closed".
+	cfg.OnPgError = func(_ *pgconn.PgConn, pe *pgconn.PgError) bool {
+		if strings.EqualFold(pe.Severity, "FATAL") {
+			t.Logf("tenant %d: the proxy ended the connection: FATAL %s (SQLSTATE %s)", tenant, pe.Message, pe.Code)
+			return false
+		}
+		return true
+	}
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
