@@ -22,6 +22,12 @@ const (
 	fuzzMaxOps  = 64
 )
 
+// fuzzReadSQL is countsSQL with the session's work_mem (see opSet).
+const fuzzReadSQL = `SELECT coalesce(current_setting('app.current_account_id', true), '<unset>'),
+	count(*) FILTER (WHERE client = $1::int), count(*) FILTER (WHERE account_id <> $2::bigint),
+	current_setting('work_mem')
+	FROM public.tx_probe`
+
 // fuzzOp is one operation of a fuzz program.
 type fuzzOp int
 
@@ -38,11 +44,12 @@ const (
 	opOutside            // CALL tx_probe_outside: no tenant outside a transaction
 	opOrders             // exactly the tenant's own orders
 	opMultiError         // one Query "INSERT; SELECT 1/0": the whole implicit transaction rolls back
+	opSet                // SET work_mem to this client's own value: no other client may ever see it
 	numFuzzOps
 )
 
 var fuzzOpNames = [...]string{"begin", "insert", "read", "commit", "rollback", "divzero", "unique",
-	"sleep+cancel", "disconnect", "outside", "orders", "multi-error"}
+	"sleep+cancel", "disconnect", "outside", "orders", "multi-error", "set"}
 
 func (o fuzzOp) String() string { return fuzzOpNames[o] }
 
@@ -103,7 +110,13 @@ type fuzzClient struct {
 	seq       int
 	ops       chan fuzzStep
 	log       []string // what ran, for the failure message
+	// defaultWorkMem is the server's work_mem; opSet sets workMem().
+	defaultWorkMem string
 }
+
+// workMem is the client's own work_mem value: unique per client (ids
+// differ), in kB below 1MB so that the server shows it as written.
+func (c *fuzzClient) workMem() string { return fmt.Sprintf("%dkB", 64+c.id%900) }
 
 type fuzzStep struct {
 	op    fuzzOp
@@ -115,9 +128,13 @@ func runFuzzProgram(t *testing.T, e *txEnv, prog []byte) {
 	defer cancel()
 	var errs errorList
 	clients := make([]*fuzzClient, fuzzClients)
+	var defaultWorkMem string // the superuser's session never sets it
+	if err := e.su.QueryRow(ctx, `SHOW work_mem`).Scan(&defaultWorkMem); err != nil {
+		t.Fatal(err)
+	}
 	for i := range clients {
 		clients[i] = &fuzzClient{e: e, t: t, id: int(1_000_000 + fuzzClientIDs.Add(1)), tenant: tenantID(i % fuzzTenants),
-			proto: proto(i % 3), ops: make(chan fuzzStep, fuzzMaxOps)}
+			proto: proto(i % 3), ops: make(chan fuzzStep, fuzzMaxOps), defaultWorkMem: defaultWorkMem}
 	}
 	n := 0
 	for i := 0; i+1 < len(prog) && n < fuzzMaxOps; i += 2 {
@@ -262,15 +279,21 @@ func (c *fuzzClient) do(ctx context.Context, s fuzzStep) error {
 			c.committed++
 		}
 	case opRead:
-		var setting string
+		var setting, workMem string
 		var own, foreign int64
-		err := c.conn.QueryRow(ctx, countsSQL, c.id, c.tenant).Scan(&setting, &own, &foreign)
+		err := c.conn.QueryRow(ctx, fuzzReadSQL, c.id, c.tenant).Scan(&setting, &own, &foreign, &workMem)
 		ok, err := c.expect("read", err)
 		if err != nil || !ok {
 			return err
 		}
 		if setting != strconv.FormatInt(c.tenant, 10) || own != int64(c.committed+c.pending) || foreign != 0 {
 			return isolationf("read: setting %q, %d own rows (want %d), %d rows of other accounts", setting, own, c.committed+c.pending, foreign)
+		}
+		// Whether the client's own SET outlives its transaction depends on
+		// the policy (tracked and replayed, or reset at check-in); another
+		// client's value must never show.
+		if workMem != c.defaultWorkMem && workMem != c.workMem() {
+			return isolationf("read: work_mem %q, set by another client (own %q, default %q)", workMem, c.workMem(), c.defaultWorkMem)
 		}
 	case opOrders:
 		rows, err := c.conn.Query(ctx, ordersSQL)
@@ -331,6 +354,11 @@ func (c *fuzzClient) do(ctx context.Context, s fuzzStep) error {
 			return fmt.Errorf("INSERT; SELECT 1/0: %v, want SQLSTATE 22012", err)
 		}
 		c.fail()
+	case opSet:
+		_, err := c.conn.Exec(ctx, "SET work_mem = '"+c.workMem()+"'")
+		if _, err := c.expect("SET work_mem", err); err != nil {
+			return err
+		}
 	case opSleepCancel:
 		return c.sleepCancel(ctx, time.Duration(s.param%8)*10*time.Millisecond)
 	case opDisconnect:
@@ -345,7 +373,11 @@ func (c *fuzzClient) do(ctx context.Context, s fuzzStep) error {
 			return err
 		}
 		if inside == nil || *inside != strconv.FormatInt(c.tenant, 10) {
-			return isolationf("inside CALL: tenant setting %v", inside)
+			in := "<unset>"
+			if inside != nil {
+				in = *inside
+			}
+			return isolationf("inside CALL: tenant setting %q", in)
 		}
 		if c.e.transactionMode() && outside != nil && *outside != "" {
 			return isolationf("after COMMIT the backend still holds tenant setting %q", *outside)
