@@ -32,11 +32,16 @@ const (
 	// protoPipeline: a pgconn pipeline with a Sync after every statement:
 	// several transactions in flight at once on one client connection.
 	protoPipeline
+	// protoDescribe: pgx's DescribeExec, an unnamed statement parsed and
+	// described in a round trip (Parse, Describe, Sync) of its own, then
+	// bound and executed in the next: the unnamed statement must survive
+	// the transaction boundary between the two.
+	protoDescribe
 	numProtos
 )
 
 func (p proto) String() string {
-	return [...]string{"simple", "extended", "prepared", "batch", "pipeline"}[p]
+	return [...]string{"simple", "extended", "prepared", "batch", "pipeline", "describe"}[p]
 }
 
 // execMode is the pgx query mode of the protocol.
@@ -46,6 +51,8 @@ func (p proto) execMode() pgx.QueryExecMode {
 		return pgx.QueryExecModeSimpleProtocol
 	case protoExtended:
 		return pgx.QueryExecModeExec
+	case protoDescribe:
+		return pgx.QueryExecModeDescribeExec
 	default:
 		return pgx.QueryExecModeCacheStatement
 	}
