@@ -249,7 +249,7 @@ func TestCancelRacesCommit(t *testing.T) {
 // statement either complete or fail with 57014, and keep its connection:
 // a cancel is not a reason to end the session.
 func TestCancelAtTransactionStart(t *testing.T) {
-	rounds := 200
+	rounds := 400
 	if testing.Short() {
 		rounds = 50
 	}

@@ -50,8 +50,11 @@ var (
 //   - pgbench completed every transaction in every mode.
 func TestScale(t *testing.T) {
 	shape := fullScale
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		shape = shortScale
+	case raceEnabled:
+		shape.Iterations = 3 // `make test` runs -race: keep it near 30 s
 	}
 	runScale(t, shape, false)
 }
