@@ -112,9 +112,10 @@ WHERE NOT EXISTS (SELECT 1 FROM public.orders x WHERE x.account_id = a)`, tenant
 
 // poolOptions are the pool.* keys a test sets.
 type poolOptions struct {
-	Size    int
-	MinIdle int
-	MaxWait time.Duration
+	Size        int
+	MinIdle     int
+	MaxWait     time.Duration // default 30s: these tests measure isolation, not waiting
+	IdleTimeout time.Duration // default: the product's (10m)
 	// Policy enforces the real statement policy (with policy.unscoped:
 	// rewrite, so unpinned reads are scoped by the proxy as well as by
 	// RLS); without it every statement is allowed and RLS alone scopes.
@@ -168,6 +169,10 @@ func loadConfig(t testing.TB, r config.Region, mode string, o poolOptions) *conf
 	if maxWait == 0 {
 		maxWait = 30 * time.Second
 	}
+	idle := ""
+	if o.IdleTimeout > 0 {
+		idle = fmt.Sprintf("  idle_timeout: %s\n", o.IdleTimeout)
+	}
 	policy := ""
 	if o.Policy {
 		policy = `policy:
@@ -189,7 +194,7 @@ audit:
   size: %d
   min_idle: %d
   max_wait: %s
-`, proxytest.Secret, region, r.Host, r.Port, r.User, r.Password, r.Database, policy, mode, o.Size, o.MinIdle, maxWait)
+%s`, proxytest.Secret, region, r.Host, r.Port, r.User, r.Password, r.Database, policy, mode, o.Size, o.MinIdle, maxWait, idle)
 	path := filepath.Join(t.TempDir(), "pgtenant.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
