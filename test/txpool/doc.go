@@ -19,9 +19,25 @@
 //     the backend holds outside any transaction: in transaction mode that
 //     must be no tenant at all.
 //
-// TestScale is the 2,000-client, 50-tenant, 20-backend run; TestCancel*
+// TestScale is the 2,000-client, 50-tenant, 20-backend run (TestScalePolicy
+// the same scripts, smaller, with the statement policy on); TestCancel*
 // check that a CancelRequest reaches only the backend running the
-// cancelling client's transaction; FuzzTransactions interleaves
-// transactions, errors, cancels and disconnects of many tenants on a pool of
-// two or three backends. `go test -short` scales TestScale down.
+// cancelling client's transaction; TestStatementAfterError that a failed
+// implicit transaction does not cost the next one its tenant;
+// TestNodePipelines runs postgres.js pipelines; the TestPool* and
+// TestSession* tests check the other pool keys and session state;
+// FuzzTransactions interleaves transactions, errors, cancels and
+// disconnects of many tenants on a pool of two or three backends, and its
+// seeds (testdata/fuzz/FuzzTransactions) run as a regular test. `go test
+// -short` scales TestScale down; under the race detector it runs fewer
+// iterations. The whole package takes about a minute on two cores.
+//
+// To fuzz, one worker is enough (each worker starts its own cluster):
+//
+//	go test ./test/txpool -run '^$' -fuzz FuzzTransactions -fuzztime 5m -parallel 1
+//
+// (building with coverage instrumentation compiles the cgo parser too, which
+// takes minutes the first time.) The same scripts run in session mode with
+// `-args -pool.mode=session`, where the checks that only transaction mode
+// promises are skipped.
 package txpool
