@@ -37,7 +37,8 @@
 //	go test ./test/txpool -run '^$' -fuzz FuzzTransactions -fuzztime 5m -parallel 1
 //
 // (building with coverage instrumentation compiles the cgo parser too, which
-// takes minutes the first time.) The same scripts run in session mode with
-// `-args -pool.mode=session`, where the checks that only transaction mode
-// promises are skipped.
+// takes minutes the first time.) The scale, cancel and fuzz scripts also
+// run in session mode, `-run 'TestScale$|TestCancel|Fuzz' -args
+// -pool.mode=session` (TestScale with 60 clients then), where the checks
+// that only transaction mode promises are skipped.
 package txpool

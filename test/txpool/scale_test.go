@@ -56,6 +56,11 @@ func TestScale(t *testing.T) {
 	case raceEnabled:
 		shape.Iterations = 3 // `make test` runs -race: keep it near 30 s
 	}
+	if *poolModeFlag != "transaction" {
+		// a backend per client: stay below the cluster's max_connections
+		shape = shortScale
+		shape.Clients = 60
+	}
 	runScale(t, shape, false)
 }
 
