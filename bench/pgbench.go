@@ -125,7 +125,8 @@ func (r pgbenchRun) run(ctx context.Context) (pgbenchSummary, error) {
 	}
 	s, err := parsePgbench(out.String())
 	if err != nil {
-		return s, fmt.Errorf("pgbench -M %s -c %d: %w: %s", r.Mode, r.Clients, err, lastLines(errb.String(), 6))
+		// stdout too: a summary without its tps line is the evidence
+		return s, fmt.Errorf("pgbench -M %s -c %d: %w: %s", r.Mode, r.Clients, err, lastLines(errb.String()+out.String(), 12))
 	}
 	if s.Failed > 0 {
 		return s, fmt.Errorf("pgbench -M %s -c %d: %d failed transactions: %s", r.Mode, r.Clients, s.Failed, lastLines(errb.String(), 6))
