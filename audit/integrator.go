@@ -28,7 +28,10 @@ const (
 )
 
 // integratorLockSQL takes the region's integrator lock for this session.
-const integratorLockSQL = `SELECT pg_try_advisory_lock(hashtext('pgtenant_audit.integrator'), hashtext($1))`
+// Schema version 7 has its own key: a proxy of version 6 still holding the
+// old one (its integrate now refuses) must not keep this build's integrator
+// waiting during a rolling upgrade.
+const integratorLockSQL = `SELECT pg_try_advisory_lock(hashtext('pgtenant_audit.integrator.v7'), hashtext($1))`
 
 type integrator struct {
 	region  string
@@ -43,7 +46,7 @@ type integrator struct {
 	active     atomic.Bool  // this process holds the lock
 	lagNanos   atomic.Int64 // age of the oldest event of the latest integration
 	integrated atomic.Uint64
-	lo         int64 // rows of transactions below lo are integrated
+	dups       atomic.Uint64 // re-shipped events skipped
 }
 
 func newIntegrator(region string, connect func(context.Context) (*pgx.Conn, error), logger *slog.Logger) *integrator {
@@ -141,13 +144,15 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 		if err != nil {
 			return err
 		}
-		if n == integrateBatch {
+		// A round takes whole batches of at most batchMax events while they
+		// fit in integrateBatch, so one that left more than batchMax of room
+		// took every batch visible when it started.
+		if n > integrateBatch-batchMax {
 			continue
 		}
 		if stopping {
-			// A round short of the batch limit chained everything visible
-			// when it started, which includes all this process appended
-			// before Close stopped the integrator. Other proxies' rows are
+			// A round that took every visible batch chained all this process
+			// appended before Close stopped the integrator. Other proxies' rows are
 			// left to whoever takes the lock over: waiting for the region to
 			// fall quiet could take forever under load.
 			return nil
@@ -158,31 +163,34 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// round integrates up to integrateBatch pending rows in one transaction.
+// round integrates the oldest pending batches, up to integrateBatch events
+// (at least one batch), in one transaction: it skips events already
+// chained (a re-shipped spool batch) or repeated within the round, assigns
+// each tenant's next seq, links the chains, numbers the tree leaves in the
+// batches' order, and has integrate_batches check and store them and delete
+// the batches. It returns the number of events read.
 func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 	n := 0
-	var lo int64
+	var dups int
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		var xmin int64
-		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.snapshot_xmin()`).Scan(&xmin); err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		rows, err := tx.Query(ctx, `SELECT event_id, chain_id, region, ts, content_hash, xid
-			FROM pgtenant_audit.ingest_pending($1, $2)`, g.lo, integrateBatch)
+		rows, err := tx.Query(ctx, `SELECT batch, ord, event_id, chain_id, region, ts, content_hash, integrated
+			FROM pgtenant_audit.pending_events($1, $2)`, g.region, integrateBatch)
 		if err != nil {
 			return fmt.Errorf("pending: %w", err)
 		}
 		type pend struct {
+			batch         int64
+			ord           int32
 			id            [16]byte
 			chain, region string
 			ts            time.Time
 			content       []byte
-			xid           int64
+			integrated    bool
 		}
 		var ps []pend
 		for rows.Next() {
 			var p pend
-			if err := rows.Scan(&p.id, &p.chain, &p.region, &p.ts, &p.content, &p.xid); err != nil {
+			if err := rows.Scan(&p.batch, &p.ord, &p.id, &p.chain, &p.region, &p.ts, &p.content, &p.integrated); err != nil {
 				rows.Close()
 				return fmt.Errorf("pending: %w", err)
 			}
@@ -192,53 +200,65 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			return fmt.Errorf("pending: %w", err)
 		}
 		n = len(ps)
-		if n < integrateBatch {
-			lo = max(g.lo, xmin)
-		} else {
-			lo = ps[n-1].xid
-		}
 		if n == 0 {
 			return nil
 		}
+		var batches [][]byte
 		var chains, regions []string
-		seen := map[string]bool{}
+		seenChain := map[string]bool{}
+		seenID := make(map[[16]byte]bool, n)
 		oldest := ps[0].ts
-		for _, p := range ps {
-			if !seen[p.chain] {
-				seen[p.chain] = true
+		kept := ps[:0]
+		for i, p := range ps {
+			if i == 0 || p.batch != ps[i-1].batch {
+				batches = append(batches, binary.BigEndian.AppendUint64(nil, uint64(p.batch)))
+			}
+			if p.integrated || seenID[p.id] {
+				dups++
+				continue
+			}
+			seenID[p.id] = true
+			if !seenChain[p.chain] {
+				seenChain[p.chain] = true
 				chains, regions = append(chains, p.chain), append(regions, p.region)
 			}
 			if p.ts.Before(oldest) {
 				oldest = p.ts
 			}
+			kept = append(kept, p)
 		}
+		ps = kept
 		type head struct {
 			seq  int64
 			hash []byte
 		}
 		heads := make(map[string]*head, len(chains))
-		hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
-		if err != nil {
-			return fmt.Errorf("heads: %w", err)
-		}
-		for hr.Next() {
-			var c string
-			h := &head{}
-			if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
-				hr.Close()
+		if len(chains) > 0 {
+			hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
+			if err != nil {
 				return fmt.Errorf("heads: %w", err)
 			}
-			heads[c] = h
+			for hr.Next() {
+				var c string
+				h := &head{}
+				if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
+					hr.Close()
+					return fmt.Errorf("heads: %w", err)
+				}
+				heads[c] = h
+			}
+			if err := hr.Err(); err != nil {
+				return fmt.Errorf("heads: %w", err)
+			}
 		}
-		if err := hr.Err(); err != nil {
-			return fmt.Errorf("heads: %w", err)
-		}
-		ids := make([][]byte, n)
-		chainOf := make([][]byte, n)
-		contents := make([][]byte, n)
-		seqs := make([][]byte, n)
-		prevs := make([][]byte, n)
-		entries := make([][]byte, n)
+		m := len(ps)
+		batchOf := make([][]byte, m)
+		ords := make([][]byte, m)
+		chainOf := make([][]byte, m)
+		contents := make([][]byte, m)
+		seqs := make([][]byte, m)
+		prevs := make([][]byte, m)
+		entries := make([][]byte, m)
 		for i := range ps {
 			p := &ps[i]
 			h := heads[p.chain]
@@ -247,7 +267,9 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			}
 			h.seq++
 			entry := EntryHash(p.chain, h.seq, h.hash, p.content)
-			ids[i], chainOf[i], contents[i], prevs[i], entries[i] = p.id[:], []byte(p.chain), p.content, h.hash, entry
+			batchOf[i] = binary.BigEndian.AppendUint64(nil, uint64(p.batch))
+			ords[i] = binary.BigEndian.AppendUint32(nil, uint32(p.ord))
+			chainOf[i], contents[i], prevs[i], entries[i] = []byte(p.chain), p.content, h.hash, entry
 			seqs[i] = binary.BigEndian.AppendUint64(nil, uint64(h.seq))
 			h.hash = entry
 		}
@@ -257,13 +279,16 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 		// The arrays are sent in binary as built here: pgx's generic array
 		// encoding (reflection per element) cost a third of the integrator's CPU.
-		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4, $5, $6, $7, $8)`,
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
-				binArray(oidUUID, ids), binArray(oidText, chainOf), binArray(oidBytea, contents),
-				binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries)},
-			[]uint32{oidText, oidInt8, oidUUID + 1, 1009, 1001, 1016, 1001, 1001}, []int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
+				binArray(oidInt8, batches), binArray(oidInt8, batchOf), binArray(oidInt4, ords),
+				binArray(oidText, chainOf), binArray(oidBytea, contents), binArray(oidInt8, seqs),
+				binArray(oidBytea, prevs), binArray(oidBytea, entries)},
+			[]uint32{oidText, oidInt8, oidInt8Array, oidInt8Array, oidInt4Array, oidTextArray, oidByteaArray,
+				oidInt8Array, oidByteaArray, oidByteaArray},
+			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
 		if res.Err != nil {
-			return fmt.Errorf("integrate %d events: %w", n, res.Err)
+			return fmt.Errorf("integrate %d events of %d batches: %w", m, len(batches), res.Err)
 		}
 		g.lagNanos.Store(int64(time.Since(oldest)))
 		return nil
@@ -271,20 +296,22 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("region %s: %w", g.region, err)
 	}
-	g.lo = lo
-	g.integrated.Add(uint64(n))
+	g.integrated.Add(uint64(n - dups))
+	g.dups.Add(uint64(dups))
 	if n == 0 {
 		g.lagNanos.Store(0)
 	}
 	return n, nil
 }
 
-// Element type OIDs of the binary arrays the integrator sends (the array
-// type of uuid is oidUUID+1).
+// Type OIDs of the binary arrays the integrator sends and of their elements.
 const (
-	oidBytea = 17
-	oidInt8  = 20
-	oidUUID  = 2950
+	oidBytea      = 17
+	oidInt8       = 20
+	oidUUID       = 2950
+	oidByteaArray = 1001
+	oidInt4Array  = 1007
+	oidInt8Array  = 1016
 )
 
 // binArray is a one-dimensional array without NULLs in PostgreSQL's binary

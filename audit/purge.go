@@ -210,7 +210,11 @@ func purgeRegion(ctx context.Context, name string, r config.Region, cfg config.A
 			}
 			row.HashVersion = row.hashVersionFor()
 			row.ContentHash = row.ComputeContentHash()
-			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(encodeCopy(nil, []*Row{row})), copyIngestSQL); err != nil {
+			var oid uint32
+			if err := tx.QueryRow(ctx, `SELECT to_regtype('pgtenant_audit.ingest_event')::oid`).Scan(&oid); err != nil {
+				return fmt.Errorf("purge event: %w", err)
+			}
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(encodeBatchCopy(nil, name, oid, []*Row{row})), copyBatchSQL); err != nil {
 				return fmt.Errorf("purge event: %w", err)
 			}
 			res.Chains++

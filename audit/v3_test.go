@@ -473,10 +473,12 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 	if got := countRows(t, db, `purged AND statement IS NULL AND subject IS NULL`); got != 10 {
 		t.Fatalf("redacted rows: %d, want 10", got)
 	}
+	// Integrated batches are gone: nothing is stored twice, so a purge
+	// leaves no unredacted copy behind.
 	var copies int64
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest i JOIN pgtenant_audit.events e USING (event_id)
-		WHERE e.purged`).Scan(&copies); err != nil || copies != 0 {
-		t.Fatalf("ingest still holds %d copies of purged events (%v)", copies, err)
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest_batches b, unnest(b.events) x
+		JOIN pgtenant_audit.events e USING (event_id) WHERE e.purged`).Scan(&copies); err != nil || copies != 0 {
+		t.Fatalf("ingest_batches still holds %d copies of purged events (%v)", copies, err)
 	}
 	// A row awaiting integration can be neither deleted nor changed.
 	pool, err := newPool(ctx, "eu-west", r, 1)
@@ -485,16 +487,23 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 	}
 	waiting, _ := NewRow(stmt("z", "s", 0), "eu-west", "x", StatementNormalized)
 	waiting.HashVersion, waiting.ContentHash = HashVersion, waiting.ComputeContentHash()
-	_, _, err = ingestRows(ctx, pool, []*Row{waiting})
+	oid, err := ingestEventOID(ctx, pool)
+	if err == nil {
+		err = ingestRows(ctx, pool, "eu-west", oid, []*Row{waiting})
+	}
 	pool.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.ingest WHERE chain_id = 'z'`); sqlState(err) != "42501" {
-		t.Fatalf("delete of a row awaiting integration: %v", err)
+	const zBatch = `(SELECT b.id FROM pgtenant_audit.ingest_batches b, unnest(b.events) x WHERE x.chain_id = 'z')`
+	if _, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.ingest_batches WHERE id IN `+zBatch); sqlState(err) != "42501" {
+		t.Fatalf("delete of a batch awaiting integration: %v", err)
 	}
-	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.ingest SET statement = 'x' WHERE chain_id = 'z'`); sqlState(err) != "42501" {
-		t.Fatalf("update of a row awaiting integration: %v", err)
+	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.ingest_batches SET region = 'x' WHERE id IN `+zBatch); sqlState(err) != "42501" {
+		t.Fatalf("update of a batch awaiting integration: %v", err)
+	}
+	if _, err := db.Exec(ctx, `TRUNCATE pgtenant_audit.ingest_batches`); sqlState(err) != "42501" {
+		t.Fatalf("truncate of the batches awaiting integration: %v", err)
 	}
 	// The purge events wait in ingest until an integrator chains them.
 	rec, err = NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i2", testLogger(t))
@@ -542,9 +551,9 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 }
 
 // A batch that repeats stored events (a spool batch re-shipped after a
-// crash) is appended through the duplicate-skipping path, as the service
-// role, storing each event once.
-func TestIngestSkipsDuplicates(t *testing.T) {
+// crash) is appended as it is; the integrator, as the service role, chains
+// each event once, counts the repeats, and removes both batches.
+func TestIntegratorSkipsDuplicates(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
 	pool, err := newPool(ctx, "eu-west", r, 1)
@@ -561,15 +570,41 @@ func TestIngestSkipsDuplicates(t *testing.T) {
 		row.HashVersion, row.ContentHash = HashVersion, row.ComputeContentHash()
 		rows = append(rows, row)
 	}
-	if n, d, err := ingestRows(ctx, pool, rows[:3]); err != nil || n != 3 || d != 0 {
-		t.Fatalf("first batch: %d %d %v", n, d, err)
+	oid, err := ingestEventOID(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n, d, err := ingestRows(ctx, pool, rows); err != nil || n != 2 || d != 3 {
-		t.Fatalf("re-shipped batch: inserted %d, duplicates %d, %v; want 2, 3", n, d, err)
+	g := newIntegrator("eu-west", nil, testLogger(t))
+	svc := serviceConn(t, c, r)
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows[:3]); err != nil {
+		t.Fatal(err)
 	}
-	var cnt int64
-	if err := adminConn(t, c, r).QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest`).Scan(&cnt); err != nil || cnt != 5 {
-		t.Fatalf("ingest holds %d rows (%v), want 5", cnt, err)
+	if n, err := g.round(ctx, svc); err != nil || n != 3 {
+		t.Fatalf("first round: %d %v", n, err)
+	}
+	// Re-shipped twice, once in the same round as a new copy.
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.round(ctx, svc); err != nil || n != 7 {
+		t.Fatalf("second round read %d events (%v), want 7", n, err)
+	}
+	if got, dups := g.integrated.Load(), g.dups.Load(); got != 5 || dups != 5 {
+		t.Fatalf("integrated %d, skipped %d; want 5 and 5", got, dups)
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `chain_id = '42'`); got != 5 {
+		t.Fatalf("events: %d, want 5", got)
+	}
+	var pending int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest_batches`).Scan(&pending); err != nil || pending != 0 {
+		t.Fatalf("ingest_batches holds %d batches (%v), want none", pending, err)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 5 {
+		t.Fatalf("verify: %+v", rep)
 	}
 }
 
