@@ -203,17 +203,20 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		if n == 0 {
 			return nil
 		}
+		// seqs, prevs and entries have one element per batch element, in
+		// the order read; nil (NULL) marks a skipped duplicate.
 		var batches [][]byte
 		var chains, regions []string
 		seenChain := map[string]bool{}
 		seenID := make(map[[16]byte]bool, n)
+		skip := make([]bool, n)
 		oldest := ps[0].ts
-		kept := ps[:0]
 		for i, p := range ps {
 			if i == 0 || p.batch != ps[i-1].batch {
 				batches = append(batches, binary.BigEndian.AppendUint64(nil, uint64(p.batch)))
 			}
 			if p.integrated || seenID[p.id] {
+				skip[i] = true
 				dups++
 				continue
 			}
@@ -225,9 +228,7 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			if p.ts.Before(oldest) {
 				oldest = p.ts
 			}
-			kept = append(kept, p)
 		}
-		ps = kept
 		type head struct {
 			seq  int64
 			hash []byte
@@ -251,15 +252,13 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 				return fmt.Errorf("heads: %w", err)
 			}
 		}
-		m := len(ps)
-		batchOf := make([][]byte, m)
-		ords := make([][]byte, m)
-		chainOf := make([][]byte, m)
-		contents := make([][]byte, m)
-		seqs := make([][]byte, m)
-		prevs := make([][]byte, m)
-		entries := make([][]byte, m)
+		seqs := make([][]byte, n)
+		prevs := make([][]byte, n)
+		entries := make([][]byte, n)
 		for i := range ps {
+			if skip[i] {
+				continue
+			}
 			p := &ps[i]
 			h := heads[p.chain]
 			if h == nil {
@@ -267,11 +266,16 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			}
 			h.seq++
 			entry := EntryHash(p.chain, h.seq, h.hash, p.content)
-			batchOf[i] = binary.BigEndian.AppendUint64(nil, uint64(p.batch))
-			ords[i] = binary.BigEndian.AppendUint32(nil, uint32(p.ord))
-			chainOf[i], contents[i], prevs[i], entries[i] = []byte(p.chain), p.content, h.hash, entry
+			prevs[i], entries[i] = h.hash, entry
 			seqs[i] = binary.BigEndian.AppendUint64(nil, uint64(h.seq))
 			h.hash = entry
+		}
+		headChains := make([][]byte, len(chains))
+		headSeqs := make([][]byte, len(chains))
+		headEntries := make([][]byte, len(chains))
+		for i, c := range chains {
+			headChains[i], headEntries[i] = []byte(c), heads[c].hash
+			headSeqs[i] = binary.BigEndian.AppendUint64(nil, uint64(heads[c].seq))
 		}
 		var size int64
 		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
@@ -279,16 +283,15 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		}
 		// The arrays are sent in binary as built here: pgx's generic array
 		// encoding (reflection per element) cost a third of the integrator's CPU.
-		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
-				binArray(oidInt8, batches), binArray(oidInt8, batchOf), binArray(oidInt4, ords),
-				binArray(oidText, chainOf), binArray(oidBytea, contents), binArray(oidInt8, seqs),
-				binArray(oidBytea, prevs), binArray(oidBytea, entries)},
-			[]uint32{oidText, oidInt8, oidInt8Array, oidInt8Array, oidInt4Array, oidTextArray, oidByteaArray,
-				oidInt8Array, oidByteaArray, oidByteaArray},
-			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
+				binArray(oidInt8, batches), binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
+				binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)},
+			[]uint32{oidText, oidInt8, oidInt8Array, oidInt8Array, oidByteaArray, oidByteaArray, oidTextArray,
+				oidInt8Array, oidByteaArray},
+			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
 		if res.Err != nil {
-			return fmt.Errorf("integrate %d events of %d batches: %w", m, len(batches), res.Err)
+			return fmt.Errorf("integrate %d events of %d batches: %w", n-dups, len(batches), res.Err)
 		}
 		g.lagNanos.Store(int64(time.Since(oldest)))
 		return nil
@@ -310,24 +313,31 @@ const (
 	oidInt8       = 20
 	oidUUID       = 2950
 	oidByteaArray = 1001
-	oidInt4Array  = 1007
 	oidInt8Array  = 1016
 )
 
-// binArray is a one-dimensional array without NULLs in PostgreSQL's binary
-// format.
+// binArray is a one-dimensional array in PostgreSQL's binary format; a nil
+// element is NULL.
 func binArray(elemOID uint32, elems [][]byte) []byte {
 	size := 20
+	nulls := uint32(0)
 	for _, e := range elems {
 		size += 4 + len(e)
+		if e == nil {
+			nulls = 1
+		}
 	}
 	buf := make([]byte, 0, size)
 	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
-	buf = binary.BigEndian.AppendUint32(buf, 0) // no NULLs
+	buf = binary.BigEndian.AppendUint32(buf, nulls)
 	buf = binary.BigEndian.AppendUint32(buf, elemOID)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(elems)))
 	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
 	for _, e := range elems {
+		if e == nil {
+			buf = binary.BigEndian.AppendUint32(buf, 0xffffffff)
+			continue
+		}
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(e)))
 		buf = append(buf, e...)
 	}

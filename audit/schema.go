@@ -888,6 +888,13 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 -- calling function set): a hashed plan would scan all of events per batch.
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_nestloop = on SET jit = off AS $$
 BEGIN
+	-- integrate_batches has just chained every event of the batches it
+	-- names (it checked the skipped ones too). Only the owner may delete at
+	-- all, and an owner can as well disable the trigger: the setting saves
+	-- a lookup per event, it grants nothing.
+	IF TG_OP = 'DELETE' AND OLD.id::text = ANY (string_to_array(current_setting('pgtenant_audit.integrated_batches', true), ',')) THEN
+		RETURN OLD;
+	END IF;
 	IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM unnest(OLD.events) x
 			WHERE NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id)) THEN
 		RETURN OLD;
@@ -966,106 +973,143 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 	ORDER BY b.id, x.ord
 $$;
 
--- integrate_batches chains events of the batches p_batches: event i is
--- element p_ord[i] of batch p_batch[i] with the seq and hashes the
--- integrator computed, and becomes leaf p_first_leaf + i - 1. It checks, as
--- integrate did, that the events extend every chain exactly (contiguous
--- seq, prev_hash = the previous entry hash, entry_hash = SHA-256(0x10 ||
--- lp(chain_id) || seq || prev_hash || content_hash)) and name their batch
--- element's chain and content hash, copies them into events, moves the
--- chain and tree heads, and deletes the batches (whose events are now all
--- in events: the rest were duplicates).
+-- integrate_batches chains the events of the pending batches p_batches.
+-- p_seq, p_prev and p_entry hold, for every element of those batches in
+-- order (batch after batch, each in array order), the seq and hashes the
+-- integrator computed, NULL for an element it skipped as a duplicate. In
+-- one pass over the batches (no join of the events to their batch, no
+-- second copy) it checks that the events extend every chain exactly
+-- (contiguous seq from the chain's head, prev_hash = the previous entry
+-- hash, entry_hash = SHA-256(0x10 || lp(chain_id) || seq || prev_hash ||
+-- content_hash) over the batch's own chain and content hash, the region)
+-- and that each chain's last event is the head p_head_* names, and copies
+-- them into events as the next leaves of the region's tree, ordered by
+-- chain (bytewise), then batch and element. It then checks that every
+-- skipped element is in events, moves the chain and tree heads and
+-- deletes the batches. Any failure rolls the whole round back.
 CREATE FUNCTION pgtenant_audit.integrate_batches(p_region text, p_first_leaf bigint, p_batches bigint[],
-	p_batch bigint[], p_ord integer[], p_chain text[], p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
+	p_seq bigint[], p_prev bytea[], p_entry bytea[], p_head_chain text[], p_head_seq bigint[], p_head_entry bytea[])
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- The events join their batch elements by hash, in memory: the planner
--- guesses 100 rows for each unnest, and a nested loop over two sets of
--- 16384 took seconds per round. No JIT: the disabled plans' costs made it
--- compile each round (a third of a second).
-SET enable_nestloop = off SET enable_mergejoin = off SET work_mem = '64MB' SET jit = off AS $$
+-- In memory (a round is at most 16384 events), and no JIT: the estimates of
+-- unnest are guesses, and compiling took a third of a second per round.
+SET work_mem = '64MB' SET jit = off AS $$
 DECLARE
-	v_n integer := coalesce(cardinality(p_batch), 0);
-	v_bad bigint;
-	v_ins bigint;
 	v_size bigint;
+	v_found integer;
+	v_total bigint;
+	v_ins bigint;
+	v_lost bigint;
+	v_heads bigint;
 	v_del bigint;
-	v_hchain text[];
-	v_hseq bigint[];
-	v_hentry bytea[];
 BEGIN
 	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
 	IF v_size IS DISTINCT FROM p_first_leaf THEN
 		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
 			USING ERRCODE = '40001';
 	END IF;
-	IF coalesce(cardinality(p_ord), 0) <> v_n OR coalesce(cardinality(p_chain), 0) <> v_n
-	   OR coalesce(cardinality(p_content), 0) <> v_n OR coalesce(cardinality(p_seq), 0) <> v_n
-	   OR coalesce(cardinality(p_prev), 0) <> v_n OR coalesce(cardinality(p_entry), 0) <> v_n THEN
-		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: arrays differ in length' USING ERRCODE = '22023';
+	SELECT count(*), coalesce(sum(b.n), 0) INTO v_found, v_total
+	FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+	IF v_found <> coalesce(cardinality(p_batches), 0)
+	   OR v_found <> (SELECT count(DISTINCT u.id) FROM unnest(p_batches) AS u(id)) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % of % batches are pending in region %',
+			v_found, coalesce(cardinality(p_batches), 0), p_region USING ERRCODE = '40001';
 	END IF;
-	IF v_n > 0 THEN
-		-- One pass checks every event and finds each chain's new head (its
-		-- last event), which moves the chain_heads row below.
-		SELECT count(*) FILTER (WHERE x.bad IS NOT FALSE), array_agg(x.chain) FILTER (WHERE x.last),
-			array_agg(x.seq) FILTER (WHERE x.last), array_agg(x.entry) FILTER (WHERE x.last)
-		INTO v_bad, v_hchain, v_hseq, v_hentry
-		FROM (SELECT y.chain, y.seq, y.entry, y.after IS NULL AS last,
-				(y.h_seq IS NULL OR y.seq <> y.h_seq + y.rn OR y.prev IS DISTINCT FROM coalesce(y.before, y.h_head)
-				OR y.entry IS DISTINCT FROM sha256(y.prefix || int8send(y.seq) || y.prev || y.content)) AS bad
-			FROM (SELECT u.chain, u.content, u.seq, u.prev, u.entry, h.seq AS h_seq, h.head AS h_head, h.prefix,
-					row_number() OVER w AS rn, lag(u.entry) OVER w AS before, lead(u.ord) OVER w AS after
-				FROM unnest(p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY AS u(chain, content, seq, prev, entry, ord)
-				-- 0x10 || lp(chain_id), once per chain rather than per event.
-				LEFT JOIN (SELECT h.chain_id, h.seq, h.head, '\x10'::bytea || int4send(octet_length(convert_to(h.chain_id, 'UTF8')))
-						|| convert_to(h.chain_id, 'UTF8') AS prefix
-					FROM pgtenant_audit.chain_heads h WHERE h.region = p_region AND h.chain_id = ANY (p_chain)) h
-					ON h.chain_id = u.chain
-				WINDOW w AS (PARTITION BY u.chain ORDER BY u.ord)) y) x;
-		IF v_bad > 0 THEN
-			RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % events do not extend their chains', v_bad
-				USING ERRCODE = '40001';
-		END IF;
-		-- Each batch is unnested once (MATERIALIZED: not once per event in
-		-- a nested loop) and joined by hash on (batch, element); a subscript
-		-- per event would detoast the whole array every time.
-		WITH x AS MATERIALIZED (SELECT b.id, x.*
-			FROM pgtenant_audit.ingest_batches b
-			CROSS JOIN LATERAL unnest(b.events) WITH ORDINALITY AS x(event_id, chain_id, ts, kind, account_id, subject,
-				client_user, client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate,
-				rows, duration_us, hash_version, content_hash, statement_salt, statement_commitment, role, actor, purpose,
-				ticket, rewritten, ord)
-			WHERE b.id = ANY (p_batches) AND b.region = p_region)
+	IF coalesce(cardinality(p_seq), 0) <> v_total OR coalesce(cardinality(p_prev), 0) <> v_total
+	   OR coalesce(cardinality(p_entry), 0) <> v_total
+	   OR coalesce(cardinality(p_head_seq), 0) <> coalesce(cardinality(p_head_chain), 0)
+	   OR coalesce(cardinality(p_head_entry), 0) <> coalesce(cardinality(p_head_chain), 0) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: arrays do not match the batches'' % events', v_total
+			USING ERRCODE = '22023';
+	END IF;
+	WITH pb AS (
+		-- each batch's place in p_batches and where its elements start in p_seq...
+		SELECT u.k, b.id, b.events, sum(b.n) OVER (ORDER BY u.k) - b.n AS off, b.n
+		FROM unnest(p_batches) WITH ORDINALITY AS u(id, k)
+		JOIN pgtenant_audit.ingest_batches b ON b.id = u.id AND b.region = p_region),
+	z AS MATERIALIZED (
+		SELECT pb.k, x.*
+		FROM pb CROSS JOIN LATERAL ROWS FROM (unnest(pb.events), unnest(p_seq[pb.off + 1 : pb.off + pb.n]),
+			unnest(p_prev[pb.off + 1 : pb.off + pb.n]), unnest(p_entry[pb.off + 1 : pb.off + pb.n])) WITH ORDINALITY
+			AS x(event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr, region, session_id,
+				proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us, hash_version,
+				content_hash, statement_salt, statement_commitment, role, actor, purpose, ticket, rewritten,
+				seq, prev, entry, ord)),
+	-- MATERIALIZED: one small hash table, not a join rebuilt per event.
+	h AS MATERIALIZED (
+		SELECT h.chain_id, h.seq, h.head, l.seq AS last_seq, l.entry AS last_entry,
+			'\x10'::bytea || int4send(octet_length(convert_to(h.chain_id, 'UTF8'))) || convert_to(h.chain_id, 'UTF8') AS prefix
+		FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+		JOIN pgtenant_audit.chain_heads h ON h.chain_id = l.chain AND h.region = p_region),
+	y AS (
+		SELECT z.*, h.seq AS h_seq, h.head AS h_head, h.prefix, h.last_seq, h.last_entry,
+			row_number() OVER w AS rn, lag(z.entry) OVER w AS before, lead(z.ord) OVER w IS NULL AS last,
+			row_number() OVER (ORDER BY z.chain_id COLLATE "C", z.k, z.ord) AS leaf_rank
+		FROM z LEFT JOIN h ON h.chain_id = z.chain_id
+		WHERE z.seq IS NOT NULL
+		WINDOW w AS (PARTITION BY z.chain_id COLLATE "C" ORDER BY z.k, z.ord)),
+	ins AS (
 		INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
 			client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
 			duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
 			role, actor, purpose, ticket, rewritten)
-		SELECT x.chain_id, u.seq, x.event_id, x.ts, x.kind, x.account_id, x.subject, x.client_user,
-			x.client_addr, x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason,
-			x.sqlstate, x.rows, x.duration_us, x.hash_version, x.content_hash, u.prev, u.entry, p_first_leaf + u.i - 1,
-			x.statement_salt, x.statement_commitment, x.role, x.actor, x.purpose, x.ticket, x.rewritten
-		FROM unnest(p_batch, p_ord, p_chain, p_content, p_seq, p_prev, p_entry) WITH ORDINALITY
-			AS u(batch, ord, chain, content, seq, prev, entry, i)
-		JOIN x ON x.id = u.batch AND x.ord = u.ord AND x.chain_id = u.chain AND x.content_hash = u.content
-			AND x.region = p_region;
-		GET DIAGNOSTICS v_ins = ROW_COUNT;
-		IF v_ins <> v_n THEN
-			RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % of % events do not match an element of their batch in region %',
-				v_n - v_ins, v_n, p_region USING ERRCODE = '22023';
-		END IF;
-		UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
-		FROM unnest(v_hchain, v_hseq, v_hentry) AS l(chain, seq, entry)
-		WHERE h.chain_id = l.chain;
-		UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_n WHERE t.region = p_region;
+		SELECT y.chain_id,
+			-- A row that does not extend its chain aborts the round (the
+			-- function is only called for such a row).
+			CASE WHEN y.h_seq IS NULL OR y.region IS DISTINCT FROM p_region OR y.seq <> y.h_seq + y.rn
+				OR y.prev IS DISTINCT FROM coalesce(y.before, y.h_head)
+				OR y.entry IS DISTINCT FROM sha256(y.prefix || int8send(y.seq) || y.prev || y.content_hash)
+				OR (y.last AND (y.seq IS DISTINCT FROM y.last_seq OR y.entry IS DISTINCT FROM y.last_entry))
+			THEN pgtenant_audit.reject_round(y.chain_id, y.seq) ELSE y.seq END,
+			y.event_id, y.ts, y.kind, y.account_id, y.subject, y.client_user, y.client_addr, y.region, y.session_id,
+			y.proxy_instance, y.statement, y.tables, y.verdict, y.reason, y.sqlstate, y.rows, y.duration_us,
+			y.hash_version, y.content_hash, y.prev, y.entry, p_first_leaf + y.leaf_rank - 1, y.statement_salt,
+			y.statement_commitment, y.role, y.actor, y.purpose, y.ticket, y.rewritten
+		FROM y
+		RETURNING event_id)
+	SELECT (SELECT count(*) FROM ins),
+		-- A skipped element must repeat an event chained before or in this
+		-- round: otherwise deleting its batch would lose it.
+		(SELECT count(*) FROM z WHERE z.seq IS NULL
+			AND z.event_id NOT IN (SELECT i.event_id FROM ins i)
+			AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = z.event_id))
+	INTO v_ins, v_lost;
+	IF v_lost > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % skipped events were never chained', v_lost
+			USING ERRCODE = '22023';
 	END IF;
-	DELETE FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
-	GET DIAGNOSTICS v_del = ROW_COUNT;
-	IF v_del <> coalesce(cardinality(p_batches), 0) THEN
-		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % of % batches are not pending in region %',
-			coalesce(cardinality(p_batches), 0) - v_del, coalesce(cardinality(p_batches), 0), p_region
+	-- Each named head is the entry of a chained event (the pass above
+	-- checked it is its chain's last of this round).
+	SELECT count(*) INTO v_heads FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+	WHERE NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.chain_id = l.chain AND e.seq = l.seq
+		AND e.entry_hash = l.entry AND e.region = p_region);
+	IF v_heads > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % chain heads name no chained event', v_heads
 			USING ERRCODE = '40001';
 	END IF;
-	RETURN v_n;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_ins WHERE t.region = p_region;
+	-- The batches' events are all chained now: the delete trigger, told so
+	-- for this transaction, need not look each one up again.
+	PERFORM set_config('pgtenant_audit.integrated_batches', array_to_string(p_batches, ','), true);
+	DELETE FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+	GET DIAGNOSTICS v_del = ROW_COUNT;
+	PERFORM set_config('pgtenant_audit.integrated_batches', '', true);
+	IF v_del <> v_found THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: deleted % of % batches', v_del, v_found USING ERRCODE = '40001';
+	END IF;
+	RETURN v_ins;
+END $$;
+
+-- reject_round aborts an integration round whose events do not extend
+-- their chains (integrate_batches calls it for the first such event).
+CREATE FUNCTION pgtenant_audit.reject_round(p_chain text, p_seq bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION 'pgtenant_audit.integrate_batches: event seq % does not extend chain %', p_seq, p_chain
+		USING ERRCODE = '40001';
 END $$;
 
 -- is_batch_pending reports whether a batch still awaits integration (a
@@ -1214,7 +1258,7 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 		grants = append(grants,
 			`GRANT INSERT ON pgtenant_audit.ingest_batches TO `+service,
 			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer),
-				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], integer[], text[], bytea[], bigint[], bytea[], bytea[]),
+				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], text[], bigint[], bytea[]),
 				pgtenant_audit.is_batch_pending(bigint) TO `+service)
 	}
 	for _, s := range grants {
