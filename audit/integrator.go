@@ -15,8 +15,9 @@ import (
 // runs one per region; only the one whose connection holds the region's
 // advisory lock integrates, the others wait to take over (the lock goes
 // with the connection when a process dies). Writers therefore share no
-// lock: they COPY unsequenced rows into pgtenant_audit.ingest, and one
-// process per region assigns each tenant's seq and links its hash chain.
+// lock: they COPY batches of unsequenced rows into
+// pgtenant_audit.ingest_batches, and one process per region assigns each
+// tenant's seq, links its hash chain and deletes the batches it chained.
 const (
 	// integrateBatch bounds the rows of one integration transaction.
 	integrateBatch = 16384

@@ -92,7 +92,7 @@ func (w *regionWriter) sweep() {
 	}
 }
 
-// write appends rows to ingest in one COPY and records the outcome; the
+// write appends rows as one ingest batch (one COPY) and records the outcome; the
 // region's integrator then chains them.
 func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
