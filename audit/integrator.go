@@ -253,13 +253,21 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 				return fmt.Errorf("heads: %w", err)
 			}
 		}
+		var size int64
+		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
+			return fmt.Errorf("tree size: %w", err)
+		}
 		seqs := make([][]byte, n)
 		prevs := make([][]byte, n)
 		entries := make([][]byte, n)
+		leaves := make([][]byte, n)
+		leaf := size
 		for i := range ps {
 			if skip[i] {
 				continue
 			}
+			leaves[i] = binary.BigEndian.AppendUint64(nil, uint64(leaf))
+			leaf++
 			p := &ps[i]
 			h := heads[p.chain]
 			if h == nil {
@@ -278,19 +286,15 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			headChains[i], headEntries[i] = []byte(c), heads[c].hash
 			headSeqs[i] = binary.BigEndian.AppendUint64(nil, uint64(heads[c].seq))
 		}
-		var size int64
-		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
-			return fmt.Errorf("tree size: %w", err)
-		}
 		// The arrays are sent in binary as built here: pgx's generic array
 		// encoding (reflection per element) cost a third of the integrator's CPU.
-		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
 				binArray(oidInt8, batches), binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
-				binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)},
-			[]uint32{oidText, oidInt8, oidInt8Array, oidInt8Array, oidByteaArray, oidByteaArray, oidTextArray,
+				binArray(oidInt8, leaves), binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)},
+			[]uint32{oidText, oidInt8, oidInt8Array, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidTextArray,
 				oidInt8Array, oidByteaArray},
-			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
+			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
 		if res.Err != nil {
 			return fmt.Errorf("integrate %d events of %d batches: %w", n-dups, len(batches), res.Err)
 		}

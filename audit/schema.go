@@ -974,21 +974,23 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 $$;
 
 -- integrate_batches chains the events of the pending batches p_batches.
--- p_seq, p_prev and p_entry hold, for every element of those batches in
--- order (batch after batch, each in array order), the seq and hashes the
--- integrator computed, NULL for an element it skipped as a duplicate. In
--- one pass over the batches (no join of the events to their batch, no
--- second copy) it checks that the events extend every chain exactly
--- (contiguous seq from the chain's head, prev_hash = the previous entry
--- hash, entry_hash = SHA-256(0x10 || lp(chain_id) || seq || prev_hash ||
--- content_hash) over the batch's own chain and content hash, the region)
--- and that each chain's last event is the head p_head_* names, and copies
--- them into events as the next leaves of the region's tree, ordered by
--- chain (bytewise), then batch and element. It then checks that every
--- skipped element is in events, moves the chain and tree heads and
--- deletes the batches. Any failure rolls the whole round back.
+-- p_seq, p_prev, p_entry and p_leaf hold, for every element of those
+-- batches in order (batch after batch, each in array order), the seq,
+-- hashes and tree leaf the integrator computed, NULL for an element it
+-- skipped as a duplicate. It copies the events into events straight from
+-- their batches (zipped with the arrays: no join, no sort of the wide
+-- rows), then checks in one narrow pass over the same batches that they
+-- extend every chain exactly (contiguous seq from the chain's head,
+-- prev_hash = the previous entry hash, entry_hash = SHA-256(0x10 ||
+-- lp(chain_id) || seq || prev_hash || content_hash) over the batch's own
+-- chain and content hash, the region), that the leaves are the next ones of
+-- the region's tree in that order, that each chain's last event is the head
+-- p_head_* names and that every skipped element is in events; it moves the
+-- chain and tree heads and deletes the batches. Any failure rolls the whole
+-- round back.
 CREATE FUNCTION pgtenant_audit.integrate_batches(p_region text, p_first_leaf bigint, p_batches bigint[],
-	p_seq bigint[], p_prev bytea[], p_entry bytea[], p_head_chain text[], p_head_seq bigint[], p_head_entry bytea[])
+	p_seq bigint[], p_prev bytea[], p_entry bytea[], p_leaf bigint[],
+	p_head_chain text[], p_head_seq bigint[], p_head_entry bytea[])
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- In memory (a round is at most 16384 events), and no JIT: the estimates of
@@ -999,7 +1001,7 @@ DECLARE
 	v_found integer;
 	v_total bigint;
 	v_ins bigint;
-	v_lost bigint;
+	v_bad bigint;
 	v_heads bigint;
 	v_del bigint;
 BEGIN
@@ -1016,67 +1018,52 @@ BEGIN
 			v_found, coalesce(cardinality(p_batches), 0), p_region USING ERRCODE = '40001';
 	END IF;
 	IF coalesce(cardinality(p_seq), 0) <> v_total OR coalesce(cardinality(p_prev), 0) <> v_total
-	   OR coalesce(cardinality(p_entry), 0) <> v_total
+	   OR coalesce(cardinality(p_entry), 0) <> v_total OR coalesce(cardinality(p_leaf), 0) <> v_total
 	   OR coalesce(cardinality(p_head_seq), 0) <> coalesce(cardinality(p_head_chain), 0)
 	   OR coalesce(cardinality(p_head_entry), 0) <> coalesce(cardinality(p_head_chain), 0) THEN
 		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: arrays do not match the batches'' % events', v_total
 			USING ERRCODE = '22023';
 	END IF;
-	WITH pb AS (
-		-- each batch's place in p_batches and where its elements start in p_seq...
-		SELECT u.k, b.id, b.events, sum(b.n) OVER (ORDER BY u.k) - b.n AS off, b.n
-		FROM unnest(p_batches) WITH ORDINALITY AS u(id, k)
-		JOIN pgtenant_audit.ingest_batches b ON b.id = u.id AND b.region = p_region),
-	z AS MATERIALIZED (
-		SELECT pb.k, x.*
-		FROM pb CROSS JOIN LATERAL ROWS FROM (unnest(pb.events), unnest(p_seq[pb.off + 1 : pb.off + pb.n]),
-			unnest(p_prev[pb.off + 1 : pb.off + pb.n]), unnest(p_entry[pb.off + 1 : pb.off + pb.n])) WITH ORDINALITY
-			AS x(event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr, region, session_id,
-				proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us, hash_version,
-				content_hash, statement_salt, statement_commitment, role, actor, purpose, ticket, rewritten,
-				seq, prev, entry, ord)),
-	-- MATERIALIZED: one small hash table, not a join rebuilt per event.
-	h AS MATERIALIZED (
+	INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+		client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+		duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
+		role, actor, purpose, ticket, rewritten)
+	SELECT x.chain_id, x.seq, x.event_id, x.ts, x.kind, x.account_id, x.subject, x.client_user,
+		x.client_addr, x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason,
+		x.sqlstate, x.rows, x.duration_us, x.hash_version, x.content_hash, x.prev, x.entry, x.leaf,
+		x.statement_salt, x.statement_commitment, x.role, x.actor, x.purpose, x.ticket, x.rewritten
+	FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x
+	WHERE x.seq IS NOT NULL;
+	GET DIAGNOSTICS v_ins = ROW_COUNT;
+	WITH h AS MATERIALIZED (
 		SELECT h.chain_id, h.seq, h.head, l.seq AS last_seq, l.entry AS last_entry,
 			'\x10'::bytea || int4send(octet_length(convert_to(h.chain_id, 'UTF8'))) || convert_to(h.chain_id, 'UTF8') AS prefix
 		FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
 		JOIN pgtenant_audit.chain_heads h ON h.chain_id = l.chain AND h.region = p_region),
+	z AS (
+		SELECT x.k, x.ord, x.event_id, x.chain_id, x.region, x.content_hash, x.seq, x.prev, x.entry, x.leaf
+		FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x),
 	y AS (
 		SELECT z.*, h.seq AS h_seq, h.head AS h_head, h.prefix, h.last_seq, h.last_entry,
 			row_number() OVER w AS rn, lag(z.entry) OVER w AS before, lead(z.ord) OVER w IS NULL AS last,
-			row_number() OVER (ORDER BY z.chain_id COLLATE "C", z.k, z.ord) AS leaf_rank
+			row_number() OVER (ORDER BY z.k, z.ord) AS kept
 		FROM z LEFT JOIN h ON h.chain_id = z.chain_id
 		WHERE z.seq IS NOT NULL
-		WINDOW w AS (PARTITION BY z.chain_id COLLATE "C" ORDER BY z.k, z.ord)),
-	ins AS (
-		INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
-			client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
-			duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
-			role, actor, purpose, ticket, rewritten)
-		SELECT y.chain_id,
-			-- A row that does not extend its chain aborts the round (the
-			-- function is only called for such a row).
-			CASE WHEN y.h_seq IS NULL OR y.region IS DISTINCT FROM p_region OR y.seq <> y.h_seq + y.rn
+		WINDOW w AS (PARTITION BY z.chain_id ORDER BY z.k, z.ord))
+	SELECT (SELECT count(*) FROM y
+			WHERE y.h_seq IS NULL OR y.region IS DISTINCT FROM p_region OR y.seq <> y.h_seq + y.rn
 				OR y.prev IS DISTINCT FROM coalesce(y.before, y.h_head)
 				OR y.entry IS DISTINCT FROM sha256(y.prefix || int8send(y.seq) || y.prev || y.content_hash)
-				OR (y.last AND (y.seq IS DISTINCT FROM y.last_seq OR y.entry IS DISTINCT FROM y.last_entry))
-			THEN pgtenant_audit.reject_round(y.chain_id, y.seq) ELSE y.seq END,
-			y.event_id, y.ts, y.kind, y.account_id, y.subject, y.client_user, y.client_addr, y.region, y.session_id,
-			y.proxy_instance, y.statement, y.tables, y.verdict, y.reason, y.sqlstate, y.rows, y.duration_us,
-			y.hash_version, y.content_hash, y.prev, y.entry, p_first_leaf + y.leaf_rank - 1, y.statement_salt,
-			y.statement_commitment, y.role, y.actor, y.purpose, y.ticket, y.rewritten
-		FROM y
-		RETURNING event_id)
-	SELECT (SELECT count(*) FROM ins),
+				OR y.leaf IS DISTINCT FROM p_first_leaf + y.kept - 1
+				OR (y.last AND (y.seq IS DISTINCT FROM y.last_seq OR y.entry IS DISTINCT FROM y.last_entry)))
 		-- A skipped element must repeat an event chained before or in this
 		-- round: otherwise deleting its batch would lose it.
-		(SELECT count(*) FROM z WHERE z.seq IS NULL
-			AND z.event_id NOT IN (SELECT i.event_id FROM ins i)
+		+ (SELECT count(*) FROM z WHERE z.seq IS NULL
 			AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = z.event_id))
-	INTO v_ins, v_lost;
-	IF v_lost > 0 THEN
-		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % skipped events were never chained', v_lost
-			USING ERRCODE = '22023';
+	INTO v_bad;
+	IF v_bad > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % events do not extend their chains or were skipped but never chained', v_bad
+			USING ERRCODE = '40001';
 	END IF;
 	-- Each named head is the entry of a chained event (the pass above
 	-- checked it is its chain's last of this round).
@@ -1102,6 +1089,32 @@ BEGIN
 	END IF;
 	RETURN v_ins;
 END $$;
+
+-- batch_elements returns the elements of region's batches p_batches, batch
+-- after batch (k = the batch's place in p_batches) and each in array order
+-- (ord), zipped with the per-element arrays integrate_batches receives.
+-- Inlined into its caller (a single SELECT): each batch is detoasted and
+-- unnested once per use.
+CREATE FUNCTION pgtenant_audit.batch_elements(p_region text, p_batches bigint[],
+	p_seq bigint[], p_prev bytea[], p_entry bytea[], p_leaf bigint[])
+RETURNS TABLE (k bigint, event_id uuid, chain_id text, ts timestamptz, kind text, account_id text, subject text,
+	client_user text, client_addr inet, region text, session_id text, proxy_instance text, statement text,
+	tables text[], verdict text, reason text, sqlstate text, rows bigint, duration_us bigint, hash_version smallint,
+	content_hash bytea, statement_salt bytea, statement_commitment bytea, role text, actor text, purpose text,
+	ticket text, rewritten boolean, seq bigint, prev bytea, entry bytea, leaf bigint, ord bigint)
+LANGUAGE sql STABLE AS $$
+	SELECT pb.k, x.*
+	FROM (SELECT u.k, b.events, b.n, sum(b.n) OVER (ORDER BY u.k) - b.n AS off
+		FROM unnest(p_batches) WITH ORDINALITY AS u(id, k)
+		JOIN pgtenant_audit.ingest_batches b ON b.id = u.id AND b.region = p_region) pb
+	CROSS JOIN LATERAL ROWS FROM (unnest(pb.events), unnest(p_seq[pb.off + 1 : pb.off + pb.n]),
+		unnest(p_prev[pb.off + 1 : pb.off + pb.n]), unnest(p_entry[pb.off + 1 : pb.off + pb.n]),
+		unnest(p_leaf[pb.off + 1 : pb.off + pb.n])) WITH ORDINALITY
+		AS x(event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr, region, session_id,
+			proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us, hash_version,
+			content_hash, statement_salt, statement_commitment, role, actor, purpose, ticket, rewritten,
+			seq, prev, entry, leaf, ord)
+$$;
 
 -- reject_round aborts an integration round whose events do not extend
 -- their chains (integrate_batches calls it for the first such event).
@@ -1258,7 +1271,7 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 		grants = append(grants,
 			`GRANT INSERT ON pgtenant_audit.ingest_batches TO `+service,
 			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer),
-				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], text[], bigint[], bytea[]),
+				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]),
 				pgtenant_audit.is_batch_pending(bigint) TO `+service)
 	}
 	for _, s := range grants {
