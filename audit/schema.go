@@ -1002,6 +1002,9 @@ DECLARE
 	v_total bigint;
 	v_ins bigint;
 	v_bad bigint;
+	v_maxleaf bigint;
+	v_leaves bigint;
+	v_gaps bigint;
 	v_heads bigint;
 	v_del bigint;
 BEGIN
@@ -1024,46 +1027,64 @@ BEGIN
 		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: arrays do not match the batches'' % events', v_total
 			USING ERRCODE = '22023';
 	END IF;
-	INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
-		client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
-		duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
-		role, actor, purpose, ticket, rewritten)
-	SELECT x.chain_id, x.seq, x.event_id, x.ts, x.kind, x.account_id, x.subject, x.client_user,
-		x.client_addr, x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason,
-		x.sqlstate, x.rows, x.duration_us, x.hash_version, x.content_hash, x.prev, x.entry, x.leaf,
-		x.statement_salt, x.statement_commitment, x.role, x.actor, x.purpose, x.ticket, x.rewritten
-	FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x
-	WHERE x.seq IS NOT NULL;
-	GET DIAGNOSTICS v_ins = ROW_COUNT;
-	WITH h AS MATERIALIZED (
+	-- The check reads what the insert returns (chain, content hash and
+	-- region as copied from the batch): no second pass over the batches.
+	WITH ins AS (
+		INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+			client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+			duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
+			role, actor, purpose, ticket, rewritten)
+		SELECT x.chain_id, x.seq, x.event_id, x.ts, x.kind, x.account_id, x.subject, x.client_user,
+			x.client_addr, x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason,
+			x.sqlstate, x.rows, x.duration_us, x.hash_version, x.content_hash, x.prev, x.entry, x.leaf,
+			x.statement_salt, x.statement_commitment, x.role, x.actor, x.purpose, x.ticket, x.rewritten
+		FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x
+		WHERE x.seq IS NOT NULL
+		RETURNING chain_id, seq, region, content_hash, prev_hash, entry_hash, leaf),
+	h AS MATERIALIZED (
 		SELECT h.chain_id, h.seq, h.head, l.seq AS last_seq, l.entry AS last_entry,
 			'\x10'::bytea || int4send(octet_length(convert_to(h.chain_id, 'UTF8'))) || convert_to(h.chain_id, 'UTF8') AS prefix
 		FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
 		JOIN pgtenant_audit.chain_heads h ON h.chain_id = l.chain AND h.region = p_region),
-	z AS (
-		SELECT x.k, x.ord, x.event_id, x.chain_id, x.region, x.content_hash, x.seq, x.prev, x.entry, x.leaf
-		FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x),
-	y AS (
-		SELECT z.*, h.seq AS h_seq, h.head AS h_head, h.prefix, h.last_seq, h.last_entry,
-			row_number() OVER w AS rn, lag(z.entry) OVER w AS before, lead(z.ord) OVER w IS NULL AS last,
-			row_number() OVER (ORDER BY z.k, z.ord) AS kept
-		FROM z LEFT JOIN h ON h.chain_id = z.chain_id
-		WHERE z.seq IS NOT NULL
-		WINDOW w AS (PARTITION BY z.chain_id ORDER BY z.k, z.ord))
-	SELECT (SELECT count(*) FROM y
-			WHERE y.h_seq IS NULL OR y.region IS DISTINCT FROM p_region OR y.seq <> y.h_seq + y.rn
-				OR y.prev IS DISTINCT FROM coalesce(y.before, y.h_head)
-				OR y.entry IS DISTINCT FROM sha256(y.prefix || int8send(y.seq) || y.prev || y.content_hash)
-				OR y.leaf IS DISTINCT FROM p_first_leaf + y.kept - 1
-				OR (y.last AND (y.seq IS DISTINCT FROM y.last_seq OR y.entry IS DISTINCT FROM y.last_entry)))
-		-- A skipped element must repeat an event chained before or in this
-		-- round: otherwise deleting its batch would lose it.
-		+ (SELECT count(*) FROM z WHERE z.seq IS NULL
-			AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = z.event_id))
-	INTO v_bad;
-	IF v_bad > 0 THEN
-		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % events do not extend their chains or were skipped but never chained', v_bad
-			USING ERRCODE = '40001';
+	c AS (
+		-- Per event: its chain's head before and after the round, and the
+		-- event before it in this round (by hash on (chain, seq - 1)).
+		SELECT i.*, h.seq AS h_seq, h.head AS h_head, h.prefix, h.last_seq, h.last_entry, p.entry_hash AS before
+		FROM ins i
+		LEFT JOIN h ON h.chain_id = i.chain_id
+		LEFT JOIN ins p ON p.chain_id = i.chain_id AND p.seq = i.seq - 1)
+	SELECT count(*),
+		count(*) FILTER (WHERE (c.h_seq IS NULL OR c.region IS DISTINCT FROM p_region
+			-- seq within (old head, new head]: with (chain_id, seq) unique
+			-- and the count per chain checked below, contiguous.
+			OR c.seq <= c.h_seq OR c.seq > c.last_seq
+			OR c.prev_hash IS DISTINCT FROM CASE WHEN c.seq = c.h_seq + 1 THEN c.h_head ELSE c.before END
+			OR c.entry_hash IS DISTINCT FROM sha256(c.prefix || int8send(c.seq) || c.prev_hash || c.content_hash)
+			OR (c.seq = c.last_seq AND c.entry_hash IS DISTINCT FROM c.last_entry)
+			OR c.leaf < p_first_leaf) IS NOT FALSE),
+		max(c.leaf), count(DISTINCT c.leaf),
+		(SELECT count(*) FROM h) - count(DISTINCT c.chain_id)
+			+ (SELECT coalesce(sum(h.last_seq - h.seq), 0) FROM h) - count(*)
+	INTO v_ins, v_bad, v_maxleaf, v_leaves, v_gaps
+	FROM c;
+	-- Leaves: v_ins distinct values from p_first_leaf up to p_first_leaf +
+	-- v_ins - 1, hence exactly the next ones. Heads: one per chain present,
+	-- each v_ins-per-chain rows above the old head.
+	IF v_bad > 0 OR v_gaps <> 0 OR v_leaves <> v_ins
+	   OR (v_ins > 0 AND v_maxleaf <> p_first_leaf + v_ins - 1) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % of % events do not extend their chains or the tree',
+			greatest(v_bad, 1), v_ins USING ERRCODE = '40001';
+	END IF;
+	-- A skipped element must repeat an event chained before or in this
+	-- round: otherwise deleting its batch would lose it.
+	IF array_position(p_seq, NULL) IS NOT NULL THEN
+		SELECT count(*) INTO v_bad
+		FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x
+		WHERE x.seq IS NULL AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id);
+		IF v_bad > 0 THEN
+			RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % skipped events were never chained', v_bad
+				USING ERRCODE = '22023';
+		END IF;
 	END IF;
 	-- Each named head is the entry of a chained event (the pass above
 	-- checked it is its chain's last of this round).

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgtenant/pgtenant/config"
 )
 
@@ -687,5 +689,105 @@ func TestEraseStatementTextKeepsEverythingVerifiable(t *testing.T) {
 				t.Fatalf("an edited committed text: %+v", rep)
 			}
 		})
+	}
+}
+
+// integrate_batches refuses, as the service role, a round that does not
+// extend its chain exactly or does not number the next tree leaves, and
+// stores nothing then; the correct round goes through.
+func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	pool, err := newPool(ctx, "eu-west", r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	oid, err := ingestEventOID(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []*Row
+	for i := range 3 {
+		row, err := NewRow(stmt("42", "s", i), "eu-west", "x", StatementNormalized)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row.HashVersion, row.ContentHash = HashVersion, row.ComputeContentHash()
+		rows = append(rows, row)
+	}
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+		t.Fatal(err)
+	}
+	svc := serviceConn(t, c, r)
+	var batch int64
+	if err := svc.QueryRow(ctx, `SELECT min(batch) FROM pgtenant_audit.pending_events('eu-west', 100)`).Scan(&batch); err != nil {
+		t.Fatal(err)
+	}
+	// The correct round: seq 1-3 from genesis, leaves 0-2.
+	type round struct {
+		seq         []*int64
+		prev, entry [][]byte
+		leaf        []*int64
+		headSeq     int64
+		headEntry   []byte
+		firstLeaf   int64
+	}
+	good := func() round {
+		var rd round
+		prev := GenesisHash("eu-west", "42")
+		for i, row := range rows {
+			seq, leaf := int64(i+1), int64(i)
+			e := EntryHash("42", seq, prev, row.ContentHash)
+			rd.seq, rd.prev, rd.entry, rd.leaf = append(rd.seq, &seq), append(rd.prev, prev), append(rd.entry, e), append(rd.leaf, &leaf)
+			prev = e
+		}
+		rd.headSeq, rd.headEntry = 3, prev
+		return rd
+	}
+	run := func(rd round) error {
+		return pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT * FROM pgtenant_audit.heads_of('{42}', '{eu-west}')`); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `SELECT pgtenant_audit.integrate_batches('eu-west', $1, $2, $3, $4, $5, $6, '{42}', $7, $8)`,
+				rd.firstLeaf, []int64{batch}, rd.seq, rd.prev, rd.entry, rd.leaf, []int64{rd.headSeq}, [][]byte{rd.headEntry})
+			return err
+		})
+	}
+	one := int64(1)
+	for name, broken := range map[string]func(*round){
+		"a wrong entry hash":      func(rd *round) { rd.entry[1] = rd.entry[0]; rd.prev[2] = rd.entry[0] },
+		"a broken link":           func(rd *round) { rd.prev[2] = rd.prev[1] },
+		"a gap in seq":            func(rd *round) { s := int64(4); rd.seq[2] = &s; rd.headSeq = 4 },
+		"a repeated leaf":         func(rd *round) { rd.leaf[2] = &one },
+		"leaves past the tree":    func(rd *round) { l := int64(5); rd.leaf[2] = &l },
+		"a head short of the end": func(rd *round) { rd.headSeq, rd.headEntry = 2, rd.entry[1] },
+		"an event skipped, unseen": func(rd *round) {
+			rd.seq[2], rd.prev[2], rd.entry[2], rd.leaf[2] = nil, nil, nil, nil
+			rd.headSeq, rd.headEntry = 2, rd.entry[1]
+		},
+		"the wrong first leaf": func(rd *round) { rd.firstLeaf = 1 },
+	} {
+		rd := good()
+		broken(&rd)
+		if err := run(rd); err == nil {
+			t.Errorf("%s: integrate_batches accepted the round", name)
+		} else if !strings.Contains(err.Error(), "pgtenant_audit.integrate_batches") {
+			t.Errorf("%s: refused for another reason: %v", name, err)
+		}
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `true`); got != 0 {
+		t.Fatalf("refused rounds stored %d events", got)
+	}
+	if err := run(good()); err != nil {
+		t.Fatalf("the correct round: %v", err)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 3 {
+		t.Fatalf("verify: %+v", rep)
 	}
 }
