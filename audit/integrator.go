@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -172,10 +173,25 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 // batches' order, and has integrate_batches check and store them and delete
 // the batches. It returns the number of events read.
 func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
+	n, err := g.roundOnce(ctx, conn, false)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_event_id_key" {
+		// A batch repeats an event chained in an earlier round (a spool
+		// batch re-shipped after a crash, a write retried after a lost
+		// acknowledgement): look every event up this time.
+		n, err = g.roundOnce(ctx, conn, true)
+	}
+	return n, err
+}
+
+// roundOnce is one attempt at a round; check looks each event up in events
+// to skip those already chained, otherwise the unique event_id index
+// refuses the round if one was.
+func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool) (int, error) {
 	n := 0
 	var dups int
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		ps, err := readPending(ctx, tx.Conn().PgConn(), g.region)
+		ps, err := readPending(ctx, tx.Conn().PgConn(), g.region, check)
 		if err != nil {
 			return fmt.Errorf("pending: %w", err)
 		}
@@ -303,17 +319,21 @@ type pending struct {
 
 // pendingSQL reads the oldest pending batches of a region (pending_events)
 // in binary: batch, event_id, chain_id, ts, content_hash, integrated.
-const pendingSQL = `SELECT batch, event_id, chain_id, ts, content_hash, integrated FROM pgtenant_audit.pending_events($1, $2)`
+const pendingSQL = `SELECT batch, event_id, chain_id, ts, content_hash, integrated FROM pgtenant_audit.pending_events($1, $2, $3)`
 
 // readPending reads region's pending events in binary and decodes them
 // by hand: a round reads 16384 rows, and scanning them through pgx's
 // generic path (a string and a byte slice allocated per row, a time.Time
 // built) was a fifth of the integrator's CPU. Chain names are interned and
 // content hashes share one slab.
-func readPending(ctx context.Context, conn *pgconn.PgConn, region string) ([]pending, error) {
+func readPending(ctx context.Context, conn *pgconn.PgConn, region string, check bool) ([]pending, error) {
 	limit := binary.BigEndian.AppendUint32(nil, integrateBatch)
-	rr := conn.ExecParams(ctx, pendingSQL, [][]byte{[]byte(region), limit}, []uint32{oidText, oidInt4},
-		[]int16{1, 1}, []int16{1, 1, 1, 1, 1, 1})
+	checkArg := []byte{0}
+	if check {
+		checkArg[0] = 1
+	}
+	rr := conn.ExecParams(ctx, pendingSQL, [][]byte{[]byte(region), limit, checkArg}, []uint32{oidText, oidInt4, oidBool},
+		[]int16{1, 1, 1}, []int16{1, 1, 1, 1, 1, 1})
 	var ps []pending
 	names := map[string]string{}
 	var slab []byte

@@ -952,9 +952,11 @@ END $$;
 
 -- pending_events returns the events of region's oldest pending batches (at
 -- least one batch, then whole batches while they add up to at most
--- p_limit events) in batch and array order, each with whether its event_id
--- is already in events (a re-shipped duplicate).
-CREATE FUNCTION pgtenant_audit.pending_events(p_region text, p_limit integer)
+-- p_limit events) in batch and array order, and with p_check whether each
+-- event_id is already in events (a re-shipped duplicate; false without
+-- p_check: the integrator looks only after the unique event_id index
+-- refused a round, since duplicates are rare and the lookup is not free).
+CREATE FUNCTION pgtenant_audit.pending_events(p_region text, p_limit integer, p_check boolean)
 RETURNS TABLE (batch bigint, ord integer, event_id uuid, chain_id text, region text, ts timestamptz,
 	content_hash bytea, integrated boolean)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -962,7 +964,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- the disabled plans' costs).
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 	SELECT b.id, x.ord::integer, x.event_id, x.chain_id, x.region, x.ts, x.content_hash,
-		EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id)
+		p_check AND EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id)
 	FROM (SELECT q.id, q.events FROM (SELECT b.id, b.events, b.n, sum(b.n) OVER (ORDER BY b.id) - b.n AS before
 			FROM pgtenant_audit.ingest_batches b WHERE b.region = p_region) q
 		WHERE q.before = 0 OR q.before + q.n <= p_limit) b
@@ -1291,7 +1293,7 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 	if serviceRole != OwnerRole && len(migrations) >= 7 {
 		grants = append(grants,
 			`GRANT INSERT ON pgtenant_audit.ingest_batches TO `+service,
-			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer),
+			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer, boolean),
 				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]),
 				pgtenant_audit.is_batch_pending(bigint) TO `+service)
 	}
