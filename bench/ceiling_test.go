@@ -1,9 +1,14 @@
 package bench
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/test/pgtest"
 )
 
 // The durability bound is clients / (latency × statements per
@@ -85,5 +90,28 @@ func TestTimeFdatasyncs(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 		t.Fatalf("probe file left behind: %v", left)
+	}
+}
+
+// Both probes run against a real cluster and file system, and the commit
+// probe leaves no table behind.
+func TestMeasureDurability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := pgtest.Start(t, cluster.Config{Name: "bench-durability"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := measureDurability(ctx, t.TempDir(), c.SuperuserDSN(c.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Samples != durabilitySamples || d.FdatasyncMeanMs <= 0 || d.CommitMeanMs <= 0 || d.CommitP50Ms <= 0 || d.SpoolFS == "" {
+		t.Fatalf("durability: %+v", d)
+	}
+	conn := pgtest.Conn(t, c.SuperuserDSN(c.Database))
+	var left bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('pgtenant_bench_commit_probe') IS NOT NULL`).Scan(&left); err != nil || left {
+		t.Fatalf("probe table left behind: %v %v", left, err)
 	}
 }
