@@ -27,14 +27,27 @@ const ingestEventFields = 27
 // skips them by event_id. elemOID is the OID of type
 // pgtenant_audit.ingest_event (ingestEventOID). On error nothing was written.
 func ingestRows(ctx context.Context, pool *pgxpool.Pool, region string, elemOID uint32, rows []*Row) error {
-	data := encodeBatchCopy(make([]byte, 0, 64+300*len(rows)), region, elemOID, rows)
+	_, err := ingestRowsBuf(ctx, pool, region, elemOID, rows, nil)
+	return err
+}
+
+// ingestRowsBuf is ingestRows encoding into buf's storage (a writer reuses
+// one buffer for every batch rather than allocating and zeroing a few
+// hundred kilobytes each time); it returns the buffer for the next batch.
+func ingestRowsBuf(ctx context.Context, pool *pgxpool.Pool, region string, elemOID uint32, rows []*Row, buf []byte) ([]byte, error) {
+	data := encodeBatchCopy(buf[:0], region, elemOID, rows)
+	return data, copyBatch(ctx, pool, data, len(rows))
+}
+
+// copyBatch sends one encoded batch.
+func copyBatch(ctx context.Context, pool *pgxpool.Pool, data []byte, events int) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	defer conn.Release()
 	if _, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copyBatchSQL); err != nil {
-		return fmt.Errorf("ingest: copy a batch of %d events: %w", len(rows), err)
+		return fmt.Errorf("ingest: copy a batch of %d events: %w", events, err)
 	}
 	return nil
 }

@@ -52,6 +52,7 @@ type regionWriter struct {
 	written      atomic.Uint64
 	failed       atomic.Uint64
 	eventOID     atomic.Uint32 // of pgtenant_audit.ingest_event; 0 = not looked up yet
+	copyBuf      []byte        // the COPY data of the latest batch, reused (one writer goroutine)
 	writeNanos   atomic.Int64
 	lastNanos    atomic.Int64
 	failingSince atomic.Int64 // unix nanos of the first failure of the current outage; 0 = healthy
@@ -143,7 +144,9 @@ func (w *regionWriter) ingest(ctx context.Context, rows []*Row) error {
 		}
 		w.eventOID.Store(oid)
 	}
-	if err := ingestRows(ctx, w.pool, w.name, oid, rows); err != nil {
+	buf, err := ingestRowsBuf(ctx, w.pool, w.name, oid, rows, w.copyBuf)
+	w.copyBuf = buf
+	if err != nil {
 		w.eventOID.Store(0)
 		return err
 	}
