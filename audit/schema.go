@@ -1139,22 +1139,6 @@ LANGUAGE sql STABLE AS $$
 			seq, prev, entry, leaf, ord)
 $$;
 
--- reject_round aborts an integration round whose events do not extend
--- their chains (integrate_batches calls it for the first such event).
-CREATE FUNCTION pgtenant_audit.reject_round(p_chain text, p_seq bigint) RETURNS bigint
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	RAISE EXCEPTION 'pgtenant_audit.integrate_batches: event seq % does not extend chain %', p_seq, p_chain
-		USING ERRCODE = '40001';
-END $$;
-
--- is_batch_pending reports whether a batch still awaits integration (a
--- closing proxy that does not integrate waits for its last batch).
-CREATE FUNCTION pgtenant_audit.is_batch_pending(p_id bigint) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT EXISTS (SELECT 1 FROM pgtenant_audit.ingest_batches b WHERE b.id = p_id)
-$$;
-
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
 `,
 }
@@ -1294,8 +1278,7 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 		grants = append(grants,
 			`GRANT INSERT ON pgtenant_audit.ingest_batches TO `+service,
 			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer, boolean),
-				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]),
-				pgtenant_audit.is_batch_pending(bigint) TO `+service)
+				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]) TO `+service)
 	}
 	for _, s := range grants {
 		if _, err := tx.Exec(ctx, s); err != nil {

@@ -157,9 +157,12 @@ func TestUpgradeFromSchema6KeepsEventsVerifiable(t *testing.T) {
 	}
 	// A proxy of version 6 still appending during the rolling upgrade: its
 	// rows are forwarded into a batch; its integrator can no longer chain.
-	insertV6(t, db, row(stmt("7", "late", 0), StatementNormalized))
-	insertV6(t, db, row(stmt("7", "late", 1), StatementNormalized))
-	if _, err := integrateV6(ctx, db, "eu-west"); err == nil || !strings.Contains(err.Error(), "integrate_batches") {
+	// It logs in as the service role, which may insert into ingest (and,
+	// through the forwarding trigger, into ingest_batches) and nothing else.
+	svc := serviceConn(t, c, r)
+	insertV6(t, svc, row(stmt("7", "late", 0), StatementNormalized))
+	insertV6(t, svc, row(stmt("7", "late", 1), StatementNormalized))
+	if _, err := integrateV6(ctx, svc, "eu-west"); err == nil || !strings.Contains(err.Error(), "integrate_batches") {
 		t.Fatalf("the version-6 integrator after the upgrade: %v, want a refusal", err)
 	}
 	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "v7-proxy")
