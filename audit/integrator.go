@@ -50,6 +50,12 @@ type integrator struct {
 	lagNanos   atomic.Int64 // age of the oldest event of the latest integration
 	integrated atomic.Uint64
 	dups       atomic.Uint64 // re-shipped events skipped
+
+	// ahead is the second connection on which the active integrator reads
+	// the next round's events during a round; next holds them. Both belong
+	// to the integrator's goroutine.
+	ahead *pgx.Conn
+	next  []pending
 }
 
 func newIntegrator(region string, connect func(context.Context) (*pgx.Conn, error), logger *slog.Logger) *integrator {
@@ -141,16 +147,18 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 	}
 	g.active.Store(true)
 	g.logger.Info("audit integrator active", "region", g.region)
+	defer g.closeAhead()
 	for {
 		stopping := g.stopped()
-		n, err := g.round(ctx, conn)
+		n, ahead, err := g.round(ctx, conn)
 		if err != nil {
 			return err
 		}
 		// A round takes whole batches of at most batchMax events while they
 		// fit in integrateBatch, so one that left more than batchMax of room
-		// took every batch visible when it started.
-		if n > integrateBatch-batchMax {
+		// took every batch visible when it started; one that used events
+		// read ahead during the previous round saw an older snapshot.
+		if ahead || n > integrateBatch-batchMax {
 			continue
 		}
 		if stopping {
@@ -172,28 +180,93 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 // each tenant's next seq, links the chains, numbers the tree leaves in the
 // batches' order, and has integrate_batches check and store them and delete
 // the batches. It returns the number of events read.
-func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
-	n, err := g.roundOnce(ctx, conn, false)
+// It reports whether it used events read ahead during the previous round.
+func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, bool, error) {
+	ahead := g.next
+	g.next = nil
+	n, err := g.roundOnce(ctx, conn, false, ahead)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_event_id_key" {
 		// A batch repeats an event chained in an earlier round (a spool
 		// batch re-shipped after a crash, a write retried after a lost
 		// acknowledgement): look every event up this time.
-		n, err = g.roundOnce(ctx, conn, true)
+		g.next = nil
+		ahead = nil
+		n, err = g.roundOnce(ctx, conn, true, nil)
 	}
-	return n, err
+	if err != nil {
+		g.next = nil
+	}
+	return n, ahead != nil && err == nil, err
+}
+
+// readAhead starts reading, on a second connection, the pending events of
+// the round after the one integrating batches (excluded), so that reading
+// them overlaps the integration instead of following it. The returned
+// function waits for the result and keeps it for the next round (or drops
+// it on any error: that round then reads as usual).
+func (g *integrator) readAhead(ctx context.Context, batches []int64) func(keep bool) {
+	if g.connect == nil {
+		return func(bool) {}
+	}
+	if g.ahead == nil {
+		c, err := g.connect(ctx)
+		if err != nil {
+			return func(bool) {}
+		}
+		g.ahead = c
+	}
+	conn := g.ahead
+	type result struct {
+		ps  []pending
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ps, err := readPendingExcluding(ctx, conn.PgConn(), g.region, false, batches)
+		ch <- result{ps, err}
+	}()
+	return func(keep bool) {
+		r := <-ch
+		if r.err != nil {
+			g.closeAhead()
+			return
+		}
+		if keep && len(r.ps) > 0 {
+			g.next = r.ps
+		}
+	}
+}
+
+// closeAhead closes the read-ahead connection.
+func (g *integrator) closeAhead() {
+	if g.ahead != nil {
+		g.ahead.Close(context.Background())
+		g.ahead = nil
+	}
+	g.next = nil
 }
 
 // roundOnce is one attempt at a round; check looks each event up in events
 // to skip those already chained, otherwise the unique event_id index
-// refuses the round if one was.
-func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool) (int, error) {
+// refuses the round if one was. ahead, when not nil, are the round's
+// events read ahead (without check).
+func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, ahead []pending) (int, error) {
 	n := 0
 	var dups int
+	var collect func(keep bool)
+	defer func() {
+		if collect != nil {
+			collect(false)
+		}
+	}()
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		ps, err := readPending(ctx, tx.Conn().PgConn(), g.region, check)
-		if err != nil {
-			return fmt.Errorf("pending: %w", err)
+		ps := ahead
+		if ps == nil {
+			var err error
+			if ps, err = readPending(ctx, tx.Conn().PgConn(), g.region, check); err != nil {
+				return fmt.Errorf("pending: %w", err)
+			}
 		}
 		n = len(ps)
 		if n == 0 {
@@ -202,6 +275,7 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool) 
 		// seqs, prevs and entries have one element per batch element, in
 		// the order read; nil (NULL) marks a skipped duplicate.
 		var batches [][]byte
+		var batchIDs []int64
 		var chains, regions []string
 		seenChain := map[string]bool{}
 		seenID := make(map[[16]byte]bool, n)
@@ -210,6 +284,7 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool) 
 		for i, p := range ps {
 			if i == 0 || p.batch != ps[i-1].batch {
 				batches = append(batches, binary.BigEndian.AppendUint64(nil, uint64(p.batch)))
+				batchIDs = append(batchIDs, p.batch)
 			}
 			if p.integrated || seenID[p.id] {
 				skip[i] = true
@@ -281,6 +356,10 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool) 
 			headChains[i], headEntries[i] = []byte(c), heads[c].hash
 			headSeqs[i] = binary.BigEndian.AppendUint64(nil, uint64(heads[c].seq))
 		}
+		if n > integrateBatch-batchMax && !check {
+			// More is likely pending: read it while this round integrates.
+			collect = g.readAhead(ctx, batchIDs)
+		}
 		// The arrays are sent in binary as built here: pgx's generic array
 		// encoding (reflection per element) cost a third of the integrator's CPU.
 		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
@@ -298,6 +377,11 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool) 
 	})
 	if err != nil {
 		return 0, fmt.Errorf("region %s: %w", g.region, err)
+	}
+	if collect != nil {
+		// Committed: what was read ahead is the next round's.
+		collect(true)
+		collect = nil
 	}
 	g.integrated.Add(uint64(n - dups))
 	g.dups.Add(uint64(dups))
@@ -319,7 +403,7 @@ type pending struct {
 
 // pendingSQL reads the oldest pending batches of a region (pending_events)
 // in binary: batch, event_id, chain_id, ts, content_hash, integrated.
-const pendingSQL = `SELECT batch, event_id, chain_id, ts, content_hash, integrated FROM pgtenant_audit.pending_events($1, $2, $3)`
+const pendingSQL = `SELECT batch, event_id, chain_id, ts, content_hash, integrated FROM pgtenant_audit.pending_events($1, $2, $3, $4)`
 
 // readPending reads region's pending events in binary and decodes them
 // by hand: a round reads 16384 rows, and scanning them through pgx's
@@ -327,13 +411,22 @@ const pendingSQL = `SELECT batch, event_id, chain_id, ts, content_hash, integrat
 // built) was a fifth of the integrator's CPU. Chain names are interned and
 // content hashes share one slab.
 func readPending(ctx context.Context, conn *pgconn.PgConn, region string, check bool) ([]pending, error) {
+	return readPendingExcluding(ctx, conn, region, check, nil)
+}
+
+// readPendingExcluding is readPending leaving out the batches exclude.
+func readPendingExcluding(ctx context.Context, conn *pgconn.PgConn, region string, check bool, exclude []int64) ([]pending, error) {
 	limit := binary.BigEndian.AppendUint32(nil, integrateBatch)
 	checkArg := []byte{0}
 	if check {
 		checkArg[0] = 1
 	}
-	rr := conn.ExecParams(ctx, pendingSQL, [][]byte{[]byte(region), limit, checkArg}, []uint32{oidText, oidInt4, oidBool},
-		[]int16{1, 1, 1}, []int16{1, 1, 1, 1, 1, 1})
+	ids := make([][]byte, len(exclude))
+	for i, id := range exclude {
+		ids[i] = binary.BigEndian.AppendUint64(nil, uint64(id))
+	}
+	rr := conn.ExecParams(ctx, pendingSQL, [][]byte{[]byte(region), limit, checkArg, binArray(oidInt8, ids)},
+		[]uint32{oidText, oidInt4, oidBool, oidInt8Array}, []int16{1, 1, 1, 1}, []int16{1, 1, 1, 1, 1, 1})
 	var ps []pending
 	names := map[string]string{}
 	var slab []byte

@@ -955,8 +955,10 @@ END $$;
 -- p_limit events) in batch and array order, and with p_check whether each
 -- event_id is already in events (a re-shipped duplicate; false without
 -- p_check: the integrator looks only after the unique event_id index
--- refused a round, since duplicates are rare and the lookup is not free).
-CREATE FUNCTION pgtenant_audit.pending_events(p_region text, p_limit integer, p_check boolean)
+-- refused a round, since duplicates are rare and the lookup is not free),
+-- leaving out the batches p_exclude (those of the round being integrated
+-- while the integrator reads ahead).
+CREATE FUNCTION pgtenant_audit.pending_events(p_region text, p_limit integer, p_check boolean, p_exclude bigint[])
 RETURNS TABLE (batch bigint, ord integer, event_id uuid, chain_id text, region text, ts timestamptz,
 	content_hash bytea, integrated boolean)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -966,7 +968,7 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 	SELECT b.id, x.ord::integer, x.event_id, x.chain_id, x.region, x.ts, x.content_hash,
 		p_check AND EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id)
 	FROM (SELECT q.id, q.events FROM (SELECT b.id, b.events, b.n, sum(b.n) OVER (ORDER BY b.id) - b.n AS before
-			FROM pgtenant_audit.ingest_batches b WHERE b.region = p_region) q
+			FROM pgtenant_audit.ingest_batches b WHERE b.region = p_region AND b.id <> ALL (p_exclude)) q
 		WHERE q.before = 0 OR q.before + q.n <= p_limit) b
 	CROSS JOIN LATERAL unnest(b.events) WITH ORDINALITY AS x(event_id, chain_id, ts, kind, account_id, subject,
 		client_user, client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate,
@@ -1277,7 +1279,7 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 	if serviceRole != OwnerRole && len(migrations) >= 7 {
 		grants = append(grants,
 			`GRANT INSERT ON pgtenant_audit.ingest_batches TO `+service,
-			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer, boolean),
+			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer, boolean, bigint[]),
 				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]) TO `+service)
 	}
 	for _, s := range grants {

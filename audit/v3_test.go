@@ -581,7 +581,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	if err := ingestRows(ctx, pool, "eu-west", oid, rows[:3]); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.round(ctx, svc); err != nil || n != 3 {
+	if n, _, err := g.round(ctx, svc); err != nil || n != 3 {
 		t.Fatalf("first round: %d %v", n, err)
 	}
 	// Re-shipped twice, once in the same round as a new copy: the round
@@ -593,7 +593,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	if err := ingestRows(ctx, pool, "eu-west", oid, rows[3:]); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.round(ctx, svc); err != nil || n != 7 {
+	if n, _, err := g.round(ctx, svc); err != nil || n != 7 {
 		t.Fatalf("second round read %d events (%v), want 7", n, err)
 	}
 	if got, dups := g.integrated.Load(), g.dups.Load(); got != 5 || dups != 5 {
@@ -723,7 +723,7 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 	}
 	svc := serviceConn(t, c, r)
 	var batch int64
-	if err := svc.QueryRow(ctx, `SELECT min(batch) FROM pgtenant_audit.pending_events('eu-west', 100, false)`).Scan(&batch); err != nil {
+	if err := svc.QueryRow(ctx, `SELECT min(batch) FROM pgtenant_audit.pending_events('eu-west', 100, false, '{}')`).Scan(&batch); err != nil {
 		t.Fatal(err)
 	}
 	// The correct round: seq 1-3 from genesis, leaves 0-2.
@@ -790,6 +790,69 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 		t.Fatalf("the correct round: %v", err)
 	}
 	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 3 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// Under a backlog the integrator reads the next round's events during a
+// round, on a second connection, leaving out the batches being integrated:
+// every event is chained once, in gap-free chains, and a round that used
+// events read ahead is never taken for one that saw everything pending.
+func TestIntegratorReadsAheadUnderABacklog(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	pool, err := newPool(ctx, "eu-west", r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	oid, err := ingestEventOID(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batches = 20 // 40960 events: three rounds
+	for b := range batches {
+		rows := make([]*Row, 0, batchMax)
+		for i := range batchMax {
+			row, err := NewRow(stmt("t"+strconv.Itoa(i%7), "s", b*batchMax+i), "eu-west", "x", StatementNormalized)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row.HashVersion, row.ContentHash = row.hashVersionFor(), row.ComputeContentHash()
+			rows = append(rows, row)
+		}
+		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
+	g := newIntegrator("eu-west", func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }, testLogger(t))
+	defer g.closeAhead()
+	svc := serviceConn(t, c, r)
+	var rounds, aheadRounds, total int
+	for {
+		n, ahead, err := g.round(ctx, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rounds++
+		total += n
+		if ahead {
+			aheadRounds++
+			continue
+		}
+		if n <= integrateBatch-batchMax {
+			break
+		}
+	}
+	if total != batches*batchMax || aheadRounds == 0 {
+		t.Fatalf("%d rounds (%d read ahead) chained %d events, want %d with some read ahead", rounds, aheadRounds, total, batches*batchMax)
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `true`); got != batches*batchMax {
+		t.Fatalf("events: %d", got)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != batches*batchMax {
 		t.Fatalf("verify: %+v", rep)
 	}
 }
