@@ -56,7 +56,7 @@ func copyBatch(ctx context.Context, pool *pgxpool.Pool, data []byte, events int)
 // pgtenant_audit.ingest_event, which binary arrays of it must name.
 func ingestEventOID(ctx context.Context, pool *pgxpool.Pool) (uint32, error) {
 	var oid uint32
-	if err := pool.QueryRow(ctx, `SELECT to_regtype('pgtenant_audit.ingest_event')::oid`).Scan(&oid); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`).Scan(&oid); err != nil {
 		return 0, fmt.Errorf("ingest: look up type pgtenant_audit.ingest_event (schema version 7): %w", err)
 	}
 	if oid == 0 {
