@@ -182,7 +182,7 @@ func TestAttributionIsStoredAndVerified(t *testing.T) {
 }
 
 // A region at schema version 5 holding hash-version-1 and -2 rows (in
-// events and still pending in ingest) upgrades to version 6: the old rows
+// events and still pending in ingest) upgrades to version 6 (and on to 7): the old rows
 // keep verifying, pending ones are integrated with the new columns NULL,
 // and version-3 rows continue the same chain.
 func TestUpgradeFromSchema5KeepsV1AndV2RowsVerifiable(t *testing.T) {
@@ -218,10 +218,8 @@ func TestUpgradeFromSchema5KeepsV1AndV2RowsVerifiable(t *testing.T) {
 		}
 		insertOld(row)
 	}
-	// Integrate them at schema 5 (the integrator uses only the schema's
-	// functions, whose signatures version 6 keeps).
-	g := newIntegrator("eu-west", nil, testLogger(t))
-	if n, err := g.round(ctx, db); err != nil || n != 10 {
+	// Integrate them at schema 5, as an integrator of that version did.
+	if n, err := integrateV6(ctx, db, "eu-west"); err != nil || n != 10 {
 		t.Fatalf("integrating at schema version 5: %d rows, %v", n, err)
 	}
 	if got := countRows(t, db, `session_id = 'old'`); got != 10 {

@@ -4,131 +4,174 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ingestColumns are the columns a writer fills in pgtenant_audit.ingest, in
-// the order encodeCopy writes them. xid takes its default (the appending
-// transaction).
-const ingestColumns = `event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr,
-	region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us,
-	hash_version, content_hash, statement_salt, statement_commitment, role, actor, purpose, ticket, rewritten`
+// copyBatchSQL appends one batch in PostgreSQL's binary COPY format: one
+// ingest_batches row whose events column packs the batch's events as an
+// array of the composite pgtenant_audit.ingest_event (schema version 7).
+const copyBatchSQL = `COPY pgtenant_audit.ingest_batches (region, n, events) FROM STDIN (FORMAT binary)`
 
-const ingestFields = 27
+// ingestEventFields is the number of fields of pgtenant_audit.ingest_event.
+const ingestEventFields = 27
 
-// copyIngestSQL appends rows in PostgreSQL's binary COPY format.
-const copyIngestSQL = `COPY pgtenant_audit.ingest (` + ingestColumns + `) FROM STDIN (FORMAT binary)`
-
-// ingestRows appends rows (all of one region, content hashes computed) to
-// pgtenant_audit.ingest in one COPY: no chain lock, no sequence, nothing
-// shared with other writers but the table. A batch that repeats an event
-// already appended (a spool batch re-shipped after a crash) fails the COPY
-// on the event_id index; it is then appended through a temporary table,
-// skipping the rows already present. It returns the rows inserted and the
-// duplicates skipped; on error nothing was written.
-func ingestRows(ctx context.Context, pool *pgxpool.Pool, rows []*Row) (inserted, dups int, err error) {
-	data := encodeCopy(make([]byte, 0, 256*len(rows)), rows)
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("ingest: %w", err)
-	}
-	defer conn.Release()
-	tag, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copyIngestSQL)
-	if err == nil {
-		return int(tag.RowsAffected()), 0, nil
-	}
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "23505" {
-		return 0, 0, fmt.Errorf("ingest: copy %d rows: %w", len(rows), err)
-	}
-	n, err := ingestSkippingDuplicates(ctx, conn.Conn(), data)
-	if err != nil {
-		return 0, 0, err
-	}
-	return n, len(rows) - n, nil
+// ingestRows appends rows (all of region, content hashes computed) as one
+// pgtenant_audit.ingest_batches row in one COPY: no chain lock, no sequence,
+// one heap row and one index entry per batch rather than per event, nothing
+// shared with other writers but the table. A batch may repeat events
+// already appended (a spool batch re-shipped after a crash): the integrator
+// skips them by event_id. elemOID is the OID of type
+// pgtenant_audit.ingest_event (ingestEventOID). On error nothing was written.
+func ingestRows(ctx context.Context, pool *pgxpool.Pool, region string, elemOID uint32, rows []*Row) error {
+	_, err := ingestRowsBuf(ctx, pool, region, elemOID, rows, nil)
+	return err
 }
 
-// ingestSkippingDuplicates is the slow path of ingestRows.
-func ingestSkippingDuplicates(ctx context.Context, conn *pgx.Conn, data []byte) (int, error) {
-	n := 0
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE pgtenant_ingest_retry (
-			event_id uuid, chain_id text, ts timestamptz, kind text, account_id text, subject text,
-			client_user text, client_addr inet, region text, session_id text, proxy_instance text,
-			statement text, tables text[], verdict text, reason text, sqlstate text, rows bigint,
-			duration_us bigint, hash_version smallint, content_hash bytea, statement_salt bytea,
-			statement_commitment bytea, role text, actor text, purpose text, ticket text,
-			rewritten boolean) ON COMMIT DROP`); err != nil {
-			return err
-		}
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data),
-			`COPY pgtenant_ingest_retry FROM STDIN (FORMAT binary)`); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO pgtenant_audit.ingest (`+ingestColumns+`)
-			SELECT `+ingestColumns+` FROM pgtenant_ingest_retry ON CONFLICT DO NOTHING`)
-		n = int(tag.RowsAffected())
-		return err
-	})
+// ingestRowsBuf is ingestRows encoding into buf's storage (a writer reuses
+// one buffer for every batch rather than allocating and zeroing a few
+// hundred kilobytes each time); it returns the buffer for the next batch.
+func ingestRowsBuf(ctx context.Context, pool *pgxpool.Pool, region string, elemOID uint32, rows []*Row, buf []byte) ([]byte, error) {
+	data := encodeBatchCopy(buf[:0], region, elemOID, rows)
+	return data, copyBatch(ctx, pool, data, len(rows))
+}
+
+// copyBatch sends one encoded batch.
+func copyBatch(ctx context.Context, pool *pgxpool.Pool, data []byte, events int) error {
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("ingest: append skipping duplicates: %w", err)
+		return fmt.Errorf("ingest: %w", err)
 	}
-	return n, nil
+	defer conn.Release()
+	if _, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copyBatchSQL); err != nil {
+		return fmt.Errorf("ingest: copy a batch of %d events: %w", events, err)
+	}
+	return nil
+}
+
+// ingestEventOID looks up the OID of the composite type
+// pgtenant_audit.ingest_event, which binary arrays of it must name.
+func ingestEventOID(ctx context.Context, pool *pgxpool.Pool) (uint32, error) {
+	var oid uint32
+	if err := pool.QueryRow(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`).Scan(&oid); err != nil {
+		return 0, fmt.Errorf("ingest: look up type pgtenant_audit.ingest_event (schema version 7): %w", err)
+	}
+	if oid == 0 {
+		return 0, fmt.Errorf("ingest: %w", ErrSchemaOutdated)
+	}
+	return oid, nil
 }
 
 // pgEpoch is the zero of PostgreSQL's binary timestamps.
 var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Type OIDs written into binary arrays.
-const oidText = 25
+// Type OIDs of the fields of a binary record (record_recv checks each one
+// against the composite type's attribute).
+const (
+	oidBool        = 16
+	oidInt2        = 21
+	oidInt4        = 23
+	oidText        = 25
+	oidInet        = 869
+	oidTextArray   = 1009
+	oidTimestamptz = 1184
+)
 
-// encodeCopy appends rows in PostgreSQL's binary COPY format (header,
-// tuples, trailer) to buf. It writes each type's binary form directly: no
-// reflection, no per-value planning.
-func encodeCopy(buf []byte, rows []*Row) []byte {
+// encodeBatchCopy appends, in PostgreSQL's binary COPY format (header, one
+// tuple, trailer), the ingest_batches row (region, n, events) carrying rows.
+// It writes each type's binary form directly: no reflection, no per-value
+// planning.
+func encodeBatchCopy(buf []byte, region string, elemOID uint32, rows []*Row) []byte {
 	buf = append(buf, "PGCOPY\n\xff\r\n\x00"...)
 	buf = binary.BigEndian.AppendUint32(buf, 0) // flags
 	buf = binary.BigEndian.AppendUint32(buf, 0) // header extension
+	buf = binary.BigEndian.AppendUint16(buf, 3)
+	buf = copyText(buf, region)
+	buf = binary.BigEndian.AppendUint32(buf, 4)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rows)))
+	arrayAt := len(buf)
+	buf = binary.BigEndian.AppendUint32(buf, 0) // the array's length, patched below
+	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
+	buf = binary.BigEndian.AppendUint32(buf, 0) // no NULL elements
+	buf = binary.BigEndian.AppendUint32(buf, elemOID)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rows)))
+	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
 	for _, r := range rows {
-		buf = binary.BigEndian.AppendUint16(buf, ingestFields)
-		buf = copyBytes(buf, r.EventID[:])
-		buf = copyText(buf, r.ChainID)
-		buf = binary.BigEndian.AppendUint32(buf, 8)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(r.TS.Sub(pgEpoch).Microseconds()))
-		buf = copyText(buf, r.Kind)
-		buf = copyOptText(buf, r.AccountID)
-		buf = copyOptText(buf, r.Subject)
-		buf = copyOptText(buf, r.ClientUser)
-		buf = copyInet(buf, r.ClientAddr)
-		buf = copyText(buf, r.Region)
-		buf = copyOptText(buf, r.SessionID)
-		buf = copyOptText(buf, r.ProxyInstance)
-		buf = copyOptText(buf, r.Statement)
-		buf = copyTextArray(buf, r.Tables)
-		buf = copyOptText(buf, r.Verdict)
-		buf = copyOptText(buf, r.Reason)
-		buf = copyOptText(buf, r.SQLState)
-		buf = copyOptInt64(buf, r.Rows)
-		buf = copyOptInt64(buf, r.DurationUS)
-		buf = binary.BigEndian.AppendUint32(buf, 2)
-		buf = binary.BigEndian.AppendUint16(buf, uint16(r.HashVersion))
-		buf = copyBytes(buf, r.ContentHash)
-		buf = copyOptBytes(buf, r.StatementSalt)
-		buf = copyOptBytes(buf, r.StatementCommitment)
-		buf = copyOptText(buf, r.Role)
-		buf = copyOptText(buf, r.Actor)
-		buf = copyOptText(buf, r.Purpose)
-		buf = copyOptText(buf, r.Ticket)
-		buf = copyOptBool(buf, r.Rewritten)
+		buf = appendEventRecord(buf, r)
 	}
+	binary.BigEndian.PutUint32(buf[arrayAt:], uint32(len(buf)-arrayAt-4))
 	return binary.BigEndian.AppendUint16(buf, 0xffff)
+}
+
+// appendEventRecord appends r as one length-prefixed binary record of
+// type pgtenant_audit.ingest_event: field count, then per field its type
+// OID and its value as a COPY field (length, bytes; -1 = NULL).
+func appendEventRecord(buf []byte, r *Row) []byte {
+	at := len(buf)
+	buf = binary.BigEndian.AppendUint32(buf, 0) // the record's length, patched below
+	buf = binary.BigEndian.AppendUint32(buf, ingestEventFields)
+	f := func(oid uint32) { buf = binary.BigEndian.AppendUint32(buf, oid) }
+	f(oidUUID)
+	buf = copyBytes(buf, r.EventID[:])
+	f(oidText)
+	buf = copyText(buf, r.ChainID)
+	f(oidTimestamptz)
+	buf = binary.BigEndian.AppendUint32(buf, 8)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(r.TS.Sub(pgEpoch).Microseconds()))
+	f(oidText)
+	buf = copyText(buf, r.Kind)
+	f(oidText)
+	buf = copyOptText(buf, r.AccountID)
+	f(oidText)
+	buf = copyOptText(buf, r.Subject)
+	f(oidText)
+	buf = copyOptText(buf, r.ClientUser)
+	f(oidInet)
+	buf = copyInet(buf, r.ClientAddr)
+	f(oidText)
+	buf = copyText(buf, r.Region)
+	f(oidText)
+	buf = copyOptText(buf, r.SessionID)
+	f(oidText)
+	buf = copyOptText(buf, r.ProxyInstance)
+	f(oidText)
+	buf = copyOptText(buf, r.Statement)
+	f(oidTextArray)
+	buf = copyTextArray(buf, r.Tables)
+	f(oidText)
+	buf = copyOptText(buf, r.Verdict)
+	f(oidText)
+	buf = copyOptText(buf, r.Reason)
+	f(oidText)
+	buf = copyOptText(buf, r.SQLState)
+	f(oidInt8)
+	buf = copyOptInt64(buf, r.Rows)
+	f(oidInt8)
+	buf = copyOptInt64(buf, r.DurationUS)
+	f(oidInt2)
+	buf = binary.BigEndian.AppendUint32(buf, 2)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(r.HashVersion))
+	f(oidBytea)
+	buf = copyBytes(buf, r.ContentHash)
+	f(oidBytea)
+	buf = copyOptBytes(buf, r.StatementSalt)
+	f(oidBytea)
+	buf = copyOptBytes(buf, r.StatementCommitment)
+	f(oidText)
+	buf = copyOptText(buf, r.Role)
+	f(oidText)
+	buf = copyOptText(buf, r.Actor)
+	f(oidText)
+	buf = copyOptText(buf, r.Purpose)
+	f(oidText)
+	buf = copyOptText(buf, r.Ticket)
+	f(oidBool)
+	buf = copyOptBool(buf, r.Rewritten)
+	binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
+	return buf
 }
 
 func copyNull(buf []byte) []byte { return binary.BigEndian.AppendUint32(buf, 0xffffffff) }

@@ -3,20 +3,23 @@ package audit
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The integrator turns appended rows into chained events. Every Recorder
 // runs one per region; only the one whose connection holds the region's
 // advisory lock integrates, the others wait to take over (the lock goes
 // with the connection when a process dies). Writers therefore share no
-// lock: they COPY unsequenced rows into pgtenant_audit.ingest, and one
-// process per region assigns each tenant's seq and links its hash chain.
+// lock: they COPY batches of unsequenced rows into
+// pgtenant_audit.ingest_batches, and one process per region assigns each
+// tenant's seq, links its hash chain and deletes the batches it chained.
 const (
 	// integrateBatch bounds the rows of one integration transaction.
 	integrateBatch = 16384
@@ -28,7 +31,10 @@ const (
 )
 
 // integratorLockSQL takes the region's integrator lock for this session.
-const integratorLockSQL = `SELECT pg_try_advisory_lock(hashtext('pgtenant_audit.integrator'), hashtext($1))`
+// Schema version 7 has its own key: a proxy of version 6 still holding the
+// old one (its integrate now refuses) must not keep this build's integrator
+// waiting during a rolling upgrade.
+const integratorLockSQL = `SELECT pg_try_advisory_lock(hashtext('pgtenant_audit.integrator.v7'), hashtext($1))`
 
 type integrator struct {
 	region  string
@@ -43,7 +49,13 @@ type integrator struct {
 	active     atomic.Bool  // this process holds the lock
 	lagNanos   atomic.Int64 // age of the oldest event of the latest integration
 	integrated atomic.Uint64
-	lo         int64 // rows of transactions below lo are integrated
+	dups       atomic.Uint64 // re-shipped events skipped
+
+	// ahead is the second connection on which the active integrator reads
+	// the next round's events during a round; next holds them. Both belong
+	// to the integrator's goroutine.
+	ahead *pgx.Conn
+	next  []pending
 }
 
 func newIntegrator(region string, connect func(context.Context) (*pgx.Conn, error), logger *slog.Logger) *integrator {
@@ -135,19 +147,23 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 	}
 	g.active.Store(true)
 	g.logger.Info("audit integrator active", "region", g.region)
+	defer g.closeAhead()
 	for {
 		stopping := g.stopped()
-		n, err := g.round(ctx, conn)
+		n, ahead, err := g.round(ctx, conn)
 		if err != nil {
 			return err
 		}
-		if n == integrateBatch {
+		// A round takes whole batches of at most batchMax events while they
+		// fit in integrateBatch, so one that left more than batchMax of room
+		// took every batch visible when it started; one that used events
+		// read ahead during the previous round saw an older snapshot.
+		if ahead || n > integrateBatch-batchMax {
 			continue
 		}
 		if stopping {
-			// A round short of the batch limit chained everything visible
-			// when it started, which includes all this process appended
-			// before Close stopped the integrator. Other proxies' rows are
+			// A round that took every visible batch chained all this process
+			// appended before Close stopped the integrator. Other proxies' rows are
 			// left to whoever takes the lock over: waiting for the region to
 			// fall quiet could take forever under load.
 			return nil
@@ -158,88 +174,170 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// round integrates up to integrateBatch pending rows in one transaction.
-func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
-	n := 0
-	var lo int64
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		var xmin int64
-		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.snapshot_xmin()`).Scan(&xmin); err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		rows, err := tx.Query(ctx, `SELECT event_id, chain_id, region, ts, content_hash, xid
-			FROM pgtenant_audit.ingest_pending($1, $2)`, g.lo, integrateBatch)
+// round integrates the oldest pending batches, up to integrateBatch events
+// (at least one batch), in one transaction: it skips events already
+// chained (a re-shipped spool batch) or repeated within the round, assigns
+// each tenant's next seq, links the chains, numbers the tree leaves in the
+// batches' order, and has integrate_batches check and store them and delete
+// the batches. It returns the number of events read.
+// It reports whether it used events read ahead during the previous round.
+func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, bool, error) {
+	ahead := g.next
+	g.next = nil
+	n, err := g.roundOnce(ctx, conn, false, ahead)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_event_id_key" {
+		// A batch repeats an event chained in an earlier round (a spool
+		// batch re-shipped after a crash, a write retried after a lost
+		// acknowledgement): look every event up this time.
+		g.next = nil
+		ahead = nil
+		n, err = g.roundOnce(ctx, conn, true, nil)
+	}
+	if err != nil {
+		g.next = nil
+	}
+	return n, ahead != nil && err == nil, err
+}
+
+// readAhead starts reading, on a second connection, the pending events of
+// the round after the one integrating batches (excluded), so that reading
+// them overlaps the integration instead of following it. The returned
+// function waits for the result and keeps it for the next round (or drops
+// it on any error: that round then reads as usual).
+func (g *integrator) readAhead(ctx context.Context, batches []int64) func(keep bool) {
+	if g.connect == nil {
+		return func(bool) {}
+	}
+	if g.ahead == nil {
+		c, err := g.connect(ctx)
 		if err != nil {
-			return fmt.Errorf("pending: %w", err)
+			return func(bool) {}
 		}
-		type pend struct {
-			id            [16]byte
-			chain, region string
-			ts            time.Time
-			content       []byte
-			xid           int64
+		g.ahead = c
+	}
+	conn := g.ahead
+	type result struct {
+		ps  []pending
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ps, err := readPendingExcluding(ctx, conn.PgConn(), g.region, false, batches)
+		ch <- result{ps, err}
+	}()
+	return func(keep bool) {
+		r := <-ch
+		if r.err != nil {
+			g.closeAhead()
+			return
 		}
-		var ps []pend
-		for rows.Next() {
-			var p pend
-			if err := rows.Scan(&p.id, &p.chain, &p.region, &p.ts, &p.content, &p.xid); err != nil {
-				rows.Close()
+		if keep && len(r.ps) > 0 {
+			g.next = r.ps
+		}
+	}
+}
+
+// closeAhead closes the read-ahead connection.
+func (g *integrator) closeAhead() {
+	if g.ahead != nil {
+		g.ahead.Close(context.Background())
+		g.ahead = nil
+	}
+	g.next = nil
+}
+
+// roundOnce is one attempt at a round; check looks each event up in events
+// to skip those already chained, otherwise the unique event_id index
+// refuses the round if one was. ahead, when not nil, are the round's
+// events read ahead (without check).
+func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, ahead []pending) (int, error) {
+	n := 0
+	var dups int
+	var collect func(keep bool)
+	defer func() {
+		if collect != nil {
+			collect(false)
+		}
+	}()
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		ps := ahead
+		if ps == nil {
+			var err error
+			if ps, err = readPending(ctx, tx.Conn().PgConn(), g.region, check); err != nil {
 				return fmt.Errorf("pending: %w", err)
 			}
-			ps = append(ps, p)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("pending: %w", err)
 		}
 		n = len(ps)
-		if n < integrateBatch {
-			lo = max(g.lo, xmin)
-		} else {
-			lo = ps[n-1].xid
-		}
 		if n == 0 {
 			return nil
 		}
+		// seqs, prevs and entries have one element per batch element, in
+		// the order read; nil (NULL) marks a skipped duplicate.
+		var batches [][]byte
+		var batchIDs []int64
 		var chains, regions []string
-		seen := map[string]bool{}
-		oldest := ps[0].ts
-		for _, p := range ps {
-			if !seen[p.chain] {
-				seen[p.chain] = true
-				chains, regions = append(chains, p.chain), append(regions, p.region)
+		seenChain := map[string]bool{}
+		seenID := make(map[[16]byte]bool, n)
+		skip := make([]bool, n)
+		oldest := ps[0].tsMicros
+		for i, p := range ps {
+			if i == 0 || p.batch != ps[i-1].batch {
+				batches = append(batches, binary.BigEndian.AppendUint64(nil, uint64(p.batch)))
+				batchIDs = append(batchIDs, p.batch)
 			}
-			if p.ts.Before(oldest) {
-				oldest = p.ts
+			if p.integrated || seenID[p.id] {
+				skip[i] = true
+				dups++
+				continue
 			}
+			seenID[p.id] = true
+			if !seenChain[p.chain] {
+				// Every event of a batch names the batch's region (integrate_batches checks it).
+				seenChain[p.chain] = true
+				chains, regions = append(chains, p.chain), append(regions, g.region)
+			}
+			oldest = min(oldest, p.tsMicros)
 		}
 		type head struct {
 			seq  int64
 			hash []byte
 		}
 		heads := make(map[string]*head, len(chains))
-		hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
-		if err != nil {
-			return fmt.Errorf("heads: %w", err)
-		}
-		for hr.Next() {
-			var c string
-			h := &head{}
-			if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
-				hr.Close()
+		if len(chains) > 0 {
+			hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
+			if err != nil {
 				return fmt.Errorf("heads: %w", err)
 			}
-			heads[c] = h
+			for hr.Next() {
+				var c string
+				h := &head{}
+				if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
+					hr.Close()
+					return fmt.Errorf("heads: %w", err)
+				}
+				heads[c] = h
+			}
+			if err := hr.Err(); err != nil {
+				return fmt.Errorf("heads: %w", err)
+			}
 		}
-		if err := hr.Err(); err != nil {
-			return fmt.Errorf("heads: %w", err)
+		var size int64
+		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
+			return fmt.Errorf("tree size: %w", err)
 		}
-		ids := make([][]byte, n)
-		chainOf := make([][]byte, n)
-		contents := make([][]byte, n)
 		seqs := make([][]byte, n)
 		prevs := make([][]byte, n)
 		entries := make([][]byte, n)
+		leaves := make([][]byte, n)
+		ints := make([]byte, 16*n) // seqs and leaves, one allocation
+		leaf := size
 		for i := range ps {
+			if skip[i] {
+				continue
+			}
+			leaves[i] = binary.BigEndian.AppendUint64(ints[16*i:16*i], uint64(leaf))
+			leaf++
 			p := &ps[i]
 			h := heads[p.chain]
 			if h == nil {
@@ -247,60 +345,149 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 			}
 			h.seq++
 			entry := EntryHash(p.chain, h.seq, h.hash, p.content)
-			ids[i], chainOf[i], contents[i], prevs[i], entries[i] = p.id[:], []byte(p.chain), p.content, h.hash, entry
-			seqs[i] = binary.BigEndian.AppendUint64(nil, uint64(h.seq))
+			prevs[i], entries[i] = h.hash, entry
+			seqs[i] = binary.BigEndian.AppendUint64(ints[16*i+8:16*i+8], uint64(h.seq))
 			h.hash = entry
 		}
-		var size int64
-		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
-			return fmt.Errorf("tree size: %w", err)
+		headChains := make([][]byte, len(chains))
+		headSeqs := make([][]byte, len(chains))
+		headEntries := make([][]byte, len(chains))
+		for i, c := range chains {
+			headChains[i], headEntries[i] = []byte(c), heads[c].hash
+			headSeqs[i] = binary.BigEndian.AppendUint64(nil, uint64(heads[c].seq))
+		}
+		if n > integrateBatch-batchMax && !check {
+			// More is likely pending: read it while this round integrates.
+			collect = g.readAhead(ctx, batchIDs)
 		}
 		// The arrays are sent in binary as built here: pgx's generic array
 		// encoding (reflection per element) cost a third of the integrator's CPU.
-		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate($1, $2, $3, $4, $5, $6, $7, $8)`,
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
-				binArray(oidUUID, ids), binArray(oidText, chainOf), binArray(oidBytea, contents),
-				binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries)},
-			[]uint32{oidText, oidInt8, oidUUID + 1, 1009, 1001, 1016, 1001, 1001}, []int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
+				binArray(oidInt8, batches), binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
+				binArray(oidInt8, leaves), binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)},
+			[]uint32{oidText, oidInt8, oidInt8Array, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidTextArray,
+				oidInt8Array, oidByteaArray},
+			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
 		if res.Err != nil {
-			return fmt.Errorf("integrate %d events: %w", n, res.Err)
+			return fmt.Errorf("integrate %d events of %d batches: %w", n-dups, len(batches), res.Err)
 		}
-		g.lagNanos.Store(int64(time.Since(oldest)))
+		g.lagNanos.Store(int64(time.Since(pgEpoch.Add(time.Duration(oldest) * time.Microsecond))))
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("region %s: %w", g.region, err)
 	}
-	g.lo = lo
-	g.integrated.Add(uint64(n))
+	if collect != nil {
+		// Committed: what was read ahead is the next round's.
+		collect(true)
+		collect = nil
+	}
+	g.integrated.Add(uint64(n - dups))
+	g.dups.Add(uint64(dups))
 	if n == 0 {
 		g.lagNanos.Store(0)
 	}
 	return n, nil
 }
 
-// Element type OIDs of the binary arrays the integrator sends (the array
-// type of uuid is oidUUID+1).
+// pending is one element of a pending batch, as the integrator needs it.
+type pending struct {
+	batch      int64
+	id         [16]byte
+	chain      string
+	tsMicros   int64 // since 2000-01-01 (PostgreSQL's epoch)
+	content    []byte
+	integrated bool
+}
+
+// pendingSQL reads the oldest pending batches of a region (pending_events)
+// in binary: batch, event_id, chain_id, ts, content_hash, integrated.
+const pendingSQL = `SELECT batch, event_id, chain_id, ts, content_hash, integrated FROM pgtenant_audit.pending_events($1, $2, $3, $4)`
+
+// readPending reads region's pending events in binary and decodes them
+// by hand: a round reads 16384 rows, and scanning them through pgx's
+// generic path (a string and a byte slice allocated per row, a time.Time
+// built) was a fifth of the integrator's CPU. Chain names are interned and
+// content hashes share one slab.
+func readPending(ctx context.Context, conn *pgconn.PgConn, region string, check bool) ([]pending, error) {
+	return readPendingExcluding(ctx, conn, region, check, nil)
+}
+
+// readPendingExcluding is readPending leaving out the batches exclude.
+func readPendingExcluding(ctx context.Context, conn *pgconn.PgConn, region string, check bool, exclude []int64) ([]pending, error) {
+	limit := binary.BigEndian.AppendUint32(nil, integrateBatch)
+	checkArg := []byte{0}
+	if check {
+		checkArg[0] = 1
+	}
+	ids := make([][]byte, len(exclude))
+	for i, id := range exclude {
+		ids[i] = binary.BigEndian.AppendUint64(nil, uint64(id))
+	}
+	rr := conn.ExecParams(ctx, pendingSQL, [][]byte{[]byte(region), limit, checkArg, binArray(oidInt8, ids)},
+		[]uint32{oidText, oidInt4, oidBool, oidInt8Array}, []int16{1, 1, 1, 1}, []int16{1, 1, 1, 1, 1, 1})
+	var ps []pending
+	names := map[string]string{}
+	var slab []byte
+	for rr.NextRow() {
+		v := rr.Values()
+		if len(v) != 6 || len(v[0]) != 8 || len(v[1]) != 16 || len(v[3]) != 8 || len(v[4]) != HashSize || len(v[5]) != 1 {
+			rr.Close() //nolint:errcheck // the malformed row is the error
+			return nil, fmt.Errorf("malformed pending row")
+		}
+		chain, ok := names[string(v[2])]
+		if !ok {
+			chain = string(v[2])
+			names[chain] = chain
+		}
+		if len(slab)+HashSize > cap(slab) {
+			slab = make([]byte, 0, 1024*HashSize)
+		}
+		at := len(slab)
+		slab = append(slab, v[4]...)
+		p := pending{batch: int64(binary.BigEndian.Uint64(v[0])), chain: chain,
+			tsMicros: int64(binary.BigEndian.Uint64(v[3])), content: slab[at : at+HashSize : at+HashSize], integrated: v[5][0] != 0}
+		copy(p.id[:], v[1])
+		ps = append(ps, p)
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// Type OIDs of the binary arrays the integrator sends and of their elements.
 const (
-	oidBytea = 17
-	oidInt8  = 20
-	oidUUID  = 2950
+	oidBytea      = 17
+	oidInt8       = 20
+	oidUUID       = 2950
+	oidByteaArray = 1001
+	oidInt8Array  = 1016
 )
 
-// binArray is a one-dimensional array without NULLs in PostgreSQL's binary
-// format.
+// binArray is a one-dimensional array in PostgreSQL's binary format; a nil
+// element is NULL.
 func binArray(elemOID uint32, elems [][]byte) []byte {
 	size := 20
+	nulls := uint32(0)
 	for _, e := range elems {
 		size += 4 + len(e)
+		if e == nil {
+			nulls = 1
+		}
 	}
 	buf := make([]byte, 0, size)
 	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
-	buf = binary.BigEndian.AppendUint32(buf, 0) // no NULLs
+	buf = binary.BigEndian.AppendUint32(buf, nulls)
 	buf = binary.BigEndian.AppendUint32(buf, elemOID)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(elems)))
 	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
 	for _, e := range elems {
+		if e == nil {
+			buf = binary.BigEndian.AppendUint32(buf, 0xffffffff)
+			continue
+		}
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(e)))
 		buf = append(buf, e...)
 	}

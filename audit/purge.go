@@ -211,7 +211,14 @@ func purgeRegion(ctx context.Context, name string, r config.Region, cfg config.A
 			}
 			row.HashVersion = row.hashVersionFor()
 			row.ContentHash = row.ComputeContentHash()
-			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(encodeCopy(nil, []*Row{row})), copyIngestSQL); err != nil {
+			var oid uint32
+			if err := tx.QueryRow(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`).Scan(&oid); err != nil {
+				return fmt.Errorf("purge event: %w", err)
+			}
+			if oid == 0 {
+				return fmt.Errorf("purge event: %w", ErrSchemaOutdated)
+			}
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(encodeBatchCopy(nil, name, oid, []*Row{row})), copyBatchSQL); err != nil {
 				return fmt.Errorf("purge event: %w", err)
 			}
 			res.Chains++

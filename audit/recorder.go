@@ -420,7 +420,8 @@ type RegionStats struct {
 	// EventsFailed counts events that could not be written (their Record
 	// returned an error, or they were still queued when Close gave up).
 	EventsFailed uint64
-	// Duplicates counts re-shipped events skipped because their event_id was recorded.
+	// Duplicates counts re-shipped events this process's integrator skipped
+	// because their event_id was already chained.
 	Duplicates uint64
 	// WriteSeconds is the total time spent in append transactions.
 	WriteSeconds float64
@@ -446,7 +447,6 @@ func (r *Recorder) Stats() Stats {
 			Batches:          w.batches.Load(),
 			EventsWritten:    w.written.Load(),
 			EventsFailed:     w.failed.Load(),
-			Duplicates:       w.dups.Load(),
 			WriteSeconds:     time.Duration(w.writeNanos.Load()).Seconds(),
 			LastWriteSeconds: time.Duration(w.lastNanos.Load()).Seconds(),
 			Healthy:          w.failingSince.Load() == 0,
@@ -459,6 +459,7 @@ func (r *Recorder) Stats() Stats {
 		}
 		rs.Integrating = w.integ.active.Load()
 		rs.EventsIntegrated = w.integ.integrated.Load()
+		rs.Duplicates = w.integ.dups.Load()
 		rs.IntegrationLagSeconds = time.Duration(w.integ.lagNanos.Load()).Seconds()
 		s.Regions[name] = rs
 	}

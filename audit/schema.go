@@ -847,6 +847,302 @@ REVOKE ALL ON FUNCTION pgtenant_audit.erase_statements(text, timestamptz) FROM P
 REVOKE ALL ON FUNCTION pgtenant_audit.erase_statements(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtenant_audit.integrate(text, bigint, uuid[], text[], bytea[], bigint[], bytea[], bytea[]) FROM PUBLIC;
 `,
+	// 7: one ingest row per writer batch. Version 6 stored every event
+	// twice, each time as a wide row with two index entries (ingest:
+	// event_id, (xid, event_id); events: the primary key, event_id), and
+	// found pending rows with a per-event anti-join against events: about
+	// 18 µs of server CPU per event. Writers now COPY one ingest_batches row
+	// per batch, the events packed in an array of the composite
+	// ingest_event (SQL unpacks it with unnest, no decoding code in SQL);
+	// the integrator reads the pending batches, chains their events and, in
+	// the same transaction, deletes the batches it integrated, so the queue
+	// is its own progress record (no low-water mark, no anti-join over a
+	// table that grows forever) and nothing is stored twice. Duplicates (a
+	// spool batch re-shipped after a crash) are skipped at integration by
+	// event_id (UUIDv7, so the events index grows at its right edge).
+	`
+CREATE TYPE pgtenant_audit.ingest_event AS (
+	event_id uuid, chain_id text, ts timestamptz, kind text, account_id text, subject text,
+	client_user text, client_addr inet, region text, session_id text, proxy_instance text,
+	statement text, tables text[], verdict text, reason text, sqlstate text, rows bigint,
+	duration_us bigint, hash_version smallint, content_hash bytea, statement_salt bytea,
+	statement_commitment bytea, role text, actor text, purpose text, ticket text, rewritten boolean);
+
+CREATE TABLE pgtenant_audit.ingest_batches (
+	id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	region      text        NOT NULL,
+	n           integer     NOT NULL CHECK (n >= 1),
+	events      pgtenant_audit.ingest_event[] NOT NULL CHECK (cardinality(events) = n),
+	appended_at timestamptz NOT NULL DEFAULT now()
+);
+-- The batch is mostly hashes and identifiers: compressing it costs more CPU
+-- than the few bytes it saves, and the row lives only until integrated.
+ALTER TABLE pgtenant_audit.ingest_batches ALTER COLUMN events SET STORAGE EXTERNAL;
+
+-- A batch may be deleted only once every one of its events is in events
+-- (integrate_batches deletes what it integrated); a batch awaiting
+-- integration can be neither changed nor deleted.
+CREATE FUNCTION pgtenant_audit.ingest_batch_delete_integrated() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- One index probe per event whatever the statistics say (and whatever the
+-- calling function set): a hashed plan would scan all of events per batch.
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_nestloop = on SET jit = off AS $$
+BEGIN
+	-- integrate_batches has just chained every event of the batches it
+	-- names (it checked the skipped ones too). Only the owner may delete at
+	-- all, and an owner can as well disable the trigger: the setting saves
+	-- a lookup per event, it grants nothing.
+	IF TG_OP = 'DELETE' AND OLD.id::text = ANY (string_to_array(current_setting('pgtenant_audit.integrated_batches', true), ',')) THEN
+		RETURN OLD;
+	END IF;
+	IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM unnest(OLD.events) x
+			WHERE NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id)) THEN
+		RETURN OLD;
+	END IF;
+	RAISE EXCEPTION 'pgtenant_audit.ingest_batches: % is not allowed, the audit trail is append-only', TG_OP
+		USING ERRCODE = '42501';
+END $$;
+CREATE TRIGGER ingest_batches_append_only BEFORE UPDATE OR DELETE ON pgtenant_audit.ingest_batches
+	FOR EACH ROW EXECUTE FUNCTION pgtenant_audit.ingest_batch_delete_integrated();
+CREATE TRIGGER ingest_batches_no_truncate BEFORE TRUNCATE ON pgtenant_audit.ingest_batches
+	FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.forbid_change();
+ALTER TABLE pgtenant_audit.ingest_batches ENABLE ALWAYS TRIGGER ingest_batches_append_only;
+ALTER TABLE pgtenant_audit.ingest_batches ENABLE ALWAYS TRIGGER ingest_batches_no_truncate;
+
+-- Upgrade: rows of version 6 still awaiting integration become one batch
+-- per region, and rows that proxies of version 6 append during a rolling
+-- upgrade are forwarded the same way (they stay in ingest as well, which
+-- only they use).
+INSERT INTO pgtenant_audit.ingest_batches (region, n, events)
+SELECT i.region, count(*), array_agg(ROW(i.event_id, i.chain_id, i.ts, i.kind, i.account_id, i.subject,
+		i.client_user, i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict,
+		i.reason, i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, i.statement_salt,
+		i.statement_commitment, i.role, i.actor, i.purpose, i.ticket, i.rewritten)::pgtenant_audit.ingest_event
+		ORDER BY i.xid, i.event_id)
+FROM pgtenant_audit.ingest i
+WHERE NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = i.event_id)
+GROUP BY i.region;
+
+CREATE FUNCTION pgtenant_audit.ingest_forward() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO pgtenant_audit.ingest_batches (region, n, events)
+	SELECT i.region, count(*), array_agg(ROW(i.event_id, i.chain_id, i.ts, i.kind, i.account_id, i.subject,
+			i.client_user, i.client_addr, i.region, i.session_id, i.proxy_instance, i.statement, i.tables, i.verdict,
+			i.reason, i.sqlstate, i.rows, i.duration_us, i.hash_version, i.content_hash, i.statement_salt,
+			i.statement_commitment, i.role, i.actor, i.purpose, i.ticket, i.rewritten)::pgtenant_audit.ingest_event
+			ORDER BY i.event_id)
+	FROM appended i GROUP BY i.region;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER ingest_forward AFTER INSERT ON pgtenant_audit.ingest
+	REFERENCING NEW TABLE AS appended FOR EACH STATEMENT EXECUTE FUNCTION pgtenant_audit.ingest_forward();
+ALTER TABLE pgtenant_audit.ingest ENABLE ALWAYS TRIGGER ingest_forward;
+
+-- The version-6 integrator is retired: its rows reach events through the
+-- batches above, and two integrators must never number one tree.
+CREATE OR REPLACE FUNCTION pgtenant_audit.integrate(p_region text, p_first_leaf bigint, p_event_id uuid[], p_chain text[],
+	p_content bytea[], p_seq bigint[], p_prev bytea[], p_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RAISE EXCEPTION 'pgtenant_audit.integrate: schema version 7 integrates through integrate_batches; upgrade this proxy'
+		USING ERRCODE = '55000';
+END $$;
+
+-- pending_events returns the events of region's oldest pending batches (at
+-- least one batch, then whole batches while they add up to at most
+-- p_limit events) in batch and array order, and with p_check whether each
+-- event_id is already in events (a re-shipped duplicate; false without
+-- p_check: the integrator looks only after the unique event_id index
+-- refused a round, since duplicates are rare and the lookup is not free),
+-- leaving out the batches p_exclude (those of the round being integrated
+-- while the integrator reads ahead).
+CREATE FUNCTION pgtenant_audit.pending_events(p_region text, p_limit integer, p_check boolean, p_exclude bigint[])
+RETURNS TABLE (batch bigint, ord integer, event_id uuid, chain_id text, region text, ts timestamptz,
+	content_hash bytea, integrated boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- An index probe of events per event, never a scan of it (and no JIT for
+-- the disabled plans' costs).
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+	SELECT b.id, x.ord::integer, x.event_id, x.chain_id, x.region, x.ts, x.content_hash,
+		p_check AND EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id)
+	FROM (SELECT q.id, q.events FROM (SELECT b.id, b.events, b.n, sum(b.n) OVER (ORDER BY b.id) - b.n AS before
+			FROM pgtenant_audit.ingest_batches b WHERE b.region = p_region AND b.id <> ALL (p_exclude)) q
+		WHERE q.before = 0 OR q.before + q.n <= p_limit) b
+	CROSS JOIN LATERAL unnest(b.events) WITH ORDINALITY AS x(event_id, chain_id, ts, kind, account_id, subject,
+		client_user, client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate,
+		rows, duration_us, hash_version, content_hash, statement_salt, statement_commitment, role, actor, purpose,
+		ticket, rewritten, ord)
+	ORDER BY b.id, x.ord
+$$;
+
+-- integrate_batches chains the events of the pending batches p_batches.
+-- p_seq, p_prev, p_entry and p_leaf hold, for every element of those
+-- batches in order (batch after batch, each in array order), the seq,
+-- hashes and tree leaf the integrator computed, NULL for an element it
+-- skipped as a duplicate. It copies the events into events straight from
+-- their batches (zipped with the arrays: no join, no sort of the wide
+-- rows), then checks in one narrow pass over the same batches that they
+-- extend every chain exactly (contiguous seq from the chain's head,
+-- prev_hash = the previous entry hash, entry_hash = SHA-256(0x10 ||
+-- lp(chain_id) || seq || prev_hash || content_hash) over the batch's own
+-- chain and content hash, the region), that the leaves are the next ones of
+-- the region's tree in that order, that each chain's last event is the head
+-- p_head_* names and that every skipped element is in events; it moves the
+-- chain and tree heads and deletes the batches. Any failure rolls the whole
+-- round back.
+CREATE FUNCTION pgtenant_audit.integrate_batches(p_region text, p_first_leaf bigint, p_batches bigint[],
+	p_seq bigint[], p_prev bytea[], p_entry bytea[], p_leaf bigint[],
+	p_head_chain text[], p_head_seq bigint[], p_head_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- In memory (a round is at most 16384 events), and no JIT: the estimates of
+-- unnest are guesses, and compiling took a third of a second per round.
+SET work_mem = '64MB' SET jit = off AS $$
+DECLARE
+	v_size bigint;
+	v_found integer;
+	v_total bigint;
+	v_ins bigint;
+	v_bad bigint;
+	v_maxleaf bigint;
+	v_leaves bigint;
+	v_gaps bigint;
+	v_heads bigint;
+	v_del bigint;
+BEGIN
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	IF v_size IS DISTINCT FROM p_first_leaf THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
+			USING ERRCODE = '40001';
+	END IF;
+	SELECT count(*), coalesce(sum(b.n), 0) INTO v_found, v_total
+	FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+	IF v_found <> coalesce(cardinality(p_batches), 0)
+	   OR v_found <> (SELECT count(DISTINCT u.id) FROM unnest(p_batches) AS u(id)) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % of % batches are pending in region %',
+			v_found, coalesce(cardinality(p_batches), 0), p_region USING ERRCODE = '40001';
+	END IF;
+	IF coalesce(cardinality(p_seq), 0) <> v_total OR coalesce(cardinality(p_prev), 0) <> v_total
+	   OR coalesce(cardinality(p_entry), 0) <> v_total OR coalesce(cardinality(p_leaf), 0) <> v_total
+	   OR coalesce(cardinality(p_head_seq), 0) <> coalesce(cardinality(p_head_chain), 0)
+	   OR coalesce(cardinality(p_head_entry), 0) <> coalesce(cardinality(p_head_chain), 0) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: arrays do not match the batches'' % events', v_total
+			USING ERRCODE = '22023';
+	END IF;
+	-- The check reads what the insert returns (chain, content hash and
+	-- region as copied from the batch): no second pass over the batches.
+	WITH ins AS (
+		INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+			client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+			duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
+			role, actor, purpose, ticket, rewritten)
+		SELECT x.chain_id, x.seq, x.event_id, x.ts, x.kind, x.account_id, x.subject, x.client_user,
+			x.client_addr, x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason,
+			x.sqlstate, x.rows, x.duration_us, x.hash_version, x.content_hash, x.prev, x.entry, x.leaf,
+			x.statement_salt, x.statement_commitment, x.role, x.actor, x.purpose, x.ticket, x.rewritten
+		FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x
+		WHERE x.seq IS NOT NULL
+		RETURNING chain_id, seq, region, content_hash, prev_hash, entry_hash, leaf),
+	h AS MATERIALIZED (
+		SELECT h.chain_id, h.seq, h.head, l.seq AS last_seq, l.entry AS last_entry,
+			'\x10'::bytea || int4send(octet_length(convert_to(h.chain_id, 'UTF8'))) || convert_to(h.chain_id, 'UTF8') AS prefix
+		FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+		JOIN pgtenant_audit.chain_heads h ON h.chain_id = l.chain AND h.region = p_region),
+	c AS (
+		-- Per event: its chain's head before and after the round, and the
+		-- event before it in this round (by hash on (chain, seq - 1)).
+		SELECT i.*, h.seq AS h_seq, h.head AS h_head, h.prefix, h.last_seq, h.last_entry, p.entry_hash AS before
+		FROM ins i
+		LEFT JOIN h ON h.chain_id = i.chain_id
+		LEFT JOIN ins p ON p.chain_id = i.chain_id AND p.seq = i.seq - 1)
+	SELECT count(*),
+		count(*) FILTER (WHERE (c.h_seq IS NULL OR c.region IS DISTINCT FROM p_region
+			-- seq within (old head, new head]: with (chain_id, seq) unique
+			-- and the count per chain checked below, contiguous.
+			OR c.seq <= c.h_seq OR c.seq > c.last_seq
+			OR c.prev_hash IS DISTINCT FROM CASE WHEN c.seq = c.h_seq + 1 THEN c.h_head ELSE c.before END
+			OR c.entry_hash IS DISTINCT FROM sha256(c.prefix || int8send(c.seq) || c.prev_hash || c.content_hash)
+			OR (c.seq = c.last_seq AND c.entry_hash IS DISTINCT FROM c.last_entry)
+			OR c.leaf < p_first_leaf) IS NOT FALSE),
+		max(c.leaf), count(DISTINCT c.leaf),
+		(SELECT count(*) FROM h) - count(DISTINCT c.chain_id)
+			+ (SELECT coalesce(sum(h.last_seq - h.seq), 0) FROM h) - count(*)
+	INTO v_ins, v_bad, v_maxleaf, v_leaves, v_gaps
+	FROM c;
+	-- Leaves: v_ins distinct values from p_first_leaf up to p_first_leaf +
+	-- v_ins - 1, hence exactly the next ones. Heads: one per chain present,
+	-- each v_ins-per-chain rows above the old head.
+	IF v_bad > 0 OR v_gaps <> 0 OR v_leaves <> v_ins
+	   OR (v_ins > 0 AND v_maxleaf <> p_first_leaf + v_ins - 1) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % of % events do not extend their chains or the tree',
+			greatest(v_bad, 1), v_ins USING ERRCODE = '40001';
+	END IF;
+	-- A skipped element must repeat an event chained before or in this
+	-- round: otherwise deleting its batch would lose it.
+	IF array_position(p_seq, NULL) IS NOT NULL THEN
+		SELECT count(*) INTO v_bad
+		FROM pgtenant_audit.batch_elements(p_region, p_batches, p_seq, p_prev, p_entry, p_leaf) x
+		WHERE x.seq IS NULL AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id);
+		IF v_bad > 0 THEN
+			RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % skipped events were never chained', v_bad
+				USING ERRCODE = '22023';
+		END IF;
+	END IF;
+	-- Each named head is the entry of a chained event (the pass above
+	-- checked it is its chain's last of this round).
+	SELECT count(*) INTO v_heads FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+	WHERE NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.chain_id = l.chain AND e.seq = l.seq
+		AND e.entry_hash = l.entry AND e.region = p_region);
+	IF v_heads > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: % chain heads name no chained event', v_heads
+			USING ERRCODE = '40001';
+	END IF;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_ins WHERE t.region = p_region;
+	-- The batches' events are all chained now: the delete trigger, told so
+	-- for this transaction, need not look each one up again.
+	PERFORM set_config('pgtenant_audit.integrated_batches', array_to_string(p_batches, ','), true);
+	DELETE FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+	GET DIAGNOSTICS v_del = ROW_COUNT;
+	PERFORM set_config('pgtenant_audit.integrated_batches', '', true);
+	IF v_del <> v_found THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_batches: deleted % of % batches', v_del, v_found USING ERRCODE = '40001';
+	END IF;
+	RETURN v_ins;
+END $$;
+
+-- batch_elements returns the elements of region's batches p_batches, batch
+-- after batch (k = the batch's place in p_batches) and each in array order
+-- (ord), zipped with the per-element arrays integrate_batches receives.
+-- Inlined into its caller (a single SELECT): each batch is detoasted and
+-- unnested once per use.
+CREATE FUNCTION pgtenant_audit.batch_elements(p_region text, p_batches bigint[],
+	p_seq bigint[], p_prev bytea[], p_entry bytea[], p_leaf bigint[])
+RETURNS TABLE (k bigint, event_id uuid, chain_id text, ts timestamptz, kind text, account_id text, subject text,
+	client_user text, client_addr inet, region text, session_id text, proxy_instance text, statement text,
+	tables text[], verdict text, reason text, sqlstate text, rows bigint, duration_us bigint, hash_version smallint,
+	content_hash bytea, statement_salt bytea, statement_commitment bytea, role text, actor text, purpose text,
+	ticket text, rewritten boolean, seq bigint, prev bytea, entry bytea, leaf bigint, ord bigint)
+LANGUAGE sql STABLE AS $$
+	SELECT pb.k, x.*
+	FROM (SELECT u.k, b.events, b.n, sum(b.n) OVER (ORDER BY u.k) - b.n AS off
+		FROM unnest(p_batches) WITH ORDINALITY AS u(id, k)
+		JOIN pgtenant_audit.ingest_batches b ON b.id = u.id AND b.region = p_region) pb
+	CROSS JOIN LATERAL ROWS FROM (unnest(pb.events), unnest(p_seq[pb.off + 1 : pb.off + pb.n]),
+		unnest(p_prev[pb.off + 1 : pb.off + pb.n]), unnest(p_entry[pb.off + 1 : pb.off + pb.n]),
+		unnest(p_leaf[pb.off + 1 : pb.off + pb.n])) WITH ORDINALITY
+		AS x(event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr, region, session_id,
+			proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us, hash_version,
+			content_hash, statement_salt, statement_commitment, role, actor, purpose, ticket, rewritten,
+			seq, prev, entry, leaf, ord)
+$$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
+`,
 }
 
 // SchemaVersion is the audit schema version this build writes.
@@ -979,6 +1275,12 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 				pgtenant_audit.heads_of(text[], text[]),
 				pgtenant_audit.integrate(text, bigint, uuid[], text[], bytea[], bigint[], bytea[], bytea[]),
 				pgtenant_audit.tree_size(text) TO `+service)
+	}
+	if serviceRole != OwnerRole && len(migrations) >= 7 {
+		grants = append(grants,
+			`GRANT INSERT ON pgtenant_audit.ingest_batches TO `+service,
+			`GRANT EXECUTE ON FUNCTION pgtenant_audit.pending_events(text, integer, boolean, bigint[]),
+				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]) TO `+service)
 	}
 	for _, s := range grants {
 		if _, err := tx.Exec(ctx, s); err != nil {

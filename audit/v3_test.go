@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/tenancy"
 )
@@ -474,10 +476,12 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 	if got := countRows(t, db, `purged AND statement IS NULL AND subject IS NULL`); got != 10 {
 		t.Fatalf("redacted rows: %d, want 10", got)
 	}
+	// Integrated batches are gone: nothing is stored twice, so a purge
+	// leaves no unredacted copy behind.
 	var copies int64
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest i JOIN pgtenant_audit.events e USING (event_id)
-		WHERE e.purged`).Scan(&copies); err != nil || copies != 0 {
-		t.Fatalf("ingest still holds %d copies of purged events (%v)", copies, err)
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest_batches b, unnest(b.events) x
+		JOIN pgtenant_audit.events e USING (event_id) WHERE e.purged`).Scan(&copies); err != nil || copies != 0 {
+		t.Fatalf("ingest_batches still holds %d copies of purged events (%v)", copies, err)
 	}
 	// A row awaiting integration can be neither deleted nor changed.
 	pool, err := newPool(ctx, "eu-west", r, 1)
@@ -486,16 +490,23 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 	}
 	waiting, _ := NewRow(stmt("z", "s", 0), "eu-west", "x", StatementNormalized)
 	waiting.HashVersion, waiting.ContentHash = HashVersion, waiting.ComputeContentHash()
-	_, _, err = ingestRows(ctx, pool, []*Row{waiting})
+	oid, err := ingestEventOID(ctx, pool)
+	if err == nil {
+		err = ingestRows(ctx, pool, "eu-west", oid, []*Row{waiting})
+	}
 	pool.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.ingest WHERE chain_id = 'z'`); sqlState(err) != "42501" {
-		t.Fatalf("delete of a row awaiting integration: %v", err)
+	const zBatch = `(SELECT b.id FROM pgtenant_audit.ingest_batches b, unnest(b.events) x WHERE x.chain_id = 'z')`
+	if _, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.ingest_batches WHERE id IN `+zBatch); sqlState(err) != "42501" {
+		t.Fatalf("delete of a batch awaiting integration: %v", err)
 	}
-	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.ingest SET statement = 'x' WHERE chain_id = 'z'`); sqlState(err) != "42501" {
-		t.Fatalf("update of a row awaiting integration: %v", err)
+	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.ingest_batches SET region = 'x' WHERE id IN `+zBatch); sqlState(err) != "42501" {
+		t.Fatalf("update of a batch awaiting integration: %v", err)
+	}
+	if _, err := db.Exec(ctx, `TRUNCATE pgtenant_audit.ingest_batches`); sqlState(err) != "42501" {
+		t.Fatalf("truncate of the batches awaiting integration: %v", err)
 	}
 	// The purge events wait in ingest until an integrator chains them.
 	rec, err = NewRecorder(ctx, testAuditConfig(t, ModeAsync), regions, "i2", testLogger(t))
@@ -543,9 +554,9 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 }
 
 // A batch that repeats stored events (a spool batch re-shipped after a
-// crash) is appended through the duplicate-skipping path, as the service
-// role, storing each event once.
-func TestIngestSkipsDuplicates(t *testing.T) {
+// crash) is appended as it is; the integrator, as the service role, chains
+// each event once, counts the repeats, and removes both batches.
+func TestIntegratorSkipsDuplicates(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
 	pool, err := newPool(ctx, "eu-west", r, 1)
@@ -562,15 +573,43 @@ func TestIngestSkipsDuplicates(t *testing.T) {
 		row.HashVersion, row.ContentHash = HashVersion, row.ComputeContentHash()
 		rows = append(rows, row)
 	}
-	if n, d, err := ingestRows(ctx, pool, rows[:3]); err != nil || n != 3 || d != 0 {
-		t.Fatalf("first batch: %d %d %v", n, d, err)
+	oid, err := ingestEventOID(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n, d, err := ingestRows(ctx, pool, rows); err != nil || n != 2 || d != 3 {
-		t.Fatalf("re-shipped batch: inserted %d, duplicates %d, %v; want 2, 3", n, d, err)
+	g := newIntegrator("eu-west", nil, testLogger(t))
+	svc := serviceConn(t, c, r)
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows[:3]); err != nil {
+		t.Fatal(err)
 	}
-	var cnt int64
-	if err := adminConn(t, c, r).QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest`).Scan(&cnt); err != nil || cnt != 5 {
-		t.Fatalf("ingest holds %d rows (%v), want 5", cnt, err)
+	if n, _, err := g.round(ctx, svc); err != nil || n != 3 {
+		t.Fatalf("first round: %d %v", n, err)
+	}
+	// Re-shipped twice, once in the same round as a new copy: the round
+	// that does not look events up is refused by the unique event_id index
+	// and redone with the lookups.
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := g.round(ctx, svc); err != nil || n != 7 {
+		t.Fatalf("second round read %d events (%v), want 7", n, err)
+	}
+	if got, dups := g.integrated.Load(), g.dups.Load(); got != 5 || dups != 5 {
+		t.Fatalf("integrated %d, skipped %d; want 5 and 5", got, dups)
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `chain_id = '42'`); got != 5 {
+		t.Fatalf("events: %d, want 5", got)
+	}
+	var pending int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest_batches`).Scan(&pending); err != nil || pending != 0 {
+		t.Fatalf("ingest_batches holds %d batches (%v), want none", pending, err)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 5 {
+		t.Fatalf("verify: %+v", rep)
 	}
 }
 
@@ -653,5 +692,168 @@ func TestEraseStatementTextKeepsEverythingVerifiable(t *testing.T) {
 				t.Fatalf("an edited committed text: %+v", rep)
 			}
 		})
+	}
+}
+
+// integrate_batches refuses, as the service role, a round that does not
+// extend its chain exactly or does not number the next tree leaves, and
+// stores nothing then; the correct round goes through.
+func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	pool, err := newPool(ctx, "eu-west", r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	oid, err := ingestEventOID(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []*Row
+	for i := range 3 {
+		row, err := NewRow(stmt("42", "s", i), "eu-west", "x", StatementNormalized)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row.HashVersion, row.ContentHash = HashVersion, row.ComputeContentHash()
+		rows = append(rows, row)
+	}
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+		t.Fatal(err)
+	}
+	svc := serviceConn(t, c, r)
+	var batch int64
+	if err := svc.QueryRow(ctx, `SELECT min(batch) FROM pgtenant_audit.pending_events('eu-west', 100, false, '{}')`).Scan(&batch); err != nil {
+		t.Fatal(err)
+	}
+	// The correct round: seq 1-3 from genesis, leaves 0-2.
+	type round struct {
+		seq         []*int64
+		prev, entry [][]byte
+		leaf        []*int64
+		headSeq     int64
+		headEntry   []byte
+		firstLeaf   int64
+	}
+	good := func() round {
+		var rd round
+		prev := GenesisHash("eu-west", "42")
+		for i, row := range rows {
+			seq, leaf := int64(i+1), int64(i)
+			e := EntryHash("42", seq, prev, row.ContentHash)
+			rd.seq, rd.prev, rd.entry, rd.leaf = append(rd.seq, &seq), append(rd.prev, prev), append(rd.entry, e), append(rd.leaf, &leaf)
+			prev = e
+		}
+		rd.headSeq, rd.headEntry = 3, prev
+		return rd
+	}
+	run := func(rd round) error {
+		return pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT * FROM pgtenant_audit.heads_of('{42}', '{eu-west}')`); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `SELECT pgtenant_audit.integrate_batches('eu-west', $1, $2, $3, $4, $5, $6, '{42}', $7, $8)`,
+				rd.firstLeaf, []int64{batch}, rd.seq, rd.prev, rd.entry, rd.leaf, []int64{rd.headSeq}, [][]byte{rd.headEntry})
+			return err
+		})
+	}
+	one := int64(1)
+	for name, broken := range map[string]func(*round){
+		"a wrong entry hash":      func(rd *round) { rd.entry[1] = rd.entry[0]; rd.prev[2] = rd.entry[0] },
+		"a broken link":           func(rd *round) { rd.prev[2] = rd.prev[1] },
+		"a gap in seq":            func(rd *round) { s := int64(4); rd.seq[2] = &s; rd.headSeq = 4 },
+		"a repeated leaf":         func(rd *round) { rd.leaf[2] = &one },
+		"leaves past the tree":    func(rd *round) { l := int64(5); rd.leaf[2] = &l },
+		"a head short of the end": func(rd *round) { rd.headSeq, rd.headEntry = 2, rd.entry[1] },
+		"an event skipped, unseen": func(rd *round) {
+			rd.seq[2], rd.prev[2], rd.entry[2], rd.leaf[2] = nil, nil, nil, nil
+			rd.headSeq, rd.headEntry = 2, rd.entry[1]
+		},
+		"the wrong first leaf": func(rd *round) { rd.firstLeaf = 1 },
+	} {
+		rd := good()
+		broken(&rd)
+		if err := run(rd); err == nil {
+			t.Errorf("%s: integrate_batches accepted the round", name)
+		} else if !strings.Contains(err.Error(), "pgtenant_audit.integrate_batches") {
+			t.Errorf("%s: refused for another reason: %v", name, err)
+		}
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `true`); got != 0 {
+		t.Fatalf("refused rounds stored %d events", got)
+	}
+	if err := run(good()); err != nil {
+		t.Fatalf("the correct round: %v", err)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 3 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// Under a backlog the integrator reads the next round's events during a
+// round, on a second connection, leaving out the batches being integrated:
+// every event is chained once, in gap-free chains, and a round that used
+// events read ahead is never taken for one that saw everything pending.
+func TestIntegratorReadsAheadUnderABacklog(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	pool, err := newPool(ctx, "eu-west", r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	oid, err := ingestEventOID(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batches = 20 // 40960 events: three rounds
+	for b := range batches {
+		rows := make([]*Row, 0, batchMax)
+		for i := range batchMax {
+			row, err := NewRow(stmt("t"+strconv.Itoa(i%7), "s", b*batchMax+i), "eu-west", "x", StatementNormalized)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row.HashVersion, row.ContentHash = row.hashVersionFor(), row.ComputeContentHash()
+			rows = append(rows, row)
+		}
+		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
+	g := newIntegrator("eu-west", func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }, testLogger(t))
+	defer g.closeAhead()
+	svc := serviceConn(t, c, r)
+	var rounds, aheadRounds, total int
+	for {
+		n, ahead, err := g.round(ctx, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rounds++
+		total += n
+		if ahead {
+			aheadRounds++
+			continue
+		}
+		if n <= integrateBatch-batchMax {
+			break
+		}
+	}
+	if total != batches*batchMax || aheadRounds == 0 {
+		t.Fatalf("%d rounds (%d read ahead) chained %d events, want %d with some read ahead", rounds, aheadRounds, total, batches*batchMax)
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `true`); got != batches*batchMax {
+		t.Fatalf("events: %d", got)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != batches*batchMax {
+		t.Fatalf("verify: %+v", rep)
 	}
 }

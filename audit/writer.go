@@ -53,7 +53,8 @@ type regionWriter struct {
 	batches      atomic.Uint64
 	written      atomic.Uint64
 	failed       atomic.Uint64
-	dups         atomic.Uint64
+	eventOID     atomic.Uint32 // of pgtenant_audit.ingest_event; 0 = not looked up yet
+	copyBuf      []byte        // the COPY data of the latest batch, reused (one writer goroutine)
 	writeNanos   atomic.Int64
 	lastNanos    atomic.Int64
 	failingSince atomic.Int64 // unix nanos of the first failure of the current outage; 0 = healthy
@@ -94,7 +95,7 @@ func (w *regionWriter) sweep() {
 	}
 }
 
-// write appends rows to ingest in one COPY and records the outcome; the
+// write appends rows as one ingest batch (one COPY) and records the outcome; the
 // region's integrator then chains them.
 func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
@@ -104,7 +105,7 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 			r.ContentHash = r.ComputeContentHash()
 		}
 	}
-	ins, dups, err := ingestRows(ctx, w.pool, rows)
+	err := w.ingest(ctx, rows)
 	d := time.Since(start)
 	if err != nil {
 		w.failingSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -121,8 +122,7 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 		w.logger.Info("audit writes recovered", "region", w.name)
 	}
 	w.batches.Add(1)
-	w.written.Add(uint64(ins))
-	w.dups.Add(uint64(dups))
+	w.written.Add(uint64(len(rows)))
 	w.writeNanos.Add(int64(d))
 	w.lastNanos.Store(int64(d))
 	w.mu.Lock()
@@ -131,6 +131,26 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	w.mu.Unlock()
 	if w.integ != nil {
 		w.integ.wake()
+	}
+	return nil
+}
+
+// ingest appends rows as one batch. The composite type's OID is looked up
+// once, and again after any failure (a re-created schema has a new one).
+func (w *regionWriter) ingest(ctx context.Context, rows []*Row) error {
+	oid := w.eventOID.Load()
+	if oid == 0 {
+		var err error
+		if oid, err = ingestEventOID(ctx, w.pool); err != nil {
+			return err
+		}
+		w.eventOID.Store(oid)
+	}
+	buf, err := ingestRowsBuf(ctx, w.pool, w.name, oid, rows, w.copyBuf)
+	w.copyBuf = buf
+	if err != nil {
+		w.eventOID.Store(0)
+		return err
 	}
 	return nil
 }

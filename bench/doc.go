@@ -22,6 +22,7 @@
 //	latency.go   per-transaction logs: mean and percentiles
 //	idle.go      the connection-scale run
 //	report.go    result types, ratios, JSON and Markdown
+//	ceiling.go   fdatasync and commit latency, the ceilings they set
 //	run.go       the orchestration of one run
 //
 // The command is bench/cmd/pgtenant-bench; see bench/README.md.

@@ -20,6 +20,9 @@ type Results struct {
 	Rows           []Row        `json:"rows"`
 	WarmupErrors   []string     `json:"warmup_errors,omitempty"`
 	Scale          *ScaleResult `json:"scale,omitempty"`
+	// Durability is the fdatasync and commit latency measured in the run
+	// (nil when no spool-group or strict target ran).
+	Durability *Durability `json:"durability,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -84,6 +87,16 @@ type Row struct {
 	TPSvsPgBouncer   *float64 `json:"tps_vs_pgbouncer_session,omitempty"`
 	TPSvsPgBouncerTx *float64 `json:"tps_vs_pgbouncer_transaction,omitempty"`
 	P99vsDirect      *float64 `json:"p99_vs_direct,omitempty"`
+	// TPSvsNoAudit: against pgtenant-noaudit at the same mode and clients
+	// (pgtenant rows with the audit on).
+	TPSvsNoAudit *float64 `json:"tps_vs_noaudit,omitempty"`
+	// For spool-group and strict rows (ceiling.go): the TPS that the
+	// measured fdatasync (resp. commit) latency allows at this client
+	// count, the ceiling (that bound, or pgtenant-noaudit's TPS when
+	// smaller) and the measured TPS over the ceiling.
+	DurabilityBoundTPS *float64 `json:"durability_bound_tps,omitempty"`
+	CeilingTPS         *float64 `json:"ceiling_tps,omitempty"`
+	TPSvsCeiling       *float64 `json:"tps_vs_ceiling,omitempty"`
 }
 
 // Failed returns the rows whose run failed.
@@ -202,6 +215,7 @@ func (res *Results) Markdown(w io.Writer) {
 	}
 	res.relaySummary(w)
 	res.txSummary(w)
+	res.auditSummary(w)
 	if failed := res.Failed(); len(failed) > 0 || len(res.WarmupErrors) > 0 {
 		fmt.Fprintf(w, "\n## Failed runs\n\n")
 		for _, r := range failed {
@@ -326,6 +340,42 @@ func (res *Results) txSummary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", p.mode, p.clients, tps, bTPS, ratio, cpu, bCPU)
 	}
+}
+
+// auditSummary prints each audit mode against pgtenant without the audit,
+// and the spool-group and strict rows against the ceiling their durability
+// latency sets (ceiling.go), with the latencies measured in the run. It
+// prints nothing when no row has either figure.
+func (res *Results) auditSummary(w io.Writer) {
+	var rows []Row
+	for _, r := range res.Rows {
+		if r.TPSvsNoAudit != nil || r.TPSvsCeiling != nil {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Audit modes against the audit disabled and their durability ceiling\n\n")
+	if d := res.Durability; d != nil {
+		fmt.Fprintf(w, "Measured in this run (%d samples each): fdatasync of appended data on the spools' file system (%s) mean %.3f ms (p50 %.3f); single-row commit on the cluster mean %.3f ms (p50 %.3f). ",
+			d.Samples, orUnknown(d.SpoolFS), d.FdatasyncMeanMs, d.FdatasyncP50Ms, d.CommitMeanMs, d.CommitP50Ms)
+	}
+	fmt.Fprintln(w, "Durability bound = clients / (latency × statements per transaction): every statement waits for at least one fdatasync (spool-group) or commit (strict), shared by its group; ceiling = the smaller of that bound and pgtenant-noaudit's TPS.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| target | mode | clients | TPS | vs noaudit | durability bound TPS | ceiling TPS | TPS / ceiling |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|")
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %s | %s | %s |\n", r.Target, r.Mode, r.Clients, r.TPS,
+			fmtRatio(r.TPSvsNoAudit), fmtFloat(r.DurabilityBoundTPS, "%.0f"), fmtFloat(r.CeilingTPS, "%.0f"), fmtRatio(r.TPSvsCeiling))
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func fmtRatio(v *float64) string { return fmtFloat(v, "%.2f") }

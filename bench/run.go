@@ -69,6 +69,15 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (_ *Results, err erro
 	if err := h.warmUp(ctx, targets, res); err != nil {
 		return nil, err
 	}
+	if slices.Contains(o.Targets, TargetPgtenantSpoolGroup) || slices.Contains(o.Targets, TargetPgtenantStrict) {
+		// In the spools' file system (they live under workDir) and on the
+		// run's cluster, just before the runs they bound.
+		if res.Durability, err = measureDurability(ctx, h.workDir, h.c.SuperuserDSN(h.c.Database)); err != nil {
+			return nil, err
+		}
+		h.log.Info("durability latency", "fdatasync_mean_ms", fmt.Sprintf("%.3f", res.Durability.FdatasyncMeanMs),
+			"commit_mean_ms", fmt.Sprintf("%.3f", res.Durability.CommitMeanMs), "spool_fs", res.Durability.SpoolFS)
+	}
 	for _, mode := range o.Modes {
 		for _, clients := range o.Clients {
 			for i := range targets {
@@ -107,6 +116,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (_ *Results, err erro
 		}
 	}
 	res.computeRatios()
+	res.computeCeilings()
 	res.FinishedAt = time.Now().UTC()
 	if err := res.write(o.OutDir); err != nil {
 		return nil, err

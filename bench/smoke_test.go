@@ -71,6 +71,16 @@ func TestSmokeRun(t *testing.T) {
 				}
 			}
 		}
+		if r.IsPgtenant() && r.Target != TargetPgtenantNoAudit && (r.TPSvsNoAudit == nil || *r.TPSvsNoAudit <= 0) {
+			t.Errorf("%s: TPS vs noaudit not computed", r.Target)
+		}
+		ceiling := r.Target == TargetPgtenantSpoolGroup || r.Target == TargetPgtenantStrict
+		if ceiling != (r.TPSvsCeiling != nil) || ceiling != (r.CeilingTPS != nil) || (ceiling && *r.CeilingTPS <= 0) {
+			t.Errorf("%s: ceiling %v, TPS / ceiling %v", r.Target, deref(r.CeilingTPS), deref(r.TPSvsCeiling))
+		}
+	}
+	if d := res.Durability; d == nil || d.FdatasyncMeanMs <= 0 || d.CommitMeanMs <= 0 {
+		t.Errorf("durability latencies not measured: %+v", d)
 	}
 	for _, target := range AllTargets {
 		if seen[target] != len(o.Modes)*len(o.Clients) {
@@ -110,6 +120,9 @@ func TestSmokeRun(t *testing.T) {
 		if !strings.Contains(string(md), table) {
 			t.Errorf("results.md has no %q table", table)
 		}
+	}
+	if !strings.Contains(string(md), "## Audit modes against the audit disabled and their durability ceiling") {
+		t.Errorf("results.md has no durability ceiling table")
 	}
 }
 

@@ -326,12 +326,14 @@ func allowedStatementEvents(t *testing.T, ac *cluster.Cluster) int {
 	conn := connect(t, ac.SuperuserDSN(ac.Database))
 	defer conn.Close(context.Background())
 	var n int
-	// Durable in the regional database: chained into events, or appended to
-	// ingest and awaiting the integrator (which chains it within about a
-	// second, after a restart of the database once it reconnects).
+	// Durable in the regional database: chained into events, or appended in
+	// a batch of ingest_batches and awaiting the integrator (which chains it
+	// within about a second, after a restart of the database once it
+	// reconnects).
 	if err := conn.QueryRow(ctxT(t), `SELECT count(*) FROM (
 		SELECT event_id FROM pgtenant_audit.events WHERE kind = 'statement' AND verdict = 'allow'
-		UNION SELECT event_id FROM pgtenant_audit.ingest WHERE kind = 'statement' AND verdict = 'allow') s`).Scan(&n); err != nil {
+		UNION SELECT x.event_id FROM pgtenant_audit.ingest_batches b, unnest(b.events) x
+			WHERE x.kind = 'statement' AND x.verdict = 'allow') s`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
