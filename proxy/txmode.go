@@ -116,10 +116,11 @@ type txState struct {
 	// onFull is goAsync, bound once per session: the hook of the attached
 	// backend's writer.
 	onFull func()
-	// stopWait ends the client loop's wait for a backend when a cancel
-	// request arrives meanwhile; waitCancelled records that it did.
-	stopWait      context.CancelFunc
-	waitCancelled bool
+	// waiting: the client loop waits for a backend; a cancel request
+	// arriving meanwhile ends the wait with a value on cancelWait.
+	waiting    bool
+	cancelWait chan struct{}
+	waiter     waiter // the client loop's, reused from one wait to the next
 
 	// client loop only
 	batchOpen bool                  // a message since the last Query or Sync
@@ -194,6 +195,8 @@ func (s *Server) authenticatePooled(ss *session, req *startupRequest, rt *runtim
 	tx := &txState{pool: pool, stmts: map[string]clientStmt{}, settings: map[string]string{}, startup: map[string]string{},
 		base: []string{rt.settings.tenantSetting, subjectSetting}, values: []string{ss.principal.Account, ss.principal.Subject}}
 	tx.turn.L = &tx.mu
+	tx.cancelWait = make(chan struct{}, 1)
+	tx.waiter.ch = make(chan *pooledConn, 1)
 	tx.onFull = ss.goAsync
 	for name, value := range req.Params {
 		ln := strings.ToLower(name)
@@ -471,18 +474,9 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		_, err := s.cr.r.Discard(n)
 		return true, err
 	}
-	wctx, stop := context.WithCancel(s.ctx)
-	tx.mu.Lock()
-	tx.stopWait, tx.waitCancelled = stop, false
-	tx.mu.Unlock()
-	pc, err := tx.pool.checkout(wctx, s)
-	tx.mu.Lock()
-	cancelled := tx.waitCancelled
-	tx.stopWait, tx.waitCancelled = nil, false
-	tx.mu.Unlock()
-	stop()
+	pc, err := s.checkoutPooled()
 	if err != nil {
-		if cancelled && s.ctx.Err() == nil {
+		if errors.Is(err, errWaitCancelled) {
 			// the client cancelled the statement while it waited for a backend
 			err = newClientError(pgerrcode.QueryCanceled, "cancelled",
 				"canceling statement due to user request (it was waiting for a backend connection)")
@@ -515,6 +509,27 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		tx.mu.Unlock()
 	}
 	return false, err
+}
+
+// checkoutPooled checks a backend out for a new transaction: an idle one
+// at once, or else after a wait that a cancel request ends.
+func (s *session) checkoutPooled() (*pooledConn, error) {
+	tx := s.tx
+	if pc := tx.pool.checkoutIdle(s); pc != nil {
+		return pc, nil
+	}
+	tx.mu.Lock()
+	tx.waiting = true
+	tx.mu.Unlock()
+	pc, err := tx.pool.acquire(s.ctx, s, &tx.waiter, tx.cancelWait)
+	tx.mu.Lock()
+	tx.waiting = false
+	select {
+	case <-tx.cancelWait: // came as the wait ended: the statement runs
+	default:
+	}
+	tx.mu.Unlock()
+	return pc, err
 }
 
 // endPooled ends the handling of client message t.
@@ -702,10 +717,12 @@ func (tx *txState) cancelTarget() (cancelTarget, func(), bool) {
 	defer tx.mu.Unlock()
 	pc := tx.pc
 	if pc == nil {
-		if tx.stopWait != nil {
+		if tx.waiting {
 			// waiting for a backend: the statement ends there, with 57014
-			tx.waitCancelled = true
-			tx.stopWait()
+			select {
+			case tx.cancelWait <- struct{}{}:
+			default:
+			}
 		}
 		return cancelTarget{}, nil, false
 	}
