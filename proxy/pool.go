@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,8 +24,8 @@ import (
 // nothing in flight (txmode.go). A pooled backend carries pgtenant's pins
 // (startup parameters) and nothing of any tenant: the tenant setting, the
 // subject and the client's startup settings are set transaction-locally at
-// the start of every transaction by the statement prepared under
-// ctxStatement when the backend was dialed.
+// the start of every transaction by one of the statements prepared when the
+// backend was dialed (ctxFixedName(k) for k settings, or ctxStatement).
 
 // ctxStatement is the statement every pooled backend prepares once at dial:
 // it sets each (name, value) pair transaction-locally. Its name is in the
@@ -32,6 +34,34 @@ const (
 	ctxStatement = "pgtenant_ctx"
 	ctxQuery     = "SELECT pg_catalog.set_config(s.n, s.v, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(n, v)"
 )
+
+// ctxFixedMax is the largest number of (name, value) pairs the context
+// statements of fixed arity take, prepared at dial as ctxFixedName(k): a
+// transaction's context then costs the server a bare Result node of k
+// set_config calls on text parameters, with no array to parse and no
+// function scan to materialize. More pairs (a client with many startup or
+// session settings) go through ctxStatement's arrays.
+const ctxFixedMax = 6
+
+// ctxFixedName is the name of the context statement for k pairs.
+func ctxFixedName(k int) string { return ctxStatement + strconv.Itoa(k) }
+
+// ctxPrepareSQL prepares the context statements of fixed arity, in one
+// round trip at dial.
+var ctxPrepareSQL = func() string {
+	var b strings.Builder
+	for k := 1; k <= ctxFixedMax; k++ {
+		fmt.Fprintf(&b, "PREPARE %s(%s) AS SELECT ", ctxFixedName(k), strings.Repeat("text, ", 2*k-1)+"text")
+		for i := range k {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "pg_catalog.set_config($%d, $%d, true)", 2*i+1, 2*i+2)
+		}
+		b.WriteString(";\n")
+	}
+	return b.String()
+}()
 
 // idleCheckAfter is how long a backend connection stays idle before a
 // checkout checks that the server has not closed it (as PgBouncer's

@@ -41,7 +41,8 @@ import (
 // message without holding tx.mu no ReadyForQuery is outstanding; Sync,
 // Flush, COPY data and Terminate, which may follow outstanding replies, are
 // handled under tx.mu. A new transaction starts with an injected Bind+Execute of
-// ctxStatement, sent in the same write as the client's first message: it
+// a context statement (ctxFixedName(k) for k settings, ctxStatement beyond
+// ctxFixedMax), sent in the same write as the client's first message: it
 // sets the tenant setting, the subject, the client's startup settings and
 // its committed session-level SETs (tenancy.SessionSet, staged until their
 // transaction commits) with set_config(name, value, true), so they end with
@@ -231,6 +232,24 @@ func isUTF8Name(s string) bool {
 // startupParams are the ParameterStatus values a pooled session's client
 // gets at startup: the pool's backends' with the client's own settings.
 func (tx *txState) startupParams() paramList { return tx.params }
+
+// ctxBind builds the Bind that sets a transaction's context: of the
+// fixed-arity statement for up to ctxFixedMax pairs, else of ctxStatement.
+func ctxBind(names, values []string) []byte {
+	if len(names) > ctxFixedMax {
+		return ctxBindBody(names, values)
+	}
+	b := append([]byte{0}, ctxFixedName(len(names))...)
+	b = append(b, 0, 0, 0) // no parameter format codes: all text
+	b = binary.BigEndian.AppendUint16(b, uint16(2*len(names)))
+	for i := range names {
+		for _, p := range []string{names[i], values[i]} {
+			b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
+			b = append(b, p...)
+		}
+	}
+	return append(b, 0, 0) // no result format codes: text
+}
 
 // ctxBindBody builds the Bind of ctxStatement (unnamed portal, text
 // parameters: the names and the values as text arrays, no result formats).
@@ -988,7 +1007,7 @@ func (tx *txState) rebuildCtx() {
 		names = append(names, name)
 		values = append(values, tx.settings[name])
 	}
-	tx.ctxBind = ctxBindBody(names, values)
+	tx.ctxBind = ctxBind(names, values)
 }
 
 // stageSets notes the session-level SETs of statement k that its command
