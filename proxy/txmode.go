@@ -304,7 +304,7 @@ func (s *session) startPooled(finish func()) {
 			switch {
 			case attached && async:
 				err = <-done
-			case attached:
+			case attached && !s.queue.empty():
 				if err = s.relayInline(); err == nil && s.tx.done != nil {
 					err = <-s.tx.done // the relay went on on a backend goroutine
 				}
@@ -397,6 +397,17 @@ func (s *session) startAsync() {
 // could fill with nobody reading.
 func (s *session) goAsync() {
 	if !s.tx.async.Load() {
+		s.startAsync()
+	}
+}
+
+// relayAsync makes sure a backend goroutine relays the attachment while the
+// client loop blocks on something only the server's replies end (a checker
+// waiting for them, statements.go); tx.mu not held.
+func (s *session) relayAsync() {
+	s.tx.mu.Lock()
+	defer s.tx.mu.Unlock()
+	if s.tx.pc != nil && !s.tx.async.Load() {
 		s.startAsync()
 	}
 }
