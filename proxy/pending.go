@@ -123,6 +123,19 @@ func (q *pendingQueue) peek() (pending, bool) {
 	return q.items[q.head], true
 }
 
+// injectInFlight reports whether a transaction's context statement is in
+// flight: written, and its reply not yet all read.
+func (q *pendingQueue) injectInFlight() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := q.head; i < len(q.items); i++ {
+		if q.items[i].kind == pendInject {
+			return true
+		}
+	}
+	return false
+}
+
 // update changes the head entry in place.
 func (q *pendingQueue) update(f func(*pending)) {
 	q.mu.Lock()
