@@ -120,6 +120,9 @@ func (r *region) dialPooled(ctx context.Context, database string, readOnly bool,
 		if _, err := pc.Prepare(ctx, ctxStatement, ctxQuery, nil); err != nil {
 			return fmt.Errorf("region %s: prepare the transaction context statement: %w", r.name, err)
 		}
+		if _, err := pc.Exec(ctx, ctxPrepareSQL).ReadAll(); err != nil {
+			return fmt.Errorf("region %s: prepare the transaction context statements: %w", r.name, err)
+		}
 		return nil
 	})
 }

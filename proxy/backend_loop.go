@@ -56,6 +56,12 @@ func (s *session) backendLoop() error {
 			if s.settle(t == 'Z', s.tx.status) {
 				return errDetached
 			}
+			if s.tx.inline && s.yieldInline() {
+				return errYield
+			}
+		}
+		if s.tx != nil && s.tx.inline && (t == 'G' || t == 'W') {
+			return errGoAsync
 		}
 	}
 }

@@ -34,6 +34,11 @@ type connWriter struct {
 	pending []byte
 	done    int
 	werr    error
+
+	// onFull, when set, is called before a write that a full buffer (or a
+	// message larger than one) forces ahead of Flush: the writer's owner
+	// learns that the peer may answer before the batch is complete.
+	onFull func()
 }
 
 func newConnWriter(w io.Writer) *connWriter {
@@ -77,6 +82,9 @@ func (c *connWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if c.buf == nil {
 			if len(p) >= bufSize {
+				if c.onFull != nil {
+					c.onFull()
+				}
 				n, err := c.write(p) // large and nothing buffered: skip the copy
 				return written + n, err
 			}
@@ -87,6 +95,9 @@ func (c *connWriter) Write(p []byte) (int, error) {
 		written += k
 		p = p[k:]
 		if c.n == bufSize {
+			if c.onFull != nil {
+				c.onFull()
+			}
 			if err := c.flushBuf(); err != nil {
 				return written, err
 			}
@@ -99,6 +110,9 @@ func (c *connWriter) Write(p []byte) (int, error) {
 // in place, so writing one allocates nothing.
 func (c *connWriter) header(t byte, n int) error {
 	if c.buf != nil && bufSize-c.n < 5 {
+		if c.onFull != nil {
+			c.onFull()
+		}
 		if err := c.flushBuf(); err != nil {
 			return err
 		}

@@ -106,6 +106,9 @@ func (s *session) sendCancel(ctx context.Context) error {
 		return nil
 	}
 	defer done()
+	if s.tx != nil {
+		s.awaitContextStatement(ctx)
+	}
 	return t.send(ctx)
 }
 
@@ -148,5 +151,24 @@ func (s *Server) handleCancel(body []byte) {
 	}
 	if err := ss.sendCancel(context.Background()); err != nil {
 		s.log.Warn("cancel request not delivered", "error", err)
+	}
+}
+
+// contextWaitLimit bounds how long a cancel waits for a transaction's
+// context statement to finish; it takes well under a millisecond.
+const contextWaitLimit = time.Second
+
+// awaitContextStatement holds a cancel back while the transaction's context
+// statement (transaction mode) runs on the held backend. The server cancels
+// whatever runs when the request arrives: cancelling the context statement
+// would fail the proxy's own statement instead of the client's, which ends
+// the session. After it, the cancel reaches the client's statement, or
+// nothing when that has already ended, as a cancel of a direct connection
+// does. The held backend cannot go to another client meanwhile (the
+// cancel is counted in flight).
+func (s *session) awaitContextStatement(ctx context.Context) {
+	deadline := time.Now().Add(contextWaitLimit)
+	for s.queue.injectInFlight() && time.Now().Before(deadline) && ctx.Err() == nil && !s.ending.Load() {
+		time.Sleep(50 * time.Microsecond)
 	}
 }

@@ -24,8 +24,9 @@
 //	  |                            | set_config(tenant, $1), hijack -->|
 //	  |<- AuthenticationOk, ParameterStatus*, BackendKeyData (ours), ReadyForQuery
 //
-// Steady state runs two loops per session, each on a fresh goroutine (the
-// startup's goroutine ends), and no goroutine or channel hop per message:
+// Steady state (pool.mode: session) runs two loops per session, each on a
+// fresh goroutine (the startup's goroutine ends), and no goroutine or
+// channel hop per message:
 //
 //	client loop:  client --Q/P/B--> decide + audit --bytes--> backend
 //	                     other messages ------------bytes---> backend
@@ -74,7 +75,12 @@
 // statement checker and its mirror, the pending queue, the audit) lives as
 // long as the client; the backendSide (backend connection, reader, writer)
 // is fixed in pool.mode: session and swapped at transaction boundaries in
-// pool.mode: transaction (txmode.go, pool.go):
+// pool.mode: transaction (txmode.go, pool.go). There a session runs one
+// goroutine: the client loop also runs the backend loop (relayInline) once
+// it has written a batch the server answers without more client input, and
+// returns to the client when the replies are in; a backend goroutine takes
+// over only when the server waits for client data (COPY FROM STDIN, a
+// batch larger than a buffer, messages without Sync):
 //
 //	client                  client loop                   pool            backend loop
 //	  | Q / first P of batch ->| wait for the replies in    |                     |
@@ -82,7 +88,7 @@
 //	  |                        | status 'I': checkout ----->| idle, new (< size), |
 //	  |                        |   (wait <= pool.max_wait,  | or wait; 53300      |
 //	  |                        |    else 53300 ERROR)       |                     |
-//	  |                        | B+E pgtenant_ctx (tenant, subject, startup     |
+//	  |                        | B+E pgtenant_ctx<k> (tenant, subject, startup  |
 //	  |                        |   settings: set_config(n, v, true)) + client's |
 //	  |                        |   messages, in one write ---------------------> backend
 //	  |                        |                            |  replies of B+E: swallowed

@@ -123,6 +123,19 @@ func (q *pendingQueue) peek() (pending, bool) {
 	return q.items[q.head], true
 }
 
+// injectInFlight reports whether a transaction's context statement is in
+// flight: written, and its reply not yet all read.
+func (q *pendingQueue) injectInFlight() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := q.head; i < len(q.items); i++ {
+		if q.items[i].kind == pendInject {
+			return true
+		}
+	}
+	return false
+}
+
 // update changes the head entry in place.
 func (q *pendingQueue) update(f func(*pending)) {
 	q.mu.Lock()
@@ -179,6 +192,28 @@ func (q *pendingQueue) syncPending() bool {
 		}
 	}
 	return false
+}
+
+// settles reports whether the server answers every entry in flight up to a
+// last ReadyForQuery without more input from the client: the last entry ends
+// a batch, and when it is a Query, no extended message since the last Sync
+// precedes it (after an error in one the server skips up to Sync, Queries
+// included) and the server is not skipping already. The injected context
+// statement does not count: its failure ends the session.
+func (q *pendingQueue) settles(skipping bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := len(q.items) - 1; i >= q.head; i-- {
+		switch k := q.items[i].kind; {
+		case k == pendSync || k == pendFatal:
+			return true
+		case skipping || (k != pendQuery && k != pendDenyQuery && k != pendInject):
+			return false
+		case i == len(q.items)-1 && k == pendInject:
+			return false // nothing of the client's follows it
+		}
+	}
+	return q.head < len(q.items) && !skipping
 }
 
 // empty reports whether no reply is outstanding.

@@ -3,8 +3,12 @@ package proxy
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +24,8 @@ import (
 // nothing in flight (txmode.go). A pooled backend carries pgtenant's pins
 // (startup parameters) and nothing of any tenant: the tenant setting, the
 // subject and the client's startup settings are set transaction-locally at
-// the start of every transaction by the statement prepared under
-// ctxStatement when the backend was dialed.
+// the start of every transaction by one of the statements prepared when the
+// backend was dialed (ctxFixedName(k) for k settings, or ctxStatement).
 
 // ctxStatement is the statement every pooled backend prepares once at dial:
 // it sets each (name, value) pair transaction-locally. Its name is in the
@@ -30,6 +34,34 @@ const (
 	ctxStatement = "pgtenant_ctx"
 	ctxQuery     = "SELECT pg_catalog.set_config(s.n, s.v, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(n, v)"
 )
+
+// ctxFixedMax is the largest number of (name, value) pairs the context
+// statements of fixed arity take, prepared at dial as ctxFixedName(k): a
+// transaction's context then costs the server a bare Result node of k
+// set_config calls on text parameters, with no array to parse and no
+// function scan to materialize. More pairs (a client with many startup or
+// session settings) go through ctxStatement's arrays.
+const ctxFixedMax = 6
+
+// ctxFixedName is the name of the context statement for k pairs.
+func ctxFixedName(k int) string { return ctxStatement + strconv.Itoa(k) }
+
+// ctxPrepareSQL prepares the context statements of fixed arity, in one
+// round trip at dial.
+var ctxPrepareSQL = func() string {
+	var b strings.Builder
+	for k := 1; k <= ctxFixedMax; k++ {
+		fmt.Fprintf(&b, "PREPARE %s(%s) AS SELECT ", ctxFixedName(k), strings.Repeat("text, ", 2*k-1)+"text")
+		for i := range k {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "pg_catalog.set_config($%d, $%d, true)", 2*i+1, 2*i+2)
+		}
+		b.WriteString(";\n")
+	}
+	return b.String()
+}()
 
 // idleCheckAfter is how long a backend connection stays idle before a
 // checkout checks that the server has not closed it (as PgBouncer's
@@ -144,8 +176,8 @@ type backendPool struct {
 	mu      sync.Mutex
 	idle    []*pooledConn // most recently used last
 	all     map[*pooledConn]struct{}
-	opening int // dials in progress
-	waiters *list.List
+	opening int       // dials in progress
+	waiters []*waiter // longest waiting first
 	nextID  uint64
 	clients int       // sessions using the pool, for SHOW POOLS
 	params  paramList // ParameterStatus of the first connection
@@ -160,12 +192,13 @@ type paramList [][2]string
 type waiter struct {
 	ch    chan *pooledConn // buffered: a handed-over connection never blocks checkin
 	since time.Time
+	timer *time.Timer // pool.max_wait; made at the first wait, then reset
 }
 
 func newBackendPool(key poolKey, cfg config.Pool, connectTimeout time.Duration, dial func(context.Context) (*backendConn, error), log *slog.Logger) *backendPool {
 	p := &backendPool{key: key, cfg: cfg, dial: dial, connectTimeout: connectTimeout,
 		log: log.With("region", key.region, "database", key.database, "read_only", key.readOnly),
-		all: map[*pooledConn]struct{}{}, waiters: list.New(), stop: make(chan struct{})}
+		all: map[*pooledConn]struct{}{}, stop: make(chan struct{})}
 	go p.maintain()
 	return p
 }
@@ -182,13 +215,25 @@ func (p *backendPool) connected() bool {
 func (p *backendPool) open() int { return len(p.all) + p.opening }
 
 // checkout returns an idle connection, opens a new one below pool.size, or
-// waits up to pool.max_wait for one to be checked in.
+// waits up to pool.max_wait for one to be checked in; ctx ends the wait.
 func (p *backendPool) checkout(ctx context.Context, holder *session) (*pooledConn, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, shutdownError()
+	if pc := p.checkoutIdle(holder); pc != nil {
+		return pc, nil
 	}
+	return p.acquire(ctx, holder, &waiter{ch: make(chan *pooledConn, 1)}, nil)
+}
+
+// checkoutIdle returns an idle connection, or nil when none is (the fast
+// path of a checkout: one lock, no allocation).
+func (p *backendPool) checkoutIdle(holder *session) *pooledConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.popIdleLocked(holder)
+}
+
+// popIdleLocked takes the most recently used idle connection for holder,
+// or returns nil (mu held).
+func (p *backendPool) popIdleLocked(holder *session) *pooledConn {
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		pc := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -199,6 +244,24 @@ func (p *backendPool) checkout(ctx context.Context, holder *session) (*pooledCon
 			continue
 		}
 		pc.holder = holder
+		return pc
+	}
+	return nil
+}
+
+// errWaitCancelled ends a wait for a backend that a cancel request stopped.
+var errWaitCancelled = errors.New("the wait for a backend connection was cancelled")
+
+// acquire is checkout with the caller's waiter, whose channel and timer a
+// session reuses from one wait to the next; a value on cancel ends the
+// wait with errWaitCancelled.
+func (p *backendPool) acquire(ctx context.Context, holder *session, w *waiter, cancel <-chan struct{}) (*pooledConn, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, shutdownError()
+	}
+	if pc := p.popIdleLocked(holder); pc != nil {
 		p.mu.Unlock()
 		return pc, nil
 	}
@@ -217,23 +280,31 @@ func (p *backendPool) checkout(ctx context.Context, holder *session) (*pooledCon
 		p.mu.Unlock()
 		return pc, nil
 	}
-	w := &waiter{ch: make(chan *pooledConn, 1), since: time.Now()}
-	elem := p.waiters.PushBack(w)
+	w.since = time.Now()
+	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
-	timer := time.NewTimer(p.cfg.MaxWait)
-	defer timer.Stop()
+	if w.timer == nil {
+		w.timer = time.NewTimer(p.cfg.MaxWait)
+	} else {
+		w.timer.Reset(p.cfg.MaxWait)
+	}
+	defer w.timer.Stop()
 	var err error
 	select {
 	case pc := <-w.ch:
 		p.setHolder(pc, holder)
 		return pc, nil
-	case <-timer.C:
+	case <-w.timer.C:
 		err = errPoolTimeout(p.key, p.cfg)
+	case <-cancel:
+		err = errWaitCancelled
 	case <-ctx.Done():
 		err = fmt.Errorf("waiting for a backend connection: %w", ctx.Err())
 	}
 	p.mu.Lock()
-	p.waiters.Remove(elem)
+	if i := slices.Index(p.waiters, w); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+	}
 	p.mu.Unlock()
 	select {
 	case pc := <-w.ch: // handed over just as the wait ended: give it back
@@ -285,9 +356,11 @@ func (p *backendPool) checkin(pc *pooledConn) {
 		p.closeLocked(pc)
 		return
 	}
-	if e := p.waiters.Front(); e != nil {
-		p.waiters.Remove(e)
-		e.Value.(*waiter).ch <- pc
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters[0] = nil
+		p.waiters = p.waiters[1:]
+		w.ch <- pc
 		return
 	}
 	p.idle = append(p.idle, pc)
@@ -298,7 +371,7 @@ func (p *backendPool) checkin(pc *pooledConn) {
 func (p *backendPool) discard(pc *pooledConn) {
 	p.mu.Lock()
 	p.closeLocked(pc)
-	refill := p.waiters.Len() > 0 && !p.closed && p.open() < p.cfg.Size
+	refill := len(p.waiters) > 0 && !p.closed && p.open() < p.cfg.Size
 	if refill {
 		p.opening++
 	}
@@ -419,10 +492,10 @@ type serverRow struct {
 func (p *backendPool) stats() poolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := poolStats{key: p.key, clients: p.clients, waiting: p.waiters.Len(), idle: len(p.idle)}
+	st := poolStats{key: p.key, clients: p.clients, waiting: len(p.waiters), idle: len(p.idle)}
 	st.active = len(p.all) - len(p.idle)
-	if e := p.waiters.Front(); e != nil {
-		st.maxWait = time.Since(e.Value.(*waiter).since)
+	if len(p.waiters) > 0 {
+		st.maxWait = time.Since(p.waiters[0].since)
 	}
 	for pc := range p.all {
 		row := serverRow{id: pc.id, pid: pc.side.backend.pid, address: pc.side.backend.address,

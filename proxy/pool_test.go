@@ -169,3 +169,31 @@ func TestCtxBindBody(t *testing.T) {
 
 // nopConn is a net.Conn that does nothing, for structures that need one.
 type nopConn struct{ net.Conn }
+
+// Up to ctxFixedMax pairs, the context Bind names the fixed-arity statement
+// and carries each name and value as a text parameter; beyond, the arrays.
+func TestCtxBindFixedArity(t *testing.T) {
+	names := []string{"app.current_account_id", "app.current_subject", "application_name"}
+	values := []string{`42`, `us"er\x`, `a,b {c}`}
+	var b pgproto3.Bind
+	if err := b.Decode(ctxBind(names, values)); err != nil {
+		t.Fatal(err)
+	}
+	if b.PreparedStatement != "pgtenant_ctx3" || b.DestinationPortal != "" || len(b.ParameterFormatCodes) != 0 ||
+		len(b.ResultFormatCodes) != 0 || len(b.Parameters) != 6 {
+		t.Fatalf("bind = %+v", b)
+	}
+	for i := range names {
+		if string(b.Parameters[2*i]) != names[i] || string(b.Parameters[2*i+1]) != values[i] {
+			t.Errorf("pair %d = %q, %q", i, b.Parameters[2*i], b.Parameters[2*i+1])
+		}
+	}
+	if !strings.Contains(ctxPrepareSQL, "PREPARE pgtenant_ctx3(text, text, text, text, text, text) AS SELECT "+
+		"pg_catalog.set_config($1, $2, true), pg_catalog.set_config($3, $4, true), pg_catalog.set_config($5, $6, true);\n") {
+		t.Errorf("ctxPrepareSQL = %s", ctxPrepareSQL)
+	}
+	many := make([]string, ctxFixedMax+1)
+	if err := b.Decode(ctxBind(many, many)); err != nil || b.PreparedStatement != ctxStatement {
+		t.Errorf("%d pairs: bind %+v, %v; want %s", len(many), b, err, ctxStatement)
+	}
+}

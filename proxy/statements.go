@@ -200,6 +200,9 @@ func (s *session) decide(check func() tenancy.Decision) (tenancy.Decision, error
 		if err := s.bw.Flush(); err != nil {
 			return d, err
 		}
+		if s.tx != nil {
+			s.relayAsync()
+		}
 		if !s.track.await() {
 			return d, errAwaitBackend
 		}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -40,7 +41,8 @@ import (
 // message without holding tx.mu no ReadyForQuery is outstanding; Sync,
 // Flush, COPY data and Terminate, which may follow outstanding replies, are
 // handled under tx.mu. A new transaction starts with an injected Bind+Execute of
-// ctxStatement, sent in the same write as the client's first message: it
+// a context statement (ctxFixedName(k) for k settings, ctxStatement beyond
+// ctxFixedMax), sent in the same write as the client's first message: it
 // sets the tenant setting, the subject, the client's startup settings and
 // its committed session-level SETs (tenancy.SessionSet, staged until their
 // transaction commits) with set_config(name, value, true), so they end with
@@ -72,6 +74,16 @@ import (
 // errDetached ends a backend goroutine that gave its backend back.
 var errDetached = errors.New("backend detached at the end of a transaction")
 
+// errYield ends an inline relay whose replies are all in (the transaction
+// goes on on the same backend) or that must wait for the client's input
+// (the server skips up to a Sync not sent yet).
+var errYield = errors.New("inline relay: replies in")
+
+// errGoAsync ends an inline relay at a reply after which the server waits
+// for the client (CopyInResponse, CopyBothResponse): a backend goroutine
+// relays the rest of the attachment.
+var errGoAsync = errors.New("inline relay: the server waits for client data")
+
 // errClientTerminated ends the client loop of a pooled session on Terminate.
 var errClientTerminated = errors.New("client terminated")
 
@@ -94,13 +106,22 @@ type txState struct {
 	mu       sync.Mutex
 	turn     sync.Cond
 	pc       *pooledConn
-	done     chan error // the current attachment's backend goroutine result
-	skipping bool       // the server skips messages up to Sync (backend loop's copy)
-	wg       sync.WaitGroup
-	// stopWait ends the client loop's wait for a backend when a cancel
-	// request arrives meanwhile; waitCancelled records that it did.
-	stopWait      context.CancelFunc
-	waitCancelled bool
+	skipping bool // the server skips messages up to Sync (backend loop's copy)
+	// async: a backend goroutine relays the current attachment (done is
+	// its result, client loop only); otherwise the client loop relays the
+	// replies itself (relayInline). Set by the client loop, cleared by the
+	// backend loop when it gives the backend back.
+	async atomic.Bool
+	done  chan error
+	wg    sync.WaitGroup
+	// onFull is goAsync, bound once per session: the hook of the attached
+	// backend's writer.
+	onFull func()
+	// waiting: the client loop waits for a backend; a cancel request
+	// arriving meanwhile ends the wait with a value on cancelWait.
+	waiting    bool
+	cancelWait chan struct{}
+	waiter     waiter // the client loop's, reused from one wait to the next
 
 	// client loop only
 	batchOpen bool                  // a message since the last Query or Sync
@@ -112,8 +133,9 @@ type txState struct {
 	unnamed     []byte
 	unnamedHere bool
 
-	// backend loop only
-	bpc        *pooledConn // the backend this goroutine relays
+	// backend loop only (the client loop while it relays inline)
+	inline     bool        // the client loop runs the backend loop (relayInline)
+	bpc        *pooledConn // the backend the backend loop relays
 	swallowing bool        // relaying the injected context statement's replies
 	settleNow  bool        // a ReadyForQuery or an error to settle
 	status     byte        // the last ReadyForQuery's transaction status
@@ -174,6 +196,9 @@ func (s *Server) authenticatePooled(ss *session, req *startupRequest, rt *runtim
 	tx := &txState{pool: pool, stmts: map[string]clientStmt{}, settings: map[string]string{}, startup: map[string]string{},
 		base: []string{rt.settings.tenantSetting, subjectSetting}, values: []string{ss.principal.Account, ss.principal.Subject}}
 	tx.turn.L = &tx.mu
+	tx.cancelWait = make(chan struct{}, 1)
+	tx.waiter.ch = make(chan *pooledConn, 1)
+	tx.onFull = ss.goAsync
 	for name, value := range req.Params {
 		ln := strings.ToLower(name)
 		if ln == "client_encoding" || ln == "search_path" {
@@ -207,6 +232,24 @@ func isUTF8Name(s string) bool {
 // startupParams are the ParameterStatus values a pooled session's client
 // gets at startup: the pool's backends' with the client's own settings.
 func (tx *txState) startupParams() paramList { return tx.params }
+
+// ctxBind builds the Bind that sets a transaction's context: of the
+// fixed-arity statement for up to ctxFixedMax pairs, else of ctxStatement.
+func ctxBind(names, values []string) []byte {
+	if len(names) > ctxFixedMax {
+		return ctxBindBody(names, values)
+	}
+	b := append([]byte{0}, ctxFixedName(len(names))...)
+	b = append(b, 0, 0, 0) // no parameter format codes: all text
+	b = binary.BigEndian.AppendUint16(b, uint16(2*len(names)))
+	for i := range names {
+		for _, p := range []string{names[i], values[i]} {
+			b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
+			b = append(b, p...)
+		}
+	}
+	return append(b, 0, 0) // no result format codes: text
+}
 
 // ctxBindBody builds the Bind of ctxStatement (unnamed portal, text
 // parameters: the names and the values as text arrays, no result formats).
@@ -244,18 +287,27 @@ func textArray(elems []string) string {
 // executeUnnamed is the body of an Execute of the unnamed portal, all rows.
 var executeUnnamed = []byte{0, 0, 0, 0, 0}
 
-// startPooled runs a transaction-mode session: the client loop on a new
-// goroutine, and a backend goroutine per attachment (runPooledBackend).
+// startPooled runs a transaction-mode session on one new goroutine: the
+// client loop, which also relays the backend's replies of most batches
+// itself (relayInline); a backend goroutine relays an attachment only when
+// the server waits for client input before it answers (runPooledBackend).
 func (s *session) startPooled(finish func()) {
 	go func() {
 		defer finish()
 		err := s.clientLoop()
 		if errors.Is(err, errAwaitBackend) {
+			// the replies in flight end the session (a FATAL after them)
 			s.tx.mu.Lock()
-			done, attached := s.tx.done, s.tx.pc != nil
+			attached := s.tx.pc != nil
 			s.tx.mu.Unlock()
-			if attached {
+			done, async := s.tx.done, s.tx.async.Load()
+			switch {
+			case attached && async:
 				err = <-done
+			case attached && !s.queue.empty():
+				if err = s.relayInline(); err == nil && s.tx.done != nil {
+					err = <-s.tx.done // the relay went on on a backend goroutine
+				}
 			}
 		}
 		s.close()
@@ -266,17 +318,105 @@ func (s *session) startPooled(finish func()) {
 	}()
 }
 
-// flushBackend writes what the client loop buffered for the backend.
+// flushBackend writes what the client loop buffered for the backend (the
+// client has no more input buffered). In transaction mode it then relays
+// the replies itself when the server answers everything sent without more
+// client input, or else starts a backend goroutine for the attachment.
 func (s *session) flushBackend() error {
 	if s.tx == nil {
 		return s.bw.Flush()
 	}
-	s.tx.mu.Lock()
-	defer s.tx.mu.Unlock()
-	if s.tx.pc == nil {
+	tx := s.tx
+	tx.mu.Lock()
+	if tx.pc == nil {
+		tx.mu.Unlock()
 		return nil
 	}
-	return s.bw.Flush()
+	if err := s.bw.Flush(); err != nil {
+		tx.mu.Unlock()
+		return err
+	}
+	if tx.async.Load() || s.queue.empty() {
+		tx.mu.Unlock()
+		return nil
+	}
+	if !s.queue.settles(tx.skipping) {
+		tx.mu.Unlock()
+		s.startAsync()
+		return nil
+	}
+	tx.mu.Unlock()
+	return s.relayInline()
+}
+
+// relayInline runs the backend loop on the client loop's goroutine until
+// the replies in flight are in: the backend is given back (checked in
+// here), or the transaction goes on and the server waits for the client.
+// A reply after which the server waits for client data (COPY FROM STDIN)
+// hands the rest of the attachment to a backend goroutine. Relaying on the
+// client's goroutine costs no goroutine start or wake-up per transaction:
+// transaction mode waits for a batch's replies before the next batch
+// anyway (beginPooled). An error other than those ends the session.
+func (s *session) relayInline() error {
+	tx := s.tx
+	pc := tx.bpc
+	tx.inline = true
+	err := s.backendLoop()
+	tx.inline = false
+	switch {
+	case errors.Is(err, errYield):
+		return nil
+	case errors.Is(err, errDetached):
+		s.checkinPooled(pc)
+		return nil
+	case errors.Is(err, errGoAsync):
+		s.startAsync()
+		return nil
+	}
+	s.close()
+	if err == nil {
+		err = net.ErrClosed // the session was ended with a FATAL meanwhile
+	}
+	return err
+}
+
+// startAsync starts a backend goroutine that relays the current attachment
+// until it is given back (client loop, attached, no backend goroutine).
+func (s *session) startAsync() {
+	tx := s.tx
+	tx.async.Store(true)
+	tx.done = make(chan error, 1)
+	tx.wg.Add(1)
+	go s.runPooledBackend(tx.bpc, tx.done)
+}
+
+// goAsync is the attached backend writer's onFull: a batch larger than a
+// buffer goes to the server in parts, and the server may answer the first
+// part while the client loop still writes the rest, so a backend goroutine
+// must read the replies from then on, or both directions' socket buffers
+// could fill with nobody reading.
+func (s *session) goAsync() {
+	if !s.tx.async.Load() {
+		s.startAsync()
+	}
+}
+
+// relayAsync makes sure a backend goroutine relays the attachment while the
+// client loop blocks on something only the server's replies end (a checker
+// waiting for them, statements.go); tx.mu not held.
+func (s *session) relayAsync() {
+	s.tx.mu.Lock()
+	defer s.tx.mu.Unlock()
+	if s.tx.pc != nil && !s.tx.async.Load() {
+		s.startAsync()
+	}
+}
+
+// yieldInline reports whether an inline relay is done after a settled
+// ReadyForQuery or error: nothing is in flight, or the server skips
+// messages up to a Sync the client has not sent yet.
+func (s *session) yieldInline() bool {
+	return s.queue.idle() || (s.skipToSync && !s.queue.syncPending())
 }
 
 // startsBatch reports whether a client message may start a transaction when
@@ -317,7 +457,18 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		// starts a transaction and no ReadyForQuery can come: go on. Once
 		// a Sync is in flight, its ReadyForQuery decides.
 		for tx.pc != nil && !s.queue.idle() && !s.ending.Load() && !(tx.skipping && !s.queue.syncPending()) {
-			tx.turn.Wait()
+			if tx.async.Load() {
+				tx.turn.Wait()
+				continue
+			}
+			// no backend goroutine: relay the replies here
+			tx.mu.Unlock()
+			err := s.relayInline()
+			tx.mu.Lock()
+			if err != nil {
+				tx.mu.Unlock()
+				return true, err
+			}
 		}
 		if s.ending.Load() {
 			tx.mu.Unlock()
@@ -353,18 +504,9 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		_, err := s.cr.r.Discard(n)
 		return true, err
 	}
-	wctx, stop := context.WithCancel(s.ctx)
-	tx.mu.Lock()
-	tx.stopWait, tx.waitCancelled = stop, false
-	tx.mu.Unlock()
-	pc, err := tx.pool.checkout(wctx, s)
-	tx.mu.Lock()
-	cancelled := tx.waitCancelled
-	tx.stopWait, tx.waitCancelled = nil, false
-	tx.mu.Unlock()
-	stop()
+	pc, err := s.checkoutPooled()
 	if err != nil {
-		if cancelled && s.ctx.Err() == nil {
+		if errors.Is(err, errWaitCancelled) {
 			// the client cancelled the statement while it waited for a backend
 			err = newClientError(pgerrcode.QueryCanceled, "cancelled",
 				"canceling statement due to user request (it was waiting for a backend connection)")
@@ -379,7 +521,9 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 	}
 	s.backendSide = pc.side
 	tx.pc = pc
-	tx.done = make(chan error, 1)
+	tx.done = nil
+	tx.bpc, tx.swallowing = pc, false
+	pc.side.bw.onFull = tx.onFull
 	tx.batchOpen = false
 	tx.skipping = false
 	tx.unnamedHere = false
@@ -391,12 +535,31 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 	if err == nil {
 		err = writeMsg(s.bw, 'E', executeUnnamed)
 	}
-	tx.wg.Add(1)
-	go s.runPooledBackend(pc, tx.done)
 	if !heldDuring(t) {
 		tx.mu.Unlock()
 	}
 	return false, err
+}
+
+// checkoutPooled checks a backend out for a new transaction: an idle one
+// at once, or else after a wait that a cancel request ends.
+func (s *session) checkoutPooled() (*pooledConn, error) {
+	tx := s.tx
+	if pc := tx.pool.checkoutIdle(s); pc != nil {
+		return pc, nil
+	}
+	tx.mu.Lock()
+	tx.waiting = true
+	tx.mu.Unlock()
+	pc, err := tx.pool.acquire(s.ctx, s, &tx.waiter, tx.cancelWait)
+	tx.mu.Lock()
+	tx.waiting = false
+	select {
+	case <-tx.cancelWait: // came as the wait ended: the statement runs
+	default:
+	}
+	tx.mu.Unlock()
+	return pc, err
 }
 
 // endPooled ends the handling of client message t.
@@ -459,12 +622,11 @@ func (s *session) poolRefusal(t byte, n int, err error) error {
 	return s.writeLocal(er)
 }
 
-// runPooledBackend relays one attachment's backend until it is given back
-// (then it checks it in) or the session ends.
+// runPooledBackend relays an attachment's backend until it is given back
+// (then it checks it in) or the session ends; the client loop started it
+// when the server waits for client input before it answers (startAsync).
 func (s *session) runPooledBackend(pc *pooledConn, done chan<- error) {
 	defer s.tx.wg.Done()
-	s.tx.bpc = pc
-	s.tx.swallowing = false
 	err := s.backendLoop()
 	if errors.Is(err, errDetached) {
 		s.checkinPooled(pc)
@@ -491,6 +653,7 @@ func (s *session) settle(ready bool, status byte) (detached bool) {
 		return false
 	}
 	tx.pc = nil
+	tx.async.Store(false)
 	s.backendSide = backendSide{}
 	return true
 }
@@ -500,6 +663,7 @@ func (s *session) settle(ready bool, status byte) (detached bool) {
 // and only once no cancel request to it is in flight.
 func (s *session) checkinPooled(pc *pooledConn) {
 	side := &pc.side
+	side.bw.onFull = nil
 	if err := side.bw.Flush(); err != nil {
 		pc.lost = true
 	}
@@ -583,10 +747,12 @@ func (tx *txState) cancelTarget() (cancelTarget, func(), bool) {
 	defer tx.mu.Unlock()
 	pc := tx.pc
 	if pc == nil {
-		if tx.stopWait != nil {
+		if tx.waiting {
 			// waiting for a backend: the statement ends there, with 57014
-			tx.waitCancelled = true
-			tx.stopWait()
+			select {
+			case tx.cancelWait <- struct{}{}:
+			default:
+			}
 		}
 		return cancelTarget{}, nil, false
 	}
@@ -852,7 +1018,7 @@ func (tx *txState) rebuildCtx() {
 		names = append(names, name)
 		values = append(values, tx.settings[name])
 	}
-	tx.ctxBind = ctxBindBody(names, values)
+	tx.ctxBind = ctxBind(names, values)
 }
 
 // stageSets notes the session-level SETs of statement k that its command

@@ -983,3 +983,57 @@ func TestTxPoolChaos(t *testing.T) {
 		t.Error("no statement was cancelled")
 	}
 }
+
+// The client loop relays a batch's replies itself only when the server
+// answers without more client input; otherwise a backend goroutine takes
+// over: COPY FROM STDIN (the server waits for the data after
+// CopyInResponse) and a batch larger than a write buffer each way (the
+// server answers its first part while the proxy still writes the rest).
+// With one pooled backend, each must end with the backend given back.
+func TestTxPoolCopyInAndLargeBatches(t *testing.T) {
+	env := startPooled(t, 1, 0, false)
+	a := connectMode(t, env, "42", pgx.QueryExecModeSimpleProtocol)
+	big := connectMode(t, env, "42", pgx.QueryExecModeCacheStatement)
+	b := connectMode(t, env, "7", pgx.QueryExecModeSimpleProtocol)
+
+	// a table without row-level security (COPY FROM refuses RLS tables)
+	c := env.Clusters["eu-west"]
+	if err := c.Exec(ctxT(t), c.Database, "CREATE TABLE copy_in (account_id bigint, note text); GRANT INSERT, SELECT ON copy_in TO "+c.ServiceUser); err != nil {
+		t.Fatal(err)
+	}
+	data := "42\tone\n42\ttwo\n"
+	tag, err := a.PgConn().CopyFrom(ctxT(t), strings.NewReader(data), "COPY copy_in (account_id, note) FROM STDIN")
+	if err != nil || tag.RowsAffected() != 2 {
+		t.Fatalf("copy from stdin: %v, %v", tag, err)
+	}
+	var n int
+	if err := a.QueryRow(ctxT(t), "SELECT count(*) FROM copy_in").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("copied rows = %d, %v", n, err)
+	}
+	if p := probeTx(t, b); p.account != "7" {
+		t.Fatalf("after COPY: tenant 7 saw %q", p.account)
+	}
+
+	const queries, size = 2000, 16 << 10 // 32 MiB each way: more than the socket buffers hold
+	param := strings.Repeat("x", size)
+	batch := &pgx.Batch{}
+	for range queries {
+		batch.Queue("SELECT $1::text, current_setting('app.current_account_id')", param)
+	}
+	res := big.SendBatch(ctxT(t), batch)
+	for i := range queries {
+		var s, acc string
+		if err := res.QueryRow().Scan(&s, &acc); err != nil || len(s) != size || acc != "42" {
+			t.Fatalf("batch query %d = (%d bytes, %q), %v", i, len(s), acc, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p := probeTx(t, b); p.account != "7" {
+		t.Fatalf("after the large batch: tenant 7 saw %q", p.account)
+	}
+	if p := probeTx(t, a); p.account != "42" {
+		t.Fatalf("tenant 42 saw %q", p.account)
+	}
+}
