@@ -159,7 +159,9 @@ func (res *Results) computeCeilings() {
 	stmts := max(res.Settings.StatementsPerTx, 1)
 	for i := range res.Rows {
 		r := &res.Rows[i]
-		if !r.IsPgtenant() || r.Target == TargetPgtenantNoAudit || r.Error != "" || r.TPS <= 0 {
+		// Only the audit modes are compared with the audit disabled: the
+		// transaction-pooling target differs from it in pooling, not audit.
+		if !r.IsPgtenant() || r.Target == TargetPgtenantNoAudit || r.Target == TargetPgtenantTx || r.Error != "" || r.TPS <= 0 {
 			continue
 		}
 		na, haveNA := noaudit[key{r.Mode, r.Clients}]

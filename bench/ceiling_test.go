@@ -31,6 +31,7 @@ func TestComputeCeilings(t *testing.T) {
 			{Target: TargetPgtenantSpool, Mode: "extended", Clients: 8, TPS: 5000}, // no noaudit row for extended
 			{Target: TargetPgtenantStrict, Mode: "simple", Clients: 1, Error: "hung"},
 			{Target: TargetDirect, Mode: "simple", Clients: 8, TPS: 9000},
+			{Target: TargetPgtenantTx, Mode: "simple", Clients: 8, TPS: 5900}, // pooling, not an audit mode
 		}}
 	res.computeCeilings()
 	check := func(i int, name string, got *float64, want float64) {
@@ -62,6 +63,7 @@ func TestComputeCeilings(t *testing.T) {
 	none(7, "ceiling", r[7].CeilingTPS)
 	none(8, "vs noaudit", r[8].TPSvsNoAudit)
 	none(0, "vs noaudit", r[0].TPSvsNoAudit)
+	none(9, "vs noaudit", r[9].TPSvsNoAudit)
 
 	var md strings.Builder
 	res.Markdown(&md)
