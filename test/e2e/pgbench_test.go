@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,23 +32,31 @@ func TestPgbenchThroughProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pgbench runs 2400 transactions; skipped with -short")
 	}
+	runPgbenchModes(t, proxytest.Start(t, proxytest.Options{}), 4, 200)
+}
+
+// runPgbenchModes runs pgbenchScript as tenant 42 through env in every
+// protocol mode, with clients clients of txns transactions each, and fails
+// unless every transaction succeeded.
+func runPgbenchModes(t *testing.T, env *proxytest.Env, clients, txns int) {
+	t.Helper()
 	bin := pgBinary(t, "pgbench")
-	env := proxytest.Start(t, proxytest.Options{})
 	tok := proxytest.Token(t, "42", "eu-west", 0)
 	script := filepath.Join(t.TempDir(), "tenant42.sql")
 	if err := os.WriteFile(script, []byte(pgbenchScript), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	want := strconv.Itoa(clients * txns)
 	for _, mode := range []string{"simple", "extended", "prepared"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "-n", "-f", script, "-M", mode, "-t", "200", "-c", "4")
+			cmd := exec.CommandContext(ctx, bin, "-n", "-f", script, "-M", mode,
+				"-t", strconv.Itoa(txns), "-c", strconv.Itoa(clients))
 			cmd.Env = clientEnv(env, tok)
 			var out, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
-			err := cmd.Run()
-			if err != nil {
+			if err := cmd.Run(); err != nil {
 				t.Fatalf("pgbench -M %s: %v\nstdout:\n%s\nstderr:\n%s", mode, err, out.String(), errb.String())
 			}
 			failed := pgbenchFailed.FindStringSubmatch(out.String())
@@ -58,11 +67,11 @@ func TestPgbenchThroughProxy(t *testing.T) {
 			if failed[1] != "0" {
 				t.Errorf("pgbench -M %s: %s failed transactions\n%s", mode, failed[1], errb.String())
 			}
-			if processed[1] != "800" || processed[2] != "800" {
-				t.Errorf("pgbench -M %s processed %s/%s transactions, want 800/800\n%s", mode, processed[1], processed[2], errb.String())
+			if processed[1] != want || processed[2] != want {
+				t.Errorf("pgbench -M %s processed %s/%s transactions, want %s/%s\n%s", mode, processed[1], processed[2], want, want, errb.String())
 			}
 			if tps := pgbenchTPS.FindStringSubmatch(out.String()); tps != nil {
-				t.Logf("pgbench -M %s -c 4 through the proxy: tps = %s", mode, tps[1])
+				t.Logf("pgbench -M %s -c %d through the proxy: tps = %s", mode, clients, tps[1])
 			}
 		})
 	}

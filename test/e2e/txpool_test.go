@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -875,34 +871,7 @@ func TestTxPoolBatchesAndPipelines(t *testing.T) {
 // every transaction sees exactly tenant 42's row (the script divides by
 // zero otherwise).
 func TestTxPoolPgbench(t *testing.T) {
-	bin := pgBinary(t, "pgbench")
-	env := startPooled(t, 4, 30*time.Second, false)
-	tok := proxytest.Token(t, "42", "eu-west", 0)
-	script := filepath.Join(t.TempDir(), "tenant42.sql")
-	if err := os.WriteFile(script, []byte(pgbenchScript), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, mode := range []string{"simple", "extended", "prepared"} {
-		t.Run(mode, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "-n", "-f", script, "-M", mode, "-t", "100", "-c", "16")
-			cmd.Env = clientEnv(env, tok)
-			var out, errb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("pgbench -M %s: %v\nstdout:\n%s\nstderr:\n%s", mode, err, out.String(), errb.String())
-			}
-			failed := pgbenchFailed.FindStringSubmatch(out.String())
-			processed := pgbenchProcessed.FindStringSubmatch(out.String())
-			if failed == nil || processed == nil || failed[1] != "0" || processed[1] != "1600" {
-				t.Fatalf("pgbench -M %s:\n%s\nstderr:\n%s", mode, out.String(), errb.String())
-			}
-			if tps := pgbenchTPS.FindStringSubmatch(out.String()); tps != nil {
-				t.Logf("pgbench -M %s -c 16 on pool.size 4 (transaction mode): tps = %s", mode, tps[1])
-			}
-		})
-	}
+	runPgbenchModes(t, startPooled(t, 4, 30*time.Second, false), 16, 100)
 }
 
 // Errors, cancels and disconnects in the middle of transactions of many
