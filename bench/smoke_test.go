@@ -71,8 +71,11 @@ func TestSmokeRun(t *testing.T) {
 				}
 			}
 		}
-		if r.IsPgtenant() && r.Target != TargetPgtenantNoAudit && (r.TPSvsNoAudit == nil || *r.TPSvsNoAudit <= 0) {
-			t.Errorf("%s: TPS vs noaudit not computed", r.Target)
+		// the audit modes are compared with the audit disabled; the
+		// transaction-pooling target is not an audit mode
+		auditMode := r.IsPgtenant() && r.Target != TargetPgtenantNoAudit && r.Target != TargetPgtenantTx
+		if auditMode != (r.TPSvsNoAudit != nil) || (auditMode && *r.TPSvsNoAudit <= 0) {
+			t.Errorf("%s: TPS vs noaudit %v, want it computed: %v", r.Target, deref(r.TPSvsNoAudit), auditMode)
 		}
 		ceiling := r.Target == TargetPgtenantSpoolGroup || r.Target == TargetPgtenantStrict
 		if ceiling != (r.TPSvsCeiling != nil) || ceiling != (r.CeilingTPS != nil) || (ceiling && *r.CeilingTPS <= 0) {
