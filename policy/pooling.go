@@ -99,14 +99,7 @@ func pooledDenial(what, state, hint string) *Denial {
 }
 
 // constTrue reports whether v is the boolean constant true as PostgreSQL
-// reads it ('true', 't', 'on', 'yes', '1', ...).
+// reads it (isOn: 'true', 't', 'on', 'yes', '1', ...).
 func constTrue(v parser.Value) bool {
-	if v.Kind != parser.ValConst || len(v.Casts) > 0 {
-		return false
-	}
-	switch strings.ToLower(strings.TrimSpace(v.Text)) {
-	case "true", "t", "tr", "tru", "on", "yes", "y", "ye", "1":
-		return true
-	}
-	return false
+	return v.Kind == parser.ValConst && len(v.Casts) == 0 && isOn(v.Text)
 }

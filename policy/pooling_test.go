@@ -26,6 +26,8 @@ func TestTransactionPoolingRefusesSessionState(t *testing.T) {
 		"SET default_transaction_isolation = 'serializable'",
 		"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
 		"SELECT set_config('application_name', 'x', false)",
+		"SELECT set_config('application_name', 'x', 'off')",
+		"SELECT set_config('application_name', 'x', 'on'::bool)", // a cast: not a plain constant
 		"SELECT 1; SET transaction_read_only = on",
 	}
 	for _, sql := range refused {
@@ -43,6 +45,8 @@ func TestTransactionPoolingRefusesSessionState(t *testing.T) {
 		"SET LOCAL TimeZone = 'UTC'",
 		"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
 		"SELECT set_config('application_name', 'x', true)",
+		"SELECT set_config('application_name', 'x', 'on')",
+		"SELECT set_config('application_name', 'x', 'YES')",
 		"DECLARE c CURSOR FOR SELECT 1",
 		"BEGIN; SET LOCAL statement_timeout = '1s'; SELECT 1; COMMIT",
 	}
