@@ -94,11 +94,7 @@ func encodeBatchCopy(buf []byte, region string, elemOID uint32, rows []*Row) []b
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rows)))
 	arrayAt := len(buf)
 	buf = binary.BigEndian.AppendUint32(buf, 0) // the array's length, patched below
-	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
-	buf = binary.BigEndian.AppendUint32(buf, 0) // no NULL elements
-	buf = binary.BigEndian.AppendUint32(buf, elemOID)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rows)))
-	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
+	buf = appendArrayHeader(buf, elemOID, len(rows), 0)
 	for _, r := range rows {
 		buf = appendEventRecord(buf, r)
 	}
@@ -257,11 +253,7 @@ func copyTextArray(buf []byte, a []string) []byte {
 		size += 4 + len(s)
 	}
 	buf = binary.BigEndian.AppendUint32(buf, uint32(size))
-	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
-	buf = binary.BigEndian.AppendUint32(buf, 0) // no nulls
-	buf = binary.BigEndian.AppendUint32(buf, oidText)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(a)))
-	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
+	buf = appendArrayHeader(buf, oidText, len(a), 0)
 	for _, s := range a {
 		buf = copyText(buf, s)
 	}

@@ -466,6 +466,17 @@ const (
 	oidInt8Array  = 1016
 )
 
+// appendArrayHeader appends the header of a one-dimensional binary array of
+// n elements of type elemOID (nulls = 1 when some element is NULL): ndim,
+// the NULL flag, the element type, the dimension and its lower bound 1.
+func appendArrayHeader(buf []byte, elemOID uint32, n int, nulls uint32) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
+	buf = binary.BigEndian.AppendUint32(buf, nulls)
+	buf = binary.BigEndian.AppendUint32(buf, elemOID)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
+	return binary.BigEndian.AppendUint32(buf, 1) // lower bound
+}
+
 // binArray is a one-dimensional array in PostgreSQL's binary format; a nil
 // element is NULL.
 func binArray(elemOID uint32, elems [][]byte) []byte {
@@ -477,12 +488,7 @@ func binArray(elemOID uint32, elems [][]byte) []byte {
 			nulls = 1
 		}
 	}
-	buf := make([]byte, 0, size)
-	buf = binary.BigEndian.AppendUint32(buf, 1) // ndim
-	buf = binary.BigEndian.AppendUint32(buf, nulls)
-	buf = binary.BigEndian.AppendUint32(buf, elemOID)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(elems)))
-	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
+	buf := appendArrayHeader(make([]byte, 0, size), elemOID, len(elems), nulls)
 	for _, e := range elems {
 		if e == nil {
 			buf = binary.BigEndian.AppendUint32(buf, 0xffffffff)
