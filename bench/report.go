@@ -116,14 +116,7 @@ func (r Row) IsPgtenant() bool { return strings.HasPrefix(r.Target, "pgtenant-")
 // computeRatios fills the ratio fields of every pgtenant row from the rows
 // of the reference targets with the same mode and client count.
 func (res *Results) computeRatios() {
-	type key struct {
-		target, mode string
-		clients      int
-	}
-	byKey := map[key]Row{}
-	for _, r := range res.Rows {
-		byKey[key{r.Target, r.Mode, r.Clients}] = r
-	}
+	byKey, _ := res.index("", true)
 	ratio := func(a, b float64) *float64 {
 		if a <= 0 || b <= 0 {
 			return nil
@@ -136,14 +129,14 @@ func (res *Results) computeRatios() {
 			continue
 		}
 		row := &res.Rows[i]
-		if d, ok := byKey[key{TargetDirect, r.Mode, r.Clients}]; ok {
+		if d, ok := byKey[rowKey{TargetDirect, r.Mode, r.Clients}]; ok {
 			row.TPSvsDirect = ratio(r.TPS, d.TPS)
 			row.P99vsDirect = ratio(r.Latency.P99Ms, d.Latency.P99Ms)
 		}
-		if b, ok := byKey[key{TargetPgBouncerSess, r.Mode, r.Clients}]; ok {
+		if b, ok := byKey[rowKey{TargetPgBouncerSess, r.Mode, r.Clients}]; ok {
 			row.TPSvsPgBouncer = ratio(r.TPS, b.TPS)
 		}
-		if b, ok := byKey[key{TargetPgBouncerTx, r.Mode, r.Clients}]; ok {
+		if b, ok := byKey[rowKey{TargetPgBouncerTx, r.Mode, r.Clients}]; ok {
 			row.TPSvsPgBouncerTx = ratio(r.TPS, b.TPS)
 		}
 	}
@@ -250,31 +243,41 @@ func cpuMicros(r Row) *float64 {
 	return &v
 }
 
+// rowKey names one measurement: a target at a mode and client count.
+type rowKey struct {
+	target, mode string
+	clients      int
+}
+
+// index maps the rows of the run (the failed ones too when withFailed) by
+// their rowKey and lists, in the run's order, the keys of target's rows.
+func (res *Results) index(target string, withFailed bool) (map[rowKey]Row, []rowKey) {
+	byKey := map[rowKey]Row{}
+	var points []rowKey
+	for _, r := range res.Rows {
+		if r.Error != "" && !withFailed {
+			continue
+		}
+		k := rowKey{r.Target, r.Mode, r.Clients}
+		byKey[k] = r
+		if r.Target == target {
+			points = append(points, k)
+		}
+	}
+	return byKey, points
+}
+
 // relaySummary compares pgtenant without audit (the relay and the policy)
 // with PgBouncer point by point: TPS ratios against both pooling modes and
 // the CPU each proxy spent per statement in the same run. It prints nothing
 // when the run had no pgtenant-noaudit rows.
 func (res *Results) relaySummary(w io.Writer) {
-	type key struct {
-		target, mode string
-		clients      int
-	}
-	byKey := map[key]Row{}
-	var points []key
-	for _, r := range res.Rows {
-		if r.Error != "" {
-			continue
-		}
-		byKey[key{r.Target, r.Mode, r.Clients}] = r
-		if r.Target == TargetPgtenantNoAudit {
-			points = append(points, key{"", r.Mode, r.Clients})
-		}
-	}
+	byKey, points := res.index(TargetPgtenantNoAudit, false)
 	if len(points) == 0 {
 		return
 	}
 	cpu := func(target, mode string, clients int) string {
-		r, ok := byKey[key{target, mode, clients}]
+		r, ok := byKey[rowKey{target, mode, clients}]
 		if !ok {
 			return "–"
 		}
@@ -290,7 +293,7 @@ func (res *Results) relaySummary(w io.Writer) {
 	fmt.Fprintln(w, "| mode | clients | pgtenant TPS | vs PgBouncer session | vs PgBouncer transaction | pgtenant CPU µs / stmt | PgBouncer session CPU µs / stmt | PgBouncer transaction CPU µs / stmt |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
 	for _, p := range points {
-		r := byKey[key{TargetPgtenantNoAudit, p.mode, p.clients}]
+		r := byKey[p]
 		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", p.mode, p.clients, r.TPS,
 			fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), cpu(TargetPgtenantNoAudit, p.mode, p.clients),
 			cpu(TargetPgBouncerSess, p.mode, p.clients), cpu(TargetPgBouncerTx, p.mode, p.clients))
@@ -304,18 +307,7 @@ func (res *Results) relaySummary(w io.Writer) {
 // transaction mode, so prepared rows show pgtenant alone. It prints nothing
 // when the run had no pgtenant-transaction rows.
 func (res *Results) txSummary(w io.Writer) {
-	type key struct {
-		target, mode string
-		clients      int
-	}
-	byKey := map[key]Row{}
-	var points []key
-	for _, r := range res.Rows {
-		byKey[key{r.Target, r.Mode, r.Clients}] = r
-		if r.Target == TargetPgtenantTx {
-			points = append(points, key{"", r.Mode, r.Clients})
-		}
-	}
+	byKey, points := res.index(TargetPgtenantTx, true)
 	if len(points) == 0 {
 		return
 	}
@@ -324,8 +316,8 @@ func (res *Results) txSummary(w io.Writer) {
 	fmt.Fprintln(w, "| mode | clients | pgtenant TPS | PgBouncer TPS | pgtenant / PgBouncer | pgtenant CPU µs / stmt | PgBouncer CPU µs / stmt |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|")
 	for _, p := range points {
-		r := byKey[key{TargetPgtenantTx, p.mode, p.clients}]
-		b, haveB := byKey[key{TargetPgBouncerTx, p.mode, p.clients}]
+		r := byKey[p]
+		b, haveB := byKey[rowKey{TargetPgBouncerTx, p.mode, p.clients}]
 		tps, ratio, cpu, bTPS, bCPU := "FAILED", "–", "–", "–", "–"
 		if r.Error == "" {
 			tps, ratio, cpu = fmt.Sprintf("%.0f", r.TPS), fmtRatio(r.TPSvsPgBouncerTx), fmtFloat(cpuMicros(r), "%.1f")
