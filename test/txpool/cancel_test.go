@@ -34,16 +34,8 @@ func TestCancelReachesOwnBackend(t *testing.T) {
 	e := start(t, poolOptions{Size: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, err := e.connect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(context.Background())
-	b, err := e.connect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
+	a := e.mustConnect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
+	b := e.mustConnect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
 
 	for round := range 5 {
 		bDone := make(chan error, 1)
@@ -124,11 +116,7 @@ func TestCancelRacesCommit(t *testing.T) {
 			e := start(t, poolOptions{Size: size})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			a, err := e.connect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close(context.Background())
+			a := e.mustConnect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
 
 			var (
 				stop       atomic.Bool
@@ -140,11 +128,7 @@ func TestCancelRacesCommit(t *testing.T) {
 			for k := 1; k <= 3; k++ {
 				tenant := tenantID(k)
 				mode := []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement}[k-1]
-				conn, err := e.connect(ctx, t, tenant, mode)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close(context.Background())
+				conn := e.mustConnect(ctx, t, tenant, mode)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -261,11 +245,7 @@ func TestCancelAtTransactionStart(t *testing.T) {
 	// the proxy's tenant context may be the only statement running then.
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
 		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec} {
-		conn, err := e.connect(ctx, t, tenantID(0), mode)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
+		conn := e.mustConnect(ctx, t, tenantID(0), mode)
 		cancelled := 0
 		for i := range rounds {
 			sent := make(chan error, 1)
@@ -302,11 +282,7 @@ func TestCancelWhileWaitingForBackend(t *testing.T) {
 	e := start(t, poolOptions{Size: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	hog, err := e.connect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hog.Close(context.Background())
+	hog := e.mustConnect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
 	var stop atomic.Bool
 	hogErr := make(chan error, 1)
 	go func() {
@@ -322,11 +298,7 @@ func TestCancelWhileWaitingForBackend(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	outcomes := map[string]int{}
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
-		a, err := e.connect(ctx, t, tenantID(0), mode)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close(context.Background())
+		a := e.mustConnect(ctx, t, tenantID(0), mode)
 		for i := range rounds / 3 {
 			delay := time.Duration(r.IntN(6000)) * time.Microsecond
 			sent := make(chan error, 1)

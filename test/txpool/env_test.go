@@ -231,6 +231,18 @@ func (e *txEnv) connect(ctx context.Context, t testing.TB, tenant int64, mode pg
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
+// mustConnect is connect that fails the test on error and closes the
+// connection when the test (or subtest) ends.
+func (e *txEnv) mustConnect(ctx context.Context, t testing.TB, tenant int64, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	conn, err := e.connect(ctx, t, tenant, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // violation is one row of the database-side checks.
 type violation struct{ what, detail string }
 

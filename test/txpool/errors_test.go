@@ -25,11 +25,7 @@ func TestStatementAfterError(t *testing.T) {
 	e := start(t, poolOptions{Size: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	other, err := e.connect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(context.Background())
+	other := e.mustConnect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
 	otherDone := make(chan error, 1)
 	stop := make(chan struct{})
 	go func() {
@@ -48,16 +44,13 @@ func TestStatementAfterError(t *testing.T) {
 		}
 	}()
 	for _, p := range []proto{protoSimple, protoExtended, protoPrepared} {
-		conn, err := e.connect(ctx, t, tenantID(0), p.execMode())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
+		conn := e.mustConnect(ctx, t, tenantID(0), p.execMode())
 		id := 500_000 + int(p)
 		if _, err := conn.Exec(ctx, insertSQL, tenantID(0), id, 0); err != nil {
 			t.Fatal(err)
 		}
 		for i := range rounds {
+			var err error
 			var failing string
 			if i%2 == 0 {
 				_, err = conn.Exec(ctx, insertSQL, tenantID(0), id, 0)

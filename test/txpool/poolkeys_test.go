@@ -40,11 +40,7 @@ func TestPoolMinIdleAndIdleTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e := start(t, poolOptions{Size: 5, MinIdle: 2, IdleTimeout: time.Second})
-	first, err := e.connect(ctx, t, tenantID(9), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close(context.Background())
+	first := e.mustConnect(ctx, t, tenantID(9), pgx.QueryExecModeExec)
 	if _, err := first.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -53,12 +49,9 @@ func TestPoolMinIdleAndIdleTimeout(t *testing.T) {
 	// Five clients hold a transaction each at once: five backends.
 	conns := make([]*pgx.Conn, 5)
 	txs := make([]pgx.Tx, 5)
+	var err error
 	for i := range conns {
-		c, err := e.connect(ctx, t, tenantID(i), pgx.QueryExecModeExec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close(context.Background())
+		c := e.mustConnect(ctx, t, tenantID(i), pgx.QueryExecModeExec)
 		conns[i] = c
 		if txs[i], err = c.Begin(ctx); err != nil {
 			t.Fatal(err)
@@ -104,16 +97,8 @@ func TestPoolMaxWait(t *testing.T) {
 	defer cancel()
 	const maxWait = 700 * time.Millisecond
 	e := start(t, poolOptions{Size: 1, MaxWait: maxWait})
-	holder, err := e.connect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	waiter, err := e.connect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer waiter.Close(context.Background())
+	holder := e.mustConnect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
+	waiter := e.mustConnect(ctx, t, tenantID(1), pgx.QueryExecModeExec)
 	tx, err := holder.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -151,11 +136,7 @@ func TestSessionStateRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e := start(t, poolOptions{Size: 2, Policy: true})
-	conn, err := e.connect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := e.mustConnect(ctx, t, tenantID(0), pgx.QueryExecModeExec)
 	for _, c := range []struct {
 		stmt string
 		// always: the policy refuses it in every pool mode (42501), so
@@ -208,11 +189,7 @@ func TestSessionSetsFollowTheClient(t *testing.T) {
 	var cls []*cl
 	for i := range 4 {
 		mode := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec}[i]
-		c, err := e.connect(ctx, t, tenantID(i), mode)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close(context.Background())
+		c := e.mustConnect(ctx, t, tenantID(i), mode)
 		cls = append(cls, &cl{conn: c, want: def})
 	}
 	check := func(round int) {
