@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/tenancy"
@@ -559,11 +560,7 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 func TestIntegratorSkipsDuplicates(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
-	pool, err := newPool(ctx, "eu-west", r, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
 	var rows []*Row
 	for i := range 5 {
 		row, err := NewRow(stmt("42", "s", i), "eu-west", "x", StatementNormalized)
@@ -572,10 +569,6 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 		}
 		row.HashVersion, row.ContentHash = HashVersion, row.ComputeContentHash()
 		rows = append(rows, row)
-	}
-	oid, err := ingestEventOID(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
 	}
 	g := newIntegrator("eu-west", nil, testLogger(t))
 	svc := serviceConn(t, c, r)
@@ -701,15 +694,7 @@ func TestEraseStatementTextKeepsEverythingVerifiable(t *testing.T) {
 func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
-	pool, err := newPool(ctx, "eu-west", r, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	oid, err := ingestEventOID(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
 	var rows []*Row
 	for i := range 3 {
 		row, err := NewRow(stmt("42", "s", i), "eu-west", "x", StatementNormalized)
@@ -802,15 +787,7 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 func TestIntegratorReadsAheadUnderABacklog(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
-	pool, err := newPool(ctx, "eu-west", r, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	oid, err := ingestEventOID(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
 	const batches = 20 // 40960 events: three rounds
 	for b := range batches {
 		rows := make([]*Row, 0, batchMax)
@@ -856,4 +833,20 @@ func TestIntegratorReadsAheadUnderABacklog(t *testing.T) {
 	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != batches*batchMax {
 		t.Fatalf("verify: %+v", rep)
 	}
+}
+
+// ingestPool is a writer's pool on region's audit database, closed when
+// the test ends, and the OID of pgtenant_audit.ingest_event for ingestRows.
+func ingestPool(ctx context.Context, t *testing.T, region string, r config.Region) (*pgxpool.Pool, uint32) {
+	t.Helper()
+	pool, err := newPool(ctx, region, r, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	oid, err := ingestEventOID(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, oid
 }
