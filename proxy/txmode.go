@@ -137,7 +137,6 @@ type txState struct {
 	inline     bool        // the client loop runs the backend loop (relayInline)
 	bpc        *pooledConn // the backend the backend loop relays
 	swallowing bool        // relaying the injected context statement's replies
-	settleNow  bool        // a ReadyForQuery or an error to settle
 	status     byte        // the last ReadyForQuery's transaction status
 
 	// staged are confirmed session-level SETs whose transaction has not
@@ -805,7 +804,6 @@ func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
 		if p, ok := s.queue.peek(); ok && (p.kind == pendInject || tx.swallowing) {
 			return true, true, s.injectFailed(n)
 		}
-		tx.settleNow = true
 	case '1':
 		if p, ok := s.queue.peek(); ok && p.kind == pendParse && p.injected {
 			s.queue.pop()
@@ -842,8 +840,7 @@ func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
 		}
 		return true, false, writeMsg(s.cw, 'S', body)
 	case 'Z':
-		s.queue.hold()
-		tx.settleNow = true
+		s.queue.hold() // settled by the backend loop (settle)
 	}
 	return false, false, nil
 }
