@@ -925,47 +925,52 @@ func (s *session) parseUnnamed(body []byte) {
 	s.tx.unnamedHere = true
 }
 
-// pooledStatement returns the server-side name of a client's statement,
-// preparing it on the backend first when it lacks it: a named one under
-// its server-side name, the unnamed one again when it was parsed on another
-// backend (or before another client's transaction on this one). A name the
-// client never prepared goes to the server as it is, which fails it as
-// PostgreSQL would (no client statement is ever prepared under its own name).
-func (s *session) pooledStatement(name string) (string, error) {
+// pooledStatement returns the server-side name of a client's statement
+// with its NUL (a slice of the Parse that prepares it), preparing it on the
+// backend first when it lacks it: a named one under its server-side name,
+// the unnamed one again when it was parsed on another backend (or before
+// another client's transaction on this one). It returns nil when the name
+// goes to the server as it is: the unnamed statement, or a name the client
+// never prepared, which the server fails as PostgreSQL would (no client
+// statement is ever prepared under its own name).
+func (s *session) pooledStatement(name string) ([]byte, error) {
 	if name == "" {
 		if s.tx.unnamed != nil && !s.tx.unnamedHere {
 			s.tx.unnamedHere = true
 			s.queue.push(pending{kind: pendParse, injected: true})
 			if err := writeMsg(s.bw, 'P', s.tx.unnamed); err != nil {
-				return "", err
+				return nil, err
 			}
 		}
-		return "", nil
+		return nil, nil
 	}
 	cs, ok := s.tx.stmts[name]
 	if !ok {
-		return name, nil
+		return nil, nil
 	}
 	if !s.tx.pc.hasPrepared(cs.srv) {
 		if err := s.preparePooled(cs.srv, cs.parse, nil, true); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return cs.srv, nil
+	return cs.parse[:len(cs.srv)+1], nil
 }
 
-// bindPooled rewrites a Bind (portal, statement, rest) to the statement's
-// server-side name.
-func (s *session) bindPooled(body []byte, portal, stmt string) ([]byte, error) {
-	srv, err := s.pooledStatement(stmt)
-	if err != nil || srv == stmt {
-		return body, err
+// writeRenamed writes message t whose body is head, then name (with its
+// NUL) and tail: a client's message with a statement renamed, written
+// without building the new body.
+func writeRenamed(w *connWriter, t byte, head, name, tail []byte) error {
+	if err := writeHeader(w, t, len(head)+len(name)+len(tail)); err != nil {
+		return err
 	}
-	rest := body[len(portal)+1+len(stmt)+1:]
-	out := make([]byte, 0, len(portal)+len(srv)+2+len(rest))
-	out = append(append(out, portal...), 0)
-	out = append(append(out, srv...), 0)
-	return append(out, rest...), nil
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	if _, err := w.Write(name); err != nil {
+		return err
+	}
+	_, err := w.Write(tail)
+	return err
 }
 
 // describeOrClosePooled rewrites a Describe or Close of a named statement;
@@ -988,10 +993,10 @@ func (s *session) describeOrClosePooled(t byte, body []byte, name string) ([]byt
 		return closeNoop, nil
 	}
 	srv, err := s.pooledStatement(name)
-	if err != nil {
-		return nil, err
+	if err != nil || srv == nil {
+		return body, err
 	}
-	return append(append([]byte{'S'}, srv...), 0), nil
+	return append([]byte{'S'}, srv...), nil
 }
 
 // The pooled backend's prepared-statement list is used by the client loop
