@@ -155,7 +155,7 @@ type txState struct {
 	values   []string          // their values
 	startup  map[string]string // the client's startup settings by lower-case name
 	params   paramList         // ParameterStatus reported to the client at startup
-	baseline map[string]string // the pool's backends' ParameterStatus by lower-case name
+	baseline map[string]string // the pool's backends' ParameterStatus by lower-case name (the pool's, shared)
 }
 
 // clientStmt is a client's named statement: its server-side name and the
@@ -209,9 +209,8 @@ func (s *Server) authenticatePooled(ss *session, req *startupRequest, rt *runtim
 	tx.rebuildCtx()
 	pool.mu.Lock()
 	pool.clients++
-	tx.baseline = map[string]string{}
+	tx.baseline = pool.baseline
 	for _, kv := range pool.params {
-		tx.baseline[strings.ToLower(kv[0])] = kv[1]
 		if v, ok := tx.settings[strings.ToLower(kv[0])]; ok {
 			kv[1] = v
 		}
