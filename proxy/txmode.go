@@ -154,7 +154,7 @@ type txState struct {
 	base     []string          // tenant setting and subject: the first names of ctxBind
 	values   []string          // their values
 	startup  map[string]string // the client's startup settings by lower-case name
-	params   paramList         // ParameterStatus reported to the client at startup
+	params   paramList         // ParameterStatus reported to the client at startup: the pool's with the client's own settings
 	baseline map[string]string // the pool's backends' ParameterStatus by lower-case name (the pool's, shared)
 }
 
@@ -226,10 +226,6 @@ func isUTF8Name(s string) bool {
 	c := cleanEncodingName(s)
 	return c == "utf8" || c == "unicode"
 }
-
-// startupParams are the ParameterStatus values a pooled session's client
-// gets at startup: the pool's backends' with the client's own settings.
-func (tx *txState) startupParams() paramList { return tx.params }
 
 // ctxBind builds the Bind that sets a transaction's context: of the
 // fixed-arity statement for up to ctxFixedMax pairs, else of ctxStatement.
