@@ -51,8 +51,9 @@ func (s *session) backendLoop() error {
 		if end {
 			return errAwaitBackend
 		}
-		if s.tx != nil && s.tx.settleNow {
-			s.tx.settleNow = false
+		if s.tx != nil && (t == 'Z' || t == 'E') {
+			// a ReadyForQuery or an error to settle (the injected context
+			// statement's error ended the session above)
 			if s.settle(t == 'Z', s.tx.status) {
 				return errDetached
 			}

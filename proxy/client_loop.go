@@ -262,13 +262,17 @@ func (s *session) onBind(n int) error {
 		s.track.resolveAll(d.Changes, tenancy.Skipped)
 		return s.denyExtended(s.unavailable(err), d.Text, start)
 	}
+	var srv []byte // transaction mode: the statement's server-side name, nil when unchanged
 	if s.tx != nil {
-		if body, err = s.bindPooled(body, portal, stmt); err != nil {
+		if srv, err = s.pooledStatement(stmt); err != nil {
 			return err
 		}
 	}
 	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes, sets: d.Sets})
 	s.lastBind.portal, s.lastBind.ref = portal, ref
+	if srv != nil {
+		return writeRenamed(s.bw, 'B', body[:len(portal)+1], srv, body[len(portal)+1+len(stmt)+1:])
+	}
 	return writeMsg(s.bw, 'B', body)
 }
 

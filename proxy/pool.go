@@ -181,8 +181,11 @@ type backendPool struct {
 	nextID  uint64
 	clients int       // sessions using the pool, for SHOW POOLS
 	params  paramList // ParameterStatus of the first connection
-	closed  bool
-	stop    chan struct{}
+	// baseline is params by lower-case name, built with params and only
+	// read after (the sessions share it).
+	baseline map[string]string
+	closed   bool
+	stop     chan struct{}
 }
 
 // paramList is a backend's ParameterStatus values, in the order reported.
@@ -334,6 +337,10 @@ func (p *backendPool) connect(ctx context.Context) (*pooledConn, error) {
 	id := p.nextID
 	if p.params == nil {
 		p.params = bc.paramList()
+		p.baseline = make(map[string]string, len(p.params))
+		for _, kv := range p.params {
+			p.baseline[strings.ToLower(kv[0])] = kv[1]
+		}
 	}
 	p.mu.Unlock()
 	bc.params = nil

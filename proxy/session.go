@@ -274,7 +274,7 @@ func (s *session) sendStartupReply() error {
 		return err
 	}
 	if s.tx != nil {
-		for _, kv := range s.tx.startupParams() {
+		for _, kv := range s.tx.params {
 			if err := encode(s.cw, &pgproto3.ParameterStatus{Name: kv[0], Value: kv[1]}); err != nil {
 				return err
 			}

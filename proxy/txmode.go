@@ -137,7 +137,6 @@ type txState struct {
 	inline     bool        // the client loop runs the backend loop (relayInline)
 	bpc        *pooledConn // the backend the backend loop relays
 	swallowing bool        // relaying the injected context statement's replies
-	settleNow  bool        // a ReadyForQuery or an error to settle
 	status     byte        // the last ReadyForQuery's transaction status
 
 	// staged are confirmed session-level SETs whose transaction has not
@@ -155,8 +154,8 @@ type txState struct {
 	base     []string          // tenant setting and subject: the first names of ctxBind
 	values   []string          // their values
 	startup  map[string]string // the client's startup settings by lower-case name
-	params   paramList         // ParameterStatus reported to the client at startup
-	baseline map[string]string // the pool's backends' ParameterStatus by lower-case name
+	params   paramList         // ParameterStatus reported to the client at startup: the pool's with the client's own settings
+	baseline map[string]string // the pool's backends' ParameterStatus by lower-case name (the pool's, shared)
 }
 
 // clientStmt is a client's named statement: its server-side name and the
@@ -210,9 +209,8 @@ func (s *Server) authenticatePooled(ss *session, req *startupRequest, rt *runtim
 	tx.rebuildCtx()
 	pool.mu.Lock()
 	pool.clients++
-	tx.baseline = map[string]string{}
+	tx.baseline = pool.baseline
 	for _, kv := range pool.params {
-		tx.baseline[strings.ToLower(kv[0])] = kv[1]
 		if v, ok := tx.settings[strings.ToLower(kv[0])]; ok {
 			kv[1] = v
 		}
@@ -228,10 +226,6 @@ func isUTF8Name(s string) bool {
 	c := cleanEncodingName(s)
 	return c == "utf8" || c == "unicode"
 }
-
-// startupParams are the ParameterStatus values a pooled session's client
-// gets at startup: the pool's backends' with the client's own settings.
-func (tx *txState) startupParams() paramList { return tx.params }
 
 // ctxBind builds the Bind that sets a transaction's context: of the
 // fixed-arity statement for up to ctxFixedMax pairs, else of ctxStatement.
@@ -805,7 +799,6 @@ func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
 		if p, ok := s.queue.peek(); ok && (p.kind == pendInject || tx.swallowing) {
 			return true, true, s.injectFailed(n)
 		}
-		tx.settleNow = true
 	case '1':
 		if p, ok := s.queue.peek(); ok && p.kind == pendParse && p.injected {
 			s.queue.pop()
@@ -842,8 +835,7 @@ func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
 		}
 		return true, false, writeMsg(s.cw, 'S', body)
 	case 'Z':
-		s.queue.hold()
-		tx.settleNow = true
+		s.queue.hold() // settled by the backend loop (settle)
 	}
 	return false, false, nil
 }
@@ -928,47 +920,52 @@ func (s *session) parseUnnamed(body []byte) {
 	s.tx.unnamedHere = true
 }
 
-// pooledStatement returns the server-side name of a client's statement,
-// preparing it on the backend first when it lacks it: a named one under
-// its server-side name, the unnamed one again when it was parsed on another
-// backend (or before another client's transaction on this one). A name the
-// client never prepared goes to the server as it is, which fails it as
-// PostgreSQL would (no client statement is ever prepared under its own name).
-func (s *session) pooledStatement(name string) (string, error) {
+// pooledStatement returns the server-side name of a client's statement
+// with its NUL (a slice of the Parse that prepares it), preparing it on the
+// backend first when it lacks it: a named one under its server-side name,
+// the unnamed one again when it was parsed on another backend (or before
+// another client's transaction on this one). It returns nil when the name
+// goes to the server as it is: the unnamed statement, or a name the client
+// never prepared, which the server fails as PostgreSQL would (no client
+// statement is ever prepared under its own name).
+func (s *session) pooledStatement(name string) ([]byte, error) {
 	if name == "" {
 		if s.tx.unnamed != nil && !s.tx.unnamedHere {
 			s.tx.unnamedHere = true
 			s.queue.push(pending{kind: pendParse, injected: true})
 			if err := writeMsg(s.bw, 'P', s.tx.unnamed); err != nil {
-				return "", err
+				return nil, err
 			}
 		}
-		return "", nil
+		return nil, nil
 	}
 	cs, ok := s.tx.stmts[name]
 	if !ok {
-		return name, nil
+		return nil, nil
 	}
 	if !s.tx.pc.hasPrepared(cs.srv) {
 		if err := s.preparePooled(cs.srv, cs.parse, nil, true); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return cs.srv, nil
+	return cs.parse[:len(cs.srv)+1], nil
 }
 
-// bindPooled rewrites a Bind (portal, statement, rest) to the statement's
-// server-side name.
-func (s *session) bindPooled(body []byte, portal, stmt string) ([]byte, error) {
-	srv, err := s.pooledStatement(stmt)
-	if err != nil || srv == stmt {
-		return body, err
+// writeRenamed writes message t whose body is head, then name (with its
+// NUL) and tail: a client's message with a statement renamed, written
+// without building the new body.
+func writeRenamed(w *connWriter, t byte, head, name, tail []byte) error {
+	if err := writeHeader(w, t, len(head)+len(name)+len(tail)); err != nil {
+		return err
 	}
-	rest := body[len(portal)+1+len(stmt)+1:]
-	out := make([]byte, 0, len(portal)+len(srv)+2+len(rest))
-	out = append(append(out, portal...), 0)
-	out = append(append(out, srv...), 0)
-	return append(out, rest...), nil
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	if _, err := w.Write(name); err != nil {
+		return err
+	}
+	_, err := w.Write(tail)
+	return err
 }
 
 // describeOrClosePooled rewrites a Describe or Close of a named statement;
@@ -991,10 +988,10 @@ func (s *session) describeOrClosePooled(t byte, body []byte, name string) ([]byt
 		return closeNoop, nil
 	}
 	srv, err := s.pooledStatement(name)
-	if err != nil {
-		return nil, err
+	if err != nil || srv == nil {
+		return body, err
 	}
-	return append(append([]byte{'S'}, srv...), 0), nil
+	return append([]byte{'S'}, srv...), nil
 }
 
 // The pooled backend's prepared-statement list is used by the client loop
