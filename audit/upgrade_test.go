@@ -153,7 +153,7 @@ func TestUpgradeFromSchema6KeepsEventsVerifiable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v int
-	if err := db.QueryRow(ctx, `SELECT pgtenant_audit.schema_version()`).Scan(&v); err != nil || v != 7 {
+	if err := db.QueryRow(ctx, `SELECT pgtenant_audit.schema_version()`).Scan(&v); err != nil || v != SchemaVersion {
 		t.Fatalf("schema version after the upgrade: %d %v", v, err)
 	}
 	// A proxy of version 6 still appending during the rolling upgrade: its
