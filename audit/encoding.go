@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -238,10 +239,20 @@ func (r *Row) encodeContent(buf []byte, v int16, committed bool) []byte {
 
 // ComputeContentHash returns SHA-256 of r's content encoding.
 func (r *Row) ComputeContentHash() []byte {
-	var scratch [512]byte
-	sum := sha256.Sum256(r.EncodeContent(scratch[:0]))
+	// The encoding goes through a pooled buffer: a local array escaped
+	// (EncodeContent returns its argument), 512 bytes of garbage per event.
+	bp := encodePool.Get().(*[]byte)
+	buf := r.EncodeContent((*bp)[:0])
+	sum := sha256.Sum256(buf)
+	if cap(buf) <= 64<<10 { // a huge statement's buffer is not kept
+		*bp = buf
+		encodePool.Put(bp)
+	}
 	return sum[:]
 }
+
+// encodePool holds content-encoding buffers for ComputeContentHash.
+var encodePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // EntryHash links a row into its chain:
 // SHA-256(0x10 || lp(chain_id) || seq as int64 BE || prev_hash || content_hash).
