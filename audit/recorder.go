@@ -134,6 +134,8 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 	} else {
 		if r.cfg.Mode == ModeStrict {
 			w.batchMax = strictBatchMax
+		} else {
+			w.linger = batchLinger
 		}
 		w.queue = make(chan *item, r.cfg.QueueSize)
 		w.sweepStop, w.sweepDone = make(chan struct{}), make(chan struct{})

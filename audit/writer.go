@@ -44,6 +44,10 @@ type regionWriter struct {
 	logger *slog.Logger
 	// batchMax bounds the rows of one append transaction (by mode).
 	batchMax int
+	// linger is how long runQueue lets a batch fill before it looks at
+	// the queue again (async mode: batchLinger); 0 in strict mode, where
+	// a statement waits for its batch's commit.
+	linger time.Duration
 
 	stop     chan struct{} // closed by Close: drain, then exit
 	hardStop chan struct{} // closed when Close's context ends: exit now
@@ -248,18 +252,31 @@ func (w *regionWriter) runQueue() {
 }
 
 // batchLinger is how long a writer lets a batch that nobody waits for fill
-// before it ships it. A batch costs the database a COPY and a row (and its
-// integration) whatever it carries, and a writer that shipped whatever was
-// queued sent a few events per batch at 16k events/s: its backend took
-// about 30 µs per event. Lingering makes the batch carry what 5 ms brought
-// (that much more until an async event is in the database; a spool
-// record's durability does not depend on it).
-const batchLinger = 5 * time.Millisecond
+// before it ships it. A batch costs the database a COPY, a row with its
+// TOAST chunks and, at integration, a deletion with its trigger, whatever
+// it carries; a writer that shipped whatever was queued sent a few events
+// per batch at 16k events/s, and its backend took about 30 µs of CPU per
+// event. Lingering makes the batch carry what 10 ms brought (that much
+// more until an async event is in the database; a spool record's
+// durability does not depend on it).
+const batchLinger = 10 * time.Millisecond
 
-// gather adds queued items to held, up to batchMax. Unless a caller waits
-// for the batch's commit (a strict statement event) or Close is draining,
-// it waits up to batchLinger from now for the batch to fill.
+// gather adds queued items to held, up to batchMax. In async mode (linger
+// set) it first lets the batch fill: it sleeps out the linger rather than
+// waking for each event, which would cost a goroutine handoff per event.
+// Otherwise it waits for more only while nobody waits for the batch's
+// commit (a strict statement event), at most batchLinger; Close (stop)
+// ends any wait.
 func (w *regionWriter) gather(held []*item) []*item {
+	if w.linger > 0 && len(held)+len(w.queue) < w.batchMax { // a backlog ships at once
+		t := time.NewTimer(w.linger)
+		select {
+		case <-t.C:
+		case <-w.stop:
+		case <-w.hardStop:
+		}
+		t.Stop()
+	}
 	waited := false
 	for _, it := range held {
 		waited = waited || it.done != nil
@@ -275,7 +292,7 @@ func (w *regionWriter) gather(held []*item) []*item {
 		select {
 		case it = <-w.queue:
 		default:
-			if waited {
+			if waited || w.linger > 0 {
 				return held
 			}
 			if linger == nil {
@@ -399,12 +416,9 @@ func (w *regionWriter) runSpool() {
 				lingerFrom = time.Now()
 			}
 			if rest := batchLinger - time.Since(lingerFrom); rest > 0 {
-				if notify == nil {
-					continue
-				}
+				// Asleep, not woken by each record the spool appends.
 				t := time.NewTimer(rest)
 				select {
-				case <-notify:
 				case <-t.C:
 				case <-w.stop:
 					draining = true
