@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -57,12 +58,19 @@ func (s *session) backendLoop() error {
 			if s.settle(t == 'Z', s.tx.status) {
 				return errDetached
 			}
-			if s.tx.inline && s.yieldInline() {
+			if s.inline && s.yieldInline() {
 				return errYield
 			}
 		}
-		if s.tx != nil && s.tx.inline && (t == 'G' || t == 'W') {
-			return errGoAsync
+		if s.inline {
+			if t == 'G' || t == 'W' {
+				return errGoAsync
+			}
+			if s.tx == nil && s.br.drained() && s.yieldInline() {
+				// session mode: the replies are in and nothing is buffered,
+				// so the backend socket may go unread (relaySession)
+				return errYield
+			}
 		}
 	}
 }
@@ -135,6 +143,9 @@ func (s *session) onCompletionBody(t byte, body []byte) error {
 	tag := ""
 	if t == 'C' {
 		tag = string(bytes.TrimRight(body, "\x00"))
+		if s.tx == nil && strings.HasPrefix(tag, "LISTEN") && !s.listening.Load() {
+			s.listening.Store(true) // notifications may come while idle (park.go)
+		}
 	}
 	if p, ok := s.queue.peek(); ok {
 		switch p.kind {

@@ -69,6 +69,30 @@ func (s *session) clientLoop() error {
 	}
 }
 
+// flushSession writes what the client loop buffered for the backend
+// (session mode) and, when no backend goroutine runs, relays the replies
+// itself (relaySession). A failed write also takes the backend, so what the
+// server said before it went away (or that it went) reaches the client.
+func (s *session) flushSession() error {
+	werr := s.bw.Flush()
+	if werr == nil && s.queue.empty() {
+		return nil
+	}
+	st := s.bstate.Load()
+	if (st != bFree && st != bParked) || !s.bstate.CompareAndSwap(st, bInline) {
+		return werr // a backend goroutine relays, or the session ends
+	}
+	if werr != nil {
+		// not inline: read to the end, whatever is in flight
+		err := s.backendLoop()
+		s.bstate.Store(bDone)
+		s.close()
+		s.backendDone <- err
+		return errAwaitBackend
+	}
+	return s.relaySession()
+}
+
 // handlePooledMsg handles one client message of a transaction-mode session.
 func (s *session) handlePooledMsg(t byte, n int) error {
 	local, err := s.beginPooled(t, n)

@@ -24,7 +24,7 @@
 //	  |                            | set_config(tenant, $1), hijack -->|
 //	  |<- AuthenticationOk, ParameterStatus*, BackendKeyData (ours), ReadyForQuery
 //
-// Steady state (pool.mode: session) runs two loops per session, each on a
+// Steady state (pool.mode: session) runs two loops per session on one
 // fresh goroutine (the startup's goroutine ends), and no goroutine or
 // channel hop per message:
 //
@@ -35,15 +35,26 @@
 //	                     (CommandComplete, ErrorResponse, ReadyForQuery, ...)
 //	                     pop the pending entry they answer
 //
+// Once the client has no more input buffered, the client goroutine writes
+// the batch and, when the batch ends with a Sync or Query, runs the backend
+// loop itself until the replies are in and nothing is buffered
+// (relaySession); then nobody reads the backend socket until the next
+// batch. A backend goroutine runs the backend loop instead when the server
+// answers only after more client input (COPY FROM STDIN, messages without
+// Sync, a batch larger than a buffer, a checker waiting for replies), on a
+// TLS backend, and when the backend sends something unasked between
+// batches: one epoll watcher per process (park.go) holds the backend
+// sockets nobody reads (armed by a sweep every 250 ms, at once after each
+// batch of a session that ran LISTEN) and starts a backend goroutine when
+// one becomes readable. An idle backend goroutine parks again after an idle
+// sweep, so an idle session has the client goroutine only.
+//
 // Buffered writers are flushed when the reader on the other side has no
 // buffered input left, so a pipelined batch travels as one write. On TCP and
 // Unix sockets both loops read and send with raw non-blocking system calls
 // (no entersyscall, so no sysmon wake-up after each idle moment) and park on
 // the runtime's poller only when a socket has nothing to read or no room;
-// relay buffers are borrowed from a pool while bytes are in flight. An idle
-// session's backend loop parks after an idle sweep (park.go): one epoll
-// watcher per process holds the backend socket and starts the loop again
-// when the backend sends something unasked or answers the next statement.
+// relay buffers are borrowed from a pool while bytes are in flight.
 //
 // Denials keep PostgreSQL's exact error semantics without the proxy writing
 // to the client out of order: a denied Query is replaced by a query that

@@ -7,23 +7,28 @@ import (
 	"time"
 )
 
-// Parking idle sessions. A session relays on two goroutines, one per
-// direction. An idle session (ReadyForQuery 'I', nothing in flight) needs
-// its client goroutine, waiting for the next query, but its backend
-// goroutine only waits for what a backend sends unasked (notifications,
-// parameter changes, a FATAL, EOF). After an idle spell the backend
-// goroutine parks the session: it hands the backend socket to one watcher
-// per process (epoll, package-level) and ends, so an idle session costs one
-// goroutine stack instead of two. When the backend socket becomes readable
-// the watcher starts a new backend goroutine, which relays as before; a
-// busy session never parks and pays nothing per statement for this.
+// Parking idle sessions. A session relays the backend's replies to a batch
+// on its client goroutine (relaySession) when the batch ends with a Sync or
+// a Query; between batches nobody reads the backend socket. Something the
+// backend sends unasked (notifications, parameter changes, a FATAL, EOF)
+// is watched for by one watcher per process (epoll, package-level): a
+// session's backend socket is armed in it while nobody reads it, and when
+// it becomes readable the watcher starts a backend goroutine, which relays
+// as before. A batch the server answers only with more client input (COPY
+// FROM STDIN, messages without Sync, a batch larger than a buffer) is
+// relayed by a backend goroutine too, while the client goroutine goes on
+// reading the client.
 //
-// Who parks: a sweeper per Server, every parkSweep, asks the backend
+// Who arms and parks: a sweeper per Server, every parkSweep, arms the
+// watcher for each session nobody reads (bFree), and asks the backend
 // goroutine of each session that was idle at the last sweep with no batch
 // since (so idle for at least parkSweep) to park, by setting parkReq and a
 // read deadline in the past on the backend socket. The backend goroutine
 // parks only at a message boundary with nothing buffered while the session
-// is still idle; otherwise it clears the request and goes on relaying.
+// is still idle; otherwise it clears the request and goes on relaying. A
+// session that ran LISTEN arms the watcher at the end of every batch, so a
+// notification reaches its client at once; any other session may hear of
+// an unasked message up to two sweeps late, or with its next batch.
 
 // parkSweep is how often idle sessions are looked for, and so the least time
 // a session stays idle before it parks.
@@ -31,9 +36,11 @@ const parkSweep = 250 * time.Millisecond
 
 // Backend goroutine states (session.bstate).
 const (
-	bRunning int32 = iota // a goroutine relays the backend's messages
+	bRunning int32 = iota // a backend goroutine relays the backend's messages
 	bParked               // none: the watcher holds the backend socket
 	bDone                 // the backend side has ended
+	bFree                 // none, and the watcher is not armed (sweepIdle arms it)
+	bInline               // the client goroutine relays a batch's replies (relaySession)
 )
 
 // errParked tells the backend goroutine that it handed its socket to the
@@ -92,6 +99,10 @@ func (s *session) requestPark() {
 		// a pooled session holds no backend while idle: nothing to park
 		return
 	}
+	if s.bstate.Load() == bFree {
+		s.parkFree()
+		return
+	}
 	b := s.batches.Load()
 	idle := s.idle.Load()
 	seen, wasIdle := s.sweepSeen, s.sweepIdle
@@ -136,6 +147,52 @@ func (s *session) parkNow() bool {
 		return false
 	}
 	return true
+}
+
+// parkFree arms the watcher for a session whose backend socket nobody
+// reads (bFree: nothing is buffered, see relaySession). The client
+// goroutine may take the socket back at any moment (bParked to bInline):
+// the watcher's event then finds the session not parked and is ignored.
+func (s *session) parkFree() {
+	if !s.bstate.CompareAndSwap(bFree, bParked) {
+		return
+	}
+	if err := theParker.add(s, s.backendFD); err != nil {
+		s.log.Debug("idle session not parked", "error", err)
+		s.freeBackend(bParked)
+	}
+}
+
+// freeBackend hands the backend socket from state from to nobody (bFree).
+// A close that ran meanwhile found the socket taken and sent no report for
+// the backend side (close tries bParked and bFree only), so when the
+// session is ending the report is sent here: close sets ending before it
+// tries, so one of the two sees the other.
+func (s *session) freeBackend(from int32) {
+	if !s.bstate.CompareAndSwap(from, bFree) {
+		return
+	}
+	if s.ending.Load() && s.bstate.CompareAndSwap(bFree, bDone) {
+		s.backendDone <- nil
+	}
+}
+
+// goBackend makes sure a backend goroutine relays the backend's messages
+// (client goroutine, session mode): the server answers what was sent only
+// after more client input, or the client goroutine waits for replies it
+// cannot relay itself. Taking a parked session back while the watcher
+// reports it starts one goroutine either way (the CAS decides).
+func (s *session) goBackend() {
+	for {
+		st := s.bstate.Load()
+		if st != bFree && st != bParked && st != bInline {
+			return // running already, or ended
+		}
+		if s.bstate.CompareAndSwap(st, bRunning) {
+			go s.runBackend()
+			return
+		}
+	}
 }
 
 // unpark starts a backend goroutine for a parked session (the watcher saw

@@ -109,7 +109,9 @@ type session struct {
 
 	// Parking of an idle session's backend goroutine (park.go).
 	backendDone chan error    // the backend goroutine's result, sent once
-	bstate      atomic.Int32  // bRunning, bParked or bDone
+	bstate      atomic.Int32  // who reads the backend: bRunning, bParked, bFree, bInline, or bDone
+	inline      bool          // the client goroutine runs the backend loop (relaySession, relayInline)
+	listening   atomic.Bool   // the session ran LISTEN: notifications may come while it is idle
 	parkReq     atomic.Bool   // the sweeper asked the backend goroutine to park
 	batches     atomic.Uint64 // ReadyForQuery messages relayed
 	sweepSeen   uint64        // batches at the last sweep (sweeper only)
@@ -122,6 +124,9 @@ type session struct {
 func (s *session) attach(bc *backendConn, checker StatementChecker) {
 	s.backendSide = newBackendSide(bc)
 	s.br.r.onDeadline = s.backendDeadline
+	// a batch larger than a buffer goes out in parts, and the server may
+	// answer the first while the rest is written: someone must read
+	s.bw.onFull = s.goBackend
 	s.attachClient(checker)
 }
 
@@ -141,21 +146,33 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// start relays messages on two new goroutines, one per direction, until
-// either side ends the session, then calls finish. Fresh goroutines start
-// with the smallest stack, which an idle session keeps; an idle session's
-// backend goroutine may park (park.go).
+// start relays messages on a new goroutine, the client goroutine, until
+// either side ends the session, then calls finish. The client goroutine
+// also relays the replies of most batches (relaySession); a backend
+// goroutine runs only when the server answers without being asked, or
+// waits for the client before it answers (park.go). A fresh goroutine starts
+// with the smallest stack, which an idle session keeps.
 func (s *session) start(finish func()) {
 	if s.tx != nil {
 		s.startPooled(finish)
 		return
 	}
 	s.backendDone = make(chan error, 1)
-	go s.runBackend()
+	if theParker != nil && s.backendFD >= 0 && s.br.r.Buffered() == 0 {
+		// nothing to relay yet: nobody reads the backend until a batch
+		// (or the watcher, once the sweeper arms it)
+		s.bstate.Store(bFree)
+	} else {
+		// TLS, or no watcher: only a reader sees what the backend sends
+		// unasked, so one reads all the time
+		s.bstate.Store(bRunning)
+		go s.runBackend()
+	}
 	go func() {
 		defer finish()
 		err := s.clientLoop()
 		if errors.Is(err, errAwaitBackend) {
+			s.goBackend() // the replies in flight end the session
 			err = <-s.backendDone
 			s.close()
 		} else {
@@ -166,6 +183,40 @@ func (s *session) start(finish func()) {
 			s.log.Debug("session ended", "error", err)
 		}
 	}()
+}
+
+// relaySession relays the replies to the batch the client goroutine just
+// wrote, on the client goroutine (session mode, bw flushed, something in
+// flight, no backend goroutine): one goroutine per session and no wake-up
+// of another per batch. It returns once the replies are in and nothing is
+// buffered (the backend socket is then read by nobody, bFree), or hands
+// the backend to a backend goroutine when the server waits for client input
+// first (a batch without Sync, COPY FROM STDIN). When the backend side ends
+// it reports as a backend goroutine would and returns errAwaitBackend.
+func (s *session) relaySession() error {
+	if !s.queue.settles(s.skipToSync) {
+		s.goBackend()
+		return nil
+	}
+	s.inline = true
+	err := s.backendLoop()
+	s.inline = false
+	switch {
+	case errors.Is(err, errYield):
+		s.freeBackend(bInline)
+		if s.listening.Load() {
+			// a notification may come any time: let the watcher see it now
+			s.parkFree()
+		}
+		return nil
+	case errors.Is(err, errGoAsync):
+		s.goBackend()
+		return nil
+	}
+	s.bstate.Store(bDone)
+	s.close()
+	s.backendDone <- err
+	return errAwaitBackend
 }
 
 // run is start that returns when the session has ended.
@@ -198,8 +249,8 @@ func (s *session) close() {
 			theParker.remove(s)
 		}
 		_ = s.backend.conn.Close()
-		if s.bstate.CompareAndSwap(bParked, bDone) {
-			s.backendDone <- nil // parked: no backend goroutine will report
+		if s.bstate.CompareAndSwap(bParked, bDone) || s.bstate.CompareAndSwap(bFree, bDone) {
+			s.backendDone <- nil // no backend goroutine will report
 		}
 	})
 }

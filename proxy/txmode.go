@@ -134,7 +134,6 @@ type txState struct {
 	unnamedHere bool
 
 	// backend loop only (the client loop while it relays inline)
-	inline     bool        // the client loop runs the backend loop (relayInline)
 	bpc        *pooledConn // the backend the backend loop relays
 	swallowing bool        // relaying the injected context statement's replies
 	status     byte        // the last ReadyForQuery's transaction status
@@ -318,7 +317,7 @@ func (s *session) startPooled(finish func()) {
 // client input, or else starts a backend goroutine for the attachment.
 func (s *session) flushBackend() error {
 	if s.tx == nil {
-		return s.bw.Flush()
+		return s.flushSession()
 	}
 	tx := s.tx
 	tx.mu.Lock()
@@ -354,9 +353,9 @@ func (s *session) flushBackend() error {
 func (s *session) relayInline() error {
 	tx := s.tx
 	pc := tx.bpc
-	tx.inline = true
+	s.inline = true
 	err := s.backendLoop()
-	tx.inline = false
+	s.inline = false
 	switch {
 	case errors.Is(err, errYield):
 		return nil
@@ -399,6 +398,10 @@ func (s *session) goAsync() {
 // client loop blocks on something only the server's replies end (a checker
 // waiting for them, statements.go); tx.mu not held.
 func (s *session) relayAsync() {
+	if s.tx == nil {
+		s.goBackend()
+		return
+	}
 	s.tx.mu.Lock()
 	defer s.tx.mu.Unlock()
 	if s.tx.pc != nil && !s.tx.async.Load() {
