@@ -34,6 +34,34 @@ type Session struct {
 	unknown   map[string]bool
 	lost      bool
 	relearned map[string]bool
+	// memo is the analysis of the last text this session checked (see analyze).
+	memo struct {
+		sql string
+		an  *analysis
+		sc  *parser.Scanned
+	}
+}
+
+// memoMaxBytes bounds the text a session keeps for its memo, so an idle
+// session does not pin a large statement.
+const memoMaxBytes = 2 << 10
+
+// analyze is the engine's analyzeText with a one-entry memo of the
+// session's last text: a client that sends the same text again (an unnamed
+// Parse before every execution, as pgbench -M extended and many drivers do)
+// skips the guard's scan and the shared cache's locks and key. The analysis
+// depends only on the text and the session's catalog (fixed for the
+// session), and neither it nor its scan changes once made: the shared
+// cache hands the same ones to every session.
+func (s *Session) analyze(sql string) (*analysis, *parser.Scanned) {
+	if s.memo.an != nil && s.memo.sql == sql {
+		return s.memo.an, s.memo.sc
+	}
+	an, sc := s.e.analyzeText(s.cat, sql)
+	if len(sql) <= memoMaxBytes {
+		s.memo.sql, s.memo.an, s.memo.sc = sql, an, sc
+	}
+	return an, sc
 }
 
 // prepared is a remembered statement: its analysis, the text its literal
@@ -209,7 +237,7 @@ func (s *Session) resolveName(name string, local []change, tables []string, stmt
 // come back as Changes, applied as the server completes each one.
 // CheckQuery (rewrite.go) wraps it.
 func (s *Session) checkQuery(sql string) tenancy.Decision {
-	an, sc := s.e.analyzeText(s.cat, sql)
+	an, sc := s.analyze(sql)
 	norm := an.normalized
 	if an.deny != nil {
 		d := an.deny.decision(nil, norm)
@@ -407,7 +435,7 @@ func (s *Session) checkParseNamed(name, sql string, paramOIDs []uint32) tenancy.
 	if reservedName(name) {
 		return withText(reservedDenial("prepared statement", name).decision(nil, ""), sql)
 	}
-	an, sc := s.e.analyzeText(s.cat, sql)
+	an, sc := s.analyze(sql)
 	norm := an.normalized
 	d, st := s.checkParse(an, sc, sql, paramOIDs)
 	d.Text = sql
