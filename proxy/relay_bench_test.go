@@ -17,6 +17,7 @@ import (
 // which allocates nothing for an allowed statement). ns/op includes both
 // peers and the kernel; compare it between versions, not with PostgreSQL.
 func BenchmarkSessionRelay(b *testing.B) {
+	startParker() // as NewServer does: without it a session relays on two goroutines
 	srv := fuzzSessionServer(b)
 	clientConn, proxyClient := tcpPair(b)
 	proxyBackend, backendConn := tcpPair(b)
