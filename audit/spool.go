@@ -55,12 +55,29 @@ type spool struct {
 	total     int64            // bytes in live segments
 	unshipped int64            // bytes written and not yet released
 	records   int64            // records written and not yet released
-	writeGen  uint64           // incremented per record written
+	writeGen  uint64           // incremented per group written
 	closed    bool
 	notify    chan struct{} // closed and replaced when records are written
 
-	syncMu    sync.Mutex
+	// Group write: appends that arrive together share one write(2) and,
+	// when one of them waits for it, one fdatasync (spoolGroup). forming
+	// collects records; tail is the group detached last (being written or
+	// done), which forming's leader waits for. spare is a written group's
+	// buffer kept for the next one.
+	forming *spoolGroup
+	tail    *spoolGroup
+	spare   []byte
+
+	// relMu serializes Release, which writes the cursor and deletes
+	// segments outside mu so that appends never wait for those syscalls.
+	relMu sync.Mutex
+
+	// The fdatasync in flight (syncTo): at most one at a time, covering
+	// every group written before it started; appends that need a later one
+	// wait for syncing to close, then one of them starts the next.
+	syncing   chan struct{} // under mu; nil when no fdatasync runs
 	syncedGen atomic.Uint64
+	syncs     atomic.Uint64 // fdatasyncs started by syncTo
 	// syncEvery > 0 is audit.spool_fsync: interval (syncLoop fsyncs);
 	// 0 is group (durable writes wait for their fsync).
 	syncEvery time.Duration
@@ -394,46 +411,108 @@ func (s *spool) AppendRef(r *Row, ref uint64, durable, limit bool) error {
 	return s.write(encodeSpoolRecord(scratch[:0], r, ref), 1, durable, limit)
 }
 
-// write appends n encoded records with one write(2). In group mode a
-// durable write waits for an fsync that covers it (concurrent writers share
-// it); in interval mode it returns after the write, and syncLoop fsyncs the
-// file every interval.
-func (s *spool) write(buf []byte, n int, durable, limit bool) error {
+// spoolGroup is the records of appends that arrived while the group before
+// them was being written: they are written with one write(2). The member
+// that opened the group is its leader: it waits for the group before (prev)
+// to be written, then writes for everyone. Members that wait for an fsync
+// then call syncTo, where, as in PostgreSQL's WAL flush, one fdatasync runs
+// at a time and covers everything written before it started: groups written
+// while it runs share the next one, started by the first of their members
+// to wake. No timer is involved: a lone append is written (and synced) at
+// once.
+type spoolGroup struct {
+	buf  []byte
+	n    int // records in buf
+	prev *spoolGroup
+
+	written chan struct{} // closed once buf is written (or failed: err)
+	err     error
+	gen     uint64 // the write generation that covers buf
+}
+
+// write appends n encoded records. They join the forming group; the
+// group's leader writes it once the group before is written, so concurrent
+// appends share one write(2). In group mode a durable append then returns
+// after an fdatasync that covers it; in interval mode (and for appends that
+// are not durable) it returns once its group is written, and syncLoop
+// fsyncs the file every interval.
+func (s *spool) write(rec []byte, n int, durable, limit bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return errors.New("spool: closed")
 	}
-	if limit && s.unshipped+int64(len(buf)) > s.maxBytes {
+	if limit && s.unshipped+int64(len(rec)) > s.maxBytes {
 		s.mu.Unlock()
 		return ErrSpoolFull
 	}
-	if s.curSize > 0 && s.curSize+int64(len(buf)) > segmentMaxBytes {
-		if err := s.rotateLocked(s.curID + 1); err != nil {
-			s.mu.Unlock()
-			return err
+	s.unshipped += int64(len(rec)) // counted at once: the high-water mark includes forming groups
+	g := s.forming
+	leader := g == nil
+	if leader {
+		g = &spoolGroup{buf: s.spare[:0], prev: s.tail, written: make(chan struct{})}
+		s.spare = nil
+		s.forming = g
+	}
+	g.buf = append(g.buf, rec...)
+	g.n += n
+	s.mu.Unlock()
+	if leader {
+		s.lead(g)
+	} else {
+		<-g.written
+	}
+	if g.err != nil || !durable || s.syncEvery > 0 {
+		return g.err
+	}
+	return s.syncTo(g.gen)
+}
+
+// lead writes group g once the group before it is written; appends
+// arriving meanwhile form the next group.
+func (s *spool) lead(g *spoolGroup) {
+	if g.prev != nil {
+		<-g.prev.written
+		g.prev = nil // no chain of finished groups stays reachable
+	}
+	s.mu.Lock()
+	s.forming = nil
+	s.tail = g
+	var err error
+	if s.curSize > 0 && s.curSize+int64(len(g.buf)) > segmentMaxBytes {
+		err = s.rotateLocked(s.curID + 1)
+	}
+	f, size := s.cur, s.curSize
+	s.mu.Unlock()
+	if err == nil {
+		if _, err = f.Write(g.buf); err != nil {
+			// A partial write would corrupt the segment for later appends:
+			// cut it off (only a leader writes, and one at a time).
+			_ = f.Truncate(size)
+			err = fmt.Errorf("spool: write: %w", err)
 		}
 	}
-	if _, err := s.cur.Write(buf); err != nil {
-		// A partial write would corrupt the segment for later appends: cut it off.
-		_ = s.cur.Truncate(s.curSize)
-		s.mu.Unlock()
-		return fmt.Errorf("spool: write: %w", err)
+	s.mu.Lock()
+	if err != nil {
+		s.unshipped -= int64(len(g.buf))
+	} else {
+		size := int64(len(g.buf))
+		s.curSize += size
+		s.sizes[s.curID] = s.curSize
+		s.total += size
+		s.records += int64(g.n)
+		s.writeGen++
+		g.gen = s.writeGen
+		close(s.notify)
+		s.notify = make(chan struct{})
 	}
-	s.curSize += int64(len(buf))
-	s.sizes[s.curID] = s.curSize
-	s.total += int64(len(buf))
-	s.unshipped += int64(len(buf))
-	s.records += int64(n)
-	s.writeGen++
-	gen := s.writeGen
-	close(s.notify)
-	s.notify = make(chan struct{})
+	if s.spare == nil && cap(g.buf) <= 1<<20 {
+		s.spare = g.buf[:0]
+	}
+	g.buf = nil
+	g.err = err
 	s.mu.Unlock()
-	if !durable || s.syncEvery > 0 {
-		return nil
-	}
-	return s.syncTo(gen)
+	close(g.written)
 }
 
 // syncLoop fsyncs the current segment every syncEvery when something was
@@ -457,27 +536,65 @@ func (s *spool) syncLoop() {
 	}
 }
 
-// syncTo returns once an fsync has covered write generation gen.
+// syncTo returns once an fdatasync has covered write generation gen. When
+// one is running it waits for it (with every other waiter: closing a
+// channel wakes them all at once, where a mutex would wake them one after
+// another) and starts the next one itself unless that one covered gen.
 func (s *spool) syncTo(gen uint64) error {
-	if s.syncedGen.Load() >= gen {
-		return nil
-	}
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	if s.syncedGen.Load() >= gen {
-		return nil
-	}
-	s.mu.Lock()
-	f, upTo := s.cur, s.writeGen
-	s.mu.Unlock()
-	if err := f.Sync(); err != nil {
-		if errors.Is(err, fs.ErrClosed) && s.syncedGen.Load() >= gen {
-			return nil // rotated (and synced) meanwhile
+	for {
+		if s.syncedGen.Load() >= gen {
+			return nil
 		}
-		return fmt.Errorf("spool: fsync: %w", err)
+		s.mu.Lock()
+		if s.syncedGen.Load() >= gen {
+			s.mu.Unlock()
+			return nil
+		}
+		if running := s.syncing; running != nil {
+			s.mu.Unlock()
+			<-running
+			continue
+		}
+		done := make(chan struct{})
+		s.syncing = done
+		f, upTo := s.cur, s.writeGen
+		s.mu.Unlock()
+		s.syncs.Add(1)
+		err := fdatasync(f)
+		s.mu.Lock()
+		if err == nil {
+			s.syncedGen.Store(max(s.syncedGen.Load(), upTo))
+		} else if s.cur != f {
+			err = nil // rotated meanwhile: rotateLocked synced it and moved syncedGen
+		}
+		s.syncing = nil
+		s.mu.Unlock()
+		close(done)
+		if err != nil {
+			return fmt.Errorf("spool: fsync: %w", err)
+		}
 	}
-	s.syncedGen.Store(max(s.syncedGen.Load(), upTo))
-	return nil
+}
+
+// fdatasync flushes f's data and the metadata needed to read it back (its
+// size), but not its times: what a spool segment needs, for less than a
+// full fsync. The file cannot be closed while the call runs.
+func fdatasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if serr = syscall.Fdatasync(int(fd)); serr != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // Bytes returns the bytes written and not yet shipped (what the high-water
@@ -596,10 +713,12 @@ func (s *spool) closeReader() {
 }
 
 // Release records that n rows up to pos are in the database and deletes
-// every rotated segment before pos.
+// every rotated segment before pos. The cursor file and the deletions are
+// written outside mu: appends never wait for them.
 func (s *spool) Release(pos spoolPos, n int) error {
+	s.relMu.Lock()
+	defer s.relMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.records -= int64(n)
 	if s.records < 0 {
 		s.records = 0
@@ -608,17 +727,24 @@ func (s *spool) Release(pos spoolPos, n int) error {
 	if s.unshipped < 0 {
 		s.unshipped = 0
 	}
+	var gone []uint64
+	for id := range s.sizes {
+		if id < pos.id && id != s.curID {
+			gone = append(gone, id)
+		}
+	}
+	s.mu.Unlock()
 	if err := s.writeCursor(pos); err != nil {
 		return fmt.Errorf("spool: cursor: %w", err)
 	}
-	for id, size := range s.sizes {
-		if id < pos.id && id != s.curID {
-			if err := os.Remove(filepath.Join(s.dir, segName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("spool: %w", err)
-			}
-			delete(s.sizes, id)
-			s.total -= size
+	for _, id := range gone {
+		if err := os.Remove(filepath.Join(s.dir, segName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool: %w", err)
 		}
+		s.mu.Lock()
+		s.total -= s.sizes[id]
+		delete(s.sizes, id)
+		s.mu.Unlock()
 	}
 	return nil
 }
@@ -638,7 +764,8 @@ func (s *spool) Rewind(pos spoolPos) {
 	s.rID, s.rOff = pos.id, pos.off
 }
 
-// Close syncs and closes the current segment.
+// Close waits for the groups already accepted to be written, then syncs
+// and closes the current segment.
 func (s *spool) Close() error {
 	if s.syncStop != nil {
 		select {
@@ -649,11 +776,21 @@ func (s *spool) Close() error {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
+	last := s.forming
+	if last == nil {
+		last = s.tail
+	}
+	s.mu.Unlock()
+	if last != nil {
+		<-last.written
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closeReader()
 	err := s.cur.Sync()
 	if cerr := s.cur.Close(); err == nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pgtenant/pgtenant/tenancy"
 )
@@ -269,5 +270,157 @@ func TestSpoolDistrustsACursorOffARecordBoundary(t *testing.T) {
 	defer s2.Close()
 	if n := len(drain(t, s2)); n != 5 {
 		t.Fatalf("read %d rows with a cursor inside a record, want all 5", n)
+	}
+}
+
+// waitFor polls cond until it holds (or fails the test after a while).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Group mode: statements that arrive while an fdatasync is in flight are
+// written at once, wait for it, and then share one fdatasync started by
+// whichever wakes first (the leader handoff); an append that needs no fsync
+// (a result) never waits for one.
+func TestSpoolGroupSharesOneFsyncAfterTheOneInFlight(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// An fdatasync "in flight": syncTo waits for this channel.
+	inflight := make(chan struct{})
+	s.mu.Lock()
+	s.syncing = inflight
+	s.mu.Unlock()
+
+	const waiters = 8
+	errs := make(chan error, waiters)
+	for range waiters {
+		go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
+	}
+	waitFor(t, "every statement's record to be written", func() bool { return s.Pending() == waiters })
+	if err := s.Append(spoolRows(t, 1), false, false); err != nil {
+		t.Fatal(err) // returned although an fsync is in flight: results do not wait for it
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a durable append returned (%v) before any fsync covered it", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if n := s.syncs.Load(); n != 0 {
+		t.Fatalf("%d fdatasyncs started while one was in flight", n)
+	}
+
+	s.mu.Lock()
+	s.syncing = nil
+	s.mu.Unlock()
+	close(inflight)
+	for range waiters {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.syncs.Load(); n != 1 {
+		t.Fatalf("%d fdatasyncs for the statements that waited together, want 1", n)
+	}
+	s.mu.Lock()
+	gen := s.writeGen
+	s.mu.Unlock()
+	if s.syncedGen.Load() < gen-1 {
+		t.Fatalf("synced generation %d does not cover the statements (written up to %d)", s.syncedGen.Load(), gen-1)
+	}
+	if got := len(drain(t, s)); got != waiters+1 {
+		t.Fatalf("read %d records, wrote %d", got, waiters+1)
+	}
+}
+
+// Concurrent appends share write(2)s: far fewer groups are written than
+// records, every record is read back once, and every durable append
+// returned only after an fdatasync covered it.
+func TestSpoolGroupWritesConcurrentAppendsTogether(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const writers, each = 32, 40
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if err := s.Append(spoolRows(t, 1), true, true); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	groups := s.writeGen
+	s.mu.Unlock()
+	if s.syncedGen.Load() != groups {
+		t.Fatalf("synced generation %d, written %d: a durable append returned before its fsync", s.syncedGen.Load(), groups)
+	}
+	if groups >= writers*each {
+		t.Logf("no two appends shared a write (%d groups for %d records): the machine ran them one by one", groups, writers*each)
+	}
+	if got := len(drain(t, s)); got != writers*each {
+		t.Fatalf("read %d records, wrote %d", got, writers*each)
+	}
+}
+
+// A failed write fails every append of its group, leaves nothing of it in
+// the segment and gives its bytes back to the high-water mark; the next
+// group is written normally.
+func TestSpoolFailedGroupWrite(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Append(spoolRows(t, 1), true, true); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Bytes()
+	// Swap in a descriptor of the segment that cannot be written.
+	s.mu.Lock()
+	good := s.cur
+	ro, err := os.Open(filepath.Join(dir, segName(s.curID)))
+	if err != nil {
+		s.mu.Unlock()
+		t.Fatal(err)
+	}
+	s.cur = ro
+	s.mu.Unlock()
+	if err := s.Append(spoolRows(t, 1), true, true); err == nil {
+		t.Fatal("an append to an unwritable segment succeeded")
+	}
+	if err := s.Append(spoolRows(t, 1), false, false); err == nil {
+		t.Fatal("an append to an unwritable segment succeeded")
+	}
+	if s.Bytes() != before || s.Pending() != 1 {
+		t.Fatalf("after failed writes: %d bytes, %d pending; want %d, 1", s.Bytes(), s.Pending(), before)
+	}
+	s.mu.Lock()
+	s.cur = good
+	s.mu.Unlock()
+	ro.Close()
+	if err := s.Append(spoolRows(t, 1), true, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(drain(t, s)); got != 2 {
+		t.Fatalf("read %d records, want the 2 written", got)
 	}
 }
