@@ -36,6 +36,7 @@ type Session struct {
 	relearned map[string]bool
 	// memo is the analysis of the last text this session checked (see analyze).
 	memo struct {
+		cat *Catalog
 		sql string
 		an  *analysis
 		sc  *parser.Scanned
@@ -50,16 +51,18 @@ const memoMaxBytes = 2 << 10
 // session's last text: a client that sends the same text again (an unnamed
 // Parse before every execution, as pgbench -M extended and many drivers do)
 // skips the guard's scan and the shared cache's locks and key. The analysis
-// depends only on the text and the session's catalog (fixed for the
-// session), and neither it nor its scan changes once made: the shared
-// cache hands the same ones to every session.
+// depends only on the text and the catalog, which RefreshCatalog swaps after
+// a migration: the memo is keyed on both, and an analysis the shared cache
+// would not keep (noCache: it must be redone) is not kept either. Neither
+// an analysis nor its scan changes once made: the shared cache hands the
+// same ones to every session.
 func (s *Session) analyze(sql string) (*analysis, *parser.Scanned) {
-	if s.memo.an != nil && s.memo.sql == sql {
+	if s.memo.an != nil && s.memo.cat == s.cat && s.memo.sql == sql {
 		return s.memo.an, s.memo.sc
 	}
 	an, sc := s.e.analyzeText(s.cat, sql)
-	if len(sql) <= memoMaxBytes {
-		s.memo.sql, s.memo.an, s.memo.sc = sql, an, sc
+	if len(sql) <= memoMaxBytes && !an.noCache {
+		s.memo.cat, s.memo.sql, s.memo.an, s.memo.sc = s.cat, sql, an, sc
 	}
 	return an, sc
 }
