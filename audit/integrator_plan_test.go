@@ -54,12 +54,7 @@ func TestIntegratorRoundsNeverScanEvents(t *testing.T) {
 		rows := make([]*Row, 0, 40)
 		for i := range 40 {
 			k++
-			row, err := NewRow(stmt("42", "s"+strconv.Itoa(i%8), k), "eu-west", "x", StatementNormalized)
-			if err != nil {
-				t.Fatal(err)
-			}
-			row.HashVersion, row.ContentHash = row.hashVersionFor(), row.ComputeContentHash()
-			rows = append(rows, row)
+			rows = append(rows, hashedRow(t, stmt("42", "s"+strconv.Itoa(i%8), k)))
 		}
 		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
 			t.Fatal(err)

@@ -792,12 +792,7 @@ func TestIntegratorReadsAheadUnderABacklog(t *testing.T) {
 	for b := range batches {
 		rows := make([]*Row, 0, batchMax)
 		for i := range batchMax {
-			row, err := NewRow(stmt("t"+strconv.Itoa(i%7), "s", b*batchMax+i), "eu-west", "x", StatementNormalized)
-			if err != nil {
-				t.Fatal(err)
-			}
-			row.HashVersion, row.ContentHash = row.hashVersionFor(), row.ComputeContentHash()
-			rows = append(rows, row)
+			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(i%7), "s", b*batchMax+i)))
 		}
 		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
 			t.Fatal(err)
@@ -849,4 +844,16 @@ func ingestPool(ctx context.Context, t *testing.T, region string, r config.Regio
 		t.Fatal(err)
 	}
 	return pool, oid
+}
+
+// hashedRow is ev as an eu-west row ready to ingest: content-hashed as a
+// writer hashes it before the COPY.
+func hashedRow(t testing.TB, ev tenancy.Event) *Row {
+	t.Helper()
+	row, err := NewRow(ev, "eu-west", "x", StatementNormalized)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row.HashVersion, row.ContentHash = row.hashVersionFor(), row.ComputeContentHash()
+	return row
 }
