@@ -69,18 +69,36 @@ func (s *session) clientLoop() error {
 	}
 }
 
+// testHookBatchSent, when set (tests only), runs after flushSession has
+// sent a batch, before the replies are relayed: the moment a reply can be
+// readable before the relay begins.
+var testHookBatchSent func()
+
 // flushSession writes what the client loop buffered for the backend
 // (session mode) and, when no backend goroutine runs, relays the replies
 // itself (relaySession). A failed write also takes the backend, so what the
 // server said before it went away (or that it went) reaches the client.
 func (s *session) flushSession() error {
-	werr := s.bw.Flush()
-	if werr == nil && s.queue.empty() {
-		return nil
-	}
+	// Take the backend socket before the batch leaves: the reply can come at
+	// once, and a watcher that saw it while the session was still parked
+	// would start a backend goroutine, which a busy session then keeps (it
+	// parks only once idle), relaying every batch on two goroutines.
 	st := s.bstate.Load()
-	if (st != bFree && st != bParked) || !s.bstate.CompareAndSwap(st, bInline) {
+	took := (st == bFree || st == bParked) && s.bstate.CompareAndSwap(st, bInline)
+	werr := s.bw.Flush()
+	if testHookBatchSent != nil {
+		testHookBatchSent()
+	}
+	if !took {
 		return werr // a backend goroutine relays, or the session ends
+	}
+	if werr == nil && s.queue.empty() {
+		// nothing to relay: hand the socket back as it was
+		s.freeBackend(bInline)
+		if st == bParked {
+			s.parkFree() // re-arms the watcher, whose event may be spent
+		}
+		return nil
 	}
 	if werr != nil {
 		// not inline: read to the end, whatever is in flight

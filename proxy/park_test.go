@@ -98,3 +98,83 @@ func TestIdleSessionParks(t *testing.T) {
 		t.Errorf("backend state %d after the end, want %d", ss.bstate.Load(), bDone)
 	}
 }
+
+// TestParkedSessionRelaysOnItsClientGoroutine checks that a query sent by a
+// parked session is relayed by the client goroutine, whatever the watcher
+// sees first: the reply may be readable before the client goroutine gets
+// to take the socket back, and a watcher that started a backend goroutine
+// then would leave a busy session on two goroutines for good.
+func TestParkedSessionRelaysOnItsClientGoroutine(t *testing.T) {
+	startParker()
+	if theParker == nil {
+		t.Skip("no epoll here: sessions do not park")
+	}
+	srv := fuzzSessionServer(t)
+	clientConn, proxyClient := tcpPair(t)
+	proxyBackend, backendConn := tcpPair(t)
+	ss := newFuzzSession(srv, proxyClient, proxyBackend)
+	if err := srv.track(ss); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.sendStartupReply(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readUntilReady(clientConn); err != nil {
+		t.Fatal(err)
+	}
+	// The reply is in before the relay begins, every time: a watcher still
+	// armed for the session reports it. (Set before the session's goroutines
+	// start and cleared after they end.)
+	testHookBatchSent = func() { time.Sleep(2 * time.Millisecond) }
+	finished := make(chan struct{})
+	ss.start(func() { close(finished) })
+	defer func() {
+		_ = clientConn.Close()
+		<-finished
+		testHookBatchSent = nil
+	}()
+
+	// The backend answers each query the moment it arrives.
+	var reply []byte
+	reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(reply)
+	reply, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(reply)
+	go func() {
+		q := make([]byte, 14)
+		for {
+			if _, err := io.ReadFull(backendConn, q); err != nil {
+				return
+			}
+			if _, err := backendConn.Write(reply); err != nil {
+				return
+			}
+		}
+	}()
+	query := []byte{'Q', 0, 0, 0, 13, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', 0}
+	fe := pgproto3.NewFrontend(clientConn, io.Discard)
+	for i := range 50 {
+		ss.parkFree()
+		if st := ss.bstate.Load(); st != bParked {
+			t.Fatalf("round %d: backend state %d before the query, want parked (%d)", i, st, bParked)
+		}
+		if _, err := clientConn.Write(query); err != nil {
+			t.Fatal(err)
+		}
+		_ = clientConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for ss.bstate.Load() == bInline && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Microsecond)
+		}
+		if st := ss.bstate.Load(); st != bFree {
+			t.Fatalf("round %d: backend state %d after the reply, want free (%d): a backend goroutine took the session", i, st, bFree)
+		}
+	}
+}
