@@ -258,9 +258,15 @@ func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, ref 
 func (w *regionWriter) enqueue(ctx context.Context, it *item) error {
 	select {
 	case w.queue <- it:
-	case <-ctx.Done():
-		w.queued.Add(-1)
-		return fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, ctx.Err())
+	default:
+		// Full: wait. Only now is ctx's Done asked for (a caller's bound
+		// may arm a timer on that).
+		select {
+		case w.queue <- it:
+		case <-ctx.Done():
+			w.queued.Add(-1)
+			return fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, ctx.Err())
+		}
 	}
 	if it.done == nil {
 		return nil

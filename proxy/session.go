@@ -361,9 +361,10 @@ const auditWait = 5 * time.Second
 // record hands ev to the auditor, waiting at most auditWait and no longer
 // than parent lives.
 func (s *session) record(parent context.Context, ev tenancy.Event) error {
-	ctx, cancel := context.WithTimeout(parent, auditWait)
-	defer cancel()
-	return s.srv.opts.Auditor.Record(ctx, ev)
+	ctx := newWaitCtx(parent, auditWait)
+	err := s.srv.opts.Auditor.Record(ctx, ev)
+	ctx.release()
+	return err
 }
 
 // recordAsync queues a non-statement audit event for the running session;
