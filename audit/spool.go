@@ -68,6 +68,13 @@ type spool struct {
 	tail    *spoolGroup
 	spare   []byte
 
+	// recent is the last records written, in log order, as the rows the
+	// writers encoded (at most recentMax): the shipper, normally right
+	// behind the writers, takes a record from here when it is the next one
+	// to read, instead of reading back and decoding what was just written.
+	// The file stays the record: whatever recent no longer holds is read.
+	recent []spoolRec
+
 	// relMu serializes Release, which writes the cursor and deletes
 	// segments outside mu so that appends never wait for those syscalls.
 	relMu sync.Mutex
@@ -396,20 +403,37 @@ func decodeSpoolRecord(payload []byte) (*Row, uint64, error) {
 // Append writes rows to the log (unpaired). With durable it returns only
 // once the rows are as durable as the spool's fsync policy promises; with
 // limit it refuses with ErrSpoolFull past the high-water mark.
+// The rows appended belong to the spool from then on: the shipper may take
+// them as they are (recent).
 func (s *spool) Append(rows []*Row, durable, limit bool) error {
 	var buf []byte
-	for _, r := range rows {
+	mem := make([]spoolMem, len(rows))
+	for i, r := range rows {
+		n := len(buf)
 		buf = encodeSpoolRecord(buf, r, 0)
+		mem[i] = spoolMem{row: r, size: int64(len(buf) - n)}
 	}
-	return s.write(buf, len(rows), durable, limit)
+	return s.write(buf, mem, durable, limit)
 }
 
 // AppendRef writes one row with the reference pairing it with its
 // statement or result.
 func (s *spool) AppendRef(r *Row, ref uint64, durable, limit bool) error {
 	var scratch [512]byte
-	return s.write(encodeSpoolRecord(scratch[:0], r, ref), 1, durable, limit)
+	rec := encodeSpoolRecord(scratch[:0], r, ref)
+	mem := [1]spoolMem{{row: r, ref: ref, size: int64(len(rec))}}
+	return s.write(rec, mem[:], durable, limit)
 }
+
+// spoolMem is a record being written, as the row it encodes.
+type spoolMem struct {
+	row  *Row
+	ref  uint64
+	size int64 // encoded bytes, header included
+}
+
+// recentMax bounds recent (to twice as many): a few batches of the shipper.
+const recentMax = 8192
 
 // spoolGroup is the records of appends that arrived while the group before
 // them was being written: they are written with one write(2). The member
@@ -422,7 +446,7 @@ func (s *spool) AppendRef(r *Row, ref uint64, durable, limit bool) error {
 // once.
 type spoolGroup struct {
 	buf  []byte
-	n    int // records in buf
+	mem  []spoolMem // buf's records as rows, for recent
 	prev *spoolGroup
 
 	written chan struct{} // closed once buf is written (or failed: err)
@@ -436,7 +460,7 @@ type spoolGroup struct {
 // after an fdatasync that covers it; in interval mode (and for appends that
 // are not durable) it returns once its group is written, and syncLoop
 // fsyncs the file every interval.
-func (s *spool) write(rec []byte, n int, durable, limit bool) error {
+func (s *spool) write(rec []byte, mem []spoolMem, durable, limit bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -455,7 +479,7 @@ func (s *spool) write(rec []byte, n int, durable, limit bool) error {
 		s.forming = g
 	}
 	g.buf = append(g.buf, rec...)
-	g.n += n
+	g.mem = append(g.mem, mem...)
 	s.mu.Unlock()
 	if leader {
 		s.lead(g)
@@ -482,13 +506,13 @@ func (s *spool) lead(g *spoolGroup) {
 	if s.curSize > 0 && s.curSize+int64(len(g.buf)) > segmentMaxBytes {
 		err = s.rotateLocked(s.curID + 1)
 	}
-	f, size := s.cur, s.curSize
+	f, id, at := s.cur, s.curID, s.curSize
 	s.mu.Unlock()
 	if err == nil {
 		if _, err = f.Write(g.buf); err != nil {
 			// A partial write would corrupt the segment for later appends:
 			// cut it off (only a leader writes, and one at a time).
-			_ = f.Truncate(size)
+			_ = f.Truncate(at)
 			err = fmt.Errorf("spool: write: %w", err)
 		}
 	}
@@ -500,7 +524,8 @@ func (s *spool) lead(g *spoolGroup) {
 		s.curSize += size
 		s.sizes[s.curID] = s.curSize
 		s.total += size
-		s.records += int64(g.n)
+		s.records += int64(len(g.mem))
+		s.keepRecentLocked(g.mem, id, at)
 		s.writeGen++
 		g.gen = s.writeGen
 		close(s.notify)
@@ -509,10 +534,57 @@ func (s *spool) lead(g *spoolGroup) {
 	if s.spare == nil && cap(g.buf) <= 1<<20 {
 		s.spare = g.buf[:0]
 	}
-	g.buf = nil
+	g.buf, g.mem = nil, nil
 	g.err = err
 	s.mu.Unlock()
 	close(g.written)
+}
+
+// keepRecentLocked adds the records just written at offset off of segment
+// id to recent. Past twice recentMax it keeps the newest recentMax (a
+// reader that far behind reads the file anyway; trimming in halves keeps
+// the copying constant per record).
+func (s *spool) keepRecentLocked(mem []spoolMem, id uint64, off int64) {
+	for _, m := range mem {
+		off += m.size
+		s.recent = append(s.recent, spoolRec{row: m.row, ref: m.ref, end: spoolPos{id, off, m.size}})
+	}
+	if len(s.recent) > 2*recentMax {
+		n := copy(s.recent, s.recent[len(s.recent)-recentMax:])
+		clear(s.recent[n:])
+		s.recent = s.recent[:n]
+	}
+}
+
+// takeRecentLocked appends to recs, up to max in all, the records of recent
+// that follow one another from the reader position in its segment, and
+// forgets those before it. The reader owns the rows taken.
+func (s *spool) takeRecentLocked(recs []spoolRec, max int) []spoolRec {
+	i := 0
+	for i < len(s.recent) {
+		e := s.recent[i].end
+		if e.id > s.rID || (e.id == s.rID && e.off-e.bytes >= s.rOff) {
+			break
+		}
+		i++ // already read (from the file)
+	}
+	off := s.rOff
+	j := i
+	for j < len(s.recent) && len(recs) < max {
+		e := s.recent[j].end
+		if e.id != s.rID || e.off-e.bytes != off {
+			break
+		}
+		recs = append(recs, s.recent[j])
+		off = e.off
+		j++
+	}
+	if j > 0 {
+		n := copy(s.recent, s.recent[j:])
+		clear(s.recent[n:])
+		s.recent = s.recent[:n]
+	}
+	return recs
 }
 
 // syncLoop fsyncs the current segment every syncEvery when something was
@@ -630,7 +702,16 @@ func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 		s.mu.Lock()
 		size, live := s.sizes[s.rID]
 		curID, notify := s.curID, s.notify
+		had := len(recs)
+		if live && s.rOff < size {
+			recs = s.takeRecentLocked(recs, max)
+		}
 		s.mu.Unlock()
+		if len(recs) > had {
+			s.rOff = recs[len(recs)-1].end.off
+			s.closeReader() // its buffer is behind the position now
+			continue
+		}
 		if !live || s.rOff >= size {
 			if s.rID < curID {
 				// Finished a rotated segment: move on (it is deleted on Release).

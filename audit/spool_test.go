@@ -3,6 +3,7 @@ package audit
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -422,5 +423,110 @@ func TestSpoolFailedGroupWrite(t *testing.T) {
 	}
 	if got := len(drain(t, s)); got != 2 {
 		t.Fatalf("read %d records, want the 2 written", got)
+	}
+}
+
+// TestSpoolRecentIsWhatTheFileSays checks that a record the shipper takes
+// from memory (recent) is the row it would have decoded from the file, for
+// every kind of row the proxy writes, and that records recent no longer
+// holds are read from the file in order.
+func TestSpoolRecentIsWhatTheFileSays(t *testing.T) {
+	var rows []*Row
+	var refs []uint64
+	for i := range 40 {
+		var ev tenancy.Event
+		switch i % 5 {
+		case 0:
+			ev = stmt("42", "s1", i)
+		case 1:
+			ev = attributed(i)
+			ev.FullStatement = "SELECT * FROM orders WHERE account_id = 42 AND note = 'x'"
+		case 2:
+			ev = tenancy.Event{Kind: tenancy.KindResult, Time: time.Now(), AccountID: "42", Region: "eu-west",
+				SessionID: "s1", Verdict: tenancy.VerdictAllow, Rows: int64(i), SQLState: "00000"}
+		case 3:
+			ev = tenancy.Event{Kind: tenancy.KindDisconnect, Time: time.Now(), AccountID: "7", Region: "eu-west", SessionID: "s2", Rows: -1}
+		case 4:
+			ev = stmt("7", "s2", i)
+			ev.Verdict, ev.Reason, ev.SQLState = tenancy.VerdictDeny, "unscoped", "42501"
+		}
+		mode := StatementNormalized
+		if i%2 == 1 {
+			mode = StatementFull
+		}
+		r, err := NewRow(ev, "eu-west", "inst", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, refs = append(rows, r), append(refs, uint64(i%3))
+	}
+
+	s, err := openSpool(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i, r := range rows {
+		if err := s.AppendRef(r, refs[i], true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// From memory: the appended rows themselves.
+	mem, _, err := s.nextRecs(len(rows))
+	if err != nil || len(mem) != len(rows) {
+		t.Fatalf("from memory: %d records, %v", len(mem), err)
+	}
+	// From the file: the same records, read back with recent emptied.
+	s.mu.Lock()
+	s.recent = s.recent[:0]
+	s.mu.Unlock()
+	s.Rewind(spoolPos{id: s.rID})
+	file, _, err := s.nextRecs(len(rows))
+	if err != nil || len(file) != len(rows) {
+		t.Fatalf("from the file: %d records, %v", len(file), err)
+	}
+	for i := range rows {
+		if mem[i].row != rows[i] || mem[i].ref != refs[i] {
+			t.Fatalf("record %d from memory is not the row appended", i)
+		}
+		if mem[i].end != file[i].end || file[i].ref != refs[i] {
+			t.Fatalf("record %d: memory says %+v ref %d, the file %+v ref %d", i, mem[i].end, mem[i].ref, file[i].end, file[i].ref)
+		}
+		m, f := *mem[i].row, *file[i].row
+		m.TS, f.TS = m.TS.UTC(), f.TS.UTC()
+		if !m.TS.Equal(f.TS) {
+			t.Fatalf("record %d: time %v in memory, %v in the file", i, m.TS, f.TS)
+		}
+		m.TS = f.TS
+		if !reflect.DeepEqual(m, f) {
+			t.Fatalf("record %d differs:\nmemory %+v\nfile   %+v", i, m, f)
+		}
+	}
+
+	// Past recentMax the oldest records are read from the file, in order.
+	s.mu.Lock()
+	s.recent = s.recent[:0]
+	s.mu.Unlock()
+	n := 2*recentMax + 100 // over twice: trimmed to the newest recentMax
+	for i := range n {
+		if err := s.AppendRef(rows[i%len(rows)], uint64(i), false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := s.nextRecs(n)
+	if err != nil || len(got) != n {
+		t.Fatalf("after overflowing recent: %d records, %v", len(got), err)
+	}
+	for i, r := range got {
+		if r.ref != uint64(i) {
+			t.Fatalf("record %d has ref %d: out of order", i, r.ref)
+		}
+		fromMemory := r.row == rows[i%len(rows)]
+		if i >= n-recentMax && !fromMemory {
+			t.Fatalf("record %d, held in recent, was read from the file", i)
+		}
+		if i < recentMax && fromMemory {
+			t.Fatalf("record %d, trimmed from recent, was not read from the file", i)
+		}
 	}
 }
