@@ -421,6 +421,11 @@ type RegionStats struct {
 	QueueDepth int64
 	// SpoolBytes is the size of the region's spool (spool mode).
 	SpoolBytes int64
+	// SpoolFsyncs and SpoolFsyncSeconds count the spool's fdatasyncs and
+	// the time spent in them (spool mode): their ratio is the latency the
+	// disk gives under the proxy's own load.
+	SpoolFsyncs       uint64
+	SpoolFsyncSeconds float64
 	// Batches is the number of committed append transactions.
 	Batches uint64
 	// EventsWritten is the number of rows appended.
@@ -462,6 +467,8 @@ func (r *Recorder) Stats() Stats {
 		if w.spool != nil {
 			rs.QueueDepth = w.spool.Pending()
 			rs.SpoolBytes = w.spool.Bytes()
+			rs.SpoolFsyncs = w.spool.syncs.Load()
+			rs.SpoolFsyncSeconds = time.Duration(w.spool.syncNanos.Load()).Seconds()
 		} else {
 			rs.QueueDepth = w.queued.Load()
 		}

@@ -85,6 +85,7 @@ type spool struct {
 	syncing   chan struct{} // under mu; nil when no fdatasync runs
 	syncedGen atomic.Uint64
 	syncs     atomic.Uint64 // fdatasyncs started by syncTo
+	syncNanos atomic.Int64  // time spent in them
 	// syncEvery > 0 is audit.spool_fsync: interval (syncLoop fsyncs);
 	// 0 is group (durable writes wait for their fsync).
 	syncEvery time.Duration
@@ -632,7 +633,9 @@ func (s *spool) syncTo(gen uint64) error {
 		f, upTo := s.cur, s.writeGen
 		s.mu.Unlock()
 		s.syncs.Add(1)
+		began := time.Now()
 		err := fdatasync(f)
+		s.syncNanos.Add(int64(time.Since(began)))
 		s.mu.Lock()
 		if err == nil {
 			s.syncedGen.Store(max(s.syncedGen.Load(), upTo))

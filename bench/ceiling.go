@@ -180,5 +180,13 @@ func (res *Results) computeCeilings() {
 		}
 		ratio := r.TPS / ceiling
 		r.DurabilityBoundTPS, r.CeilingTPS, r.TPSvsCeiling = &bound, &ceiling, &ratio
+		inRun := r.InRunFsyncMs
+		if r.Target == TargetPgtenantStrict {
+			inRun = r.InRunWriteMs
+		}
+		if inRun != nil && *inRun > 0 {
+			b := float64(r.Clients) / (*inRun / 1000) / float64(stmts)
+			r.InRunBoundTPS = &b
+		}
 	}
 }

@@ -22,9 +22,10 @@ func TestComputeCeilings(t *testing.T) {
 			{Target: TargetPgtenantNoAudit, Mode: "simple", Clients: 8, TPS: 6000},
 			{Target: TargetPgtenantNoAudit, Mode: "simple", Clients: 64, TPS: 7000},
 			// 8 / 0.5 ms / 2 = 8000 TPS allowed; noaudit's 6000 is lower.
-			{Target: TargetPgtenantSpoolGroup, Mode: "simple", Clients: 8, TPS: 4800},
-			// 8 / 2 ms / 2 = 2000 TPS allowed.
-			{Target: TargetPgtenantStrict, Mode: "simple", Clients: 8, TPS: 1700},
+			// In the run: 8 / 1 ms / 2 = 4000.
+			{Target: TargetPgtenantSpoolGroup, Mode: "simple", Clients: 8, TPS: 4800, InRunFsyncMs: ptr(1.0), InRunWriteMs: ptr(9.0)},
+			// 8 / 2 ms / 2 = 2000 TPS allowed; in the run the batch write: 8 / 4 ms / 2 = 1000.
+			{Target: TargetPgtenantStrict, Mode: "simple", Clients: 8, TPS: 1700, InRunWriteMs: ptr(4.0)},
 			// 64 / 2 ms / 2 = 16000: noaudit's 7000 is the ceiling.
 			{Target: TargetPgtenantStrict, Mode: "simple", Clients: 64, TPS: 3500},
 			{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, TPS: 5400},
@@ -54,6 +55,9 @@ func TestComputeCeilings(t *testing.T) {
 	check(3, "bound", r[3].DurabilityBoundTPS, 2000)
 	check(3, "ceiling", r[3].CeilingTPS, 2000)
 	check(3, "vs ceiling", r[3].TPSvsCeiling, 0.85)
+	check(2, "in-run bound", r[2].InRunBoundTPS, 4000)
+	check(3, "in-run bound", r[3].InRunBoundTPS, 1000)
+	none(4, "in-run bound", r[4].InRunBoundTPS)
 	check(4, "ceiling", r[4].CeilingTPS, 7000)
 	check(4, "vs ceiling", r[4].TPSvsCeiling, 0.5)
 	check(5, "vs noaudit", r[5].TPSvsNoAudit, 0.9)
@@ -70,9 +74,9 @@ func TestComputeCeilings(t *testing.T) {
 	for _, want := range []string{
 		"## Audit modes against the audit disabled and their durability ceiling",
 		"(ext4) mean 0.500 ms",
-		"| pgtenant-spool-group | simple | 8 | 4800 | 0.80 | 8000 | 6000 | 0.80 |",
-		"| pgtenant-strict | simple | 64 | 3500 | 0.50 | 16000 | 7000 | 0.50 |",
-		"| pgtenant-async | simple | 8 | 5400 | 0.90 | – | – | – |",
+		"| pgtenant-spool-group | simple | 8 | 4800 | 0.80 | 8000 | 6000 | 0.80 | 1.000 | 9.000 | 4000 |",
+		"| pgtenant-strict | simple | 64 | 3500 | 0.50 | 16000 | 7000 | 0.50 | – | – | – |",
+		"| pgtenant-async | simple | 8 | 5400 | 0.90 | – | – | – | – | – | – |",
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md.String())

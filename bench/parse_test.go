@@ -212,15 +212,18 @@ func TestPgBouncerConfig(t *testing.T) {
 
 func TestPgtenantConfig(t *testing.T) {
 	c := &cluster.Cluster{Port: 5999, Database: "app", ServiceUser: "app"}
-	tx := pgtenantConfig(6501, "transaction", "/spool", c, 700, 20)
+	tx := pgtenantConfig(6501, 6502, "transaction", "/spool", c, 700, 20)
 	pool, ok := tx["pool"].(map[string]any)
 	if !ok || pool["mode"] != "transaction" || pool["size"] != 20 {
 		t.Errorf("transaction target's pool = %v, want mode transaction, size 20", tx["pool"])
 	}
+	if tx["admin_listen"] != "127.0.0.1:6502" {
+		t.Errorf("admin_listen = %v, want 127.0.0.1:6502 (the audit's in-run latencies are scraped there)", tx["admin_listen"])
+	}
 	if audit := tx["audit"].(map[string]any); audit["disabled"] != true {
 		t.Errorf("transaction target's audit = %v, want disabled (as pgtenant-noaudit)", audit)
 	}
-	if _, ok := pgtenantConfig(6501, "noaudit", "/spool", c, 700, 20)["pool"]; ok {
+	if _, ok := pgtenantConfig(6501, 6502, "noaudit", "/spool", c, 700, 20)["pool"]; ok {
 		t.Error("pgtenant-noaudit has a pool section: it must stay in session mode")
 	}
 }

@@ -66,7 +66,7 @@ func moduleRoot(ctx context.Context) (string, error) {
 // product's defaults (policy on, audit init at start) with a local listen
 // port, the bench cluster as the only region and the superuser for audit
 // init. Secrets come from the environment, never from the file.
-func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConns, poolSize int) map[string]any {
+func pgtenantConfig(port, adminPort int, mode, spoolDir string, c *cluster.Cluster, maxConns, poolSize int) map[string]any {
 	audit := map[string]any{"mode": mode, "spool_dir": spoolDir}
 	switch mode {
 	case "noaudit", "transaction":
@@ -76,7 +76,7 @@ func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConn
 	}
 	cfg := map[string]any{
 		"listen":       "127.0.0.1:" + strconv.Itoa(port),
-		"admin_listen": "",
+		"admin_listen": "127.0.0.1:" + strconv.Itoa(adminPort), // /metrics: the audit's in-run latencies (scrape.go)
 		"log":          map[string]any{"level": "warn", "format": "text"},
 		"auth":         map[string]any{"hs256_secret_env": envJWTSecret},
 		"regions": map[string]any{
@@ -99,9 +99,15 @@ func pgtenantConfig(port int, mode, spoolDir string, c *cluster.Cluster, maxConn
 // pgtenantProc is a running `pgtenant serve`.
 type pgtenantProc struct {
 	*process
-	port  int
-	mode  string
-	token string
+	port      int
+	adminPort int
+	mode      string
+	token     string
+}
+
+// metricsURL is where its admin listener serves /metrics.
+func (t *pgtenantProc) metricsURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(t.adminPort) + "/metrics"
 }
 
 // newJWTSecret returns a random HS256 secret for this run.
@@ -124,7 +130,11 @@ func startPgtenant(ctx context.Context, bin, workDir, mode, secret string, c *cl
 	if err != nil {
 		return nil, err
 	}
-	cfg := pgtenantConfig(port, mode, filepath.Join(dir, "spool"), c, o.IdleConns+o.maxClients()+100, o.PoolSize)
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := pgtenantConfig(port, adminPort, mode, filepath.Join(dir, "spool"), c, o.IdleConns+o.maxClients()+100, o.PoolSize)
 	b, err := json.MarshalIndent(cfg, "", "  ") // JSON is YAML
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant config: %w", err)
@@ -145,7 +155,7 @@ func startPgtenant(ctx context.Context, bin, workDir, mode, secret string, c *cl
 	if err != nil {
 		return nil, err
 	}
-	t := &pgtenantProc{process: p, port: port, mode: mode, token: tok}
+	t := &pgtenantProc{process: p, port: port, adminPort: adminPort, mode: mode, token: tok}
 	ep := t.endpoint(c)
 	if err := p.waitReady(ctx, 90*time.Second, func(ctx context.Context) error { return probe(ctx, ep) }); err != nil {
 		_ = p.stop(5 * time.Second)

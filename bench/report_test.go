@@ -194,3 +194,5 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("normalized: clients %v targets %v modes %v", o.Clients, o.Targets, o.Modes)
 	}
 }
+
+func ptr(v float64) *float64 { return &v }

@@ -18,10 +18,11 @@ import (
 // target is one endpoint pgbench measures, with the proxy process in front
 // of the cluster (nil for direct).
 type target struct {
-	name     string
-	ep       Endpoint
-	proc     *process
-	goStacks bool // the proxy is a Go program: SIGQUIT dumps its goroutines
+	name       string
+	ep         Endpoint
+	proc       *process
+	goStacks   bool   // the proxy is a Go program: SIGQUIT dumps its goroutines
+	metricsURL string // pgtenant's /metrics, "" for other targets
 }
 
 // supports reports whether the target can run mode: PgBouncer's
@@ -238,7 +239,7 @@ func (h *harness) startTarget(ctx context.Context, name string, res *Results) (t
 			return t, err
 		}
 		h.track(p.process, true)
-		t.ep, t.proc, t.goStacks = p.endpoint(h.c), p.process, true
+		t.ep, t.proc, t.goStacks, t.metricsURL = p.endpoint(h.c), p.process, true, p.metricsURL()
 		if res.PolicyEnforced == nil {
 			on, err := p.policyEnforced(ctx, h.c)
 			if err != nil {
@@ -394,8 +395,13 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		}
 	}
 	stored := int64(-1)
-	if strings.HasPrefix(t.name, "pgtenant-") && t.name != TargetPgtenantNoAudit && t.name != TargetPgtenantTx {
+	var latBefore auditLatency
+	auditOn := strings.HasPrefix(t.name, "pgtenant-") && t.name != TargetPgtenantNoAudit && t.name != TargetPgtenantTx
+	if auditOn {
 		if stored, err = h.auditStored(ctx); err != nil {
+			return row, err
+		}
+		if latBefore, err = scrapeAuditLatency(ctx, t.metricsURL); err != nil {
 			return row, err
 		}
 	}
@@ -414,6 +420,13 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 	}
 	if err := h.measureDrain(ctx, stored, time.Now(), &row); err != nil {
 		return row, err
+	}
+	if auditOn {
+		latAfter, err := scrapeAuditLatency(ctx, t.metricsURL)
+		if err != nil {
+			return row, err
+		}
+		row.InRunFsyncMs, row.InRunWriteMs = inRunMs(latBefore, latAfter)
 	}
 	if t.proc != nil {
 		after, err := sampleProc(t.proc.pid())

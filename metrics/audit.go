@@ -19,6 +19,10 @@ type AuditStats struct {
 	// Written and Failed are cumulative counts of events written to the
 	// regional databases and of events whose write failed.
 	Written, Failed uint64
+	// SpoolFsyncs and SpoolFsyncSeconds count the spool's fdatasyncs and
+	// the time spent in them.
+	SpoolFsyncs       uint64
+	SpoolFsyncSeconds float64
 	// Chains holds the chain heads of each region, keyed by region name.
 	Chains map[string]ChainHeads
 }
@@ -46,6 +50,7 @@ type auditCollector struct {
 	regions *boundedLabel
 
 	queueDepth, queueCapacity, spoolBytes, written, failed *prometheus.Desc
+	fsyncs, fsyncSeconds                                   *prometheus.Desc
 	chains, entries, lastAppend, integrationLag            *prometheus.Desc
 }
 
@@ -61,6 +66,8 @@ func newAuditCollector(stats func() AuditStats, regions *boundedLabel) *auditCol
 		spoolBytes:    d("spool_bytes", "Size of the local audit spool in bytes."),
 		written:       d("events_written_total", "Audit events written to the regional databases."),
 		failed:        d("events_failed_total", "Audit events whose write to a regional database failed."),
+		fsyncs:        d("spool_fsyncs_total", "fdatasyncs of the local audit spool."),
+		fsyncSeconds:  d("spool_fsync_seconds_total", "Time spent in fdatasyncs of the local audit spool."),
 		chains:        d("chains", "Audit hash chains in the region (one per tenant, plus one for unverified clients).", "region"),
 		entries:       d("chain_head_entries", "Sum of the head sequence numbers of the region's audit chains.", "region"),
 		lastAppend:    d("last_append_timestamp_seconds", "Unix time of the newest audit entry appended in the region.", "region"),
@@ -71,7 +78,8 @@ func newAuditCollector(stats func() AuditStats, regions *boundedLabel) *auditCol
 
 // Describe implements prometheus.Collector.
 func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queueDepth, c.queueCapacity, c.spoolBytes, c.written, c.failed, c.chains, c.entries, c.lastAppend, c.integrationLag} {
+	for _, d := range []*prometheus.Desc{c.queueDepth, c.queueCapacity, c.spoolBytes, c.written, c.failed,
+		c.fsyncs, c.fsyncSeconds, c.chains, c.entries, c.lastAppend, c.integrationLag} {
 		ch <- d
 	}
 }
@@ -84,6 +92,8 @@ func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.spoolBytes, prometheus.GaugeValue, float64(s.SpoolBytes))
 	ch <- prometheus.MustNewConstMetric(c.written, prometheus.CounterValue, float64(s.Written))
 	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Failed))
+	ch <- prometheus.MustNewConstMetric(c.fsyncs, prometheus.CounterValue, float64(s.SpoolFsyncs))
+	ch <- prometheus.MustNewConstMetric(c.fsyncSeconds, prometheus.CounterValue, s.SpoolFsyncSeconds)
 	// Aggregate first: two unknown regions both map to "other" and must not
 	// produce duplicate series.
 	type agg struct {

@@ -151,6 +151,7 @@ func TestLatencyHistograms(t *testing.T) {
 
 func TestAuditAndCacheHooks(t *testing.T) {
 	stats := metrics.AuditStats{QueueDepth: 7, QueueCapacity: 100, SpoolBytes: 4096, Written: 12, Failed: 1,
+		SpoolFsyncs: 3, SpoolFsyncSeconds: 0.0015,
 		Chains: map[string]metrics.ChainHeads{
 			"eu-west": {Chains: 3, Entries: 40, LastAppend: time.Unix(1700000000, 0)},
 			"x1":      {Chains: 1, Entries: 2},
@@ -173,6 +174,12 @@ pgtenant_audit_events_written_total 12
 # HELP pgtenant_audit_events_failed_total Audit events whose write to a regional database failed.
 # TYPE pgtenant_audit_events_failed_total counter
 pgtenant_audit_events_failed_total 1
+# HELP pgtenant_audit_spool_fsyncs_total fdatasyncs of the local audit spool.
+# TYPE pgtenant_audit_spool_fsyncs_total counter
+pgtenant_audit_spool_fsyncs_total 3
+# HELP pgtenant_audit_spool_fsync_seconds_total Time spent in fdatasyncs of the local audit spool.
+# TYPE pgtenant_audit_spool_fsync_seconds_total counter
+pgtenant_audit_spool_fsync_seconds_total 0.0015
 # HELP pgtenant_audit_chains Audit hash chains in the region (one per tenant, plus one for unverified clients).
 # TYPE pgtenant_audit_chains gauge
 pgtenant_audit_chains{region="eu-west"} 3
@@ -194,6 +201,7 @@ pgtenant_policy_cache_requests_total{result="hit"} 9
 pgtenant_policy_cache_requests_total{result="miss"} 4
 `
 	names := []string{"pgtenant_audit_queue_depth", "pgtenant_audit_events_written_total", "pgtenant_audit_events_failed_total",
+		"pgtenant_audit_spool_fsyncs_total", "pgtenant_audit_spool_fsync_seconds_total",
 		"pgtenant_audit_chains", "pgtenant_audit_chain_head_entries", "pgtenant_audit_last_append_timestamp_seconds",
 		"pgtenant_audit_write_errors_total", "pgtenant_policy_cache_requests_total"}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(expected), names...); err != nil {

@@ -161,6 +161,8 @@ func (w *auditWatch) stats() metrics.AuditStats {
 		out.SpoolBytes += rs.SpoolBytes
 		out.Written += rs.EventsWritten
 		out.Failed += rs.EventsFailed
+		out.SpoolFsyncs += rs.SpoolFsyncs
+		out.SpoolFsyncSeconds += rs.SpoolFsyncSeconds
 		h, known := w.heads[name]
 		ch := metrics.ChainHeads{Chains: int(h.Chains), Entries: h.Entries, CountsUnknown: !known, LastAppend: w.lastAppend[name],
 			IntegrationLagSeconds: rs.IntegrationLagSeconds}
