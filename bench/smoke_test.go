@@ -81,6 +81,16 @@ func TestSmokeRun(t *testing.T) {
 		if ceiling != (r.TPSvsCeiling != nil) || ceiling != (r.CeilingTPS != nil) || (ceiling && *r.CeilingTPS <= 0) {
 			t.Errorf("%s: ceiling %v, TPS / ceiling %v", r.Target, deref(r.CeilingTPS), deref(r.TPSvsCeiling))
 		}
+		// pgtenant's own timings of the run: every spool fdatasyncs (the
+		// interval mode too, in the background), and the strict mode's
+		// statements wait for batch writes
+		spooled := r.Target == TargetPgtenantSpool || r.Target == TargetPgtenantSpoolGroup
+		if spooled != (r.InRunFsyncMs != nil) || (spooled && *r.InRunFsyncMs <= 0) {
+			t.Errorf("%s: in-run fdatasync %v ms, want it measured: %v", r.Target, deref(r.InRunFsyncMs), spooled)
+		}
+		if r.Target == TargetPgtenantStrict && (r.InRunWriteMs == nil || *r.InRunWriteMs <= 0 || r.InRunBoundTPS == nil) {
+			t.Errorf("%s: in-run batch write %v ms, bound %v", r.Target, deref(r.InRunWriteMs), deref(r.InRunBoundTPS))
+		}
 	}
 	if d := res.Durability; d == nil || d.FdatasyncMeanMs <= 0 || d.CommitMeanMs <= 0 {
 		t.Errorf("durability latencies not measured: %+v", d)
