@@ -46,6 +46,26 @@ func mergeResult(stmt, res *Row) {
 	}
 }
 
+// mergeEvent is mergeResult for a result event that was never made a row
+// (async mode, its statement held): the same fields, cleaned as newRow
+// cleans them, without the row, event id and hashing a result row costs.
+func mergeEvent(stmt *Row, ev tenancy.Event) {
+	o := &struct {
+		rows, dur int64
+		state     string
+	}{dur: ev.DurationUS}
+	stmt.Rows = nil
+	if ev.Rows >= 0 {
+		o.rows = ev.Rows
+		stmt.Rows = &o.rows
+	}
+	stmt.DurationUS = &o.dur
+	if ev.SQLState != "" {
+		o.state = clean(ev.SQLState)
+		stmt.SQLState = &o.state
+	}
+}
+
 // held is a statement row waiting for its result; pos is whatever its
 // owner needs to release it (the spool position of its record).
 type held struct {

@@ -190,6 +190,17 @@ func (r *Recorder) Record(ctx context.Context, ev tenancy.Event) error {
 		targets = []string{ev.Region}
 	}
 	statement := ev.Kind == tenancy.KindStatement
+	if ev.Kind == tenancy.KindResult && len(targets) == 1 && r.cfg.Mode == ModeAsync && ev.Ref != 0 &&
+		ev.SessionID != "" && ev.AccountID != NoTenantChain {
+		// The usual result: its statement waits in memory for it.
+		w := r.writers[targets[0]]
+		if w.spool == nil {
+			if h := w.held.take(stmtKey{clean(ev.SessionID), ev.Ref}); h != nil {
+				mergeEvent(h.row, ev)
+				return w.enqueue(ctx, &item{row: h.row})
+			}
+		}
+	}
 	for _, name := range targets {
 		w := r.writers[name]
 		row, err := newRow(ev, chain, name, r.instance, r.cfg.Statement)

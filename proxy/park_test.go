@@ -2,17 +2,18 @@ package proxy
 
 import (
 	"io"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// TestIdleSessionParks checks that an idle session's backend goroutine
-// parks, that what the backend then sends unasked wakes it and reaches the
-// client, that a parked session still relays a query, and that closing a
-// parked session ends it.
-func TestIdleSessionParks(t *testing.T) {
+// parkableSession is a session past its startup, not yet started, on TCP
+// sockets the watcher can arm: the test's ends are the client's and the
+// server's connections. It skips where there is no watcher.
+func parkableSession(t *testing.T) (*Server, *session, net.Conn, net.Conn) {
+	t.Helper()
 	startParker()
 	if theParker == nil {
 		t.Skip("no epoll here: sessions do not park")
@@ -30,6 +31,15 @@ func TestIdleSessionParks(t *testing.T) {
 	if err := readUntilReady(clientConn); err != nil {
 		t.Fatal(err)
 	}
+	return srv, ss, clientConn, backendConn
+}
+
+// TestIdleSessionParks checks that an idle session's backend goroutine
+// parks, that what the backend then sends unasked wakes it and reaches the
+// client, that a parked session still relays a query, and that closing a
+// parked session ends it.
+func TestIdleSessionParks(t *testing.T) {
+	srv, ss, clientConn, backendConn := parkableSession(t)
 	stop := make(chan struct{})
 	defer close(stop)
 	go srv.sweepIdle(stop)
@@ -105,23 +115,7 @@ func TestIdleSessionParks(t *testing.T) {
 // to take the socket back, and a watcher that started a backend goroutine
 // then would leave a busy session on two goroutines for good.
 func TestParkedSessionRelaysOnItsClientGoroutine(t *testing.T) {
-	startParker()
-	if theParker == nil {
-		t.Skip("no epoll here: sessions do not park")
-	}
-	srv := fuzzSessionServer(t)
-	clientConn, proxyClient := tcpPair(t)
-	proxyBackend, backendConn := tcpPair(t)
-	ss := newFuzzSession(srv, proxyClient, proxyBackend)
-	if err := srv.track(ss); err != nil {
-		t.Fatal(err)
-	}
-	if err := ss.sendStartupReply(); err != nil {
-		t.Fatal(err)
-	}
-	if err := readUntilReady(clientConn); err != nil {
-		t.Fatal(err)
-	}
+	_, ss, clientConn, backendConn := parkableSession(t)
 	// The reply is in before the relay begins, every time: a watcher still
 	// armed for the session reports it. (Set before the session's goroutines
 	// start and cleared after they end.)
