@@ -127,6 +127,9 @@ func (c *connWriter) header(t byte, n int) error {
 	return nil
 }
 
+// buffered is how many bytes Flush would write.
+func (c *connWriter) buffered() int { return c.n }
+
 // Flush writes what is buffered and returns the buffer to the pool.
 func (c *connWriter) Flush() error {
 	if c.buf == nil {

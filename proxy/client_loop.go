@@ -79,6 +79,9 @@ var testHookBatchSent func()
 // itself (relaySession). A failed write also takes the backend, so what the
 // server said before it went away (or that it went) reaches the client.
 func (s *session) flushSession() error {
+	if s.bw.buffered() == 0 && s.queue.empty() {
+		return nil // nothing to send, nothing to relay
+	}
 	// Take the backend socket before the batch leaves: the reply can come at
 	// once, and a watcher that saw it while the session was still parked
 	// would start a backend goroutine, which a busy session then keeps (it
