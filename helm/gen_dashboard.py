@@ -87,6 +87,9 @@ line(
     dict(title="Audit spool size", exprs=[(f"sum by (instance) (pgtenant_audit_spool_bytes{{{SEL}}})", "{{instance}}")], unit="bytes"),
     dict(title="Audit events /s", exprs=[(f"sum(rate(pgtenant_audit_events_written_total{{{SEL}}}[$__rate_interval]))", "written"),
                                          (f"sum(rate(pgtenant_audit_events_failed_total{{{SEL}}}[$__rate_interval]))", "failed")], unit="ops"),
+    dict(title="Spool fdatasync latency (mean)", exprs=[
+        (f"sum by (instance) (rate(pgtenant_audit_spool_fsync_seconds_total{{{SEL}}}[$__rate_interval])) / sum by (instance) (rate(pgtenant_audit_spool_fsyncs_total{{{SEL}}}[$__rate_interval]))", "{{instance}}")], unit="s",
+         desc="What the spool's disk gives under load; in spool_fsync: group every statement waits for at least one."),
 )
 line(
     dict(title="Audit write latency (p50 / p99)", exprs=[
