@@ -426,7 +426,7 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		if err != nil {
 			return row, err
 		}
-		row.InRunFsyncMs, row.InRunWriteMs = inRunMs(latBefore, latAfter)
+		row.InRunFsyncMs, row.InRunWriteMs, row.InRunOverheadMs = inRunMs(latBefore, latAfter)
 	}
 	if t.proc != nil {
 		after, err := sampleProc(t.proc.pid())

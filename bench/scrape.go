@@ -12,13 +12,17 @@ import (
 
 // auditLatency is what a pgtenant's metrics say of the audit's durability
 // work so far: the spool's fdatasyncs and the audit database's batch writes
-// (what a strict statement waits for), each a count and the seconds spent.
+// (what a strict statement waits for), each a count and the seconds spent,
+// and what pgtenant added to the statements in all.
 // Two samples around a run give the latency the disk and the database gave
 // under that run's load, where the ceiling's probes (ceiling.go) time them
 // on an idle machine.
 type auditLatency struct {
 	fsyncs, fsyncSeconds float64
 	writes, writeSeconds float64
+	// statements and overheadSeconds: the time pgtenant itself added to
+	// the statements (parse, policy, and the audit's wait)
+	statements, overheadSeconds float64
 }
 
 // The metric families auditLatency reads (metrics/audit.go, metrics.go).
@@ -27,6 +31,8 @@ const (
 	metricFsyncSeconds = "pgtenant_audit_spool_fsync_seconds_total"
 	metricWrites       = "pgtenant_audit_write_duration_seconds_count"
 	metricWriteSeconds = "pgtenant_audit_write_duration_seconds_sum"
+	metricStatements   = "pgtenant_statement_overhead_seconds_count"
+	metricOverhead     = "pgtenant_statement_overhead_seconds_sum"
 )
 
 // scrapeAuditLatency reads url (a pgtenant /metrics), summing each family
@@ -74,6 +80,10 @@ func scrapeAuditLatency(ctx context.Context, url string) (auditLatency, error) {
 			l.writes += v
 		case metricWriteSeconds:
 			l.writeSeconds += v
+		case metricStatements:
+			l.statements += v
+		case metricOverhead:
+			l.overheadSeconds += v
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -82,9 +92,10 @@ func scrapeAuditLatency(ctx context.Context, url string) (auditLatency, error) {
 	return l, nil
 }
 
-// inRunMs returns the mean fdatasync and batch write latency in ms between
-// two samples, nil where there were none.
-func inRunMs(before, after auditLatency) (fsync, write *float64) {
+// inRunMs returns the mean fdatasync latency, batch write latency and
+// overhead per statement in ms between two samples, nil where there were
+// none.
+func inRunMs(before, after auditLatency) (fsync, write, overhead *float64) {
 	mean := func(n, secs float64) *float64 {
 		if n <= 0 {
 			return nil
@@ -93,5 +104,6 @@ func inRunMs(before, after auditLatency) (fsync, write *float64) {
 		return &v
 	}
 	return mean(after.fsyncs-before.fsyncs, after.fsyncSeconds-before.fsyncSeconds),
-		mean(after.writes-before.writes, after.writeSeconds-before.writeSeconds)
+		mean(after.writes-before.writes, after.writeSeconds-before.writeSeconds),
+		mean(after.statements-before.statements, after.overheadSeconds-before.overheadSeconds)
 }

@@ -88,6 +88,9 @@ func TestSmokeRun(t *testing.T) {
 		if spooled != (r.InRunFsyncMs != nil) || (spooled && *r.InRunFsyncMs <= 0) {
 			t.Errorf("%s: in-run fdatasync %v ms, want it measured: %v", r.Target, deref(r.InRunFsyncMs), spooled)
 		}
+		if auditMode != (r.InRunOverheadMs != nil) || (auditMode && *r.InRunOverheadMs <= 0) {
+			t.Errorf("%s: in-run overhead %v ms per statement, want it measured: %v", r.Target, deref(r.InRunOverheadMs), auditMode)
+		}
 		if r.Target == TargetPgtenantStrict && (r.InRunWriteMs == nil || *r.InRunWriteMs <= 0 || r.InRunBoundTPS == nil) {
 			t.Errorf("%s: in-run batch write %v ms, bound %v", r.Target, deref(r.InRunWriteMs), deref(r.InRunBoundTPS))
 		}

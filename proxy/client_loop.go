@@ -314,7 +314,7 @@ func (s *session) onBind(n int) error {
 		}
 	}
 	s.queue.push(pending{kind: pendBind, portal: portal, stmt: ref, changes: d.Changes, sets: d.Sets})
-	s.lastBind.portal, s.lastBind.ref = portal, ref
+	s.lastBind.portal, s.lastBind.ref, s.lastBind.overhead = portal, ref, time.Since(start)
 	if srv != nil {
 		return writeRenamed(s.bw, 'B', body[:len(portal)+1], srv, body[len(portal)+1+len(stmt)+1:])
 	}
@@ -341,7 +341,14 @@ func (s *session) onExecute(n int) error {
 		}
 		return s.denyExtended(*refusal, full, start)
 	}
-	s.queue.push(pending{kind: pendExecute, start: start, portal: portal, ticket: tk})
+	// The extended protocol's check and audit ran at Bind: their time is
+	// this Execute's overhead (a portal's later Executes add none).
+	overhead := time.Since(start)
+	if s.lastBind.portal == portal {
+		overhead += s.lastBind.overhead
+		s.lastBind.overhead = 0
+	}
+	s.queue.push(pending{kind: pendExecute, start: start, overhead: overhead, portal: portal, ticket: tk})
 	s.armTimeout(tk)
 	return writeMsg(s.bw, 'E', body)
 }

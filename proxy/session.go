@@ -81,10 +81,12 @@ type session struct {
 	bindFmts  []int16
 	bindVals  [][]byte
 	// lastBind is the latest allowed Bind, for the audit text of an Execute
-	// of its portal that a budget refuses.
+	// of its portal that a budget refuses, and for the time the check and
+	// the audit took at Bind, which its first Execute reports as overhead.
 	lastBind struct {
-		portal string
-		ref    *stmtRef
+		portal   string
+		ref      *stmtRef
+		overhead time.Duration
 	}
 	expiresAt time.Time
 	copyIn    copyIn // policy.unscoped: rewrite: row check of COPY FROM STDIN (rewrite.go)
