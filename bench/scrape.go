@@ -53,6 +53,11 @@ func scrapeAuditLatency(ctx context.Context, url string) (auditLatency, error) {
 		return auditLatency{}, fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
 	var l auditLatency
+	sums := map[string]*float64{
+		metricFsyncs: &l.fsyncs, metricFsyncSeconds: &l.fsyncSeconds,
+		metricWrites: &l.writes, metricWriteSeconds: &l.writeSeconds,
+		metricStatements: &l.statements, metricOverhead: &l.overheadSeconds,
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
@@ -71,19 +76,8 @@ func scrapeAuditLatency(ctx context.Context, url string) (auditLatency, error) {
 		if err != nil {
 			continue
 		}
-		switch name {
-		case metricFsyncs:
-			l.fsyncs += v
-		case metricFsyncSeconds:
-			l.fsyncSeconds += v
-		case metricWrites:
-			l.writes += v
-		case metricWriteSeconds:
-			l.writeSeconds += v
-		case metricStatements:
-			l.statements += v
-		case metricOverhead:
-			l.overheadSeconds += v
+		if sum, ok := sums[name]; ok {
+			*sum += v
 		}
 	}
 	if err := sc.Err(); err != nil {
