@@ -4,7 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -528,5 +531,69 @@ func TestSpoolRecentIsWhatTheFileSays(t *testing.T) {
 		if i < recentMax && fromMemory {
 			t.Fatalf("record %d, trimmed from recent, was not read from the file", i)
 		}
+	}
+}
+
+// goroutineID is the calling goroutine's id, from its stack header.
+func goroutineID() string {
+	var b [64]byte
+	n := runtime.Stack(b[:], false)
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(b[:n]), "goroutine "), " ")
+	return id
+}
+
+// A group that forms while the group before it is being written is written
+// by that group's leader, right after its own, rather than by its own
+// leader once that one is woken and scheduled; its members all return, and
+// the records stay in log order.
+func TestSpoolLeaderWritesTheGroupFormedBehindIt(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writers := make(chan string, 8) // the goroutine of each group write
+	release := make(chan struct{})
+	var first atomic.Bool
+	first.Store(true)
+	testHookGroupWrite = func() {
+		writers <- goroutineID()
+		if first.CompareAndSwap(true, false) {
+			<-release // the first group's write takes its time
+		}
+	}
+	defer func() { testHookGroupWrite = nil }()
+
+	rows := spoolRows(t, 3)
+	var wg sync.WaitGroup
+	appendRef := func(i int) {
+		defer wg.Done()
+		if err := s.AppendRef(rows[i], uint64(i+1), false, false); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Add(1)
+	go appendRef(0)
+	firstWriter := <-writers
+	// Two more appends form the next group while the first is written.
+	wg.Add(2)
+	go appendRef(1)
+	go appendRef(2)
+	waitFor(t, "the next group to form", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.forming != nil && len(s.forming.mem) == 2
+	})
+	close(release)
+	wg.Wait()
+	if second := <-writers; second != firstWriter {
+		t.Errorf("the second group was written by goroutine %s, not by the first group's leader %s", second, firstWriter)
+	}
+	if extra := len(writers); extra != 0 {
+		t.Errorf("%d more group writes: a combined group was written again", extra)
+	}
+	recs, _, err := s.nextRecs(10)
+	if err != nil || len(recs) != 3 || recs[0].ref != 1 {
+		t.Fatalf("read %d records (%v), first ref %v: want 3, the first group's first", len(recs), err, recs)
 	}
 }
