@@ -190,19 +190,14 @@ func (r *Recorder) Record(ctx context.Context, ev tenancy.Event) error {
 		targets = []string{ev.Region}
 	}
 	statement := ev.Kind == tenancy.KindStatement
-	if ev.Kind == tenancy.KindResult && len(targets) == 1 && r.cfg.Mode == ModeAsync && ev.Ref != 0 &&
-		ev.SessionID != "" && ev.AccountID != NoTenantChain {
-		// The usual result: its statement waits in memory for it.
-		w := r.writers[targets[0]]
-		if w.spool == nil {
-			if h := w.held.take(stmtKey{clean(ev.SessionID), ev.Ref}); h != nil {
-				mergeEvent(h.row, ev)
-				return w.enqueue(ctx, &item{row: h.row})
-			}
-		}
-	}
 	for _, name := range targets {
 		w := r.writers[name]
+		if merged, err := r.mergeHeld(ctx, w, ev); merged {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		row, err := newRow(ev, chain, name, r.instance, r.cfg.Statement)
 		if err != nil {
 			return err
@@ -212,6 +207,22 @@ func (r *Recorder) Record(ctx context.Context, ev tenancy.Event) error {
 		}
 	}
 	return nil
+}
+
+// mergeHeld merges a result into its statement when, in async mode, the
+// statement waits in memory for it (recordIn holds it), and queues the
+// statement's row: one row per statement, and the result never made a row
+// of its own. merged is false when ev is not such a result.
+func (r *Recorder) mergeHeld(ctx context.Context, w *regionWriter, ev tenancy.Event) (merged bool, err error) {
+	if r.cfg.Mode != ModeAsync || ev.Kind != tenancy.KindResult || ev.Ref == 0 || ev.SessionID == "" {
+		return false, nil
+	}
+	h := w.held.take(stmtKey{clean(ev.SessionID), ev.Ref})
+	if h == nil {
+		return false, nil
+	}
+	mergeEvent(h.row, ev)
+	return true, w.enqueue(ctx, &item{row: h.row})
 }
 
 func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, ref uint64, statement bool) error {
@@ -233,18 +244,11 @@ func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, ref 
 	}
 	if r.cfg.Mode == ModeAsync {
 		// One row per statement: park it until its result comes.
-		if k, ok := keyOf(row, ref); ok {
-			switch {
-			case waitsForResult(row, ref):
-				if w.held.hold(k, &held{row: row, since: time.Now()}) {
-					w.queued.Add(1)
-					return nil
-				}
-			case row.Kind == tenancy.KindResult:
-				if h := w.held.take(k); h != nil {
-					mergeResult(h.row, row)
-					return w.enqueue(ctx, &item{row: h.row})
-				}
+		// (A result whose statement is held never gets here: mergeHeld.)
+		if k, ok := keyOf(row, ref); ok && waitsForResult(row, ref) {
+			if w.held.hold(k, &held{row: row, since: time.Now()}) {
+				w.queued.Add(1)
+				return nil
 			}
 		}
 		if row.Kind == tenancy.KindDisconnect && row.SessionID != nil {
