@@ -161,7 +161,7 @@ func (res *Results) computeCeilings() {
 		r := &res.Rows[i]
 		// Only the audit modes are compared with the audit disabled: the
 		// transaction-pooling target differs from it in pooling, not audit.
-		if !r.IsPgtenant() || r.Target == TargetPgtenantNoAudit || r.Target == TargetPgtenantTx || r.Error != "" || r.TPS <= 0 {
+		if !isAudited(r.Target) || r.Error != "" || r.TPS <= 0 {
 			continue
 		}
 		na, haveNA := noaudit[key{r.Mode, r.Clients}]

@@ -124,6 +124,12 @@ func (res *Results) Failed() []Row {
 // IsPgtenant reports whether the row measured pgtenant.
 func (r Row) IsPgtenant() bool { return strings.HasPrefix(r.Target, "pgtenant-") }
 
+// isAudited reports whether target is pgtenant with the audit on (the
+// transaction-pooling target runs without it, as pgtenant-noaudit does).
+func isAudited(target string) bool {
+	return strings.HasPrefix(target, "pgtenant-") && target != TargetPgtenantNoAudit && target != TargetPgtenantTx
+}
+
 // computeRatios fills the ratio fields of every pgtenant row from the rows
 // of the reference targets with the same mode and client count.
 func (res *Results) computeRatios() {

@@ -396,7 +396,7 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 	}
 	stored := int64(-1)
 	var latBefore auditLatency
-	auditOn := strings.HasPrefix(t.name, "pgtenant-") && t.name != TargetPgtenantNoAudit && t.name != TargetPgtenantTx
+	auditOn := isAudited(t.name)
 	if auditOn {
 		if stored, err = h.auditStored(ctx); err != nil {
 			return row, err
