@@ -63,6 +63,15 @@ func (t *memTree) root(size int64) (tlog.Hash, error) { return tlog.TreeHash(siz
 // loadTree rebuilds region's tree from events (leaf order). A missing or
 // repeated leaf is a Failure, as is a tree_heads size that disagrees.
 func loadTree(ctx context.Context, conn *pgx.Conn, region string) (*memTree, *Failure, error) {
+	if conn.PgConn().TxStatus() == 'I' {
+		// One snapshot for the leaves and tree_heads: a round the
+		// integrator commits between the two reads would read as a gap.
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, nil, fmt.Errorf("read tree: %w", err)
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+	}
 	rows, err := conn.Query(ctx, `SELECT leaf, entry_hash FROM pgtenant_audit.events
 		WHERE region = $1 AND leaf IS NOT NULL ORDER BY leaf`, region)
 	if err != nil {
