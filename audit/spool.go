@@ -23,11 +23,16 @@ import (
 // The spool is a directory of segment files, NNNNNNNNNNNNNNNNNNNN.seg, each a
 // sequence of records: u32 BE payload length, u32 BE CRC-32C of the payload,
 // payload (spoolFormat: the row's binary content encoding without seq and
-// hashes). Writers append whole records with one write(2) and either group
-// their fsyncs or leave them to syncLoop (audit.spool_fsync); one reader (the shipper) follows
-// the log and deletes a segment once it is rotated and fully shipped. After a
-// restart the reader starts again at the oldest segment; rows already in the
-// database are skipped by event_id.
+// hashes), then zeros up to the segment's allocated size while it is the
+// one being written. The segment being written is allocated up front
+// (fallocate) and mapped shared: an append copies its record into the
+// mapping under the spool's mutex, which puts it in the kernel's page cache
+// (it survives kill -9 of the process, as a write(2) would) without a system
+// call or a wait for another goroutine's write; fsyncs are grouped (group)
+// or left to syncLoop (interval), per audit.spool_fsync. One reader (the
+// shipper) follows the log and deletes a segment once it is rotated and
+// fully shipped. After a restart the reader starts again at the oldest
+// segment; rows already in the database are skipped by event_id.
 
 const (
 	segmentSuffix   = ".seg"
@@ -50,23 +55,15 @@ type spool struct {
 	mu        sync.Mutex
 	cur       *os.File
 	curID     uint64
-	curSize   int64
+	curSize   int64            // bytes of records in cur
+	curMap    []byte           // cur, mapped shared: its allocated length
 	sizes     map[uint64]int64 // bytes written per live segment
 	total     int64            // bytes in live segments
 	unshipped int64            // bytes written and not yet released
 	records   int64            // records written and not yet released
-	writeGen  uint64           // incremented per group written
+	writeGen  uint64           // incremented per append written
 	closed    bool
 	notify    chan struct{} // closed and replaced when records are written
-
-	// Group write: appends that arrive together share one write(2) and,
-	// when one of them waits for it, one fdatasync (spoolGroup). forming
-	// collects records; tail is the group detached last (being written or
-	// done), which forming's leader waits for. spare is a written group's
-	// buffer kept for the next one.
-	forming *spoolGroup
-	tail    *spoolGroup
-	spare   []byte
 
 	// recent is the last records written, in log order, as the rows the
 	// writers encoded (at most recentMax): the shipper, normally right
@@ -77,10 +74,11 @@ type spool struct {
 
 	// relMu serializes Release, which writes the cursor and deletes
 	// segments outside mu so that appends never wait for those syscalls.
-	relMu sync.Mutex
+	relMu  sync.Mutex
+	cursor *os.File // cursorFile, opened by the first Release (relMu)
 
 	// The fdatasync in flight (syncTo): at most one at a time, covering
-	// every group written before it started; appends that need a later one
+	// every append written before it started; appends that need a later one
 	// wait for syncing to close, then one of them starts the next.
 	syncing   chan struct{} // under mu; nil when no fdatasync runs
 	syncedGen atomic.Uint64
@@ -92,9 +90,12 @@ type spool struct {
 	syncStop  chan struct{}
 	syncDone  chan struct{}
 
-	// reader state, used by the shipper goroutine only
+	// reader state, used by the shipper goroutine only; rEnd is where the
+	// records rReader can read end (the segment's size when it was opened:
+	// past it, a segment being written holds zeros or a record being copied)
 	rID     uint64
 	rOff    int64
+	rEnd    int64
 	rFile   *os.File
 	rReader *bufio.Reader
 }
@@ -178,7 +179,7 @@ func openSpoolSync(dir string, maxBytes int64, syncEvery time.Duration) (*spool,
 	if haveCursor {
 		s.rID, s.rOff = cur.id, cur.off
 	}
-	if err := s.rotateLocked(next); err != nil {
+	if err := s.rotateLocked(next, 0); err != nil {
 		s.lock.Close()
 		return nil, err
 	}
@@ -271,12 +272,31 @@ func readCursor(dir string) (spoolPos, bool) {
 	return p, true
 }
 
+// cursorLen is the cursor's fixed width: two 20-digit numbers, a space and
+// a newline.
+const cursorLen = 42
+
+// writeCursor rewrites the cursor in place, at a fixed width so that one
+// write replaces all of it (relMu held). A new file and a rename per
+// shipped batch made ext4 allocate an inode each time, and its search past
+// recently deleted inodes took 8% of the proxy's CPU in spool mode.
 func (s *spool) writeCursor(p spoolPos) error {
-	tmp := filepath.Join(s.dir, cursorFile+".tmp")
-	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", p.id, p.off), 0o600); err != nil {
-		return err
+	if s.cursor == nil {
+		f, err := os.OpenFile(filepath.Join(s.dir, cursorFile), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return err
+		}
+		// An earlier build wrote it unpadded (shorter): the zeros a crash
+		// could leave between the cut and the write read as its end.
+		if err := f.Truncate(cursorLen); err != nil {
+			f.Close()
+			return err
+		}
+		s.cursor = f
 	}
-	return os.Rename(tmp, filepath.Join(s.dir, cursorFile))
+	var buf [cursorLen]byte
+	_, err := s.cursor.WriteAt(fmt.Appendf(buf[:0], "%020d %020d\n", p.id, p.off), 0)
+	return err
 }
 
 var errTorn = errors.New("torn or corrupt spool record")
@@ -303,28 +323,79 @@ func readRecord(r *bufio.Reader) ([]byte, error) {
 	return payload, nil
 }
 
-// rotateLocked syncs and closes the current segment and starts segment id.
-func (s *spool) rotateLocked(id uint64) error {
-	if s.cur != nil {
-		if err := s.cur.Sync(); err != nil {
-			return fmt.Errorf("spool: sync: %w", err)
-		}
-		s.syncedGen.Store(max(s.syncedGen.Load(), s.writeGen))
-		if err := s.cur.Close(); err != nil {
-			return fmt.Errorf("spool: close: %w", err)
-		}
-	}
-	f, err := os.OpenFile(filepath.Join(s.dir, segName(id)), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_EXCL, 0o600)
+// rotateLocked finishes the current segment and starts segment id, with
+// room for at least need bytes.
+func (s *spool) rotateLocked(id uint64, need int64) error {
+	path := filepath.Join(s.dir, segName(id))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
+	}
+	m, err := mapSegment(f, max(segmentMaxBytes, need))
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("spool: segment %s: %w", path, err)
+	}
+	if s.cur != nil {
+		if err := s.finishLocked(); err != nil {
+			syscall.Munmap(m) //nolint:errcheck // unused mapping
+			f.Close()
+			os.Remove(path)
+			return err
+		}
 	}
 	if d, err := os.Open(s.dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	s.cur, s.curID, s.curSize = f, id, 0
+	s.cur, s.curID, s.curSize, s.curMap = f, id, 0, m
 	s.sizes[id] = 0
 	return nil
+}
+
+// finishLocked syncs the current segment, unmaps it, cuts it to its
+// records and closes it. The cut is not synced: after a host crash the
+// zeros left past the records read as the end of the segment.
+func (s *spool) finishLocked() error {
+	if err := fdatasync(s.cur); err != nil {
+		return fmt.Errorf("spool: sync: %w", err)
+	}
+	s.syncedGen.Store(max(s.syncedGen.Load(), s.writeGen))
+	if err := syscall.Munmap(s.curMap); err != nil {
+		return fmt.Errorf("spool: unmap: %w", err)
+	}
+	s.curMap = nil
+	err := s.cur.Truncate(s.curSize)
+	if cerr := s.cur.Close(); err == nil {
+		err = cerr
+	}
+	s.cur = nil
+	if err != nil {
+		return fmt.Errorf("spool: finish segment %d: %w", s.curID, err)
+	}
+	return nil
+}
+
+// mapSegment allocates size bytes to f and maps them shared. Allocating
+// first makes a full disk fail the rotation (the append is refused) rather
+// than fault the process when a page is first written; file systems that
+// cannot allocate ahead get a sparse file.
+func mapSegment(f *os.File, size int64) ([]byte, error) {
+	fd := int(f.Fd())
+	if err := syscall.Fallocate(fd, 0, 0, size); err != nil {
+		if !errors.Is(err, syscall.EOPNOTSUPP) && !errors.Is(err, syscall.ENOSYS) {
+			return nil, fmt.Errorf("allocate %d bytes: %w", size, err)
+		}
+		if err := f.Truncate(size); err != nil {
+			return nil, err
+		}
+	}
+	m, err := syscall.Mmap(fd, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map: %w", err)
+	}
+	return m, nil
 }
 
 // spoolFormat is the first byte of a binary spool record: format 2 is
@@ -436,146 +507,46 @@ type spoolMem struct {
 // recentMax bounds recent (to twice as many): a few batches of the shipper.
 const recentMax = 8192
 
-// spoolGroup is the records of appends that arrived while the group before
-// them was being written: they are written with one write(2). The member
-// that opened the group is its leader: it waits for the group before (prev)
-// to be written, then writes for everyone. Members that wait for an fsync
-// then call syncTo, where, as in PostgreSQL's WAL flush, one fdatasync runs
-// at a time and covers everything written before it started: groups written
-// while it runs share the next one, started by the first of their members
-// to wake. No timer is involved: a lone append is written (and synced) at
-// once.
-type spoolGroup struct {
-	buf  []byte
-	mem  []spoolMem // buf's records as rows, for recent
-	prev *spoolGroup
-
-	written chan struct{} // closed once buf is written (or failed: err)
-	claimed bool          // a leader is writing it, its own or the one before (s.mu)
-	err     error
-	gen     uint64 // the write generation that covers buf
-}
-
-// write appends n encoded records. They join the forming group; the
-// group's leader writes it once the group before is written, so concurrent
-// appends share one write(2). In group mode a durable append then returns
-// after an fdatasync that covers it; in interval mode (and for appends that
-// are not durable) it returns once its group is written, and syncLoop
-// fsyncs the file every interval.
+// write appends encoded records: it copies them into the current segment's
+// mapping (starting a new segment when they do not fit) and returns, in
+// interval mode and for appends that are not durable, at once: syncLoop
+// fsyncs the file every interval. In group mode a durable append then
+// waits for an fdatasync that covers it (syncTo), shared with every append
+// written before that fdatasync started.
 func (s *spool) write(rec []byte, mem []spoolMem, durable, limit bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return errors.New("spool: closed")
 	}
-	if limit && s.unshipped+int64(len(rec)) > s.maxBytes {
+	size := int64(len(rec))
+	if limit && s.unshipped+size > s.maxBytes {
 		s.mu.Unlock()
 		return ErrSpoolFull
 	}
-	s.unshipped += int64(len(rec)) // counted at once: the high-water mark includes forming groups
-	g := s.forming
-	leader := g == nil
-	if leader {
-		g = &spoolGroup{buf: s.spare[:0], prev: s.tail, written: make(chan struct{})}
-		s.spare = nil
-		s.forming = g
-	}
-	g.buf = append(g.buf, rec...)
-	g.mem = append(g.mem, mem...)
-	s.mu.Unlock()
-	if leader {
-		s.lead(g)
-	} else {
-		<-g.written
-	}
-	if g.err != nil || !durable || s.syncEvery > 0 {
-		return g.err
-	}
-	return s.syncTo(g.gen)
-}
-
-// lead writes group g once the group before it is written; appends
-// arriving meanwhile form the next group.
-func (s *spool) lead(g *spoolGroup) {
-	if g.prev != nil {
-		<-g.prev.written
-		g.prev = nil // no chain of finished groups stays reachable
-	}
-	s.mu.Lock()
-	if g.claimed {
-		// The leader before wrote this group too (combineMax).
-		s.mu.Unlock()
-		<-g.written
-		return
-	}
-	g.claimed = true
-	for n := 0; ; n++ {
-		s.writeGroupLocked(g)
-		// Write the group that formed meanwhile now, while this goroutine
-		// runs, rather than wake its leader: with many sessions on two
-		// cores a woken leader waited ~250 µs for a CPU (go tool trace,
-		// 64 clients), and every group behind it with it.
-		next := s.forming
-		if next == nil || next.claimed || n+1 >= combineMax {
+	if s.curSize+size > int64(len(s.curMap)) {
+		if err := s.rotateLocked(s.curID+1, size); err != nil {
 			s.mu.Unlock()
-			return
+			return err
 		}
-		next.claimed = true // its leader, once awake, finds it written
-		g = next
 	}
-}
-
-// combineMax bounds the groups one leader writes in a row: its own
-// statement waits meanwhile.
-const combineMax = 4
-
-// testHookGroupWrite, when set (tests only), runs before each group's
-// write(2), outside s.mu.
-var testHookGroupWrite func()
-
-// writeGroupLocked writes group g (s.mu held; released during the write,
-// held again on return) and wakes its members.
-func (s *spool) writeGroupLocked(g *spoolGroup) {
-	s.forming = nil
-	s.tail = g
-	var err error
-	if s.curSize > 0 && s.curSize+int64(len(g.buf)) > segmentMaxBytes {
-		err = s.rotateLocked(s.curID + 1)
-	}
-	f, id, at := s.cur, s.curID, s.curSize
+	at := s.curSize
+	copy(s.curMap[at:], rec)
+	s.curSize += size
+	s.sizes[s.curID] = s.curSize
+	s.total += size
+	s.unshipped += size
+	s.records += int64(len(mem))
+	s.keepRecentLocked(mem, s.curID, at)
+	s.writeGen++
+	gen := s.writeGen
+	close(s.notify)
+	s.notify = make(chan struct{})
 	s.mu.Unlock()
-	if testHookGroupWrite != nil {
-		testHookGroupWrite()
+	if !durable || s.syncEvery > 0 {
+		return nil
 	}
-	if err == nil {
-		if _, err = f.Write(g.buf); err != nil {
-			// A partial write would corrupt the segment for later appends:
-			// cut it off (only a leader writes, and one at a time).
-			_ = f.Truncate(at)
-			err = fmt.Errorf("spool: write: %w", err)
-		}
-	}
-	s.mu.Lock()
-	if err != nil {
-		s.unshipped -= int64(len(g.buf))
-	} else {
-		size := int64(len(g.buf))
-		s.curSize += size
-		s.sizes[s.curID] = s.curSize
-		s.total += size
-		s.records += int64(len(g.mem))
-		s.keepRecentLocked(g.mem, id, at)
-		s.writeGen++
-		g.gen = s.writeGen
-		close(s.notify)
-		s.notify = make(chan struct{})
-	}
-	if s.spare == nil && cap(g.buf) <= 1<<20 {
-		s.spare = g.buf[:0]
-	}
-	g.buf, g.mem = nil, nil
-	g.err = err
-	close(g.written)
+	return s.syncTo(gen)
 }
 
 // keepRecentLocked adds the records just written at offset off of segment
@@ -767,16 +738,16 @@ func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 			}
 			break
 		}
+		if s.rFile != nil && s.rOff >= s.rEnd {
+			s.closeReader() // read up to the size it was opened at: reopen past it
+		}
 		if s.rFile == nil {
 			f, err := os.Open(filepath.Join(s.dir, segName(s.rID)))
 			if err != nil {
 				return nil, nil, fmt.Errorf("spool: %w", err)
 			}
-			if _, err := f.Seek(s.rOff, io.SeekStart); err != nil {
-				f.Close()
-				return nil, nil, fmt.Errorf("spool: %w", err)
-			}
-			s.rFile, s.rReader = f, bufio.NewReaderSize(f, 256<<10)
+			s.rFile, s.rEnd = f, size
+			s.rReader = bufio.NewReaderSize(io.NewSectionReader(f, s.rOff, size-s.rOff), 256<<10)
 		}
 		payload, err := readRecord(s.rReader)
 		if err != nil {
@@ -885,8 +856,7 @@ func (s *spool) Rewind(pos spoolPos) {
 	s.rID, s.rOff = pos.id, pos.off
 }
 
-// Close waits for the groups already accepted to be written, then syncs
-// and closes the current segment.
+// Close syncs the current segment, cuts it to its records and closes it.
 func (s *spool) Close() error {
 	if s.syncStop != nil {
 		select {
@@ -902,21 +872,15 @@ func (s *spool) Close() error {
 		return nil
 	}
 	s.closed = true
-	last := s.forming
-	if last == nil {
-		last = s.tail
-	}
-	s.mu.Unlock()
-	if last != nil {
-		<-last.written
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closeReader()
-	err := s.cur.Sync()
-	if cerr := s.cur.Close(); err == nil {
-		err = cerr
+	err := s.finishLocked()
+	s.mu.Unlock()
+	s.relMu.Lock() // after mu, never inside it: Release takes them the other way round
+	if s.cursor != nil {
+		s.cursor.Close()
+		s.cursor = nil
 	}
+	s.relMu.Unlock()
 	s.lock.Close()
 	return err
 }

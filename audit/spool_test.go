@@ -4,10 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -346,10 +344,10 @@ func TestSpoolGroupSharesOneFsyncAfterTheOneInFlight(t *testing.T) {
 	}
 }
 
-// Concurrent appends share write(2)s: far fewer groups are written than
-// records, every record is read back once, and every durable append
-// returned only after an fdatasync covered it.
-func TestSpoolGroupWritesConcurrentAppendsTogether(t *testing.T) {
+// Concurrent durable appends in group mode share fdatasyncs, every record
+// is read back once, and every durable append returned only after an
+// fdatasync covered it.
+func TestSpoolGroupSharesFsyncsOfConcurrentAppends(t *testing.T) {
 	s, err := openSpool(t.TempDir(), 1<<30)
 	if err != nil {
 		t.Fatal(err)
@@ -371,23 +369,25 @@ func TestSpoolGroupWritesConcurrentAppendsTogether(t *testing.T) {
 	}
 	wg.Wait()
 	s.mu.Lock()
-	groups := s.writeGen
+	written := s.writeGen
 	s.mu.Unlock()
-	if s.syncedGen.Load() != groups {
-		t.Fatalf("synced generation %d, written %d: a durable append returned before its fsync", s.syncedGen.Load(), groups)
+	if written != writers*each {
+		t.Fatalf("%d appends written, want %d", written, writers*each)
 	}
-	if groups >= writers*each {
-		t.Logf("no two appends shared a write (%d groups for %d records): the machine ran them one by one", groups, writers*each)
+	if s.syncedGen.Load() != written {
+		t.Fatalf("synced generation %d, written %d: a durable append returned before its fsync", s.syncedGen.Load(), written)
+	}
+	if syncs := s.syncs.Load(); syncs >= writers*each {
+		t.Logf("no two appends shared an fdatasync (%d for %d records): the machine ran them one by one", syncs, writers*each)
 	}
 	if got := len(drain(t, s)); got != writers*each {
 		t.Fatalf("read %d records, wrote %d", got, writers*each)
 	}
 }
 
-// A failed write fails every append of its group, leaves nothing of it in
-// the segment and gives its bytes back to the high-water mark; the next
-// group is written normally.
-func TestSpoolFailedGroupWrite(t *testing.T) {
+// An append that needs a new segment and cannot start one fails, leaves
+// the counts and the log as they were, and the next append that can works.
+func TestSpoolFailedRotation(t *testing.T) {
 	dir := t.TempDir()
 	s, err := openSpool(dir, 1<<30)
 	if err != nil {
@@ -397,36 +397,95 @@ func TestSpoolFailedGroupWrite(t *testing.T) {
 	if err := s.Append(spoolRows(t, 1), true, true); err != nil {
 		t.Fatal(err)
 	}
-	before := s.Bytes()
-	// Swap in a descriptor of the segment that cannot be written.
-	s.mu.Lock()
-	good := s.cur
-	ro, err := os.Open(filepath.Join(dir, segName(s.curID)))
-	if err != nil {
-		s.mu.Unlock()
+	before, id := s.Bytes(), s.curID
+	// The next segment's name is taken, and a statement too long for the
+	// rest of the current segment needs it.
+	blocker := filepath.Join(dir, segName(id+1))
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.cur = ro
-	s.mu.Unlock()
-	if err := s.Append(spoolRows(t, 1), true, true); err == nil {
-		t.Fatal("an append to an unwritable segment succeeded")
+	big, err := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1",
+		Statement: "SELECT '" + strings.Repeat("x", segmentMaxBytes) + "'"}, "eu-west", "t", StatementFull)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := s.Append(spoolRows(t, 1), false, false); err == nil {
-		t.Fatal("an append to an unwritable segment succeeded")
+	if err := s.Append([]*Row{big}, true, true); err == nil {
+		t.Fatal("an append that could not start a segment succeeded")
 	}
-	if s.Bytes() != before || s.Pending() != 1 {
-		t.Fatalf("after failed writes: %d bytes, %d pending; want %d, 1", s.Bytes(), s.Pending(), before)
+	if s.Bytes() != before || s.Pending() != 1 || s.curID != id {
+		t.Fatalf("after a failed rotation: %d bytes, %d pending, segment %d; want %d, 1, %d",
+			s.Bytes(), s.Pending(), s.curID, before, id)
 	}
-	s.mu.Lock()
-	s.cur = good
-	s.mu.Unlock()
-	ro.Close()
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Append(spoolRows(t, 1), true, true); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(drain(t, s)); got != 2 {
-		t.Fatalf("read %d records, want the 2 written", got)
+	if err := s.Append([]*Row{big}, true, true); err != nil {
+		t.Fatal(err)
 	}
+	got := drain(t, s)
+	if len(got) != 3 || got[2].Statement == nil || len(*got[2].Statement) < segmentMaxBytes {
+		t.Fatalf("read %d records, want the 3 written, the long statement last", len(got))
+	}
+}
+
+// A record is in the file (the page cache) as soon as its append returns,
+// before any fsync: what survives kill -9 of the process. The segment being
+// written is read back through the file while it is written, and reads
+// stop at its last record, not at the zeros allocated past it.
+func TestSpoolAppendIsInTheFileAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpoolSync(dir, 1<<30, time.Hour) // no fsync during the test
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows := spoolRows(t, 3)
+	for i, r := range rows {
+		if err := s.AppendRef(r, uint64(i+1), false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size, n, _, err := readSegmentCopy(t, filepath.Join(dir, segName(s.curID)))
+	if err != nil || n != 3 || size != s.Bytes() {
+		t.Fatalf("the file holds %d records in %d bytes (%v); want 3 in %d", n, size, err, s.Bytes())
+	}
+	// Forget what recent holds: the shipper reads the file, up to the last
+	// record, then picks up the next one appended.
+	s.mu.Lock()
+	s.recent = s.recent[:0]
+	s.mu.Unlock()
+	recs, _, err := s.nextRecs(10)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("read %d records (%v) from the segment being written, want 3", len(recs), err)
+	}
+	if err := s.AppendRef(rows[0], 4, false, false); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.recent = s.recent[:0]
+	s.mu.Unlock()
+	recs, _, err = s.nextRecs(10)
+	if err != nil || len(recs) != 1 || recs[0].ref != 4 {
+		t.Fatalf("after one more append read %d records (%v), want the one with ref 4", len(recs), err)
+	}
+}
+
+// readSegmentCopy repairs a copy of a segment file (as a restart would,
+// leaving the original alone) and returns its size and record count.
+func readSegmentCopy(t *testing.T, path string) (size, n, boundary int64, err error) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cp := filepath.Join(t.TempDir(), "copy.seg")
+	if err := os.WriteFile(cp, b, 0o600); err != nil {
+		return 0, 0, 0, err
+	}
+	return repairSegment(cp, 0)
 }
 
 // TestSpoolRecentIsWhatTheFileSays checks that a record the shipper takes
@@ -534,66 +593,51 @@ func TestSpoolRecentIsWhatTheFileSays(t *testing.T) {
 	}
 }
 
-// goroutineID is the calling goroutine's id, from its stack header.
-func goroutineID() string {
-	var b [64]byte
-	n := runtime.Stack(b[:], false)
-	id, _, _ := strings.Cut(strings.TrimPrefix(string(b[:n]), "goroutine "), " ")
-	return id
+// BenchmarkSpoolIntervalAppend is the default mode's append (interval
+// fsync): what a statement pays before it is forwarded.
+func BenchmarkSpoolIntervalAppend(b *testing.B) {
+	s, err := openSpoolSync(b.TempDir(), 1<<40, 10*time.Millisecond)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	rows := spoolRows(b, 1)
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Append(rows, true, true); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
-// A group that forms while the group before it is being written is written
-// by that group's leader, right after its own, rather than by its own
-// leader once that one is woken and scheduled; its members all return, and
-// the records stay in log order.
-func TestSpoolLeaderWritesTheGroupFormedBehindIt(t *testing.T) {
-	s, err := openSpool(t.TempDir(), 1<<30)
+// The cursor is rewritten in place at a fixed width, and a restart reads
+// it back, as it reads an earlier build's unpadded one.
+func TestSpoolCursorInPlace(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	writers := make(chan string, 8) // the goroutine of each group write
-	release := make(chan struct{})
-	var first atomic.Bool
-	first.Store(true)
-	testHookGroupWrite = func() {
-		writers <- goroutineID()
-		if first.CompareAndSwap(true, false) {
-			<-release // the first group's write takes its time
+	for _, p := range []spoolPos{{id: 7, off: 123456}, {id: 8, off: 9}} {
+		if err := s.writeCursor(p); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := readCursor(dir)
+		if !ok || got.id != p.id || got.off != p.off {
+			t.Fatalf("cursor reads %+v (%v), wrote %+v", got, ok, p)
 		}
 	}
-	defer func() { testHookGroupWrite = nil }()
-
-	rows := spoolRows(t, 3)
-	var wg sync.WaitGroup
-	appendRef := func(i int) {
-		defer wg.Done()
-		if err := s.AppendRef(rows[i], uint64(i+1), false, false); err != nil {
-			t.Error(err)
-		}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
-	wg.Add(1)
-	go appendRef(0)
-	firstWriter := <-writers
-	// Two more appends form the next group while the first is written.
-	wg.Add(2)
-	go appendRef(1)
-	go appendRef(2)
-	waitFor(t, "the next group to form", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.forming != nil && len(s.forming.mem) == 2
-	})
-	close(release)
-	wg.Wait()
-	if second := <-writers; second != firstWriter {
-		t.Errorf("the second group was written by goroutine %s, not by the first group's leader %s", second, firstWriter)
+	if err := os.WriteFile(filepath.Join(dir, cursorFile), []byte("3 77\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if extra := len(writers); extra != 0 {
-		t.Errorf("%d more group writes: a combined group was written again", extra)
-	}
-	recs, _, err := s.nextRecs(10)
-	if err != nil || len(recs) != 3 || recs[0].ref != 1 {
-		t.Fatalf("read %d records (%v), first ref %v: want 3, the first group's first", len(recs), err, recs)
+	if got, ok := readCursor(dir); !ok || got.id != 3 || got.off != 77 {
+		t.Fatalf("an unpadded cursor reads %+v (%v)", got, ok)
 	}
 }
