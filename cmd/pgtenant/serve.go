@@ -48,6 +48,7 @@ func runServe(ctx context.Context, path string, errOut io.Writer) error {
 		return withCode(exitUsage, err)
 	}
 	startPprof(log)
+	tuneGC()
 	a, err := newApp(ctx, cfg, log, level)
 	if err != nil {
 		ls.close()
