@@ -198,6 +198,12 @@ func (r *Recorder) Record(ctx context.Context, ev tenancy.Event) error {
 			}
 			continue
 		}
+		if spooled, err := r.spoolResult(w, ev); spooled || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		row, err := newRow(ev, chain, name, r.instance, r.cfg.Statement)
 		if err != nil {
 			return err
@@ -223,6 +229,23 @@ func (r *Recorder) mergeHeld(ctx context.Context, w *regionWriter, ev tenancy.Ev
 	}
 	mergeEvent(h.row, ev)
 	return true, w.enqueue(ctx, &item{row: h.row})
+}
+
+// spoolResult writes a result that pairs with its statement to the spool
+// in format 4 (spool_result.go), without making it a row. spooled is false
+// when ev is not such a result (or its fields do not fit the format).
+func (r *Recorder) spoolResult(w *regionWriter, ev tenancy.Event) (spooled bool, err error) {
+	if w.spool == nil || ev.Kind != tenancy.KindResult || ev.Ref == 0 || ev.SessionID == "" || ev.Region == "" {
+		return false, nil
+	}
+	res, err := newResultRec(ev, r.instance)
+	if err != nil || !res.spoolable() {
+		return false, nil // recorded as a row
+	}
+	if err := w.spool.AppendResult(res, ev.Ref); err != nil {
+		return true, fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, err)
+	}
+	return true, nil
 }
 
 func (r *Recorder) recordIn(ctx context.Context, w *regionWriter, row *Row, ref uint64, statement bool) error {

@@ -413,6 +413,7 @@ const spoolFormatSalted = 3
 // size in bytes).
 type spoolRec struct {
 	row *Row
+	res *resultRec // instead of row: a result in format 4
 	ref uint64
 	end spoolPos
 }
@@ -440,6 +441,17 @@ func encodeSpoolRecord(buf []byte, r *Row, ref uint64) []byte {
 	return buf
 }
 
+// decodeRecord decodes a record of any format.
+func decodeRecord(payload []byte) (spoolRec, error) {
+	if len(payload) > 0 && payload[0] == spoolFormatResult {
+		res, ref, err := decodeResultRecord(payload)
+		return spoolRec{res: res, ref: ref}, err
+	}
+	row, ref, err := decodeSpoolRecord(payload)
+	return spoolRec{row: row, ref: ref}, err
+}
+
+// decodeSpoolRecord decodes a row's record (formats 1 to 3).
 func decodeSpoolRecord(payload []byte) (*Row, uint64, error) {
 	if len(payload) > 0 && payload[0] == '{' {
 		var j RowJSON
@@ -488,6 +500,16 @@ func (s *spool) Append(rows []*Row, durable, limit bool) error {
 	return s.write(buf, mem, durable, limit)
 }
 
+// AppendResult writes a result in format 4 (spool_result.go) with the
+// reference pairing it with its statement. Nobody waits for it: it is not
+// durable, and refused only by a closed spool or a failed rotation.
+func (s *spool) AppendResult(r *resultRec, ref uint64) error {
+	var scratch [256]byte
+	rec := encodeResultRecord(scratch[:0], r, ref)
+	mem := [1]spoolMem{{res: r, ref: ref, size: int64(len(rec))}}
+	return s.write(rec, mem[:], false, false)
+}
+
 // AppendRef writes one row with the reference pairing it with its
 // statement or result.
 func (s *spool) AppendRef(r *Row, ref uint64, durable, limit bool) error {
@@ -497,9 +519,10 @@ func (s *spool) AppendRef(r *Row, ref uint64, durable, limit bool) error {
 	return s.write(rec, mem[:], durable, limit)
 }
 
-// spoolMem is a record being written, as the row it encodes.
+// spoolMem is a record being written, as the row (or result) it encodes.
 type spoolMem struct {
 	row  *Row
+	res  *resultRec
 	ref  uint64
 	size int64 // encoded bytes, header included
 }
@@ -556,7 +579,7 @@ func (s *spool) write(rec []byte, mem []spoolMem, durable, limit bool) error {
 func (s *spool) keepRecentLocked(mem []spoolMem, id uint64, off int64) {
 	for _, m := range mem {
 		off += m.size
-		s.recent = append(s.recent, spoolRec{row: m.row, ref: m.ref, end: spoolPos{id, off, m.size}})
+		s.recent = append(s.recent, spoolRec{row: m.row, res: m.res, ref: m.ref, end: spoolPos{id, off, m.size}})
 	}
 	if len(s.recent) > 2*recentMax {
 		n := copy(s.recent, s.recent[len(s.recent)-recentMax:])
@@ -707,8 +730,6 @@ type spoolPos struct {
 // when more are written.
 func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 	var recs []spoolRec
-	var row *Row
-	var ref uint64
 	for len(recs) < max {
 		s.mu.Lock()
 		size, live := s.sizes[s.rID]
@@ -753,13 +774,14 @@ func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
 		}
-		row, ref, err = decodeSpoolRecord(payload)
+		rec, err := decodeRecord(payload)
 		if err != nil {
 			return nil, nil, fmt.Errorf("spool: segment %d offset %d: %w", s.rID, s.rOff, err)
 		}
 		recSize := recordHeader + int64(len(payload))
 		s.rOff += recSize
-		recs = append(recs, spoolRec{row: row, ref: ref, end: spoolPos{s.rID, s.rOff, recSize}})
+		rec.end = spoolPos{s.rID, s.rOff, recSize}
+		recs = append(recs, rec)
 	}
 	return recs, nil, nil
 }
@@ -778,6 +800,11 @@ func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
 	var read int64
 	for i, r := range recs {
 		rows[i] = r.row
+		if r.res != nil {
+			if rows[i], err = r.res.row("", r.ref); err != nil {
+				return nil, start, nil, err
+			}
+		}
 		read += r.end.bytes
 	}
 	end := recs[len(recs)-1].end

@@ -372,6 +372,10 @@ func (w *regionWriter) runSpool() {
 			for _, rec := range recs {
 				e := &spoolEntry{end: rec.end}
 				fifo = append(fifo, e)
+				if rec.res != nil {
+					ready = w.takeResult(ready, rec.res, rec.ref, e)
+					continue
+				}
 				ready = w.take(ready, rec.row, rec.ref, e)
 			}
 		}
@@ -476,6 +480,26 @@ func (w *regionWriter) take(ready []shipRow, row *Row, ref uint64, e *spoolEntry
 		for _, h := range w.held.takeSession(*row.SessionID) {
 			ready = append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry)}})
 		}
+	}
+	return append(ready, shipRow{row, []*spoolEntry{e}})
+}
+
+// takeResult routes a result spooled in format 4: into its waiting
+// statement, or, when that statement was shipped without it, as a row of
+// its own.
+func (w *regionWriter) takeResult(ready []shipRow, res *resultRec, ref uint64, e *spoolEntry) []shipRow {
+	if h := w.held.take(res.key(ref)); h != nil {
+		res.mergeInto(h.row)
+		return append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry), e}})
+	}
+	row, err := res.row(w.name, ref)
+	if err != nil {
+		// Only a record this build did not write could fail here (its
+		// CRC held): released, counted and logged, never shipped.
+		w.failed.Add(1)
+		w.logger.Error("audit spool result record unusable", "region", w.name, "error", err)
+		e.done = true
+		return ready
 	}
 	return append(ready, shipRow{row, []*spoolEntry{e}})
 }
