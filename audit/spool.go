@@ -63,7 +63,8 @@ type spool struct {
 	records   int64            // records written and not yet released
 	writeGen  uint64           // incremented per append written
 	closed    bool
-	notify    chan struct{} // closed and replaced when records are written
+	notify    chan struct{} // closed and replaced when records are written after the reader took it
+	notified  bool          // the reader took notify (nextRecs): the next write closes it
 
 	// recent is the last records written, in log order, as the rows the
 	// writers encoded (at most recentMax): the shipper, normally right
@@ -563,8 +564,10 @@ func (s *spool) write(rec []byte, mem []spoolMem, durable, limit bool) error {
 	s.keepRecentLocked(mem, s.curID, at)
 	s.writeGen++
 	gen := s.writeGen
-	close(s.notify)
-	s.notify = make(chan struct{})
+	if s.notified {
+		close(s.notify)
+		s.notify, s.notified = make(chan struct{}), false
+	}
 	s.mu.Unlock()
 	if !durable || s.syncEvery > 0 {
 		return nil
@@ -734,6 +737,7 @@ func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 		s.mu.Lock()
 		size, live := s.sizes[s.rID]
 		curID, notify := s.curID, s.notify
+		s.notified = true
 		had := len(recs)
 		if live && s.rOff < size {
 			recs = s.takeRecentLocked(recs, max)
