@@ -17,30 +17,53 @@ const (
 	tgTruncate = 1 << 5
 )
 
-// auditLayer checks that pgtenant_audit.events has ENABLE ALWAYS triggers that
-// raise on UPDATE, DELETE and TRUNCATE, and that the service role cannot
-// disable them.
+// auditLayer checks that pgtenant_audit.events, and ingest_batches (rows
+// appended and not yet chained) where the schema has it, have ENABLE ALWAYS
+// triggers that raise on UPDATE, DELETE and TRUNCATE, and that the service
+// role cannot disable them.
 func auditLayer(ctx context.Context, tx pgx.Tx) (AuditLayer, error) {
-	l := AuditLayer{Status: Active, Table: AuditSchema + ".events"}
+	events, found, err := appendOnly(ctx, tx, "events")
+	if err != nil {
+		return AuditLayer{Status: Unknown, Table: AuditSchema + ".events"}, err
+	}
+	if !found {
+		return AuditLayer{Status: Missing, Table: events.Table,
+			Problems: []string{"table " + events.Table + " does not exist (run `pgtenant audit init`)"}}, nil
+	}
+	l := AuditLayer{Status: events.Status, Table: events.Table, Owner: events.Owner, Triggers: events.Triggers, Problems: events.Problems}
+	pending, found, err := appendOnly(ctx, tx, "ingest_batches")
+	if err != nil {
+		return l, err
+	}
+	if found { // schema version 7 on
+		l.Pending = &pending
+		l.Status = Worst(l.Status, pending.Status)
+		l.Problems = append(l.Problems, pending.Problems...)
+	}
+	return l, nil
+}
+
+// appendOnly checks one table of the audit schema (found is false when it
+// does not exist).
+func appendOnly(ctx context.Context, tx pgx.Tx, relname string) (l AuditTable, found bool, err error) {
+	l = AuditTable{Status: Active, Table: AuditSchema + "." + relname}
 	var oid uint32
 	var ownedByRole bool
-	err := tx.QueryRow(ctx, `SELECT c.oid, pg_catalog.pg_get_userbyid(c.relowner)::text, pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+	err = tx.QueryRow(ctx, `SELECT c.oid, pg_catalog.pg_get_userbyid(c.relowner)::text, pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
 	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-	 WHERE n.nspname = $1 AND c.relname = 'events' AND c.relkind IN ('r', 'p')`, AuditSchema).Scan(&oid, &l.Owner, &ownedByRole)
+	 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, AuditSchema, relname).Scan(&oid, &l.Owner, &ownedByRole)
 	if errors.Is(err, pgx.ErrNoRows) {
-		l.Status = Missing
-		l.Problems = []string{"table " + l.Table + " does not exist (run `pgtenant audit init`)"}
-		return l, nil
+		return l, false, nil
 	}
 	if err != nil {
-		return l, fmt.Errorf("find audit table: %w", err)
+		return l, false, fmt.Errorf("find audit table %s: %w", l.Table, err)
 	}
 	rows, err := tx.Query(ctx, `SELECT t.tgname::text, t.tgtype::int, t.tgenabled::text, t.tgfoid::regprocedure::text,
 	       coalesce(p.prosrc, '') ~* '\mraise\M'
 	  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
 	 WHERE t.tgrelid = $1 AND NOT t.tgisinternal ORDER BY t.tgname`, oid)
 	if err != nil {
-		return l, fmt.Errorf("read audit triggers: %w", err)
+		return l, true, fmt.Errorf("read triggers of %s: %w", l.Table, err)
 	}
 	type trig struct {
 		TriggerReport
@@ -62,7 +85,7 @@ func auditLayer(ctx context.Context, tx pgx.Tx) (AuditLayer, error) {
 		return t, err
 	})
 	if err != nil {
-		return l, fmt.Errorf("read audit triggers: %w", err)
+		return l, true, fmt.Errorf("read triggers of %s: %w", l.Table, err)
 	}
 	for _, t := range trigs {
 		l.Triggers = append(l.Triggers, t.TriggerReport)
@@ -81,7 +104,7 @@ func auditLayer(ctx context.Context, tx pgx.Tx) (AuditLayer, error) {
 				break
 			}
 			status = DeployedInert
-			why = fmt.Sprintf("trigger %s blocks %s but is %s, not ENABLE ALWAYS, so sessions with session_replication_role = replica (or the owner disabling it) bypass it", t.Name, op.name, t.Enabled)
+			why = fmt.Sprintf("trigger %s blocks %s on %s but is %s, not ENABLE ALWAYS, so sessions with session_replication_role = replica (or the owner disabling it) bypass it", t.Name, op.name, l.Table, t.Enabled)
 		}
 		if status != Active {
 			l.Problems = append(l.Problems, why)
@@ -92,7 +115,7 @@ func auditLayer(ctx context.Context, tx pgx.Tx) (AuditLayer, error) {
 		l.Problems = append(l.Problems, fmt.Sprintf("the service role can act as the owner (%s) of %s and disable its triggers", l.Owner, l.Table))
 		l.Status = Worst(l.Status, DeployedInert)
 	}
-	return l, nil
+	return l, true, nil
 }
 
 func enabledWord(code string) string {

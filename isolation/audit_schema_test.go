@@ -38,6 +38,19 @@ func TestRealAuditSchema(t *testing.T) {
 	if rep.Audit.Owner != audit.OwnerRole {
 		t.Errorf("audit table owner %q, want %s", rep.Audit.Owner, audit.OwnerRole)
 	}
+	if p := rep.Audit.Pending; p == nil || p.Status != isolation.Active || p.Table != "pgtenant_audit.ingest_batches" || len(p.Triggers) < 2 {
+		t.Fatalf("rows awaiting integration: %+v", p)
+	}
+
+	// A trigger of ingest_batches that is only ENABLE (origin) lets a
+	// replica-role session delete appended rows before they are chained.
+	f.exec(auditDB, "ALTER TABLE pgtenant_audit.ingest_batches ENABLE TRIGGER ingest_batches_append_only")
+	rep = isolation.Inspect(ctx, "eu-west", r, isolation.Options{Policy: f.policy, ParserActive: true})
+	if rep.Audit.Status != isolation.DeployedInert || rep.Audit.Pending == nil || rep.Audit.Pending.Status != isolation.DeployedInert ||
+		!strings.Contains(strings.Join(rep.Audit.Problems, ";"), "ingest_batches") {
+		t.Fatalf("ingest_batches trigger not ENABLE ALWAYS: %+v / %+v", rep.Audit, rep.Audit.Pending)
+	}
+	f.exec(auditDB, "ALTER TABLE pgtenant_audit.ingest_batches ENABLE ALWAYS TRIGGER ingest_batches_append_only")
 	// The service role may not read the audit tables, so the heads come from the hook.
 	if rep.ChainHeads != nil || !strings.Contains(rep.ChainHeadsError, "Options.ChainHeads") {
 		t.Errorf("chain heads %+v, error %q", rep.ChainHeads, rep.ChainHeadsError)

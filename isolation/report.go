@@ -70,8 +70,23 @@ type RoleLayer struct {
 	Problems   []string `json:"problems,omitempty"`
 }
 
-// AuditLayer is the append-only protection of pgtenant_audit.events.
+// AuditLayer is the append-only protection of pgtenant_audit.events (its
+// fields) and of the rows awaiting integration (Pending); Status and
+// Problems cover both.
 type AuditLayer struct {
+	Status   string          `json:"status"`
+	Table    string          `json:"table"`
+	Owner    string          `json:"owner,omitempty"`
+	Triggers []TriggerReport `json:"triggers,omitempty"`
+	Problems []string        `json:"problems,omitempty"`
+	// Pending is pgtenant_audit.ingest_batches (schema version 7 on): the
+	// batches writers append and the integrator chains, append-only like
+	// the rest until then.
+	Pending *AuditTable `json:"pending,omitempty"`
+}
+
+// AuditTable is the append-only protection of one audit table.
+type AuditTable struct {
 	Status   string          `json:"status"`
 	Table    string          `json:"table"`
 	Owner    string          `json:"owner,omitempty"`
