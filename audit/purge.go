@@ -244,7 +244,10 @@ func accountOf(chain string) string {
 // every region (hash version 2 rows: recorded with audit.statement: full),
 // as each region's admin role, through erase_statements. Their salted
 // commitments stay, so every chain, checkpoint and proof still verifies.
-// It returns the number of events whose text was erased.
+// Events appended and not yet chained (ingest_batches) would keep their
+// text: Erase first waits, up to EraseWait, until the region's integrator
+// has chained every such event of the account, and fails naming how many
+// are left otherwise. It returns the number of events whose text was erased.
 func Erase(ctx context.Context, regions map[string]config.Region, account string, before time.Time) (int64, error) {
 	if account == "" {
 		return 0, errors.New("erase: an account is required")
@@ -253,6 +256,10 @@ func Erase(ctx context.Context, regions map[string]config.Region, account string
 	for _, name := range sortedRegions(regions) {
 		conn, err := connectAdmin(ctx, name, regions[name])
 		if err != nil {
+			return total, fmt.Errorf("region %s: erase: %w", name, err)
+		}
+		if err := waitChained(ctx, conn, ChainFor(account), before); err != nil {
+			conn.Close(context.Background())
 			return total, fmt.Errorf("region %s: erase: %w", name, err)
 		}
 		var n int64
@@ -264,4 +271,36 @@ func Erase(ctx context.Context, regions map[string]config.Region, account string
 		total += n
 	}
 	return total, nil
+}
+
+// EraseWait bounds how long Erase waits for the events it must erase to be
+// chained: integration lags appends by at most about a second while a
+// pgtenant of the region runs.
+var EraseWait = 30 * time.Second
+
+// waitChained returns once no event of chain older than before awaits
+// integration in ingest_batches, or fails after EraseWait.
+func waitChained(ctx context.Context, conn *pgx.Conn, chain string, before time.Time) error {
+	deadline := time.Now().Add(EraseWait)
+	for {
+		var n int64
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest_batches b, unnest(b.events) x
+			WHERE x.chain_id = $1 AND x.ts < $2`, chain, before).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("pending events: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d events of the account older than %s still await integration after %s; "+
+				"a running pgtenant of the region chains them (is one running?): erase again once they are",
+				n, before.UTC().Format(time.RFC3339), EraseWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -857,3 +857,51 @@ func hashedRow(t testing.TB, ev tenancy.Event) *Row {
 	row.HashVersion, row.ContentHash = row.hashVersionFor(), row.ComputeContentHash()
 	return row
 }
+
+// Erase does not skip events appended and not yet chained: it waits for
+// the integrator, fails naming them when none chains them in time, and
+// erases them once chained.
+func TestEraseWaitsForPendingEvents(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	regions := map[string]config.Region{"eu-west": r}
+	ctx := testCtx(t)
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
+	cut := time.Now()
+	var rows []*Row
+	for i := range 3 {
+		ev := stmt("42", "s", i)
+		ev.FullStatement = fmt.Sprintf("SELECT * FROM orders WHERE account_id = 42 AND note = 'secret-%d'", i)
+		ev.Time = cut.Add(-time.Hour)
+		row, err := NewRow(ev, "eu-west", "x", StatementFull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row.HashVersion, row.ContentHash = row.hashVersionFor(), row.ComputeContentHash()
+		rows = append(rows, row)
+	}
+	if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+		t.Fatal(err)
+	}
+	old := EraseWait
+	EraseWait = 300 * time.Millisecond
+	defer func() { EraseWait = old }()
+	if n, err := Erase(ctx, regions, "42", cut); err == nil || !strings.Contains(err.Error(), "3 events") ||
+		!strings.Contains(err.Error(), "await integration") {
+		t.Fatalf("erase with 3 events pending: %d, %v", n, err)
+	}
+	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
+	g := newIntegrator("eu-west", func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }, testLogger(t))
+	defer g.closeAhead()
+	if n, _, err := g.round(ctx, serviceConn(t, c, r)); err != nil || n != 3 {
+		t.Fatalf("integration round: %d, %v", n, err)
+	}
+	if n, err := Erase(ctx, regions, "42", cut); err != nil || n != 3 {
+		t.Fatalf("erase once chained: %d, %v, want 3", n, err)
+	}
+	if got := countRows(t, adminConn(t, c, r), `statement LIKE '%secret-%'`); got != 0 {
+		t.Fatalf("%d rows still hold an erased text", got)
+	}
+	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
+		t.Fatalf("verify after erasure: %+v", rep.Failures)
+	}
+}

@@ -413,7 +413,10 @@ func newAuditEraseCmd() *cobra.Command {
 in every region. Events recorded with audit.statement: full hash a salted
 commitment to their text rather than the text itself (hash version 2), so the
 text and its salt can be removed while every chain, checkpoint and inclusion
-proof still verifies. Runs as each region's admin role.`,
+proof still verifies. Runs as each region's admin role. Events appended and
+not yet chained are waited for (up to 30s; a running pgtenant of the region
+chains them within about a second): if some still are not, nothing more is
+erased in that region and the command fails, naming how many.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := loadAuditConfig(cmd, path)
