@@ -69,6 +69,7 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 			return metrics.AuditStats{Chains: map[string]metrics.ChainHeads{"eu-west": {Chains: 1, Entries: 1, LastAppend: time.Now()}}}
 		},
 		CacheStats: func() (uint64, uint64) { return 1, 1 },
+		PoolStats:  func() []metrics.PoolStats { return []metrics.PoolStats{{Region: "eu-west", Database: "app"}} },
 	})
 	// Touch every vector so that its family is gathered.
 	m.ClientRejected("auth_bad_signature")

@@ -79,6 +79,17 @@ line(
     dict(title="Backend connections opened /s", exprs=[(f"sum by (region) (rate(pgtenant_backend_connections_total{{{RSEL}}}[$__rate_interval]))", "{{region}}")], unit="ops"),
     dict(title="Backend dial errors /s", exprs=[(f"sum by (region) (rate(pgtenant_backend_dial_errors_total{{{RSEL}}}[$__rate_interval]))", "{{region}}")], unit="ops"),
 )
+row("Transaction pooling (pool.mode: transaction)")
+line(
+    dict(title="Pooled backends by state", exprs=[(f"sum by (region) (pgtenant_pool_active_servers{{{RSEL}}})", "{{region}} active"),
+                                                   (f"sum by (region) (pgtenant_pool_idle_servers{{{RSEL}}})", "{{region}} idle")], stack=True,
+         desc="Backend connections of the transaction-mode pools: held by a client (active) or not (idle); at most pool.size per region, database and read-only flag."),
+    dict(title="Clients waiting for a backend", exprs=[(f"sum by (region) (pgtenant_pool_waiting_clients{{{RSEL}}})", "{{region}}"),
+                                                       (f"sum by (region) (pgtenant_pool_clients{{{RSEL}}})", "{{region}} clients")],
+         desc="Clients waiting for a pooled backend now, against the clients using the pools. Waits longer than pool.max_wait fail with SQLSTATE 53300."),
+    dict(title="Longest current wait", exprs=[(f"max by (region) (pgtenant_pool_max_wait_seconds{{{RSEL}}})", "{{region}}")], unit="s",
+         desc="How long the longest current wait for a pooled backend has lasted (pool.max_wait bounds it)."),
+)
 row("Audit trail")
 line(
     dict(title="Audit queue depth", exprs=[(f"sum by (instance) (pgtenant_audit_queue_depth{{{SEL}}})", "{{instance}}"),

@@ -30,6 +30,9 @@ type Options struct {
 	// CacheStats is called at each scrape for the policy analysis cache's
 	// cumulative hits and misses.
 	CacheStats func() (hits, misses uint64)
+	// PoolStats is called at each scrape for the transaction-mode backend
+	// pools (none in pool.mode: session).
+	PoolStats func() []PoolStats
 	// NoRuntimeCollectors leaves out the Go runtime and process collectors.
 	NoRuntimeCollectors bool
 }
@@ -145,6 +148,9 @@ func New(o Options) *Metrics {
 	}
 	if o.CacheStats != nil {
 		m.reg.MustRegister(newCacheCollector(o.CacheStats))
+	}
+	if o.PoolStats != nil {
+		m.reg.MustRegister(newPoolCollector(o.PoolStats, m.regions))
 	}
 	if !o.NoRuntimeCollectors {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

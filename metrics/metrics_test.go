@@ -219,6 +219,54 @@ pgtenant_policy_cache_requests_total{result="miss"} 4
 	}
 }
 
+// The transaction-mode pools appear per region, database and read-only
+// flag, with unknown regions folded into "other" (summed, one series).
+func TestPoolHook(t *testing.T) {
+	pools := []metrics.PoolStats{
+		{Region: "eu-west", Database: "app", Clients: 40, Waiting: 3, MaxWaitSeconds: 0.25, Active: 20},
+		{Region: "eu-west", Database: "app", ReadOnly: true, Clients: 2, Idle: 1},
+		{Region: "mars-1", Database: "app", Clients: 1, Idle: 2},
+		{Region: "mars-2", Database: "app", Clients: 1, Active: 1, MaxWaitSeconds: 0.5},
+	}
+	m := newTestMetrics(metrics.Options{PoolStats: func() []metrics.PoolStats { return pools }})
+	expected := `
+# HELP pgtenant_pool_clients Client sessions using the transaction-mode pool.
+# TYPE pgtenant_pool_clients gauge
+pgtenant_pool_clients{database="app",read_only="false",region="eu-west"} 40
+pgtenant_pool_clients{database="app",read_only="false",region="other"} 2
+pgtenant_pool_clients{database="app",read_only="true",region="eu-west"} 2
+# HELP pgtenant_pool_waiting_clients Clients waiting for a backend connection of the pool now.
+# TYPE pgtenant_pool_waiting_clients gauge
+pgtenant_pool_waiting_clients{database="app",read_only="false",region="eu-west"} 3
+pgtenant_pool_waiting_clients{database="app",read_only="false",region="other"} 0
+pgtenant_pool_waiting_clients{database="app",read_only="true",region="eu-west"} 0
+# HELP pgtenant_pool_max_wait_seconds How long the longest current wait for a backend connection of the pool has lasted.
+# TYPE pgtenant_pool_max_wait_seconds gauge
+pgtenant_pool_max_wait_seconds{database="app",read_only="false",region="eu-west"} 0.25
+pgtenant_pool_max_wait_seconds{database="app",read_only="false",region="other"} 0.5
+pgtenant_pool_max_wait_seconds{database="app",read_only="true",region="eu-west"} 0
+# HELP pgtenant_pool_active_servers Backend connections of the pool held by a client.
+# TYPE pgtenant_pool_active_servers gauge
+pgtenant_pool_active_servers{database="app",read_only="false",region="eu-west"} 20
+pgtenant_pool_active_servers{database="app",read_only="false",region="other"} 1
+pgtenant_pool_active_servers{database="app",read_only="true",region="eu-west"} 0
+# HELP pgtenant_pool_idle_servers Backend connections of the pool open and not held.
+# TYPE pgtenant_pool_idle_servers gauge
+pgtenant_pool_idle_servers{database="app",read_only="false",region="eu-west"} 0
+pgtenant_pool_idle_servers{database="app",read_only="false",region="other"} 2
+pgtenant_pool_idle_servers{database="app",read_only="true",region="eu-west"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(expected), "pgtenant_pool_clients",
+		"pgtenant_pool_waiting_clients", "pgtenant_pool_max_wait_seconds", "pgtenant_pool_active_servers",
+		"pgtenant_pool_idle_servers"); err != nil {
+		t.Fatal(err)
+	}
+	pools = nil // session mode: no pool, no series
+	if h := scrape(t, m); strings.Contains(h, "pgtenant_pool_clients{") {
+		t.Fatal("pool series without a pool")
+	}
+}
+
 func TestConfigReloadsAndBuildInfo(t *testing.T) {
 	m := newTestMetrics(metrics.Options{Version: "1.2.3", Commit: "abc123"})
 	m.ConfigReloaded(nil)

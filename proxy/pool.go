@@ -268,7 +268,8 @@ func (p *backendPool) acquire(ctx context.Context, holder *session, w *waiter, c
 		p.mu.Unlock()
 		return pc, nil
 	}
-	if p.open() < p.cfg.Size {
+	cfg := p.cfg // a reload may replace it (setConfig)
+	if p.open() < cfg.Size {
 		p.opening++
 		p.mu.Unlock()
 		pc, err := p.connect(ctx)
@@ -287,9 +288,9 @@ func (p *backendPool) acquire(ctx context.Context, holder *session, w *waiter, c
 	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
 	if w.timer == nil {
-		w.timer = time.NewTimer(p.cfg.MaxWait)
+		w.timer = time.NewTimer(cfg.MaxWait)
 	} else {
-		w.timer.Reset(p.cfg.MaxWait)
+		w.timer.Reset(cfg.MaxWait)
 	}
 	defer w.timer.Stop()
 	var err error
@@ -298,7 +299,7 @@ func (p *backendPool) acquire(ctx context.Context, holder *session, w *waiter, c
 		p.setHolder(pc, holder)
 		return pc, nil
 	case <-w.timer.C:
-		err = errPoolTimeout(p.key, p.cfg)
+		err = errPoolTimeout(p.key, cfg)
 	case <-cancel:
 		err = errWaitCancelled
 	case <-ctx.Done():
@@ -363,6 +364,11 @@ func (p *backendPool) checkin(pc *pooledConn) {
 		p.closeLocked(pc)
 		return
 	}
+	if p.open() > p.cfg.Size {
+		// pool.size was lowered by a reload: shrink as connections come back
+		p.closeLocked(pc)
+		return
+	}
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters[0] = nil
@@ -371,6 +377,30 @@ func (p *backendPool) checkin(pc *pooledConn) {
 		return
 	}
 	p.idle = append(p.idle, pc)
+}
+
+// setConfig applies a reloaded pool configuration. A larger pool.size
+// opens connections for the clients waiting now; a smaller one closes idle
+// connections beyond it now and busy ones as they are checked in;
+// pool.min_idle and pool.idle_timeout apply from the next maintenance
+// tick, pool.max_wait from the next wait.
+func (p *backendPool) setConfig(cfg config.Pool) {
+	p.mu.Lock()
+	p.cfg = cfg
+	for len(p.idle) > 0 && p.open() > cfg.Size {
+		pc := p.idle[0] // the least recently used
+		p.idle = p.idle[1:]
+		p.closeLocked(pc)
+	}
+	dials := 0
+	for n := len(p.waiters); n > 0 && p.open() < cfg.Size && !p.closed; n-- {
+		p.opening++
+		dials++
+	}
+	p.mu.Unlock()
+	for range dials {
+		go p.refill()
+	}
 }
 
 // discard closes a checked-out connection whose state is unknown or broken;
@@ -422,7 +452,12 @@ func terminate(bc *backendConn) {
 // maintain closes connections idle longer than pool.idle_timeout beyond
 // pool.min_idle and opens connections up to pool.min_idle.
 func (p *backendPool) maintain() {
-	every := min(max(p.cfg.IdleTimeout/4, 10*time.Millisecond), 5*time.Second)
+	period := func(cfg config.Pool) time.Duration {
+		return min(max(cfg.IdleTimeout/4, 10*time.Millisecond), 5*time.Second)
+	}
+	p.mu.Lock()
+	every := period(p.cfg)
+	p.mu.Unlock()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -432,6 +467,10 @@ func (p *backendPool) maintain() {
 		case <-t.C:
 		}
 		p.mu.Lock()
+		if e := period(p.cfg); e != every { // pool.idle_timeout reloaded
+			every = e
+			t.Reset(every)
+		}
 		now := time.Now()
 		// idle is ordered by last use: the oldest are first
 		for len(p.idle) > p.cfg.MinIdle && now.Sub(p.idle[0].lastUsed) >= p.cfg.IdleTimeout {
@@ -540,6 +579,27 @@ func (s *Server) pool(key poolKey, reg *region, rt *runtimeConfig) *backendPool 
 	return p
 }
 
+// configurePools applies a reloaded pool configuration to the pools there
+// are and, in pool.mode: transaction with pool.min_idle, opens the pool of
+// each region that names its database, so that its first clients find
+// backends ready (the pools of other databases open with their first
+// client).
+func (s *Server) configurePools(rt *runtimeConfig) {
+	s.poolMu.Lock()
+	for _, p := range s.pools {
+		p.setConfig(rt.pool)
+	}
+	s.poolMu.Unlock()
+	if rt.pool.Mode != config.PoolTransaction || rt.pool.MinIdle == 0 {
+		return
+	}
+	for _, reg := range rt.regions {
+		if reg.database != "" {
+			s.pool(poolKey{region: reg.name, database: reg.database}, reg, rt)
+		}
+	}
+}
+
 // closePools ends every pool (Shutdown).
 func (s *Server) closePools() {
 	s.poolMu.Lock()
@@ -547,4 +607,27 @@ func (s *Server) closePools() {
 	for _, p := range s.pools {
 		p.close()
 	}
+}
+
+// PoolStats is one transaction-mode pool's state (pool.mode: transaction),
+// for metrics: the figures SHOW POOLS shows.
+type PoolStats struct {
+	Region, Database string
+	ReadOnly         bool
+	// Clients are the sessions using the pool; Waiting those waiting for a
+	// backend now, the longest for MaxWait.
+	Clients, Waiting int
+	MaxWait          time.Duration
+	// Active backends are held by a client, Idle ones are not.
+	Active, Idle int
+}
+
+// PoolStats returns the state of every transaction-mode pool.
+func (s *Server) PoolStats() []PoolStats {
+	var out []PoolStats
+	for _, st := range (consoleSource{s}).poolStats() {
+		out = append(out, PoolStats{Region: st.key.region, Database: st.key.database, ReadOnly: st.key.readOnly,
+			Clients: st.clients, Waiting: st.waiting, MaxWait: st.maxWait, Active: st.active, Idle: st.idle})
+	}
+	return out
 }

@@ -127,6 +127,57 @@ func TestPoolIdleTimeoutKeepsMinIdle(t *testing.T) {
 	}
 }
 
+// A reload that raises pool.size serves the clients waiting at once; one
+// that lowers it closes idle connections beyond it now and busy ones as
+// they come back, and pool.max_wait applies to the next wait.
+func TestPoolReloadResizes(t *testing.T) {
+	p, dials := testPool(t, config.Pool{Size: 1, IdleTimeout: time.Hour, MaxWait: time.Minute})
+	ctx := context.Background()
+	first, err := p.checkout(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *pooledConn, 1)
+	go func() {
+		pc, err := p.checkout(ctx, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- pc
+	}()
+	for p.stats().waiting != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	p.setConfig(config.Pool{Size: 3, IdleTimeout: time.Hour, MaxWait: time.Minute})
+	select {
+	case second := <-got:
+		if second == first || second == nil {
+			t.Fatalf("the waiter got %p (first %p)", second, first)
+		}
+		p.checkin(second)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting client was not served after pool.size grew")
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials, want 2", n)
+	}
+
+	// Down to one connection, with a short wait: the idle one closes now,
+	// the busy one stays until it is checked in.
+	p.setConfig(config.Pool{Size: 1, IdleTimeout: time.Hour, MaxWait: 20 * time.Millisecond})
+	if st := p.stats(); st.idle != 0 || len(st.servers) != 1 {
+		t.Fatalf("after lowering pool.size to 1: %d idle, %d servers", st.idle, len(st.servers))
+	}
+	start := time.Now()
+	if _, err := p.checkout(ctx, nil); err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("checkout of the full resized pool: %v after %s, want pool.max_wait 20ms", err, time.Since(start))
+	}
+	p.checkin(first)
+	if st := p.stats(); st.idle != 1 || len(st.servers) != 1 {
+		t.Fatalf("after checkin: %d idle, %d servers, want 1, 1", st.idle, len(st.servers))
+	}
+}
+
 func TestPooledConnPreparedLRU(t *testing.T) {
 	pc := newPooledConn(nil, &backendConn{conn: nopConn{}}, 1)
 	for i := range maxPreparedPerBackend {

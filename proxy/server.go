@@ -126,6 +126,12 @@ func (s *Server) Reload(cfg *config.Config, a Authenticator, checkers CheckerFac
 		rt.checkers = s.opts.Checkers
 	}
 	s.rt.Store(rt)
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if !draining {
+		s.configurePools(rt)
+	}
 	return nil
 }
 

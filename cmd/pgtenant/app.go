@@ -97,7 +97,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, level *sl
 		statsFn = a.auditWatch.stats
 	}
 	a.metrics = metrics.New(metrics.Options{Version: version, Commit: commit, Regions: cfg.RegionNames(),
-		AuditStats: statsFn, CacheStats: a.cacheStats})
+		AuditStats: statsFn, CacheStats: a.cacheStats, PoolStats: a.poolStats})
 	if a.auditWatch != nil {
 		a.background(func() { a.auditWatch.run(a.ctx, a.metrics) })
 	}

@@ -74,6 +74,7 @@ regions:
   eu-west: { host: 127.0.0.1, port: %d, user: %s, password: %s, database: %s, admin_user: postgres }
 policy: { global_tables: [public.countries] }
 audit: { mode: spool, spool_dir: %s, checkpoint_dir: %s, seal_public_key: %s }
+pool: { mode: transaction }
 `, listen, adminListen, proveSecret, c.Port, c.ServiceUser, c.ServicePassword, c.Database,
 		filepath.Join(dir, "spool"), filepath.Join(dir, "checkpoints"), pub)
 	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {

@@ -31,15 +31,16 @@ func (e *txEnv) waitBackends(ctx context.Context, t *testing.T, want int, timeou
 	t.Fatalf("%s: %d pooled backends after %s, want %d", why, n, timeout, want)
 }
 
-// TestPoolMinIdleAndIdleTimeout: once a pool is in use (pools are made per
-// region and database on their first client), it keeps pool.min_idle
-// backends open; a burst opens up to pool.size; pool.idle_timeout after
-// the burst the pool is back to pool.min_idle, not below; and when the
-// proxy shuts down, none of its backends is left on the server.
+// TestPoolMinIdleAndIdleTimeout: the pool of the region's database opens
+// pool.min_idle backends when the proxy starts, before any client; a burst
+// opens up to pool.size; pool.idle_timeout after the burst the pool is back
+// to pool.min_idle, not below; and when the proxy shuts down, none of its
+// backends is left on the server.
 func TestPoolMinIdleAndIdleTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e := start(t, poolOptions{Size: 5, MinIdle: 2, IdleTimeout: time.Second})
+	e.waitBackends(ctx, t, 2, 10*time.Second, "pool.min_idle 2 at start, before any client")
 	first := e.mustConnect(ctx, t, tenantID(9), pgx.QueryExecModeExec)
 	if _, err := first.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
