@@ -24,13 +24,13 @@ const (
 func auditLayer(ctx context.Context, tx pgx.Tx) (AuditLayer, error) {
 	events, found, err := appendOnly(ctx, tx, "events")
 	if err != nil {
-		return AuditLayer{Status: Unknown, Table: AuditSchema + ".events"}, err
+		return AuditLayer{AuditTable: AuditTable{Status: Unknown, Table: events.Table}}, err
 	}
 	if !found {
-		return AuditLayer{Status: Missing, Table: events.Table,
-			Problems: []string{"table " + events.Table + " does not exist (run `pgtenant audit init`)"}}, nil
+		return AuditLayer{AuditTable: AuditTable{Status: Missing, Table: events.Table,
+			Problems: []string{"table " + events.Table + " does not exist (run `pgtenant audit init`)"}}}, nil
 	}
-	l := AuditLayer{Status: events.Status, Table: events.Table, Owner: events.Owner, Triggers: events.Triggers, Problems: events.Problems}
+	l := AuditLayer{AuditTable: events}
 	pending, found, err := appendOnly(ctx, tx, "ingest_batches")
 	if err != nil {
 		return l, err

@@ -77,7 +77,7 @@ func (rep Report) failed(err error) Report {
 	rep.Status, rep.Error = Unknown, err.Error()
 	rep.RLS = RLSLayer{Status: Unknown}
 	rep.Role = RoleLayer{Status: Unknown, Role: rep.ServiceRole}
-	rep.Audit = AuditLayer{Status: Unknown, Table: AuditSchema + ".events"}
+	rep.Audit = AuditLayer{AuditTable: AuditTable{Status: Unknown, Table: AuditSchema + ".events"}}
 	return rep
 }
 

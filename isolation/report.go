@@ -74,11 +74,7 @@ type RoleLayer struct {
 // fields) and of the rows awaiting integration (Pending); Status and
 // Problems cover both.
 type AuditLayer struct {
-	Status   string          `json:"status"`
-	Table    string          `json:"table"`
-	Owner    string          `json:"owner,omitempty"`
-	Triggers []TriggerReport `json:"triggers,omitempty"`
-	Problems []string        `json:"problems,omitempty"`
+	AuditTable
 	// Pending is pgtenant_audit.ingest_batches (schema version 7 on): the
 	// batches writers append and the integrator chains, append-only like
 	// the rest until then.

@@ -40,6 +40,24 @@ func testPool(t *testing.T, cfg config.Pool) (*backendPool, *atomic.Int32) {
 	return p, &dials
 }
 
+// waitingCheckout starts a checkout of p and returns once it waits; the
+// connection it gets comes on the channel.
+func waitingCheckout(t *testing.T, p *backendPool) <-chan *pooledConn {
+	t.Helper()
+	got := make(chan *pooledConn, 1)
+	go func() {
+		pc, err := p.checkout(context.Background(), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- pc
+	}()
+	for p.stats().waiting != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	return got
+}
+
 func TestPoolBoundsWaitsAndHandsOver(t *testing.T) {
 	cfg := config.Pool{Mode: config.PoolTransaction, Size: 1, IdleTimeout: time.Hour, MaxWait: 100 * time.Millisecond}
 	p, dials := testPool(t, cfg)
@@ -58,17 +76,7 @@ func TestPoolBoundsWaitsAndHandsOver(t *testing.T) {
 	if d := time.Since(start); d < cfg.MaxWait {
 		t.Errorf("refused after %s, before pool.max_wait", d)
 	}
-	got := make(chan *pooledConn, 1)
-	go func() {
-		pc, err := p.checkout(ctx, nil)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- pc
-	}()
-	for p.stats().waiting != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	got := waitingCheckout(t, p)
 	p.checkin(first)
 	if pc := <-got; pc != first {
 		t.Errorf("the waiter got %p, want the checked-in connection %p", pc, first)
@@ -137,17 +145,7 @@ func TestPoolReloadResizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan *pooledConn, 1)
-	go func() {
-		pc, err := p.checkout(ctx, nil)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- pc
-	}()
-	for p.stats().waiting != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	got := waitingCheckout(t, p)
 	p.setConfig(config.Pool{Size: 3, IdleTimeout: time.Hour, MaxWait: time.Minute})
 	select {
 	case second := <-got:
