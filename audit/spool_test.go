@@ -728,3 +728,53 @@ func TestSpoolRotatesUnderConcurrentAppends(t *testing.T) {
 		t.Fatalf("segments hold %d bytes, the records %d: not cut to their records", total, want)
 	}
 }
+
+// A crash that leaves the segment being written at its allocated size
+// (zeros past its records) and the next segment prepared but unused loses
+// nothing: a restart reads every record back, the empty prepared segment
+// reads as empty, and new appends go to a segment after both.
+func TestSpoolRestartAfterACrashWithAPreparedSegment(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1",
+		Statement: "SELECT '" + strings.Repeat("x", 64<<10) + "'"}, "eu-west", "t", StatementFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 70 // past half of a segment: the next one is prepared
+	for i := range n {
+		if err := s.AppendRef(big, uint64(i+1), true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the next segment to be prepared", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.next != nil
+	})
+	s.mu.Lock()
+	prepared, current := s.next.id, s.curID
+	s.mu.Unlock()
+	// The crash: the process is gone without Close (its lock goes with it).
+	s.lock.Close()
+
+	s2, err := openSpool(dir, 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.curID <= prepared || s2.Pending() != n {
+		t.Fatalf("after the crash: writing segment %d (crashed in %d, %d prepared), %d records pending, want %d",
+			s2.curID, current, prepared, s2.Pending(), n)
+	}
+	if err := s2.AppendRef(big, n+1, true, true); err != nil {
+		t.Fatal(err)
+	}
+	got := drain(t, s2)
+	if len(got) != n+1 {
+		t.Fatalf("read %d records after the crash, want %d", len(got), n+1)
+	}
+}
