@@ -172,3 +172,66 @@ func TestParkedSessionRelaysOnItsClientGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleClientParks checks that an idle session's client goroutine hands
+// the wait for the client over to awaitClient, that a query then resumes
+// the session and goes through, that it parks again once idle, and that a
+// client leaving a parked session ends it.
+func TestIdleClientParks(t *testing.T) {
+	srv, ss, clientConn, backendConn := parkableSession(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	go srv.sweepIdle(stop)
+	finished := make(chan struct{})
+	ss.start(func() { close(finished) })
+	awaitParked := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ss.clientParked.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the client goroutine did not park", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	awaitParked("idle session")
+
+	for range 2 {
+		if _, err := clientConn.Write([]byte{'Q', 0, 0, 0, 13, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', 0}); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 14)
+		_ = backendConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(backendConn, got); err != nil || got[0] != 'Q' {
+			t.Fatalf("backend got %q, %v", got, err)
+		}
+		if ss.clientParked.Load() {
+			t.Fatal("the session relayed a query while its client goroutine was still parked")
+		}
+		var reply []byte
+		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(reply)
+		reply, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(reply)
+		if _, err := backendConn.Write(reply); err != nil {
+			t.Fatal(err)
+		}
+		fe := pgproto3.NewFrontend(clientConn, io.Discard)
+		_ = clientConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+		}
+		awaitParked("idle after a query")
+	}
+
+	_ = clientConn.Close()
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a session whose client goroutine parked did not end when its client left")
+	}
+}
