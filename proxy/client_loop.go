@@ -41,9 +41,6 @@ func (s *session) clientLoop() error {
 			if isClosedErr(err) {
 				return nil
 			}
-			if s.isClientPark(err) {
-				return errClientPark
-			}
 			s.fatal(newClientError(pgerrcode.ProtocolViolation, "protocol", "%v", err))
 			return err
 		}

@@ -47,10 +47,7 @@
 // sockets nobody reads (armed by a sweep every 250 ms, at once after each
 // batch of a session that ran LISTEN) and starts a backend goroutine when
 // one becomes readable. An idle backend goroutine parks again after an idle
-// sweep, and after two sweeps that found the session idle the client
-// goroutine parks too (park_client.go): it hands the wait for the client's
-// next message to a goroutine with a small stack that only peeks at the
-// socket, so an idle session costs under 8 KiB of heap and stacks.
+// sweep, so an idle session has the client goroutine only.
 //
 // Buffered writers are flushed when the reader on the other side has no
 // buffered input left, so a pipelined batch travels as one write. On TCP and

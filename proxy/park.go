@@ -88,7 +88,6 @@ func (s *Server) sweepIdle(stop <-chan struct{}) {
 		s.mu.Unlock()
 		for _, ss := range sessions {
 			ss.requestPark()
-			ss.requestClientPark()
 		}
 	}
 }

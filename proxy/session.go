@@ -119,12 +119,6 @@ type session struct {
 	sweepSeen   uint64        // batches at the last sweep (sweeper only)
 	sweepIdle   bool          // idle at the last sweep (sweeper only)
 	parkID      uint32        // the watcher's id for this session (parker's lock)
-
-	// Client parking (park_client.go).
-	clientParkReq   atomic.Bool // the sweeper asked the client goroutine to park
-	clientParked    atomic.Bool // awaitClient waits for the client
-	clientSweepSeen uint64      // batches at the last sweep (sweeper only)
-	clientSweepIdle bool        // idle at the last sweep (sweeper only)
 }
 
 // attach completes an authenticated session with its backend connection
@@ -143,9 +137,6 @@ func (s *session) attachClient(checker StatementChecker) {
 	s.cr.maxLen = s.rt.limits.MaxMessageBytes
 	s.cr.body = nil // the password message's buffer: a session that stays idle need not keep it
 	s.checker = checker
-	if s.cr.r.raw != nil {
-		s.cr.r.onDeadline = s.clientDeadline // park requests (park_client.go)
-	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.track = newStmtTracker()
 	s.bportals = map[string]*boundPortal{}
@@ -179,20 +170,9 @@ func (s *session) start(finish func()) {
 		s.bstate.Store(bRunning)
 		go s.runBackend()
 	}
-	go s.runClient(finish)
-}
-
-// runClient runs the client loop and, when it ends, the session's end; a
-// client goroutine that parks (park_client.go) leaves both to the goroutine
-// that resumes it.
-func (s *session) runClient(finish func()) {
-	err := s.clientLoop()
-	if errors.Is(err, errClientPark) {
-		s.parkClient(func() { s.runClient(finish) })
-		return
-	}
-	defer finish()
-	{
+	go func() {
+		defer finish()
+		err := s.clientLoop()
 		if errors.Is(err, errAwaitBackend) {
 			s.goBackend() // the replies in flight end the session
 			err = <-s.backendDone
@@ -204,7 +184,7 @@ func (s *session) runClient(finish func()) {
 		if err != nil && !isClosedErr(err) {
 			s.log.Debug("session ended", "error", err)
 		}
-	}
+	}()
 }
 
 // relaySession relays the replies to the batch the client goroutine just
