@@ -642,6 +642,17 @@ func TestSpoolCursorInPlace(t *testing.T) {
 	}
 }
 
+// bigRow is a statement row of about 64 KiB: a few fill a segment.
+func bigRow(t *testing.T) *Row {
+	t.Helper()
+	r, err := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1",
+		Statement: "SELECT '" + strings.Repeat("x", 64<<10) + "'"}, "eu-west", "t", StatementFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // Appends that cross several segments, concurrently and durable in group
 // mode, are all read back once and in each writer's order; every durable
 // append returned covered by an fdatasync, the rotated segments are cut to
@@ -652,11 +663,7 @@ func TestSpoolRotatesUnderConcurrentAppends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big, err := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1",
-		Statement: "SELECT '" + strings.Repeat("x", 64<<10) + "'"}, "eu-west", "t", StatementFull)
-	if err != nil {
-		t.Fatal(err)
-	}
+	big := bigRow(t)
 	const writers, each = 4, 100 // about 26 MiB: three rotations
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -739,11 +746,7 @@ func TestSpoolRestartAfterACrashWithAPreparedSegment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big, err := NewRow(tenancy.Event{Kind: tenancy.KindStatement, AccountID: "a1",
-		Statement: "SELECT '" + strings.Repeat("x", 64<<10) + "'"}, "eu-west", "t", StatementFull)
-	if err != nil {
-		t.Fatal(err)
-	}
+	big := bigRow(t)
 	const n = 70 // past half of a segment: the next one is prepared
 	for i := range n {
 		if err := s.AppendRef(big, uint64(i+1), true, true); err != nil {
