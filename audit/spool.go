@@ -420,8 +420,7 @@ func (s *spool) rotateLocked(need int64) (*retired, error) {
 }
 
 // retire syncs a rotated segment (durable appends in it wait for that:
-// syncTo), then unmaps it and cuts it to its records. The cut is not
-// synced: after a host crash the zeros past the records read as its end.
+// syncTo), then cuts it.
 func (s *spool) retire(r *retired) {
 	err := fdatasync(r.seg.f)
 	s.mu.Lock()
@@ -433,32 +432,35 @@ func (s *spool) retire(r *retired) {
 	s.retiring = nil
 	close(r.done)
 	s.mu.Unlock()
-	syscall.Munmap(r.seg.m) //nolint:errcheck // the reader reads the file
-	_ = r.seg.f.Truncate(r.size)
-	r.seg.f.Close()
+	_ = r.seg.cut(r.size) // synced: what the cut fails to do, a restart's repair does
 }
 
-// finishLocked syncs the current segment, unmaps it, cuts it to its
-// records and closes it. The cut is not synced: after a host crash the
-// zeros left past the records read as the end of the segment.
+// cut unmaps a synced segment, cuts it to its size bytes of records and
+// closes it. The cut is not synced: after a host crash the zeros past the
+// records read as the segment's end.
+func (g *segFile) cut(size int64) error {
+	err := syscall.Munmap(g.m)
+	if terr := g.f.Truncate(size); err == nil {
+		err = terr
+	}
+	if cerr := g.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: finish segment %d: %w", g.id, err)
+	}
+	return nil
+}
+
+// finishLocked syncs the current segment and cuts it (Close).
 func (s *spool) finishLocked() error {
 	if err := fdatasync(s.cur); err != nil {
 		return fmt.Errorf("spool: sync: %w", err)
 	}
 	s.syncedGen.Store(max(s.syncedGen.Load(), s.writeGen))
-	if err := syscall.Munmap(s.curMap); err != nil {
-		return fmt.Errorf("spool: unmap: %w", err)
-	}
-	s.curMap = nil
-	err := s.cur.Truncate(s.curSize)
-	if cerr := s.cur.Close(); err == nil {
-		err = cerr
-	}
-	s.cur = nil
-	if err != nil {
-		return fmt.Errorf("spool: finish segment %d: %w", s.curID, err)
-	}
-	return nil
+	seg := segFile{s.cur, s.curID, s.curMap}
+	s.cur, s.curMap = nil, nil
+	return seg.cut(s.curSize)
 }
 
 // mapSegment allocates size bytes to f and maps them shared. Allocating
@@ -855,7 +857,6 @@ func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 		s.mu.Lock()
 		size, live := s.sizes[s.rID]
 		curID, notify := s.curID, s.notify
-		s.notified = true
 		had := len(recs)
 		if live && s.rOff < size {
 			recs = s.takeRecentLocked(recs, max)
@@ -877,6 +878,16 @@ func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 				continue
 			}
 			if len(recs) == 0 {
+				// Wait for notify, which a write closes once notified is
+				// set; one that came since the look above finds it unset
+				// and does not, so look again then.
+				s.mu.Lock()
+				wrote := s.curID != curID || s.sizes[s.rID] != size
+				s.notified = !wrote
+				s.mu.Unlock()
+				if wrote {
+					continue
+				}
 				return nil, notify, nil
 			}
 			break

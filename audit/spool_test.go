@@ -156,22 +156,34 @@ func TestSpoolHighWaterMark(t *testing.T) {
 	drain(t, s)
 }
 
+// BenchmarkSpoolDurableAppend is what a statement pays before it is
+// forwarded: in group mode its fdatasync (shared), in interval mode (the
+// default) the copy into the segment.
 func BenchmarkSpoolDurableAppend(b *testing.B) {
-	s, err := openSpool(b.TempDir(), 1<<40)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	rows := spoolRows(b, 1)
-	b.SetParallelism(16)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if err := s.Append(rows, true, true); err != nil {
-				b.Error(err)
-				return
+	for _, bc := range []struct {
+		name        string
+		syncEvery   time.Duration
+		parallelism int
+	}{{"group", 0, 16}, {"interval", 10 * time.Millisecond, 4}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := openSpoolSync(b.TempDir(), 1<<40, bc.syncEvery)
+			if err != nil {
+				b.Fatal(err)
 			}
-		}
-	})
+			defer s.Close()
+			rows := spoolRows(b, 1)
+			b.SetParallelism(bc.parallelism)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := s.Append(rows, true, true); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 func TestSpoolShippingFreesTheHighWaterMark(t *testing.T) {
@@ -593,27 +605,6 @@ func TestSpoolRecentIsWhatTheFileSays(t *testing.T) {
 	}
 }
 
-// BenchmarkSpoolIntervalAppend is the default mode's append (interval
-// fsync): what a statement pays before it is forwarded.
-func BenchmarkSpoolIntervalAppend(b *testing.B) {
-	s, err := openSpoolSync(b.TempDir(), 1<<40, 10*time.Millisecond)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	rows := spoolRows(b, 1)
-	b.SetParallelism(4)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if err := s.Append(rows, true, true); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-}
-
 // The cursor is rewritten in place at a fixed width, and a restart reads
 // it back, as it reads an earlier build's unpadded one.
 func TestSpoolCursorInPlace(t *testing.T) {
@@ -622,6 +613,7 @@ func TestSpoolCursorInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var first os.FileInfo
 	for _, p := range []spoolPos{{id: 7, off: 123456}, {id: 8, off: 9}} {
 		if err := s.writeCursor(p); err != nil {
 			t.Fatal(err)
@@ -629,6 +621,18 @@ func TestSpoolCursorInPlace(t *testing.T) {
 		got, ok := readCursor(dir)
 		if !ok || got.id != p.id || got.off != p.off {
 			t.Fatalf("cursor reads %+v (%v), wrote %+v", got, ok, p)
+		}
+		st, err := os.Stat(filepath.Join(dir, cursorFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() != cursorLen {
+			t.Fatalf("cursor of %d bytes, want the fixed %d", st.Size(), cursorLen)
+		}
+		if first == nil {
+			first = st
+		} else if !os.SameFile(first, st) {
+			t.Fatal("the cursor was replaced by a new file, not rewritten in place")
 		}
 	}
 	if err := s.Close(); err != nil {
@@ -779,5 +783,45 @@ func TestSpoolRestartAfterACrashWithAPreparedSegment(t *testing.T) {
 	got := drain(t, s2)
 	if len(got) != n+1 {
 		t.Fatalf("read %d records after the crash, want %d", len(got), n+1)
+	}
+}
+
+// A write wakes the reader that found nothing to read (it closes the
+// channel nextRecs returned); while the reader is not waiting, writes keep
+// the channel (no channel is made per append).
+func TestSpoolNotifyWakesAWaitingReader(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs, ch, err := s.nextRecs(10)
+	if err != nil || len(recs) != 0 || ch == nil {
+		t.Fatalf("empty spool: %d records, channel %v, %v", len(recs), ch, err)
+	}
+	if err := s.Append(spoolRows(t, 1), false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("an append did not wake the waiting reader")
+	}
+	if recs, _, err = s.nextRecs(10); err != nil || len(recs) != 1 {
+		t.Fatalf("read %d records, %v; want the one appended", len(recs), err)
+	}
+	s.mu.Lock()
+	before := s.notify
+	s.mu.Unlock()
+	for range 3 {
+		if err := s.Append(spoolRows(t, 1), false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	same := s.notify == before
+	s.mu.Unlock()
+	if !same {
+		t.Fatal("appends replaced the notify channel though no reader waited on it")
 	}
 }
