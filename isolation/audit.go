@@ -27,8 +27,8 @@ func auditLayer(ctx context.Context, tx pgx.Tx) (AuditLayer, error) {
 		return AuditLayer{AuditTable: AuditTable{Status: Unknown, Table: events.Table}}, err
 	}
 	if !found {
-		return AuditLayer{AuditTable: AuditTable{Status: Missing, Table: events.Table,
-			Problems: []string{"table " + events.Table + " does not exist (run `pgtenant audit init`)"}}}, nil
+		events.Status, events.Problems = Missing, []string{"table " + events.Table + " does not exist (run `pgtenant audit init`)"}
+		return AuditLayer{AuditTable: events}, nil
 	}
 	l := AuditLayer{AuditTable: events}
 	pending, found, err := appendOnly(ctx, tx, "ingest_batches")
