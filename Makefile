@@ -16,6 +16,8 @@ demo:
 test: vet
 	scripts/deps.sh test
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	# the idle-client memory bound, measured without the race detector (which enlarges every stack)
+	$(GO) test -count=1 -timeout 5m -run '^TestFloodIdleClients$$' ./test/e2e
 
 ## test-short: the fast layers only (go test -short: skips the e2e package, pgbench and long runs)
 test-short:

@@ -85,7 +85,7 @@ func (s *session) armTimeout(t *ticket) {
 		}
 		s.srv.opts.Budgets.TimedOut(s.principal.Account)
 		if err := s.sendCancel(s.ctx); err != nil {
-			s.log.Warn("statement timeout: cancel not delivered", "error", err)
+			s.logger().Warn("statement timeout: cancel not delivered", "error", err)
 		}
 	})
 }

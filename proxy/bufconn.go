@@ -245,6 +245,15 @@ func (c *connReader) fill(n int) error {
 	return nil
 }
 
+// awaitInput waits until the socket has bytes to read, or a read fails
+// (kept in c.err for the next read), when nothing is buffered. It reads
+// as fill would, from a shallower stack.
+func (c *connReader) awaitInput() {
+	if c.Buffered() == 0 && c.err == nil && c.raw != nil {
+		c.readRaw(1)
+	}
+}
+
 // compact moves the buffered bytes to the front when fewer than n would
 // fit after them.
 func (c *connReader) compact(n int) {

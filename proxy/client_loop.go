@@ -35,6 +35,11 @@ func (s *session) clientLoop() error {
 			if err := s.flushBackend(); err != nil {
 				return err
 			}
+			// Wait for the next batch here, two frames above the poller,
+			// not under header: an idle client goroutine's stack must stay
+			// under a quarter of 4 KiB for the GC to shrink it to 2 KiB
+			// (the idle-client memory bound, TestFloodIdleClients).
+			s.cr.r.awaitInput()
 		}
 		t, n, err := s.cr.header()
 		if err != nil {
@@ -474,7 +479,7 @@ func (s *session) denyExtended(d tenancy.Decision, sql string, start time.Time) 
 }
 
 func (s *session) recordDenial(d tenancy.Decision, sql string) {
-	s.log.Info("statement denied", "reason", d.Reason, "sqlstate", d.SQLState, "tables", d.Tables)
+	s.logger().Info("statement denied", "reason", d.Reason, "sqlstate", d.SQLState, "tables", d.Tables)
 	if !s.srv.auditing() || d.Reason == reasonAuditUnavailable {
 		// the audit just failed to take an event: waiting on it again
 		// would only hold the session longer
@@ -508,7 +513,7 @@ const reasonAuditUnavailable = "audit_unavailable"
 
 // unavailable is the answer when the audit cannot take a statement's event.
 func (s *session) unavailable(err error) tenancy.Decision {
-	s.log.Warn("audit unavailable: statement refused", "error", err)
+	s.logger().Warn("audit unavailable: statement refused", "error", err)
 	return tenancy.Decision{SQLState: pgerrcode.CannotConnectNow, Reason: reasonAuditUnavailable,
 		Message: "pgtenant: the audit trail is unavailable; statements are refused until it recovers",
 		Hint:    "retry shortly"}

@@ -34,7 +34,8 @@ func (s *Server) handle(conn net.Conn) {
 	}()
 	rt := s.runtime()
 	addr := clientIP(conn)
-	log := s.log.With("conn_id", newSessionID(), "client_addr", addr)
+	connID := newSessionID()
+	log := s.log.With("conn_id", connID, "client_addr", addr)
 
 	if lim := rt.limits.MaxConnections; lim > 0 && n > int64(lim) {
 		s.reject(conn, nil, log, addr, auth.Principal{}, newClientError(pgerrcode.TooManyConnections, "too_many_connections", "too many connections (limit %d)", lim))
@@ -48,7 +49,7 @@ func (s *Server) handle(conn net.Conn) {
 		}
 		return
 	}
-	ss, err := s.authenticate(st, rt, log, addr)
+	ss, err := s.authenticate(st, rt, connID, addr)
 	if errors.Is(err, errConsole) {
 		if refusal := s.consoleRefusal(ss); refusal != nil {
 			s.reject(st.conn, ss.cw, log, addr, ss.principal, refusal)
@@ -70,7 +71,7 @@ func (s *Server) handle(conn net.Conn) {
 		return
 	}
 	if err := s.track(ss); err != nil {
-		s.reject(st.conn, ss.cw, ss.log, addr, ss.principal, err)
+		s.reject(st.conn, ss.cw, ss.logger(), addr, ss.principal, err)
 		ss.close()
 		return
 	}
@@ -81,12 +82,12 @@ func (s *Server) handle(conn net.Conn) {
 		ss.close()
 	}
 	if err := ss.sendStartupReply(); err != nil {
-		ss.log.Debug("startup reply failed", "error", err)
+		ss.logger().Debug("startup reply failed", "error", err)
 		end()
 		return
 	}
 	_ = st.conn.SetDeadline(time.Time{})
-	ss.log.Info("connection opened", "user", ss.user, "database", st.req.Database,
+	ss.logger().Info("connection opened", "user", ss.user, "database", st.req.Database,
 		"role", ss.principal.Role(), "actor", ss.principal.Actor, "read_only", ss.principal.ReadOnly)
 	connect := ss.event(tenancy.KindConnect)
 	connect.Verdict = tenancy.VerdictAllow
@@ -96,7 +97,7 @@ func (s *Server) handle(conn net.Conn) {
 	ss.start(func() {
 		// the session's context ended with it: the disconnect gets its own, bounded
 		ss.recordWithin(context.Background(), ss.event(tenancy.KindDisconnect))
-		ss.log.Info("connection closed")
+		ss.logger().Info("connection closed")
 		end()
 		closeConn()
 		s.wg.Done()
@@ -106,9 +107,9 @@ func (s *Server) handle(conn net.Conn) {
 // authenticate negotiates the protocol, takes the token, verifies it, picks
 // the region and dials its backend. On error the returned session (if any)
 // carries the client writer to report the error on.
-func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logger, addr string) (*session, error) {
+func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, connID, addr string) (*session, error) {
 	ss := &session{
-		srv: s, rt: rt, id: newSessionID(), client: st.conn, user: st.req.User, addr: addr,
+		srv: s, rt: rt, id: newSessionID(), connID: connID, client: st.conn, user: st.req.User, addr: addr,
 		database: st.req.Database, appName: st.req.Params["application_name"], tls: st.tls, started: time.Now(),
 		cr: &msgReader{r: newConnReader(st.conn), maxLen: maxPasswordLen},
 		cw: newConnWriter(st.conn),
@@ -140,7 +141,6 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, log *slog.Logg
 	s.backoff.succeeded(addr)
 	ss.principal = p
 	ss.expiresAt = p.ExpiresAt
-	ss.log = log.With("session_id", ss.id, "account_id", p.Account, "region", p.Region)
 	if st.req.Database == console.Database {
 		return ss, errConsole
 	}

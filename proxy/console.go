@@ -63,9 +63,9 @@ func (s *Server) serveConsole(ss *session) {
 	if err := w.Flush(); err != nil {
 		return
 	}
-	ss.log.Info("admin console session", "subject", ss.principal.Subject, "roles", ss.principal.Role())
+	ss.logger().Info("admin console session", "subject", ss.principal.Subject, "roles", ss.principal.Role())
 	if err := console.Serve(ss.client, consoleSource{s}, 30*time.Minute); err != nil && !isClosedErr(err) {
-		ss.log.Debug("admin console session ended", "error", err)
+		ss.logger().Debug("admin console session ended", "error", err)
 	}
 }
 

@@ -585,7 +585,7 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 // for account 42, with fuzzChecker as its policy.
 func newFuzzSession(srv *Server, client net.Conn, bconn net.Conn) *session {
 	ss := &session{
-		srv: srv, rt: srv.runtime(), id: "fuzz", log: srv.log, client: client, addr: "",
+		srv: srv, rt: srv.runtime(), id: "fuzz", connID: "fuzz", client: client, addr: "",
 		principal: auth.Principal{Account: "42", Region: "eu-west", Subject: "fuzz"},
 		region:    &region{name: "eu-west"},
 		cr:        &msgReader{r: newConnReader(client)},

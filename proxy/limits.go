@@ -104,7 +104,7 @@ func (s *session) idleExpired() {
 	if !stillIdle {
 		return
 	}
-	s.log.Info("closing idle session", "idle_timeout", d.String())
+	s.logger().Info("closing idle session", "idle_timeout", d.String())
 	s.fatal(newClientError(pgerrcode.IdleSessionTimeout, "idle_timeout", "terminating connection due to idle-session timeout"))
 	s.close()
 }

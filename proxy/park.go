@@ -143,7 +143,7 @@ func (s *session) parkNow() bool {
 		if !s.bstate.CompareAndSwap(bParked, bRunning) {
 			return true // close took the parked session and reported for us: just end
 		}
-		s.log.Debug("idle session not parked", "error", err)
+		s.logger().Debug("idle session not parked", "error", err)
 		return false
 	}
 	return true
@@ -158,7 +158,7 @@ func (s *session) parkFree() {
 		return
 	}
 	if err := theParker.add(s, s.backendFD); err != nil {
-		s.log.Debug("idle session not parked", "error", err)
+		s.logger().Debug("idle session not parked", "error", err)
 		s.freeBackend(bParked)
 	}
 }

@@ -306,7 +306,7 @@ func (s *session) startPooled(finish func()) {
 		s.close()
 		s.tx.wg.Wait()
 		if err != nil && !isClosedErr(err) && !errors.Is(err, errAwaitBackend) {
-			s.log.Debug("session ended", "error", err)
+			s.logger().Debug("session ended", "error", err)
 		}
 	}()
 }
@@ -600,9 +600,9 @@ func (s *session) poolRefusal(t byte, n int, err error) error {
 	}
 	ce := toClientError(err)
 	if ce.Code == pgerrcode.QueryCanceled {
-		s.log.Debug("statement cancelled while waiting for a backend connection")
+		s.logger().Debug("statement cancelled while waiting for a backend connection")
 	} else {
-		s.log.Warn("no backend connection for a transaction", "reason", ce.Reason, "error", err)
+		s.logger().Warn("no backend connection for a transaction", "reason", ce.Reason, "error", err)
 	}
 	if _, derr := s.cr.r.Discard(n); derr != nil {
 		return derr
@@ -669,7 +669,7 @@ func (s *session) checkinPooled(pc *pooledConn) {
 	}
 	if pc.dirty && !pc.lost {
 		if err := resetBackend(side); err != nil {
-			s.log.Warn("pool: backend reset failed: closing it", "error", err)
+			s.logger().Warn("pool: backend reset failed: closing it", "error", err)
 			pc.lost = true
 		}
 		pc.dirty = false
@@ -855,7 +855,7 @@ func (s *session) injectFailed(n int) error {
 	if er.Decode(body) == nil {
 		msg = er.Message
 	}
-	s.log.Warn("pool: setting the transaction context failed", "error", msg)
+	s.logger().Warn("pool: setting the transaction context failed", "error", msg)
 	s.backendFatal = true
 	s.tx.bpc.lost = true
 	ce := newClientError(pgerrcode.InternalError, "pool_context", "could not set the transaction's tenant context: %s", msg)

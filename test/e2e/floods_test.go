@@ -219,8 +219,8 @@ func TestFloodIdleClients(t *testing.T) {
 	perConn := heapPer + stackPer
 	t.Logf("%d idle clients logged in in %v: %+d B/conn of heap and stacks (heap %+d, stacks %+d; the heap includes the test's bare client sockets), %.2f goroutines/conn",
 		n, elapsed.Round(time.Millisecond), perConn, heapPer, stackPer, float64(g-baseG)/float64(n))
-	if perConn >= 64<<10 {
-		t.Errorf("%d B of heap and stacks per idle connection, want < 64 KiB", perConn)
+	if perConn > idleClientBound {
+		t.Errorf("%d B of heap and stacks per idle connection, want <= %d", perConn, idleClientBound)
 	}
 	// An idle session pins no 16 KiB relay buffer on either side.
 	if heapPer >= 16<<10 {
