@@ -165,6 +165,33 @@ func (c *connWriter) write(p []byte) (int, error) {
 	return done, err
 }
 
+// sendAll writes everything buffered to fd without waiting and returns the
+// buffer to the pool; false when it could not (a full socket buffer or an
+// error), leaving the rest buffered for Flush. It runs in the callback of a
+// read of the same socket (connReader.sendFirst).
+func (c *connWriter) sendAll(fd uintptr) bool {
+	if c.buf == nil {
+		return true
+	}
+	p := (*c.buf)[:c.n]
+	done := 0
+	for done < len(p) {
+		n, errno := rawWrite(fd, p[done:])
+		switch errno {
+		case 0:
+			done += n
+		case syscall.EINTR:
+		default:
+			c.n = copy(*c.buf, p[done:])
+			return false
+		}
+	}
+	c.n = 0
+	bufPool.Put(c.buf)
+	c.buf = nil
+	return true
+}
+
 // writeRaw is the raw write's callback: it sends c.pending until done or
 // the socket buffer is full (false: wait for writability).
 func (c *connWriter) writeRaw(fd uintptr) bool {
@@ -206,6 +233,20 @@ type connReader struct {
 	readFn func(fd uintptr) bool
 	want   int
 	rerr   error
+
+	// sendFirst, when set, is the writer of the same socket: the next read
+	// sends its buffered bytes (the batch whose replies it waits for) from
+	// inside the read, once the runtime's poller is armed for it. A reply
+	// then wakes the read however fast it comes, so the read parks at once
+	// instead of first trying the socket (a read(2) that returns EAGAIN
+	// once per batch, since the server cannot have answered yet).
+	sendFirst *connWriter
+	// sendLater is sendFirst when the batch could not be sent whole without
+	// waiting (or failed): readRaw sends it the ordinary way.
+	sendLater *connWriter
+	// sendLock, when set, guards the writer sendFirst names (a client's
+	// writer, which other goroutines also write under the session's wmu).
+	sendLock sync.Locker
 }
 
 func newConnReader(conn net.Conn) *connReader {
@@ -264,7 +305,8 @@ func (c *connReader) compact(n int) {
 }
 
 // readRaw reads once from the socket, parking on the poller until it is
-// readable; the outcome is in the buffer or in c.err.
+// readable; the outcome is in the buffer or in c.err. A batch set to be
+// sent first (sendFirst) has been sent, or has failed, when it returns.
 func (c *connReader) readRaw(n int) {
 	c.want, c.rerr = n, nil
 	err := c.raw.Read(c.readFn)
@@ -272,6 +314,22 @@ func (c *connReader) readRaw(n int) {
 		err = c.rerr
 	}
 	c.rerr = nil
+	if w := c.takeUnsent(); w != nil {
+		// The batch must be out before anything waits for its replies. A
+		// failed write is not this read's error: as after any failed
+		// write to the server, reading on relays what it said before it
+		// went (its ErrorResponse, then EOF end the session).
+		if c.sendLock != nil {
+			c.sendLock.Lock()
+		}
+		_ = w.Flush()
+		if c.sendLock != nil {
+			c.sendLock.Unlock()
+		}
+		if err == nil {
+			return // nothing was read: the caller's loop reads again
+		}
+	}
 	if err != nil {
 		if c.onDeadline != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.onDeadline(c.Buffered()) {
 			return // the caller's loop reads again
@@ -287,6 +345,24 @@ func (c *connReader) readRaw(n int) {
 // (borrowed now, returned before parking), false when there is nothing to
 // read yet.
 func (c *connReader) readCallback(fd uintptr) bool {
+	if w := c.sendFirst; w != nil {
+		c.sendFirst = nil
+		if c.sendLock != nil {
+			c.sendLock.Lock()
+		}
+		sent := w.sendAll(fd)
+		if c.sendLock != nil {
+			c.sendLock.Unlock()
+		}
+		if !sent {
+			c.sendLater = w
+			return true // readRaw sends the rest, then reads
+		}
+		if testHookBatchSent != nil {
+			testHookBatchSent()
+		}
+		return false // sent; the poller wakes this read at the first reply
+	}
 	if c.buf == nil {
 		c.buf = bufPool.Get().(*[]byte)
 		c.start, c.end = 0, 0
@@ -316,6 +392,17 @@ func (c *connReader) readCallback(fd uintptr) bool {
 			return true
 		}
 	}
+}
+
+// takeUnsent returns (and forgets) a writer whose batch the last read did
+// not send.
+func (c *connReader) takeUnsent() *connWriter {
+	w := c.sendLater
+	if w == nil {
+		w = c.sendFirst // the read ended (a deadline) before its callback ran
+	}
+	c.sendFirst, c.sendLater = nil, nil
+	return w
 }
 
 // release returns an empty buffer to the pool.

@@ -75,8 +75,9 @@ func (s *session) clientLoop() error {
 }
 
 // testHookBatchSent, when set (tests only), runs after flushSession has
-// sent a batch, before the replies are relayed: the moment a reply can be
-// readable before the relay begins.
+// sent a batch, before the replies are read: the moment a reply can be
+// readable before the relay reads (or, when the relay's read sent it,
+// before that read parks).
 var testHookBatchSent func()
 
 // flushSession writes what the client loop buffered for the backend
@@ -93,6 +94,11 @@ func (s *session) flushSession() error {
 	// parks only once idle), relaying every batch on two goroutines.
 	st := s.bstate.Load()
 	took := (st == bFree || st == bParked) && s.bstate.CompareAndSwap(st, bInline)
+	if took && s.sendsFromRelay() {
+		// the relay's first read sends the batch (connReader.sendFirst)
+		s.br.r.sendFirst = s.bw
+		return s.relaySession()
+	}
 	werr := s.bw.Flush()
 	if testHookBatchSent != nil {
 		testHookBatchSent()
@@ -117,6 +123,20 @@ func (s *session) flushSession() error {
 		return errAwaitBackend
 	}
 	return s.relaySession()
+}
+
+// sendsFromRelay reports whether the batch the client loop buffered can be
+// sent by the first read of its inline relay: both ends are plain sockets,
+// nothing the backend sent is buffered (the relay's first step is then that
+// read), and the batch ends in a Sync or Query the server answers without
+// more client input.
+func (s *session) sendsFromRelay() bool {
+	skipping := s.skipToSync
+	if s.tx != nil {
+		skipping = s.tx.skipping
+	}
+	return s.br.r.raw != nil && s.bw.raw != nil && s.br.r.Buffered() == 0 &&
+		s.bw.buffered() > 0 && !s.queue.empty() && s.queue.settles(skipping)
 }
 
 // handlePooledMsg handles one client message of a transaction-mode session.

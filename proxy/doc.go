@@ -54,7 +54,14 @@
 // Unix sockets both loops read and send with raw non-blocking system calls
 // (no entersyscall, so no sysmon wake-up after each idle moment) and park on
 // the runtime's poller only when a socket has nothing to read or no room;
-// relay buffers are borrowed from a pool while bytes are in flight.
+// relay buffers are borrowed from a pool while bytes are in flight. A
+// batch relayed inline is sent by the relay's first read of the backend,
+// from inside it (connReader.sendFirst): the poller is armed for the reply
+// before the batch leaves, so that read parks at once instead of first
+// trying a socket the server cannot have answered on yet. In session mode
+// the replies that end an inline relay go the same way, sent by the client
+// goroutine's next read of the client (when no audit event waits to be
+// recorded first): two read(2) calls that return EAGAIN fewer per statement.
 //
 // Denials keep PostgreSQL's exact error semantics without the proxy writing
 // to the client out of order: a denied Query is replaced by a query that

@@ -325,6 +325,14 @@ func (s *session) flushBackend() error {
 		tx.mu.Unlock()
 		return nil
 	}
+	if !tx.async.Load() && s.sendsFromRelay() {
+		// no backend goroutine reads the attachment (checked first: its
+		// reader is that goroutine's), so none can give the backend back
+		// before the relay's first read sends the batch (connReader.sendFirst)
+		s.br.r.sendFirst = s.bw
+		tx.mu.Unlock()
+		return s.relayInline()
+	}
 	if err := s.bw.Flush(); err != nil {
 		tx.mu.Unlock()
 		return err
