@@ -451,9 +451,12 @@ func heldDuring(t byte) bool { return !startsBatch(t) }
 func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 	tx := s.tx
 	tx.mu.Lock()
-	if tx.pc != nil && !tx.batchOpen && startsBatch(t) {
+	if tx.pc != nil && !tx.batchOpen && (startsBatch(t) || t == 'X') {
 		// the status the server will have when it reads t: wait for the
-		// replies to everything sent so far
+		// replies to everything sent so far. A Terminate waits too: a
+		// client that leaves the moment it has its last ReadyForQuery
+		// would otherwise find the backend still attached while the backend
+		// loop settles it, and close a backend the pool could keep.
 		if err := s.bw.Flush(); err != nil {
 			tx.mu.Unlock()
 			return true, err
