@@ -16,8 +16,10 @@ demo:
 test: vet
 	scripts/deps.sh test
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
-	# the idle-client memory bound, measured without the race detector (which enlarges every stack)
+	# the memory bounds, measured without the race detector (which enlarges every stack and
+	# makes sync.Pool drop buffers): an idle client's heap and stack, a relayed statement's allocations
 	$(GO) test -count=1 -timeout 5m -run '^TestFloodIdleClients$$' ./test/e2e
+	$(GO) test -count=1 -timeout 5m -run '^TestSessionRelayAllocations$$' ./proxy
 
 ## test-short: the fast layers only (go test -short: skips the e2e package, pgbench and long runs)
 test-short:

@@ -40,12 +40,7 @@ func (s *session) backendLoop() error {
 		}
 		end, err := s.relay(t, n)
 		if err == nil && (s.br.drained() || end) {
-			if !end && s.repliesFromRead(t) {
-				// the client loop's next read sends them (connReader.sendFirst)
-				s.cr.r.sendFirst = s.cw
-			} else {
-				err = s.cw.Flush()
-			}
+			err = s.cw.Flush()
 		}
 		s.wmu.Unlock()
 		if len(s.events) > 0 {
@@ -80,20 +75,6 @@ func (s *session) backendLoop() error {
 	}
 }
 
-// repliesFromRead reports whether the replies the client writer holds, at
-// the ReadyForQuery t that ends an inline relay, can be sent by the client
-// loop's next read instead of now: session mode, relayed on the client
-// goroutine, which yields next (the replies are in, nothing is buffered from
-// the backend, no audit event waits to be recorded, which could wait on a
-// full queue) and then reads the client at once (nothing of the client's
-// is buffered), on plain sockets. That read sends them once the poller is
-// armed for the client's next message, so it need not first try the socket
-// while the client cannot have answered yet.
-func (s *session) repliesFromRead(t byte) bool {
-	return t == 'Z' && s.inline && s.tx == nil && s.cr.r.raw != nil && s.cw.raw != nil &&
-		len(s.events) == 0 && s.cr.r.Buffered() == 0 && s.cr.r.sendFirst == nil && s.yieldInline()
-}
-
 // relay handles one backend message; end reports that the session is over.
 func (s *session) relay(t byte, n int) (end bool, err error) {
 	if s.tx != nil {
@@ -111,10 +92,7 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 		}
 	case '2':
 		if p, ok := s.queue.pop(); ok && p.kind == pendBind {
-			s.portalBound(p.portal, p.stmt, p.changes)
-			if len(p.sets) > 0 {
-				s.bportals[p.portal].sets = p.sets
-			}
+			s.portalBound(p.portal, p.stmt, p.changes, p.sets)
 		}
 	case '3':
 		if p, ok := s.queue.pop(); ok && p.kind == pendClose {
@@ -213,10 +191,7 @@ func (s *session) onParameterDescription(n int) error {
 
 // portalRef is what an Execute of a confirmed portal audits.
 func (s *session) portalRef(name string) *stmtRef {
-	if bp := s.bportals[name]; bp != nil {
-		return bp.ref
-	}
-	return nil
+	return s.bportals[name].ref // nil when the server confirmed no such portal
 }
 
 // onError matches an ErrorResponse to the message it answers. The error for

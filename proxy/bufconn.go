@@ -240,13 +240,16 @@ type connReader struct {
 	// then wakes the read however fast it comes, so the read parks at once
 	// instead of first trying the socket (a read(2) that returns EAGAIN
 	// once per batch, since the server cannot have answered yet).
+	//
+	// Only for a batch the peer is sure to answer (one that ends in a Sync
+	// or a Query): arming the poller forgets a wake-up for bytes that came
+	// before it, so the read must be woken by bytes that come after. That
+	// rules out the client side: a client may have sent its next message
+	// before it has the replies, and then sends nothing more.
 	sendFirst *connWriter
 	// sendLater is sendFirst when the batch could not be sent whole without
 	// waiting (or failed): readRaw sends it the ordinary way.
 	sendLater *connWriter
-	// sendLock, when set, guards the writer sendFirst names (a client's
-	// writer, which other goroutines also write under the session's wmu).
-	sendLock sync.Locker
 }
 
 func newConnReader(conn net.Conn) *connReader {
@@ -319,13 +322,7 @@ func (c *connReader) readRaw(n int) {
 		// failed write is not this read's error: as after any failed
 		// write to the server, reading on relays what it said before it
 		// went (its ErrorResponse, then EOF end the session).
-		if c.sendLock != nil {
-			c.sendLock.Lock()
-		}
 		_ = w.Flush()
-		if c.sendLock != nil {
-			c.sendLock.Unlock()
-		}
 		if err == nil {
 			return // nothing was read: the caller's loop reads again
 		}
@@ -347,14 +344,7 @@ func (c *connReader) readRaw(n int) {
 func (c *connReader) readCallback(fd uintptr) bool {
 	if w := c.sendFirst; w != nil {
 		c.sendFirst = nil
-		if c.sendLock != nil {
-			c.sendLock.Lock()
-		}
-		sent := w.sendAll(fd)
-		if c.sendLock != nil {
-			c.sendLock.Unlock()
-		}
-		if !sent {
+		if !w.sendAll(fd) {
 			c.sendLater = w
 			return true // readRaw sends the rest, then reads
 		}

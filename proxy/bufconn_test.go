@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,8 +53,7 @@ func TestSendFirst(t *testing.T) {
 		if _, err := w.Write(batch); err != nil {
 			t.Fatal(err)
 		}
-		var mu sync.Mutex
-		r.sendFirst, r.sendLock = w, &mu
+		r.sendFirst = w
 		got, err := r.Peek(len(reply))
 		if err != nil {
 			t.Fatalf("batch of %d bytes: %v", size, err)

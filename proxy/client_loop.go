@@ -267,10 +267,11 @@ func (s *session) onParse(n int) error {
 		return err
 	}
 	name, rest, ok1 := cstring(body)
-	query, rest, ok2 := cstring(rest)
+	queryText, rest, ok2 := cstringBytes(rest)
 	if !ok1 || !ok2 || len(rest) < 2 || len(rest) != 2+4*int(binary.BigEndian.Uint16(rest)) {
 		return s.protocolError("malformed Parse message")
 	}
+	query := s.parsedText(queryText)
 	oids := make([]uint32, binary.BigEndian.Uint16(rest))
 	for i := range oids {
 		oids[i] = binary.BigEndian.Uint32(rest[2+4*i:])
@@ -300,6 +301,16 @@ func (s *session) onParse(n int) error {
 	}
 	s.queue.push(pending{kind: pendParse, changes: d.Changes})
 	return writeMsg(s.bw, 'P', body)
+}
+
+// parsedText returns a Parse's query text as a string, the previous Parse's
+// when it is the same: drivers parse the same unnamed statements again and
+// again, and the text then costs no copy (client loop).
+func (s *session) parsedText(q []byte) string {
+	if string(q) != s.lastParsed { // compared without a copy
+		s.lastParsed = string(q)
+	}
+	return s.lastParsed
 }
 
 func (s *session) onBind(n int) error {

@@ -114,7 +114,6 @@ func (s *Server) authenticate(st *clientStart, rt *runtimeConfig, connID, addr s
 		cr: &msgReader{r: newConnReader(st.conn), maxLen: maxPasswordLen},
 		cw: newConnWriter(st.conn),
 	}
-	ss.cr.r.sendLock = &ss.wmu
 	if err := negotiate(ss.cw, st); err != nil {
 		return ss, err
 	}

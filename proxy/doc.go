@@ -58,10 +58,9 @@
 // batch relayed inline is sent by the relay's first read of the backend,
 // from inside it (connReader.sendFirst): the poller is armed for the reply
 // before the batch leaves, so that read parks at once instead of first
-// trying a socket the server cannot have answered on yet. In session mode
-// the replies that end an inline relay go the same way, sent by the client
-// goroutine's next read of the client (when no audit event waits to be
-// recorded first): two read(2) calls that return EAGAIN fewer per statement.
+// trying a socket the server cannot have answered on yet: one read(2)
+// that returns EAGAIN fewer per statement. (Not for the replies and the
+// client's next read: the client may have sent its next message already.)
 //
 // Denials keep PostgreSQL's exact error semantics without the proxy writing
 // to the client out of order: a denied Query is replaced by a query that

@@ -591,7 +591,6 @@ func newFuzzSession(srv *Server, client net.Conn, bconn net.Conn) *session {
 		cr:        &msgReader{r: newConnReader(client)},
 		cw:        newConnWriter(client),
 	}
-	ss.cr.r.sendLock = &ss.wmu
 	ss.attach(&backendConn{conn: bconn}, fuzzChecker{})
 	return ss
 }

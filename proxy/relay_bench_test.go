@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -17,17 +18,64 @@ import (
 // which allocates nothing for an allowed statement). ns/op includes both
 // peers and the kernel; compare it between versions, not with PostgreSQL.
 func BenchmarkSessionRelay(b *testing.B) {
+	roundTrip, _, stop := relayRig(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		roundTrip()
+	}
+	b.StopTimer()
+	stop()
+}
+
+// TestSessionRelayAllocations checks what a relayed statement allocates:
+// one stmtRef (what its Bind audits, shared by the pending entry, the last
+// Bind and the confirmed portal), nothing per message.
+func TestSessionRelayAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts under the race detector are not the product's (race_on_test.go); make test runs this without it")
+	}
+	roundTrip, _, stop := relayRig(t)
+	defer stop()
+	for range 100 { // warm up: the session's maps, the buffer pool
+		roundTrip()
+	}
+	if got := testing.AllocsPerRun(1000, roundTrip); got > 1 {
+		t.Errorf("%.2f allocations per relayed statement, want at most 1", got)
+	}
+}
+
+// TestSessionRelayPipelined checks that a client that sends its next batch
+// before it reads the replies to the last one gets both: the relay must not
+// wait for client bytes that came while it sent the replies (a wake-up lost
+// that way hung node-postgres and drizzle in the client matrix).
+func TestSessionRelayPipelined(t *testing.T) {
+	roundTrip, pipelined, stop := relayRig(t)
+	defer stop()
+	roundTrip()
+	for i := range 300 {
+		pipelined(time.Duration(i%60) * time.Microsecond)
+	}
+}
+
+// relayRig starts a session between a client and a fake backend over
+// loopback TCP. roundTrip sends one extended-protocol point query (Parse,
+// Bind, Describe, Execute, Sync) and reads the canned reply (the client and
+// the backend allocate nothing doing so); pipelined sends two such batches
+// gap apart, without reading between them, then reads both replies; stop
+// ends the session.
+func relayRig(tb testing.TB) (roundTrip func(), pipelined func(gap time.Duration), stop func()) {
 	startParker() // as NewServer does: without it a session relays on two goroutines
-	srv := fuzzSessionServer(b)
-	clientConn, proxyClient := tcpPair(b)
-	proxyBackend, backendConn := tcpPair(b)
+	srv := fuzzSessionServer(tb)
+	clientConn, proxyClient := tcpPair(tb)
+	proxyBackend, backendConn := tcpPair(tb)
 	ss := newFuzzSession(srv, proxyClient, proxyBackend)
 	if err := ss.sendStartupReply(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	// Drain the startup reply (up to and including ReadyForQuery).
 	if err := readUntilReady(clientConn); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 
 	var req []byte
@@ -73,23 +121,38 @@ func BenchmarkSessionRelay(b *testing.B) {
 	go func() { defer close(done); ss.run() }()
 
 	buf := make([]byte, 4096)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
+	pipelined = func(gap time.Duration) {
+		// the second batch follows the first after gap, before its replies
+		_ = clientConn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		defer func() { _ = clientConn.SetReadDeadline(time.Time{}) }()
 		if _, err := clientConn.Write(req); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
+		}
+		time.Sleep(gap)
+		if _, err := clientConn.Write(req); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := io.ReadFull(clientConn, buf[:2*len(reply)]); err != nil {
+			tb.Fatalf("replies to two batches sent %v apart: %v", gap, err)
+		}
+	}
+	roundTrip = func() {
+		if _, err := clientConn.Write(req); err != nil {
+			tb.Fatal(err)
 		}
 		if _, err := io.ReadFull(clientConn, buf[:len(reply)]); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
+		}
+		if !bytes.Equal(buf[:len(reply)], reply) {
+			tb.Fatalf("the client got %q, want the backend's reply %q", buf[:len(reply)], reply)
 		}
 	}
-	b.StopTimer()
-	if !bytes.Equal(buf[:len(reply)], reply) {
-		b.Fatalf("the client got %q, want the backend's reply %q", buf[:len(reply)], reply)
+	stop = func() {
+		_ = clientConn.Close()
+		<-done
+		_ = backendConn.Close()
 	}
-	_ = clientConn.Close()
-	<-done
-	_ = backendConn.Close()
+	return roundTrip, pipelined, stop
 }
 
 // tcpPair returns both ends of a loopback TCP connection.

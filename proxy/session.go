@@ -92,10 +92,11 @@ type session struct {
 	copyIn    copyIn // policy.unscoped: rewrite: row check of COPY FROM STDIN (rewrite.go)
 
 	// backend loop state
-	batchErr   string                  // SQLSTATE of the first error since the last ReadyForQuery
-	skipToSync bool                    // an extended message failed: the server skips up to Sync
-	bportals   map[string]*boundPortal // portals the server confirmed
-	events     []tenancy.Event         // built under wmu, recorded after it
+	batchErr   string                 // SQLSTATE of the first error since the last ReadyForQuery
+	skipToSync bool                   // an extended message failed: the server skips up to Sync
+	bportals   map[string]boundPortal // portals the server confirmed (values: a Bind allocates none)
+	lastParsed string                 // the latest Parse's text (client loop; parsedText)
+	events     []tenancy.Event        // built under wmu, recorded after it
 	idle       atomic.Bool
 	idleSince  atomic.Int64 // unix nanoseconds
 	idleTimer  *time.Timer
@@ -139,7 +140,7 @@ func (s *session) attachClient(checker StatementChecker) {
 	s.checker = checker
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.track = newStmtTracker()
-	s.bportals = map[string]*boundPortal{}
+	s.bportals = map[string]boundPortal{}
 }
 
 func newSessionID() string {

@@ -103,14 +103,14 @@ type boundPortal struct {
 
 // portalBound records a BindComplete (backend loop): the portal replaces any
 // of the same name, whose changes will never happen.
-func (s *session) portalBound(name string, ref *stmtRef, changes []tenancy.Change) {
+func (s *session) portalBound(name string, ref *stmtRef, changes []tenancy.Change, sets []tenancy.SessionSet) {
 	s.portalDropped(name)
-	s.bportals[name] = &boundPortal{ref: ref, changes: changes}
+	s.bportals[name] = boundPortal{ref: ref, changes: changes, sets: sets}
 }
 
 // portalDropped forgets a portal the server dropped (backend loop).
 func (s *session) portalDropped(name string) {
-	if bp := s.bportals[name]; bp != nil {
+	if bp, ok := s.bportals[name]; ok {
 		s.track.resolveAll(bp.changes, tenancy.Skipped)
 		delete(s.bportals, name)
 	}
@@ -126,18 +126,21 @@ func (s *session) portalsDropped() {
 // portalRan resolves the changes of an executed portal by its command tag
 // (empty when it failed) and returns what its Execute audits (backend loop).
 func (s *session) portalRan(name, tag string) *stmtRef {
-	bp := s.bportals[name]
-	if bp == nil {
+	bp, ok := s.bportals[name]
+	if !ok {
 		if tenancy.IsStatementTag(tag) {
 			s.track.resolve(0, tenancy.Unknown, nil)
 		}
 		return nil
 	}
 	s.resolveByTag(bp.changes, tag)
-	bp.changes = nil // a portal runs its statement once
 	if s.tx != nil && len(bp.sets) > 0 {
 		s.tx.stageSets(bp.sets, 0, tag)
-		bp.sets = nil
+	}
+	if bp.changes != nil || bp.sets != nil {
+		// a portal runs its statement once
+		bp.changes, bp.sets = nil, nil
+		s.bportals[name] = bp
 	}
 	return bp.ref
 }

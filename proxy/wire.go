@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -153,10 +154,14 @@ func unexpectedEOF(err error) error {
 
 // cstring returns the NUL-terminated string at the start of b and the rest.
 func cstring(b []byte) (string, []byte, bool) {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i]), b[i+1:], true
-		}
+	s, rest, ok := cstringBytes(b)
+	return string(s), rest, ok
+}
+
+// cstringBytes is cstring without the copy: the bytes alias b.
+func cstringBytes(b []byte) ([]byte, []byte, bool) {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i], b[i+1:], true
 	}
-	return "", nil, false
+	return nil, nil, false
 }
