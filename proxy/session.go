@@ -333,6 +333,11 @@ func (s *session) event(kind string) tenancy.Event {
 // AuthenticationOk, the backend's ParameterStatus values, pgtenant's own
 // BackendKeyData and ReadyForQuery.
 func (s *session) sendStartupReply() error {
+	// Under wmu: the session is tracked already, so a Shutdown's drain may
+	// end it with a FATAL as soon as it is idle, and must write that after
+	// the ReadyForQuery, not into the middle of this reply.
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if err := encode(s.cw, &pgproto3.AuthenticationOk{}); err != nil {
 		return err
 	}
