@@ -44,10 +44,7 @@ func drain(t *testing.T, s *spool) []*Row {
 }
 
 func TestSpoolConcurrentDurableAppendsAreAllRead(t *testing.T) {
-	s, err := openSpool(t.TempDir(), 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
 	defer s.Close()
 	const writers, each = 8, 50
 	sent := make([][]*Row, writers)
@@ -87,10 +84,7 @@ func TestSpoolConcurrentDurableAppendsAreAllRead(t *testing.T) {
 
 func TestSpoolSurvivesRestartAndRepairsTornTail(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<30)
 	rows := spoolRows(t, 20)
 	for _, r := range rows {
 		if err := s.Append([]*Row{r}, true, true); err != nil {
@@ -109,10 +103,7 @@ func TestSpoolSurvivesRestartAndRepairsTornTail(t *testing.T) {
 	f.Write([]byte{0, 0, 1, 0, 9, 9})
 	f.Close()
 
-	s2, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := mustOpenSpool(t, dir, 1<<30)
 	defer s2.Close()
 	if s2.Pending() != 20 {
 		t.Fatalf("pending after restart = %d, want 20", s2.Pending())
@@ -132,10 +123,7 @@ func TestSpoolSurvivesRestartAndRepairsTornTail(t *testing.T) {
 }
 
 func TestSpoolHighWaterMark(t *testing.T) {
-	s, err := openSpool(t.TempDir(), 2000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, t.TempDir(), 2000)
 	defer s.Close()
 	var full bool
 	for i := 0; i < 100 && !full; i++ {
@@ -187,10 +175,7 @@ func BenchmarkSpoolDurableAppend(b *testing.B) {
 }
 
 func TestSpoolShippingFreesTheHighWaterMark(t *testing.T) {
-	s, err := openSpool(t.TempDir(), 4000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, t.TempDir(), 4000)
 	defer s.Close()
 	for round := 0; round < 5; round++ {
 		n := 0
@@ -214,10 +199,7 @@ func TestSpoolShippingFreesTheHighWaterMark(t *testing.T) {
 
 func TestSpoolDirectoryIsExclusive(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<30)
 	if _, err := openSpool(dir, 1<<30); err == nil {
 		t.Fatal("a second spool opened the same directory")
 	}
@@ -231,10 +213,7 @@ func TestSpoolDirectoryIsExclusive(t *testing.T) {
 
 func TestSpoolRestartResumesAfterTheShippedCursor(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<30)
 	rows := spoolRows(t, 30)
 	for _, r := range rows {
 		if err := s.Append([]*Row{r}, true, true); err != nil {
@@ -250,10 +229,7 @@ func TestSpoolRestartResumesAfterTheShippedCursor(t *testing.T) {
 	}
 	s.Close()
 
-	s2, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := mustOpenSpool(t, dir, 1<<30)
 	if s2.Pending() != 20 {
 		t.Errorf("pending after restart = %d, want 20", s2.Pending())
 	}
@@ -266,10 +242,7 @@ func TestSpoolRestartResumesAfterTheShippedCursor(t *testing.T) {
 
 func TestSpoolDistrustsACursorOffARecordBoundary(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<30)
 	if err := s.Append(spoolRows(t, 5), true, true); err != nil {
 		t.Fatal(err)
 	}
@@ -277,10 +250,7 @@ func TestSpoolDistrustsACursorOffARecordBoundary(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, cursorFile), []byte("1 7\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := mustOpenSpool(t, dir, 1<<30)
 	defer s2.Close()
 	if n := len(drain(t, s2)); n != 5 {
 		t.Fatalf("read %d rows with a cursor inside a record, want all 5", n)
@@ -304,10 +274,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // whichever wakes first (the leader handoff); an append that needs no fsync
 // (a result) never waits for one.
 func TestSpoolGroupSharesOneFsyncAfterTheOneInFlight(t *testing.T) {
-	s, err := openSpool(t.TempDir(), 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
 	defer s.Close()
 	// An fdatasync "in flight": syncTo waits for this channel.
 	inflight := make(chan struct{})
@@ -360,10 +327,7 @@ func TestSpoolGroupSharesOneFsyncAfterTheOneInFlight(t *testing.T) {
 // is read back once, and every durable append returned only after an
 // fdatasync covered it.
 func TestSpoolGroupSharesFsyncsOfConcurrentAppends(t *testing.T) {
-	s, err := openSpool(t.TempDir(), 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
 	defer s.Close()
 	const writers, each = 32, 40
 	var wg sync.WaitGroup
@@ -401,10 +365,7 @@ func TestSpoolGroupSharesFsyncsOfConcurrentAppends(t *testing.T) {
 // the counts and the log as they were, and the next append that can works.
 func TestSpoolFailedRotation(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<30)
 	defer s.Close()
 	if err := s.Append(spoolRows(t, 1), true, true); err != nil {
 		t.Fatal(err)
@@ -535,10 +496,7 @@ func TestSpoolRecentIsWhatTheFileSays(t *testing.T) {
 		rows, refs = append(rows, r), append(refs, uint64(i%3))
 	}
 
-	s, err := openSpool(t.TempDir(), 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
 	defer s.Close()
 	for i, r := range rows {
 		if err := s.AppendRef(r, refs[i], true, true); err != nil {
@@ -609,10 +567,7 @@ func TestSpoolRecentIsWhatTheFileSays(t *testing.T) {
 // it back, as it reads an earlier build's unpadded one.
 func TestSpoolCursorInPlace(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<30)
 	var first os.FileInfo
 	for _, p := range []spoolPos{{id: 7, off: 123456}, {id: 8, off: 9}} {
 		if err := s.writeCursor(p); err != nil {
@@ -646,6 +601,16 @@ func TestSpoolCursorInPlace(t *testing.T) {
 	}
 }
 
+// mustOpenSpool opens the spool in dir with a high-water mark of max bytes.
+func mustOpenSpool(t testing.TB, dir string, max int64) *spool {
+	t.Helper()
+	s, err := openSpool(dir, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // bigRow is a statement row of about 64 KiB: a few fill a segment.
 func bigRow(t *testing.T) *Row {
 	t.Helper()
@@ -663,10 +628,7 @@ func bigRow(t *testing.T) *Row {
 // their records, and Close leaves no prepared segment behind.
 func TestSpoolRotatesUnderConcurrentAppends(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<40)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<40)
 	big := bigRow(t)
 	const writers, each = 4, 100 // about 26 MiB: three rotations
 	var wg sync.WaitGroup
@@ -746,10 +708,7 @@ func TestSpoolRotatesUnderConcurrentAppends(t *testing.T) {
 // reads as empty, and new appends go to a segment after both.
 func TestSpoolRestartAfterACrashWithAPreparedSegment(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<40)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, dir, 1<<40)
 	big := bigRow(t)
 	const n = 70 // past half of a segment: the next one is prepared
 	for i := range n {
@@ -768,10 +727,7 @@ func TestSpoolRestartAfterACrashWithAPreparedSegment(t *testing.T) {
 	// The crash: the process is gone without Close (its lock goes with it).
 	s.lock.Close()
 
-	s2, err := openSpool(dir, 1<<40)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := mustOpenSpool(t, dir, 1<<40)
 	defer s2.Close()
 	if s2.curID <= prepared || s2.Pending() != n {
 		t.Fatalf("after the crash: writing segment %d (crashed in %d, %d prepared), %d records pending, want %d",
@@ -790,10 +746,7 @@ func TestSpoolRestartAfterACrashWithAPreparedSegment(t *testing.T) {
 // channel nextRecs returned); while the reader is not waiting, writes keep
 // the channel (no channel is made per append).
 func TestSpoolNotifyWakesAWaitingReader(t *testing.T) {
-	s, err := openSpool(t.TempDir(), 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
 	defer s.Close()
 	recs, ch, err := s.nextRecs(10)
 	if err != nil || len(recs) != 0 || ch == nil {

@@ -246,10 +246,10 @@ type connReader struct {
 	// before it, so the read must be woken by bytes that come after. That
 	// rules out the client side: a client may have sent its next message
 	// before it has the replies, and then sends nothing more.
+	// It stays set until the batch is out: when the callback cannot send it
+	// whole without waiting (or the read fails first), readRaw sends the
+	// rest the ordinary way.
 	sendFirst *connWriter
-	// sendLater is sendFirst when the batch could not be sent whole without
-	// waiting (or failed): readRaw sends it the ordinary way.
-	sendLater *connWriter
 }
 
 func newConnReader(conn net.Conn) *connReader {
@@ -317,11 +317,12 @@ func (c *connReader) readRaw(n int) {
 		err = c.rerr
 	}
 	c.rerr = nil
-	if w := c.takeUnsent(); w != nil {
+	if w := c.sendFirst; w != nil {
 		// The batch must be out before anything waits for its replies. A
 		// failed write is not this read's error: as after any failed
 		// write to the server, reading on relays what it said before it
 		// went (its ErrorResponse, then EOF end the session).
+		c.sendFirst = nil
 		_ = w.Flush()
 		if err == nil {
 			return // nothing was read: the caller's loop reads again
@@ -343,11 +344,10 @@ func (c *connReader) readRaw(n int) {
 // read yet.
 func (c *connReader) readCallback(fd uintptr) bool {
 	if w := c.sendFirst; w != nil {
-		c.sendFirst = nil
 		if !w.sendAll(fd) {
-			c.sendLater = w
 			return true // readRaw sends the rest, then reads
 		}
+		c.sendFirst = nil
 		if testHookBatchSent != nil {
 			testHookBatchSent()
 		}
@@ -382,17 +382,6 @@ func (c *connReader) readCallback(fd uintptr) bool {
 			return true
 		}
 	}
-}
-
-// takeUnsent returns (and forgets) a writer whose batch the last read did
-// not send.
-func (c *connReader) takeUnsent() *connWriter {
-	w := c.sendLater
-	if w == nil {
-		w = c.sendFirst // the read ended (a deadline) before its callback ran
-	}
-	c.sendFirst, c.sendLater = nil, nil
-	return w
 }
 
 // release returns an empty buffer to the pool.

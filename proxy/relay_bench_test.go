@@ -135,6 +135,9 @@ func relayRig(tb testing.TB) (roundTrip func(), pipelined func(gap time.Duration
 		if _, err := io.ReadFull(clientConn, buf[:2*len(reply)]); err != nil {
 			tb.Fatalf("replies to two batches sent %v apart: %v", gap, err)
 		}
+		if want := append(append([]byte(nil), reply...), reply...); !bytes.Equal(buf[:2*len(reply)], want) {
+			tb.Fatalf("replies to two batches sent %v apart: %q, want the backend's reply twice", gap, buf[:2*len(reply)])
+		}
 	}
 	roundTrip = func() {
 		if _, err := clientConn.Write(req); err != nil {
