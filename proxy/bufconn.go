@@ -234,6 +234,15 @@ type connReader struct {
 	want   int
 	rerr   error
 
+	// inq: the socket has TCP_INQ set (serve sets it, inqTried once), so
+	// a read says whether it left anything in the socket (left).
+	inq, inqTried, left bool
+
+	// serve's callback, built once like readFn (an idle session parks in
+	// it), and the handler it runs.
+	serveFn func(fd uintptr) bool
+	handle  func() bool
+
 	// sendFirst, when set, is the writer of the same socket: the next read
 	// sends its buffered bytes (the batch whose replies it waits for) from
 	// inside the read, once the runtime's poller is armed for it. A reply
@@ -329,13 +338,61 @@ func (c *connReader) readRaw(n int) {
 		}
 	}
 	if err != nil {
-		if c.onDeadline != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.onDeadline(c.Buffered()) {
-			return // the caller's loop reads again
-		}
-		c.err = err
-		if c.Buffered() == 0 {
-			c.release()
-		}
+		c.failed(err)
+	}
+}
+
+// failed keeps a raw read's error for the next read (c.err), unless it is a
+// passed deadline that onDeadline clears: the caller's loop then reads again.
+func (c *connReader) failed(err error) {
+	if c.onDeadline != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.onDeadline(c.Buffered()) {
+		return
+	}
+	c.err = err
+	if c.Buffered() == 0 {
+		c.release()
+	}
+}
+
+// serve calls handle after each read that brought bytes (or found the
+// socket's end), all inside one raw read of the socket, until handle
+// returns false or the read fails (the error is kept as readRaw keeps it).
+//
+// Staying inside the raw read is what saves a system call per batch: the
+// runtime's poller is armed once, when serve begins, and from then on it
+// notes every arrival. So once handle has relayed a batch and returns, the
+// read parks at once, and wakes at once if the peer wrote meanwhile;
+// readRaw instead has to try the socket after re-arming the poller (a
+// read(2) that returns EAGAIN on every batch of a request-response peer).
+// Each wake-up reads before handle runs, the first included (bytes that
+// came before serve began woke nobody), and reads again after it until a
+// read takes all the socket holds. One wake-up can stand for several
+// arrivals, and a read stops short of an end of stream: on a TCP socket
+// TCP_INQ says when a read left nothing, bytes or FIN, so the read that
+// would return EAGAIN is not needed; elsewhere it is made.
+//
+// handle runs inside the callback: it must not read this socket through
+// the reader's blocking methods beyond what is buffered (the raw read holds
+// the socket's read lock), and the socket cannot be closed until it
+// returns (see session.close). It sets want to the bytes it needs buffered
+// (at most bufSize) before it asks for more.
+func (c *connReader) serve(handle func() bool) {
+	if !c.inqTried {
+		c.inqTried = true
+		_ = c.raw.Control(func(fd uintptr) { c.inq = enableInq(fd) })
+	}
+	if c.serveFn == nil {
+		c.serveFn = c.serveCallback
+	}
+	c.handle, c.rerr = handle, nil
+	err := c.raw.Read(c.serveFn)
+	c.handle = nil
+	if err == nil {
+		err = c.rerr
+	}
+	c.rerr = nil
+	if err != nil {
+		c.failed(err)
 	}
 }
 
@@ -362,7 +419,14 @@ func (c *connReader) readCallback(fd uintptr) bool {
 	}
 	c.compact(c.want)
 	for {
-		m, errno := rawRead(fd, (*c.buf)[c.end:])
+		var m int
+		var errno syscall.Errno
+		if c.inq {
+			m, c.left, errno = inqRead(fd, (*c.buf)[c.end:])
+		} else {
+			m, errno = rawRead(fd, (*c.buf)[c.end:])
+			c.left = true
+		}
 		switch errno {
 		case 0:
 			if m == 0 {
@@ -380,6 +444,22 @@ func (c *connReader) readCallback(fd uintptr) bool {
 		default:
 			c.rerr = os.NewSyscallError("read", errno)
 			return true
+		}
+	}
+}
+
+// serveCallback is serve's raw read callback: read, handle, and read on
+// until a read took all the socket holds.
+func (c *connReader) serveCallback(fd uintptr) bool {
+	for {
+		if !c.readCallback(fd) {
+			return false // nothing yet: park, armed since serve began
+		}
+		if c.rerr != nil || !c.handle() {
+			return true
+		}
+		if !c.left {
+			return false // took all there was: what comes next wakes the poller
 		}
 	}
 }

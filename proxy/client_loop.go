@@ -35,43 +35,95 @@ func (s *session) clientLoop() error {
 			if err := s.flushBackend(); err != nil {
 				return err
 			}
-			// Wait for the next batch here, two frames above the poller,
-			// not under header: an idle client goroutine's stack must stay
-			// under a quarter of 4 KiB for the GC to shrink it to 2 KiB
-			// (the idle-client memory bound, TestFloodIdleClients).
+			if s.cr.r.raw != nil && s.cr.r.err == nil && s.cr.wantNext() {
+				if stop, err := s.serveClient(); stop {
+					return err
+				}
+				continue
+			}
+			// Wait for the next batch here (TLS, or a message to stream),
+			// two frames above the poller, not under header: an idle
+			// client goroutine's stack must stay under a quarter of 4 KiB
+			// for the GC to shrink it to 2 KiB (the idle-client memory
+			// bound, TestFloodIdleClients; serveClient parks as shallow).
 			s.cr.r.awaitInput()
 		}
-		t, n, err := s.cr.header()
-		if err != nil {
-			if isClosedErr(err) {
-				return nil
-			}
-			s.fatal(newClientError(pgerrcode.ProtocolViolation, "protocol", "%v", err))
-			return err
-		}
-		if s.idle.Swap(false) && (t == 'Q' || t == 'P' || t == 'B') {
-			// a new transaction may start: the admin console's PAUSE holds it
-			s.srv.pause.wait(s.ctx.Done())
-		}
-		if s.skip && t != 'S' && t != 'X' {
-			if _, err := s.cr.r.Discard(n); err != nil {
-				return err
-			}
-			continue
-		}
-		if s.tx != nil {
-			if err := s.handlePooledMsg(t, n); err != nil {
-				if errors.Is(err, errClientTerminated) {
-					return nil
-				}
-				return err
-			}
-			continue
-		}
-		if err := s.handleClientMsg(t, n); err != nil {
+		if stop, err := s.clientMsg(); stop {
 			return err
 		}
 	}
+}
+
+// serveClient runs the client loop inside one raw read of the client
+// socket (connReader.serve) while every message fits the read buffer: once
+// a batch's replies are out, the client goroutine parks at once instead of
+// first trying a socket the client has, most of the time, not written to
+// yet. It returns stop when the session ends (err nil for a client that
+// terminated), else when the next message must be read the streaming way or
+// a read failed (kept in the reader for clientLoop to meet).
+func (s *session) serveClient() (stop bool, err error) {
+	if s.serveStep == nil {
+		s.serveStep = s.serveBatches // built once: an idle session parks in it
+	}
+	s.clientReading.Store(true)
+	s.cr.r.serve(s.serveStep)
+	s.clientReading.Store(false)
+	stop, err = s.serveStop, s.serveErr
+	s.serveStop, s.serveErr = false, nil
+	return stop, err
+}
+
+// serveBatches is serveClient's handler: it handles the messages buffered
+// whole, then flushes the batch and relays its replies; false (with
+// serveStop and serveErr set) to leave serve.
+func (s *session) serveBatches() bool {
+	for s.cr.nextBuffered() {
+		if s.serveStop, s.serveErr = s.clientMsg(); s.serveStop {
+			return false
+		}
+	}
+	if err := s.flushBackend(); err != nil {
+		s.serveStop, s.serveErr = true, err
+		return false
+	}
+	return s.cr.wantNext()
+}
+
+// clientMsg reads the next client message's header and handles the
+// message; stop reports the session's end (err nil for a client that
+// terminated or is gone).
+func (s *session) clientMsg() (stop bool, err error) {
+	t, n, err := s.cr.header()
+	if err != nil {
+		if isClosedErr(err) {
+			return true, nil
+		}
+		s.fatal(newClientError(pgerrcode.ProtocolViolation, "protocol", "%v", err))
+		return true, err
+	}
+	if s.idle.Swap(false) && (t == 'Q' || t == 'P' || t == 'B') {
+		// a new transaction may start: the admin console's PAUSE holds it
+		s.srv.pause.wait(s.ctx.Done())
+	}
+	if s.skip && t != 'S' && t != 'X' {
+		if _, err := s.cr.r.Discard(n); err != nil {
+			return true, err
+		}
+		return false, nil
+	}
+	if s.tx != nil {
+		if err := s.handlePooledMsg(t, n); err != nil {
+			if errors.Is(err, errClientTerminated) {
+				return true, nil
+			}
+			return true, err
+		}
+		return false, nil
+	}
+	if err := s.handleClientMsg(t, n); err != nil {
+		return true, err
+	}
+	return false, nil
 }
 
 // testHookBatchSent, when set (tests only), runs after flushSession has

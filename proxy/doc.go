@@ -59,8 +59,16 @@
 // from inside it (connReader.sendFirst): the poller is armed for the reply
 // before the batch leaves, so that read parks at once instead of first
 // trying a socket the server cannot have answered on yet: one read(2)
-// that returns EAGAIN fewer per statement. (Not for the replies and the
-// client's next read: the client may have sent its next message already.)
+// that returns EAGAIN fewer per statement. The client side saves the same
+// read another way, since a client may send its next message at any time:
+// the client loop runs inside one raw read of the client socket while
+// every message fits the read buffer (connReader.serve), so the poller,
+// armed once, notes every arrival, and after a batch the goroutine parks
+// without trying the socket. Each wake-up reads until a read takes all
+// the socket holds; on TCP, TCP_INQ tells that (a pending end of stream
+// included) without the read that would return EAGAIN. Closing the client
+// socket waits for that raw read to return, so a session closed meanwhile
+// closes it once it has (session.close).
 //
 // Denials keep PostgreSQL's exact error semantics without the proxy writing
 // to the client out of order: a denied Query is replaced by a query that

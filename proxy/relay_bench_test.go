@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,14 +19,14 @@ import (
 // which allocates nothing for an allowed statement). ns/op includes both
 // peers and the kernel; compare it between versions, not with PostgreSQL.
 func BenchmarkSessionRelay(b *testing.B) {
-	roundTrip, _, stop := relayRig(b)
+	rig := startRelayRig(b, tcpPair)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		roundTrip()
+		rig.roundTrip()
 	}
 	b.StopTimer()
-	stop()
+	rig.stop()
 }
 
 // TestSessionRelayAllocations checks what a relayed statement allocates:
@@ -35,12 +36,12 @@ func TestSessionRelayAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts under the race detector are not the product's (race_on_test.go); make test runs this without it")
 	}
-	roundTrip, _, stop := relayRig(t)
-	defer stop()
+	rig := startRelayRig(t, tcpPair)
+	defer rig.stop()
 	for range 100 { // warm up: the session's maps, the buffer pool
-		roundTrip()
+		rig.roundTrip()
 	}
-	if got := testing.AllocsPerRun(1000, roundTrip); got > 1 {
+	if got := testing.AllocsPerRun(1000, rig.roundTrip); got > 1 {
 		t.Errorf("%.2f allocations per relayed statement, want at most 1", got)
 	}
 }
@@ -50,24 +51,59 @@ func TestSessionRelayAllocations(t *testing.T) {
 // wait for client bytes that came while it sent the replies (a wake-up lost
 // that way hung node-postgres and drizzle in the client matrix).
 func TestSessionRelayPipelined(t *testing.T) {
-	roundTrip, pipelined, stop := relayRig(t)
-	defer stop()
-	roundTrip()
-	for i := range 300 {
-		pipelined(time.Duration(i%60) * time.Microsecond)
+	for name, pair := range map[string]func(testing.TB) (net.Conn, net.Conn){"tcp": tcpPair, "unix": unixPair} {
+		t.Run(name, func(t *testing.T) {
+			rig := startRelayRig(t, pair)
+			defer rig.stop()
+			rig.roundTrip()
+			for i := range 300 {
+				rig.pipelined(time.Duration(i%60) * time.Microsecond)
+			}
+		})
 	}
 }
 
-// relayRig starts a session between a client and a fake backend over
-// loopback TCP. roundTrip sends one extended-protocol point query (Parse,
-// Bind, Describe, Execute, Sync) and reads the canned reply (the client and
-// the backend allocate nothing doing so); pipelined sends two such batches
-// gap apart, without reading between them, then reads both replies; stop
-// ends the session.
-func relayRig(tb testing.TB) (roundTrip func(), pipelined func(gap time.Duration), stop func()) {
+// TestSessionEndsWithTheClientsLastBatch checks that a client whose last
+// batch and end of stream arrive together is seen to leave: one wake-up
+// stands for both, and the read that takes the batch stops short of the
+// end (on TCP, TCP_INQ says one is left; on a Unix socket the relay reads
+// until the socket is empty). A session that missed it would wait for the
+// client forever.
+func TestSessionEndsWithTheClientsLastBatch(t *testing.T) {
+	for name, pair := range map[string]func(testing.TB) (net.Conn, net.Conn){"tcp": tcpPair, "unix": unixPair} {
+		t.Run(name, func(t *testing.T) {
+			for range 20 {
+				rig := startRelayRig(t, pair)
+				rig.roundTrip()
+				rig.hangUp()
+				rig.stop()
+			}
+		})
+	}
+}
+
+// relayRig is a session between a client and a fake backend (startRelayRig).
+type relayRig struct {
+	// roundTrip sends one extended-protocol point query (Parse, Bind,
+	// Describe, Execute, Sync) and reads the canned reply (the client and
+	// the backend allocate nothing doing so).
+	roundTrip func()
+	// pipelined sends two such batches gap apart, without reading between
+	// them, then reads both replies.
+	pipelined func(gap time.Duration)
+	// hangUp sends a batch and the end of the client's stream in one go,
+	// reads the reply and fails unless the session then ends.
+	hangUp func()
+	// stop ends the session.
+	stop func()
+}
+
+// startRelayRig starts a session whose client connection comes from pair
+// and whose backend is a fake over loopback TCP.
+func startRelayRig(tb testing.TB, pair func(testing.TB) (net.Conn, net.Conn)) relayRig {
 	startParker() // as NewServer does: without it a session relays on two goroutines
 	srv := fuzzSessionServer(tb)
-	clientConn, proxyClient := tcpPair(tb)
+	clientConn, proxyClient := pair(tb)
 	proxyBackend, backendConn := tcpPair(tb)
 	ss := newFuzzSession(srv, proxyClient, proxyBackend)
 	if err := ss.sendStartupReply(); err != nil {
@@ -121,7 +157,8 @@ func relayRig(tb testing.TB) (roundTrip func(), pipelined func(gap time.Duration
 	go func() { defer close(done); ss.run() }()
 
 	buf := make([]byte, 4096)
-	pipelined = func(gap time.Duration) {
+	var rig relayRig
+	rig.pipelined = func(gap time.Duration) {
 		// the second batch follows the first after gap, before its replies
 		_ = clientConn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		defer func() { _ = clientConn.SetReadDeadline(time.Time{}) }()
@@ -139,7 +176,7 @@ func relayRig(tb testing.TB) (roundTrip func(), pipelined func(gap time.Duration
 			tb.Fatalf("replies to two batches sent %v apart: %q, want the backend's reply twice", gap, buf[:2*len(reply)])
 		}
 	}
-	roundTrip = func() {
+	rig.roundTrip = func() {
 		if _, err := clientConn.Write(req); err != nil {
 			tb.Fatal(err)
 		}
@@ -150,12 +187,65 @@ func relayRig(tb testing.TB) (roundTrip func(), pipelined func(gap time.Duration
 			tb.Fatalf("the client got %q, want the backend's reply %q", buf[:len(reply)], reply)
 		}
 	}
-	stop = func() {
+	rig.hangUp = func() {
+		hc, ok := clientConn.(interface{ CloseWrite() error })
+		if !ok {
+			tb.Fatalf("%T cannot half-close", clientConn)
+		}
+		// One write and the FIN right after: they arrive before the
+		// session wakes, most of the time.
+		if _, err := clientConn.Write(req); err != nil {
+			tb.Fatal(err)
+		}
+		if err := hc.CloseWrite(); err != nil {
+			tb.Fatal(err)
+		}
+		rig.roundTrip = func() {}
+		_ = clientConn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(clientConn, buf[:len(reply)]); err != nil {
+			tb.Fatalf("the reply to the last batch: %v", err)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			tb.Fatal("the session still runs 5 s after the client's end of stream")
+		}
+	}
+	rig.stop = func() {
 		_ = clientConn.Close()
 		<-done
 		_ = backendConn.Close()
 	}
-	return roundTrip, pipelined, stop
+	return rig
+}
+
+// unixPair returns both ends of a Unix socket connection (no TCP_INQ).
+func unixPair(tb testing.TB) (net.Conn, net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("unix", filepath.Join(tb.TempDir(), "s"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- accepted{c, err}
+	}()
+	a, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		tb.Fatal(r.err)
+	}
+	tb.Cleanup(func() { _ = a.Close(); _ = r.c.Close() })
+	return a, r.c
 }
 
 // tcpPair returns both ends of a loopback TCP connection.

@@ -103,6 +103,16 @@ type session struct {
 	draining   atomic.Bool
 	closed     sync.Once
 	ending     atomic.Bool // close or Terminate began: a backend EOF is expected
+
+	// clientReading: the client goroutine is inside a raw read of the
+	// client socket (serveClient), which closing the socket waits for.
+	clientReading atomic.Bool
+	// serveStep is serveClient's handler (serveBatches), built once;
+	// serveStop and serveErr are what it leaves serve with.
+	serveStep func() bool
+	serveStop bool
+	serveErr  error
+
 	// backendFatal: the backend sent a FATAL (relayed to the client), so
 	// its EOF needs no further explanation.
 	backendFatal bool
@@ -155,7 +165,7 @@ func newSessionID() string {
 // goroutine runs only when the server answers without being asked, or
 // waits for the client before it answers (park.go). An idle session's
 // client goroutine waits with a stack the GC shrinks to the smallest, 2 KiB
-// (clientLoop's awaitInput).
+// (clientLoop's serveClient, or its awaitInput on a TLS connection).
 func (s *session) start(finish func()) {
 	if s.tx != nil {
 		s.startPooled(finish)
@@ -252,7 +262,14 @@ func (s *session) close() {
 			s.cancel()
 		}
 		s.queue.releaseAll()
-		_ = s.client.Close()
+		if s.clientReading.Load() {
+			// Close waits for the raw read serveClient runs in, and that
+			// read's callback may be this goroutine, or wait for the
+			// backend this close is about to end: close once it returns.
+			go s.client.Close() //nolint:errcheck // as below
+		} else {
+			_ = s.client.Close()
+		}
 		if s.tx != nil {
 			s.closePooled()
 			return

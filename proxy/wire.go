@@ -123,6 +123,29 @@ func (m *msgReader) nextBuffered() bool {
 	return n >= 4 && b-1 >= n
 }
 
+// wantNext sets how many bytes the next message needs buffered (its
+// header, or the whole message) for a reader that reads on for it
+// (connReader.serve); false when it cannot be buffered whole (a body larger
+// than the buffer, or a length no message has): it must be read the
+// streaming way (header, readBody, forward).
+func (m *msgReader) wantNext() bool {
+	b := m.r.Buffered()
+	if b < 5 {
+		m.r.want = 5
+		return true
+	}
+	h, err := m.r.Peek(5)
+	if err != nil {
+		return false
+	}
+	n := int(int32(binary.BigEndian.Uint32(h[1:5])))
+	if n < 4 || n+1 > bufSize {
+		return false
+	}
+	m.r.want = n + 1
+	return true
+}
+
 // writeHeader writes a message header for a body of n bytes.
 func writeHeader(w *connWriter, t byte, n int) error { return w.header(t, n) }
 
