@@ -70,6 +70,11 @@ func BenchmarkStatementPipeline(b *testing.B) {
 				if st.Batches > 0 {
 					b.ReportMetric(float64(st.EventsWritten)/float64(st.Batches), "rows/write")
 				}
+				if st.SpoolFsyncs > 0 {
+					// What a group waits for at least: the disk's latency
+					// under this load.
+					b.ReportMetric(st.SpoolFsyncSeconds*1e6/float64(st.SpoolFsyncs), "µs/fsync")
+				}
 			})
 		}
 	}
