@@ -256,10 +256,11 @@ func (w *regionWriter) runQueue() {
 // TOAST chunks and, at integration, a deletion with its trigger, whatever
 // it carries; a writer that shipped whatever was queued sent a few events
 // per batch at 16k events/s, and its backend took about 30 µs of CPU per
-// event. Lingering makes the batch carry what 10 ms brought (that much
+// event. Lingering makes the batch carry what 50 ms brought (that much
 // more until an async event is in the database; a spool record's
-// durability does not depend on it).
-const batchLinger = 10 * time.Millisecond
+// durability does not depend on it): at 12k statements/s about 650 rows
+// where 10 ms gave 170 (BenchmarkWriterPaced, with integratePace).
+const batchLinger = 50 * time.Millisecond
 
 // gather adds queued items to held, up to batchMax. In async mode (linger
 // set) it first lets the batch fill: it sleeps out the linger rather than

@@ -115,3 +115,54 @@ func clusterCPU(tb testing.TB, dataDir string) time.Duration {
 	}
 	return total
 }
+
+// BenchmarkWriterPaced measures what the audit costs at the rate the bench
+// harness drives, not flat out: 16 sessions' statements and their results
+// (merged into one row each) recorded at 12,000 statements/s in async mode,
+// b.N statements in all. At that rate the writer ships what its linger
+// gathered, so the per-batch and per-round costs that BenchmarkWriter's
+// full batches hide show in the database's CPU per statement.
+func BenchmarkWriterPaced(b *testing.B) {
+	const rate = 12000 // statements/s
+	r, c := initRegion(b, "eu-west")
+	regions := map[string]config.Region{"eu-west": r}
+	ctx := context.Background()
+	cfg := testAuditConfig(b, ModeAsync)
+	cfg.QueueSize = 1 << 16
+	rec, err := NewRecorder(ctx, cfg, regions, "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	server0, self0 := clusterCPU(b, c.DataDir), selfCPU()
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	for i := 0; i < b.N; {
+		<-tick.C
+		due := min(b.N, int(time.Since(start).Seconds()*rate)+1)
+		for ; i < due; i++ {
+			ev := stmt("t"+strconv.Itoa(i%16), "s"+strconv.Itoa(i%16), i)
+			ev.Ref = uint64(i + 1)
+			if err := rec.Record(ctx, ev); err != nil {
+				b.Fatal(err)
+			}
+			res := ev
+			res.Kind, res.Verdict, res.Rows, res.SQLState = tenancy.KindResult, "", 1, "00000"
+			if err := rec.Record(ctx, res); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	tick.Stop()
+	if err := rec.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	server, self := clusterCPU(b, c.DataDir)-server0, selfCPU()-self0
+	b.StopTimer()
+	st := rec.Stats().Regions["eu-west"]
+	b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-cpu-us/stmt")
+	b.ReportMetric(float64(self.Microseconds())/float64(b.N), "proxy-cpu-us/stmt")
+	if st.Batches > 0 {
+		b.ReportMetric(float64(st.EventsWritten)/float64(st.Batches), "rows/batch")
+	}
+}
