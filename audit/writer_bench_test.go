@@ -21,22 +21,15 @@ import (
 // empty) and, separately, the rate at which the region's integrator chains
 // them (chained/s, from the first event to the last one integrated).
 func BenchmarkWriter(b *testing.B) {
-	r, c := initRegion(b, "eu-west")
-	regions := map[string]config.Region{"eu-west": r}
+	rec, dataDir := asyncBenchRecorder(b)
 	ctx := context.Background()
-	cfg := testAuditConfig(b, ModeAsync)
-	cfg.QueueSize = 1 << 16
-	rec, err := NewRecorder(ctx, cfg, regions, "bench", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	evs := make([]tenancy.Event, 16)
 	for i := range evs {
 		evs[i] = stmt("t"+strconv.Itoa(i), "s"+strconv.Itoa(i), i)
 	}
 	var next atomic.Int64
 	b.ResetTimer()
-	server0, self0 := clusterCPU(b, c.DataDir), selfCPU()
+	server0, self0 := clusterCPU(b, dataDir), selfCPU()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -55,7 +48,7 @@ func BenchmarkWriter(b *testing.B) {
 		b.Fatal(err)
 	}
 	chained := time.Since(start)
-	server, self := clusterCPU(b, c.DataDir)-server0, selfCPU()-self0
+	server, self := clusterCPU(b, dataDir)-server0, selfCPU()-self0
 	b.StopTimer()
 	// CPU per event is what the machine's load does not distort: the rate
 	// two idle cores could sustain is 2 s / (server + proxy CPU per event).
@@ -124,17 +117,10 @@ func clusterCPU(tb testing.TB, dataDir string) time.Duration {
 // full batches hide show in the database's CPU per statement.
 func BenchmarkWriterPaced(b *testing.B) {
 	const rate = 12000 // statements/s
-	r, c := initRegion(b, "eu-west")
-	regions := map[string]config.Region{"eu-west": r}
+	rec, dataDir := asyncBenchRecorder(b)
 	ctx := context.Background()
-	cfg := testAuditConfig(b, ModeAsync)
-	cfg.QueueSize = 1 << 16
-	rec, err := NewRecorder(ctx, cfg, regions, "bench", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	b.ResetTimer()
-	server0, self0 := clusterCPU(b, c.DataDir), selfCPU()
+	server0, self0 := clusterCPU(b, dataDir), selfCPU()
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	for i := 0; i < b.N; {
@@ -157,7 +143,7 @@ func BenchmarkWriterPaced(b *testing.B) {
 	if err := rec.Close(ctx); err != nil {
 		b.Fatal(err)
 	}
-	server, self := clusterCPU(b, c.DataDir)-server0, selfCPU()-self0
+	server, self := clusterCPU(b, dataDir)-server0, selfCPU()-self0
 	b.StopTimer()
 	st := rec.Stats().Regions["eu-west"]
 	b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-cpu-us/stmt")
@@ -165,4 +151,18 @@ func BenchmarkWriterPaced(b *testing.B) {
 	if st.Batches > 0 {
 		b.ReportMetric(float64(st.EventsWritten)/float64(st.Batches), "rows/batch")
 	}
+}
+
+// asyncBenchRecorder starts an async-mode recorder, with a queue large
+// enough not to throttle, on a fresh region; it returns the recorder and
+// the region cluster's data directory (for clusterCPU).
+func asyncBenchRecorder(b *testing.B) (*Recorder, string) {
+	r, c := initRegion(b, "eu-west")
+	cfg := testAuditConfig(b, ModeAsync)
+	cfg.QueueSize = 1 << 16
+	rec, err := NewRecorder(context.Background(), cfg, map[string]config.Region{"eu-west": r}, "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rec, c.DataDir
 }

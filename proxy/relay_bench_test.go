@@ -221,37 +221,18 @@ func startRelayRig(tb testing.TB, pair func(testing.TB) (net.Conn, net.Conn)) re
 
 // unixPair returns both ends of a Unix socket connection (no TCP_INQ).
 func unixPair(tb testing.TB) (net.Conn, net.Conn) {
-	tb.Helper()
-	ln, err := net.Listen("unix", filepath.Join(tb.TempDir(), "s"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	type accepted struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- accepted{c, err}
-	}()
-	a, err := net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r := <-ch
-	if r.err != nil {
-		tb.Fatal(r.err)
-	}
-	tb.Cleanup(func() { _ = a.Close(); _ = r.c.Close() })
-	return a, r.c
+	return socketPair(tb, "unix", filepath.Join(tb.TempDir(), "s"))
 }
 
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(tb testing.TB) (net.Conn, net.Conn) {
+	return socketPair(tb, "tcp", "127.0.0.1:0")
+}
+
+// socketPair returns both ends of a connection to a listener on addr.
+func socketPair(tb testing.TB, network, addr string) (net.Conn, net.Conn) {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -265,7 +246,7 @@ func tcpPair(tb testing.TB) (net.Conn, net.Conn) {
 		c, err := ln.Accept()
 		ch <- accepted{c, err}
 	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
+	a, err := net.Dial(network, ln.Addr().String())
 	if err != nil {
 		tb.Fatal(err)
 	}
