@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -234,14 +235,17 @@ type connReader struct {
 	want   int
 	rerr   error
 
-	// inq: the socket has TCP_INQ set (serve sets it, inqTried once), so
-	// a read says whether it left anything in the socket (left).
-	inq, inqTried, left bool
+	// inq: the socket has TCP_INQ set (by serve's first call), so a read
+	// says whether it left anything in the socket (left).
+	inq, left bool
 
-	// serve's callback, built once like readFn (an idle session parks in
-	// it), and the handler it runs.
+	// serve's callback, built by its first call like readFn (an idle
+	// session parks in it), and the handler it runs.
 	serveFn func(fd uintptr) bool
 	handle  func() bool
+	// serving: serve's raw read is under way, which closing the socket
+	// waits for (session.close reads it from other goroutines).
+	serving atomic.Bool
 
 	// sendFirst, when set, is the writer of the same socket: the next read
 	// sends its buffered bytes (the batch whose replies it waits for) from
@@ -377,15 +381,14 @@ func (c *connReader) failed(err error) {
 // returns (see session.close). It sets want to the bytes it needs buffered
 // (at most bufSize) before it asks for more.
 func (c *connReader) serve(handle func() bool) {
-	if !c.inqTried {
-		c.inqTried = true
-		_ = c.raw.Control(func(fd uintptr) { c.inq = enableInq(fd) })
-	}
 	if c.serveFn == nil {
 		c.serveFn = c.serveCallback
+		_ = c.raw.Control(func(fd uintptr) { c.inq = enableInq(fd) })
 	}
 	c.handle, c.rerr = handle, nil
+	c.serving.Store(true)
 	err := c.raw.Read(c.serveFn)
+	c.serving.Store(false)
 	c.handle = nil
 	if err == nil {
 		err = c.rerr
@@ -437,6 +440,9 @@ func (c *connReader) readCallback(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if testHookEmptyRead != nil {
+				testHookEmptyRead(c)
+			}
 			if c.Buffered() == 0 {
 				c.release() // park without a buffer
 			}
@@ -447,6 +453,10 @@ func (c *connReader) readCallback(fd uintptr) bool {
 		}
 	}
 }
+
+// testHookEmptyRead, when set (tests only), runs after each read that found
+// the socket empty (EAGAIN).
+var testHookEmptyRead func(*connReader)
 
 // serveCallback is serve's raw read callback: read, handle, and read on
 // until a read took all the socket holds.

@@ -65,9 +65,7 @@ func (s *session) serveClient() (stop bool, err error) {
 	if s.serveStep == nil {
 		s.serveStep = s.serveBatches // built once: an idle session parks in it
 	}
-	s.clientReading.Store(true)
 	s.cr.r.serve(s.serveStep)
-	s.clientReading.Store(false)
 	stop, err = s.serveStop, s.serveErr
 	s.serveStop, s.serveErr = false, nil
 	return stop, err

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +64,58 @@ func TestSessionRelayPipelined(t *testing.T) {
 	}
 }
 
+// TestClientSideParksWithoutAProbingRead checks what serve saves: over
+// TCP, once a batch's replies are out the client side parks without first
+// reading a socket the client has not written to yet (TCP_INQ said the
+// read before took everything). A Unix socket cannot say so, and there the
+// relay does read until EAGAIN, once per batch, which shows the count
+// would catch a probing read.
+func TestClientSideParksWithoutAProbingRead(t *testing.T) {
+	const batches = 200
+	// The hook stays installed until every session of the test has ended
+	// (a session reads it from its own goroutine).
+	var (
+		counting atomic.Bool
+		client   atomic.Pointer[connReader]
+		empty    atomic.Int64
+	)
+	testHookEmptyRead = func(r *connReader) {
+		if counting.Load() && r == client.Load() {
+			empty.Add(1)
+		}
+	}
+	defer func() { testHookEmptyRead = nil }()
+	for name, c := range map[string]struct {
+		pair     func(testing.TB) (net.Conn, net.Conn)
+		min, max int64
+	}{
+		"tcp":  {tcpPair, 0, batches / 20}, // serve's first read, a stray wake-up
+		"unix": {unixPair, batches * 3 / 4, 2 * batches},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rig := startRelayRig(t, c.pair)
+			client.Store(rig.client)
+			rig.roundTrip()
+			empty.Store(0)
+			counting.Store(true)
+			for range batches {
+				rig.roundTrip()
+				// the client thinks a moment, as a pgbench client does
+				// between statements: the relay has gone back to the
+				// socket, found it empty or not, before the next batch
+				time.Sleep(50 * time.Microsecond)
+			}
+			counting.Store(false)
+			rig.stop()
+			n := empty.Load()
+			t.Logf("%d empty reads in %d batches", n, batches)
+			if n < c.min || n > c.max {
+				t.Errorf("%d reads of the client socket found it empty in %d batches, want %d to %d", n, batches, c.min, c.max)
+			}
+		})
+	}
+}
+
 // TestSessionEndsWithTheClientsLastBatch checks that a client whose last
 // batch and end of stream arrive together is seen to leave: one wake-up
 // stands for both, and the read that takes the batch stops short of the
@@ -96,6 +149,8 @@ type relayRig struct {
 	hangUp func()
 	// stop ends the session.
 	stop func()
+	// client is the session's reader of the client socket.
+	client *connReader
 }
 
 // startRelayRig starts a session whose client connection comes from pair
@@ -157,7 +212,7 @@ func startRelayRig(tb testing.TB, pair func(testing.TB) (net.Conn, net.Conn)) re
 	go func() { defer close(done); ss.run() }()
 
 	buf := make([]byte, 4096)
-	var rig relayRig
+	rig := relayRig{client: ss.cr.r}
 	rig.pipelined = func(gap time.Duration) {
 		// the second batch follows the first after gap, before its replies
 		_ = clientConn.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -104,9 +104,6 @@ type session struct {
 	closed     sync.Once
 	ending     atomic.Bool // close or Terminate began: a backend EOF is expected
 
-	// clientReading: the client goroutine is inside a raw read of the
-	// client socket (serveClient), which closing the socket waits for.
-	clientReading atomic.Bool
 	// serveStep is serveClient's handler (serveBatches), built once;
 	// serveStop and serveErr are what it leaves serve with.
 	serveStep func() bool
@@ -262,7 +259,7 @@ func (s *session) close() {
 			s.cancel()
 		}
 		s.queue.releaseAll()
-		if s.clientReading.Load() {
+		if s.cr.r.serving.Load() {
 			// Close waits for the raw read serveClient runs in, and that
 			// read's callback may be this goroutine, or wait for the
 			// backend this close is about to end: close once it returns.
