@@ -81,6 +81,10 @@ type spool struct {
 	// to read, instead of reading back and decoding what was just written.
 	// The file stays the record: whatever recent no longer holds is read.
 	recent []spoolRec
+	// recentArr is recent's array from its start: once the reader has
+	// taken every record, recent starts over at the front of it instead of
+	// growing past its end (a new array every few batches otherwise).
+	recentArr []spoolRec
 
 	// relMu serializes Release, which writes the cursor and deletes
 	// segments outside mu so that appends never wait for those syscalls.
@@ -576,33 +580,51 @@ func decodeSpoolRecord(payload []byte) (*Row, uint64, error) {
 // The rows appended belong to the spool from then on: the shipper may take
 // them as they are (recent).
 func (s *spool) Append(rows []*Row, durable, limit bool) error {
-	var buf []byte
+	bp := encodeBufs.Get().(*[]byte)
+	defer putEncodeBuf(bp)
+	buf := (*bp)[:0]
 	mem := make([]spoolMem, len(rows))
 	for i, r := range rows {
 		n := len(buf)
 		buf = encodeSpoolRecord(buf, r, 0)
 		mem[i] = spoolMem{row: r, size: int64(len(buf) - n)}
 	}
+	*bp = buf
 	return s.write(buf, mem, durable, limit)
+}
+
+// encodeBufs holds the buffers records are encoded in before write copies
+// them into the segment: an encoding escapes to the heap (it passes through
+// the row's encoder), and a fresh buffer per record was a third of the
+// spool's allocations, paid again in GC work by every statement.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// putEncodeBuf returns a buffer to encodeBufs unless a huge record grew it.
+func putEncodeBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		encodeBufs.Put(bp)
+	}
 }
 
 // AppendResult writes a result in format 4 (spool_result.go) with the
 // reference pairing it with its statement. Nobody waits for it: it is not
 // durable, and refused only by a closed spool or a failed rotation.
 func (s *spool) AppendResult(r *resultRec, ref uint64) error {
-	var scratch [256]byte
-	rec := encodeResultRecord(scratch[:0], r, ref)
-	mem := [1]spoolMem{{res: r, ref: ref, size: int64(len(rec))}}
-	return s.write(rec, mem[:], false, false)
+	bp := encodeBufs.Get().(*[]byte)
+	defer putEncodeBuf(bp)
+	*bp = encodeResultRecord((*bp)[:0], r, ref)
+	mem := [1]spoolMem{{res: r, ref: ref, size: int64(len(*bp))}}
+	return s.write(*bp, mem[:], false, false)
 }
 
 // AppendRef writes one row with the reference pairing it with its
 // statement or result.
 func (s *spool) AppendRef(r *Row, ref uint64, durable, limit bool) error {
-	var scratch [512]byte
-	rec := encodeSpoolRecord(scratch[:0], r, ref)
-	mem := [1]spoolMem{{row: r, ref: ref, size: int64(len(rec))}}
-	return s.write(rec, mem[:], durable, limit)
+	bp := encodeBufs.Get().(*[]byte)
+	defer putEncodeBuf(bp)
+	*bp = encodeSpoolRecord((*bp)[:0], r, ref)
+	mem := [1]spoolMem{{row: r, ref: ref, size: int64(len(*bp))}}
+	return s.write(*bp, mem[:], durable, limit)
 }
 
 // spoolMem is a record being written, as the row (or result) it encodes.
@@ -685,6 +707,14 @@ func (s *spool) write(rec []byte, mem []spoolMem, durable, limit bool) error {
 // id to recent. Past twice recentMax it keeps the newest recentMax (a
 // reader that far behind reads the file anyway).
 func (s *spool) keepRecentLocked(mem []spoolMem, id uint64, off int64) {
+	if len(s.recent) == 0 {
+		s.recent = s.recentArr[:0]
+	}
+	if len(s.recent)+len(mem) > cap(s.recent) {
+		// append moves recent to a new array, which starts with it
+		s.recent = slices.Grow(s.recent, len(mem))
+		s.recentArr = s.recent[:0]
+	}
 	for _, m := range mem {
 		off += m.size
 		s.recent = append(s.recent, spoolRec{row: m.row, res: m.res, ref: m.ref, end: spoolPos{id, off, m.size}})
@@ -848,11 +878,12 @@ type spoolPos struct {
 	bytes int64 // bytes read since the position Next started at
 }
 
-// nextRecs reads up to max records from the reader position and moves the
-// reader past them. With none to read it returns a channel that is closed
-// when more are written.
-func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
-	var recs []spoolRec
+// nextRecs reads up to max records from the reader position, into buf's
+// array (the caller's, reused from call to call; its contents are
+// dropped), and moves the reader past them. With none to read it returns a
+// channel that is closed when more are written.
+func (s *spool) nextRecs(buf []spoolRec, max int) ([]spoolRec, <-chan struct{}, error) {
+	recs := buf[:0]
 	for len(recs) < max {
 		s.mu.Lock()
 		size, live := s.sizes[s.rID]
@@ -925,7 +956,7 @@ func (s *spool) nextRecs(max int) ([]spoolRec, <-chan struct{}, error) {
 // when more are written.
 func (s *spool) Next(max int) ([]*Row, spoolPos, <-chan struct{}, error) {
 	start := s.Pos()
-	recs, notify, err := s.nextRecs(max)
+	recs, notify, err := s.nextRecs(nil, max)
 	if err != nil || len(recs) == 0 {
 		return nil, start, notify, err
 	}

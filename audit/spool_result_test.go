@@ -84,12 +84,12 @@ func TestSpoolResultFromMemoryAndFile(t *testing.T) {
 	if err := s.AppendResult(r, 9); err != nil {
 		t.Fatal(err)
 	}
-	mem, _, err := s.nextRecs(10)
+	mem, _, err := s.nextRecs(nil, 10)
 	if err != nil || len(mem) != 1 || mem[0].res != r {
 		t.Fatalf("from memory: %+v, %v", mem, err)
 	}
 	s.Rewind(spoolPos{id: s.rID})
-	file, _, err := s.nextRecs(10)
+	file, _, err := s.nextRecs(nil, 10)
 	if err != nil || len(file) != 1 || file[0].res == nil || file[0].res.id != r.id || file[0].end != mem[0].end {
 		t.Fatalf("from the file: %+v, %v", file, err)
 	}

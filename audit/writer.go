@@ -357,13 +357,14 @@ func (w *regionWriter) runSpool() {
 	defer close(w.done)
 	var fifo []*spoolEntry // read, not yet released, in log order
 	var ready []shipRow
+	var recBuf []spoolRec // nextRecs' buffer
 	attempt := 0
 	draining := false
 	var lingerFrom time.Time // when the batch being gathered became non-empty
 	for {
 		var notify <-chan struct{}
 		if len(ready) < w.batchMax {
-			recs, ch, err := w.spool.nextRecs(w.batchMax - len(ready))
+			recs, ch, err := w.spool.nextRecs(recBuf, w.batchMax-len(ready))
 			if err != nil {
 				w.logger.Error("audit spool segment unreadable, skipping the rest of it", "region", w.name, "error", err)
 				w.spool.SkipSegment()
@@ -379,6 +380,8 @@ func (w *regionWriter) runSpool() {
 				}
 				ready = w.take(ready, rec.row, rec.ref, e)
 			}
+			clear(recs) // the rows are ready's or held's now
+			recBuf = recs
 		}
 		for _, h := range w.held.expired(time.Now().Add(-holdMax)) {
 			ready = append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry)}})

@@ -21,7 +21,7 @@ import (
 // empty) and, separately, the rate at which the region's integrator chains
 // them (chained/s, from the first event to the last one integrated).
 func BenchmarkWriter(b *testing.B) {
-	rec, dataDir := asyncBenchRecorder(b)
+	rec, dataDir := benchRecorder(b, ModeAsync)
 	ctx := context.Background()
 	evs := make([]tenancy.Event, 16)
 	for i := range evs {
@@ -111,13 +111,21 @@ func clusterCPU(tb testing.TB, dataDir string) time.Duration {
 
 // BenchmarkWriterPaced measures what the audit costs at the rate the bench
 // harness drives, not flat out: 16 sessions' statements and their results
-// (merged into one row each) recorded at 12,000 statements/s in async mode,
-// b.N statements in all. At that rate the writer ships what its linger
-// gathered, so the per-batch and per-round costs that BenchmarkWriter's
-// full batches hide show in the database's CPU per statement.
+// (merged into one row each) recorded at 12,000 statements/s, b.N
+// statements in all, in async mode and in spool mode with the default
+// interval fsync. At that rate the writer ships what its linger gathered,
+// so the per-batch and per-round costs that BenchmarkWriter's full batches
+// hide show in the database's CPU per statement, and the spool's own costs
+// (encoding, the mapped segment, its fsyncs) in the proxy's.
 func BenchmarkWriterPaced(b *testing.B) {
+	for _, mode := range []string{ModeAsync, ModeSpool} {
+		b.Run(mode, func(b *testing.B) { benchWriterPaced(b, mode) })
+	}
+}
+
+func benchWriterPaced(b *testing.B, mode string) {
 	const rate = 12000 // statements/s
-	rec, dataDir := asyncBenchRecorder(b)
+	rec, dataDir := benchRecorder(b, mode)
 	ctx := context.Background()
 	b.ResetTimer()
 	server0, self0 := clusterCPU(b, dataDir), selfCPU()
@@ -153,12 +161,13 @@ func BenchmarkWriterPaced(b *testing.B) {
 	}
 }
 
-// asyncBenchRecorder starts an async-mode recorder, with a queue large
-// enough not to throttle, on a fresh region; it returns the recorder and
-// the region cluster's data directory (for clusterCPU).
-func asyncBenchRecorder(b *testing.B) (*Recorder, string) {
+// benchRecorder starts a recorder in mode (spool: the default interval
+// fsync), with a queue large enough not to throttle, on a fresh region; it
+// returns the recorder and the region cluster's data directory (for
+// clusterCPU).
+func benchRecorder(b *testing.B, mode string) (*Recorder, string) {
 	r, c := initRegion(b, "eu-west")
-	cfg := testAuditConfig(b, ModeAsync)
+	cfg := testAuditConfig(b, mode)
 	cfg.QueueSize = 1 << 16
 	rec, err := NewRecorder(context.Background(), cfg, map[string]config.Region{"eu-west": r}, "bench", nil)
 	if err != nil {
