@@ -11,7 +11,8 @@ import (
 	"github.com/pgtenant/pgtenant/parser"
 )
 
-// cache is a bounded LRU of analyses. Its key is the statement's shape plus
+// cache is a bounded map of analyses, evicted in CLOCK order (an
+// approximation of least recently used). Its key is the statement's shape plus
 // the text of every literal except those the analysis proved to be tenant
 // value slots: only a slot's text is re-read at each execution, so two texts
 // that differ in any other literal (a file name, a setting name, a function
@@ -23,8 +24,14 @@ import (
 // names the template, so a hit is always an analysis of a text that agrees
 // with the looked-up one on every literal outside the slots it was analysed
 // with.
+//
+// A hit takes the lock shared and marks its entry used with an atomic
+// store; only put takes it exclusively. Every session looks up every
+// statement here, and an exclusive lock per hit (to move the entry to the
+// front of an LRU list) was contended with 64 sessions on two cores: a
+// session preempted while holding it stalled all the others.
 type cache struct {
-	mu           sync.Mutex
+	mu           sync.RWMutex
 	max          int
 	ll           *list.List
 	m            map[cacheKey]*list.Element
@@ -38,8 +45,9 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	key cacheKey
-	an  *analysis
+	key  cacheKey
+	an   *analysis
+	used atomic.Bool // looked up since eviction last passed it (CLOCK's reference bit)
 }
 
 func newCache(max int) *cache {
@@ -81,22 +89,25 @@ func (c *cache) get(cat *Catalog, sql string, sc *parser.Scanned) *analysis {
 		c.misses.Add(1)
 		return nil
 	}
-	c.mu.Lock()
+	c.mu.RLock()
 	slots, ok := c.templates[cacheKey{cat, sc.Shape}]
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if !ok {
 		c.misses.Add(1)
 		return nil
 	}
 	k := cacheKey{cat, cacheKeyOf(sc.Shape, slots, sql, sc)}
-	c.mu.Lock()
+	c.mu.RLock()
 	el, ok := c.m[k]
 	var an *analysis
 	if ok {
-		c.ll.MoveToFront(el)
-		an = el.Value.(*cacheEntry).an
+		e := el.Value.(*cacheEntry)
+		if !e.used.Load() {
+			e.used.Store(true) // no store (and no cache line shared in write) once set
+		}
+		an = e.an
 	}
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if !ok {
 		c.misses.Add(1)
 		return nil
@@ -124,7 +135,15 @@ func (c *cache) put(cat *Catalog, sql string, sc *parser.Scanned, an *analysis) 
 	}
 	c.m[k] = c.ll.PushFront(&cacheEntry{key: k, an: an})
 	for c.ll.Len() > c.max {
+		// CLOCK: an entry looked up since the hand last passed gets a
+		// second chance at the front; the first one not looked up goes.
+		// Each pass clears the bit it spares, so this ends within a lap.
 		old := c.ll.Back()
+		if e := old.Value.(*cacheEntry); e.used.Load() {
+			e.used.Store(false)
+			c.ll.MoveToFront(old)
+			continue
+		}
 		c.ll.Remove(old)
 		delete(c.m, old.Value.(*cacheEntry).key)
 	}

@@ -1,6 +1,10 @@
 package policy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pgtenant/pgtenant/parser"
+)
 
 // A cached analysis is never reused for a text that differs in a literal the
 // analysis did not read as a tenant value (issue 10 item 4): COPY TO ” and
@@ -33,5 +37,38 @@ func TestCacheKeyKeepsNonTenantLiterals(t *testing.T) {
 	}
 	if hits, _ := e.CacheStats(); hits == 0 {
 		t.Error("the second round never hit the cache")
+	}
+}
+
+// The cache stays within its bound, and eviction spares an entry looked up
+// since it was cached (CLOCK's second chance) over one that was not.
+func TestCacheEvictsWhatIsNotLookedUp(t *testing.T) {
+	c := newCache(2)
+	scan := func(sql string) *parser.Scanned {
+		sc, err := parser.Scan(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	cat := &Catalog{}
+	texts := []string{`SELECT 1 FROM a WHERE note = 'x'`, `SELECT 1 FROM a WHERE note = 'y'`, `SELECT 1 FROM a WHERE note = 'z'`} // one shape
+	ans := make([]*analysis, len(texts))
+	for i, sql := range texts[:2] {
+		ans[i] = &analysis{}
+		c.put(cat, sql, scan(sql), ans[i])
+	}
+	if got := c.get(cat, texts[0], scan(texts[0])); got != ans[0] {
+		t.Fatalf("%s: got %p, want the analysis cached (%p)", texts[0], got, ans[0])
+	}
+	ans[2] = &analysis{}
+	c.put(cat, texts[2], scan(texts[2]), ans[2])
+	if n := c.ll.Len(); n != 2 || len(c.m) != 2 {
+		t.Fatalf("%d entries listed, %d mapped; want the bound, 2", n, len(c.m))
+	}
+	for i, want := range []*analysis{ans[0], nil, ans[2]} {
+		if got := c.get(cat, texts[i], scan(texts[i])); got != want {
+			t.Errorf("%s: got %p, want %p (the entry not looked up is the one evicted)", texts[i], got, want)
+		}
 	}
 }

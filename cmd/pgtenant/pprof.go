@@ -5,7 +5,13 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 )
+
+// mutexProfileFraction is the share of lock contention events the profiler
+// samples (1 in 100) while it is on, for /debug/pprof/mutex: where sessions
+// wait for each other.
+const mutexProfileFraction = 100
 
 // pprofEnv names an address on which serve exposes Go's profiler
 // (/debug/pprof/), for finding costs under load. Unset, nothing listens.
@@ -18,6 +24,7 @@ func startPprof(log *slog.Logger) {
 	if addr == "" {
 		return
 	}
+	runtime.SetMutexProfileFraction(mutexProfileFraction)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
