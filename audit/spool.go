@@ -66,6 +66,7 @@ type spool struct {
 	preparing uint64           // id of the segment prepareNext is making (0: none)
 	prepWG    sync.WaitGroup   // prepareNext in flight
 	retiring  *retired         // rotated out, not yet synced
+	retireWG  sync.WaitGroup   // retire goroutines, synced or not (Close waits)
 	sizes     map[uint64]int64 // bytes written per live segment
 	total     int64            // bytes in live segments
 	unshipped int64            // bytes written and not yet released
@@ -426,6 +427,9 @@ func (s *spool) rotateLocked(need int64) (*retired, error) {
 // retire syncs a rotated segment (durable appends in it wait for that:
 // syncTo), then cuts it.
 func (s *spool) retire(r *retired) {
+	if testHookRetire != nil {
+		testHookRetire()
+	}
 	err := fdatasync(r.seg.f)
 	s.mu.Lock()
 	if err == nil {
@@ -438,6 +442,9 @@ func (s *spool) retire(r *retired) {
 	s.mu.Unlock()
 	_ = r.seg.cut(r.size) // synced: what the cut fails to do, a restart's repair does
 }
+
+// testHookRetire, when set (tests only), runs as retire starts.
+var testHookRetire func()
 
 // cut unmaps a synced segment, cuts it to its size bytes of records and
 // closes it. The cut is not synced: after a host crash the zeros past the
@@ -695,7 +702,15 @@ func (s *spool) write(rec []byte, mem []spoolMem, durable, limit bool) error {
 	}
 	s.mu.Unlock()
 	if rotated != nil {
-		s.retire(rotated)
+		// On a goroutine of its own: the fdatasync of a whole segment took
+		// tens of milliseconds, which the statement whose record happened
+		// to rotate waited for though nothing needed it to (a durable
+		// append in group mode waits for it in syncTo, Close in Close).
+		s.retireWG.Add(1)
+		go func() {
+			defer s.retireWG.Done()
+			s.retire(rotated)
+		}()
 	}
 	if !durable || s.syncEvery > 0 {
 		return nil
@@ -1079,7 +1094,8 @@ func (s *spool) Close() error {
 	s.closeReader()
 	err := s.finishLocked()
 	s.mu.Unlock()
-	s.relMu.Lock() // after mu, never inside it: Release takes them the other way round
+	s.retireWG.Wait() // the last one may still be cutting its segment
+	s.relMu.Lock()    // after mu, never inside it: Release takes them the other way round
 	if s.cursor != nil {
 		s.cursor.Close()
 		s.cursor = nil

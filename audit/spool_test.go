@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -812,5 +813,59 @@ func TestSpoolNotifyWakesAWaitingReader(t *testing.T) {
 	s.mu.Unlock()
 	if !same {
 		t.Fatal("appends replaced the notify channel though no reader waited on it")
+	}
+}
+
+// TestSpoolRotationLeavesTheSyncToItsOwnGoroutine: the append whose record
+// starts a new segment returns without waiting for the fdatasync of the
+// segment it rotated out (tens of milliseconds, which a statement used to
+// wait for); Close still waits for it.
+func TestSpoolRotationLeavesTheSyncToItsOwnGoroutine(t *testing.T) {
+	s, err := openSpoolSync(t.TempDir(), 1<<30, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	testHookRetire = func() {
+		started <- struct{}{}
+		<-release
+	}
+	defer func() { testHookRetire = nil }()
+	row := bigRow(t)
+	appended := make(chan error, 1)
+	go func() {
+		first := s.curID
+		for i := 0; s.curID == first; i++ {
+			if i > 2*segmentMaxBytes/(64<<10) {
+				appended <- errors.New("the spool never rotated")
+				return
+			}
+			if err := s.AppendRef(row, uint64(i+1), true, false); err != nil {
+				appended <- err
+				return
+			}
+		}
+		appended <- nil
+	}()
+	select {
+	case err := <-appended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the append that rotated the spool waited for the old segment's sync")
+	}
+	<-started
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) before the rotated segment was synced", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }
