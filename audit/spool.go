@@ -705,7 +705,8 @@ func (s *spool) write(rec []byte, mem []spoolMem, durable, limit bool) error {
 		// On a goroutine of its own: the fdatasync of a whole segment took
 		// tens of milliseconds, which the statement whose record happened
 		// to rotate waited for though nothing needed it to (a durable
-		// append in group mode waits for it in syncTo, Close in Close).
+		// append in group mode waits for it in syncTo, and Close waits for
+		// it).
 		s.retireWG.Add(1)
 		go func() {
 			defer s.retireWG.Done()
