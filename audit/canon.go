@@ -1,20 +1,15 @@
 package audit
 
 import (
-	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
-
-	"github.com/google/uuid"
 
 	"github.com/pgtenant/pgtenant/tenancy"
 )
@@ -48,24 +43,6 @@ func NewRow(ev tenancy.Event, region, instance, statementMode string) (*Row, err
 	return newRow(ev, ChainFor(ev.AccountID), region, instance, statementMode)
 }
 
-// eventIDRand feeds the random bits of event ids (UUIDv7) from crypto/rand
-// through a buffer: one getrandom(2) per 256 ids instead of one per event
-// (5% of the proxy's CPU per audited statement in BenchmarkWriter).
-var eventIDRand = &lockedReader{r: bufio.NewReaderSize(rand.Reader, 4096)}
-
-// lockedReader serializes reads of r (a bufio.Reader is not safe for
-// concurrent use, and sessions record concurrently).
-type lockedReader struct {
-	mu sync.Mutex
-	r  io.Reader
-}
-
-func (l *lockedReader) Read(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return io.ReadFull(l.r, p)
-}
-
 // newRow is NewRow with an explicit chain: an event with no region goes to
 // the no-tenant chain even when it names an (unverified) account.
 func newRow(ev tenancy.Event, chain, region, instance, statementMode string) (*Row, error) {
@@ -77,9 +54,9 @@ func newRow(ev tenancy.Event, chain, region, instance, statementMode string) (*R
 	default:
 		return nil, fmt.Errorf("audit: unknown event kind %q", ev.Kind)
 	}
-	id, err := uuid.NewV7FromReader(eventIDRand)
+	id, err := newEventID()
 	if err != nil {
-		return nil, fmt.Errorf("audit: event id: %w", err)
+		return nil, err
 	}
 	ts := ev.Time
 	if ts.IsZero() {

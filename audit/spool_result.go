@@ -38,7 +38,7 @@ type resultRec struct {
 
 // newResultRec keeps what the spool needs of result event ev.
 func newResultRec(ev tenancy.Event, instance string) (*resultRec, error) {
-	id, err := uuid.NewV7FromReader(eventIDRand)
+	id, err := newEventID()
 	if err != nil {
 		return nil, err
 	}
