@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"container/list"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,12 +10,12 @@ import (
 	"github.com/pgtenant/pgtenant/parser"
 )
 
-// cache is a bounded map of analyses, evicted in CLOCK order (an
-// approximation of least recently used). Its key is the statement's shape plus
-// the text of every literal except those the analysis proved to be tenant
-// value slots: only a slot's text is re-read at each execution, so two texts
-// that differ in any other literal (a file name, a setting name, a function
-// name spelled as a string, a regclass cast...) never share an analysis.
+// cache is a bounded map of analyses (a clockMap). Its key is the
+// statement's shape plus the text of every literal except those the
+// analysis proved to be tenant value slots: only a slot's text is re-read at
+// each execution, so two texts that differ in any other literal (a file
+// name, a setting name, a function name spelled as a string, a regclass
+// cast...) never share an analysis.
 //
 // The slot positions are known only after an analysis, so the cache also
 // remembers, per shape, the slot positions of the last analysis of that
@@ -24,18 +23,11 @@ import (
 // names the template, so a hit is always an analysis of a text that agrees
 // with the looked-up one on every literal outside the slots it was analysed
 // with.
-//
-// A hit takes the lock shared and marks its entry used with an atomic
-// store; only put takes it exclusively. Every session looks up every
-// statement here, and an exclusive lock per hit (to move the entry to the
-// front of an LRU list) was contended with 64 sessions on two cores: a
-// session preempted while holding it stalled all the others.
 type cache struct {
-	mu           sync.RWMutex
 	max          int
-	ll           *list.List
-	m            map[cacheKey]*list.Element
-	templates    map[cacheKey][]int
+	entries      *clockMap[*analysis]
+	tmu          sync.RWMutex
+	templates    map[cacheKey][]int // under tmu
 	hits, misses atomic.Uint64
 }
 
@@ -44,14 +36,8 @@ type cacheKey struct {
 	key string
 }
 
-type cacheEntry struct {
-	key  cacheKey
-	an   *analysis
-	used atomic.Bool // looked up since eviction last passed it (CLOCK's reference bit)
-}
-
 func newCache(max int) *cache {
-	return &cache{max: max, ll: list.New(), m: map[cacheKey]*list.Element{}, templates: map[cacheKey][]int{}}
+	return &cache{max: max, entries: newClockMap[*analysis](max), templates: map[cacheKey][]int{}}
 }
 
 // cacheKeyOf builds the key of sql for the slot positions slots (sorted).
@@ -89,25 +75,14 @@ func (c *cache) get(cat *Catalog, sql string, sc *parser.Scanned) *analysis {
 		c.misses.Add(1)
 		return nil
 	}
-	c.mu.RLock()
+	c.tmu.RLock()
 	slots, ok := c.templates[cacheKey{cat, sc.Shape}]
-	c.mu.RUnlock()
+	c.tmu.RUnlock()
 	if !ok {
 		c.misses.Add(1)
 		return nil
 	}
-	k := cacheKey{cat, cacheKeyOf(sc.Shape, slots, sql, sc)}
-	c.mu.RLock()
-	el, ok := c.m[k]
-	var an *analysis
-	if ok {
-		e := el.Value.(*cacheEntry)
-		if !e.used.Load() {
-			e.used.Store(true) // no store (and no cache line shared in write) once set
-		}
-		an = e.an
-	}
-	c.mu.RUnlock()
+	an, ok := c.entries.get(cacheKey{cat, cacheKeyOf(sc.Shape, slots, sql, sc)})
 	if !ok {
 		c.misses.Add(1)
 		return nil
@@ -121,32 +96,13 @@ func (c *cache) put(cat *Catalog, sql string, sc *parser.Scanned, an *analysis) 
 	if c.max <= 0 {
 		return
 	}
-	k := cacheKey{cat, cacheKeyOf(sc.Shape, an.slots, sql, sc)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.tmu.Lock()
 	if len(c.templates) >= c.max {
 		c.templates = map[cacheKey][]int{} // rare: shapes beyond the entry budget
 	}
 	c.templates[cacheKey{cat, sc.Shape}] = an.slots
-	if el, ok := c.m[k]; ok {
-		el.Value.(*cacheEntry).an = an
-		c.ll.MoveToFront(el)
-		return
-	}
-	c.m[k] = c.ll.PushFront(&cacheEntry{key: k, an: an})
-	for c.ll.Len() > c.max {
-		// CLOCK: an entry looked up since the hand last passed gets a
-		// second chance at the front; the first one not looked up goes.
-		// Each pass clears the bit it spares, so this ends within a lap.
-		old := c.ll.Back()
-		if e := old.Value.(*cacheEntry); e.used.Load() {
-			e.used.Store(false)
-			c.ll.MoveToFront(old)
-			continue
-		}
-		c.ll.Remove(old)
-		delete(c.m, old.Value.(*cacheEntry).key)
-	}
+	c.tmu.Unlock()
+	c.entries.put(cacheKey{cat, cacheKeyOf(sc.Shape, an.slots, sql, sc)}, an)
 }
 
 // slotLits returns the sorted literal positions the analyses read as tenant

@@ -63,8 +63,8 @@ func TestCacheEvictsWhatIsNotLookedUp(t *testing.T) {
 	}
 	ans[2] = &analysis{}
 	c.put(cat, texts[2], scan(texts[2]), ans[2])
-	if n := c.ll.Len(); n != 2 || len(c.m) != 2 {
-		t.Fatalf("%d entries listed, %d mapped; want the bound, 2", n, len(c.m))
+	if n := c.entries.len(); n != 2 || len(c.entries.m) != 2 {
+		t.Fatalf("%d entries listed, %d mapped; want the bound, 2", n, len(c.entries.m))
 	}
 	for i, want := range []*analysis{ans[0], nil, ans[2]} {
 		if got := c.get(cat, texts[i], scan(texts[i])); got != want {

@@ -29,7 +29,7 @@ type Engine struct {
 
 	cache *cache
 	// rw caches rewrite templates (policy.unscoped: rewrite; rewrite.go).
-	rw *rwCache
+	rw *clockMap[*parser.Template] // rewrite templates (nil: nothing to rewrite)
 	// txPooling: backends are shared per transaction (pool.mode:
 	// transaction), so session state that would outlive the transaction is
 	// refused (pooling.go).
@@ -73,7 +73,7 @@ func NewEngine(cfg config.Policy, opts ...EngineOption) (*Engine, error) {
 		searchPath:      base.SearchPath,
 		catalogs:        map[string]*Catalog{},
 		cache:           newCache(cfg.CacheEntries),
-		rw:              newRWCache(cfg.CacheEntries),
+		rw:              newClockMap[*parser.Template](cfg.CacheEntries),
 	}
 	for _, s := range cfg.ForbiddenSchemas {
 		e.forbidden[s] = true

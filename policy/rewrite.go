@@ -1,10 +1,8 @@
 package policy
 
 import (
-	"container/list"
 	"errors"
 	"strings"
-	"sync"
 
 	"github.com/pgtenant/pgtenant/parser"
 	"github.com/pgtenant/pgtenant/tenancy"
@@ -162,56 +160,6 @@ func (e *Engine) pinResolver(cat *Catalog) parser.PinResolver {
 			typ = "bigint"
 		}
 		return parser.PinTable{Column: t.TenantColumn, Type: typ, Columns: t.Columns}, true
-	}
-}
-
-// rwCache is a bounded LRU of rewrite templates (nil: nothing to rewrite).
-type rwCache struct {
-	mu  sync.Mutex
-	max int
-	ll  *list.List
-	m   map[cacheKey]*list.Element
-}
-
-type rwEntry struct {
-	key cacheKey
-	t   *parser.Template
-}
-
-func newRWCache(max int) *rwCache {
-	return &rwCache{max: max, ll: list.New(), m: map[cacheKey]*list.Element{}}
-}
-
-func (c *rwCache) get(k cacheKey) (*parser.Template, bool) {
-	if c.max <= 0 {
-		return nil, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.m[k]
-	if !ok {
-		return nil, false
-	}
-	c.ll.MoveToFront(el)
-	return el.Value.(*rwEntry).t, true
-}
-
-func (c *rwCache) put(k cacheKey, t *parser.Template) {
-	if c.max <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.m[k]; ok {
-		el.Value.(*rwEntry).t = t
-		c.ll.MoveToFront(el)
-		return
-	}
-	c.m[k] = c.ll.PushFront(&rwEntry{key: k, t: t})
-	for c.ll.Len() > c.max {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.m, old.Value.(*rwEntry).key)
 	}
 }
 

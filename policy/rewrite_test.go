@@ -142,7 +142,7 @@ func TestRewriteCachedPerShape(t *testing.T) {
 			t.Errorf("an account leaked into the rewrite: %s", r)
 		}
 	}
-	if n := e.rw.ll.Len(); n != 1 {
+	if n := e.rw.len(); n != 1 {
 		t.Errorf("%d rewrite cache entries for one shape", n)
 	}
 	// a literal that cannot stand as a parameter falls back to the text itself

@@ -202,8 +202,8 @@ func TestCacheKeysOnShapeAndRechecksValues(t *testing.T) {
 	for _, q := range []string{"SELECT 1", "SELECT 1 AS a", "SELECT 1 AS b", "SELECT 1"} {
 		ss.CheckQuery(q)
 	}
-	if h, m := small.CacheStats(); h != 0 || m != 4 || small.cache.ll.Len() != 2 {
-		t.Errorf("bounded cache: hits %d misses %d len %d", h, m, small.cache.ll.Len())
+	if h, m := small.CacheStats(); h != 0 || m != 4 || small.cache.entries.len() != 2 {
+		t.Errorf("bounded cache: hits %d misses %d len %d", h, m, small.cache.entries.len())
 	}
 }
 
