@@ -30,6 +30,8 @@ func errnoOf(err error) syscall.Errno {
 // until the socket is empty.
 func enableInq(uintptr) bool { return false }
 
+// inqRead is never called here (enableInq says no); it reads as rawRead,
+// reporting that something may be left.
 func inqRead(fd uintptr, p []byte) (int, bool, syscall.Errno) {
 	n, e := rawRead(fd, p)
 	return n, true, e

@@ -52,7 +52,7 @@ func TestSessionRelayAllocations(t *testing.T) {
 // wait for client bytes that came while it sent the replies (a wake-up lost
 // that way hung node-postgres and drizzle in the client matrix).
 func TestSessionRelayPipelined(t *testing.T) {
-	for name, pair := range map[string]func(testing.TB) (net.Conn, net.Conn){"tcp": tcpPair, "unix": unixPair} {
+	for name, pair := range socketPairs {
 		t.Run(name, func(t *testing.T) {
 			rig := startRelayRig(t, pair)
 			defer rig.stop()
@@ -123,7 +123,7 @@ func TestClientSideParksWithoutAProbingRead(t *testing.T) {
 // until the socket is empty). A session that missed it would wait for the
 // client forever.
 func TestSessionEndsWithTheClientsLastBatch(t *testing.T) {
-	for name, pair := range map[string]func(testing.TB) (net.Conn, net.Conn){"tcp": tcpPair, "unix": unixPair} {
+	for name, pair := range socketPairs {
 		t.Run(name, func(t *testing.T) {
 			for range 20 {
 				rig := startRelayRig(t, pair)
@@ -255,7 +255,6 @@ func startRelayRig(tb testing.TB, pair func(testing.TB) (net.Conn, net.Conn)) re
 		if err := hc.CloseWrite(); err != nil {
 			tb.Fatal(err)
 		}
-		rig.roundTrip = func() {}
 		_ = clientConn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := io.ReadFull(clientConn, buf[:len(reply)]); err != nil {
 			tb.Fatalf("the reply to the last batch: %v", err)
@@ -273,6 +272,10 @@ func startRelayRig(tb testing.TB, pair func(testing.TB) (net.Conn, net.Conn)) re
 	}
 	return rig
 }
+
+// socketPairs are the client connections the relay tests run over: TCP
+// (TCP_INQ) and a Unix socket (read until EAGAIN).
+var socketPairs = map[string]func(testing.TB) (net.Conn, net.Conn){"tcp": tcpPair, "unix": unixPair}
 
 // unixPair returns both ends of a Unix socket connection (no TCP_INQ).
 func unixPair(tb testing.TB) (net.Conn, net.Conn) {

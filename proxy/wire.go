@@ -111,16 +111,8 @@ func (m *msgReader) drained() bool { return m.r.Buffered() == 0 }
 // message and part of the next one would otherwise wait for replies the
 // relay holds back.
 func (m *msgReader) nextBuffered() bool {
-	b := m.r.Buffered()
-	if b < 5 {
-		return false
-	}
-	h, err := m.r.Peek(5)
-	if err != nil {
-		return false
-	}
-	n := int(int32(binary.BigEndian.Uint32(h[1:5])))
-	return n >= 4 && b-1 >= n
+	size, ok := m.nextSize()
+	return ok && size >= 5 && m.r.Buffered() >= size
 }
 
 // wantNext sets how many bytes the next message needs buffered (its
@@ -129,21 +121,29 @@ func (m *msgReader) nextBuffered() bool {
 // than the buffer, or a length no message has): it must be read the
 // streaming way (header, readBody, forward).
 func (m *msgReader) wantNext() bool {
-	b := m.r.Buffered()
-	if b < 5 {
+	size, ok := m.nextSize()
+	switch {
+	case !ok:
 		m.r.want = 5
 		return true
+	case size < 5 || size > bufSize:
+		return false
+	}
+	m.r.want = size
+	return true
+}
+
+// nextSize returns the size of the next message, type byte included, from
+// its buffered header; false while the header is not buffered yet.
+func (m *msgReader) nextSize() (int, bool) {
+	if m.r.Buffered() < 5 {
+		return 0, false
 	}
 	h, err := m.r.Peek(5)
 	if err != nil {
-		return false
+		return 0, false
 	}
-	n := int(int32(binary.BigEndian.Uint32(h[1:5])))
-	if n < 4 || n+1 > bufSize {
-		return false
-	}
-	m.r.want = n + 1
-	return true
+	return int(int32(binary.BigEndian.Uint32(h[1:5]))) + 1, true
 }
 
 // writeHeader writes a message header for a body of n bytes.
