@@ -24,8 +24,7 @@ import (
 // with the looked-up one on every literal outside the slots it was analysed
 // with.
 type cache struct {
-	max          int
-	entries      *clockMap[*analysis]
+	entries      *clockMap[*analysis] // its max bounds the templates too
 	tmu          sync.RWMutex
 	templates    map[cacheKey][]int // under tmu
 	hits, misses atomic.Uint64
@@ -37,7 +36,7 @@ type cacheKey struct {
 }
 
 func newCache(max int) *cache {
-	return &cache{max: max, entries: newClockMap[*analysis](max), templates: map[cacheKey][]int{}}
+	return &cache{entries: newClockMap[*analysis](max), templates: map[cacheKey][]int{}}
 }
 
 // cacheKeyOf builds the key of sql for the slot positions slots (sorted).
@@ -71,7 +70,7 @@ func cacheKeyOf(shape string, slots []int, sql string, sc *parser.Scanned) strin
 
 // get returns the analysis cached for sql, or nil.
 func (c *cache) get(cat *Catalog, sql string, sc *parser.Scanned) *analysis {
-	if c.max <= 0 {
+	if c.entries.max <= 0 {
 		c.misses.Add(1)
 		return nil
 	}
@@ -93,11 +92,11 @@ func (c *cache) get(cat *Catalog, sql string, sc *parser.Scanned) *analysis {
 
 // put caches an, the analysis of sql.
 func (c *cache) put(cat *Catalog, sql string, sc *parser.Scanned, an *analysis) {
-	if c.max <= 0 {
+	if c.entries.max <= 0 {
 		return
 	}
 	c.tmu.Lock()
-	if len(c.templates) >= c.max {
+	if len(c.templates) >= c.entries.max {
 		c.templates = map[cacheKey][]int{} // rare: shapes beyond the entry budget
 	}
 	c.templates[cacheKey{cat, sc.Shape}] = an.slots
