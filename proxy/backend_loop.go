@@ -83,36 +83,57 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 		}
 	}
 	switch t {
-	case 'D', 'd', 'N', 'A', 'S', 'G', 'H', 'W', 'c', 'V':
+	case 'D', 'd', 'N', 'A', 'S', 'H', 'W', 'c', 'V':
 		// Rows, COPY data, notices, notifications, parameter status and
 		// COPY starts answer nothing by themselves.
+	case 'G':
+		if ce := s.copyStarted(); ce != nil {
+			return true, encode(s.cw, ce.errorResponse("FATAL"))
+		}
 	case '1':
-		if p, ok := s.queue.pop(); ok && p.kind == pendParse {
+		p, ok := s.queue.pop()
+		if !ok || p.kind != pendParse {
+			return s.lostTrack(t, p.kind)
+		}
+		s.track.resolveAll(p.changes, tenancy.Confirmed)
+	case '2':
+		p, ok := s.queue.pop()
+		if !ok || p.kind != pendBind {
+			return s.lostTrack(t, p.kind)
+		}
+		s.portalBound(p.portal, p.stmt, p.changes, p.sets)
+	case '3':
+		p, ok := s.queue.pop()
+		if !ok || p.kind != pendClose {
+			return s.lostTrack(t, p.kind)
+		}
+		if p.portalClose {
+			s.portalDropped(p.portal)
+		} else {
 			s.track.resolveAll(p.changes, tenancy.Confirmed)
 		}
-	case '2':
-		if p, ok := s.queue.pop(); ok && p.kind == pendBind {
-			s.portalBound(p.portal, p.stmt, p.changes, p.sets)
-		}
-	case '3':
-		if p, ok := s.queue.pop(); ok && p.kind == pendClose {
-			if p.portalClose {
-				s.portalDropped(p.portal)
-			} else {
-				s.track.resolveAll(p.changes, tenancy.Confirmed)
-			}
-		}
 	case 't':
+		if p, ok := s.queue.peek(); !ok || p.kind != pendDescribe {
+			return s.lostTrack(t, p.kind)
+		}
 		return false, s.onParameterDescription(n)
+	case 's', 'I':
+		if p, ok := s.queue.peek(); !ok || (p.kind != pendExecute && (t == 's' || p.kind != pendQuery)) {
+			return s.lostTrack(t, p.kind)
+		}
+		return false, s.onCompletion(t, n)
 	case 'T', 'n':
 		if p, ok := s.queue.peek(); ok && p.kind == pendDescribe {
 			s.queue.pop()
 			s.track.resolveAll(p.changes, tenancy.Skipped) // no ParameterDescription came
 		}
-	case 'C', 'I', 's':
+	case 'C':
+		if p, ok := s.queue.peek(); !ok || (p.kind != pendExecute && p.kind != pendQuery) {
+			return s.lostTrack(t, p.kind)
+		}
 		return false, s.onCompletion(t, n)
 	case 'E':
-		return false, s.onError(n)
+		return s.onError(n)
 	case 'Z':
 		return s.onReady(n)
 	}
@@ -120,6 +141,17 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 		return false, err
 	}
 	return false, s.br.forward(s.cw, n)
+}
+
+// lostTrack ends the session on a reply that does not answer the message
+// in flight (pending, zero when none is): pgtenant no longer knows which of
+// the client's messages the server is answering, so neither the prepared
+// statements it believes confirmed nor the next denial could be trusted.
+func (s *session) lostTrack(reply byte, pending pendingKind) (end bool, err error) {
+	s.logger().Error("a server reply answers no message in flight; ending the session",
+		"reply", string(reply), "pending", int(pending))
+	ce := newClientError(pgerrcode.ProtocolViolation, "protocol", "pgtenant lost track of the server's replies; reconnect")
+	return true, encode(s.cw, ce.errorResponse("FATAL"))
 }
 
 // onCompletion handles CommandComplete, EmptyQueryResponse and PortalSuspended.
@@ -195,17 +227,18 @@ func (s *session) portalRef(name string) *stmtRef {
 }
 
 // onError matches an ErrorResponse to the message it answers. The error for
-// an injected message is replaced by the denial it stands for.
-func (s *session) onError(n int) error {
+// an injected message is replaced by the denial it stands for; end reports
+// an ERROR that answers nothing (lostTrack).
+func (s *session) onError(n int) (end bool, err error) {
 	body, err := s.br.readBody(n)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var er pgproto3.ErrorResponse
 	if err := er.Decode(body); err != nil {
-		return err
+		return false, err
 	}
-	if b, ok := s.copyDenied(&er); ok { // a COPY row refused (rewrite.go)
+	if b, ok := s.copyDenied(&er); ok { // a COPY row refused (copyin.go)
 		body = b
 	}
 	if s.batchErr == "" {
@@ -219,13 +252,16 @@ func (s *session) onError(n int) error {
 		body = nil
 	}
 	switch {
-	case !ok || fatal:
+	case fatal:
+	case !ok:
+		return s.lostTrack('E', 0)
 	case p.kind == pendDenyQuery:
-		return s.sendDenial(p)
+		return false, s.sendDenial(p)
 	case p.kind == pendDeny:
 		s.queue.pop()
 		s.skipToSync = true
-		return s.sendDenial(p)
+		s.copyIn.gate.finished() // a Query in flight behind it is skipped
+		return false, s.sendDenial(p)
 	case p.kind == pendQuery || p.kind == pendSync:
 		s.queue.update(func(p *pending) {
 			if p.sqlstate == "" {
@@ -235,6 +271,7 @@ func (s *session) onError(n int) error {
 	default:
 		s.queue.pop()
 		s.skipToSync = true                            // the server now skips everything up to Sync
+		s.copyIn.gate.finished()                       // a Query in flight behind it included
 		s.track.resolveAll(p.changes, tenancy.Skipped) // failed: nothing changed
 		s.dropFailedParse(p)
 		if p.kind == pendExecute {
@@ -243,9 +280,9 @@ func (s *session) onError(n int) error {
 		}
 	}
 	if body == nil {
-		return encode(s.cw, timeoutError(p.ticket))
+		return false, encode(s.cw, timeoutError(p.ticket))
 	}
-	return writeMsg(s.cw, 'E', body)
+	return false, writeMsg(s.cw, 'E', body)
 }
 
 // sendDenial writes the denial in place of the injected message's error.
@@ -278,6 +315,9 @@ func (s *session) onReady(n int) (bool, error) {
 	toSync := s.skipToSync
 	s.skipToSync = false
 	p, ok := s.queue.popBatch(toSync, func(skipped pending) {
+		if skipped.mayCopy {
+			s.copyIn.gate.finished() // the server skipped the Query
+		}
 		s.track.resolveAll(skipped.changes, tenancy.Skipped)
 		if skipped.kind == pendExecute {
 			skipped.stmt = s.portalRef(skipped.portal)
@@ -286,9 +326,15 @@ func (s *session) onReady(n int) (bool, error) {
 			s.finish(skipped, batchErr, -1)
 		}
 	})
-	if ok {
+	if !ok {
+		return s.lostTrack('Z', 0)
+	}
+	{
 		// a Query's statements after an error did not run
 		s.track.resolveAll(p.changes, tenancy.Skipped)
+		if p.mayCopy {
+			s.copyIn.gate.finished()
+		}
 	}
 	if len(body) == 1 && body[0] == 'I' {
 		// the transaction ended: the server dropped every portal

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -91,6 +92,11 @@ func (s *session) serveBatches() bool {
 // message; stop reports the session's end (err nil for a client that
 // terminated or is gone).
 func (s *session) clientMsg() (stop bool, err error) {
+	if s.copyIn.awaiting && s.copyIn.mode != copyDropping {
+		if err := s.awaitCopyAnswer(); err != nil {
+			return true, err
+		}
+	}
 	t, n, err := s.cr.header()
 	if err != nil {
 		if isClosedErr(err) {
@@ -105,6 +111,17 @@ func (s *session) clientMsg() (stop bool, err error) {
 	}
 	if s.skip && t != 'S' && t != 'X' {
 		if _, err := s.cr.r.Discard(n); err != nil {
+			return true, err
+		}
+		return false, nil
+	}
+	if s.copyIn.mode == copyReading && !s.copyIn.gate.serverReading() {
+		// the server ended the COPY's Query on its own (an error in the
+		// data): it reads messages as usual again, ignoring the COPY's rest
+		s.copyIn.mode, s.copyIn.stream = copyIdle, nil
+	}
+	if s.copyIn.mode != copyIdle && t != 'X' { // the server is in COPY FROM STDIN (copyin.go)
+		if err := s.onCopyModeMsg(t, n); err != nil {
 			return true, err
 		}
 		return false, nil
@@ -203,9 +220,6 @@ func (s *session) handlePooledMsg(t byte, n int) error {
 // handleClientMsg handles one message whose header has been read.
 func (s *session) handleClientMsg(t byte, n int) error {
 	s.track.apply(s.checker)
-	if s.copyActive(t) { // a checked COPY FROM STDIN (rewrite.go)
-		return s.onCopyMsg(t, n)
-	}
 	switch t {
 	case 'Q':
 		return s.onQuery(n)
@@ -219,12 +233,21 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		return s.onClose(n)
 	case 'D':
 		return s.onDescribe(n)
-	case 'S':
-		s.queue.push(pending{kind: pendSync})
-		s.checker.Sent('S')
-		s.skip = false
-	case 'H', 'd', 'c', 'f':
-		// Flush and the COPY sub-protocol pass through as bytes.
+	case 'S', 'H':
+		if n != 0 {
+			// PostgreSQL fails a Flush with a body as an extended-protocol
+			// error, skipping to Sync: a reply nobody could match
+			return s.protocolError("malformed Sync or Flush message")
+		}
+		if t == 'S' {
+			s.queue.push(pending{kind: pendSync})
+			s.checker.Sent('S')
+			s.skip = false
+		}
+	case 'd', 'c', 'f':
+		// outside COPY the server ignores them: so does pgtenant
+		_, err := s.cr.r.Discard(n)
+		return err
 	case 'X':
 		if _, err := s.cr.r.Discard(n); err != nil {
 			return err
@@ -270,8 +293,8 @@ func (s *session) onQuery(n int) error {
 	if err != nil {
 		return err
 	}
-	if n == 0 || body[n-1] != 0 {
-		return s.protocolError("unterminated query string")
+	if n == 0 || bytes.IndexByte(body, 0) != n-1 {
+		return s.protocolError("malformed Query message")
 	}
 	if s.expired() {
 		return errAwaitBackend
@@ -303,10 +326,13 @@ func (s *session) onQuery(n int) error {
 		s.track.resolveAll(d.Changes, tenancy.Skipped)
 		return s.denySimple(s.unavailable(err), sql, start)
 	}
-	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk, sets: d.Sets})
+	// the client loop waits for the server's answer to a Query that may
+	// start a COPY FROM STDIN before it reads on (copyin.go)
+	mayCopy := d.Copy != nil || mayStartCopy(body)
+	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk, sets: d.Sets, mayCopy: mayCopy})
 	s.armTimeout(tk)
-	if d.Copy != nil {
-		s.startCopy(d)
+	if mayCopy {
+		s.copyIn.begin(d.Copy, d.Statement)
 	}
 	return writeMsg(s.bw, 'Q', body)
 }

@@ -216,6 +216,7 @@ type fakeBackend struct {
 	stmts   map[string]bool
 	portals map[string]bool
 	skip    bool
+	copyIn  bool // in COPY FROM STDIN: reading CopyData
 
 	// results, read after the backend's goroutine ended
 	ready      int      // ReadyForQuery messages sent
@@ -309,15 +310,48 @@ func (b *fakeBackend) run() {
 	}
 }
 
+// handleCopy answers a message in COPY FROM STDIN as CopyGetData does: it
+// ignores Sync and Flush and fails the COPY on any other non-COPY message
+// (consuming it); CopyData holding "copy_err" fails it as bad data would.
+func (b *fakeBackend) handleCopy(t byte, body []byte) bool {
+	switch t {
+	case 'd':
+		if !bytes.Contains(body, []byte("copy_err")) {
+			return true
+		}
+		b.send(fakeError("22P04", "extra data after last expected column"))
+	case 'c':
+		b.send(&pgproto3.CommandComplete{CommandTag: []byte("COPY 1")})
+	case 'f':
+		b.send(fakeError("57014", "COPY from stdin failed"))
+	case 'S', 'H':
+		return true
+	case 'X':
+		b.terminated = true
+		return false
+	default:
+		b.send(fakeError("08P01", "unexpected message type during COPY from stdin"))
+	}
+	b.copyIn = false
+	b.readyForQuery()
+	return true
+}
+
 // handle answers one message; false ends the session.
 func (b *fakeBackend) handle(t byte, body []byte) bool {
 	switch t {
 	case 'Q', 'P':
 		b.checkText(string(t), body) // checked even when skipped: it must not arrive at all
 	}
+	if b.copyIn {
+		return b.handleCopy(t, body)
+	}
 	switch t {
 	case 'S':
 		b.skip = false
+		if len(body) != 0 { // pq_getmsgend; Sync is not an extended message
+			b.send(fakeError("08P01", "invalid message format"))
+		}
 		b.readyForQuery()
 		return true
 	case 'X':
@@ -329,8 +363,10 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 	}
 	switch t {
 	case 'Q':
-		q := strings.TrimSuffix(string(body), "\x00")
+		q, rest, ok := cstring(body)
 		switch {
+		case !ok || len(rest) != 0:
+			b.send(fakeError("08P01", "invalid message format"))
 		case q == "pgtenant_denied":
 			b.send(fakeError("42601", fakeInjectedQueryError))
 		case strings.TrimSpace(q) == "":
@@ -345,6 +381,10 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 		case strings.Contains(q, "copy_out"):
 			b.send(&pgproto3.CopyOutResponse{}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
 				&pgproto3.CommandComplete{CommandTag: []byte("COPY 1")})
+		case strings.Contains(q, "copy_in"):
+			b.send(&pgproto3.CopyInResponse{})
+			b.copyIn = true
+			return true
 		case strings.Contains(q, "notice"):
 			b.send(&pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "hello"})
 			b.send(fakeRow...)
@@ -423,6 +463,10 @@ func (b *fakeBackend) handle(t byte, body []byte) bool {
 		}
 		b.send(&pgproto3.CloseComplete{})
 	case 'H':
+		if len(body) != 0 {
+			b.extError("08P01", "invalid message format")
+			return true
+		}
 		_ = b.w.Flush()
 	case 'd', 'c', 'f':
 		// Ignored outside COPY, as PostgreSQL does.
@@ -556,9 +600,15 @@ func runFuzzSession(t *testing.T, srv *Server, script []byte) fuzzSessionResult 
 			time.Sleep(50 * time.Microsecond)
 		}
 	}
-	// Once the script is consumed, a client that ends it with Sync gets
-	// every outstanding reply: then nothing may be left pending.
+	// Once the script is consumed, a client that ends it with Sync (after
+	// a CopyDone, in COPY) gets every outstanding reply: then nothing may be
+	// left pending.
 	if waitQuiet() && atBoundary(script) {
+		if fb.copyIn {
+			// the script left a COPY open, whose Syncs the server ignores:
+			// end it first (read while the backend waits for input)
+			_, _ = client.in.write(fuzzMsg(&pgproto3.CopyDone{}))
+		}
 		_, _ = client.in.write(fuzzMsg(&pgproto3.Sync{}))
 		res.finalSync = true
 		if waitQuiet() {
@@ -704,26 +754,37 @@ func fuzzSessionSeeds() map[string][]byte {
 		"backend_error_then_query": cat(bind("", "missing"), q("SELECT 1"), sync, q("SELECT 2")),
 		"backend_error_then_denied_query": cat(parse("", "SELECT 1"), exec("nope"), q("SELECT DENYME"), sync,
 			q("SELECT DENYME"), q("SELECT 1")),
-		"sync_storm":          bytes.Repeat(cat(sync), 64),
-		"copydata_outside":    cat(&pgproto3.CopyData{Data: []byte("x")}, &pgproto3.CopyDone{}, &pgproto3.CopyFail{Message: "x"}, q("SELECT 1")),
-		"copy_out":            cat(q("COPY t TO STDOUT -- copy_out"), q("SELECT notice")),
-		"function_call":       cat(&pgproto3.FunctionCall{Function: 1}, q("SELECT 1")),
-		"flush":               cat(parse("", "SELECT 1"), &pgproto3.Flush{}, bind("", ""), exec(""), &pgproto3.Flush{}, sync),
-		"terminate_mid":       cat(parse("", "SELECT 1"), &pgproto3.Terminate{}, q("SELECT 1")),
-		"reserved_name":       cat(parse("pgtenant.denied", "SELECT 1"), sync),
-		"empty_and_fail":      cat(q(""), q("SELECT fail"), q("   ")),
-		"truncated":           cat(q("SELECT 1"))[:7],
-		"length_lies_short":   append([]byte{'Q', 0, 0, 0, 6}, "SELECT 1\x00"...),
-		"length_lies_long":    append([]byte{'Q', 0, 0, 0, 200}, "SELECT 1\x00"...),
-		"huge_length":         []byte{'Q', 0x7f, 0xff, 0xff, 0xff},
-		"negative_length":     []byte{'P', 0xff, 0xff, 0xff, 0xf0},
-		"unterminated_query":  []byte{'Q', 0, 0, 0, 5, 'x'},
-		"unknown_type":        append(cat(q("SELECT 1")), 'z', 0, 0, 0, 4),
-		"describe_bad":        append(cat(parse("", "SELECT 1")), 'D', 0, 0, 0, 5, 'Z', 'S', 0, 0, 0, 4),
-		"close_bad":           append([]byte{'C', 0, 0, 0, 4}, cat(sync)...),
-		"backend_fatal":       cat(q("SELECT terminate_me")),
-		"partial_next":        append(cat(parse("", "SELECT 1"), sync), 'Q', 0, 0, 0, 20, 'S'),
-		"duplicate_statement": cat(parse("a", "SELECT 1"), parse("a", "SELECT 1"), bind("", "a"), sync, q("SELECT 1")),
+		"sync_storm":           bytes.Repeat(cat(sync), 64),
+		"copydata_outside":     cat(&pgproto3.CopyData{Data: []byte("x")}, &pgproto3.CopyDone{}, &pgproto3.CopyFail{Message: "x"}, q("SELECT 1")),
+		"copy_out":             cat(q("COPY t TO STDOUT -- copy_out"), q("SELECT notice")),
+		"function_call":        cat(&pgproto3.FunctionCall{Function: 1}, q("SELECT 1")),
+		"flush":                cat(parse("", "SELECT 1"), &pgproto3.Flush{}, bind("", ""), exec(""), &pgproto3.Flush{}, sync),
+		"terminate_mid":        cat(parse("", "SELECT 1"), &pgproto3.Terminate{}, q("SELECT 1")),
+		"reserved_name":        cat(parse("pgtenant.denied", "SELECT 1"), sync),
+		"empty_and_fail":       cat(q(""), q("SELECT fail"), q("   ")),
+		"truncated":            cat(q("SELECT 1"))[:7],
+		"length_lies_short":    append([]byte{'Q', 0, 0, 0, 6}, "SELECT 1\x00"...),
+		"length_lies_long":     append([]byte{'Q', 0, 0, 0, 200}, "SELECT 1\x00"...),
+		"huge_length":          []byte{'Q', 0x7f, 0xff, 0xff, 0xff},
+		"negative_length":      []byte{'P', 0xff, 0xff, 0xff, 0xf0},
+		"unterminated_query":   []byte{'Q', 0, 0, 0, 5, 'x'},
+		"unknown_type":         append(cat(q("SELECT 1")), 'z', 0, 0, 0, 4),
+		"describe_bad":         append(cat(parse("", "SELECT 1")), 'D', 0, 0, 0, 5, 'Z', 'S', 0, 0, 0, 4),
+		"close_bad":            append([]byte{'C', 0, 0, 0, 4}, cat(sync)...),
+		"backend_fatal":        cat(q("SELECT terminate_me")),
+		"partial_next":         append(cat(parse("", "SELECT 1"), sync), 'Q', 0, 0, 0, 20, 'S'),
+		"duplicate_statement":  cat(parse("a", "SELECT 1"), parse("a", "SELECT 1"), bind("", "a"), sync, q("SELECT 1")),
+		"flush_with_body":      append(append(cat(parse("s1", "SELECT 1")), 'H', 0, 0, 0, 5, 'x'), cat(q("SELECT 1"), q("SELECT 2"), sync)...),
+		"sync_with_body":       append([]byte{'S', 0, 0, 0, 5, 'x'}, cat(q("SELECT 1"))...),
+		"query_inner_nul":      append([]byte{'Q', 0, 0, 0, 9, 'x', 0, 'y', 0}, cat(q("SELECT 1"))...),
+		"copy_in":              cat(q("COPY t FROM STDIN -- copy_in"), &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, q("SELECT 1")),
+		"copy_in_sync_inside":  cat(q("COPY t FROM STDIN -- copy_in"), sync, &pgproto3.Flush{}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, sync, q("SELECT 1")),
+		"copy_in_query_inside": cat(q("COPY t FROM STDIN -- copy_in"), q("SELECT 1"), &pgproto3.CopyDone{}, q("SELECT 2")),
+		"copy_in_server_error": cat(q("COPY t FROM STDIN -- copy_in"), &pgproto3.CopyData{Data: []byte("copy_err\n")}, &pgproto3.CopyData{Data: []byte("1\n")},
+			sync, &pgproto3.CopyDone{}, sync, q("SELECT 1")),
+		"copy_in_fail":           cat(q("COPY t FROM STDIN -- copy_in"), &pgproto3.CopyFail{Message: "client gave up"}, sync, q("SELECT 1")),
+		"copy_in_after_extended": cat(parse("", "SELECT 1"), q("COPY t FROM STDIN -- copy_in"), &pgproto3.CopyDone{}, sync, q("SELECT 1")),
+		"copy_in_skipped":        cat(bind("", "missing"), q("COPY t FROM STDIN -- copy_in"), sync, q("SELECT 1")),
 	}
 	return seeds
 }

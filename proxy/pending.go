@@ -70,6 +70,9 @@ type pending struct {
 	// sets are the session-level SETs a Query or Bind runs, tracked once
 	// confirmed (transaction mode).
 	sets []tenancy.SessionSet
+	// mayCopy marks a Query that may start a COPY FROM STDIN: the client
+	// loop waits for the server's answer (copyin.go).
+	mayCopy bool
 }
 
 // pendingQueue is the FIFO of frontend messages in flight. The client loop

@@ -89,7 +89,7 @@ type session struct {
 		overhead time.Duration
 	}
 	expiresAt time.Time
-	copyIn    copyIn // policy.unscoped: rewrite: row check of COPY FROM STDIN (rewrite.go)
+	copyIn    copyIn // COPY FROM STDIN: the server's COPY state and the row check (copyin.go)
 
 	// backend loop state
 	batchErr   string                 // SQLSTATE of the first error since the last ReadyForQuery
@@ -259,6 +259,7 @@ func (s *session) close() {
 			s.cancel()
 		}
 		s.queue.releaseAll()
+		s.copyIn.gate.end()
 		if s.cr.r.serving.Load() {
 			// Close waits for the raw read serveClient runs in, and that
 			// read's callback may be this goroutine, or wait for the

@@ -490,6 +490,9 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		return false, nil
 	}
 	tx.mu.Unlock()
+	if (t == 'S' || t == 'H') && n != 0 {
+		return true, s.protocolError("malformed Sync or Flush message")
+	}
 	switch t {
 	case 'X':
 		_, err := s.cr.r.Discard(n)
@@ -499,9 +502,6 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		return true, err
 	case 'S':
 		// no transaction is open: answer as the server would
-		if _, err := s.cr.r.Discard(n); err != nil {
-			return true, err
-		}
 		s.track.apply(s.checker)
 		s.checker.Sent('S')
 		s.skip = false

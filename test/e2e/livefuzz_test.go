@@ -11,6 +11,8 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -398,6 +400,38 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 	// Every fuzz session ended: only the two pgx connections remain.
 	if got := settle(func() int { return int(env.Server.ActiveClients()) }, 2); got > 2 {
 		t.Errorf("%d client sessions still open after the fuzz run, want 2", got)
+		logStuckSessions(ctx, t, env)
+	}
+}
+
+// logStuckSessions logs what a session left open is waiting for: the
+// proxy's goroutines and the region's server backends.
+func logStuckSessions(ctx context.Context, t *testing.T, env *proxytest.Env) {
+	var stacks strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+	t.Logf("goroutines:\n%s", stacks.String())
+	c := env.Clusters["eu-west"]
+	admin, err := pgx.Connect(ctx, c.SuperuserDSN(c.Database))
+	if err != nil {
+		t.Logf("server backends: %v", err)
+		return
+	}
+	defer admin.Close(ctx)
+	rows, err := admin.Query(ctx, `SELECT pid, state, coalesce(wait_event_type || '/' || wait_event, ''), left(query, 200)
+		FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`)
+	if err != nil {
+		t.Logf("server backends: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		var state, wait, query string
+		if err := rows.Scan(&pid, &state, &wait, &query); err != nil {
+			t.Logf("server backends: %v", err)
+			return
+		}
+		t.Logf("server backend %d: %s, waiting for %q, last query %q", pid, state, wait, query)
 	}
 }
 
