@@ -30,15 +30,7 @@ func testCopyFromStdinProtocolEdges(t *testing.T, poolMode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := oracleCluster(t, ctx, "copy-protocol", false)
-	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Configure: func(cfg *config.Config) {
-		cfg.Pool.Mode = poolMode
-		r := cfg.Regions["eu-west"]
-		r.Port, r.User, r.Password, r.Database = c.Port, c.ServiceUser, c.ServicePassword, c.Database
-		cfg.Regions["eu-west"] = r
-		cfg.Policy.GlobalTables = []string{"public.countries"}
-		cfg.Policy.ForbiddenSchemas = []string{"audit", "pgtenant_audit"}
-		cfg.Policy.Unscoped = "rewrite"
-	}})
+	env := proxytest.Start(t, rewriteOptions(c, func(cfg *config.Config) { cfg.Pool.Mode = poolMode }))
 	super := connect(t, c.SuperuserDSN(c.Database))
 	token := proxytest.Token(t, "42", "eu-west", 0)
 	base := env.Server.ActiveClients()

@@ -36,14 +36,9 @@ func TestRewriteCopyFromStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rec.Close(context.Background()) })
-	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Auditor: rec, Configure: func(cfg *config.Config) {
-		r := cfg.Regions["eu-west"]
-		r.Port, r.User, r.Password, r.Database = c.Port, c.ServiceUser, c.ServicePassword, c.Database
-		cfg.Regions["eu-west"] = r
-		cfg.Policy.GlobalTables = []string{"public.countries"}
-		cfg.Policy.ForbiddenSchemas = []string{"audit", "pgtenant_audit"}
-		cfg.Policy.Unscoped = "rewrite"
-	}})
+	opts := rewriteOptions(c, nil)
+	opts.Auditor = rec
+	env := proxytest.Start(t, opts)
 	conn := connect(t, env.DSN(t, "42", "eu-west"))
 	super := connect(t, c.SuperuserDSN(c.Database))
 	count := func(where string) int {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -22,14 +21,7 @@ func TestRewriteExtendedProtocol(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := oracleCluster(t, ctx, "rewrite-copy", false)
-	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Configure: func(cfg *config.Config) {
-		r := cfg.Regions["eu-west"]
-		r.Port, r.User, r.Password, r.Database = c.Port, c.ServiceUser, c.ServicePassword, c.Database
-		cfg.Regions["eu-west"] = r
-		cfg.Policy.GlobalTables = []string{"public.countries"}
-		cfg.Policy.ForbiddenSchemas = []string{"audit", "pgtenant_audit"}
-		cfg.Policy.Unscoped = "rewrite"
-	}})
+	env := proxytest.Start(t, rewriteOptions(c, nil))
 	conn := connect(t, env.DSN(t, "42", "eu-west"))
 	for i := 0; i < 3; i++ { // the cached statement is bound again each time
 		var note *string

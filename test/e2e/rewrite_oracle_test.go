@@ -108,14 +108,7 @@ func TestRewriteOracleRLSEquivalence(t *testing.T) {
 	defer cancel()
 	rls := oracleCluster(t, ctx, "rewrite-rls", true)
 	norls := oracleCluster(t, ctx, "rewrite-norls", false)
-	env := proxytest.Start(t, proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Configure: func(cfg *config.Config) {
-		r := cfg.Regions["eu-west"]
-		r.Port, r.User, r.Password, r.Database = norls.Port, norls.ServiceUser, norls.ServicePassword, norls.Database
-		cfg.Regions["eu-west"] = r
-		cfg.Policy.GlobalTables = []string{"public.countries"}
-		cfg.Policy.ForbiddenSchemas = []string{"audit", "pgtenant_audit"}
-		cfg.Policy.Unscoped = "rewrite"
-	}})
+	env := proxytest.Start(t, rewriteOptions(norls, nil))
 	norlsSuper, rlsSuper := pgtest.Conn(t, norls.SuperuserDSN(norls.Database)), pgtest.Conn(t, rls.SuperuserDSN(rls.Database))
 	if got, want := tableState(t, ctx, norlsSuper), tableState(t, ctx, rlsSuper); got != want {
 		t.Fatalf("the clusters start with different data")
@@ -179,6 +172,23 @@ func TestRewriteOracleRLSEquivalence(t *testing.T) {
 
 // oracleCluster starts a cluster with the demo schema, seed and corpus
 // extras; with rlsOn false, RLS is turned off on the tenant tables.
+// rewriteOptions run the proxy in rewrite mode (policy.unscoped) in front
+// of c alone, as region eu-west, with the demo schema's global table and
+// forbidden schemas; more, when set, adjusts the configuration further.
+func rewriteOptions(c *cluster.Cluster, more func(*config.Config)) proxytest.Options {
+	return proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Configure: func(cfg *config.Config) {
+		r := cfg.Regions["eu-west"]
+		r.Port, r.User, r.Password, r.Database = c.Port, c.ServiceUser, c.ServicePassword, c.Database
+		cfg.Regions["eu-west"] = r
+		cfg.Policy.GlobalTables = []string{"public.countries"}
+		cfg.Policy.ForbiddenSchemas = []string{"audit", "pgtenant_audit"}
+		cfg.Policy.Unscoped = "rewrite"
+		if more != nil {
+			more(cfg)
+		}
+	}}
+}
+
 func oracleCluster(t *testing.T, ctx context.Context, name string, rlsOn bool) *cluster.Cluster {
 	t.Helper()
 	c := pgtest.Shared(t, name)
