@@ -84,6 +84,18 @@
 // Sync, simple Queries included, so the backend loop then takes only a Sync
 // as the message the next ReadyForQuery answers.
 //
+// The backend loop matches every reply to the message at the head of the
+// pending queue; a reply that answers none of the messages in flight (a
+// ParseComplete with no Parse pending, a ReadyForQuery with nothing to end)
+// means pgtenant's model of the server is wrong, and it ends the session
+// (lostTrack) rather than relay on with every later reply off by one. The
+// client loop keeps the model exact by refusing what the server would
+// answer unexpectedly (a Sync or Flush with a body) and by following COPY
+// FROM STDIN from the server's side (copyin.go): after a Query that may
+// start a COPY, and after each CopyDone or CopyFail, it reads nothing more
+// until the server has said whether it reads COPY data, since in COPY the
+// server ignores Sync and Flush and fails on anything else.
+//
 // The checker mirrors the server's prepared statements and changes the
 // mirror only on the server's confirmation: each checked message comes back
 // with the changes it would make, its pending entry carries them, and the
