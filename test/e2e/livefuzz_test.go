@@ -64,9 +64,14 @@ var liveFuzzSQL = []string{
 // liveFuzzValues are values bound to parameters.
 var liveFuzzValues = []string{"7", "42", "042", " 42", "7 OR 1=1", "", "4.2e1", "\x00"}
 
+// liveFuzzCopyRows are CopyData payloads: rows of tenant 7, of tenant 42,
+// without a tenant, and in CSV.
+var liveFuzzCopyRows = []string{"42\tx\n", "7\tfz7\n", "42\tfz7\n", "\\N\tfz7\n", "fz7,42\n", "7\tfz7\n42\tfz7\n"}
+
 // liveFuzzStream builds one message stream for a session.
 type liveFuzzStream struct {
 	r    *mrand.Rand
+	sqls []string // the statements to draw from
 	buf  []byte
 	lens []int // offsets of length fields
 	msgs []int // offsets of message starts
@@ -82,7 +87,7 @@ func (s *liveFuzzStream) add(m pgproto3.FrontendMessage) {
 	s.buf = append(s.buf, b...)
 }
 
-func (s *liveFuzzStream) sql() string { return liveFuzzSQL[s.r.IntN(len(liveFuzzSQL))] }
+func (s *liveFuzzStream) sql() string { return s.sqls[s.r.IntN(len(s.sqls))] }
 
 func (s *liveFuzzStream) bind(portal, stmt string) *pgproto3.Bind {
 	b := &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt}
@@ -129,7 +134,7 @@ func (s *liveFuzzStream) valid() {
 			case 0:
 				s.add(&pgproto3.Flush{})
 			case 1:
-				s.add(&pgproto3.CopyData{Data: []byte("42\tx\n")})
+				s.add(&pgproto3.CopyData{Data: []byte(liveFuzzCopyRows[s.r.IntN(len(liveFuzzCopyRows))])})
 			case 2:
 				s.add(&pgproto3.CopyDone{})
 			case 3:
@@ -201,8 +206,8 @@ func (s *liveFuzzStream) mutate() {
 
 // newLiveFuzzStream returns a random stream: mutated valid sequences,
 // random bytes, or a header whose length lies.
-func newLiveFuzzStream(r *mrand.Rand) []byte {
-	s := &liveFuzzStream{r: r}
+func newLiveFuzzStream(r *mrand.Rand, sqls []string) []byte {
+	s := &liveFuzzStream{r: r, sqls: sqls}
 	switch r.IntN(10) {
 	case 0: // random bytes
 		s.buf = make([]byte, r.IntN(256))
@@ -320,47 +325,8 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 		t.Fatalf("positive control: tenant 42 did not read its marker through a raw exchange (%v, %q)", err, got)
 	}
 
-	token7 := proxytest.Token(t, "7", "eu-west", 0)
 	stop := time.Now().Add(dur)
-	var execs, sentBytes, gotBytes, fatals, ownRows atomic.Int64
-	var wg sync.WaitGroup
-	var leakOnce sync.Once
-	const workers = 3
-	for w := range workers {
-		seed := uint64(time.Now().UnixNano()) + uint64(w)
-		t.Logf("worker %d seed %d", w, seed)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := mrand.New(mrand.NewPCG(seed, 0x5eed))
-			for time.Now().Before(stop) {
-				conn, err := loginRaw(env.Addr, token7, false, 10*time.Second)
-				if err != nil {
-					t.Errorf("worker %d: tenant 7 login: %v", w, err)
-					return
-				}
-				stream := newLiveFuzzStream(r)
-				got, err := liveFuzzExchange(conn, stream, 300*time.Millisecond)
-				execs.Add(1)
-				sentBytes.Add(int64(len(stream)))
-				gotBytes.Add(int64(len(got)))
-				if bytes.Contains(got, []byte("seven-livefuzz")) {
-					ownRows.Add(1) // allowed reads of tenant 7's own rows came through
-				}
-				if bytes.Contains(got, []byte("FATAL")) {
-					fatals.Add(1)
-				}
-				if err != nil {
-					t.Errorf("worker %d: read: %v (stream %q)", w, err, truncateBytes(stream, 200))
-				}
-				if bytes.Contains(got, []byte(suffix)) {
-					leakOnce.Do(func() {
-						t.Errorf("tenant 7 received tenant 42's marker after sending %q; it read %q", truncateBytes(stream, 400), truncateBytes(got, 400))
-					})
-				}
-			}
-		}()
-	}
+	stats, wait := startLiveFuzz(t, env.Addr, proxytest.Token(t, "7", "eu-west", 0), liveFuzzSQL, stop, []byte(suffix))
 
 	// Meanwhile tenant 42's scoped queries keep succeeding.
 	var ok42 int
@@ -376,12 +342,9 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 		ok42++
 		time.Sleep(time.Millisecond) // leave the CPU to the fuzzing workers
 	}
-	wg.Wait()
-	t.Logf("live fuzz: %d streams (%.1f/s) from %d workers, %d bytes sent, %d bytes read, %d sessions ended with FATAL, %d read tenant 7's own rows, %d tenant 42 queries succeeded",
-		execs.Load(), float64(execs.Load())/dur.Seconds(), workers, sentBytes.Load(), gotBytes.Load(), fatals.Load(), ownRows.Load(), ok42)
-	if execs.Load() == 0 {
-		t.Fatal("no fuzz stream was sent")
-	}
+	wait()
+	stats.log(t, dur)
+	t.Logf("%d tenant 42 queries succeeded meanwhile", ok42)
 
 	// The proxy still serves both tenants, each in its own context.
 	after := connect(t, env.DSN(t, "7", "eu-west"))
@@ -402,6 +365,69 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 		t.Errorf("%d client sessions still open after the fuzz run, want 2", got)
 		logStuckSessions(ctx, t, env)
 	}
+}
+
+// liveFuzzStats counts what a live fuzz run sent and read.
+type liveFuzzStats struct {
+	streams, sent, read, fatals, ownRows atomic.Int64
+}
+
+func (st *liveFuzzStats) log(t *testing.T, dur time.Duration) {
+	t.Helper()
+	t.Logf("live fuzz: %d streams (%.1f/s) from %d workers, %d bytes sent, %d bytes read, %d sessions ended with FATAL, %d read tenant 7's own rows",
+		st.streams.Load(), float64(st.streams.Load())/dur.Seconds(), liveFuzzWorkers, st.sent.Load(), st.read.Load(), st.fatals.Load(), st.ownRows.Load())
+	if st.streams.Load() == 0 {
+		t.Fatal("no fuzz stream was sent")
+	}
+}
+
+// liveFuzzWorkers is the number of sessions a live fuzz run keeps busy.
+const liveFuzzWorkers = 3
+
+// startLiveFuzz starts the workers of a live fuzz run: each logs in with
+// token on a raw socket, sends a stream built from sqls and reads the reply
+// until stop. A reply holding leak fails the test. wait returns when every
+// worker has stopped.
+func startLiveFuzz(t *testing.T, addr, token string, sqls []string, stop time.Time, leak []byte) (stats *liveFuzzStats, wait func()) {
+	stats = &liveFuzzStats{}
+	var wg sync.WaitGroup
+	var leakOnce sync.Once
+	for w := range liveFuzzWorkers {
+		seed := uint64(time.Now().UnixNano()) + uint64(w)
+		t.Logf("worker %d seed %d", w, seed)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := mrand.New(mrand.NewPCG(seed, 0x5eed))
+			for time.Now().Before(stop) {
+				conn, err := loginRaw(addr, token, false, 10*time.Second)
+				if err != nil {
+					t.Errorf("worker %d: login: %v", w, err)
+					return
+				}
+				stream := newLiveFuzzStream(r, sqls)
+				got, err := liveFuzzExchange(conn, stream, 300*time.Millisecond)
+				stats.streams.Add(1)
+				stats.sent.Add(int64(len(stream)))
+				stats.read.Add(int64(len(got)))
+				if bytes.Contains(got, []byte("seven-livefuzz")) {
+					stats.ownRows.Add(1) // allowed reads of tenant 7's own rows came through
+				}
+				if bytes.Contains(got, []byte("FATAL")) {
+					stats.fatals.Add(1)
+				}
+				if err != nil {
+					t.Errorf("worker %d: read: %v (stream %q)", w, err, truncateBytes(stream, 200))
+				}
+				if bytes.Contains(got, leak) {
+					leakOnce.Do(func() {
+						t.Errorf("tenant 7 received tenant 42's marker after sending %q; it read %q", truncateBytes(stream, 400), truncateBytes(got, 400))
+					})
+				}
+			}
+		}()
+	}
+	return stats, wg.Wait
 }
 
 // logStuckSessions logs what a session left open is waiting for: the
