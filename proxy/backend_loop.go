@@ -260,7 +260,7 @@ func (s *session) onError(n int) (end bool, err error) {
 	case p.kind == pendDeny:
 		s.queue.pop()
 		s.skipToSync = true
-		s.copyIn.gate.finished() // a Query in flight behind it is skipped
+		s.copyIn.gate.extendedError()
 		return false, s.sendDenial(p)
 	case p.kind == pendQuery || p.kind == pendSync:
 		s.queue.update(func(p *pending) {
@@ -271,7 +271,7 @@ func (s *session) onError(n int) (end bool, err error) {
 	default:
 		s.queue.pop()
 		s.skipToSync = true                            // the server now skips everything up to Sync
-		s.copyIn.gate.finished()                       // a Query in flight behind it included
+		s.copyIn.gate.extendedError()                  // a Query behind it included
 		s.track.resolveAll(p.changes, tenancy.Skipped) // failed: nothing changed
 		s.dropFailedParse(p)
 		if p.kind == pendExecute {
@@ -328,6 +328,9 @@ func (s *session) onReady(n int) (bool, error) {
 	})
 	if !ok {
 		return s.lostTrack('Z', 0)
+	}
+	if p.kind == pendSync {
+		s.copyIn.gate.syncAnswered()
 	}
 	{
 		// a Query's statements after an error did not run

@@ -240,6 +240,7 @@ func (s *session) handleClientMsg(t byte, n int) error {
 			return s.protocolError("malformed Sync or Flush message")
 		}
 		if t == 'S' {
+			s.syncsSent++
 			s.queue.push(pending{kind: pendSync})
 			s.checker.Sent('S')
 			s.skip = false
@@ -328,12 +329,9 @@ func (s *session) onQuery(n int) error {
 	}
 	// the client loop waits for the server's answer to a Query that may
 	// start a COPY FROM STDIN before it reads on (copyin.go)
-	mayCopy := d.Copy != nil || mayStartCopy(body)
+	mayCopy := (d.Copy != nil || mayStartCopy(body)) && s.copyIn.begin(d.Copy, d.Statement, s.syncsSent)
 	s.queue.push(pending{kind: pendQuery, start: start, overhead: time.Since(start), stmt: ref, changes: d.Changes, ticket: tk, sets: d.Sets, mayCopy: mayCopy})
 	s.armTimeout(tk)
-	if mayCopy {
-		s.copyIn.begin(d.Copy, d.Statement)
-	}
 	return writeMsg(s.bw, 'Q', body)
 }
 

@@ -68,6 +68,17 @@ type copyGate struct {
 	starts   uint64 // its CopyInResponses
 	taken    uint64 // of those, the ones the client loop has acted on
 	ended    bool   // the session ended: nothing more will come
+	// Whether the server skips the Query: it does when an extended-protocol
+	// message after the last Sync before it failed. syncsBefore is the
+	// number of Syncs the client loop had sent when it sent the Query;
+	// syncsAnswered counts the ReadyForQuery messages answering Syncs, so
+	// when an error comes, syncsAnswered is the number of Syncs before the
+	// message that failed (replies come in order). errAfter is that number
+	// for the latest extended-protocol error (valid when errSeen).
+	syncsBefore   uint64
+	syncsAnswered uint64
+	errAfter      uint64
+	errSeen       bool
 }
 
 // condLocked is the gate's condition (mu held); the zero gate is ready to use.
@@ -78,11 +89,35 @@ func (g *copyGate) condLocked() *sync.Cond {
 	return &g.cond
 }
 
-// begin marks a Query that may start a COPY as in flight (client loop).
-func (g *copyGate) begin() {
+// begin marks a Query that may start a COPY as in flight (client loop),
+// sent after syncsSent Syncs; false when the server is known to skip it (an
+// extended-protocol message after the last of those Syncs failed already).
+func (g *copyGate) begin(syncsSent uint64) bool {
 	g.mu.Lock()
-	g.inFlight, g.starts, g.taken = true, 0, 0
+	defer g.mu.Unlock()
+	g.starts, g.taken, g.syncsBefore = 0, 0, syncsSent
+	g.inFlight = !(g.errSeen && g.errAfter == syncsSent)
+	return g.inFlight
+}
+
+// syncAnswered counts a ReadyForQuery that answers a Sync (backend loop).
+func (g *copyGate) syncAnswered() {
+	g.mu.Lock()
+	g.syncsAnswered++
 	g.mu.Unlock()
+}
+
+// extendedError records an error in an extended-protocol message (backend
+// loop): the server skips up to the next Sync, and with it the Query in
+// flight when no Sync lies between them.
+func (g *copyGate) extendedError() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.errSeen, g.errAfter = true, g.syncsAnswered
+	if g.inFlight && g.syncsAnswered == g.syncsBefore {
+		g.inFlight = false
+		g.condLocked().Broadcast()
+	}
 }
 
 // started records a CopyInResponse (backend loop); false when no Query that
@@ -98,9 +133,9 @@ func (g *copyGate) started() bool {
 	return true
 }
 
-// finished records that the Query ended, or that the server skips it
-// (backend loop: its ReadyForQuery, or an error in an extended-protocol
-// message before it): the server reads messages as usual.
+// finished records that the Query ended, or that the server skipped it
+// (backend loop: the ReadyForQuery that answers or skips it): the server
+// reads messages as usual.
 func (g *copyGate) finished() {
 	g.mu.Lock()
 	g.inFlight = false
@@ -159,11 +194,15 @@ func mayStartCopy(sql []byte) bool {
 	return false
 }
 
-// begin marks the Query being forwarded as one that may start a COPY: the
-// client loop reads nothing more until the server answers.
-func (c *copyIn) begin(check tenancy.CopyCheck, statement string) {
+// begin marks the Query being forwarded, after syncsSent Syncs, as one
+// that may start a COPY: the client loop reads nothing more until the
+// server answers. false when the server will skip the Query.
+func (c *copyIn) begin(check tenancy.CopyCheck, statement string, syncsSent uint64) bool {
+	if !c.gate.begin(syncsSent) {
+		return false
+	}
 	c.check, c.statement, c.awaiting = check, statement, true
-	c.gate.begin()
+	return true
 }
 
 // ended notes that the client ended the COPY (CopyDone or CopyFail, its own

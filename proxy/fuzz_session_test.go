@@ -785,6 +785,10 @@ func fuzzSessionSeeds() map[string][]byte {
 		"copy_in_fail":           cat(q("COPY t FROM STDIN -- copy_in"), &pgproto3.CopyFail{Message: "client gave up"}, sync, q("SELECT 1")),
 		"copy_in_after_extended": cat(parse("", "SELECT 1"), q("COPY t FROM STDIN -- copy_in"), &pgproto3.CopyDone{}, sync, q("SELECT 1")),
 		"copy_in_skipped":        cat(bind("", "missing"), q("COPY t FROM STDIN -- copy_in"), sync, q("SELECT 1")),
+		"copy_in_skipped_error_first": cat(bind("", "missing"), &pgproto3.Flush{}, q("SELECT 1"), q("COPY t FROM STDIN -- copy_in"),
+			&pgproto3.CopyDone{}, sync, q("SELECT 1")),
+		"copy_in_after_error_and_sync": cat(bind("", "missing"), sync, q("COPY t FROM STDIN -- copy_in"), &pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.CopyDone{}, q("SELECT 1")),
 	}
 	return seeds
 }

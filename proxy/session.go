@@ -77,6 +77,7 @@ type session struct {
 
 	// client loop state
 	skip      bool   // a denied extended message: drop input until Sync
+	syncsSent uint64 // Syncs forwarded to the server (copyGate)
 	auditRefs uint64 // last tenancy.Event.Ref handed out
 	bindFmts  []int16
 	bindVals  [][]byte

@@ -70,6 +70,11 @@ func testCopyFromStdinProtocolEdges(t *testing.T, poolMode string) {
 		// when they succeeded, and skips it up to the Sync when one failed
 		{"a COPY after an unsynced Parse", enc(&pgproto3.Parse{Query: "SELECT 1"}, copyQ, row("edge-unsynced"), &pgproto3.CopyDone{}, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 1"}),
 			"1 G E:42501 Z Z T D C Z"},
+		{"a COPY after a failed Bind and a Sync", enc(&pgproto3.Bind{PreparedStatement: "missing"}, &pgproto3.Sync{}, copyQ, row("edge-synced"), &pgproto3.CopyDone{}, &pgproto3.Query{String: "SELECT 1"}),
+			"E:26000 Z G E:42501 Z T D C Z"},
+		// the failed Bind's error reaches pgtenant before the COPY does
+		{"a COPY after a failed Bind, flushed", enc(&pgproto3.Bind{PreparedStatement: "missing"}, &pgproto3.Flush{}, &pgproto3.Query{String: "SELECT pg_sleep(0.2)"}, copyQ, row("edge-flushed"), &pgproto3.CopyDone{}, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 1"}),
+			"E:26000 Z T D C Z"},
 		{"a COPY after a failed Bind", enc(&pgproto3.Bind{PreparedStatement: "missing"}, copyQ, row("edge-skipped"), &pgproto3.CopyDone{}, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 1"}),
 			"E:26000 Z T D C Z"},
 		// the server fails this COPY before it starts (no such column) and

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -60,8 +61,8 @@ var liveFuzzWriteSQL = []string{
 	"SELECT 1",
 }
 
-// The parser layer alone: the same live fuzz, in rewrite mode, against a
-// cluster with RLS off, so pgtenant's policy and its model of the protocol
+// The parser layer alone: the same live fuzz, in deny and in rewrite mode
+// (policy.unscoped), against a cluster with RLS off, so pgtenant's policy and its model of the protocol
 // are all that stand between tenant 7 and tenant 42's rows. Tenant 7 sends
 // random and mutated streams of reads, writes and COPYs aimed at tenant 42.
 // Afterwards every row that is not tenant 7's must be exactly as before (no
@@ -71,11 +72,17 @@ func TestLiveFuzzParserLayerAlone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("live fuzz run skipped in -short mode")
 	}
+	for _, unscoped := range []string{"deny", "rewrite"} {
+		t.Run(unscoped, func(t *testing.T) { testLiveFuzzParserLayerAlone(t, unscoped) })
+	}
+}
+
+func testLiveFuzzParserLayerAlone(t *testing.T, unscoped string) {
 	dur := liveFuzzDuration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+3*time.Minute)
 	defer cancel()
 	c := oracleCluster(t, ctx, "livefuzz-parser", false)
-	env := proxytest.Start(t, rewriteOptions(c, nil))
+	env := proxytest.Start(t, rewriteOptions(c, func(cfg *config.Config) { cfg.Policy.Unscoped = unscoped }))
 	super := connect(t, c.SuperuserDSN(c.Database))
 
 	var rnd [12]byte
@@ -94,7 +101,7 @@ func TestLiveFuzzParserLayerAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, _ := (&pgproto3.Query{String: "SELECT note FROM orders"}).Encode(nil)
+	q, _ := (&pgproto3.Query{String: "SELECT note FROM orders WHERE account_id = 42"}).Encode(nil)
 	if got, err := liveFuzzExchange(ctl, append(q, 'X', 0, 0, 0, 4), 5*time.Second); err != nil || !bytes.Contains(got, []byte(suffix)) {
 		t.Fatalf("positive control: tenant 42 did not read its marker (%v, %q)", err, got)
 	}
@@ -125,7 +132,7 @@ func TestLiveFuzzParserLayerAlone(t *testing.T) {
 	}
 	if got := settle(func() int { return int(env.Server.ActiveClients()) }, 1); got > 1 {
 		t.Errorf("%d client sessions still open after the fuzz run, want 1", got)
-		logStuckSessions(ctx, t, env)
+		logStuckSessions(ctx, t, c)
 	}
 	// the proxy still serves tenant 42 its own rows
 	var note string

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -363,7 +364,7 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 	// Every fuzz session ended: only the two pgx connections remain.
 	if got := settle(func() int { return int(env.Server.ActiveClients()) }, 2); got > 2 {
 		t.Errorf("%d client sessions still open after the fuzz run, want 2", got)
-		logStuckSessions(ctx, t, env)
+		logStuckSessions(ctx, t, env.Clusters["eu-west"])
 	}
 }
 
@@ -431,12 +432,11 @@ func startLiveFuzz(t *testing.T, addr, token string, sqls []string, stop time.Ti
 }
 
 // logStuckSessions logs what a session left open is waiting for: the
-// proxy's goroutines and the region's server backends.
-func logStuckSessions(ctx context.Context, t *testing.T, env *proxytest.Env) {
+// proxy's goroutines and the server backends of c, the region's cluster.
+func logStuckSessions(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	var stacks strings.Builder
 	_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
 	t.Logf("goroutines:\n%s", stacks.String())
-	c := env.Clusters["eu-west"]
 	admin, err := pgx.Connect(ctx, c.SuperuserDSN(c.Database))
 	if err != nil {
 		t.Logf("server backends: %v", err)

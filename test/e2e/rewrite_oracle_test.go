@@ -174,7 +174,8 @@ func TestRewriteOracleRLSEquivalence(t *testing.T) {
 // extras; with rlsOn false, RLS is turned off on the tenant tables.
 // rewriteOptions run the proxy in rewrite mode (policy.unscoped) in front
 // of c alone, as region eu-west, with the demo schema's global table and
-// forbidden schemas; more, when set, adjusts the configuration further.
+// forbidden schemas; more, when set, adjusts the configuration further
+// (another policy.unscoped, say).
 func rewriteOptions(c *cluster.Cluster, more func(*config.Config)) proxytest.Options {
 	return proxytest.Options{Regions: []string{"eu-west"}, Policy: true, Configure: func(cfg *config.Config) {
 		r := cfg.Regions["eu-west"]
