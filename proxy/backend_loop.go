@@ -90,48 +90,35 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 		if ce := s.copyStarted(); ce != nil {
 			return true, encode(s.cw, ce.errorResponse("FATAL"))
 		}
-	case '1':
+	case '1', '2', '3':
 		p, ok := s.queue.pop()
-		if !ok || p.kind != pendParse {
+		if !ok || !answers(t, p.kind) {
 			return s.lostTrack(t, p.kind)
 		}
-		s.track.resolveAll(p.changes, tenancy.Confirmed)
-	case '2':
-		p, ok := s.queue.pop()
-		if !ok || p.kind != pendBind {
-			return s.lostTrack(t, p.kind)
-		}
-		s.portalBound(p.portal, p.stmt, p.changes, p.sets)
-	case '3':
-		p, ok := s.queue.pop()
-		if !ok || p.kind != pendClose {
-			return s.lostTrack(t, p.kind)
-		}
-		if p.portalClose {
+		switch {
+		case t == '2':
+			s.portalBound(p.portal, p.stmt, p.changes, p.sets)
+		case t == '3' && p.portalClose:
 			s.portalDropped(p.portal)
-		} else {
+		default:
 			s.track.resolveAll(p.changes, tenancy.Confirmed)
 		}
 	case 't':
-		if p, ok := s.queue.peek(); !ok || p.kind != pendDescribe {
+		if p, ok := s.queue.peek(); !ok || !answers(t, p.kind) {
 			return s.lostTrack(t, p.kind)
 		}
 		return false, s.onParameterDescription(n)
-	case 's', 'I':
-		if p, ok := s.queue.peek(); !ok || (p.kind != pendExecute && (t == 's' || p.kind != pendQuery)) {
+	case 'C', 'I', 's':
+		p, ok := s.queue.peek()
+		if !ok || !answers(t, p.kind) {
 			return s.lostTrack(t, p.kind)
 		}
-		return false, s.onCompletion(t, n)
+		return false, s.onCompletion(t, n, p)
 	case 'T', 'n':
 		if p, ok := s.queue.peek(); ok && p.kind == pendDescribe {
 			s.queue.pop()
 			s.track.resolveAll(p.changes, tenancy.Skipped) // no ParameterDescription came
 		}
-	case 'C':
-		if p, ok := s.queue.peek(); !ok || (p.kind != pendExecute && p.kind != pendQuery) {
-			return s.lostTrack(t, p.kind)
-		}
-		return false, s.onCompletion(t, n)
 	case 'E':
 		return s.onError(n)
 	case 'Z':
@@ -141,6 +128,26 @@ func (s *session) relay(t byte, n int) (end bool, err error) {
 		return false, err
 	}
 	return false, s.br.forward(s.cw, n)
+}
+
+// answers reports whether reply t can answer a message of kind k, the
+// head of the pending queue.
+func answers(t byte, k pendingKind) bool {
+	switch t {
+	case '1':
+		return k == pendParse
+	case '2':
+		return k == pendBind
+	case '3':
+		return k == pendClose
+	case 't':
+		return k == pendDescribe
+	case 's':
+		return k == pendExecute
+	case 'C', 'I':
+		return k == pendExecute || k == pendQuery
+	}
+	return true
 }
 
 // lostTrack ends the session on a reply that does not answer the message
@@ -155,16 +162,17 @@ func (s *session) lostTrack(reply byte, pending pendingKind) (end bool, err erro
 }
 
 // onCompletion handles CommandComplete, EmptyQueryResponse and PortalSuspended.
-func (s *session) onCompletion(t byte, n int) error {
+func (s *session) onCompletion(t byte, n int, p pending) error {
 	body, err := s.br.readBody(n)
 	if err != nil {
 		return err
 	}
-	return s.onCompletionBody(t, body)
+	return s.onCompletionBody(t, body, p)
 }
 
-// onCompletionBody is onCompletion with the body read.
-func (s *session) onCompletionBody(t byte, body []byte) error {
+// onCompletionBody is onCompletion with the body read; p is the head of
+// the pending queue, the Execute or Query it answers (answers).
+func (s *session) onCompletionBody(t byte, body []byte, p pending) error {
 	rows := int64(-1)
 	if t == 'C' {
 		rows = commandRows(body)
@@ -176,30 +184,28 @@ func (s *session) onCompletionBody(t byte, body []byte) error {
 			s.listening.Store(true) // notifications may come while idle (park.go)
 		}
 	}
-	if p, ok := s.queue.peek(); ok {
-		switch p.kind {
-		case pendExecute:
-			s.queue.pop()
-			if t == 's' {
-				p.stmt = s.portalRef(p.portal) // suspended: not run to completion
-			} else {
-				p.stmt = s.portalRan(p.portal, tag)
-			}
-			s.finish(p, "", rows)
-		case pendQuery:
-			s.queue.update(func(p *pending) {
-				if rows >= 0 {
-					p.rows = max(p.rows, 0) + rows
-				}
-				if t == 'C' {
-					p.changes = s.queryStatementDone(p.changes, p.done, tag)
-					if s.tx != nil && len(p.sets) > 0 {
-						s.tx.stageSets(p.sets, p.done, tag)
-					}
-					p.done++
-				}
-			})
+	switch p.kind {
+	case pendExecute:
+		s.queue.pop()
+		if t == 's' {
+			p.stmt = s.portalRef(p.portal) // suspended: not run to completion
+		} else {
+			p.stmt = s.portalRan(p.portal, tag)
 		}
+		s.finish(p, "", rows)
+	case pendQuery:
+		s.queue.update(func(p *pending) {
+			if rows >= 0 {
+				p.rows = max(p.rows, 0) + rows
+			}
+			if t == 'C' {
+				p.changes = s.queryStatementDone(p.changes, p.done, tag)
+				if s.tx != nil && len(p.sets) > 0 {
+					s.tx.stageSets(p.sets, p.done, tag)
+				}
+				p.done++
+			}
+		})
 	}
 	return writeMsg(s.cw, t, body)
 }
@@ -315,9 +321,6 @@ func (s *session) onReady(n int) (bool, error) {
 	toSync := s.skipToSync
 	s.skipToSync = false
 	p, ok := s.queue.popBatch(toSync, func(skipped pending) {
-		if skipped.mayCopy {
-			s.copyIn.gate.finished() // the server skipped the Query
-		}
 		s.track.resolveAll(skipped.changes, tenancy.Skipped)
 		if skipped.kind == pendExecute {
 			skipped.stmt = s.portalRef(skipped.portal)
@@ -332,27 +335,23 @@ func (s *session) onReady(n int) (bool, error) {
 	if p.kind == pendSync {
 		s.copyIn.gate.syncAnswered()
 	}
-	{
-		// a Query's statements after an error did not run
-		s.track.resolveAll(p.changes, tenancy.Skipped)
-		if p.mayCopy {
-			s.copyIn.gate.finished()
-		}
+	// a Query's statements after an error did not run
+	s.track.resolveAll(p.changes, tenancy.Skipped)
+	if p.mayCopy {
+		s.copyIn.gate.finished()
 	}
 	if len(body) == 1 && body[0] == 'I' {
 		// the transaction ended: the server dropped every portal
 		s.portalsDropped()
 	}
-	if ok {
-		switch p.kind {
-		case pendFatal:
-			if err := encode(s.cw, p.fatal.errorResponse("FATAL")); err != nil {
-				return true, err
-			}
-			return true, nil
-		case pendQuery:
-			s.finish(p, p.sqlstate, p.rows)
+	switch p.kind {
+	case pendFatal:
+		if err := encode(s.cw, p.fatal.errorResponse("FATAL")); err != nil {
+			return true, err
 		}
+		return true, nil
+	case pendQuery:
+		s.finish(p, p.sqlstate, p.rows)
 	}
 	if err := writeMsg(s.cw, 'Z', body); err != nil {
 		return false, err

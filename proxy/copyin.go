@@ -75,6 +75,7 @@ type copyGate struct {
 	// when an error comes, syncsAnswered is the number of Syncs before the
 	// message that failed (replies come in order). errAfter is that number
 	// for the latest extended-protocol error (valid when errSeen).
+	// syncsAnswered is the backend loop's alone (syncAnswered).
 	syncsBefore   uint64
 	syncsAnswered uint64
 	errAfter      uint64
@@ -100,12 +101,10 @@ func (g *copyGate) begin(syncsSent uint64) bool {
 	return g.inFlight
 }
 
-// syncAnswered counts a ReadyForQuery that answers a Sync (backend loop).
-func (g *copyGate) syncAnswered() {
-	g.mu.Lock()
-	g.syncsAnswered++
-	g.mu.Unlock()
-}
+// syncAnswered counts a ReadyForQuery that answers a Sync. Only the
+// backend loop reads or writes syncsAnswered, so it takes no lock: this
+// runs for every extended-protocol statement.
+func (g *copyGate) syncAnswered() { g.syncsAnswered++ }
 
 // extendedError records an error in an extended-protocol message (backend
 // loop): the server skips up to the next Sync, and with it the Query in

@@ -808,7 +808,12 @@ func (s *session) relayPooled(t byte, n int) (handled, end bool, err error) {
 			// may revert; nothing leaks)
 			tx.endStaged(false)
 		}
-		return true, false, s.onCompletionBody('C', body)
+		p, ok := s.queue.peek()
+		if !ok || !answers('C', p.kind) {
+			end, err := s.lostTrack('C', p.kind)
+			return true, end, err
+		}
+		return true, false, s.onCompletionBody('C', body, p)
 	case 'E':
 		if p, ok := s.queue.peek(); ok && (p.kind == pendInject || tx.swallowing) {
 			return true, true, s.injectFailed(n)
