@@ -136,8 +136,11 @@ func (s *Session) register(c change, stmt int, tag string) tenancy.Change {
 
 // Sent tells the session that a message it did not check was forwarded:
 // 'S' (Sync) and 'Q' (a Query, after its check) end a batch: an error before
-// them no longer makes the server skip the messages after them; 'E'
-// (Execute) is an extended message that may fail.
+// them no longer makes the server skip the messages after them. 'E'
+// (Execute), 'D' (Describe) and 'C' (Close), of a portal as of a statement,
+// are extended messages that may fail (a Describe of a portal that does not
+// exist, a Close of neither kind), after which the server skips a Query
+// silently until the next Sync: no change of that Query may be waited for.
 func (s *Session) Sent(kind byte) {
 	switch kind {
 	case 'S':
@@ -146,7 +149,7 @@ func (s *Session) Sent(kind byte) {
 		s.extOpen = false
 	case 'Q':
 		s.batch++
-	case 'E':
+	case 'E', 'D', 'C':
 		s.extOpen = true
 	}
 }
@@ -228,7 +231,7 @@ func (s *Session) confirm(c *change, paramOIDs []uint32) {
 
 // CloseStatement returns the Change a Close of statement name makes.
 func (s *Session) CloseStatement(name string) tenancy.Change {
-	s.extOpen = true
+	s.Sent('C')
 	return s.register(change{op: opDrop, name: name}, 0, "")
 }
 
@@ -236,7 +239,7 @@ func (s *Session) CloseStatement(name string) tenancy.Change {
 // the server's ParameterDescription tells the types it gave the statement's
 // parameters, by which binary values are then read.
 func (s *Session) DescribeStatement(name string) tenancy.Change {
-	s.extOpen = true
+	s.Sent('D')
 	return s.register(change{op: opDescribe, name: name}, 0, "")
 }
 

@@ -211,6 +211,17 @@ func TestMirrorNoWaitOnAQuerySkippedUntilSync(t *testing.T) {
 	if d := s.CheckQuery("EXECUTE a(7)"); !d.Wait {
 		t.Fatalf("after a Sync the check must wait: %+v", d)
 	}
+	// every extended message may fail, a portal's Describe or Close and an
+	// Execute (which the proxy reports with Sent) as much as a statement's
+	for _, kind := range []byte{'D', 'C', 'E'} {
+		s := session(t, e, "42")
+		s.Sent(kind)
+		mustAllow(t, "prepare", s.CheckQuery("PREPARE a AS SELECT note FROM orders WHERE account_id = 42 AND id > $1"))
+		s.Sent('Q')
+		if d := s.CheckParse("", "EXECUTE a(7)", nil); d.Wait || d.Allow {
+			t.Fatalf("Parse of EXECUTE depending on a Query sent after %q, before a Sync: %+v", kind, d)
+		}
+	}
 	// a Query with COPY waits for the client's data: never waited for
 	s2 := session(t, e, "42")
 	mustAllow(t, "copy+prepare", s2.CheckQuery("COPY (SELECT 1) TO STDOUT; PREPARE b AS SELECT 1"))

@@ -479,9 +479,11 @@ func (s *session) onClose(n int) error {
 	case 'S':
 		s.queue.push(pending{kind: pendClose, changes: []tenancy.Change{s.checker.CloseStatement(name)}})
 	case 'P':
+		s.checker.Sent('C')
 		s.queue.push(pending{kind: pendClose, portal: name, portalClose: true})
 	default:
-		// the server fails it (08P01): nothing changes
+		// the server fails it (08P01): nothing changes, but it skips to Sync
+		s.checker.Sent('C')
 		s.queue.push(pending{kind: pendClose})
 	}
 	if s.tx != nil {
@@ -506,6 +508,9 @@ func (s *session) onDescribe(n int) error {
 	p := pending{kind: pendDescribe}
 	if body[0] == 'S' {
 		p.changes = []tenancy.Change{s.checker.DescribeStatement(name)}
+	} else {
+		// a portal's Describe fails when it does not exist
+		s.checker.Sent('D')
 	}
 	if s.tx != nil {
 		// before the push: an injected Parse goes ahead of the Describe

@@ -35,7 +35,8 @@ type StatementChecker interface {
 	// (its ParameterDescription reports the parameters' types).
 	DescribeStatement(name string) tenancy.Change
 	// Sent tells that a message the checker did not check was forwarded:
-	// 'S' Sync, 'Q' a Query (after its check, allowed or denied), 'E' Execute.
+	// 'S' Sync, 'Q' a Query (after its check, allowed or denied), 'E'
+	// Execute, 'D' a Describe or 'C' a Close of a portal (or of neither kind).
 	Sent(kind byte)
 	// Resolve reports the server's answer to a Change (see tenancy.Outcome).
 	Resolve(id uint64, o tenancy.Outcome, paramOIDs []uint32)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -363,8 +364,41 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 	}
 	// Every fuzz session ended: only the two pgx connections remain.
 	if got := settle(func() int { return int(env.Server.ActiveClients()) }, 2); got > 2 {
-		t.Errorf("%d client sessions still open after the fuzz run, want 2", got)
+		t.Errorf("%d client sessions still open after the fuzz run, want 2 (TestLiveFuzzReplay finds the stream from the seeds logged above)", got)
 		logStuckSessions(ctx, t, env.Clusters["eu-west"])
+	}
+}
+
+// TestLiveFuzzReplay replays the streams of TestLiveFuzzNoCrossTenantLeak's
+// workers from the seeds it logged (PGTENANT_LIVEFUZZ_REPLAY=seed,seed,...),
+// one stream at a time, and names the first stream whose session does not
+// end when the client leaves: how a session left open in a run is traced to
+// the stream that caused it. Without the variable it is skipped.
+func TestLiveFuzzReplay(t *testing.T) {
+	seeds := os.Getenv("PGTENANT_LIVEFUZZ_REPLAY")
+	if seeds == "" {
+		t.Skip("set PGTENANT_LIVEFUZZ_REPLAY to the seeds a live fuzz run logged")
+	}
+	env := proxytest.Start(t, proxytest.Options{Policy: true, Regions: []string{"eu-west"}})
+	token := proxytest.Token(t, "7", "eu-west", 0)
+	const perSeed = 300 // more streams than a worker sends in a default run
+	for _, field := range strings.Split(seeds, ",") {
+		seed, err := strconv.ParseUint(strings.TrimSpace(field), 10, 64)
+		if err != nil {
+			t.Fatalf("PGTENANT_LIVEFUZZ_REPLAY: %v", err)
+		}
+		r := mrand.New(mrand.NewPCG(seed, 0x5eed))
+		for i := range perSeed {
+			stream := newLiveFuzzStream(r, liveFuzzSQL)
+			conn, err := loginRaw(env.Addr, token, false, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = liveFuzzExchange(conn, stream, 300*time.Millisecond)
+			if n := settle(func() int { return int(env.Server.ActiveClients()) }, 0); n > 0 {
+				t.Fatalf("seed %d, stream %d: the session did not end after the client left; the stream: %q", seed, i, stream)
+			}
+		}
 	}
 }
 

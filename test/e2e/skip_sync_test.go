@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -54,5 +56,62 @@ func TestQuerySkippedAfterExtendedErrorKeepsRepliesMatched(t *testing.T) {
 	}
 	if rows, er := rawQuery(t, fe, "SELECT 'still'"); er != nil || len(rows) != 1 || rows[0] != "still" {
 		t.Fatalf("query after the denial: %v, %v", rows, er)
+	}
+}
+
+// A check that depends on a Query's PREPARE waits for the server's answer
+// to that Query only when the server will give it without more input: not
+// when an extended message before it, not yet synced, may have failed, for
+// the server then skips the Query silently until the client's Sync. Every
+// extended message that may fail counts (a Describe or Close of a missing
+// portal or of neither kind, an Execute), or the session hangs, holding its
+// backend. The name is then unknown and its use denied.
+func TestCheckNeverWaitsForAQuerySkippedUntilSync(t *testing.T) {
+	for _, mode := range []string{config.PoolSession, config.PoolTransaction} {
+		t.Run(mode, func(t *testing.T) {
+			env := proxytest.Start(t, proxytest.Options{Policy: true, Regions: []string{"eu-west"},
+				Configure: func(cfg *config.Config) { cfg.Pool.Mode = mode }})
+			token := proxytest.Token(t, "42", "eu-west", 0)
+			base := env.Server.ActiveClients()
+			failing := []struct {
+				name string
+				msg  pgproto3.FrontendMessage
+				code string
+			}{
+				{"describe of a missing portal", &pgproto3.Describe{ObjectType: 'P', Name: "missing"}, "34000"},
+				{"close of neither kind", &pgproto3.Close{ObjectType: 'X', Name: "x"}, "08P01"},
+				{"execute of a missing portal", &pgproto3.Execute{Portal: "missing"}, "34000"},
+			}
+			for _, f := range failing {
+				var stream []byte
+				for _, m := range []pgproto3.FrontendMessage{
+					f.msg,
+					&pgproto3.Query{String: "PREPARE p AS SELECT note FROM orders WHERE account_id = $1"},
+					&pgproto3.Parse{Name: "s1", Query: "EXECUTE p(42)"},
+					&pgproto3.Bind{PreparedStatement: "s1"},
+					&pgproto3.Execute{},
+					&pgproto3.Sync{},
+					&pgproto3.Query{String: "SELECT 1"},
+				} {
+					stream, _ = m.Encode(stream)
+				}
+				conn, err := loginRaw(env.Addr, token, false, 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := liveFuzzExchange(conn, stream, 2*time.Second)
+				if err != nil {
+					t.Errorf("%s: %v", f.name, err)
+				}
+				// the server's error, the denied Parse's name unknown
+				// (the rest up to Sync skipped), then the Query answered
+				if types, want := replyTypes(got), "E:"+f.code+" Z T D C Z"; types != want {
+					t.Errorf("%s: replies %q, want %q", f.name, types, want)
+				}
+				if n := settle(func() int { return int(env.Server.ActiveClients()) }, int(base)); n > int(base) {
+					t.Fatalf("%s: the session did not end after the client closed (%d sessions, want %d)", f.name, n, base)
+				}
+			}
+		})
 	}
 }
