@@ -100,8 +100,13 @@
 // mirror only on the server's confirmation: each checked message comes back
 // with the changes it would make, its pending entry carries them, and the
 // backend loop resolves each from the reply that confirms or refuses it
-// (statements.go). The backend loop also keeps the portals the server
-// confirmed, so an Execute is audited with the statement its portal runs.
+// (statements.go). A check that depends on changes not resolved yet waits
+// for the server's replies, and only for replies the server owes without
+// more client input (a Sync or a Query with no extended message before it
+// in flight): should the checker ever wait for a reply the server does not
+// owe, the statement is denied rather than the session hang holding its
+// backend. The backend loop also keeps the portals the server confirmed,
+// so an Execute is audited with the statement its portal runs.
 //
 // CancelRequest: each client gets a BackendKeyData of pgtenant's own; the
 // registry maps it to the client's session, and the session to the real key

@@ -73,6 +73,10 @@ type pending struct {
 	// mayCopy marks a Query that may start a COPY FROM STDIN: the client
 	// loop waits for the server's answer (copyin.go).
 	mayCopy bool
+	// afterExt marks a Query sent after an extended message with no Sync
+	// in between: after an error in that message the server skips it
+	// silently until the next Sync (set by push).
+	afterExt bool
 }
 
 // pendingQueue is the FIFO of frontend messages in flight. The client loop
@@ -85,6 +89,8 @@ type pendingQueue struct {
 	// holds counts ReadyForQuery messages being settled (transaction mode):
 	// the queue is not idle until the pool knows the transaction status.
 	holds int
+	// extOpen: an extended message was pushed since the last Sync.
+	extOpen bool
 }
 
 // hold marks a ReadyForQuery being handled; unhold ends it.
@@ -112,8 +118,39 @@ func (q *pendingQueue) push(p pending) {
 	if q.head > 0 && q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
 	}
+	switch p.kind {
+	case pendParse, pendBind, pendDescribe, pendExecute, pendClose, pendDeny:
+		q.extOpen = true
+	case pendSync, pendFatal:
+		q.extOpen = false
+	case pendQuery, pendDenyQuery:
+		p.afterExt = q.extOpen
+	}
 	q.items = append(q.items, p)
 	q.mu.Unlock()
+}
+
+// owesReply reports whether the server will send a reply without more input
+// from the client: a Sync (or the injected Sync of a pendFatal) is in
+// flight, or a Query sent with no extended message since the last Sync
+// (which the server may be skipping), or a ReadyForQuery is being settled.
+func (q *pendingQueue) owesReply() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.holds > 0 {
+		return true
+	}
+	for i := q.head; i < len(q.items); i++ {
+		switch p := &q.items[i]; p.kind {
+		case pendSync, pendFatal:
+			return true
+		case pendQuery, pendDenyQuery:
+			if !p.afterExt {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // peek returns a copy of the head entry.

@@ -3,7 +3,9 @@ package proxy
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/tenancy"
@@ -30,17 +32,19 @@ type resolution struct {
 
 // stmtTracker carries resolutions from the backend loop to the client loop.
 type stmtTracker struct {
-	mu      sync.Mutex
-	changed sync.Cond
-	queue   []resolution
-	queued  atomic.Bool
-	closed  bool // the session ended: nothing will resolve any more (mu)
+	mu     sync.Mutex
+	queue  []resolution
+	queued atomic.Bool
+	// ready holds a token once a resolution is queued (the client loop may
+	// be waiting for it); ended is closed when the session ends: nothing
+	// will resolve any more.
+	ready     chan struct{}
+	ended     chan struct{}
+	closeOnce sync.Once
 }
 
 func newStmtTracker() *stmtTracker {
-	t := &stmtTracker{}
-	t.changed.L = &t.mu
-	return t
+	return &stmtTracker{ready: make(chan struct{}, 1), ended: make(chan struct{})}
 }
 
 // resolve queues the outcome of change id (backend loop).
@@ -48,8 +52,11 @@ func (t *stmtTracker) resolve(id uint64, o tenancy.Outcome, oids []uint32) {
 	t.mu.Lock()
 	t.queue = append(t.queue, resolution{id: id, outcome: o, oids: oids})
 	t.queued.Store(true)
-	t.changed.Broadcast()
 	t.mu.Unlock()
+	select {
+	case t.ready <- struct{}{}:
+	default:
+	}
 }
 
 // resolveAll queues the same outcome for every change.
@@ -74,22 +81,28 @@ func (t *stmtTracker) apply(c StatementChecker) {
 	}
 }
 
-// await blocks until a resolution is queued; false when the session ended.
-func (t *stmtTracker) await() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for len(t.queue) == 0 && !t.closed {
-		t.changed.Wait()
+// await blocks until a resolution is queued, the session ends or d passes;
+// it reports whether resolutions are queued and whether the session ended
+// (client loop). A token left by a resolution already applied wakes it
+// early: the caller checks again either way.
+func (t *stmtTracker) await(d time.Duration) (resolved, ended bool) {
+	if t.queued.Load() {
+		return true, false
 	}
-	return len(t.queue) > 0
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.ready:
+	case <-t.ended:
+		return t.queued.Load(), !t.queued.Load()
+	case <-timer.C:
+	}
+	return t.queued.Load(), false
 }
 
 // close wakes a client loop waiting for answers that will never come.
 func (t *stmtTracker) close() {
-	t.mu.Lock()
-	t.closed = true
-	t.changed.Broadcast()
-	t.mu.Unlock()
+	t.closeOnce.Do(func() { close(t.ended) })
 }
 
 // boundPortal is a portal the server confirmed (BindComplete), as the
@@ -193,7 +206,18 @@ func parameterTypes(body []byte) ([]uint32, bool) {
 
 // decide runs check, waiting for the server's replies as long as the
 // checker needs them to decide (client loop).
+//
+// The checker waits only for replies the server sends without more input
+// from the client (see package policy's mirror). Should its model and the
+// server's ever differ, the wait would last until the client's next
+// message, which a client waiting for this one's answer never sends: the
+// session would hang, holding its backend (in transaction mode a pooled
+// one, which other tenants wait for). So while it waits, decide checks
+// every awaitRecheck that the server still owes a reply (pendingQueue
+// owesReply); when it owes none and nothing resolved twice in a row, the
+// statement is denied as depending on a statement pgtenant cannot know.
 func (s *session) decide(check func() tenancy.Decision) (tenancy.Decision, error) {
+	idle := 0 // consecutive rechecks that found nothing owed or resolved
 	for {
 		s.track.apply(s.checker)
 		d := check()
@@ -206,8 +230,34 @@ func (s *session) decide(check func() tenancy.Decision) (tenancy.Decision, error
 		if s.tx != nil {
 			s.relayAsync()
 		}
-		if !s.track.await() {
+		resolved, ended := s.track.await(awaitRecheck)
+		if ended {
 			return d, errAwaitBackend
 		}
+		if resolved || s.queue.owesReply() {
+			idle = 0
+			continue
+		}
+		// twice: a reply popped just before the first look may still have
+		// been about to resolve its changes
+		if idle++; idle >= 2 {
+			s.logger().Error("a policy check waited for a reply the server does not owe; the statement is denied",
+				"statement", d.Statement)
+			return unresolvableWait(d), nil
+		}
 	}
+}
+
+// awaitRecheck is how often a policy check that waits for the server's
+// replies checks that the server still owes one.
+const awaitRecheck = 100 * time.Millisecond
+
+// unresolvableWait is the denial of a statement whose check waited for
+// replies the server does not owe: it depends on a prepared statement whose
+// state pgtenant cannot know.
+func unresolvableWait(d tenancy.Decision) tenancy.Decision {
+	return tenancy.Decision{SQLState: pgerrcode.InsufficientPrivilege, Reason: "prepare_unknown",
+		Message:   "pgtenant cannot tell which prepared statement the server holds for this statement: a change to it awaits the server's answer, which comes only after your next Sync",
+		Hint:      "send Sync after PREPARE, DEALLOCATE, Parse or Close before using the name",
+		Statement: d.Statement, Text: d.Text, Tables: d.Tables}
 }

@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtenant/pgtenant/auth"
+	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/proxy"
+	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -111,6 +116,68 @@ func TestCheckNeverWaitsForAQuerySkippedUntilSync(t *testing.T) {
 				if n := settle(func() int { return int(env.Server.ActiveClients()) }, int(base)); n > int(base) {
 					t.Fatalf("%s: the session did not end after the client closed (%d sessions, want %d)", f.name, n, base)
 				}
+			}
+		})
+	}
+}
+
+// waitingChecker allows every statement but answers Wait, forever, for any
+// mentioning "wait_marker": a checker whose model of the server's prepared
+// statements is wrong, waiting for a reply the server does not owe.
+type waitingChecker struct{ markerChecker }
+
+func (w *waitingChecker) CheckQuery(sql string) tenancy.Decision { return w.waitOr(sql) }
+func (w *waitingChecker) CheckParse(_, sql string, _ []uint32) tenancy.Decision {
+	return w.waitOr(sql)
+}
+func (w *waitingChecker) waitOr(sql string) tenancy.Decision {
+	if strings.Contains(sql, "wait_marker") {
+		return tenancy.Decision{Wait: true, Reason: "await_server", Statement: sql, Text: sql}
+	}
+	return tenancy.Decision{Allow: true, Statement: sql, Text: sql}
+}
+
+// Whatever the checker's model says, a check never waits for a reply the
+// server does not owe: the proxy denies the statement instead of hanging
+// (and, in transaction mode, instead of holding a pooled backend), and the
+// session goes on. A check that waits while a reply is owed (a slow query
+// in flight) waits for it first.
+func TestCheckWaitingForNothingOwedIsDenied(t *testing.T) {
+	for _, mode := range []string{config.PoolSession, config.PoolTransaction} {
+		t.Run(mode, func(t *testing.T) {
+			env := proxytest.Start(t, proxytest.Options{
+				Configure: func(cfg *config.Config) { cfg.Pool.Mode = mode },
+				Checkers: func(*config.Config, map[string]*cluster.Cluster) proxy.CheckerFactory {
+					return func(auth.Principal) proxy.StatementChecker {
+						return &waitingChecker{markerChecker{stmts: map[string]bool{}}}
+					}
+				}})
+			token := proxytest.Token(t, "42", "eu-west", 0)
+			base := env.Server.ActiveClients()
+			var stream []byte
+			for _, m := range []pgproto3.FrontendMessage{
+				&pgproto3.Query{String: "SELECT 'wait_marker'"},
+				// owed: the slow Query's reply comes first, then the denial
+				&pgproto3.Query{String: "SELECT pg_sleep(0.3)"},
+				&pgproto3.Parse{Query: "SELECT 'wait_marker'"},
+				&pgproto3.Sync{},
+				&pgproto3.Query{String: "SELECT 1"},
+			} {
+				stream, _ = m.Encode(stream)
+			}
+			conn, err := loginRaw(env.Addr, token, false, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := liveFuzzExchange(conn, stream, 3*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if types, want := replyTypes(got), "E:42501 Z T D C Z E:42501 Z T D C Z"; types != want {
+				t.Errorf("replies %q, want %q", types, want)
+			}
+			if n := settle(func() int { return int(env.Server.ActiveClients()) }, int(base)); n > int(base) {
+				t.Fatalf("the session did not end after the client closed (%d sessions, want %d)", n, base)
 			}
 		})
 	}
