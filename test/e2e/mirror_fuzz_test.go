@@ -11,7 +11,8 @@ import (
 )
 
 // FuzzMirrorAgainstServer drives random sequences of PREPARE, DEALLOCATE,
-// EXECUTE, Parse, Bind, Describe, Close, Sync, errors and transactions
+// EXECUTE, Parse, Bind, Execute, Describe and Close (of statements, portals
+// and neither), Sync, Flush, errors and transactions
 // through the real proxy and policy, as tenant 42, against a real
 // PostgreSQL with RLS off (so the policy is the only layer), pipelined
 // without waiting for replies except at explicit sync points. Whatever the
@@ -58,6 +59,12 @@ var mirrorFuzzSeeds = [][]byte{
 	{5, 0, 4, 7, 0, 0, 10, 0, 0, 9, 0, 0, 10, 0, 0, 7, 0, 0},
 	// transaction, Close skipped after an error, re-Parse, Bind 7
 	{15, 0, 0, 5, 2, 0, 10, 0, 0, 11, 0, 0, 8, 2, 0, 5, 2, 1, 10, 0, 0, 6, 2, 1, 15, 1, 0},
+	// Describe of a missing portal, then PREPARE a (skipped until Sync), EXECUTE a(7):
+	// the check must not wait for the skipped PREPARE (a hang, holding the backend)
+	{9, 1, 3, 0, 1, 0, 3, 1, 1},
+	// the same after a Close of neither kind, and after an Execute of a missing portal
+	{8, 1, 2, 0, 1, 0, 3, 1, 1},
+	{11, 0, 1, 0, 1, 0, 3, 1, 1},
 }
 
 func repeatOp(op []byte, n int) []byte {
@@ -127,13 +134,24 @@ func (m *mirrorFuzz) op(op, x, y byte) {
 		v := encbin.BigEndian.AppendUint64(nil, uint64(n))
 		m.send(&pgproto3.Bind{PreparedStatement: name, ParameterFormatCodes: []int16{1}, Parameters: [][]byte{v}}, &pgproto3.Execute{})
 	case 8:
-		m.send(&pgproto3.Close{ObjectType: 'S', Name: name})
+		// a portal's Close, or one of neither kind (which fails), may
+		// end the batch like any extended message
+		m.send(&pgproto3.Close{ObjectType: []byte{'S', 'S', 'X', 'P'}[y%4], Name: name})
 	case 9:
-		m.send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+		// a Describe of a portal fails when it does not exist
+		m.send(&pgproto3.Describe{ObjectType: []byte{'S', 'S', 'X', 'P'}[y%4], Name: name})
 	case 10:
-		m.send(&pgproto3.Sync{})
+		if y%4 == 3 {
+			m.send(&pgproto3.Flush{})
+		} else {
+			m.send(&pgproto3.Sync{})
+		}
 	case 11:
-		m.send(&pgproto3.Bind{PreparedStatement: "no_such_statement"})
+		if y%2 == 1 {
+			m.send(&pgproto3.Execute{Portal: "no_such_portal"})
+		} else {
+			m.send(&pgproto3.Bind{PreparedStatement: "no_such_statement"})
+		}
 	case 12:
 		msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "DEALLOCATE " + sqlName(x)}, &pgproto3.Bind{}}
 		if y%2 == 1 {
