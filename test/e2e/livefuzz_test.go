@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtenant/pgtenant/cluster"
+	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
@@ -277,12 +278,24 @@ func liveFuzzDuration(t *testing.T) time.Duration {
 	return d
 }
 
+// TestLiveFuzzNoCrossTenantLeak runs the live fuzz in both pool modes: in
+// transaction mode a session that hangs holds a backend the other tenants
+// wait for, so every pooled backend must be free again at the end.
 func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("live fuzz run skipped in -short mode")
 	}
+	for _, mode := range []string{config.PoolSession, config.PoolTransaction} {
+		t.Run(mode, func(t *testing.T) { testLiveFuzzNoCrossTenantLeak(t, mode) })
+	}
+}
+
+func testLiveFuzzNoCrossTenantLeak(t *testing.T, poolMode string) {
 	dur := liveFuzzDuration(t)
-	env := proxytest.Start(t, proxytest.Options{Policy: true, Regions: []string{"eu-west"}})
+	env := proxytest.Start(t, proxytest.Options{Policy: true, Regions: []string{"eu-west"}, Configure: func(cfg *config.Config) {
+		cfg.Pool.Mode = poolMode
+		cfg.Pool.Size = liveFuzzWorkers + 2 // the workers' open transactions and both pgx connections'
+	}})
 	ctx := context.Background()
 
 	// Tenant 42's marker row.
@@ -367,11 +380,25 @@ func TestLiveFuzzNoCrossTenantLeak(t *testing.T) {
 		t.Errorf("%d client sessions still open after the fuzz run, want 2 (TestLiveFuzzReplay finds the stream from the seeds logged above)", got)
 		logStuckSessions(ctx, t, env.Clusters["eu-west"])
 	}
+	// No pooled backend stays held (the pgx connections are idle between
+	// transactions, so they hold none either).
+	held := func() int {
+		n := 0
+		for _, p := range env.Server.PoolStats() {
+			n += p.Active
+		}
+		return n
+	}
+	if got := settle(held, 0); got > 0 {
+		t.Errorf("%d pooled backends still held after the fuzz run, want 0", got)
+		logStuckSessions(ctx, t, env.Clusters["eu-west"])
+	}
 }
 
 // TestLiveFuzzReplay replays the streams of TestLiveFuzzNoCrossTenantLeak's
-// workers from the seeds it logged (PGTENANT_LIVEFUZZ_REPLAY=seed,seed,...),
-// one stream at a time, and names the first stream whose session does not
+// workers from the seeds it logged (PGTENANT_LIVEFUZZ_REPLAY=seed,seed,...,
+// and PGTENANT_LIVEFUZZ_POOL=transaction for that subtest), one stream at a
+// time, and names the first stream whose session does not
 // end when the client leaves: how a session left open in a run is traced to
 // the stream that caused it. Without the variable it is skipped.
 func TestLiveFuzzReplay(t *testing.T) {
@@ -379,7 +406,12 @@ func TestLiveFuzzReplay(t *testing.T) {
 	if seeds == "" {
 		t.Skip("set PGTENANT_LIVEFUZZ_REPLAY to the seeds a live fuzz run logged")
 	}
-	env := proxytest.Start(t, proxytest.Options{Policy: true, Regions: []string{"eu-west"}})
+	mode := os.Getenv("PGTENANT_LIVEFUZZ_POOL") // the subtest's pool mode; default session
+	env := proxytest.Start(t, proxytest.Options{Policy: true, Regions: []string{"eu-west"}, Configure: func(cfg *config.Config) {
+		if mode != "" {
+			cfg.Pool.Mode = mode
+		}
+	}})
 	token := proxytest.Token(t, "7", "eu-west", 0)
 	const perSeed = 300 // more streams than a worker sends in a default run
 	for _, field := range strings.Split(seeds, ",") {
