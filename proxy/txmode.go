@@ -451,12 +451,14 @@ func heldDuring(t byte) bool { return !startsBatch(t) }
 func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 	tx := s.tx
 	tx.mu.Lock()
-	if tx.pc != nil && !tx.batchOpen && (startsBatch(t) || t == 'X') {
+	if tx.pc != nil && !tx.batchOpen && (startsBatch(t) || (t == 'X' && s.copyIn.mode != copyReading)) {
 		// the status the server will have when it reads t: wait for the
 		// replies to everything sent so far. A Terminate waits too: a
 		// client that leaves the moment it has its last ReadyForQuery
 		// would otherwise find the backend still attached while the backend
-		// loop settles it, and close a backend the pool could keep.
+		// loop settles it, and close a backend the pool could keep. Not in
+		// COPY FROM STDIN, where the server waits for the client's data and
+		// no reply comes: the backend is closed with the session.
 		if err := s.bw.Flush(); err != nil {
 			tx.mu.Unlock()
 			return true, err

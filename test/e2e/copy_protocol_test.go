@@ -59,6 +59,10 @@ func testCopyFromStdinProtocolEdges(t *testing.T, poolMode string) {
 			"G E:08P01!"},
 		{"parse inside the COPY", enc(copyQ, &pgproto3.Parse{Query: "SELECT 1"}, row("edge-parse"), &pgproto3.CopyDone{}, &pgproto3.Sync{}),
 			"G E:08P01!"},
+		// the client leaves while the server waits for its data: the
+		// session ends (in transaction mode it must not wait for the
+		// COPY's end, holding a pooled backend)
+		{"terminate inside the COPY", enc(copyQ, &pgproto3.CopyData{Data: []byte("42\tedge-terminate\n")}, &pgproto3.Terminate{}), "G"},
 		{"own rows, then a Sync after CopyDone", enc(copyQ, &pgproto3.CopyData{Data: []byte("42\tedge-own\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 1"}),
 			"G C Z Z T D C Z"},
 		// the server fails the COPY on a row pgtenant let through (an extra

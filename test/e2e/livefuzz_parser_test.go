@@ -72,17 +72,25 @@ func TestLiveFuzzParserLayerAlone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("live fuzz run skipped in -short mode")
 	}
-	for _, unscoped := range []string{"deny", "rewrite"} {
-		t.Run(unscoped, func(t *testing.T) { testLiveFuzzParserLayerAlone(t, unscoped) })
+	// rewrite mode in transaction pooling too: its COPY and its statements
+	// take the transaction-mode path (txmode.go)
+	for _, run := range []struct{ unscoped, pool string }{
+		{"deny", config.PoolSession}, {"rewrite", config.PoolSession}, {"rewrite", config.PoolTransaction},
+	} {
+		t.Run(run.unscoped+"-"+run.pool, func(t *testing.T) { testLiveFuzzParserLayerAlone(t, run.unscoped, run.pool) })
 	}
 }
 
-func testLiveFuzzParserLayerAlone(t *testing.T, unscoped string) {
+func testLiveFuzzParserLayerAlone(t *testing.T, unscoped, poolMode string) {
 	dur := liveFuzzDuration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+3*time.Minute)
 	defer cancel()
 	c := oracleCluster(t, ctx, "livefuzz-parser", false)
-	env := proxytest.Start(t, rewriteOptions(c, func(cfg *config.Config) { cfg.Policy.Unscoped = unscoped }))
+	env := proxytest.Start(t, rewriteOptions(c, func(cfg *config.Config) {
+		cfg.Policy.Unscoped = unscoped
+		cfg.Pool.Mode = poolMode
+		cfg.Pool.Size = liveFuzzWorkers + 2
+	}))
 	super := connect(t, c.SuperuserDSN(c.Database))
 
 	var rnd [12]byte
@@ -134,6 +142,7 @@ func testLiveFuzzParserLayerAlone(t *testing.T, unscoped string) {
 		t.Errorf("%d client sessions still open after the fuzz run, want 1", got)
 		logStuckSessions(ctx, t, c)
 	}
+	checkNoBackendHeld(ctx, t, env, c)
 	// the proxy still serves tenant 42 its own rows
 	var note string
 	if err := owner.QueryRow(ctx, "SELECT note FROM orders WHERE account_id = 42 AND note = $1", "secret-42-"+suffix).Scan(&note); err != nil {

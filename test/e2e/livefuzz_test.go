@@ -380,8 +380,13 @@ func testLiveFuzzNoCrossTenantLeak(t *testing.T, poolMode string) {
 		t.Errorf("%d client sessions still open after the fuzz run, want 2 (TestLiveFuzzReplay finds the stream from the seeds logged above)", got)
 		logStuckSessions(ctx, t, env.Clusters["eu-west"])
 	}
-	// No pooled backend stays held (the pgx connections are idle between
-	// transactions, so they hold none either).
+	checkNoBackendHeld(ctx, t, env, env.Clusters["eu-west"])
+}
+
+// checkNoBackendHeld checks that no session holds a pooled backend
+// (pool.mode: transaction) once the clients are idle between transactions.
+func checkNoBackendHeld(ctx context.Context, t *testing.T, env *proxytest.Env, c *cluster.Cluster) {
+	t.Helper()
 	held := func() int {
 		n := 0
 		for _, p := range env.Server.PoolStats() {
@@ -391,7 +396,7 @@ func testLiveFuzzNoCrossTenantLeak(t *testing.T, poolMode string) {
 	}
 	if got := settle(held, 0); got > 0 {
 		t.Errorf("%d pooled backends still held after the fuzz run, want 0", got)
-		logStuckSessions(ctx, t, env.Clusters["eu-west"])
+		logStuckSessions(ctx, t, c)
 	}
 }
 
