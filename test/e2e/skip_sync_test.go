@@ -88,23 +88,14 @@ func TestCheckNeverWaitsForAQuerySkippedUntilSync(t *testing.T) {
 				{"execute of a missing portal", &pgproto3.Execute{Portal: "missing"}, "34000"},
 			}
 			for _, f := range failing {
-				var stream []byte
-				for _, m := range []pgproto3.FrontendMessage{
+				got, err := rawExchange(t, env.Addr, token, 2*time.Second,
 					f.msg,
 					&pgproto3.Query{String: "PREPARE p AS SELECT note FROM orders WHERE account_id = $1"},
 					&pgproto3.Parse{Name: "s1", Query: "EXECUTE p(42)"},
 					&pgproto3.Bind{PreparedStatement: "s1"},
 					&pgproto3.Execute{},
 					&pgproto3.Sync{},
-					&pgproto3.Query{String: "SELECT 1"},
-				} {
-					stream, _ = m.Encode(stream)
-				}
-				conn, err := loginRaw(env.Addr, token, false, 10*time.Second)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := liveFuzzExchange(conn, stream, 2*time.Second)
+					&pgproto3.Query{String: "SELECT 1"})
 				if err != nil {
 					t.Errorf("%s: %v", f.name, err)
 				}
@@ -154,22 +145,13 @@ func TestCheckWaitingForNothingOwedIsDenied(t *testing.T) {
 				}})
 			token := proxytest.Token(t, "42", "eu-west", 0)
 			base := env.Server.ActiveClients()
-			var stream []byte
-			for _, m := range []pgproto3.FrontendMessage{
+			got, err := rawExchange(t, env.Addr, token, 3*time.Second,
 				&pgproto3.Query{String: "SELECT 'wait_marker'"},
 				// owed: the slow Query's reply comes first, then the denial
 				&pgproto3.Query{String: "SELECT pg_sleep(0.3)"},
 				&pgproto3.Parse{Query: "SELECT 'wait_marker'"},
 				&pgproto3.Sync{},
-				&pgproto3.Query{String: "SELECT 1"},
-			} {
-				stream, _ = m.Encode(stream)
-			}
-			conn, err := loginRaw(env.Addr, token, false, 10*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := liveFuzzExchange(conn, stream, 3*time.Second)
+				&pgproto3.Query{String: "SELECT 1"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,4 +163,23 @@ func TestCheckWaitingForNothingOwedIsDenied(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rawExchange logs in with token on a raw socket, sends msgs in one write
+// and returns what the proxy sent back until it went quiet for idle or
+// closed the connection, which it then closes.
+func rawExchange(t *testing.T, addr, token string, idle time.Duration, msgs ...pgproto3.FrontendMessage) ([]byte, error) {
+	t.Helper()
+	var stream []byte
+	for _, m := range msgs {
+		var err error
+		if stream, err = m.Encode(stream); err != nil {
+			t.Fatalf("encode %T: %v", m, err)
+		}
+	}
+	conn, err := loginRaw(addr, token, false, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return liveFuzzExchange(conn, stream, idle)
 }
