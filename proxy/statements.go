@@ -35,27 +35,28 @@ type stmtTracker struct {
 	mu     sync.Mutex
 	queue  []resolution
 	queued atomic.Bool
-	// ready holds a token once a resolution is queued (the client loop may
-	// be waiting for it); ended is closed when the session ends: nothing
-	// will resolve any more.
-	ready     chan struct{}
-	ended     chan struct{}
-	closeOnce sync.Once
+	// wake is made by a waiting await and closed by the next resolution or
+	// by close (under mu): a session that never waits allocates nothing
+	// (an idle session's memory is bounded).
+	wake   chan struct{}
+	closed bool // the session ended: nothing will resolve any more (mu)
 }
 
-func newStmtTracker() *stmtTracker {
-	return &stmtTracker{ready: make(chan struct{}, 1), ended: make(chan struct{})}
-}
+func newStmtTracker() *stmtTracker { return &stmtTracker{} }
 
 // resolve queues the outcome of change id (backend loop).
 func (t *stmtTracker) resolve(id uint64, o tenancy.Outcome, oids []uint32) {
 	t.mu.Lock()
 	t.queue = append(t.queue, resolution{id: id, outcome: o, oids: oids})
 	t.queued.Store(true)
+	t.wakeLocked()
 	t.mu.Unlock()
-	select {
-	case t.ready <- struct{}{}:
-	default:
+}
+
+func (t *stmtTracker) wakeLocked() {
+	if t.wake != nil {
+		close(t.wake)
+		t.wake = nil
 	}
 }
 
@@ -83,26 +84,37 @@ func (t *stmtTracker) apply(c StatementChecker) {
 
 // await blocks until a resolution is queued, the session ends or d passes;
 // it reports whether resolutions are queued and whether the session ended
-// (client loop). A token left by a resolution already applied wakes it
-// early: the caller checks again either way.
+// with none (client loop).
 func (t *stmtTracker) await(d time.Duration) (resolved, ended bool) {
-	if t.queued.Load() {
-		return true, false
+	t.mu.Lock()
+	if len(t.queue) > 0 || t.closed {
+		resolved = len(t.queue) > 0
+		t.mu.Unlock()
+		return resolved, !resolved
 	}
+	if t.wake == nil {
+		t.wake = make(chan struct{})
+	}
+	wake := t.wake
+	t.mu.Unlock()
 	timer := time.NewTimer(d)
-	defer timer.Stop()
 	select {
-	case <-t.ready:
-	case <-t.ended:
-		return t.queued.Load(), !t.queued.Load()
+	case <-wake:
 	case <-timer.C:
 	}
-	return t.queued.Load(), false
+	timer.Stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	resolved = len(t.queue) > 0
+	return resolved, t.closed && !resolved
 }
 
 // close wakes a client loop waiting for answers that will never come.
 func (t *stmtTracker) close() {
-	t.closeOnce.Do(func() { close(t.ended) })
+	t.mu.Lock()
+	t.closed = true
+	t.wakeLocked()
+	t.mu.Unlock()
 }
 
 // boundPortal is a portal the server confirmed (BindComplete), as the

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/config"
+	"github.com/pgtenant/pgtenant/test/proxytest"
 )
 
 // FuzzMirrorAgainstServer drives random sequences of PREPARE, DEALLOCATE,
@@ -18,10 +21,12 @@ import (
 // without waiting for replies except at explicit sync points. Whatever the
 // sequence, no row of another tenant may be read (every statement returns
 // account_id first) and tenant 7's rows must be unchanged; the session must
-// never hang. Seeds under testdata/fuzz/FuzzMirrorAgainstServer hold the
-// known bypasses.
+// never hang. Every script runs in both pool modes (in transaction mode a
+// hang would also hold a pooled backend). Seeds under
+// testdata/fuzz/FuzzMirrorAgainstServer hold the known bypasses.
 func FuzzMirrorAgainstServer(f *testing.F) {
-	env, c := rlsOffEnv(f)
+	session, c := rlsOffEnvPool(f, config.PoolSession)
+	transaction, _ := rlsOffEnvPool(f, config.PoolTransaction)
 	for _, seed := range mirrorFuzzSeeds {
 		f.Add(seed)
 	}
@@ -29,15 +34,17 @@ func FuzzMirrorAgainstServer(f *testing.F) {
 		if len(script) > 3*64 {
 			script = script[:3*64]
 		}
-		before := tenantRows(t, c, 7)
-		w := newWire(t, env, "42")
-		m := &mirrorFuzz{t: t, w: w}
-		for i := 0; i+2 < len(script); i += 3 {
-			m.op(script[i], script[i+1], script[i+2])
-		}
-		m.syncPoint()
-		if after := tenantRows(t, c, 7); after != before {
-			t.Fatalf("tenant 7's rows changed")
+		for _, env := range []*proxytest.Env{session, transaction} {
+			before := tenantRows(t, c, 7)
+			w := newWire(t, env, "42")
+			m := &mirrorFuzz{t: t, w: w}
+			for i := 0; i+2 < len(script); i += 3 {
+				m.op(script[i], script[i+1], script[i+2])
+			}
+			m.syncPoint()
+			if after := tenantRows(t, c, 7); after != before {
+				t.Fatalf("tenant 7's rows changed (pool.mode %s)", env.Config.Pool.Mode)
+			}
 		}
 	})
 }

@@ -31,6 +31,12 @@ var rlsOffOnce sync.Once
 // schema and RLS disabled on every tenant table, as region eu-west.
 func rlsOffEnv(t testing.TB) (*proxytest.Env, *cluster.Cluster) {
 	t.Helper()
+	return rlsOffEnvPool(t, config.PoolSession)
+}
+
+// rlsOffEnvPool is rlsOffEnv in pool.mode poolMode.
+func rlsOffEnvPool(t testing.TB, poolMode string) (*proxytest.Env, *cluster.Cluster) {
+	t.Helper()
 	c := pgtest.Shared(t, rlsOffClusterName)
 	proxytest.InstallDemo(t, c)
 	var err error
@@ -53,6 +59,7 @@ func rlsOffEnv(t testing.TB) (*proxytest.Env, *cluster.Cluster) {
 		r.Port, r.User, r.Password, r.Database = c.Port, c.ServiceUser, c.ServicePassword, c.Database
 		cfg.Regions["eu-west"] = r
 		cfg.Policy.GlobalTables = []string{"public.countries"}
+		cfg.Pool.Mode = poolMode
 	}})
 	return env, c
 }
