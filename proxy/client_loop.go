@@ -105,6 +105,12 @@ func (s *session) clientMsg() (stop bool, err error) {
 		s.fatal(newClientError(pgerrcode.ProtocolViolation, "protocol", "%v", err))
 		return true, err
 	}
+	if (t == 'S' || t == 'H') && n != 0 {
+		// PostgreSQL fails a Sync or Flush with a body as an
+		// extended-protocol error and skips to Sync: a reply nobody could
+		// match, in COPY or not
+		return true, s.protocolError("malformed Sync or Flush message")
+	}
 	if s.idle.Swap(false) && (t == 'Q' || t == 'P' || t == 'B') {
 		// a new transaction may start: the admin console's PAUSE holds it
 		s.srv.pause.wait(s.ctx.Done())
@@ -120,25 +126,19 @@ func (s *session) clientMsg() (stop bool, err error) {
 		// data): it reads messages as usual again, ignoring the COPY's rest
 		s.copyIn.mode, s.copyIn.stream = copyIdle, nil
 	}
-	if s.copyIn.mode != copyIdle && t != 'X' { // the server is in COPY FROM STDIN (copyin.go)
-		if err := s.onCopyModeMsg(t, n); err != nil {
-			return true, err
-		}
-		return false, nil
+	var herr error
+	switch {
+	case s.copyIn.mode != copyIdle: // the server is in COPY FROM STDIN (copyin.go)
+		herr = s.onCopyModeMsg(t, n)
+	case s.tx != nil:
+		herr = s.handlePooledMsg(t, n)
+	default:
+		herr = s.handleClientMsg(t, n)
 	}
-	if s.tx != nil {
-		if err := s.handlePooledMsg(t, n); err != nil {
-			if errors.Is(err, errClientTerminated) {
-				return true, nil
-			}
-			return true, err
-		}
-		return false, nil
+	if errors.Is(herr, errClientTerminated) {
+		return true, nil
 	}
-	if err := s.handleClientMsg(t, n); err != nil {
-		return true, err
-	}
-	return false, nil
+	return herr != nil, herr
 }
 
 // testHookBatchSent, when set (tests only), runs after flushSession has
@@ -233,18 +233,12 @@ func (s *session) handleClientMsg(t byte, n int) error {
 		return s.onClose(n)
 	case 'D':
 		return s.onDescribe(n)
-	case 'S', 'H':
-		if n != 0 {
-			// PostgreSQL fails a Flush with a body as an extended-protocol
-			// error, skipping to Sync: a reply nobody could match
-			return s.protocolError("malformed Sync or Flush message")
-		}
-		if t == 'S' {
-			s.syncsSent++
-			s.queue.push(pending{kind: pendSync})
-			s.checker.Sent('S')
-			s.skip = false
-		}
+	case 'S':
+		s.syncsSent++
+		s.queue.push(pending{kind: pendSync})
+		s.checker.Sent('S')
+		s.skip = false
+	case 'H':
 	case 'd', 'c', 'f':
 		// outside COPY the server ignores them: so does pgtenant
 		_, err := s.cr.r.Discard(n)

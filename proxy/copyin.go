@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -257,14 +258,19 @@ func (s *session) onCopyModeMsg(t byte, n int) error {
 		}
 		return s.onCopyMsg(t, n)
 	case 'S', 'H':
-		if n != 0 {
-			return s.protocolError("malformed Sync or Flush message")
-		}
 		// the server ignores them in COPY; after pgtenant's CopyFail it
 		// would answer a Sync the client does not expect an answer to
 		return nil
+	case 'X':
+		// the client leaves while the server waits for its data, and will
+		// answer nothing: the backend goes with the session (closed, or
+		// in transaction mode discarded rather than waited for)
+		if _, err := s.cr.r.Discard(n); err != nil {
+			return err
+		}
+		return errClientTerminated
 	}
-	return s.protocolError("unexpected message type " + quoteType(t) + " during COPY FROM STDIN")
+	return s.protocolError(fmt.Sprintf("unexpected message type 0x%02X during COPY FROM STDIN", t))
 }
 
 // onCopyMsg relays one CopyData, CopyDone or CopyFail. With a row check,
@@ -341,12 +347,4 @@ func (s *session) copyDenied(er *pgproto3.ErrorResponse) ([]byte, bool) {
 	}
 	*er = out
 	return b[5:], true
-}
-
-// quoteType renders a message type byte for an error message.
-func quoteType(t byte) string {
-	if t >= 0x20 && t < 0x7f {
-		return "'" + string(t) + "'"
-	}
-	return "0x" + string("0123456789abcdef"[t>>4]) + string("0123456789abcdef"[t&15])
 }

@@ -289,13 +289,6 @@ func (s *session) terminateBackend() {
 	if s.tx != nil {
 		return // a pooled backend outlives the client: close detaches it (closePooled)
 	}
-	if s.copyIn.mode == copyReading {
-		// in COPY FROM STDIN the server takes a Terminate for bad COPY data
-		// and answers with errors for nobody: end the connection instead,
-		// which aborts the COPY
-		_ = s.backend.conn.Close()
-		return
-	}
 	_ = s.backend.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = writeHeader(s.bw, 'X', 0)
 	_ = s.bw.Flush()

@@ -84,7 +84,8 @@ var errYield = errors.New("inline relay: replies in")
 // relays the rest of the attachment.
 var errGoAsync = errors.New("inline relay: the server waits for client data")
 
-// errClientTerminated ends the client loop of a pooled session on Terminate.
+// errClientTerminated ends the client loop on a Terminate the session
+// answers by ending at once (a pooled session's, one in COPY FROM STDIN).
 var errClientTerminated = errors.New("client terminated")
 
 // Reserved statement names of transaction mode: the prefix is pgtenant's,
@@ -451,14 +452,13 @@ func heldDuring(t byte) bool { return !startsBatch(t) }
 func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 	tx := s.tx
 	tx.mu.Lock()
-	if tx.pc != nil && !tx.batchOpen && (startsBatch(t) || (t == 'X' && s.copyIn.mode != copyReading)) {
+	if tx.pc != nil && !tx.batchOpen && (startsBatch(t) || t == 'X') {
 		// the status the server will have when it reads t: wait for the
 		// replies to everything sent so far. A Terminate waits too: a
 		// client that leaves the moment it has its last ReadyForQuery
 		// would otherwise find the backend still attached while the backend
-		// loop settles it, and close a backend the pool could keep. Not in
-		// COPY FROM STDIN, where the server waits for the client's data and
-		// no reply comes: the backend is closed with the session.
+		// loop settles it, and close a backend the pool could keep. (A
+		// Terminate in COPY FROM STDIN never gets here: onCopyModeMsg.)
 		if err := s.bw.Flush(); err != nil {
 			tx.mu.Unlock()
 			return true, err
@@ -492,9 +492,6 @@ func (s *session) beginPooled(t byte, n int) (local bool, err error) {
 		return false, nil
 	}
 	tx.mu.Unlock()
-	if (t == 'S' || t == 'H') && n != 0 {
-		return true, s.protocolError("malformed Sync or Flush message")
-	}
 	switch t {
 	case 'X':
 		_, err := s.cr.r.Discard(n)

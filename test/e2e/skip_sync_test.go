@@ -131,8 +131,9 @@ func (w *waitingChecker) waitOr(sql string) tenancy.Decision {
 // Whatever the checker's model says, a check never waits for a reply the
 // server does not owe: the proxy denies the statement instead of hanging
 // (and, in transaction mode, instead of holding a pooled backend), and the
-// session goes on. A check that waits while a reply is owed (a slow query
-// in flight) waits for it first.
+// session goes on, also when the wait began while a reply was owed (a slow
+// query in flight): the denial then follows that reply. (Which replies are
+// owed is TestPendingQueueOwesReply's.)
 func TestCheckWaitingForNothingOwedIsDenied(t *testing.T) {
 	for _, mode := range []string{config.PoolSession, config.PoolTransaction} {
 		t.Run(mode, func(t *testing.T) {
@@ -147,7 +148,7 @@ func TestCheckWaitingForNothingOwedIsDenied(t *testing.T) {
 			base := env.Server.ActiveClients()
 			got, err := rawExchange(t, env.Addr, token, 3*time.Second,
 				&pgproto3.Query{String: "SELECT 'wait_marker'"},
-				// owed: the slow Query's reply comes first, then the denial
+				// owed while it runs; its reply comes first, then the denial
 				&pgproto3.Query{String: "SELECT pg_sleep(0.3)"},
 				&pgproto3.Parse{Query: "SELECT 'wait_marker'"},
 				&pgproto3.Sync{},
