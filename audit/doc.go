@@ -22,14 +22,15 @@
 // it (merge.go): one row per statement.
 //
 // Writers (writer.go, ingest.go) take no lock shared with other proxies: each
-// batch of unsequenced, content-hashed events is one COPY of one
+// batch of unsequenced, content-hashed events is one INSERT of one
 // pgtenant_audit.ingest_batches row (the events packed in an array of a
 // composite type), so the database pays no heap tuple or index entry per
 // appended event. One integrator per region (integrator.go; whichever proxy
 // holds the region's advisory lock) assigns each tenant's seq, links its
 // chain, numbers the tree leaves, moves the events into events and deletes
 // the batches it chained: the queue is its own progress record, and nothing
-// is stored twice. Hashes are computed in Go over the
+// is stored twice. That proxy's own writers hand their batches to its
+// integrator instead, which writes them into events once. Hashes are computed in Go over the
 // versioned encoding of README.md (encoding.go), so that an auditor can write
 // an independent verifier (audit/verifier holds one in Python). Verify
 // (verify.go, verify_db.go) checks chains, per-chain checkpoints, tree

@@ -1,26 +1,28 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// copyBatchSQL appends one batch in PostgreSQL's binary COPY format: one
-// ingest_batches row whose events column packs the batch's events as an
-// array of the composite pgtenant_audit.ingest_event (schema version 7).
-const copyBatchSQL = `COPY pgtenant_audit.ingest_batches (region, n, events) FROM STDIN (FORMAT binary)`
+// insertBatchSQL appends one batch: one ingest_batches row whose events
+// column packs the batch's events as an array of the composite
+// pgtenant_audit.ingest_event (schema version 7), sent in binary. One
+// round trip (Parse, Bind, Execute, Sync), where a COPY takes two (the
+// COPY statement, then its data): a strict statement waits for it.
+const insertBatchSQL = `INSERT INTO pgtenant_audit.ingest_batches (region, n, events) VALUES ($1, $2, $3)`
 
 // ingestEventFields is the number of fields of pgtenant_audit.ingest_event.
 const ingestEventFields = 27
 
 // ingestRows appends rows (all of region, content hashes computed) as one
-// pgtenant_audit.ingest_batches row in one COPY: no chain lock, no sequence,
+// pgtenant_audit.ingest_batches row in one INSERT: no chain lock, no sequence,
 // one heap row and one index entry per batch rather than per event, nothing
 // shared with other writers but the table. A batch may repeat events
 // already appended (a spool batch re-shipped after a crash): the integrator
@@ -35,21 +37,25 @@ func ingestRows(ctx context.Context, pool *pgxpool.Pool, region string, elemOID 
 // one buffer for every batch rather than allocating and zeroing a few
 // hundred kilobytes each time); it returns the buffer for the next batch.
 func ingestRowsBuf(ctx context.Context, pool *pgxpool.Pool, region string, elemOID uint32, rows []*Row, buf []byte) ([]byte, error) {
-	data := encodeBatchCopy(buf[:0], region, elemOID, rows)
-	return data, copyBatch(ctx, pool, data, len(rows))
-}
-
-// copyBatch sends one encoded batch.
-func copyBatch(ctx context.Context, pool *pgxpool.Pool, data []byte, events int) error {
+	data := encodeEventArray(buf[:0], elemOID, rows)
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return data, fmt.Errorf("ingest: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copyBatchSQL); err != nil {
-		return fmt.Errorf("ingest: copy a batch of %d events: %w", events, err)
+	if err := insertBatch(ctx, conn.Conn().PgConn(), region, len(rows), data); err != nil {
+		return data, fmt.Errorf("ingest: a batch of %d events: %w", len(rows), err)
 	}
-	return nil
+	return data, nil
+}
+
+// insertBatch appends one batch of n events, events being their binary
+// ingest_event[] (encodeEventArray). The array goes with no type OID: the
+// server takes the column's.
+func insertBatch(ctx context.Context, conn *pgconn.PgConn, region string, n int, events []byte) error {
+	return conn.ExecParams(ctx, insertBatchSQL,
+		[][]byte{[]byte(region), binary.BigEndian.AppendUint32(nil, uint32(n)), events},
+		[]uint32{oidText, oidInt4, 0}, []int16{1, 1, 1}, nil).Read().Err
 }
 
 // ingestEventOID looks up the OID of the composite type
@@ -80,26 +86,16 @@ const (
 	oidTimestamptz = 1184
 )
 
-// encodeBatchCopy appends, in PostgreSQL's binary COPY format (header, one
-// tuple, trailer), the ingest_batches row (region, n, events) carrying rows.
-// It writes each type's binary form directly: no reflection, no per-value
-// planning.
-func encodeBatchCopy(buf []byte, region string, elemOID uint32, rows []*Row) []byte {
-	buf = append(buf, "PGCOPY\n\xff\r\n\x00"...)
-	buf = binary.BigEndian.AppendUint32(buf, 0) // flags
-	buf = binary.BigEndian.AppendUint32(buf, 0) // header extension
-	buf = binary.BigEndian.AppendUint16(buf, 3)
-	buf = copyText(buf, region)
-	buf = binary.BigEndian.AppendUint32(buf, 4)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rows)))
-	arrayAt := len(buf)
-	buf = binary.BigEndian.AppendUint32(buf, 0) // the array's length, patched below
+// encodeEventArray appends rows as a binary one-dimensional array of the
+// composite pgtenant_audit.ingest_event (elemOID): what an ingest batch
+// stores and what integrate_round takes as its own events. It writes each
+// type's binary form directly: no reflection, no per-value planning.
+func encodeEventArray(buf []byte, elemOID uint32, rows []*Row) []byte {
 	buf = appendArrayHeader(buf, elemOID, len(rows), 0)
 	for _, r := range rows {
 		buf = appendEventRecord(buf, r)
 	}
-	binary.BigEndian.PutUint32(buf[arrayAt:], uint32(len(buf)-arrayAt-4))
-	return binary.BigEndian.AppendUint16(buf, 0xffff)
+	return buf
 }
 
 // appendEventRecord appends r as one length-prefixed binary record of

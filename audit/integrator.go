@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,9 +18,12 @@ import (
 // runs one per region; only the one whose connection holds the region's
 // advisory lock integrates, the others wait to take over (the lock goes
 // with the connection when a process dies). Writers therefore share no
-// lock: they COPY batches of unsequenced rows into
+// lock: they INSERT batches of unsequenced rows into
 // pgtenant_audit.ingest_batches, and one process per region assigns each
 // tenant's seq, links its hash chain and deletes the batches it chained.
+// That process's own writers skip the batches: they hand their rows to its
+// integrator (submit), whose next round writes them into events directly,
+// so that they are written once.
 const (
 	// integrateBatch bounds the rows of one integration transaction.
 	integrateBatch = 16384
@@ -60,7 +64,7 @@ type integrator struct {
 	hardStop chan struct{}
 	done     chan struct{}
 
-	active     atomic.Bool  // this process holds the lock
+	active     atomic.Bool  // this process holds the lock; changed under ownMu
 	lagNanos   atomic.Int64 // age of the oldest event of the latest integration
 	integrated atomic.Uint64
 	dups       atomic.Uint64 // re-shipped events skipped
@@ -70,6 +74,81 @@ type integrator struct {
 	// to the integrator's goroutine.
 	ahead *pgx.Conn
 	next  []pending
+
+	// own holds the rows this process's writers submitted for the next
+	// round, while active.
+	ownMu sync.Mutex
+	own   []*ownRows
+	// eventOID is the OID of pgtenant_audit.ingest_event, which the binary
+	// array of own rows names; 0 until looked up, and after any failed round.
+	eventOID uint32
+}
+
+// ownRows is one writer batch submitted to this process's integrator, and
+// the outcome of the round that carried it.
+type ownRows struct {
+	rows []*Row
+	done chan error
+}
+
+// errNotIntegrating means this process does not hold the region's
+// integrator lock: its writers append ingest batches instead.
+var errNotIntegrating = errors.New("this process is not the region's integrator")
+
+// submit has the next round write rows (content hashes computed) into
+// events and waits for its outcome. A round runs at most integratePace
+// after the previous one started, so the writer's next batch gathers
+// meanwhile. It returns errNotIntegrating when this process does not hold
+// the lock (or loses it before a round took the rows).
+func (g *integrator) submit(ctx context.Context, rows []*Row) error {
+	o := &ownRows{rows: rows, done: make(chan error, 1)}
+	g.ownMu.Lock()
+	if !g.active.Load() {
+		g.ownMu.Unlock()
+		return errNotIntegrating
+	}
+	g.own = append(g.own, o)
+	g.ownMu.Unlock()
+	g.wake()
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		// A round may still take them: the retry's copies are then
+		// skipped as duplicates.
+		return ctx.Err()
+	}
+}
+
+// setActive records whether this process holds the lock; losing it fails
+// the rows submitted and not yet taken by a round.
+func (g *integrator) setActive(on bool) {
+	g.ownMu.Lock()
+	g.active.Store(on)
+	left := g.own
+	if !on {
+		g.own = nil
+	}
+	g.ownMu.Unlock()
+	if !on {
+		finishOwn(left, errNotIntegrating)
+	}
+}
+
+// takeOwn takes every submitted batch for a round.
+func (g *integrator) takeOwn() []*ownRows {
+	g.ownMu.Lock()
+	defer g.ownMu.Unlock()
+	own := g.own
+	g.own = nil
+	return own
+}
+
+// finishOwn reports a round's outcome to the writers of its own rows.
+func finishOwn(own []*ownRows, err error) {
+	for _, o := range own {
+		o.done <- err
+	}
 }
 
 func newIntegrator(region string, connect func(context.Context) (*pgx.Conn, error), logger *slog.Logger) *integrator {
@@ -132,7 +211,7 @@ func (g *integrator) run() {
 			continue
 		}
 		err = g.hold(ctx, conn)
-		g.active.Store(false)
+		g.setActive(false)
 		conn.Close(context.Background())
 		if err == nil {
 			return
@@ -159,7 +238,7 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 			return nil
 		}
 	}
-	g.active.Store(true)
+	g.setActive(true)
 	g.logger.Info("audit integrator active", "region", g.region)
 	defer g.closeAhead()
 	for {
@@ -215,16 +294,18 @@ func (g *integrator) pause(d time.Duration) bool {
 }
 
 // round integrates the oldest pending batches, up to integrateBatch events
-// (at least one batch), in one transaction: it skips events already
-// chained (a re-shipped spool batch) or repeated within the round, assigns
-// each tenant's next seq, links the chains, numbers the tree leaves in the
-// batches' order, and has integrate_batches check and store them and delete
-// the batches. It returns the number of events read.
+// (at least one batch), then the rows this process's writers submitted, in
+// one transaction: it skips events already chained (a re-shipped spool
+// batch) or repeated within the round, assigns each tenant's next seq,
+// links the chains, numbers the tree leaves in that order, and has
+// integrate_round check and store them and delete the batches. It returns
+// the number of events read and submitted.
 // It reports whether it used events read ahead during the previous round.
 func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, bool, error) {
 	ahead := g.next
 	g.next = nil
-	n, err := g.roundOnce(ctx, conn, false, ahead)
+	own := g.takeOwn()
+	n, err := g.roundOnce(ctx, conn, false, ahead, own)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_event_id_key" {
 		// A batch repeats an event chained in an earlier round (a spool
@@ -232,11 +313,13 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, bool, erro
 		// acknowledgement): look every event up this time.
 		g.next = nil
 		ahead = nil
-		n, err = g.roundOnce(ctx, conn, true, nil)
+		n, err = g.roundOnce(ctx, conn, true, nil, own)
 	}
 	if err != nil {
 		g.next = nil
+		g.eventOID = 0
 	}
+	finishOwn(own, err)
 	return n, ahead != nil && err == nil, err
 }
 
@@ -287,11 +370,15 @@ func (g *integrator) closeAhead() {
 	g.next = nil
 }
 
+// ownBatch marks, in a round's pending list, the rows of this process's own
+// writers (which are in no batch).
+const ownBatch = -1
+
 // roundOnce is one attempt at a round; check looks each event up in events
 // to skip those already chained, otherwise the unique event_id index
 // refuses the round if one was. ahead, when not nil, are the round's
-// events read ahead (without check).
-func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, ahead []pending) (int, error) {
+// events read ahead (without check); own are submitted rows.
+func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, ahead []pending, own []*ownRows) (int, error) {
 	n := 0
 	var dups int
 	var collect func(keep bool)
@@ -308,6 +395,10 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, 
 				return fmt.Errorf("pending: %w", err)
 			}
 		}
+		ps, ownArray, err := g.appendOwn(ctx, tx.Conn().PgConn(), ps, own, check)
+		if err != nil {
+			return err
+		}
 		n = len(ps)
 		if n == 0 {
 			return nil
@@ -322,7 +413,7 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, 
 		skip := make([]bool, n)
 		oldest := ps[0].tsMicros
 		for i, p := range ps {
-			if i == 0 || p.batch != ps[i-1].batch {
+			if p.batch != ownBatch && (i == 0 || p.batch != ps[i-1].batch) {
 				batches = append(batches, binary.BigEndian.AppendUint64(nil, uint64(p.batch)))
 				batchIDs = append(batchIDs, p.batch)
 			}
@@ -402,13 +493,15 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, 
 		}
 		// The arrays are sent in binary as built here: pgx's generic array
 		// encoding (reflection per element) cost a third of the integrator's CPU.
-		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		// The own rows' array (ingest_event[], NULL when none) is sent with
+		// no type OID: the server takes the parameter's.
+		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
-				binArray(oidInt8, batches), binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
+				binArray(oidInt8, batches), ownArray, binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
 				binArray(oidInt8, leaves), binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)},
-			[]uint32{oidText, oidInt8, oidInt8Array, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidTextArray,
+			[]uint32{oidText, oidInt8, oidInt8Array, 0, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidTextArray,
 				oidInt8Array, oidByteaArray},
-			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
+			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
 		if res.Err != nil {
 			return fmt.Errorf("integrate %d events of %d batches: %w", n-dups, len(batches), res.Err)
 		}
@@ -431,9 +524,60 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, 
 	return n, nil
 }
 
+// appendOwn appends the submitted rows own to a round's pending events ps,
+// and returns them also as the binary ingest_event[] integrate_round takes
+// (nil when there are none). With check it looks them up in events, as
+// pending_events does for the batches.
+func (g *integrator) appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pending, own []*ownRows, check bool) ([]pending, []byte, error) {
+	count := 0
+	for _, o := range own {
+		count += len(o.rows)
+	}
+	if count == 0 {
+		return ps, nil, nil
+	}
+	if g.eventOID == 0 {
+		rr := conn.ExecParams(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`, nil, nil, nil, []int16{1}).Read()
+		if rr.Err != nil || len(rr.Rows) != 1 || len(rr.Rows[0][0]) != 4 {
+			return nil, nil, fmt.Errorf("look up type pgtenant_audit.ingest_event: %w", rr.Err)
+		}
+		g.eventOID = binary.BigEndian.Uint32(rr.Rows[0][0])
+	}
+	var chained map[[16]byte]bool
+	if check {
+		ids := make([][]byte, 0, count)
+		for _, o := range own {
+			for _, r := range o.rows {
+				ids = append(ids, r.EventID[:])
+			}
+		}
+		rr := conn.ExecParams(ctx, `SELECT pgtenant_audit.integrated_ids($1)`, [][]byte{binArray(oidUUID, ids)},
+			[]uint32{oidUUIDArray}, []int16{1}, []int16{1}).Read()
+		if rr.Err != nil {
+			return nil, nil, fmt.Errorf("look up own events: %w", rr.Err)
+		}
+		chained = make(map[[16]byte]bool, len(rr.Rows))
+		for _, row := range rr.Rows {
+			if len(row[0]) != 16 {
+				return nil, nil, fmt.Errorf("look up own events: malformed uuid")
+			}
+			chained[[16]byte(row[0])] = true
+		}
+	}
+	rows := make([]*Row, 0, count)
+	for _, o := range own {
+		for _, r := range o.rows {
+			ps = append(ps, pending{batch: ownBatch, id: r.EventID, chain: r.ChainID,
+				tsMicros: r.TS.Sub(pgEpoch).Microseconds(), content: r.ContentHash, integrated: chained[r.EventID]})
+			rows = append(rows, r)
+		}
+	}
+	return ps, encodeEventArray(make([]byte, 0, 20+400*count), g.eventOID, rows), nil
+}
+
 // pending is one element of a pending batch, as the integrator needs it.
 type pending struct {
-	batch      int64
+	batch      int64 // ownBatch for a submitted row
 	id         [16]byte
 	chain      string
 	tsMicros   int64 // since 2000-01-01 (PostgreSQL's epoch)
@@ -502,6 +646,7 @@ const (
 	oidBytea      = 17
 	oidInt8       = 20
 	oidUUID       = 2950
+	oidUUIDArray  = 2951
 	oidByteaArray = 1001
 	oidInt8Array  = 1016
 )

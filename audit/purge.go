@@ -218,7 +218,7 @@ func purgeRegion(ctx context.Context, name string, r config.Region, cfg config.A
 			if oid == 0 {
 				return fmt.Errorf("purge event: %w", ErrSchemaOutdated)
 			}
-			if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(encodeBatchCopy(nil, name, oid, []*Row{row})), copyBatchSQL); err != nil {
+			if err := insertBatch(ctx, tx.Conn().PgConn(), name, 1, encodeEventArray(nil, oid, []*Row{row})); err != nil {
 				return fmt.Errorf("purge event: %w", err)
 			}
 			res.Chains++

@@ -127,6 +127,7 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 			return nil, fmt.Errorf("region %s: %w", name, err)
 		}
 		w.spool = sp
+		w.direct, w.batchMax = true, directBatchMax
 		if n := sp.Pending(); n > 0 {
 			r.logger.Info("audit spool has unshipped events from a previous run", "region", name, "events", n)
 		}
@@ -136,6 +137,7 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 			w.batchMax = strictBatchMax
 		} else {
 			w.linger = batchLinger
+			w.direct, w.batchMax = true, directBatchMax
 		}
 		w.queue = make(chan *item, r.cfg.QueueSize)
 		w.sweepStop, w.sweepDone = make(chan struct{}), make(chan struct{})
@@ -468,6 +470,9 @@ type RegionStats struct {
 	Batches uint64
 	// EventsWritten is the number of rows appended.
 	EventsWritten uint64
+	// EventsWrittenDirect is the part of EventsWritten this process's own
+	// integrator wrote straight into events (no ingest batch).
+	EventsWrittenDirect uint64
 	// EventsFailed counts events that could not be written (their Record
 	// returned an error, or they were still queued when Close gave up).
 	EventsFailed uint64
@@ -495,12 +500,13 @@ func (r *Recorder) Stats() Stats {
 	s := Stats{Regions: make(map[string]RegionStats, len(r.writers))}
 	for name, w := range r.writers {
 		rs := RegionStats{
-			Batches:          w.batches.Load(),
-			EventsWritten:    w.written.Load(),
-			EventsFailed:     w.failed.Load(),
-			WriteSeconds:     time.Duration(w.writeNanos.Load()).Seconds(),
-			LastWriteSeconds: time.Duration(w.lastNanos.Load()).Seconds(),
-			Healthy:          w.failingSince.Load() == 0,
+			Batches:             w.batches.Load(),
+			EventsWritten:       w.written.Load(),
+			EventsWrittenDirect: w.writtenDirect.Load(),
+			EventsFailed:        w.failed.Load(),
+			WriteSeconds:        time.Duration(w.writeNanos.Load()).Seconds(),
+			LastWriteSeconds:    time.Duration(w.lastNanos.Load()).Seconds(),
+			Healthy:             w.failingSince.Load() == 0,
 		}
 		if w.spool != nil {
 			rs.QueueDepth = w.spool.Pending()

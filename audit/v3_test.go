@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -604,6 +607,101 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 5 {
 		t.Fatalf("verify: %+v", rep)
 	}
+
+	// The integrator's own writers' rows (no batch) are checked the same
+	// way: the five stored ones repeated and two new ones, submitted while
+	// the integrator is active, go through one round that stores the two.
+	for i := 5; i < 7; i++ {
+		rows = append(rows, hashedRow(t, stmt("42", "s", i)))
+	}
+	if err := g.submit(ctx, rows); !errors.Is(err, errNotIntegrating) {
+		t.Fatalf("submit to an inactive integrator: %v", err)
+	}
+	g.setActive(true)
+	submitted := make(chan error, 1)
+	go func() { submitted <- g.submit(ctx, rows) }()
+	for len(g.ownQueued()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if n, _, err := g.round(ctx, svc); err != nil || n != 7 {
+		t.Fatalf("own round read %d events (%v), want 7", n, err)
+	}
+	if err := <-submitted; err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if got, dups := g.integrated.Load(), g.dups.Load(); got != 7 || dups != 10 {
+		t.Fatalf("integrated %d, skipped %d; want 7 and 10", got, dups)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 7 {
+		t.Fatalf("verify: %+v", rep)
+	}
+	// Losing the lock fails what no round took.
+	go func() { submitted <- g.submit(ctx, rows[:1]) }()
+	for len(g.ownQueued()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	g.setActive(false)
+	if err := <-submitted; !errors.Is(err, errNotIntegrating) {
+		t.Fatalf("submit across a lost lock: %v", err)
+	}
+}
+
+// ownQueued returns the batches submitted and not yet taken by a round.
+func (g *integrator) ownQueued() []*ownRows {
+	g.ownMu.Lock()
+	defer g.ownMu.Unlock()
+	return slices.Clone(g.own)
+}
+
+// While a recorder's process integrates its region, its writers hand their
+// batches to its integrator: every event is written once, straight into
+// events (no ingest batch is ever appended), and the chains verify.
+func TestOwnEventsAreWrittenOnce(t *testing.T) {
+	for _, mode := range []string{ModeAsync, ModeSpool} {
+		t.Run(mode, func(t *testing.T) {
+			r, c := initRegion(t, "eu-west")
+			regions := map[string]config.Region{"eu-west": r}
+			ctx := testCtx(t)
+			rec := newTestRecorder(t, ctx, testAuditConfig(t, mode), regions, "i1")
+			for !rec.Stats().Regions["eu-west"].Integrating {
+				time.Sleep(5 * time.Millisecond)
+			}
+			const n = 3000
+			for i := range n {
+				ev := stmt("t"+strconv.Itoa(i%5), "s"+strconv.Itoa(i%5), i)
+				ev.Ref = uint64(i + 1)
+				if err := rec.Record(ctx, ev); err != nil {
+					t.Fatal(err)
+				}
+				res := ev
+				res.Kind, res.Verdict, res.Rows, res.SQLState = tenancy.KindResult, "", 1, "00000"
+				if err := rec.Record(ctx, res); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := rec.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st := rec.Stats().Regions["eu-west"]
+			if st.EventsWritten != n || st.EventsWrittenDirect != n || st.EventsIntegrated != n {
+				t.Errorf("written %d, directly %d, integrated %d; want %d each", st.EventsWritten, st.EventsWrittenDirect, st.EventsIntegrated, n)
+			}
+			db := adminConn(t, c, r)
+			if got := countRows(t, db, `kind = 'statement' AND rows = 1`); got != n {
+				t.Errorf("%d statements with their results stored, want %d", got, n)
+			}
+			var last *int64
+			if err := db.QueryRow(ctx, `SELECT pg_sequence_last_value(pg_get_serial_sequence('pgtenant_audit.ingest_batches', 'id'))`).Scan(&last); err != nil {
+				t.Fatal(err)
+			}
+			if last != nil {
+				t.Errorf("ingest batches were appended (the last id is %d)", *last)
+			}
+			if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != n {
+				t.Fatalf("verify: %+v", rep)
+			}
+		})
+	}
 }
 
 // audit.statement: full keeps the text outside the hashed content (hash
@@ -688,9 +786,12 @@ func TestEraseStatementTextKeepsEverythingVerifiable(t *testing.T) {
 	}
 }
 
-// integrate_batches refuses, as the service role, a round that does not
+// integrate_round refuses, as the service role, a round that does not
 // extend its chain exactly or does not number the next tree leaves, and
-// stores nothing then; the correct round goes through.
+// stores nothing then, whether its events come from a pending batch
+// (integrate_batches) or from the integrator's own process (p_own); the
+// correct round goes through, and a later round of the batch, which
+// repeats those events, skips them and deletes it.
 func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
@@ -746,6 +847,34 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			return err
 		})
 	}
+	// runOwn is the same round with the rows as the integrator's own
+	// (p_own, in the binary form the integrator sends) and no batch.
+	int8s := func(v []*int64) [][]byte {
+		out := make([][]byte, len(v))
+		for i, x := range v {
+			if x != nil {
+				out[i] = binary.BigEndian.AppendUint64(nil, uint64(*x))
+			}
+		}
+		return out
+	}
+	runOwn := func(rd round) error {
+		own := encodeEventArray(nil, oid, rows)
+		return pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT * FROM pgtenant_audit.heads_of('{42}', '{eu-west}')`); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
+				return err
+			}
+			return tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
+				[][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.firstLeaf)), own, binArray(oidInt8, int8s(rd.seq)),
+					binArray(oidBytea, rd.prev), binArray(oidBytea, rd.entry), binArray(oidInt8, int8s(rd.leaf)),
+					binArray(oidInt8, [][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.headSeq))}), binArray(oidBytea, [][]byte{rd.headEntry})},
+				[]uint32{oidInt8, 0, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidInt8Array, oidByteaArray},
+				[]int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read().Err
+		})
+	}
 	one := int64(1)
 	for name, broken := range map[string]func(*round){
 		"a wrong entry hash":      func(rd *round) { rd.entry[1] = rd.entry[0]; rd.prev[2] = rd.entry[0] },
@@ -760,23 +889,39 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 		},
 		"the wrong first leaf": func(rd *round) { rd.firstLeaf = 1 },
 	} {
-		rd := good()
-		broken(&rd)
-		if err := run(rd); err == nil {
-			t.Errorf("%s: integrate_batches accepted the round", name)
-		} else if !strings.Contains(err.Error(), "pgtenant_audit.integrate_batches") {
-			t.Errorf("%s: refused for another reason: %v", name, err)
+		for how, integrate := range map[string]func(round) error{"batch": run, "own": runOwn} {
+			rd := good()
+			broken(&rd)
+			if err := integrate(rd); err == nil {
+				t.Errorf("%s (%s): the round was accepted", name, how)
+			} else if !strings.Contains(err.Error(), "pgtenant_audit.integrate_round") {
+				t.Errorf("%s (%s): refused for another reason: %v", name, how, err)
+			}
 		}
 	}
 	db := adminConn(t, c, r)
 	if got := countRows(t, db, `true`); got != 0 {
 		t.Fatalf("refused rounds stored %d events", got)
 	}
-	if err := run(good()); err != nil {
+	if err := runOwn(good()); err != nil {
 		t.Fatalf("the correct round: %v", err)
 	}
 	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 3 {
 		t.Fatalf("verify: %+v", rep)
+	}
+	// The batch repeats the three events: skipped, it is deleted.
+	skipped := round{seq: make([]*int64, 3), prev: make([][]byte, 3), entry: make([][]byte, 3), leaf: make([]*int64, 3), firstLeaf: 3}
+	err := pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pgtenant_audit.integrate_batches('eu-west', 3, $1, $2, $3, $4, $5, '{}', '{}', '{}')`,
+			[]int64{batch}, skipped.seq, skipped.prev, skipped.entry, skipped.leaf)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the repeating batch: %v", err)
+	}
+	var left int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest_batches`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("batches left: %d (%v)", left, err)
 	}
 }
 

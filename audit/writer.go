@@ -22,6 +22,12 @@ import (
 // shared cores).
 const batchMax = 2048
 
+// directBatchMax is the batch limit of a writer that may hand its batches
+// to its own process's integrator: a batch then waits for the next round,
+// up to integratePace, and must carry what arrived meanwhile (2048 per
+// 300 ms is 6,800 events/s).
+const directBatchMax = integrateBatch
+
 // strictBatchMax is the batch limit in strict mode, where each statement
 // waits for the commit of its batch and holds its chain's head row while it
 // is written: latency matters more than throughput there.
@@ -56,9 +62,12 @@ type regionWriter struct {
 	queued       atomic.Int64
 	batches      atomic.Uint64
 	written      atomic.Uint64
+	// writtenDirect counts the events of written handed to this
+	// process's integrator rather than appended as ingest batches.
+	writtenDirect atomic.Uint64
 	failed       atomic.Uint64
 	eventOID     atomic.Uint32 // of pgtenant_audit.ingest_event; 0 = not looked up yet
-	copyBuf      []byte        // the COPY data of the latest batch, reused (one writer goroutine)
+	copyBuf      []byte        // the encoded events of the latest batch, reused (one writer goroutine)
 	writeNanos   atomic.Int64
 	lastNanos    atomic.Int64
 	failingSince atomic.Int64 // unix nanos of the first failure of the current outage; 0 = healthy
@@ -68,7 +77,12 @@ type regionWriter struct {
 	lastID  uuid.UUID // the last event appended, for Close to wait on
 
 	integ *integrator
-	held  *merger // statements waiting for their results (spool, async)
+	// direct: while this process integrates the region, batches go to the
+	// integrator rather than to ingest_batches (spool and async modes; a
+	// strict statement waits for its batch, which must not wait for a
+	// paced round).
+	direct bool
+	held   *merger // statements waiting for their results (spool, async)
 
 	sweepStop, sweepDone chan struct{} // async: sweep
 }
@@ -99,8 +113,8 @@ func (w *regionWriter) sweep() {
 	}
 }
 
-// write appends rows as one ingest batch (one COPY) and records the outcome; the
-// region's integrator then chains them.
+// write ships rows (append) and records the outcome; the region's
+// integrator chains them.
 func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
 	for _, r := range rows {
@@ -109,7 +123,7 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 			r.ContentHash = r.ComputeContentHash()
 		}
 	}
-	err := w.ingest(ctx, rows)
+	err := w.append(ctx, rows)
 	d := time.Since(start)
 	if err != nil {
 		w.failingSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -137,6 +151,21 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 		w.integ.wake()
 	}
 	return nil
+}
+
+// append ships rows: to this process's integrator when it holds the
+// region's lock (the rows are then written once, into events), otherwise
+// as one ingest batch for whichever process does.
+func (w *regionWriter) append(ctx context.Context, rows []*Row) error {
+	if w.direct {
+		if err := w.integ.submit(ctx, rows); !errors.Is(err, errNotIntegrating) {
+			if err == nil {
+				w.writtenDirect.Add(uint64(len(rows)))
+			}
+			return err
+		}
+	}
+	return w.ingest(ctx, rows)
 }
 
 // ingest appends rows as one batch. The composite type's OID is looked up
@@ -252,7 +281,7 @@ func (w *regionWriter) runQueue() {
 }
 
 // batchLinger is how long a writer lets a batch that nobody waits for fill
-// before it ships it. A batch costs the database a COPY, a row with its
+// before it ships it. A batch costs the database an INSERT, a row with its
 // TOAST chunks and, at integration, a deletion with its trigger, whatever
 // it carries; a writer that shipped whatever was queued sent a few events
 // per batch at 16k events/s, and its backend took about 30 µs of CPU per

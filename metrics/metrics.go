@@ -107,7 +107,7 @@ func New(o Options) *Metrics {
 	m.regionUp = f.gaugeVec("region_up", "Whether the region's backend was reachable at the last dial or probe (1) or not (0).", "region")
 
 	m.auditBatchSize = f.histogramVec("audit_batch_size", "Events per audit batch written to a region's database.", prometheus.ExponentialBuckets(1, 2, 12), "region")
-	m.auditWriteDuration = f.histogramVec("audit_write_duration_seconds", "Latency of one audit batch write, commit included.", durationBuckets, "region")
+	m.auditWriteDuration = f.histogramVec("audit_write_duration_seconds", "Latency of one audit batch write, commit included (for a batch handed to this process's own integrator, until the round that wrote it committed).", durationBuckets, "region")
 	m.auditWriteErrors = f.counterVec("audit_write_errors_total", "Audit batch writes that failed, by region.", "region")
 
 	m.configReloads = f.counterVec("config_reloads_total", "Configuration reloads, by result (success or failure).", "result")
