@@ -12,8 +12,9 @@ import (
 )
 
 // The durability bound is clients / (latency × statements per
-// transaction), capped by pgtenant-noaudit's TPS; async and spool rows get
-// only their ratio to noaudit; failed rows and references get nothing.
+// transaction), capped by pgtenant-noaudit's TPS; the serial bound adds the
+// latency to noaudit's time per statement; async and spool rows get only
+// their ratio to noaudit; failed rows and references get nothing.
 func TestComputeCeilings(t *testing.T) {
 	res := &Results{
 		Settings:   Settings{StatementsPerTx: 2},
@@ -60,6 +61,11 @@ func TestComputeCeilings(t *testing.T) {
 	none(4, "in-run bound", r[4].InRunBoundTPS)
 	check(4, "ceiling", r[4].CeilingTPS, 7000)
 	check(4, "vs ceiling", r[4].TPSvsCeiling, 0.5)
+	// 8 / (8 / 6000 + 2 ms × 2) = 1500; 64 / (64 / 7000 + 4 ms) = 64 × 7000 / 92.
+	check(3, "serial bound", r[3].SerialBoundTPS, 1500)
+	check(4, "serial bound", r[4].SerialBoundTPS, 64*7000.0/92)
+	check(4, "vs serial bound", r[4].TPSvsSerialBound, 0.71875)
+	none(5, "serial bound", r[5].SerialBoundTPS)
 	check(5, "vs noaudit", r[5].TPSvsNoAudit, 0.9)
 	none(5, "ceiling", r[5].CeilingTPS)
 	none(6, "vs noaudit", r[6].TPSvsNoAudit)
@@ -74,9 +80,9 @@ func TestComputeCeilings(t *testing.T) {
 	for _, want := range []string{
 		"## Audit modes against the audit disabled and their durability ceiling",
 		"(ext4) mean 0.500 ms",
-		"| pgtenant-spool-group | simple | 8 | 4800 | 0.80 | 8000 | 6000 | 0.80 | 1.000 | 9.000 | 4000 | 1.250 |",
-		"| pgtenant-strict | simple | 64 | 3500 | 0.50 | 16000 | 7000 | 0.50 | – | – | – | – |",
-		"| pgtenant-async | simple | 8 | 5400 | 0.90 | – | – | – | – | – | – | – |",
+		"| pgtenant-spool-group | simple | 8 | 4800 | 0.80 | 8000 | 6000 | 0.80 | 3429 | 1.40 | 1.000 | 9.000 | 4000 | 1.250 |",
+		"| pgtenant-strict | simple | 64 | 3500 | 0.50 | 16000 | 7000 | 0.50 | 4870 | 0.72 | – | – | – | – |",
+		"| pgtenant-async | simple | 8 | 5400 | 0.90 | – | – | – | – | – | – | – | – | – |",
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md.String())
