@@ -59,18 +59,18 @@ type regionWriter struct {
 	hardStop chan struct{} // closed when Close's context ends: exit now
 	done     chan struct{}
 
-	queued       atomic.Int64
-	batches      atomic.Uint64
-	written      atomic.Uint64
+	queued  atomic.Int64
+	batches atomic.Uint64
+	written atomic.Uint64
 	// writtenDirect counts the events of written handed to this
 	// process's integrator rather than appended as ingest batches.
 	writtenDirect atomic.Uint64
-	failed       atomic.Uint64
-	eventOID     atomic.Uint32 // of pgtenant_audit.ingest_event; 0 = not looked up yet
-	copyBuf      []byte        // the encoded events of the latest batch, reused (one writer goroutine)
-	writeNanos   atomic.Int64
-	lastNanos    atomic.Int64
-	failingSince atomic.Int64 // unix nanos of the first failure of the current outage; 0 = healthy
+	failed        atomic.Uint64
+	eventOID      atomic.Uint32 // of pgtenant_audit.ingest_event; 0 = not looked up yet
+	copyBuf       []byte        // the encoded events of the latest batch, reused (one writer goroutine)
+	writeNanos    atomic.Int64
+	lastNanos     atomic.Int64
+	failingSince  atomic.Int64 // unix nanos of the first failure of the current outage; 0 = healthy
 
 	mu      sync.Mutex
 	lastErr error
