@@ -113,7 +113,7 @@ func (w *regionWriter) sweep() {
 	}
 }
 
-// write ships rows (append) and records the outcome; the region's
+// write ships rows and records the outcome; the region's
 // integrator chains them.
 func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
@@ -123,7 +123,7 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 			r.ContentHash = r.ComputeContentHash()
 		}
 	}
-	err := w.append(ctx, rows)
+	err := w.ship(ctx, rows)
 	d := time.Since(start)
 	if err != nil {
 		w.failingSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -153,10 +153,10 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	return nil
 }
 
-// append ships rows: to this process's integrator when it holds the
+// ship sends rows: to this process's integrator when it holds the
 // region's lock (the rows are then written once, into events), otherwise
 // as one ingest batch for whichever process does.
-func (w *regionWriter) append(ctx context.Context, rows []*Row) error {
+func (w *regionWriter) ship(ctx context.Context, rows []*Row) error {
 	if w.direct {
 		if err := w.integ.submit(ctx, rows); !errors.Is(err, errNotIntegrating) {
 			if err == nil {
