@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +218,150 @@ func TestUpgradeFromSchema6KeepsEventsVerifiable(t *testing.T) {
 	}
 	if rep := mustVerify(t, regions, VerifyOptions{PublicKey: pub}); !rep.OK {
 		t.Fatalf("verify after erasure: %+v", rep)
+	}
+}
+
+// integrateV8 chains region's pending batches the way a proxy of schema
+// version 8 does (integrate_batches, one transaction), and returns how many
+// events it chained.
+func integrateV8(ctx context.Context, conn *pgx.Conn, region string) (int, error) {
+	n := 0
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		type ev struct {
+			batch   int64
+			chain   string
+			content []byte
+		}
+		var evs []ev
+		rows, err := tx.Query(ctx, `SELECT batch, chain_id, content_hash FROM pgtenant_audit.pending_events($1, 16384, false, '{}')`, region)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var e ev
+			if err := rows.Scan(&e.batch, &e.chain, &e.content); err != nil {
+				return err
+			}
+			evs = append(evs, e)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var batches []int64
+		var chains, regions []string
+		for i, e := range evs {
+			if i == 0 || e.batch != evs[i-1].batch {
+				batches = append(batches, e.batch)
+			}
+			if !slices.Contains(chains, e.chain) {
+				chains, regions = append(chains, e.chain), append(regions, region)
+			}
+		}
+		seqs, heads := map[string]int64{}, map[string][]byte{}
+		hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
+		if err != nil {
+			return err
+		}
+		for hr.Next() {
+			var c string
+			var s int64
+			var h []byte
+			if err := hr.Scan(&c, &s, &h); err != nil {
+				return err
+			}
+			seqs[c], heads[c] = s, h
+		}
+		if err := hr.Err(); err != nil {
+			return err
+		}
+		var size int64
+		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, region).Scan(&size); err != nil {
+			return err
+		}
+		var seq, leaf []int64
+		var prev, entry [][]byte
+		for i, e := range evs {
+			seqs[e.chain]++
+			h := EntryHash(e.chain, seqs[e.chain], heads[e.chain], e.content)
+			seq, leaf = append(seq, seqs[e.chain]), append(leaf, size+int64(i))
+			prev, entry = append(prev, heads[e.chain]), append(entry, h)
+			heads[e.chain] = h
+		}
+		var headSeq []int64
+		var headEntry [][]byte
+		for _, c := range chains {
+			headSeq, headEntry = append(headSeq, seqs[c]), append(headEntry, heads[c])
+		}
+		n = len(evs)
+		_, err = tx.Exec(ctx, `SELECT pgtenant_audit.integrate_batches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			region, size, batches, seq, prev, entry, leaf, chains, headSeq, headEntry)
+		return err
+	})
+	return n, err
+}
+
+// A region at schema version 8, with events chained and a batch pending,
+// upgrades to version 9: a proxy of version 8 still chains the pending batch
+// as the service role during the rolling upgrade (integrate_batches, now
+// integrate_round without own events), a proxy of this build then writes its
+// own events straight into events, continuing the same chains and tree, and
+// everything verifies against a tree checkpoint signed at version 8.
+func TestUpgradeFromSchema8KeepsEventsVerifiable(t *testing.T) {
+	ctx := testCtx(t)
+	orig := migrations
+	migrations = orig[:8]
+	r, c := initRegion(t, "eu-west")
+	migrations = orig
+	regions := map[string]config.Region{"eu-west": r}
+	pub, key := sealKey(t)
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
+	svc := serviceConn(t, c, r)
+	batch := func(session string) {
+		t.Helper()
+		rows := []*Row{hashedRow(t, stmt("42", session, 0)), hashedRow(t, stmt("7", session, 1)), hashedRow(t, stmt("42", session, 2))}
+		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch("v8")
+	if n, err := integrateV8(ctx, svc, "eu-west"); err != nil || n != 3 {
+		t.Fatalf("integrating at schema version 8: %d events, %v", n, err)
+	}
+	if _, err := Seal(ctx, regions, key, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	batch("pending")
+	if err := InitRegion(ctx, "eu-west", r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := integrateV8(ctx, svc, "eu-west"); err != nil || n != 3 {
+		t.Fatalf("a proxy of version 8 after the upgrade: %d events, %v", n, err)
+	}
+	rec := newTestRecorder(t, ctx, testAuditConfig(t, ModeAsync), regions, "v9-proxy")
+	for !rec.Stats().Regions["eu-west"].Integrating {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := range 5 {
+		if err := rec.Record(ctx, stmt("42", "v9", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := rec.Stats().Regions["eu-west"]; st.EventsWrittenDirect != 5 {
+		t.Fatalf("%d of 5 events written directly", st.EventsWrittenDirect)
+	}
+	db := adminConn(t, c, r)
+	for where, want := range map[string]int64{
+		`session_id = 'v8'`: 3, `session_id = 'pending'`: 3, `session_id = 'v9'`: 5,
+		`chain_id = '42' AND seq BETWEEN 1 AND 9`: 9, `leaf BETWEEN 0 AND 10`: 11,
+	} {
+		if got := countRows(t, db, where); got != want {
+			t.Fatalf("rows where %s: %d, want %d", where, got, want)
+		}
+	}
+	if rep := mustVerify(t, regions, VerifyOptions{PublicKey: pub}); !rep.OK || rep.Regions[0].Rows != 11 {
+		t.Fatalf("verify after the upgrade: %+v", rep)
 	}
 }
