@@ -100,7 +100,8 @@ func encodeEventArray(buf []byte, elemOID uint32, rows []*Row) []byte {
 
 // appendEventRecord appends r as one length-prefixed binary record of
 // type pgtenant_audit.ingest_event: field count, then per field its type
-// OID and its value as a COPY field (length, bytes; -1 = NULL).
+// OID and its value as a length-prefixed binary field (length, bytes; -1 =
+// NULL), the form binary COPY also uses.
 func appendEventRecord(buf []byte, r *Row) []byte {
 	at := len(buf)
 	buf = binary.BigEndian.AppendUint32(buf, 0) // the record's length, patched below

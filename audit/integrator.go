@@ -424,7 +424,7 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, 
 			}
 			seenID[p.id] = true
 			if !seenChain[p.chain] {
-				// Every event of a batch names the batch's region (integrate_batches checks it).
+				// Every event of a batch names the batch's region (integrate_round checks it).
 				seenChain[p.chain] = true
 				chains, regions = append(chains, p.chain), append(regions, g.region)
 			}
