@@ -187,10 +187,7 @@ func TestAttributionIsStoredAndVerified(t *testing.T) {
 // and version-3 rows continue the same chain.
 func TestUpgradeFromSchema5KeepsV1AndV2RowsVerifiable(t *testing.T) {
 	ctx := testCtx(t)
-	orig := migrations
-	migrations = orig[:5]
-	r, c := initRegion(t, "eu-west")
-	migrations = orig
+	r, c := initRegionAt(t, "eu-west", 5)
 	regions := map[string]config.Region{"eu-west": r}
 	db := adminConn(t, c, r)
 	// The schema-5 ingest columns, as a proxy of that version appends.

@@ -69,6 +69,16 @@ func initRegion(t testing.TB, name string) (config.Region, *cluster.Cluster) {
 	return r, c
 }
 
+// initRegionAt is initRegion with the audit schema only up to version v:
+// where an upgrade test starts.
+func initRegionAt(t testing.TB, name string, v int) (config.Region, *cluster.Cluster) {
+	t.Helper()
+	orig := migrations
+	migrations = orig[:v]
+	defer func() { migrations = orig }()
+	return initRegion(t, name)
+}
+
 func adminConn(t testing.TB, c *cluster.Cluster, r config.Region) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(testCtx(t), c.SuperuserDSN(r.AuditDatabase))

@@ -115,10 +115,7 @@ func integrateV6(ctx context.Context, conn *pgx.Conn, region string) (int, error
 // continue the same chains and tree.
 func TestUpgradeFromSchema6KeepsEventsVerifiable(t *testing.T) {
 	ctx := testCtx(t)
-	orig := migrations
-	migrations = orig[:6]
-	r, c := initRegion(t, "eu-west")
-	migrations = orig
+	r, c := initRegionAt(t, "eu-west", 6)
 	regions := map[string]config.Region{"eu-west": r}
 	db := adminConn(t, c, r)
 	pub, key := sealKey(t)
@@ -308,10 +305,7 @@ func integrateV8(ctx context.Context, conn *pgx.Conn, region string) (int, error
 // everything verifies against a tree checkpoint signed at version 8.
 func TestUpgradeFromSchema8KeepsEventsVerifiable(t *testing.T) {
 	ctx := testCtx(t)
-	orig := migrations
-	migrations = orig[:8]
-	r, c := initRegion(t, "eu-west")
-	migrations = orig
+	r, c := initRegionAt(t, "eu-west", 8)
 	regions := map[string]config.Region{"eu-west": r}
 	pub, key := sealKey(t)
 	pool, oid := ingestPool(ctx, t, "eu-west", r)
