@@ -42,7 +42,9 @@ func newBackendSide(bc *backendConn) backendSide {
 // session is one authenticated client connection: the client side, which
 // lives as long as the client, and a backendSide. The client loop owns the
 // backend writer; the backend loop owns the client writer (under wmu, which
-// the drainer also takes to end an idle session).
+// the drainer also takes to end an idle session). Its small fields sit
+// together so that it fits the 1024-byte allocation class: every idle
+// client holds one (TestSessionFitsItsSizeClass).
 type session struct {
 	srv       *Server
 	rt        *runtimeConfig
@@ -94,10 +96,10 @@ type session struct {
 
 	// backend loop state
 	batchErr   string                 // SQLSTATE of the first error since the last ReadyForQuery
-	skipToSync bool                   // an extended message failed: the server skips up to Sync
 	bportals   map[string]boundPortal // portals the server confirmed (values: a Bind allocates none)
 	lastParsed string                 // the latest Parse's text (client loop; parsedText)
 	events     []tenancy.Event        // built under wmu, recorded after it
+	skipToSync bool                   // an extended message failed: the server skips up to Sync
 	idle       atomic.Bool
 	idleSince  atomic.Int64 // unix nanoseconds
 	idleTimer  *time.Timer
@@ -108,8 +110,8 @@ type session struct {
 	// serveStep is serveClient's handler (serveBatches), built once;
 	// serveStop and serveErr are what it leaves serve with.
 	serveStep func() bool
-	serveStop bool
 	serveErr  error
+	serveStop bool
 
 	// backendFatal: the backend sent a FATAL (relayed to the client), so
 	// its EOF needs no further explanation.
