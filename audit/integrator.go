@@ -538,8 +538,11 @@ func (g *integrator) appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pe
 	}
 	if g.eventOID == 0 {
 		rr := conn.ExecParams(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`, nil, nil, nil, []int16{1}).Read()
-		if rr.Err != nil || len(rr.Rows) != 1 || len(rr.Rows[0][0]) != 4 {
+		if rr.Err != nil {
 			return nil, nil, fmt.Errorf("look up type pgtenant_audit.ingest_event: %w", rr.Err)
+		}
+		if len(rr.Rows) != 1 || len(rr.Rows[0][0]) != 4 || binary.BigEndian.Uint32(rr.Rows[0][0]) == 0 {
+			return nil, nil, fmt.Errorf("look up type pgtenant_audit.ingest_event: %w", ErrSchemaOutdated)
 		}
 		g.eventOID = binary.BigEndian.Uint32(rr.Rows[0][0])
 	}
