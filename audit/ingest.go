@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -58,11 +59,17 @@ func insertBatch(ctx context.Context, conn *pgconn.PgConn, region string, n int,
 		[]uint32{oidText, oidInt4, 0}, []int16{1, 1, 1}, nil).Read().Err
 }
 
+// rowQuerier is what ingestEventOID asks: a pool, a connection or a
+// transaction.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // ingestEventOID looks up the OID of the composite type
 // pgtenant_audit.ingest_event, which binary arrays of it must name.
-func ingestEventOID(ctx context.Context, pool *pgxpool.Pool) (uint32, error) {
+func ingestEventOID(ctx context.Context, q rowQuerier) (uint32, error) {
 	var oid uint32
-	if err := pool.QueryRow(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`).Scan(&oid); err != nil {
+	if err := q.QueryRow(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`).Scan(&oid); err != nil {
 		return 0, fmt.Errorf("ingest: look up type pgtenant_audit.ingest_event (schema version 7): %w", err)
 	}
 	if oid == 0 {
@@ -91,7 +98,13 @@ const (
 // stores and what integrate_round takes as its own events. It writes each
 // type's binary form directly: no reflection, no per-value planning.
 func encodeEventArray(buf []byte, elemOID uint32, rows []*Row) []byte {
-	buf = appendArrayHeader(buf, elemOID, len(rows), 0)
+	return appendEventRecords(appendArrayHeader(buf, elemOID, len(rows), 0), rows)
+}
+
+// appendEventRecords appends rows as the elements of such an array, with
+// no header: the records of several writer batches placed after one
+// header make one array (integrate_round's own events).
+func appendEventRecords(buf []byte, rows []*Row) []byte {
 	for _, r := range rows {
 		buf = appendEventRecord(buf, r)
 	}

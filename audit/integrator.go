@@ -75,19 +75,26 @@ type integrator struct {
 	ahead *pgx.Conn
 	next  []pending
 
-	// own holds the rows this process's writers submitted for the next
+	// own holds the batches this process's writers submitted for the next
 	// round, while active.
 	ownMu sync.Mutex
-	own   []*ownRows
-	// eventOID is the OID of pgtenant_audit.ingest_event, which the binary
-	// array of own rows names; 0 until looked up, and after any failed round.
-	eventOID uint32
+	own   []*submission
 }
 
-// ownRows is one writer batch submitted to this process's integrator, and
-// the outcome of the round that carried it.
+// ownRows is one writer batch for this process's integrator: its rows
+// (content hashes computed) and their records of type
+// pgtenant_audit.ingest_event (oid), encoded by the writer
+// (appendEventRecords).
 type ownRows struct {
-	rows []*Row
+	rows    []*Row
+	oid     uint32
+	records []byte
+}
+
+// submission is a submitted batch and the outcome of the round that
+// carried it.
+type submission struct {
+	ownRows
 	done chan error
 }
 
@@ -95,13 +102,13 @@ type ownRows struct {
 // integrator lock: its writers append ingest batches instead.
 var errNotIntegrating = errors.New("this process is not the region's integrator")
 
-// submit has the next round write rows (content hashes computed) into
-// events and waits for its outcome. A round runs at most integratePace
+// submit has the next round write b's rows into events and waits for its
+// outcome. A round runs at most integratePace
 // after the previous one started, so the writer's next batch gathers
 // meanwhile. It returns errNotIntegrating when this process does not hold
 // the lock (or loses it before a round took the rows).
-func (g *integrator) submit(ctx context.Context, rows []*Row) error {
-	o := &ownRows{rows: rows, done: make(chan error, 1)}
+func (g *integrator) submit(ctx context.Context, b ownRows) error {
+	o := &submission{ownRows: b, done: make(chan error, 1)}
 	g.ownMu.Lock()
 	if !g.active.Load() {
 		g.ownMu.Unlock()
@@ -136,7 +143,7 @@ func (g *integrator) setActive(on bool) {
 }
 
 // takeOwn takes every submitted batch for a round.
-func (g *integrator) takeOwn() []*ownRows {
+func (g *integrator) takeOwn() []*submission {
 	g.ownMu.Lock()
 	defer g.ownMu.Unlock()
 	own := g.own
@@ -145,7 +152,7 @@ func (g *integrator) takeOwn() []*ownRows {
 }
 
 // finishOwn reports a round's outcome to the writers of its own rows.
-func finishOwn(own []*ownRows, err error) {
+func finishOwn(own []*submission, err error) {
 	for _, o := range own {
 		o.done <- err
 	}
@@ -317,7 +324,6 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, bool, erro
 	}
 	if err != nil {
 		g.next = nil
-		g.eventOID = 0
 	}
 	finishOwn(own, err)
 	return n, ahead != nil && err == nil, err
@@ -378,7 +384,7 @@ const ownBatch = -1
 // to skip those already chained, otherwise the unique event_id index
 // refuses the round if one was. ahead, when not nil, are the round's
 // events read ahead (without check); own are submitted rows.
-func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, ahead []pending, own []*ownRows) (int, error) {
+func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, ahead []pending, own []*submission) (int, error) {
 	n := 0
 	var dups int
 	var collect func(keep bool)
@@ -395,7 +401,7 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, 
 				return fmt.Errorf("pending: %w", err)
 			}
 		}
-		ps, ownArray, err := g.appendOwn(ctx, tx.Conn().PgConn(), ps, own, check)
+		ps, ownArray, err := appendOwn(ctx, tx.Conn().PgConn(), ps, own, check)
 		if err != nil {
 			return err
 		}
@@ -526,25 +532,17 @@ func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, 
 
 // appendOwn appends the submitted rows own to a round's pending events ps,
 // and returns them also as the binary ingest_event[] integrate_round takes
-// (nil when there are none). With check it looks them up in events, as
-// pending_events does for the batches.
-func (g *integrator) appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pending, own []*ownRows, check bool) ([]pending, []byte, error) {
-	count := 0
+// (nil when there are none): one header before the writers' records. With
+// check it looks them up in events, as pending_events does for the
+// batches.
+func appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pending, own []*submission, check bool) ([]pending, []byte, error) {
+	count, size := 0, 20
 	for _, o := range own {
 		count += len(o.rows)
+		size += len(o.records)
 	}
 	if count == 0 {
 		return ps, nil, nil
-	}
-	if g.eventOID == 0 {
-		rr := conn.ExecParams(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`, nil, nil, nil, []int16{1}).Read()
-		if rr.Err != nil {
-			return nil, nil, fmt.Errorf("look up type pgtenant_audit.ingest_event: %w", rr.Err)
-		}
-		if len(rr.Rows) != 1 || len(rr.Rows[0][0]) != 4 || binary.BigEndian.Uint32(rr.Rows[0][0]) == 0 {
-			return nil, nil, fmt.Errorf("look up type pgtenant_audit.ingest_event: %w", ErrSchemaOutdated)
-		}
-		g.eventOID = binary.BigEndian.Uint32(rr.Rows[0][0])
 	}
 	var chained map[[16]byte]bool
 	if check {
@@ -567,15 +565,18 @@ func (g *integrator) appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pe
 			chained[[16]byte(row[0])] = true
 		}
 	}
-	rows := make([]*Row, 0, count)
+	// Every writer of the process names the same type (a batch encoded
+	// before the schema was re-created fails the round, and its writer
+	// looks the type up again).
+	arr := appendArrayHeader(make([]byte, 0, size), own[0].oid, count, 0)
 	for _, o := range own {
 		for _, r := range o.rows {
 			ps = append(ps, pending{batch: ownBatch, id: r.EventID, chain: r.ChainID,
 				tsMicros: r.TS.Sub(pgEpoch).Microseconds(), content: r.ContentHash, integrated: chained[r.EventID]})
-			rows = append(rows, r)
 		}
+		arr = append(arr, o.records...)
 	}
-	return ps, encodeEventArray(make([]byte, 0, 20+400*count), g.eventOID, rows), nil
+	return ps, arr, nil
 }
 
 // pending is one element of a pending batch, as the integrator needs it.

@@ -211,12 +211,9 @@ func purgeRegion(ctx context.Context, name string, r config.Region, cfg config.A
 			}
 			row.HashVersion = row.hashVersionFor()
 			row.ContentHash = row.ComputeContentHash()
-			var oid uint32
-			if err := tx.QueryRow(ctx, `SELECT coalesce(to_regtype('pgtenant_audit.ingest_event')::oid, 0)`).Scan(&oid); err != nil {
+			oid, err := ingestEventOID(ctx, tx)
+			if err != nil {
 				return fmt.Errorf("purge event: %w", err)
-			}
-			if oid == 0 {
-				return fmt.Errorf("purge event: %w", ErrSchemaOutdated)
 			}
 			if err := insertBatch(ctx, tx.Conn().PgConn(), name, 1, encodeEventArray(nil, oid, []*Row{row})); err != nil {
 				return fmt.Errorf("purge event: %w", err)

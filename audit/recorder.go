@@ -113,6 +113,11 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 		return pgx.ConnectConfig(ctx, cc)
 	}
 	w.integ = newIntegrator(name, connect, r.logger)
+	// Strict statements wait for their batch, which must not wait for a
+	// paced round: only spool and async writers go to the integrator.
+	if r.cfg.Mode != ModeStrict {
+		w.direct, w.batchMax = true, directBatchMax
+	}
 	if r.cfg.Mode == ModeSpool {
 		every := time.Duration(0)
 		if r.cfg.SpoolFsync != SpoolFsyncGroup {
@@ -127,7 +132,6 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 			return nil, fmt.Errorf("region %s: %w", name, err)
 		}
 		w.spool = sp
-		w.direct, w.batchMax = true, directBatchMax
 		if n := sp.Pending(); n > 0 {
 			r.logger.Info("audit spool has unshipped events from a previous run", "region", name, "events", n)
 		}
@@ -137,7 +141,6 @@ func (r *Recorder) startWriter(ctx context.Context, name string, reg config.Regi
 			w.batchMax = strictBatchMax
 		} else {
 			w.linger = batchLinger
-			w.direct, w.batchMax = true, directBatchMax
 		}
 		w.queue = make(chan *item, r.cfg.QueueSize)
 		w.sweepStop, w.sweepDone = make(chan struct{}), make(chan struct{})

@@ -614,12 +614,15 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	for i := 5; i < 7; i++ {
 		rows = append(rows, hashedRow(t, stmt("42", "s", i)))
 	}
-	if err := g.submit(ctx, rows); !errors.Is(err, errNotIntegrating) {
+	batch := func(rows []*Row) ownRows {
+		return ownRows{rows: rows, oid: oid, records: appendEventRecords(nil, rows)}
+	}
+	if err := g.submit(ctx, batch(rows)); !errors.Is(err, errNotIntegrating) {
 		t.Fatalf("submit to an inactive integrator: %v", err)
 	}
 	g.setActive(true)
 	submitted := make(chan error, 1)
-	go func() { submitted <- g.submit(ctx, rows) }()
+	go func() { submitted <- g.submit(ctx, batch(rows)) }()
 	for len(g.ownQueued()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -636,7 +639,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 		t.Fatalf("verify: %+v", rep)
 	}
 	// Losing the lock fails what no round took.
-	go func() { submitted <- g.submit(ctx, rows[:1]) }()
+	go func() { submitted <- g.submit(ctx, batch(rows[:1])) }()
 	for len(g.ownQueued()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -647,7 +650,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 }
 
 // ownQueued returns the batches submitted and not yet taken by a round.
-func (g *integrator) ownQueued() []*ownRows {
+func (g *integrator) ownQueued() []*submission {
 	g.ownMu.Lock()
 	defer g.ownMu.Unlock()
 	return slices.Clone(g.own)

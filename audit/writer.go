@@ -157,28 +157,48 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 // region's lock (the rows are then written once, into events), otherwise
 // as one ingest batch for whichever process does.
 func (w *regionWriter) ship(ctx context.Context, rows []*Row) error {
-	if w.direct {
-		if err := w.integ.submit(ctx, rows); !errors.Is(err, errNotIntegrating) {
-			if err == nil {
+	oid, err := w.typeOID(ctx)
+	if err != nil {
+		return err
+	}
+	if w.direct && w.integ.active.Load() {
+		// Encoded here rather than in the round, which holds its
+		// transaction open meanwhile; a buffer of its own, which the round
+		// may still read after a canceled submit returned.
+		err := w.integ.submit(ctx, ownRows{rows: rows, oid: oid, records: appendEventRecords(make([]byte, 0, recordSizeHint*len(rows)), rows)})
+		if !errors.Is(err, errNotIntegrating) {
+			if err != nil {
+				w.eventOID.Store(0)
+			} else {
 				w.writtenDirect.Add(uint64(len(rows)))
 			}
 			return err
 		}
 	}
-	return w.ingest(ctx, rows)
+	return w.ingest(ctx, oid, rows)
 }
 
-// ingest appends rows as one batch. The composite type's OID is looked up
-// once, and again after any failure (a re-created schema has a new one).
-func (w *regionWriter) ingest(ctx context.Context, rows []*Row) error {
-	oid := w.eventOID.Load()
-	if oid == 0 {
-		var err error
-		if oid, err = ingestEventOID(ctx, w.pool); err != nil {
-			return err
-		}
-		w.eventOID.Store(oid)
+// recordSizeHint is about the encoded size of one event's record (a
+// normalized statement with its result): a batch's buffer is sized once.
+const recordSizeHint = 400
+
+// typeOID returns the OID of pgtenant_audit.ingest_event, which the
+// batches' binary arrays name. It is looked up once, and again after any
+// failed write (a re-created schema has a new one).
+func (w *regionWriter) typeOID(ctx context.Context) (uint32, error) {
+	if oid := w.eventOID.Load(); oid != 0 {
+		return oid, nil
 	}
+	oid, err := ingestEventOID(ctx, w.pool)
+	if err != nil {
+		return 0, err
+	}
+	w.eventOID.Store(oid)
+	return oid, nil
+}
+
+// ingest appends rows as one batch.
+func (w *regionWriter) ingest(ctx context.Context, oid uint32, rows []*Row) error {
 	buf, err := ingestRowsBuf(ctx, w.pool, w.name, oid, rows, w.copyBuf)
 	w.copyBuf = buf
 	if err != nil {
