@@ -68,12 +68,13 @@ type integrator struct {
 	lagNanos   atomic.Int64 // age of the oldest event of the latest integration
 	integrated atomic.Uint64
 	dups       atomic.Uint64 // re-shipped events skipped
+	overlapped atomic.Uint64 // rounds planned while the one before integrated
 
-	// ahead is the second connection on which the active integrator reads
-	// the next round's events during a round; next holds them. Both belong
-	// to the integrator's goroutine.
-	ahead *pgx.Conn
-	next  []pending
+	// second is the connection of every other round: a round is planned
+	// and started on it while the one before runs on the lock's
+	// connection (and the other way round). It belongs to the integrator's
+	// goroutine.
+	second *pgx.Conn
 
 	// own holds the batches this process's writers submitted for the next
 	// round, while active.
@@ -95,7 +96,14 @@ type ownRows struct {
 // carried it.
 type submission struct {
 	ownRows
-	done chan error
+	// after is the writer's previous submission, still in flight when this
+	// one was submitted: a round takes this one only with it or after it
+	// was written, so that a writer's batches reach the chains in order.
+	after *submission
+	done  chan error
+	// failed is set by the integrator's goroutine when a round did not
+	// write it; read there only (takeOwn).
+	failed bool
 }
 
 // errNotIntegrating means this process does not hold the region's
@@ -108,15 +116,33 @@ var errNotIntegrating = errors.New("this process is not the region's integrator"
 // meanwhile. It returns errNotIntegrating when this process does not hold
 // the lock (or loses it before a round took the rows).
 func (g *integrator) submit(ctx context.Context, b ownRows) error {
-	o := &submission{ownRows: b, done: make(chan error, 1)}
+	o, err := g.submitAfter(b, nil)
+	if err != nil {
+		return err
+	}
+	return o.wait(ctx)
+}
+
+// submitAfter queues b for the next round without waiting for its
+// outcome. A round takes it only together with after or once after was
+// written: when after failed, so does it (errPredecessorFailed), and the
+// writer, which retries both, keeps its order. It returns errNotIntegrating
+// when this process does not hold the lock.
+func (g *integrator) submitAfter(b ownRows, after *submission) (*submission, error) {
+	o := &submission{ownRows: b, after: after, done: make(chan error, 1)}
 	g.ownMu.Lock()
 	if !g.active.Load() {
 		g.ownMu.Unlock()
-		return errNotIntegrating
+		return nil, errNotIntegrating
 	}
 	g.own = append(g.own, o)
 	g.ownMu.Unlock()
 	g.wake()
+	return o, nil
+}
+
+// wait returns the outcome of the round that carried o.
+func (o *submission) wait(ctx context.Context) error {
 	select {
 	case err := <-o.done:
 		return err
@@ -126,6 +152,11 @@ func (g *integrator) submit(ctx context.Context, b ownRows) error {
 		return ctx.Err()
 	}
 }
+
+// errPredecessorFailed fails a submission whose writer's previous one was
+// not written: taking it alone would chain the writer's batches out of
+// order.
+var errPredecessorFailed = errors.New("the writer's previous batch was not written")
 
 // setActive records whether this process holds the lock; losing it fails
 // the rows submitted and not yet taken by a round.
@@ -142,18 +173,35 @@ func (g *integrator) setActive(on bool) {
 	}
 }
 
-// takeOwn takes every submitted batch for a round.
+// takeOwn takes every submitted batch for a round, except those whose
+// predecessor an earlier round failed to write: they fail at once.
+// Predecessors taken by earlier rounds have their outcome set, since
+// rounds (and takeOwn, finishOwn) run one at a time on the integrator's
+// goroutine; one taken in this round shares its outcome.
 func (g *integrator) takeOwn() []*submission {
 	g.ownMu.Lock()
-	defer g.ownMu.Unlock()
 	own := g.own
 	g.own = nil
-	return own
+	g.ownMu.Unlock()
+	keep := own[:0]
+	var orphans []*submission
+	for _, o := range own {
+		if o.after != nil && o.after.failed {
+			o.failed = true // before a later one of this round asks
+			orphans = append(orphans, o)
+			continue
+		}
+		keep = append(keep, o)
+	}
+	finishOwn(orphans, errPredecessorFailed)
+	return keep
 }
 
 // finishOwn reports a round's outcome to the writers of its own rows.
 func finishOwn(own []*submission, err error) {
 	for _, o := range own {
+		o.failed = err != nil
+		o.after = nil // the chain of predecessors ends here
 		o.done <- err
 	}
 }
@@ -247,19 +295,18 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 	}
 	g.setActive(true)
 	g.logger.Info("audit integrator active", "region", g.region)
-	defer g.closeAhead()
+	defer g.closeSecond()
 	for {
 		stopping := g.stopped()
 		started := time.Now()
-		n, ahead, err := g.round(ctx, conn)
+		n, err := g.rounds(ctx, conn)
 		if err != nil {
 			return err
 		}
 		// A round takes whole batches of at most batchMax events while they
 		// fit in integrateBatch, so one that left more than batchMax of room
-		// took every batch visible when it started; one that used events
-		// read ahead during the previous round saw an older snapshot.
-		if ahead || n > integrateBatch-batchMax {
+		// took every batch visible when it started.
+		if n > integrateBatch-batchMax {
 			continue
 		}
 		if stopping {
@@ -300,235 +347,346 @@ func (g *integrator) pause(d time.Duration) bool {
 	return true
 }
 
-// round integrates the oldest pending batches, up to integrateBatch events
-// (at least one batch), then the rows this process's writers submitted, in
-// one transaction: it skips events already chained (a re-shipped spool
-// batch) or repeated within the round, assigns each tenant's next seq,
-// links the chains, numbers the tree leaves in that order, and has
-// integrate_round check and store them and delete the batches. It returns
-// the number of events read and submitted.
-// It reports whether it used events read ahead during the previous round.
-func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, bool, error) {
-	ahead := g.next
-	g.next = nil
+// round integrates, in one transaction, the oldest pending batches (up to
+// integrateBatch events, at least one batch) and then the rows this
+// process's writers submitted: it skips events already chained (a
+// re-shipped spool batch) or repeated within the round, assigns each
+// tenant's next seq, links the chains, numbers the tree leaves in that
+// order, and has integrate_round check and store them and delete the
+// batches. It returns the number of events read and submitted.
+func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 	own := g.takeOwn()
-	n, err := g.roundOnce(ctx, conn, false, ahead, own)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_event_id_key" {
-		// A batch repeats an event chained in an earlier round (a spool
-		// batch re-shipped after a crash, a write retried after a lost
-		// acknowledgement): look every event up this time.
-		g.next = nil
-		ahead = nil
-		n, err = g.roundOnce(ctx, conn, true, nil, own)
+	r, err := g.start(ctx, conn, false, own, nil)
+	if err == nil {
+		err = g.finish(r)
 	}
 	if err != nil {
-		g.next = nil
+		return g.recover(ctx, conn, own, err)
+	}
+	finishOwn(own, nil)
+	return r.plan.n, nil
+}
+
+// rounds is round, repeated while each round is full (a backlog) and the
+// writers submit more while it integrates: the next round is then planned
+// and started on the other connection while the one before integrates,
+// so that its planning (reading batches, hashing) and its insert overlap
+// that round, which integrate_round waits for before its checks. It
+// returns the number of events the last round read and took.
+func (g *integrator) rounds(ctx context.Context, conn *pgx.Conn) (int, error) {
+	conns := [2]*pgx.Conn{conn, g.secondConn(ctx)}
+	own := g.takeOwn()
+	r, err := g.start(ctx, conn, false, own, nil)
+	if err != nil {
+		return g.recover(ctx, conn, own, err)
+	}
+	for k := 1; conns[1] != nil && r.plan.n > integrateBatch-batchMax && g.more(r); k++ {
+		own := g.takeOwn()
+		next, err := g.start(ctx, conns[k%2], false, own, r.plan)
+		if err != nil {
+			rerr := g.finish(r)
+			g.closeSecond()
+			if rerr != nil {
+				return g.recover(ctx, conn, append(r.plan.own, own...), rerr)
+			}
+			finishOwn(r.plan.own, nil)
+			return g.recover(ctx, conn, own, err)
+		}
+		g.overlapped.Add(1)
+		if err := g.finish(r); err != nil {
+			// next was planned on r's outcome: it cannot commit unless r
+			// wrote no leaf. What neither wrote is retried, in order.
+			nerr := g.finish(next)
+			g.closeSecond()
+			if nerr == nil {
+				finishOwn(next.plan.own, nil)
+				return g.recover(ctx, conn, r.plan.own, err)
+			}
+			return g.recover(ctx, conn, append(r.plan.own, next.plan.own...), err)
+		}
+		finishOwn(r.plan.own, nil)
+		r = next
+	}
+	if err := g.finish(r); err != nil {
+		g.closeSecond()
+		return g.recover(ctx, conn, r.plan.own, err)
+	}
+	finishOwn(r.plan.own, nil)
+	return r.plan.n, nil
+}
+
+// more waits, while r integrates, for the writers to submit more rows;
+// it reports whether they did before r ended.
+func (g *integrator) more(r *runningRound) bool {
+	for {
+		g.ownMu.Lock()
+		queued := len(g.own) > 0
+		g.ownMu.Unlock()
+		if queued {
+			return true
+		}
+		select {
+		case <-g.kick:
+		case <-r.done:
+			return false
+		case <-g.hardStop:
+			return false
+		}
+	}
+}
+
+// recover deals with a round that failed, own being its submissions. When
+// the unique event_id index refused it (a batch repeats an event chained
+// in an earlier round: a spool batch re-shipped after a crash, a write
+// retried after a lost acknowledgement), one round that looks every event
+// up retries them; a round refused as out of date (SQLSTATE 40001, as the
+// round planned beside one that failed is) is retried once as it is.
+// Otherwise, or if the retry fails, own fail (their writers retry them)
+// and the error ends this hold of the lock.
+func (g *integrator) recover(ctx context.Context, conn *pgx.Conn, own []*submission, err error) (int, error) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "23505" && pe.ConstraintName == "events_event_id_key") {
+		var r *runningRound
+		r, err = g.start(ctx, conn, pe.Code == "23505", own, nil)
+		if err == nil {
+			if err = g.finish(r); err == nil {
+				finishOwn(own, nil)
+				return r.plan.n, nil
+			}
+		}
 	}
 	finishOwn(own, err)
-	return n, ahead != nil && err == nil, err
+	return 0, err
 }
 
-// readAhead starts reading, on a second connection, the pending events of
-// the round after the one integrating batches (excluded), so that reading
-// them overlaps the integration instead of following it. The returned
-// function waits for the result and keeps it for the next round (or drops
-// it on any error: that round then reads as usual).
-func (g *integrator) readAhead(ctx context.Context, batches []int64) func(keep bool) {
-	if g.connect == nil {
-		return func(bool) {}
+// roundPlan is a round as integrate_round takes it, and the chain heads
+// and tree size it leaves: where the round planned beside it starts.
+type roundPlan struct {
+	n, dups int              // events read and submitted; those skipped
+	own     []*submission    // the submitted batches it carries
+	batches []int64          // the ingest batches it carries
+	heads   map[string]*head // of its chains, after it
+	size    int64            // the tree's size after it
+	oldest  int64            // its oldest event's ts, µs since pgEpoch
+	args    [][]byte         // integrate_round's parameters
+}
+
+// head is a chain's last event, as a round leaves it.
+type head struct {
+	seq  int64
+	hash []byte
+}
+
+// runningRound is a planned round whose integrate_round and commit run in
+// a goroutine of their own; err is set when done is closed.
+type runningRound struct {
+	plan *roundPlan
+	done chan struct{}
+	err  error
+}
+
+// start begins a round on conn: it plans it (after, when not nil, is the
+// round still integrating before it, whose batches it leaves out and whose
+// chain heads and tree size it starts from) and has a goroutine run its
+// integrate_round and commit. check looks each event up in events to skip
+// those already chained; otherwise the unique event_id index refuses the
+// round if one was.
+func (g *integrator) start(ctx context.Context, conn *pgx.Conn, check bool, own []*submission, after *roundPlan) (*runningRound, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("region %s: begin round: %w", g.region, err)
 	}
-	if g.ahead == nil {
-		c, err := g.connect(ctx)
-		if err != nil {
-			return func(bool) {}
-		}
-		g.ahead = c
+	p, err := g.plan(ctx, tx, check, own, after)
+	if err != nil {
+		tx.Rollback(ctx) //nolint:errcheck // the planning error is the one to report
+		return nil, fmt.Errorf("region %s: %w", g.region, err)
 	}
-	conn := g.ahead
-	type result struct {
-		ps  []pending
-		err error
-	}
-	ch := make(chan result, 1)
+	r := &runningRound{plan: p, done: make(chan struct{})}
 	go func() {
-		ps, err := readPendingExcluding(ctx, conn.PgConn(), g.region, false, batches)
-		ch <- result{ps, err}
+		defer close(r.done)
+		if p.n > 0 {
+			res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				p.args, []uint32{oidText, oidInt8, oidInt8Array, 0, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array,
+					oidTextArray, oidInt8Array, oidByteaArray},
+				[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
+			if res.Err != nil {
+				tx.Rollback(ctx) //nolint:errcheck // the round's error is the one to report
+				r.err = fmt.Errorf("region %s: integrate %d events of %d batches: %w", g.region, p.n-p.dups, len(p.batches), res.Err)
+				return
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			r.err = fmt.Errorf("region %s: commit round: %w", g.region, err)
+		}
 	}()
-	return func(keep bool) {
-		r := <-ch
-		if r.err != nil {
-			g.closeAhead()
-			return
-		}
-		if keep && len(r.ps) > 0 {
-			g.next = r.ps
-		}
-	}
+	return r, nil
 }
 
-// closeAhead closes the read-ahead connection.
-func (g *integrator) closeAhead() {
-	if g.ahead != nil {
-		g.ahead.Close(context.Background())
-		g.ahead = nil
+// finish waits for r to end and counts what it integrated.
+func (g *integrator) finish(r *runningRound) error {
+	<-r.done
+	if r.err != nil {
+		return r.err
 	}
-	g.next = nil
+	p := r.plan
+	g.integrated.Add(uint64(p.n - p.dups))
+	g.dups.Add(uint64(p.dups))
+	if p.n == 0 {
+		g.lagNanos.Store(0)
+	} else {
+		g.lagNanos.Store(int64(time.Since(pgEpoch.Add(time.Duration(p.oldest) * time.Microsecond))))
+	}
+	return nil
+}
+
+// plan reads the round's pending batches and takes own, looks up the heads
+// of its chains and the tree's size (or takes them from after), and
+// computes every event's seq, links and leaf.
+func (g *integrator) plan(ctx context.Context, tx pgx.Tx, check bool, own []*submission, after *roundPlan) (*roundPlan, error) {
+	pc := tx.Conn().PgConn()
+	var exclude []int64
+	if after != nil {
+		exclude = after.batches
+	}
+	ps, err := readPendingExcluding(ctx, pc, g.region, check, exclude)
+	if err != nil {
+		return nil, fmt.Errorf("pending: %w", err)
+	}
+	ps, ownArray, err := appendOwn(ctx, pc, ps, own, check)
+	if err != nil {
+		return nil, err
+	}
+	p := &roundPlan{n: len(ps), own: own}
+	if p.n == 0 {
+		return p, nil
+	}
+	n := p.n
+	// seqs, prevs and entries have one element per batch element, in
+	// the order read; nil (NULL) marks a skipped duplicate.
+	var batches [][]byte
+	var chains []string
+	seenChain := map[string]bool{}
+	seenID := make(map[[16]byte]bool, n)
+	skip := make([]bool, n)
+	p.oldest = ps[0].tsMicros
+	for i, e := range ps {
+		if e.batch != ownBatch && (i == 0 || e.batch != ps[i-1].batch) {
+			batches = append(batches, binary.BigEndian.AppendUint64(nil, uint64(e.batch)))
+			p.batches = append(p.batches, e.batch)
+		}
+		if e.integrated || seenID[e.id] {
+			skip[i] = true
+			p.dups++
+			continue
+		}
+		seenID[e.id] = true
+		if !seenChain[e.chain] {
+			seenChain[e.chain] = true
+			chains = append(chains, e.chain)
+		}
+		p.oldest = min(p.oldest, e.tsMicros)
+	}
+	p.heads = make(map[string]*head, len(chains))
+	// Chains of the round still integrating start where it leaves them;
+	// the others' heads are read (and locked). Every event of a round
+	// names its region (integrate_round checks it).
+	var ask, regions []string
+	for _, c := range chains {
+		if after != nil && after.heads[c] != nil {
+			h := *after.heads[c]
+			p.heads[c] = &h
+			continue
+		}
+		ask, regions = append(ask, c), append(regions, g.region)
+	}
+	if len(ask) > 0 {
+		hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, ask, regions)
+		if err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+		for hr.Next() {
+			var c string
+			h := &head{}
+			if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
+				hr.Close()
+				return nil, fmt.Errorf("heads: %w", err)
+			}
+			p.heads[c] = h
+		}
+		if err := hr.Err(); err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+	}
+	var size int64
+	if after != nil {
+		size = after.size
+	} else if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
+		return nil, fmt.Errorf("tree size: %w", err)
+	}
+	seqs := make([][]byte, n)
+	prevs := make([][]byte, n)
+	entries := make([][]byte, n)
+	leaves := make([][]byte, n)
+	ints := make([]byte, 16*n) // seqs and leaves, one allocation
+	leaf := size
+	for i := range ps {
+		if skip[i] {
+			continue
+		}
+		leaves[i] = binary.BigEndian.AppendUint64(ints[16*i:16*i], uint64(leaf))
+		leaf++
+		e := &ps[i]
+		h := p.heads[e.chain]
+		if h == nil {
+			return nil, fmt.Errorf("chain %q has no head", e.chain)
+		}
+		h.seq++
+		entry := EntryHash(e.chain, h.seq, h.hash, e.content)
+		prevs[i], entries[i] = h.hash, entry
+		seqs[i] = binary.BigEndian.AppendUint64(ints[16*i+8:16*i+8], uint64(h.seq))
+		h.hash = entry
+	}
+	p.size = leaf
+	headChains := make([][]byte, len(chains))
+	headSeqs := make([][]byte, len(chains))
+	headEntries := make([][]byte, len(chains))
+	for i, c := range chains {
+		headChains[i], headEntries[i] = []byte(c), p.heads[c].hash
+		headSeqs[i] = binary.BigEndian.AppendUint64(nil, uint64(p.heads[c].seq))
+	}
+	// The arrays are sent in binary as built here: pgx's generic array
+	// encoding (reflection per element) cost a third of the integrator's CPU.
+	// The own rows' array (ingest_event[], NULL when none) is sent with
+	// no type OID: the server takes the parameter's.
+	p.args = [][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
+		binArray(oidInt8, batches), ownArray, binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
+		binArray(oidInt8, leaves), binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)}
+	return p, nil
+}
+
+// secondConn returns the connection of every other round, connecting it
+// when there is none (nil if that fails: rounds then run one at a time).
+func (g *integrator) secondConn(ctx context.Context) *pgx.Conn {
+	if g.second == nil && g.connect != nil {
+		if c, err := g.connect(ctx); err == nil {
+			g.second = c
+		}
+	}
+	return g.second
+}
+
+// closeSecond closes the second connection (after a failed round, which
+// may have left it unusable; the next rounds connect it again).
+func (g *integrator) closeSecond() {
+	if g.second != nil {
+		g.second.Close(context.Background())
+		g.second = nil
+	}
 }
 
 // ownBatch marks, in a round's pending list, the rows of this process's own
 // writers (which are in no batch).
 const ownBatch = -1
-
-// roundOnce is one attempt at a round; check looks each event up in events
-// to skip those already chained, otherwise the unique event_id index
-// refuses the round if one was. ahead, when not nil, are the round's
-// events read ahead (without check); own are submitted rows.
-func (g *integrator) roundOnce(ctx context.Context, conn *pgx.Conn, check bool, ahead []pending, own []*submission) (int, error) {
-	n := 0
-	var dups int
-	var collect func(keep bool)
-	defer func() {
-		if collect != nil {
-			collect(false)
-		}
-	}()
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		ps := ahead
-		if ps == nil {
-			var err error
-			if ps, err = readPending(ctx, tx.Conn().PgConn(), g.region, check); err != nil {
-				return fmt.Errorf("pending: %w", err)
-			}
-		}
-		ps, ownArray, err := appendOwn(ctx, tx.Conn().PgConn(), ps, own, check)
-		if err != nil {
-			return err
-		}
-		n = len(ps)
-		if n == 0 {
-			return nil
-		}
-		// seqs, prevs and entries have one element per batch element, in
-		// the order read; nil (NULL) marks a skipped duplicate.
-		var batches [][]byte
-		var batchIDs []int64
-		var chains, regions []string
-		seenChain := map[string]bool{}
-		seenID := make(map[[16]byte]bool, n)
-		skip := make([]bool, n)
-		oldest := ps[0].tsMicros
-		for i, p := range ps {
-			if p.batch != ownBatch && (i == 0 || p.batch != ps[i-1].batch) {
-				batches = append(batches, binary.BigEndian.AppendUint64(nil, uint64(p.batch)))
-				batchIDs = append(batchIDs, p.batch)
-			}
-			if p.integrated || seenID[p.id] {
-				skip[i] = true
-				dups++
-				continue
-			}
-			seenID[p.id] = true
-			if !seenChain[p.chain] {
-				// Every event of a batch names the batch's region (integrate_round checks it).
-				seenChain[p.chain] = true
-				chains, regions = append(chains, p.chain), append(regions, g.region)
-			}
-			oldest = min(oldest, p.tsMicros)
-		}
-		type head struct {
-			seq  int64
-			hash []byte
-		}
-		heads := make(map[string]*head, len(chains))
-		if len(chains) > 0 {
-			hr, err := tx.Query(ctx, `SELECT chain_id, seq, head FROM pgtenant_audit.heads_of($1, $2)`, chains, regions)
-			if err != nil {
-				return fmt.Errorf("heads: %w", err)
-			}
-			for hr.Next() {
-				var c string
-				h := &head{}
-				if err := hr.Scan(&c, &h.seq, &h.hash); err != nil {
-					hr.Close()
-					return fmt.Errorf("heads: %w", err)
-				}
-				heads[c] = h
-			}
-			if err := hr.Err(); err != nil {
-				return fmt.Errorf("heads: %w", err)
-			}
-		}
-		var size int64
-		if err := tx.QueryRow(ctx, `SELECT pgtenant_audit.tree_size($1)`, g.region).Scan(&size); err != nil {
-			return fmt.Errorf("tree size: %w", err)
-		}
-		seqs := make([][]byte, n)
-		prevs := make([][]byte, n)
-		entries := make([][]byte, n)
-		leaves := make([][]byte, n)
-		ints := make([]byte, 16*n) // seqs and leaves, one allocation
-		leaf := size
-		for i := range ps {
-			if skip[i] {
-				continue
-			}
-			leaves[i] = binary.BigEndian.AppendUint64(ints[16*i:16*i], uint64(leaf))
-			leaf++
-			p := &ps[i]
-			h := heads[p.chain]
-			if h == nil {
-				return fmt.Errorf("chain %q has no head", p.chain)
-			}
-			h.seq++
-			entry := EntryHash(p.chain, h.seq, h.hash, p.content)
-			prevs[i], entries[i] = h.hash, entry
-			seqs[i] = binary.BigEndian.AppendUint64(ints[16*i+8:16*i+8], uint64(h.seq))
-			h.hash = entry
-		}
-		headChains := make([][]byte, len(chains))
-		headSeqs := make([][]byte, len(chains))
-		headEntries := make([][]byte, len(chains))
-		for i, c := range chains {
-			headChains[i], headEntries[i] = []byte(c), heads[c].hash
-			headSeqs[i] = binary.BigEndian.AppendUint64(nil, uint64(heads[c].seq))
-		}
-		if n > integrateBatch-batchMax && !check {
-			// More is likely pending: read it while this round integrates.
-			collect = g.readAhead(ctx, batchIDs)
-		}
-		// The arrays are sent in binary as built here: pgx's generic array
-		// encoding (reflection per element) cost a third of the integrator's CPU.
-		// The own rows' array (ingest_event[], NULL when none) is sent with
-		// no type OID: the server takes the parameter's.
-		res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			[][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
-				binArray(oidInt8, batches), ownArray, binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
-				binArray(oidInt8, leaves), binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)},
-			[]uint32{oidText, oidInt8, oidInt8Array, 0, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidTextArray,
-				oidInt8Array, oidByteaArray},
-			[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
-		if res.Err != nil {
-			return fmt.Errorf("integrate %d events of %d batches: %w", n-dups, len(batches), res.Err)
-		}
-		g.lagNanos.Store(int64(time.Since(pgEpoch.Add(time.Duration(oldest) * time.Microsecond))))
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("region %s: %w", g.region, err)
-	}
-	if collect != nil {
-		// Committed: what was read ahead is the next round's.
-		collect(true)
-		collect = nil
-	}
-	g.integrated.Add(uint64(n - dups))
-	g.dups.Add(uint64(dups))
-	if n == 0 {
-		g.lagNanos.Store(0)
-	}
-	return n, nil
-}
 
 // appendOwn appends the submitted rows own to a round's pending events ps,
 // and returns them also as the binary ingest_event[] integrate_round takes

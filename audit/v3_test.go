@@ -578,7 +578,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	if err := ingestRows(ctx, pool, "eu-west", oid, rows[:3]); err != nil {
 		t.Fatal(err)
 	}
-	if n, _, err := g.round(ctx, svc); err != nil || n != 3 {
+	if n, err := g.round(ctx, svc); err != nil || n != 3 {
 		t.Fatalf("first round: %d %v", n, err)
 	}
 	// Re-shipped twice, once in the same round as a new copy: the round
@@ -590,7 +590,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	if err := ingestRows(ctx, pool, "eu-west", oid, rows[3:]); err != nil {
 		t.Fatal(err)
 	}
-	if n, _, err := g.round(ctx, svc); err != nil || n != 7 {
+	if n, err := g.round(ctx, svc); err != nil || n != 7 {
 		t.Fatalf("second round read %d events (%v), want 7", n, err)
 	}
 	if got, dups := g.integrated.Load(), g.dups.Load(); got != 5 || dups != 5 {
@@ -626,7 +626,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	for len(g.ownQueued()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	if n, _, err := g.round(ctx, svc); err != nil || n != 7 {
+	if n, err := g.round(ctx, svc); err != nil || n != 7 {
 		t.Fatalf("own round read %d events (%v), want 7", n, err)
 	}
 	if err := <-submitted; err != nil {
@@ -928,52 +928,91 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 	}
 }
 
-// Under a backlog the integrator reads the next round's events during a
-// round, on a second connection, leaving out the batches being integrated:
-// every event is chained once, in gap-free chains, and a round that used
-// events read ahead is never taken for one that saw everything pending.
-func TestIntegratorReadsAheadUnderABacklog(t *testing.T) {
+// Under a backlog the integrator plans each round while the one before
+// integrates, on a second connection, and integrate_round inserts before
+// it waits for that round: every event is chained once, in gap-free
+// chains, in the order its writer submitted it. A round that fails there
+// (here the unique event_id index refuses a batch that repeats events of
+// the round still integrating beside it) takes the round planned after it
+// down too, and both are retried, in order, by a round that looks every
+// event up.
+func TestRoundsOverlapUnderABacklog(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
-	pool, oid := ingestPool(ctx, t, "eu-west", r)
-	const batches = 20 // 40960 events: three rounds
-	for b := range batches {
-		rows := make([]*Row, 0, batchMax)
-		for i := range batchMax {
-			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(i%7), "s", b*batchMax+i)))
-		}
-		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, oid := ingestPool(ctx, t, "eu-west", r)
 	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
 	g := newIntegrator("eu-west", func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }, testLogger(t))
-	defer g.closeAhead()
+	defer g.closeSecond()
+	g.setActive(true)
+	const size = integrateBatch - batchMax + 100 // a full round each
+	var batches [][]*Row
+	k := 0
+	for b := range 4 {
+		var rows []*Row
+		if b == 2 {
+			rows = append(rows, batches[1][:50]...) // repeats of the round before
+		}
+		for len(rows) < size {
+			k++
+			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(k%7), "s", k)))
+		}
+		batches = append(batches, rows)
+	}
+	// Each batch is submitted once the round before took its predecessor,
+	// as a writer with one batch in flight does.
+	results := make([]chan error, len(batches))
+	for b := range results {
+		results[b] = make(chan error, 1)
+	}
+	go func() {
+		var prev *submission
+		for b, rows := range batches {
+			o, err := g.submitAfter(ownRows{rows: rows, oid: oid, records: appendEventRecords(nil, rows)}, prev)
+			if err != nil {
+				results[b] <- err
+				return
+			}
+			go func() { results[b] <- o.wait(ctx) }()
+			for len(g.ownQueued()) > 0 {
+				time.Sleep(time.Millisecond)
+			}
+			prev = o
+		}
+	}()
 	svc := serviceConn(t, c, r)
-	var rounds, aheadRounds, total int
-	for {
-		n, ahead, err := g.round(ctx, svc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rounds++
-		total += n
-		if ahead {
-			aheadRounds++
-			continue
-		}
-		if n <= integrateBatch-batchMax {
+	for b := range batches {
+		for {
+			select {
+			case err := <-results[b]:
+				if err != nil {
+					t.Fatalf("batch %d: %v", b, err)
+				}
+			default:
+				if _, err := g.rounds(ctx, svc); err != nil {
+					t.Fatalf("rounds: %v", err)
+				}
+				continue
+			}
 			break
 		}
 	}
-	if total != batches*batchMax || aheadRounds == 0 {
-		t.Fatalf("%d rounds (%d read ahead) chained %d events, want %d with some read ahead", rounds, aheadRounds, total, batches*batchMax)
+	if g.overlapped.Load() == 0 {
+		t.Fatal("no round was planned while another integrated")
 	}
-	db := adminConn(t, c, r)
-	if got := countRows(t, db, `true`); got != batches*batchMax {
-		t.Fatalf("events: %d", got)
+	want := uint64(k)
+	if got, dups := g.integrated.Load(), g.dups.Load(); got != want || dups != 50 {
+		t.Fatalf("integrated %d events and skipped %d, want %d and 50", got, dups, want)
 	}
-	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != batches*batchMax {
+	if got := countRows(t, adminConn(t, c, r), `true`); got != int64(want) {
+		t.Fatalf("events: %d, want %d", got, want)
+	}
+	// Each chain holds its events in the order they were submitted.
+	var disorder int
+	if err := adminConn(t, c, r).QueryRow(ctx, `SELECT count(*) FROM (SELECT ts < lag(ts) OVER (PARTITION BY chain_id ORDER BY seq) AS back
+		FROM pgtenant_audit.events) x WHERE back`).Scan(&disorder); err != nil || disorder != 0 {
+		t.Fatalf("%d events chained before an older one of their chain (%v)", disorder, err)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != int64(want) {
 		t.Fatalf("verify: %+v", rep)
 	}
 }
@@ -1039,8 +1078,8 @@ func TestEraseWaitsForPendingEvents(t *testing.T) {
 	}
 	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
 	g := newIntegrator("eu-west", func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }, testLogger(t))
-	defer g.closeAhead()
-	if n, _, err := g.round(ctx, serviceConn(t, c, r)); err != nil || n != 3 {
+	defer g.closeSecond()
+	if n, err := g.round(ctx, serviceConn(t, c, r)); err != nil || n != 3 {
 		t.Fatalf("integration round: %d, %v", n, err)
 	}
 	if n, err := Erase(ctx, regions, "42", cut); err != nil || n != 3 {

@@ -117,13 +117,24 @@ func (w *regionWriter) sweep() {
 // integrator chains them.
 func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	start := time.Now()
+	hashRows(rows)
+	err := w.ship(ctx, rows)
+	w.shipped(rows, start, err)
+	return err
+}
+
+// hashRows computes the content hashes rows do not have yet.
+func hashRows(rows []*Row) {
 	for _, r := range rows {
 		if r.ContentHash == nil {
 			r.HashVersion = r.hashVersionFor()
 			r.ContentHash = r.ComputeContentHash()
 		}
 	}
-	err := w.ship(ctx, rows)
+}
+
+// shipped records the outcome of shipping rows, which started at start.
+func (w *regionWriter) shipped(rows []*Row, start time.Time, err error) {
 	d := time.Since(start)
 	if err != nil {
 		w.failingSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -134,7 +145,7 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 		if first {
 			w.logger.Warn("audit write failed", "region", w.name, "events", len(rows), "error", err)
 		}
-		return err
+		return
 	}
 	if w.failingSince.Swap(0) != 0 {
 		w.logger.Info("audit writes recovered", "region", w.name)
@@ -150,7 +161,6 @@ func (w *regionWriter) write(ctx context.Context, rows []*Row) error {
 	if w.integ != nil {
 		w.integ.wake()
 	}
-	return nil
 }
 
 // ship sends rows: to this process's integrator when it holds the
@@ -162,20 +172,35 @@ func (w *regionWriter) ship(ctx context.Context, rows []*Row) error {
 		return err
 	}
 	if w.direct && w.integ.active.Load() {
-		// Encoded here rather than in the round, which holds its
-		// transaction open meanwhile; a buffer of its own, which the round
-		// may still read after a canceled submit returned.
-		err := w.integ.submit(ctx, ownRows{rows: rows, oid: oid, records: appendEventRecords(make([]byte, 0, recordSizeHint*len(rows)), rows)})
+		o, err := w.submit(rows, oid, nil)
 		if !errors.Is(err, errNotIntegrating) {
-			if err != nil {
-				w.eventOID.Store(0)
-			} else {
-				w.writtenDirect.Add(uint64(len(rows)))
+			if err == nil {
+				err = o.wait(ctx)
 			}
+			w.submitted(len(rows), err)
 			return err
 		}
 	}
 	return w.ingest(ctx, oid, rows)
+}
+
+// submit encodes rows and queues them for this process's integrator,
+// after the writer's submission still in flight (nil: none). They are
+// encoded here rather than in the round, which holds its transaction open
+// meanwhile; into a buffer of their own, which the round may still read
+// after the writer stopped waiting for it.
+func (w *regionWriter) submit(rows []*Row, oid uint32, after *submission) (*submission, error) {
+	records := appendEventRecords(make([]byte, 0, recordSizeHint*len(rows)), rows)
+	return w.integ.submitAfter(ownRows{rows: rows, oid: oid, records: records}, after)
+}
+
+// submitted records the outcome of n rows handed to the integrator.
+func (w *regionWriter) submitted(n int, err error) {
+	if err != nil {
+		w.eventOID.Store(0)
+		return
+	}
+	w.writtenDirect.Add(uint64(n))
 }
 
 // recordSizeHint is about the encoded size of one event's record (a
@@ -242,12 +267,18 @@ func (w *regionWriter) writeCtx() (context.Context, context.CancelFunc) {
 // runQueue ships the in-memory queue (strict and async modes). Statement
 // events of strict mode fail with the transaction; queued events are kept
 // and retried, so a full queue blocks producers rather than dropping.
+//
+// A direct writer keeps one batch in flight: while this process's
+// integrator writes one, it gathers, hashes and encodes the next and
+// submits it for the round after, so that its own work overlaps the
+// database's instead of adding to it.
 func (w *regionWriter) runQueue() {
 	defer close(w.done)
 	var held []*item
+	var fly *flight
 	attempt := 0
 	for {
-		if len(held) == 0 {
+		if len(held) == 0 && fly == nil {
 			select {
 			case it := <-w.queue:
 				held = append(held, it)
@@ -262,42 +293,153 @@ func (w *regionWriter) runQueue() {
 				return
 			}
 		}
-		held = w.gather(held)
-		rows := make([]*Row, len(held))
-		for i, it := range held {
-			rows[i] = it.row
+		if fly == nil {
+			held = w.gather(held)
+		} else {
+			held = w.gatherQueued(held)
 		}
+		var next *flight
+		if len(held) > 0 {
+			if next = w.launch(held, fly); next != nil {
+				held = nil
+			}
+		}
+		if fly != nil {
+			failed := w.land(fly)
+			if failed != nil && next != nil {
+				// Submitted after fly, next failed with it (or, if fly's
+				// round wrote it after all, was written): its rows are
+				// retried after fly's, before anything gathered later.
+				failed = append(failed, w.land(next)...)
+				next = nil
+			}
+			fly = nil
+			if failed != nil {
+				held = w.retry(append(failed, held...))
+				attempt++
+				if !w.backoff(attempt) {
+					w.abandon(held)
+					return
+				}
+				continue
+			}
+			attempt = 0
+		}
+		if next != nil {
+			fly = next
+			continue
+		}
+		if len(held) == 0 {
+			continue
+		}
+		// Not handed to the integrator: written now, in this goroutine.
 		ctx, cancel := w.writeCtx()
-		err := w.write(ctx, rows)
+		err := w.write(ctx, rowsOf(held))
 		cancel()
 		if err == nil {
-			for _, it := range held {
-				if it.done != nil {
-					it.done <- nil
-				}
-			}
-			w.queued.Add(-int64(len(held)))
+			w.delivered(held)
 			held = held[:0]
 			attempt = 0
 			continue
 		}
-		keep := held[:0]
-		for _, it := range held {
-			if it.done != nil {
-				it.done <- fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, err)
-				w.failed.Add(1)
-				w.queued.Add(-1)
-				continue
-			}
-			keep = append(keep, it)
-		}
-		held = keep
+		held = w.retry(held)
 		attempt++
 		if !w.backoff(attempt) {
 			w.abandon(held)
 			return
 		}
 	}
+}
+
+// flight is a batch of runQueue handed to this process's integrator whose
+// round has not reported yet.
+type flight struct {
+	held   []*item
+	rows   []*Row
+	sub    *submission
+	start  time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// launch hashes and encodes held's rows and submits them to this
+// process's integrator after the batch in flight (nil: none), without
+// waiting. It returns nil when they must be written the synchronous way:
+// the writer is not direct, this process does not integrate the region,
+// or the event type's OID cannot be looked up now.
+func (w *regionWriter) launch(held []*item, after *flight) *flight {
+	if !w.direct || !w.integ.active.Load() {
+		return nil
+	}
+	f := &flight{held: held, rows: rowsOf(held), start: time.Now()}
+	hashRows(f.rows)
+	f.ctx, f.cancel = w.writeCtx()
+	oid, err := w.typeOID(f.ctx)
+	if err == nil {
+		var prev *submission
+		if after != nil {
+			prev = after.sub
+		}
+		f.sub, err = w.submit(f.rows, oid, prev)
+	}
+	if err != nil {
+		f.cancel()
+		return nil
+	}
+	return f
+}
+
+// land waits for f's round and records its outcome: it delivers f's items
+// and returns nil, or returns them all for a retry.
+func (w *regionWriter) land(f *flight) []*item {
+	err := f.sub.wait(f.ctx)
+	f.cancel()
+	w.submitted(len(f.rows), err)
+	w.shipped(f.rows, f.start, err)
+	if err != nil {
+		return f.held
+	}
+	w.delivered(f.held)
+	return nil
+}
+
+// rowsOf returns the rows of held.
+func rowsOf(held []*item) []*Row {
+	rows := make([]*Row, len(held))
+	for i, it := range held {
+		rows[i] = it.row
+	}
+	return rows
+}
+
+// delivered reports written items to those waiting for them.
+func (w *regionWriter) delivered(held []*item) {
+	for _, it := range held {
+		if it.done != nil {
+			it.done <- nil
+		}
+	}
+	w.queued.Add(-int64(len(held)))
+}
+
+// retry fails the items of a failed write that somebody waits for (a
+// strict statement fails with its transaction) and returns the others, to
+// be written again in the same order.
+func (w *regionWriter) retry(held []*item) []*item {
+	w.mu.Lock()
+	err := w.lastErr
+	w.mu.Unlock()
+	keep := held[:0]
+	for _, it := range held {
+		if it.done != nil {
+			it.done <- fmt.Errorf("%w: region %s: %w", ErrUnavailable, w.name, err)
+			w.failed.Add(1)
+			w.queued.Add(-1)
+			continue
+		}
+		keep = append(keep, it)
+	}
+	return keep
 }
 
 // batchLinger is how long a writer lets a batch that nobody waits for fill
@@ -310,6 +452,20 @@ func (w *regionWriter) runQueue() {
 // durability does not depend on it): at 12k statements/s about 650 rows
 // where 10 ms gave 170 (BenchmarkWriterPaced, with integratePace).
 const batchLinger = 50 * time.Millisecond
+
+// gatherQueued adds to held what is queued now, up to batchMax, without
+// waiting.
+func (w *regionWriter) gatherQueued(held []*item) []*item {
+	for len(held) < w.batchMax {
+		select {
+		case it := <-w.queue:
+			held = append(held, it)
+		default:
+			return held
+		}
+	}
+	return held
+}
 
 // gather adds queued items to held, up to batchMax. In async mode (linger
 // set) it first lets the batch fill: it sleeps out the linger rather than
