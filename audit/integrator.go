@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,14 +84,31 @@ type integrator struct {
 }
 
 // ownRows is one writer batch for this process's integrator: its rows
-// (content hashes computed) and their records of type
-// pgtenant_audit.ingest_event (oid), encoded by the writer
-// (appendEventRecords).
+// (content hashes computed) and, encoded by the writer, the binary array
+// of their records of type pgtenant_audit.ingest_event (oid) that
+// integrate_round takes, but for its header: array's first
+// arrayHeaderSize bytes are left for it (see encodeOwn).
 type ownRows struct {
-	rows    []*Row
-	oid     uint32
-	records []byte
+	rows  []*Row
+	oid   uint32
+	array []byte
 }
+
+// arrayHeaderSize is the size of a one-dimensional binary array's header
+// (appendArrayHeader).
+const arrayHeaderSize = 20
+
+// encodeOwn encodes rows as a batch for the integrator, with room for the
+// array header before their records, so that a round that carries this
+// batch alone sends it as it is. sizeHint is the expected size of a
+// record.
+func encodeOwn(rows []*Row, oid uint32, sizeHint int) ownRows {
+	buf := make([]byte, arrayHeaderSize, arrayHeaderSize+sizeHint*len(rows))
+	return ownRows{rows: rows, oid: oid, array: appendEventRecords(buf, rows)}
+}
+
+// records returns the records of b, after the room left for the header.
+func (b ownRows) records() []byte { return b.array[arrayHeaderSize:] }
 
 // submission is a submitted batch and the outcome of the round that
 // carried it.
@@ -694,10 +712,10 @@ const ownBatch = -1
 // check it looks them up in events, as pending_events does for the
 // batches.
 func appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pending, own []*submission, check bool) ([]pending, []byte, error) {
-	count, size := 0, 20
+	count, size := 0, arrayHeaderSize
 	for _, o := range own {
 		count += len(o.rows)
-		size += len(o.records)
+		size += len(o.records())
 	}
 	if count == 0 {
 		return ps, nil, nil
@@ -726,13 +744,24 @@ func appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pending, own []*su
 	// Every writer of the process names the same type (a batch encoded
 	// before the schema was re-created fails the round, and its writer
 	// looks the type up again).
-	arr := appendArrayHeader(make([]byte, 0, size), own[0].oid, count, 0)
+	ps = slices.Grow(ps, count)
+	var arr []byte
+	if len(own) == 1 {
+		// The usual round under load carries one batch: its header goes
+		// in the room the writer left, and its records are not copied.
+		arr = own[0].array
+		appendArrayHeader(arr[:0], own[0].oid, count, 0)
+	} else {
+		arr = appendArrayHeader(make([]byte, 0, size), own[0].oid, count, 0)
+	}
 	for _, o := range own {
 		for _, r := range o.rows {
 			ps = append(ps, pending{batch: ownBatch, id: r.EventID, chain: r.ChainID,
 				tsMicros: r.TS.Sub(pgEpoch).Microseconds(), content: r.ContentHash, integrated: chained[r.EventID]})
 		}
-		arr = append(arr, o.records...)
+		if len(own) > 1 {
+			arr = append(arr, o.records()...)
+		}
 	}
 	return ps, arr, nil
 }

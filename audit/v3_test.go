@@ -615,7 +615,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 		rows = append(rows, hashedRow(t, stmt("42", "s", i)))
 	}
 	batch := func(rows []*Row) ownRows {
-		return ownRows{rows: rows, oid: oid, records: appendEventRecords(nil, rows)}
+		return encodeOwn(rows, oid, 0)
 	}
 	if err := g.submit(ctx, batch(rows)); !errors.Is(err, errNotIntegrating) {
 		t.Fatalf("submit to an inactive integrator: %v", err)
@@ -967,7 +967,7 @@ func TestRoundsOverlapUnderABacklog(t *testing.T) {
 	go func() {
 		var prev *submission
 		for b, rows := range batches {
-			o, err := g.submitAfter(ownRows{rows: rows, oid: oid, records: appendEventRecords(nil, rows)}, prev)
+			o, err := g.submitAfter(encodeOwn(rows, oid, 0), prev)
 			if err != nil {
 				results[b] <- err
 				return

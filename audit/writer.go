@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,10 @@ type regionWriter struct {
 	writeNanos    atomic.Int64
 	lastNanos     atomic.Int64
 	failingSince  atomic.Int64 // unix nanos of the first failure of the current outage; 0 = healthy
+	// recordSize is about the size of an encoded event record in this
+	// writer's latest batch handed to the integrator (a batch's buffer is
+	// sized once); 0 before the first. The writer's goroutine's.
+	recordSize int
 
 	mu      sync.Mutex
 	lastErr error
@@ -190,8 +195,11 @@ func (w *regionWriter) ship(ctx context.Context, rows []*Row) error {
 // meanwhile; into a buffer of their own, which the round may still read
 // after the writer stopped waiting for it.
 func (w *regionWriter) submit(rows []*Row, oid uint32, after *submission) (*submission, error) {
-	records := appendEventRecords(make([]byte, 0, recordSizeHint*len(rows)), rows)
-	return w.integ.submitAfter(ownRows{rows: rows, oid: oid, records: records}, after)
+	b := encodeOwn(rows, oid, cmp.Or(w.recordSize, 400))
+	// The next batch's buffer is sized after this one's records: a buffer
+	// that grows by doubling copies a batch's records about once more.
+	w.recordSize = len(b.records())/len(rows) + 16
+	return w.integ.submitAfter(b, after)
 }
 
 // submitted records the outcome of n rows handed to the integrator.
@@ -202,10 +210,6 @@ func (w *regionWriter) submitted(n int, err error) {
 	}
 	w.writtenDirect.Add(uint64(n))
 }
-
-// recordSizeHint is about the encoded size of one event's record (a
-// normalized statement with its result): a batch's buffer is sized once.
-const recordSizeHint = 400
 
 // typeOID returns the OID of pgtenant_audit.ingest_event, which the
 // batches' binary arrays name. It is looked up once, and again after any
