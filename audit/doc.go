@@ -30,7 +30,9 @@
 // chain, numbers the tree leaves, moves the events into events and deletes
 // the batches it chained: the queue is its own progress record, and nothing
 // is stored twice. That proxy's own writers hand their batches to its
-// integrator instead, which writes them into events once. Hashes are computed in Go over the
+// integrator instead, which writes them into events once; under a backlog
+// the integrator plans and starts each round while the one before is still
+// checked and committed, on a second connection. Hashes are computed in Go over the
 // versioned encoding of README.md (encoding.go), so that an auditor can write
 // an independent verifier (audit/verifier holds one in Python). Verify
 // (verify.go, verify_db.go) checks chains, per-chain checkpoints, tree
