@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,7 +280,7 @@ func (w *regionWriter) writeCtx() (context.Context, context.CancelFunc) {
 func (w *regionWriter) runQueue() {
 	defer close(w.done)
 	var held []*item
-	var fly *flight
+	var fly *flight[*item]
 	attempt := 0
 	for {
 		if len(held) == 0 && fly == nil {
@@ -302,19 +303,19 @@ func (w *regionWriter) runQueue() {
 		} else {
 			held = w.gatherQueued(held)
 		}
-		var next *flight
+		var next *flight[*item]
 		if len(held) > 0 {
-			if next = w.launch(held, fly); next != nil {
+			if next = launch(w, held, rowsOf(held), fly.submission()); next != nil {
 				held = nil
 			}
 		}
 		if fly != nil {
-			failed := w.land(fly)
+			failed := w.landQueued(fly)
 			if failed != nil && next != nil {
 				// Submitted after fly, next failed with it (or, if fly's
 				// round wrote it after all, was written): its rows are
 				// retried after fly's, before anything gathered later.
-				failed = append(failed, w.land(next)...)
+				failed = append(failed, w.landQueued(next)...)
 				next = nil
 			}
 			fly = nil
@@ -355,36 +356,41 @@ func (w *regionWriter) runQueue() {
 	}
 }
 
-// flight is a batch of runQueue handed to this process's integrator whose
-// round has not reported yet.
-type flight struct {
-	held   []*item
-	rows   []*Row
-	sub    *submission
-	start  time.Time
-	ctx    context.Context
-	cancel context.CancelFunc
+// flight is a batch handed to this process's integrator whose round has
+// not reported yet, with what the writer's loop keeps for it until then
+// (the queued items, or the spool entries, its rows came from).
+type flight[T any] struct {
+	carried []T
+	rows    []*Row
+	sub     *submission
+	start   time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
-// launch hashes and encodes held's rows and submits them to this
-// process's integrator after the batch in flight (nil: none), without
+// submission returns f's submission (nil for no flight).
+func (f *flight[T]) submission() *submission {
+	if f == nil {
+		return nil
+	}
+	return f.sub
+}
+
+// launch hashes and encodes rows and submits them to this process's
+// integrator after the submission still in flight (nil: none), without
 // waiting. It returns nil when they must be written the synchronous way:
 // the writer is not direct, this process does not integrate the region,
 // or the event type's OID cannot be looked up now.
-func (w *regionWriter) launch(held []*item, after *flight) *flight {
+func launch[T any](w *regionWriter, carried []T, rows []*Row, after *submission) *flight[T] {
 	if !w.direct || !w.integ.active.Load() {
 		return nil
 	}
-	f := &flight{held: held, rows: rowsOf(held), start: time.Now()}
+	f := &flight[T]{carried: carried, rows: rows, start: time.Now()}
 	hashRows(f.rows)
 	f.ctx, f.cancel = w.writeCtx()
 	oid, err := w.typeOID(f.ctx)
 	if err == nil {
-		var prev *submission
-		if after != nil {
-			prev = after.sub
-		}
-		f.sub, err = w.submit(f.rows, oid, prev)
+		f.sub, err = w.submit(f.rows, oid, after)
 	}
 	if err != nil {
 		f.cancel()
@@ -393,17 +399,22 @@ func (w *regionWriter) launch(held []*item, after *flight) *flight {
 	return f
 }
 
-// land waits for f's round and records its outcome: it delivers f's items
-// and returns nil, or returns them all for a retry.
-func (w *regionWriter) land(f *flight) []*item {
+// land waits for f's round and records its outcome.
+func (f *flight[T]) land(w *regionWriter) error {
 	err := f.sub.wait(f.ctx)
 	f.cancel()
 	w.submitted(len(f.rows), err)
 	w.shipped(f.rows, f.start, err)
-	if err != nil {
-		return f.held
+	return err
+}
+
+// landQueued lands f: it delivers f's items and returns nil, or returns
+// them all for a retry.
+func (w *regionWriter) landQueued(f *flight[*item]) []*item {
+	if f.land(w) != nil {
+		return f.carried
 	}
-	w.delivered(f.held)
+	w.delivered(f.carried)
 	return nil
 }
 
@@ -570,6 +581,9 @@ func (w *regionWriter) runSpool() {
 	attempt := 0
 	draining := false
 	var lingerFrom time.Time // when the batch being gathered became non-empty
+	// A direct writer keeps one batch in flight, as runQueue does: its
+	// entries are done (and released) only once its round wrote it.
+	var fly *flight[shipRow]
 	for {
 		var notify <-chan struct{}
 		if len(ready) < w.batchMax {
@@ -596,6 +610,22 @@ func (w *regionWriter) runSpool() {
 			ready = append(ready, shipRow{h.row, []*spoolEntry{h.pos.(*spoolEntry)}})
 		}
 		if len(ready) == 0 {
+			if fly != nil {
+				// Nothing more to send now: wait for the batch in flight.
+				again := w.landSpool(fly)
+				fly = nil
+				fifo = w.release(fifo)
+				if again != nil {
+					ready = again
+					attempt++
+					if !w.backoff(attempt) {
+						return
+					}
+					continue
+				}
+				attempt = 0
+				continue
+			}
 			if draining {
 				if w.held.len() > 0 {
 					for _, h := range w.held.expired(time.Time{}) {
@@ -626,9 +656,10 @@ func (w *regionWriter) runSpool() {
 			t.Stop()
 			continue
 		}
-		if len(ready) < w.batchMax && !draining {
+		if len(ready) < w.batchMax && !draining && fly == nil {
 			// Let the batch fill for batchLinger (gather) once nothing more
-			// is readable now.
+			// is readable now (a batch submitted after one in flight waits
+			// for a round anyway).
 			if lingerFrom.IsZero() {
 				lingerFrom = time.Now()
 			}
@@ -653,6 +684,35 @@ func (w *regionWriter) runSpool() {
 		for i := range n {
 			rows[i] = ready[i].row
 		}
+		next := launch(w, slices.Clone(ready[:n]), rows, fly.submission())
+		if next != nil {
+			ready = append(ready[:0], ready[n:]...)
+		}
+		if fly != nil {
+			again := w.landSpool(fly)
+			if again != nil && next != nil {
+				// Submitted after fly, next failed with it (or was
+				// written): what was not is shipped again, in order.
+				again = append(again, w.landSpool(next)...)
+				next = nil
+			}
+			fly = nil
+			fifo = w.release(fifo)
+			if again != nil {
+				ready = append(again, ready...)
+				attempt++
+				if !w.backoff(attempt) {
+					return
+				}
+				continue
+			}
+			attempt = 0
+		}
+		if next != nil {
+			fly = next
+			continue
+		}
+		// Not handed to the integrator: written now.
 		ctx, cancel := w.writeCtx()
 		err := w.write(ctx, rows)
 		cancel()
@@ -672,6 +732,20 @@ func (w *regionWriter) runSpool() {
 		ready = append(ready[:0], ready[n:]...)
 		fifo = w.release(fifo)
 	}
+}
+
+// landSpool lands f: its entries are done and nil is returned, or its
+// rows are returned to be shipped again.
+func (w *regionWriter) landSpool(f *flight[shipRow]) []shipRow {
+	if f.land(w) != nil {
+		return f.carried
+	}
+	for _, r := range f.carried {
+		for _, e := range r.entries {
+			e.done = true
+		}
+	}
+	return nil
 }
 
 // take routes one spooled row: a statement waits for its result, a result

@@ -15,13 +15,20 @@ import (
 	"github.com/pgtenant/pgtenant/tenancy"
 )
 
-// BenchmarkWriter measures the v3 write path into a real cluster: 16
-// tenants, async mode, a queue large enough not to throttle. It reports the
-// rate at which events are appended (events/s, Record until the queue is
-// empty) and, separately, the rate at which the region's integrator chains
-// them (chained/s, from the first event to the last one integrated).
+// BenchmarkWriter measures the v3 write path into a real cluster, flat
+// out: 16 tenants, in async mode (a queue large enough not to throttle)
+// and in spool mode (the default interval fsync). It reports the rate at
+// which events are appended (events/s, Record until the queue or the spool
+// is empty) and, separately, the rate at which the region's integrator
+// chains them (chained/s, from the first event to the last one integrated).
 func BenchmarkWriter(b *testing.B) {
-	rec, dataDir := benchRecorder(b, ModeAsync)
+	for _, mode := range []string{ModeAsync, ModeSpool} {
+		b.Run(mode, func(b *testing.B) { benchWriter(b, mode) })
+	}
+}
+
+func benchWriter(b *testing.B, mode string) {
+	rec, dataDir := benchRecorder(b, mode)
 	ctx := context.Background()
 	evs := make([]tenancy.Event, 16)
 	for i := range evs {
@@ -40,7 +47,7 @@ func BenchmarkWriter(b *testing.B) {
 		}
 	})
 	w := rec.writers["eu-west"]
-	for w.queued.Load() > 0 {
+	for w.queued.Load() > 0 || w.spool != nil && w.spool.Pending() > 0 {
 		time.Sleep(time.Millisecond)
 	}
 	appended := time.Since(start)
