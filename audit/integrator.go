@@ -433,9 +433,14 @@ func (g *integrator) rounds(ctx context.Context, conn *pgx.Conn) (int, error) {
 	return r.plan.n, nil
 }
 
-// more waits, while r integrates, for the writers to submit more rows;
-// it reports whether they did before r ended.
+// more reports whether to plan the next round while r integrates: at once
+// when r carried other proxies' batches (a full round of them leaves more
+// pending), otherwise once this process's writers submit more rows before
+// r ends.
 func (g *integrator) more(r *runningRound) bool {
+	if len(r.plan.batches) > 0 {
+		return true
+	}
 	for {
 		g.ownMu.Lock()
 		queued := len(g.own) > 0

@@ -1017,6 +1017,48 @@ func TestRoundsOverlapUnderABacklog(t *testing.T) {
 	}
 }
 
+// A backlog of other proxies' batches overlaps the same way: each full
+// round's successor reads the pending batches but those of the round still
+// integrating, and every event is chained once, in gap-free chains.
+func TestRoundsOverlapUnderABacklogOfBatches(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
+	const batches = 20 // 40960 events: three rounds
+	for b := range batches {
+		rows := make([]*Row, 0, batchMax)
+		for i := range batchMax {
+			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(i%7), "s", b*batchMax+i)))
+		}
+		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
+	g := newIntegrator("eu-west", func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }, testLogger(t))
+	defer g.closeSecond()
+	svc := serviceConn(t, c, r)
+	for g.integrated.Load() < batches*batchMax {
+		if n, err := g.rounds(ctx, svc); err != nil || n == 0 {
+			t.Fatalf("rounds: %d events, %v", n, err)
+		}
+	}
+	if got, overlapped := g.integrated.Load(), g.overlapped.Load(); got != batches*batchMax || overlapped == 0 {
+		t.Fatalf("chained %d events (%d rounds overlapped), want %d with some overlapped", got, overlapped, batches*batchMax)
+	}
+	db := adminConn(t, c, r)
+	if got := countRows(t, db, `true`); got != batches*batchMax {
+		t.Fatalf("events: %d", got)
+	}
+	var left int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pgtenant_audit.ingest_batches`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("batches left: %d (%v)", left, err)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != batches*batchMax {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
 // ingestPool is a writer's pool on region's audit database, closed when
 // the test ends, and the OID of pgtenant_audit.ingest_event for ingestRows.
 func ingestPool(ctx context.Context, t *testing.T, region string, r config.Region) (*pgxpool.Pool, uint32) {
