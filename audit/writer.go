@@ -310,14 +310,8 @@ func (w *regionWriter) runQueue() {
 			}
 		}
 		if fly != nil {
-			failed := w.landQueued(fly)
-			if failed != nil && next != nil {
-				// Submitted after fly, next failed with it (or, if fly's
-				// round wrote it after all, was written): its rows are
-				// retried after fly's, before anything gathered later.
-				failed = append(failed, w.landQueued(next)...)
-				next = nil
-			}
+			var failed []*item
+			failed, next = landBoth(fly, next, w.landQueued)
 			fly = nil
 			if failed != nil {
 				held = w.retry(append(failed, held...))
@@ -406,6 +400,19 @@ func (f *flight[T]) land(w *regionWriter) error {
 	w.submitted(len(f.rows), err)
 	w.shipped(f.rows, f.start, err)
 	return err
+}
+
+// landBoth lands fly with land (which returns what was not written, nil
+// when all was). When fly failed, next (nil: none), submitted after it,
+// failed with it or (if fly's round wrote it after all) was written: it is
+// landed too, and what neither wrote comes back in order, fly's first.
+// next is returned while still in flight.
+func landBoth[T any](fly, next *flight[T], land func(*flight[T]) []T) (again []T, stillFlying *flight[T]) {
+	again = land(fly)
+	if again == nil || next == nil {
+		return again, next
+	}
+	return append(again, land(next)...), nil
 }
 
 // landQueued lands f: it delivers f's items and returns nil, or returns
@@ -689,13 +696,8 @@ func (w *regionWriter) runSpool() {
 			ready = append(ready[:0], ready[n:]...)
 		}
 		if fly != nil {
-			again := w.landSpool(fly)
-			if again != nil && next != nil {
-				// Submitted after fly, next failed with it (or was
-				// written): what was not is shipped again, in order.
-				again = append(again, w.landSpool(next)...)
-				next = nil
-			}
+			var again []shipRow
+			again, next = landBoth(fly, next, w.landSpool)
 			fly = nil
 			fifo = w.release(fifo)
 			if again != nil {
