@@ -385,9 +385,9 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 	return r.plan.n, nil
 }
 
-// rounds is round, repeated while each round is full (a backlog) and the
-// writers submit more while it integrates: the next round is then planned
-// and started on the other connection while the one before integrates,
+// rounds is round, repeated while each round is full (a backlog) and more
+// is pending (more): the next round is then planned and started on the
+// other connection while the one before integrates,
 // so that its planning (reading batches, hashing) and its insert overlap
 // that round, which integrate_round waits for before its checks. It
 // returns the number of events the last round read and took.
