@@ -323,7 +323,8 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 		}
 		// A round takes whole batches of at most batchMax events while they
 		// fit in integrateBatch, so one that left more than batchMax of room
-		// took every batch visible when it started.
+		// took every batch visible when it started. Rounds that took more
+		// together (overlapping under a backlog) go on at once too.
 		if n > integrateBatch-batchMax {
 			continue
 		}
@@ -347,22 +348,43 @@ func (g *integrator) hold(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// pause sleeps d, cut short by Close (stop) or hardStop; it returns false
-// when the integrator must exit now. A writer's wake during the pause stays
-// pending, so the next idle wait returns at once.
+// pause sleeps d, cut short by Close (stop), by hardStop, or once this
+// process's writers have submitted a full round (a backlog the pace would
+// only stall: a small round after a backlog, such as a spool's last records
+// before its next segment, would otherwise hold the next full batches back
+// for most of integratePace); it returns false when the integrator must
+// exit now.
 func (g *integrator) pause(d time.Duration) bool {
 	if d <= 0 {
 		return true
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-g.stop:
-	case <-g.hardStop:
-		return false
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-g.stop:
+			return true
+		case <-g.hardStop:
+			return false
+		case <-g.kick:
+			if g.ownQueuedRows() > integrateBatch-batchMax {
+				return true
+			}
+		}
 	}
-	return true
+}
+
+// ownQueuedRows is the number of rows submitted and not yet taken.
+func (g *integrator) ownQueuedRows() int {
+	g.ownMu.Lock()
+	defer g.ownMu.Unlock()
+	n := 0
+	for _, o := range g.own {
+		n += len(o.rows)
+	}
+	return n
 }
 
 // round integrates, in one transaction, the oldest pending batches (up to
@@ -390,7 +412,8 @@ func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 // other connection while the one before integrates,
 // so that its planning (reading batches, hashing) and its insert overlap
 // that round, which integrate_round waits for before its checks. It
-// returns the number of events the last round read and took.
+// returns the number of events its rounds read and took, so that a backlog
+// whose last round was small is not taken for a quiet region (and paced).
 func (g *integrator) rounds(ctx context.Context, conn *pgx.Conn) (int, error) {
 	conns := [2]*pgx.Conn{conn, g.secondConn(ctx)}
 	own := g.takeOwn()
@@ -398,6 +421,7 @@ func (g *integrator) rounds(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if err != nil {
 		return g.recover(ctx, conn, own, err)
 	}
+	before := 0 // events of the rounds before r, all written
 	for k := 1; conns[1] != nil && r.plan.n > integrateBatch-batchMax && g.more(r); k++ {
 		own := g.takeOwn()
 		next, err := g.start(ctx, conns[k%2], false, own, r.plan)
@@ -423,14 +447,16 @@ func (g *integrator) rounds(ctx context.Context, conn *pgx.Conn) (int, error) {
 			return g.recover(ctx, conn, append(r.plan.own, next.plan.own...), err)
 		}
 		finishOwn(r.plan.own, nil)
+		before += r.plan.n
 		r = next
 	}
 	if err := g.finish(r); err != nil {
 		g.closeSecond()
-		return g.recover(ctx, conn, r.plan.own, err)
+		n, err := g.recover(ctx, conn, r.plan.own, err)
+		return before + n, err
 	}
 	finishOwn(r.plan.own, nil)
-	return r.plan.n, nil
+	return before + r.plan.n, nil
 }
 
 // more reports whether to plan the next round while r integrates: at once

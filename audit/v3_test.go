@@ -1134,3 +1134,31 @@ func TestEraseWaitsForPendingEvents(t *testing.T) {
 		t.Fatalf("verify after erasure: %+v", rep.Failures)
 	}
 }
+
+// The pace between rounds ends as soon as this process's writers have
+// submitted a full round: after a small round, a backlog is not held back.
+func TestPauseEndsOnABacklog(t *testing.T) {
+	g := newIntegrator("eu-west", nil, testLogger(t))
+	g.setActive(true)
+	if _, err := g.submitAfter(ownRows{rows: make([]*Row, integrateBatch-batchMax)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	paused := make(chan bool, 1)
+	go func() { paused <- g.pause(time.Hour) }()
+	select {
+	case <-paused:
+		t.Fatal("the pace ended before a full round was submitted")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := g.submitAfter(ownRows{rows: make([]*Row, 1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ok := <-paused:
+		if !ok {
+			t.Fatal("pause asked the integrator to exit")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the pace went on with a full round submitted")
+	}
+}
