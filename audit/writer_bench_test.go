@@ -79,8 +79,9 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// clusterCPU is the user+system CPU time of the postmaster in dataDir and
-// its live children (backends, background workers), from /proc.
+// clusterCPU is the user+system CPU time of the postmaster in dataDir, of
+// its live children (backends, background workers) and of those it
+// reaped, from /proc.
 func clusterCPU(tb testing.TB, dataDir string) time.Duration {
 	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
@@ -105,13 +106,24 @@ func clusterCPU(tb testing.TB, dataDir string) time.Duration {
 		if i < 0 {
 			continue
 		}
-		f := strings.Fields(s[i+1:]) // f[0] state, f[1] ppid, f[11] utime, f[12] stime
-		if len(f) < 13 || (f[1] != pm && e.Name() != pm) {
+		// f[0] state, f[1] ppid, f[11] utime, f[12] stime, f[13] cutime,
+		// f[14] cstime (of children reaped).
+		f := strings.Fields(s[i+1:])
+		if len(f) < 15 || (f[1] != pm && e.Name() != pm) {
 			continue
 		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(u+st) * time.Second / 100 // USER_HZ
+		ticks := int64(0)
+		fields := f[11:13]
+		if e.Name() == pm {
+			// Backends that exited (the recorder's, once closed) count
+			// through the postmaster, which reaped them.
+			fields = f[11:15]
+		}
+		for _, v := range fields {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			ticks += n
+		}
+		total += time.Duration(ticks) * time.Second / 100 // USER_HZ
 	}
 	return total
 }
