@@ -253,6 +253,9 @@ func TestAsyncOutageKeepsEveryEventInOrder(t *testing.T) {
 	// Stop the database while a batch is in flight (handed to the
 	// integrator, its round not reported).
 	for w.writtenDirect.Load() == 0 || w.queued.Load() == 0 {
+		if accepted > 1<<15 {
+			t.Fatalf("%d events recorded and no batch in flight with the integrator", accepted)
+		}
 		record(100)
 		time.Sleep(time.Millisecond)
 	}

@@ -98,13 +98,7 @@ const (
 // stores and what integrate_round takes as its own events. It writes each
 // type's binary form directly: no reflection, no per-value planning.
 func encodeEventArray(buf []byte, elemOID uint32, rows []*Row) []byte {
-	return appendEventRecords(appendArrayHeader(buf, elemOID, len(rows), 0), rows)
-}
-
-// appendEventRecords appends rows as the elements of such an array, with
-// no header: the records of several writer batches placed after one
-// header make one array (integrate_round's own events).
-func appendEventRecords(buf []byte, rows []*Row) []byte {
+	buf = appendArrayHeader(buf, elemOID, len(rows), 0)
 	for _, r := range rows {
 		buf = appendEventRecord(buf, r)
 	}

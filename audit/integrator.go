@@ -84,10 +84,10 @@ type integrator struct {
 }
 
 // ownRows is one writer batch for this process's integrator: its rows
-// (content hashes computed) and, encoded by the writer, the binary array
-// of their records of type pgtenant_audit.ingest_event (oid) that
-// integrate_round takes, but for its header: array's first
-// arrayHeaderSize bytes are left for it (see encodeOwn).
+// (content hashes computed) and, encoded by the writer (encodeEventArray),
+// their binary array of pgtenant_audit.ingest_event (oid), as
+// integrate_round takes it: a round that carries this batch alone sends
+// array as it is.
 type ownRows struct {
 	rows  []*Row
 	oid   uint32
@@ -98,16 +98,7 @@ type ownRows struct {
 // (appendArrayHeader).
 const arrayHeaderSize = 20
 
-// encodeOwn encodes rows as a batch for the integrator, with room for the
-// array header before their records, so that a round that carries this
-// batch alone sends it as it is. sizeHint is the expected size of a
-// record.
-func encodeOwn(rows []*Row, oid uint32, sizeHint int) ownRows {
-	buf := make([]byte, arrayHeaderSize, arrayHeaderSize+sizeHint*len(rows))
-	return ownRows{rows: rows, oid: oid, array: appendEventRecords(buf, rows)}
-}
-
-// records returns the records of b, after the room left for the header.
+// records returns the elements of b's array, without its header.
 func (b ownRows) records() []byte { return b.array[arrayHeaderSize:] }
 
 // submission is a submitted batch and the outcome of the round that
@@ -387,28 +378,14 @@ func (g *integrator) ownQueuedRows() int {
 	return n
 }
 
-// round integrates, in one transaction, the oldest pending batches (up to
+// rounds integrates, in one transaction, the oldest pending batches (up to
 // integrateBatch events, at least one batch) and then the rows this
 // process's writers submitted: it skips events already chained (a
 // re-shipped spool batch) or repeated within the round, assigns each
 // tenant's next seq, links the chains, numbers the tree leaves in that
 // order, and has integrate_round check and store them and delete the
-// batches. It returns the number of events read and submitted.
-func (g *integrator) round(ctx context.Context, conn *pgx.Conn) (int, error) {
-	own := g.takeOwn()
-	r, err := g.start(ctx, conn, false, own, nil)
-	if err == nil {
-		err = g.finish(r)
-	}
-	if err != nil {
-		return g.recover(ctx, conn, own, err)
-	}
-	finishOwn(own, nil)
-	return r.plan.n, nil
-}
-
-// rounds is round, repeated while each round is full (a backlog) and more
-// is pending (more): the next round is then planned and started on the
+// batches. It repeats while each round is full (a backlog) and more is
+// pending (more): the next round is then planned and started on the
 // other connection while the one before integrates,
 // so that its planning (reading batches, hashing) and its insert overlap
 // that round, which integrate_round waits for before its checks. It
@@ -468,10 +445,7 @@ func (g *integrator) more(r *runningRound) bool {
 		return true
 	}
 	for {
-		g.ownMu.Lock()
-		queued := len(g.own) > 0
-		g.ownMu.Unlock()
-		if queued {
+		if g.ownQueuedRows() > 0 {
 			return true
 		}
 		select {
@@ -778,10 +752,9 @@ func appendOwn(ctx context.Context, conn *pgconn.PgConn, ps []pending, own []*su
 	ps = slices.Grow(ps, count)
 	var arr []byte
 	if len(own) == 1 {
-		// The usual round under load carries one batch: its header goes
-		// in the room the writer left, and its records are not copied.
+		// The usual round under load carries one batch: sent as the writer
+		// encoded it, its records not copied.
 		arr = own[0].array
-		appendArrayHeader(arr[:0], own[0].oid, count, 0)
 	} else {
 		arr = appendArrayHeader(make([]byte, 0, size), own[0].oid, count, 0)
 	}

@@ -59,7 +59,7 @@ func TestIntegratorRoundsNeverScanEvents(t *testing.T) {
 		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := g.round(ctx, conn); err != nil || n != 40 {
+		if n, err := g.rounds(ctx, conn); err != nil || n != 40 {
 			t.Fatalf("round %d: %d events, %v", round, n, err)
 		}
 	}

@@ -578,7 +578,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	if err := ingestRows(ctx, pool, "eu-west", oid, rows[:3]); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.round(ctx, svc); err != nil || n != 3 {
+	if n, err := g.rounds(ctx, svc); err != nil || n != 3 {
 		t.Fatalf("first round: %d %v", n, err)
 	}
 	// Re-shipped twice, once in the same round as a new copy: the round
@@ -590,7 +590,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	if err := ingestRows(ctx, pool, "eu-west", oid, rows[3:]); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := g.round(ctx, svc); err != nil || n != 7 {
+	if n, err := g.rounds(ctx, svc); err != nil || n != 7 {
 		t.Fatalf("second round read %d events (%v), want 7", n, err)
 	}
 	if got, dups := g.integrated.Load(), g.dups.Load(); got != 5 || dups != 5 {
@@ -615,7 +615,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 		rows = append(rows, hashedRow(t, stmt("42", "s", i)))
 	}
 	batch := func(rows []*Row) ownRows {
-		return encodeOwn(rows, oid, 0)
+		return ownRows{rows: rows, oid: oid, array: encodeEventArray(nil, oid, rows)}
 	}
 	if err := g.submit(ctx, batch(rows)); !errors.Is(err, errNotIntegrating) {
 		t.Fatalf("submit to an inactive integrator: %v", err)
@@ -626,7 +626,7 @@ func TestIntegratorSkipsDuplicates(t *testing.T) {
 	for len(g.ownQueued()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	if n, err := g.round(ctx, svc); err != nil || n != 7 {
+	if n, err := g.rounds(ctx, svc); err != nil || n != 7 {
 		t.Fatalf("own round read %d events (%v), want 7", n, err)
 	}
 	if err := <-submitted; err != nil {
@@ -967,7 +967,7 @@ func TestRoundsOverlapUnderABacklog(t *testing.T) {
 	go func() {
 		var prev *submission
 		for b, rows := range batches {
-			o, err := g.submitAfter(encodeOwn(rows, oid, 0), prev)
+			o, err := g.submitAfter(ownRows{rows: rows, oid: oid, array: encodeEventArray(nil, oid, rows)}, prev)
 			if err != nil {
 				results[b] <- err
 				return
@@ -1121,7 +1121,7 @@ func TestEraseWaitsForPendingEvents(t *testing.T) {
 	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
 	g := newIntegrator("eu-west", func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }, testLogger(t))
 	defer g.closeSecond()
-	if n, err := g.round(ctx, serviceConn(t, c, r)); err != nil || n != 3 {
+	if n, err := g.rounds(ctx, serviceConn(t, c, r)); err != nil || n != 3 {
 		t.Fatalf("integration round: %d, %v", n, err)
 	}
 	if n, err := Erase(ctx, regions, "42", cut); err != nil || n != 3 {

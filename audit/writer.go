@@ -164,9 +164,6 @@ func (w *regionWriter) shipped(rows []*Row, start time.Time, err error) {
 	w.lastErr = nil
 	w.lastID = rows[len(rows)-1].EventID
 	w.mu.Unlock()
-	if w.integ != nil {
-		w.integ.wake()
-	}
 }
 
 // ship sends rows: to this process's integrator when it holds the
@@ -196,7 +193,8 @@ func (w *regionWriter) ship(ctx context.Context, rows []*Row) error {
 // meanwhile; into a buffer of their own, which the round may still read
 // after the writer stopped waiting for it.
 func (w *regionWriter) submit(rows []*Row, oid uint32, after *submission) (*submission, error) {
-	b := encodeOwn(rows, oid, cmp.Or(w.recordSize, 400))
+	buf := make([]byte, 0, arrayHeaderSize+cmp.Or(w.recordSize, 400)*len(rows))
+	b := ownRows{rows: rows, oid: oid, array: encodeEventArray(buf, oid, rows)}
 	// The next batch's buffer is sized after this one's records: a buffer
 	// that grows by doubling copies a batch's records about once more.
 	w.recordSize = len(b.records())/len(rows) + 16
@@ -235,6 +233,9 @@ func (w *regionWriter) ingest(ctx context.Context, oid uint32, rows []*Row) erro
 		w.eventOID.Store(0)
 		return err
 	}
+	// This process's integrator, if it holds the lock, takes the batch at
+	// once (a batch handed to it directly woke it when submitted).
+	w.integ.wake()
 	return nil
 }
 
