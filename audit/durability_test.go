@@ -284,3 +284,104 @@ func TestAsyncOutageKeepsEveryEventInOrder(t *testing.T) {
 		t.Fatalf("verify: %+v", rep.Failures)
 	}
 }
+
+// TestFailedRoundRetriesTheBatchInFlightAfterIt fails the round that
+// carries a writer's batch while the writer's next batch is already
+// submitted after it (a backlog guarantees one: the round before sleeps
+// while the test queues more than two full batches). The next batch must
+// not be chained without its predecessor; the writer retries both in
+// order, and every accepted event is stored once, each chain in recording
+// order.
+func TestFailedRoundRetriesTheBatchInFlightAfterIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("queues a backlog of full batches")
+	}
+	for _, mode := range []string{ModeAsync, ModeSpool} {
+		t.Run(mode, func(t *testing.T) {
+			c := pgtest.Start(t, clusterConfig("flight-fails-"+mode))
+			r := freshRegion(t, c)
+			ctx := testCtx(t)
+			if err := InitRegion(ctx, "eu-west", r, nil); err != nil {
+				t.Fatal(err)
+			}
+			regions := map[string]config.Region{"eu-west": r}
+			cfg := testAuditConfig(t, mode)
+			cfg.QueueSize = 1 << 16
+			rec, err := NewRecorder(ctx, cfg, regions, "i1", testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := rec.writers["eu-west"]
+			accepted := 0
+			record := func(n int) {
+				for range n {
+					if err := rec.Record(ctx, stmt("a"+strconv.Itoa(accepted%3), "s", accepted)); err != nil {
+						t.Fatalf("Record: %v", err)
+					}
+					accepted++
+				}
+			}
+			// One event through a round of this process's integrator
+			// first, so that the hook below counts the rounds after it.
+			record(1)
+			for w.integ.integrated.Load() == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			adm := adminConn(t, c, r)
+			// The next round sleeps (the test queues a backlog meanwhile);
+			// the one after it fails.
+			if _, err := adm.Exec(ctx, `
+CREATE SEQUENCE public.test_rounds;
+CREATE FUNCTION public.test_round_hook() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE k bigint := nextval('public.test_rounds');
+BEGIN
+	IF k = 1 THEN
+		PERFORM pg_sleep(3);
+	ELSIF k = 2 THEN
+		RAISE EXCEPTION 'test: round % fails', k;
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER test_round_hook AFTER INSERT ON pgtenant_audit.events
+	FOR EACH STATEMENT EXECUTE FUNCTION public.test_round_hook();`); err != nil {
+				t.Fatal(err)
+			}
+			rounds := func() int64 {
+				var n int64
+				if err := adm.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.test_rounds`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			record(1)
+			for rounds() == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			record(2*directBatchMax + 5000) // while the first round sleeps
+			if n := rounds(); n != 1 {
+				t.Fatalf("the backlog was queued during round %d, not while the first slept", n)
+			}
+			for rounds() < 2 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			record(3000)
+			if err := rec.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st := rec.Stats().Regions["eu-west"]; st.EventsFailed != 0 {
+				t.Fatalf("%d events failed", st.EventsFailed)
+			}
+			if n := countRows(t, adm, `true`); n != int64(accepted) {
+				t.Fatalf("stored %d events, accepted %d", n, accepted)
+			}
+			var disorder int
+			if err := adm.QueryRow(ctx, `SELECT count(*) FROM (SELECT ts < lag(ts) OVER (PARTITION BY chain_id ORDER BY seq) AS back
+				FROM pgtenant_audit.events) x WHERE back`).Scan(&disorder); err != nil || disorder != 0 {
+				t.Fatalf("%d events chained before an older one of their chain (%v)", disorder, err)
+			}
+			if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
+				t.Fatalf("verify: %+v", rep.Failures)
+			}
+		})
+	}
+}
