@@ -40,6 +40,7 @@ var AllModes = []string{"simple", "extended", "prepared"}
 // complete values; Validate checks them.
 type Options struct {
 	Duration      time.Duration // pgbench -T per measured run (whole seconds)
+	Rounds        int           // measured runs per target, mode and client count; the report keeps each target's median (run.go, measureCell)
 	Warmup        time.Duration // an unmeasured pgbench run per target first; 0 skips it
 	Clients       []int         // pgbench -c values
 	PoolSize      int           // backends of the transaction-mode pools: PgBouncer's default_pool_size and pgtenant's pool.size
@@ -61,6 +62,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Duration:      20 * time.Second,
+		Rounds:        1,
 		Warmup:        5 * time.Second,
 		Clients:       []int{1, 8, 64},
 		PoolSize:      20,
@@ -94,6 +96,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.Duration < time.Second {
 		errs = append(errs, fmt.Errorf("--duration %s: at least 1s", o.Duration))
+	}
+	if o.Rounds < 1 || o.Rounds > 20 {
+		errs = append(errs, fmt.Errorf("--rounds %d: want 1-20", o.Rounds))
 	}
 	if o.Warmup < 0 {
 		errs = append(errs, fmt.Errorf("--warmup %s: must not be negative", o.Warmup))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -40,6 +41,7 @@ type Machine struct {
 // Settings records the options of the run.
 type Settings struct {
 	DurationSeconds float64  `json:"duration_seconds"`
+	Rounds          int      `json:"rounds,omitempty"` // measured runs per target and cell (--rounds); rows are the median ones
 	WarmupSeconds   float64  `json:"warmup_seconds"`
 	Clients         []int    `json:"clients"`
 	PoolSize        int      `json:"pool_size,omitempty"` // transaction-mode pools of PgBouncer and pgtenant
@@ -67,6 +69,10 @@ type Row struct {
 	Latency      Latency `json:"latency"`
 	// Error is why the run failed (pgbench error, hung target); no figures then.
 	Error string `json:"error,omitempty"`
+	// RoundTPS is the TPS of every round's run of this target, mode and
+	// client count in the order they ran (0 for a failed one), when there
+	// were several (--rounds): the row is the run with the median TPS.
+	RoundTPS []float64 `json:"round_tps,omitempty"`
 
 	// The proxy process's resources (nil for direct).
 	ProxyCPUPer1kStatements *float64 `json:"proxy_cpu_seconds_per_1k_statements,omitempty"`
@@ -204,6 +210,9 @@ func (res *Results) Markdown(w io.Writer) {
 			fmt.Fprint(w, " **pgtenant's statement policy was NOT enforcing in serve** (an unscoped read passed; only RLS scoped it): figures exclude policy cost.")
 		}
 	}
+	if s.Rounds > 1 {
+		fmt.Fprintf(w, " Each target ran %d times at each mode and client count, the targets' order reversed every other round; every figure below is from its median-TPS run (all runs' TPS under \"Rounds\"), and ratios are between medians.", s.Rounds)
+	}
 	if s.Smoke {
 		fmt.Fprint(w, " Smoke run: figures are not meaningful.")
 	}
@@ -231,6 +240,7 @@ func (res *Results) Markdown(w io.Writer) {
 	res.relaySummary(w)
 	res.txSummary(w)
 	res.auditSummary(w)
+	res.roundsSummary(w)
 	if failed := res.Failed(); len(failed) > 0 || len(res.WarmupErrors) > 0 {
 		fmt.Fprintf(w, "\n## Failed runs\n\n")
 		for _, r := range failed {
@@ -409,4 +419,29 @@ func orDash(s string) string {
 		return "no PgBouncer"
 	}
 	return s
+}
+
+// roundsSummary lists every round's TPS of each row measured more than
+// once (--rounds), with their spread: how far one run could be off.
+func (res *Results) roundsSummary(w io.Writer) {
+	if res.Settings.Rounds <= 1 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Rounds\n\nTPS of each round's run, in the order they ran (0 = failed); spread = (max - min) / median.\n\n")
+	fmt.Fprintln(w, "| target | mode | clients | TPS per round | spread |")
+	fmt.Fprintln(w, "|---|---|--:|---|--:|")
+	for _, r := range res.Rows {
+		if len(r.RoundTPS) == 0 {
+			continue
+		}
+		tps := make([]string, len(r.RoundTPS))
+		for i, v := range r.RoundTPS {
+			tps[i] = fmt.Sprintf("%.0f", v)
+		}
+		spread := "–"
+		if r.TPS > 0 {
+			spread = fmt.Sprintf("%.2f", (slices.Max(r.RoundTPS)-slices.Min(r.RoundTPS))/r.TPS)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s |\n", r.Target, r.Mode, r.Clients, strings.Join(tps, " / "), spread)
+	}
 }

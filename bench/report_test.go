@@ -164,6 +164,7 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	bad := map[string]func(*Options){
 		"--duration":   func(o *Options) { o.Duration = 500 * time.Millisecond },
+		"--rounds":     func(o *Options) { o.Rounds = 0 },
 		"--warmup":     func(o *Options) { o.Warmup = -time.Second },
 		"--clients 0":  func(o *Options) { o.Clients = []int{0} },
 		"--clients":    func(o *Options) { o.Clients = nil },
@@ -196,3 +197,61 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+func TestMedianRunKeepsTheMedianRunAndEveryRoundsTPS(t *testing.T) {
+	run := func(tps, cpu float64) Row {
+		return Row{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, TPS: tps, ProxyCPUPer1kStatements: &cpu}
+	}
+	failed := Row{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, Error: "pgbench: timeout"}
+	for _, tc := range []struct {
+		name     string
+		rows     []Row
+		wantTPS  float64
+		wantCPU  float64
+		wantRuns []float64
+	}{
+		{"one run is kept as it is", []Row{run(900, 0.03)}, 900, 0.03, nil},
+		{"odd count", []Row{run(900, 0.03), run(700, 0.05), run(800, 0.04)}, 800, 0.04, []float64{900, 700, 800}},
+		{"even count: the lower middle", []Row{run(900, 0.03), run(700, 0.05), run(800, 0.04), run(1000, 0.02)}, 800, 0.04, []float64{900, 700, 800, 1000}},
+		{"a failed run is left out", []Row{run(900, 0.03), failed, run(700, 0.05)}, 700, 0.05, []float64{900, 0, 700}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := medianRun(tc.rows)
+			if m.Error != "" || m.TPS != tc.wantTPS || deref(m.ProxyCPUPer1kStatements) != tc.wantCPU {
+				t.Fatalf("median run %+v (cpu %v), want TPS %v with the CPU of that run, %v", m, deref(m.ProxyCPUPer1kStatements), tc.wantTPS, tc.wantCPU)
+			}
+			if !slices.Equal(m.RoundTPS, tc.wantRuns) {
+				t.Fatalf("RoundTPS = %v, want %v", m.RoundTPS, tc.wantRuns)
+			}
+		})
+	}
+	if m := medianRun([]Row{failed, failed}); m.Error == "" {
+		t.Fatalf("every run failed, got a successful row %+v", m)
+	}
+}
+
+func TestRoundsSummary(t *testing.T) {
+	res := &Results{Settings: Settings{Rounds: 3, Workload: "select"}, Rows: []Row{
+		{Target: TargetPgtenantNoAudit, Mode: "prepared", Clients: 8, TPS: 20000, RoundTPS: []float64{21000, 20000, 19000}},
+		{Target: TargetPgtenantAsync, Mode: "prepared", Clients: 8, TPS: 18000, RoundTPS: []float64{18000, 0, 17000}},
+	}}
+	var b strings.Builder
+	res.Markdown(&b)
+	md := b.String()
+	for _, want := range []string{
+		"Each target ran 3 times",
+		"## Rounds",
+		"| pgtenant-noaudit | prepared | 8 | 21000 / 20000 / 19000 | 0.10 |",
+		"| pgtenant-async | prepared | 8 | 18000 / 0 / 17000 | 1.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	res.Settings.Rounds = 1
+	b.Reset()
+	res.Markdown(&b)
+	if strings.Contains(b.String(), "## Rounds") {
+		t.Error("a run of one round printed a Rounds section")
+	}
+}

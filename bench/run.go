@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -81,24 +82,8 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (_ *Results, err erro
 	}
 	for _, mode := range o.Modes {
 		for _, clients := range o.Clients {
-			for i := range targets {
-				t := &targets[i]
-				if !t.supports(mode) {
-					continue
-				}
-				row, err := h.measure(ctx, *t, mode, clients)
-				if err != nil {
-					// One failed run is reported in its row; the others still run.
-					if ctx.Err() != nil {
-						return nil, ctx.Err()
-					}
-					h.log.Error("run failed", "target", t.name, "mode", mode, "clients", clients, "error", err)
-					row = Row{Target: t.name, Mode: mode, Clients: clients, Threads: threads(clients), Error: err.Error()}
-					if err := h.recoverTarget(ctx, t, fmt.Sprintf("%s-%s-c%d", t.name, mode, clients), res); err != nil {
-						return nil, err
-					}
-				}
-				res.Rows = append(res.Rows, row)
+			if err := h.measureCell(ctx, targets, mode, clients, res); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -123,6 +108,72 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (_ *Results, err erro
 		return nil, err
 	}
 	return res, nil
+}
+
+// measureCell measures every target at mode and clients, o.Rounds times,
+// the targets' order reversed every other round so that a drift of the
+// host's load favours none, and adds each target's median run to res.
+func (h *harness) measureCell(ctx context.Context, targets []target, mode string, clients int, res *Results) error {
+	runs := make([][]Row, len(targets))
+	for round := range h.o.Rounds {
+		for k := range targets {
+			i := k
+			if round%2 == 1 {
+				i = len(targets) - 1 - k
+			}
+			t := &targets[i]
+			if !t.supports(mode) {
+				continue
+			}
+			row, err := h.measure(ctx, *t, mode, clients)
+			if err != nil {
+				// One failed run is reported in its row; the others still run.
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				h.log.Error("run failed", "target", t.name, "mode", mode, "clients", clients, "error", err)
+				row = Row{Target: t.name, Mode: mode, Clients: clients, Threads: threads(clients), Error: err.Error()}
+				if err := h.recoverTarget(ctx, t, fmt.Sprintf("%s-%s-c%d-r%d", t.name, mode, clients, round+1), res); err != nil {
+					return err
+				}
+			}
+			runs[i] = append(runs[i], row)
+		}
+	}
+	for _, rows := range runs {
+		if len(rows) > 0 {
+			res.Rows = append(res.Rows, medianRun(rows))
+		}
+	}
+	return nil
+}
+
+// medianRun returns the run of rows (one target, mode and client count,
+// in the order they ran) with the median TPS, the lower middle one of an
+// even count, with every run's TPS in RoundTPS. Failed runs are left out
+// of the median; when every run failed, the first is returned.
+func medianRun(rows []Row) Row {
+	if len(rows) == 1 {
+		return rows[0]
+	}
+	var ok []Row
+	for _, r := range rows {
+		if r.Error == "" {
+			ok = append(ok, r)
+		}
+	}
+	if len(ok) == 0 {
+		return rows[0]
+	}
+	slices.SortStableFunc(ok, func(a, b Row) int { return cmp.Compare(a.TPS, b.TPS) })
+	m := ok[(len(ok)-1)/2]
+	m.RoundTPS = make([]float64, len(rows))
+	for i, r := range rows {
+		if r.Error == "" {
+			m.RoundTPS[i] = r.TPS
+		}
+	}
+	return m
 }
 
 // prepare finds the tools, builds pgtenant and starts the cluster with the
@@ -192,7 +243,7 @@ func (h *harness) prepare(ctx context.Context, res *Results) error {
 	res.Machine = h.machine(ctx)
 	res.Machine.DataFS = fsType(h.c.DataDir)
 	res.Settings = Settings{
-		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(),
+		DurationSeconds: o.Duration.Seconds(), Rounds: o.Rounds, WarmupSeconds: o.Warmup.Seconds(),
 		Clients: o.Clients, PoolSize: o.PoolSize, Modes: o.Modes, Targets: o.Targets, IdleConns: o.IdleConns,
 		Tenants: o.Tenants, RowsPerTenant: o.RowsPerTenant, Tenant: o.Tenant,
 		StatementsPerTx: h.stmtsTx, Smoke: o.Smoke, Workload: o.Workload, Script: Workloads[o.Workload],

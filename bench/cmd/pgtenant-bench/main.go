@@ -76,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 		verbose bool
 	)
 	fs.DurationVar(&o.Duration, "duration", def.Duration, "pgbench -T of each measured run")
+	fs.IntVar(&o.Rounds, "rounds", def.Rounds, "measured runs per target, mode and client count, the targets' order reversed every other round; the report keeps each target's median-TPS run")
 	fs.DurationVar(&o.Warmup, "warmup", def.Warmup, "unmeasured pgbench run per target before measuring (0 = none)")
 	fs.IntSliceVar(&o.Clients, "clients", def.Clients, "pgbench -c values")
 	fs.IntVar(&o.PoolSize, "pool-size", def.PoolSize, "backends of the transaction-mode pools: PgBouncer's default_pool_size and pgtenant-transaction's pool.size")
@@ -114,6 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, bool, error) {
 				s.Duration = o.Duration
 			case "warmup":
 				s.Warmup = o.Warmup
+			case "rounds":
+				s.Rounds = o.Rounds
 			case "clients":
 				s.Clients = o.Clients
 			case "pool-size":
