@@ -22,7 +22,21 @@ func TestParseStatCPU(t *testing.T) {
 	if want := 3 * time.Second; got != want {
 		t.Errorf("cpu = %s, want %s", got, want)
 	}
-	for _, bad := range []string{"", "1234 no parens", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 -5 1 0"} {
+	st, err := parseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ppid (4) = 1; cutime and cstime (16, 17) = 0 here.
+	if st.ppid != 1 || st.self != 3*time.Second || st.reaped != 0 {
+		t.Errorf("parseStat = %+v, want ppid 1, self 3s, reaped 0", st)
+	}
+	// A postmaster that reaped children: cutime 700, cstime 300 ticks.
+	pm := "77 (postgres) S 1 77 77 0 -1 4194560 100 0 0 0 20 10 700 300 20 0 1 0 100 1000000 500 0\n"
+	if st, err := parseStat([]byte(pm)); err != nil || st.self != 300*time.Millisecond || st.reaped != 10*time.Second {
+		t.Errorf("parseStat(postmaster) = %+v, %v; want self 300ms, reaped 10s", st, err)
+	}
+	for _, bad := range []string{"", "1234 no parens", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 -5 1 0 0 0",
+		"1 (x) S one 1 1 0 -1 0 0 0 0 0 5 1 0 0 0"} {
 		if _, err := parseStatCPU([]byte(bad)); err == nil {
 			t.Errorf("parseStatCPU(%q): no error", bad)
 		}
@@ -212,7 +226,7 @@ func TestPgBouncerConfig(t *testing.T) {
 
 func TestPgtenantConfig(t *testing.T) {
 	c := &cluster.Cluster{Port: 5999, Database: "app", ServiceUser: "app"}
-	tx := pgtenantConfig(6501, 6502, "transaction", "/spool", c, 700, 20)
+	tx := pgtenantConfig(6501, 6502, "transaction", "/spool", "", c, 700, 20)
 	pool, ok := tx["pool"].(map[string]any)
 	if !ok || pool["mode"] != "transaction" || pool["size"] != 20 {
 		t.Errorf("transaction target's pool = %v, want mode transaction, size 20", tx["pool"])
@@ -223,7 +237,7 @@ func TestPgtenantConfig(t *testing.T) {
 	if audit := tx["audit"].(map[string]any); audit["disabled"] != true {
 		t.Errorf("transaction target's audit = %v, want disabled (as pgtenant-noaudit)", audit)
 	}
-	if _, ok := pgtenantConfig(6501, 6502, "noaudit", "/spool", c, 700, 20)["pool"]; ok {
+	if _, ok := pgtenantConfig(6501, 6502, "noaudit", "/spool", "", c, 700, 20)["pool"]; ok {
 		t.Error("pgtenant-noaudit has a pool section: it must stay in session mode")
 	}
 }

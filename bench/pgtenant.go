@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/auth"
@@ -65,8 +66,9 @@ func moduleRoot(ctx context.Context) (string, error) {
 // audit.disabled and pool.mode transaction with pool.size poolSize): the
 // product's defaults (policy on, audit init at start) with a local listen
 // port, the bench cluster as the only region and the superuser for audit
-// init. Secrets come from the environment, never from the file.
-func pgtenantConfig(port, adminPort int, mode, spoolDir string, c *cluster.Cluster, maxConns, poolSize int) map[string]any {
+// init, writing its audit into auditDB (auditDatabase: each audited target
+// has its own). Secrets come from the environment, never from the file.
+func pgtenantConfig(port, adminPort int, mode, spoolDir, auditDB string, c *cluster.Cluster, maxConns, poolSize int) map[string]any {
 	audit := map[string]any{"mode": mode, "spool_dir": spoolDir}
 	switch mode {
 	case "noaudit", "transaction":
@@ -74,19 +76,21 @@ func pgtenantConfig(port, adminPort int, mode, spoolDir string, c *cluster.Clust
 	case "spool-group":
 		audit["mode"], audit["spool_fsync"] = "spool", "group"
 	}
+	region := map[string]any{
+		"host": "127.0.0.1", "port": c.Port, "user": c.ServiceUser, "password_env": envPGPassword,
+		"database": c.Database, "sslmode": "disable", "admin_user": cluster.Superuser,
+	}
+	if auditDB != "" {
+		region["audit_database"] = auditDB
+	}
 	cfg := map[string]any{
 		"listen":       "127.0.0.1:" + strconv.Itoa(port),
 		"admin_listen": "127.0.0.1:" + strconv.Itoa(adminPort), // /metrics: the audit's in-run latencies (scrape.go)
 		"log":          map[string]any{"level": "warn", "format": "text"},
 		"auth":         map[string]any{"hs256_secret_env": envJWTSecret},
-		"regions": map[string]any{
-			benchRegion: map[string]any{
-				"host": "127.0.0.1", "port": c.Port, "user": c.ServiceUser, "password_env": envPGPassword,
-				"database": c.Database, "sslmode": "disable", "admin_user": cluster.Superuser,
-			},
-		},
-		"audit":  audit,
-		"limits": map[string]any{"max_connections": maxConns, "startup_timeout": "60s", "shutdown_timeout": "10s"},
+		"regions":      map[string]any{benchRegion: region},
+		"audit":        audit,
+		"limits":       map[string]any{"max_connections": maxConns, "startup_timeout": "60s", "shutdown_timeout": "10s"},
 	}
 	if mode == "transaction" {
 		// The pool's other keys keep their defaults (min_idle 0, idle_timeout
@@ -119,9 +123,50 @@ func newJWTSecret() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+// auditDatabase is the database an audited pgtenant target writes its
+// audit into: one per target, as if each were the only proxy of its region.
+// Sharing one would make the first audited target the region's integrator
+// for all (one integrator per region): the others' events would go through
+// ingest batches and be chained by a process that is not measured, so no
+// target would be measured as it runs when deployed alone. "" for targets
+// without an audit.
+func auditDatabase(target string) string {
+	if !isAudited(target) {
+		return ""
+	}
+	return "audit_" + strings.ReplaceAll(strings.TrimPrefix(target, "pgtenant-"), "-", "_")
+}
+
+// createDatabase creates db in c unless it exists (a target restarted after
+// a failed run keeps its audit).
+func createDatabase(ctx context.Context, c *cluster.Cluster, db string) error {
+	conn, err := pgx.Connect(ctx, c.SuperuserDSN("postgres"))
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db).Scan(&exists); err != nil {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	return nil
+}
+
 // startPgtenant writes the config for mode and runs `pgtenant serve
 // --config`, then waits until a tenant can connect through it.
 func startPgtenant(ctx context.Context, bin, workDir, mode, secret string, c *cluster.Cluster, o *Options) (*pgtenantProc, error) {
+	auditDB := auditDatabase("pgtenant-" + mode)
+	if auditDB != "" {
+		if err := createDatabase(ctx, c, auditDB); err != nil {
+			return nil, err
+		}
+	}
 	dir, err := os.MkdirTemp(workDir, "pgtenant-"+mode+"-")
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant: %w", err)
@@ -134,7 +179,7 @@ func startPgtenant(ctx context.Context, bin, workDir, mode, secret string, c *cl
 	if err != nil {
 		return nil, err
 	}
-	cfg := pgtenantConfig(port, adminPort, mode, filepath.Join(dir, "spool"), c, o.IdleConns+o.maxClients()+100, o.PoolSize)
+	cfg := pgtenantConfig(port, adminPort, mode, filepath.Join(dir, "spool"), auditDB, c, o.IdleConns+o.maxClients()+100, o.PoolSize)
 	b, err := json.MarshalIndent(cfg, "", "  ") // JSON is YAML
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant config: %w", err)

@@ -49,27 +49,45 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // parseStatCPU extracts utime (field 14) and stime (field 15) from a
-// /proc/<pid>/stat line. The command name (field 2) may hold spaces and
-// parentheses, so fields are counted after its last ')'.
+// /proc/<pid>/stat line.
 func parseStatCPU(b []byte) (time.Duration, error) {
+	st, err := parseStat(b)
+	return st.self, err
+}
+
+// procStat is what the harness reads from a /proc/<pid>/stat line.
+type procStat struct {
+	ppid   int
+	self   time.Duration // utime + stime (fields 14, 15)
+	reaped time.Duration // cutime + cstime (16, 17): children waited for
+}
+
+// parseStat parses a /proc/<pid>/stat line. The command name (field 2) may
+// hold spaces and parentheses, so fields are counted after its last ')'.
+func parseStat(b []byte) (procStat, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("stat: no command field in %q", truncate(string(b), 80))
+		return procStat{}, fmt.Errorf("stat: no command field in %q", truncate(string(b), 80))
 	}
 	fields := strings.Fields(string(b[i+1:]))
-	// fields[0] is field 3 (state); utime is field 14, stime field 15.
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("stat: %d fields after the command, want at least 13", len(fields))
+	// fields[0] is field 3 (state), fields[1] the ppid; utime is field 14.
+	if len(fields) < 15 {
+		return procStat{}, fmt.Errorf("stat: %d fields after the command, want at least 15", len(fields))
 	}
-	var ticks int64
-	for _, f := range fields[11:13] {
+	var ticks [4]int64
+	for k, f := range fields[11:15] {
 		n, err := strconv.ParseInt(f, 10, 64)
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("stat: bad cpu time %q", f)
+			return procStat{}, fmt.Errorf("stat: bad cpu time %q", f)
 		}
-		ticks += n
+		ticks[k] = n
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return procStat{}, fmt.Errorf("stat: bad ppid %q", fields[1])
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
+	return procStat{ppid: ppid, self: tick(ticks[0] + ticks[1]), reaped: tick(ticks[2] + ticks[3])}, nil
 }
 
 // parseStatusMemory extracts VmRSS and VmHWM (in bytes) from /proc/<pid>/status.

@@ -76,8 +76,12 @@ type Row struct {
 
 	// The proxy process's resources (nil for direct).
 	ProxyCPUPer1kStatements *float64 `json:"proxy_cpu_seconds_per_1k_statements,omitempty"`
-	ProxyRSSBytes           *int64   `json:"proxy_rss_bytes,omitempty"`      // VmRSS after the run
-	ProxyPeakRSSBytes       *int64   `json:"proxy_peak_rss_bytes,omitempty"` // VmHWM: the process's peak so far
+	// ClusterCPUPer1kStatements is PostgreSQL's CPU (every process of the
+	// run's cluster, clustercpu.go) from the run's start until its audit
+	// drained: the audit's writes show here, not in the proxy's CPU.
+	ClusterCPUPer1kStatements *float64 `json:"cluster_cpu_seconds_per_1k_statements,omitempty"`
+	ProxyRSSBytes             *int64   `json:"proxy_rss_bytes,omitempty"`      // VmRSS after the run
+	ProxyPeakRSSBytes         *int64   `json:"proxy_peak_rss_bytes,omitempty"` // VmHWM: the process's peak so far
 	// From perf stat on the proxy during the run (nil without perf).
 	ProxySyscallsPerStatement    *float64 `json:"proxy_syscalls_per_statement,omitempty"`
 	ProxyCtxSwitchesPerStatement *float64 `json:"proxy_context_switches_per_statement,omitempty"`
@@ -217,11 +221,11 @@ func (res *Results) Markdown(w io.Writer) {
 		fmt.Fprint(w, " Smoke run: figures are not meaningful.")
 	}
 	fmt.Fprint(w, "\n\n")
-	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU µs / stmt | proxy RSS MiB | audit stored | audit drain s |")
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| target | mode | clients | TPS | mean ms | p99 ms | TPS vs direct | TPS vs PgBouncer session | TPS vs PgBouncer transaction | p99 vs direct | proxy CPU µs / stmt | PostgreSQL CPU µs / stmt | proxy RSS MiB | audit stored | audit drain s |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range res.Rows {
 		if r.Error != "" {
-			fmt.Fprintf(w, "| %s | %s | %d | FAILED (see below) | | | | | | | | | | |\n", r.Target, r.Mode, r.Clients)
+			fmt.Fprintf(w, "| %s | %s | %d | FAILED (see below) | | | | | | | | | | | |\n", r.Target, r.Mode, r.Clients)
 			continue
 		}
 		rss := "–"
@@ -232,10 +236,10 @@ func (res *Results) Markdown(w io.Writer) {
 		if r.AuditStored != nil {
 			stored = fmt.Sprintf("%d", *r.AuditStored)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Target, r.Mode, r.Clients, r.TPS, r.Latency.MeanMs, r.Latency.P99Ms,
 			fmtRatio(r.TPSvsDirect), fmtRatio(r.TPSvsPgBouncer), fmtRatio(r.TPSvsPgBouncerTx), fmtRatio(r.P99vsDirect),
-			fmtFloat(cpuMicros(r), "%.1f"), rss, stored, fmtFloat(r.AuditDrainSeconds, "%.2f"))
+			fmtFloat(cpuMicros(r), "%.1f"), fmtFloat(micros(r.ClusterCPUPer1kStatements), "%.1f"), rss, stored, fmtFloat(r.AuditDrainSeconds, "%.2f"))
 	}
 	res.relaySummary(w)
 	res.txSummary(w)
@@ -267,11 +271,14 @@ func (res *Results) Markdown(w io.Writer) {
 
 // cpuMicros is the proxy's CPU time per statement in microseconds
 // (seconds per 1,000 statements × 1,000), nil for direct.
-func cpuMicros(r Row) *float64 {
-	if r.ProxyCPUPer1kStatements == nil {
+func cpuMicros(r Row) *float64 { return micros(r.ProxyCPUPer1kStatements) }
+
+// micros turns CPU seconds per 1,000 statements into µs per statement.
+func micros(per1k *float64) *float64 {
+	if per1k == nil {
 		return nil
 	}
-	v := *r.ProxyCPUPer1kStatements * 1000
+	v := *per1k * 1000
 	return &v
 }
 
@@ -388,13 +395,21 @@ func (res *Results) auditSummary(w io.Writer) {
 	fmt.Fprintln(w, "Durability bound = clients / (latency × statements per transaction): every statement waits for at least one fdatasync (spool-group) or commit (strict), shared by its group; ceiling = the smaller of that bound and pgtenant-noaudit's TPS.")
 	fmt.Fprintln(w, "Serial bound = clients / (clients / pgtenant-noaudit TPS + latency × statements per transaction): the wait precedes forwarding (SPEC), so it adds to each statement's time instead of overlapping it.")
 	fmt.Fprintln(w, "In-run: the mean spool fdatasync and audit batch write (insert and commit) that pgtenant itself timed during the run (its /metrics), the same bound at that latency (the ceiling uses the idle probes above), and the mean time pgtenant added per statement (parse, policy and the audit's wait: pgtenant_statement_overhead_seconds).")
+	fmt.Fprintln(w, "Audit CPU: what the audit added to the CPU of a statement, pgtenant's and PostgreSQL's (until the audit drained), over pgtenant-noaudit's at the same mode and clients.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| target | mode | clients | TPS | vs noaudit | durability bound TPS | ceiling TPS | TPS / ceiling | serial bound TPS | TPS / serial bound | in-run fdatasync ms | in-run batch write ms | bound at in-run latency TPS | in-run pgtenant ms / stmt |")
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| target | mode | clients | TPS | vs noaudit | durability bound TPS | ceiling TPS | TPS / ceiling | serial bound TPS | TPS / serial bound | in-run fdatasync ms | in-run batch write ms | bound at in-run latency TPS | in-run pgtenant ms / stmt | audit CPU µs / stmt: pgtenant + PostgreSQL |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	byKey, _ := res.index("", false)
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Target, r.Mode, r.Clients, r.TPS,
+		added := "–"
+		if n, ok := byKey[rowKey{TargetPgtenantNoAudit, r.Mode, r.Clients}]; ok {
+			if p, pn, c, cn := cpuMicros(r), cpuMicros(n), micros(r.ClusterCPUPer1kStatements), micros(n.ClusterCPUPer1kStatements); p != nil && pn != nil && c != nil && cn != nil {
+				added = fmt.Sprintf("%.1f + %.1f", *p-*pn, *c-*cn)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Target, r.Mode, r.Clients, r.TPS,
 			fmtRatio(r.TPSvsNoAudit), fmtFloat(r.DurabilityBoundTPS, "%.0f"), fmtFloat(r.CeilingTPS, "%.0f"), fmtRatio(r.TPSvsCeiling),
-			fmtFloat(r.SerialBoundTPS, "%.0f"), fmtRatio(r.TPSvsSerialBound), fmtFloat(r.InRunFsyncMs, "%.3f"), fmtFloat(r.InRunWriteMs, "%.3f"), fmtFloat(r.InRunBoundTPS, "%.0f"), fmtFloat(r.InRunOverheadMs, "%.3f"))
+			fmtFloat(r.SerialBoundTPS, "%.0f"), fmtRatio(r.TPSvsSerialBound), fmtFloat(r.InRunFsyncMs, "%.3f"), fmtFloat(r.InRunWriteMs, "%.3f"), fmtFloat(r.InRunBoundTPS, "%.0f"), fmtFloat(r.InRunOverheadMs, "%.3f"), added)
 	}
 }
 

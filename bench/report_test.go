@@ -88,7 +88,7 @@ func TestWriteJSONAndMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| direct | simple | 8 | 1000 | 8.00 | 20.00 | – |",
 		"| pgtenant-strict | simple | 8 | 500 |",
-		"| 0.50 |", "| 250.0 | 30.0 |",
+		"| 0.50 |", "| 250.0 | – | 30.0 |",
 		"| pgtenant-spool | 100 | 100 | 0 |", "| 102.4 |",
 		"policy was enforcing",
 		"| pgtenant-async | simple | 64 | FAILED",
@@ -253,5 +253,29 @@ func TestRoundsSummary(t *testing.T) {
 	res.Markdown(&b)
 	if strings.Contains(b.String(), "## Rounds") {
 		t.Error("a run of one round printed a Rounds section")
+	}
+}
+
+func TestAuditSummaryShowsTheAuditsCPU(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	res := &Results{Settings: Settings{Workload: "select"}, Rows: []Row{
+		{Target: TargetPgtenantNoAudit, Mode: "prepared", Clients: 8, TPS: 20000,
+			ProxyCPUPer1kStatements: f(0.020), ClusterCPUPer1kStatements: f(0.030)},
+		{Target: TargetPgtenantAsync, Mode: "prepared", Clients: 8, TPS: 18000,
+			ProxyCPUPer1kStatements: f(0.025), ClusterCPUPer1kStatements: f(0.045)},
+	}}
+	res.computeRatios()
+	res.computeCeilings()
+	var b strings.Builder
+	res.Markdown(&b)
+	md := b.String()
+	for _, want := range []string{
+		"PostgreSQL CPU µs / stmt",
+		"| pgtenant-noaudit | prepared | 8 | 20000 | 0.00 | 0.00 | – | – | – | – | 20.0 | 30.0 |",
+		"| 5.0 + 15.0 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 }

@@ -421,7 +421,13 @@ func (h *harness) pgbenchRun(t target, mode string, clients int, d time.Duration
 // pays for another's dirty pages) and samples the proxy around it.
 func (h *harness) measure(ctx context.Context, t target, mode string, clients int) (Row, error) {
 	row := Row{Target: t.name, Mode: mode, Clients: clients, Threads: threads(clients)}
-	if err := h.awaitAuditIdle(ctx); err != nil {
+	var auditDBs []string
+	for _, name := range h.o.Targets {
+		if db := auditDatabase(name); db != "" {
+			auditDBs = append(auditDBs, db)
+		}
+	}
+	if err := h.awaitAuditIdle(ctx, auditDBs...); err != nil {
 		return row, err
 	}
 	if err := h.c.Exec(ctx, h.c.Database, "CHECKPOINT"); err != nil {
@@ -435,6 +441,10 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		before ProcSample
 		perf   *perfCounter
 	)
+	pgBefore, err := clusterCPU(h.c.DataDir)
+	if err != nil {
+		return row, err
+	}
 	if t.proc != nil {
 		if before, err = sampleProc(t.proc.pid()); err != nil {
 			return row, err
@@ -447,9 +457,10 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 	}
 	stored := int64(-1)
 	var latBefore auditLatency
-	auditOn := isAudited(t.name)
+	auditDB := auditDatabase(t.name)
+	auditOn := auditDB != ""
 	if auditOn {
-		if stored, err = h.auditStored(ctx); err != nil {
+		if stored, err = h.auditStored(ctx, auditDB); err != nil {
 			return row, err
 		}
 		if latBefore, err = scrapeAuditLatency(ctx, t.metricsURL); err != nil {
@@ -469,7 +480,7 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 	if err != nil {
 		return row, err
 	}
-	if err := h.measureDrain(ctx, stored, time.Now(), &row); err != nil {
+	if err := h.measureDrain(ctx, auditDB, stored, time.Now(), &row); err != nil {
 		return row, err
 	}
 	if auditOn {
@@ -479,12 +490,20 @@ func (h *harness) measure(ctx context.Context, t target, mode string, clients in
 		}
 		row.InRunFsyncMs, row.InRunWriteMs, row.InRunOverheadMs = inRunMs(latBefore, latAfter)
 	}
+	stmts := sum.Processed * int64(h.stmtsTx)
+	pgAfter, err := clusterCPU(h.c.DataDir)
+	if err != nil {
+		return row, err
+	}
+	if stmts > 0 {
+		cpu := (pgAfter - pgBefore).Seconds() / float64(stmts) * 1000
+		row.ClusterCPUPer1kStatements = &cpu
+	}
 	if t.proc != nil {
 		after, err := sampleProc(t.proc.pid())
 		if err != nil {
 			return row, err
 		}
-		stmts := sum.Processed * int64(h.stmtsTx)
 		if stmts > 0 {
 			cpu := (after.CPU - before.CPU).Seconds() / float64(stmts) * 1000
 			row.ProxyCPUPer1kStatements = &cpu

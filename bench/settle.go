@@ -10,37 +10,31 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Audit settling: every pgtenant target writes its audit into the same
-// cluster, and the benchmark's tenant has one chain there, on whose head row
-// appends serialize. An async queue or a spool still draining from an
-// earlier target would make the next target wait behind it, so each run
-// starts only once no chain has grown for auditQuietFor.
+// Audit settling: every audited pgtenant target writes its audit into a
+// database of its own in the run's cluster (auditDatabase). An async queue
+// or a spool still draining from an earlier target would take CPU from the
+// next target's run, so each run starts only once no chain of any of them
+// has grown for auditQuietFor.
 const (
 	auditQuietFor   = time.Second
 	auditSettleMax  = 3 * time.Minute
 	auditSettleStep = 250 * time.Millisecond
 )
 
-// awaitAuditIdle blocks until the audit chains stop growing, or gives up
-// (with a warning) after auditSettleMax. Without an audit schema (no
-// pgtenant target) it returns at once.
-func (h *harness) awaitAuditIdle(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, h.c.SuperuserDSN(h.c.Database))
-	if err != nil {
-		return fmt.Errorf("audit settle: %w", err)
-	}
-	defer conn.Close(context.Background())
+// awaitAuditIdle blocks until the audit chains of dbs stop growing, or
+// gives up (with a warning) after auditSettleMax. A database without an
+// audit schema (its target not started yet) counts as idle.
+func (h *harness) awaitAuditIdle(ctx context.Context, dbs ...string) error {
 	start := time.Now()
 	last, quietSince := int64(-1), time.Now()
 	for time.Since(start) < auditSettleMax {
 		var appended int64
-		err := conn.QueryRow(ctx, `SELECT coalesce(sum(seq), 0) FROM pgtenant_audit.chain_heads`).Scan(&appended)
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") {
-			return nil // no audit in this cluster
-		}
-		if err != nil {
-			return fmt.Errorf("audit settle: %w", err)
+		for _, db := range dbs {
+			n, err := h.auditStored(ctx, db)
+			if err != nil {
+				return fmt.Errorf("audit settle: %w", err)
+			}
+			appended += max(n, 0)
 		}
 		if appended != last {
 			last, quietSince = appended, time.Now()
@@ -60,17 +54,20 @@ func (h *harness) awaitAuditIdle(ctx context.Context) error {
 	return nil
 }
 
-// auditStored returns the events chained so far (the sum of every chain's
-// head), or -1 when the cluster has no audit schema.
-func (h *harness) auditStored(ctx context.Context) (int64, error) {
-	conn, err := pgx.Connect(ctx, h.c.SuperuserDSN(h.c.Database))
+// auditStored returns the events chained so far in db (the sum of every
+// chain's head), or -1 when db does not exist or has no audit schema.
+func (h *harness) auditStored(ctx context.Context, db string) (int64, error) {
+	conn, err := pgx.Connect(ctx, h.c.SuperuserDSN(db))
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "3D000" {
+		return -1, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("audit count: %w", err)
 	}
 	defer conn.Close(context.Background())
 	var n int64
 	err = conn.QueryRow(ctx, `SELECT coalesce(sum(seq), 0) FROM pgtenant_audit.chain_heads`).Scan(&n)
-	var pe *pgconn.PgError
 	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") {
 		return -1, nil
 	}
@@ -83,16 +80,16 @@ func (h *harness) auditStored(ctx context.Context) (int64, error) {
 // measureDrain waits for the audit to settle after a run and reports what
 // it stored since before (the count at the run's start) and how long after
 // the run it kept growing.
-func (h *harness) measureDrain(ctx context.Context, before int64, ended time.Time, row *Row) error {
+func (h *harness) measureDrain(ctx context.Context, db string, before int64, ended time.Time, row *Row) error {
 	if before < 0 {
 		return nil
 	}
-	if err := h.awaitAuditIdle(ctx); err != nil {
+	if err := h.awaitAuditIdle(ctx, db); err != nil {
 		return err
 	}
 	// awaitAuditIdle returns auditQuietFor after the last growth.
 	drain := max(time.Since(ended)-auditQuietFor, 0).Seconds()
-	after, err := h.auditStored(ctx)
+	after, err := h.auditStored(ctx, db)
 	if err != nil {
 		return err
 	}

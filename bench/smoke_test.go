@@ -60,6 +60,9 @@ func TestSmokeRun(t *testing.T) {
 		if proxied != (r.ProxyRSSBytes != nil) || proxied != (r.ProxyCPUPer1kStatements != nil) {
 			t.Errorf("%s: proxy measurements present=%v/%v, want %v", r.Target, r.ProxyRSSBytes != nil, r.ProxyCPUPer1kStatements != nil, proxied)
 		}
+		if r.ClusterCPUPer1kStatements == nil || *r.ClusterCPUPer1kStatements < 0 {
+			t.Errorf("%s: PostgreSQL CPU per statement %v", r.Target, deref(r.ClusterCPUPer1kStatements))
+		}
 		if r.ProxyRSSBytes != nil && *r.ProxyRSSBytes <= 0 {
 			t.Errorf("%s: proxy RSS %d", r.Target, *r.ProxyRSSBytes)
 		}
@@ -76,6 +79,11 @@ func TestSmokeRun(t *testing.T) {
 		auditMode := r.IsPgtenant() && r.Target != TargetPgtenantNoAudit && r.Target != TargetPgtenantTx
 		if auditMode != (r.TPSvsNoAudit != nil) || (auditMode && *r.TPSvsNoAudit <= 0) {
 			t.Errorf("%s: TPS vs noaudit %v, want it computed: %v", r.Target, deref(r.TPSvsNoAudit), auditMode)
+		}
+		// Each audited target chains its own events in its own database:
+		// every statement of its run is counted there.
+		if stored := r.AuditStored; auditMode != (stored != nil) || (auditMode && *stored < r.Statements) {
+			t.Errorf("%s: audit stored %v of %d statements, want it counted: %v", r.Target, derefInt(stored), r.Statements, auditMode)
 		}
 		ceiling := r.Target == TargetPgtenantSpoolGroup || r.Target == TargetPgtenantStrict
 		if ceiling != (r.TPSvsCeiling != nil) || ceiling != (r.CeilingTPS != nil) || (ceiling && *r.CeilingTPS <= 0) {
@@ -148,4 +156,11 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func derefInt(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
