@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -505,6 +506,44 @@ func TestRetentionPurgeKeepsEveryChainVerifiable(t *testing.T) {
 	const zBatch = `(SELECT b.id FROM pgtenant_audit.ingest_batches b, unnest(b.events) x WHERE x.chain_id = 'z')`
 	if _, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.ingest_batches WHERE id IN `+zBatch); sqlState(err) != "42501" {
 		t.Fatalf("delete of a batch awaiting integration: %v", err)
+	}
+	// The round's list of deleted batches lets only the ids it names
+	// through: not one that is part of a longer id in it.
+	var zID int64
+	if err := db.QueryRow(ctx, zBatch).Scan(&zID); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('pgtenant_audit.integrated_batches', $1, true)`,
+		fmt.Sprintf("%d1,9%d,%d0,%d", zID, zID, zID, zID+1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM pgtenant_audit.ingest_batches WHERE id = $1`, zID); sqlState(err) != "42501" {
+		t.Fatalf("delete of a batch awaiting integration, its id inside others of the list: %v", err)
+	}
+	tx.Rollback(ctx) //nolint:errcheck // the transaction failed
+	// A batch whose events are all chained (a re-shipped one) may go
+	// without the list: every event is looked up.
+	var chained uuid.UUID
+	if err := db.QueryRow(ctx, `SELECT event_id FROM pgtenant_audit.events WHERE chain_id = 'c' LIMIT 1`).Scan(&chained); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := NewRow(stmt("c", "s", 0), "eu-west", "x", StatementNormalized)
+	again.EventID = chained
+	again.HashVersion, again.ContentHash = HashVersion, again.ComputeContentHash()
+	if pool, err = newPool(ctx, "eu-west", r, 1); err != nil {
+		t.Fatal(err)
+	}
+	err = ingestRows(ctx, pool, "eu-west", oid, []*Row{again})
+	pool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag, err := db.Exec(ctx, `DELETE FROM pgtenant_audit.ingest_batches b WHERE $1 = ANY (SELECT x.event_id FROM unnest(b.events) x)`, chained); err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("delete of a batch whose events are all chained: %v (%d rows)", err, tag.RowsAffected())
 	}
 	if _, err := db.Exec(ctx, `UPDATE pgtenant_audit.ingest_batches SET region = 'x' WHERE id IN `+zBatch); sqlState(err) != "42501" {
 		t.Fatalf("update of a batch awaiting integration: %v", err)
