@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgtenant/pgtenant/cluster"
 	"github.com/pgtenant/pgtenant/config"
 	"github.com/pgtenant/pgtenant/tenancy"
 	"github.com/pgtenant/pgtenant/test/pgtest"
@@ -215,6 +216,72 @@ func TestSpoolRefusesWhileDatabaseIsDownAndResumes(t *testing.T) {
 	}
 }
 
+// backlogRig is a recorder of mode on a fresh region of a cluster of its
+// own, with a queue that holds a backlog of full batches, recording
+// statement events of three tenants.
+type backlogRig struct {
+	t        *testing.T
+	ctx      context.Context
+	c        *cluster.Cluster
+	r        config.Region
+	regions  map[string]config.Region
+	rec      *Recorder
+	w        *regionWriter
+	accepted int // events whose Record returned nil
+}
+
+func newBacklogRig(t *testing.T, name, mode string) *backlogRig {
+	g := &backlogRig{t: t, ctx: testCtx(t), c: pgtest.Start(t, clusterConfig(name))}
+	g.r = freshRegion(t, g.c)
+	if err := InitRegion(g.ctx, "eu-west", g.r, nil); err != nil {
+		t.Fatal(err)
+	}
+	g.regions = map[string]config.Region{"eu-west": g.r}
+	cfg := testAuditConfig(t, mode)
+	cfg.QueueSize = 1 << 16
+	rec, err := NewRecorder(g.ctx, cfg, g.regions, "i1", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.rec, g.w = rec, rec.writers["eu-west"]
+	return g
+}
+
+// record records n statement events.
+func (g *backlogRig) record(n int) {
+	for range n {
+		if err := g.rec.Record(g.ctx, stmt("a"+strconv.Itoa(g.accepted%3), "s", g.accepted)); err != nil {
+			g.t.Fatalf("Record: %v", err)
+		}
+		g.accepted++
+	}
+}
+
+// closeAndCheck closes the recorder and checks that every accepted event
+// is stored once, each chain in the order its events were recorded, and
+// that the log verifies.
+func (g *backlogRig) closeAndCheck() {
+	t := g.t
+	if err := g.rec.Close(g.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.rec.Stats().Regions["eu-west"]; st.EventsFailed != 0 {
+		t.Fatalf("%d events failed", st.EventsFailed)
+	}
+	adm := adminConn(t, g.c, g.r)
+	if n := countRows(t, adm, `true`); n != int64(g.accepted) {
+		t.Fatalf("stored %d events, accepted %d", n, g.accepted)
+	}
+	var disorder int
+	if err := adm.QueryRow(g.ctx, `SELECT count(*) FROM (SELECT ts < lag(ts) OVER (PARTITION BY chain_id ORDER BY seq) AS back
+		FROM pgtenant_audit.events) x WHERE back`).Scan(&disorder); err != nil || disorder != 0 {
+		t.Fatalf("%d events chained before an older one of their chain (%v)", disorder, err)
+	}
+	if rep := mustVerify(t, g.regions, VerifyOptions{}); !rep.OK {
+		t.Fatalf("verify: %+v", rep.Failures)
+	}
+}
+
 // An async writer keeps a batch in flight with its integrator; when the
 // database stops, the flight and the batch submitted after it fail, and
 // both are written again, in order, once it is back: every accepted event
@@ -223,66 +290,29 @@ func TestAsyncOutageKeepsEveryEventInOrder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stops and restarts a cluster")
 	}
-	c := pgtest.Start(t, clusterConfig("down-async"))
-	r := freshRegion(t, c)
-	ctx := testCtx(t)
-	if err := InitRegion(ctx, "eu-west", r, nil); err != nil {
-		t.Fatal(err)
-	}
-	regions := map[string]config.Region{"eu-west": r}
-	cfg := testAuditConfig(t, ModeAsync)
-	cfg.QueueSize = 1 << 16
-	rec, err := NewRecorder(ctx, cfg, regions, "i1", testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := rec.writers["eu-west"]
-	for !w.integ.active.Load() {
+	g := newBacklogRig(t, "down-async", ModeAsync)
+	for !g.w.integ.active.Load() {
 		time.Sleep(time.Millisecond)
-	}
-	accepted := 0
-	record := func(n int) {
-		for range n {
-			account := "a" + strconv.Itoa(accepted%3)
-			if err := rec.Record(ctx, stmt(account, "s", accepted)); err != nil {
-				t.Fatalf("Record: %v", err)
-			}
-			accepted++
-		}
 	}
 	// Stop the database while a batch is in flight (handed to the
 	// integrator, its round not reported).
-	for w.writtenDirect.Load() == 0 || w.queued.Load() == 0 {
-		if accepted > 1<<15 {
-			t.Fatalf("%d events recorded and no batch in flight with the integrator", accepted)
+	for g.w.writtenDirect.Load() == 0 || g.w.queued.Load() == 0 {
+		if g.accepted > 1<<15 {
+			t.Fatalf("%d events recorded and no batch in flight with the integrator", g.accepted)
 		}
-		record(100)
+		g.record(100)
 		time.Sleep(time.Millisecond)
 	}
-	if err := c.Stop(ctx); err != nil {
+	if err := g.c.Stop(g.ctx); err != nil {
 		t.Fatal(err)
 	}
-	record(3000) // queued while the writer fails and backs off
+	g.record(3000) // queued while the writer fails and backs off
 	time.Sleep(300 * time.Millisecond)
-	if err := c.Restart(ctx); err != nil {
+	if err := g.c.Restart(g.ctx); err != nil {
 		t.Fatal(err)
 	}
-	record(3000)
-	if err := rec.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	adm := adminConn(t, c, r)
-	if n := countRows(t, adm, `true`); n != int64(accepted) {
-		t.Fatalf("stored %d events, accepted %d", n, accepted)
-	}
-	var disorder int
-	if err := adm.QueryRow(ctx, `SELECT count(*) FROM (SELECT ts < lag(ts) OVER (PARTITION BY chain_id ORDER BY seq) AS back
-		FROM pgtenant_audit.events) x WHERE back`).Scan(&disorder); err != nil || disorder != 0 {
-		t.Fatalf("%d events chained before an older one of their chain (%v)", disorder, err)
-	}
-	if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
-		t.Fatalf("verify: %+v", rep.Failures)
-	}
+	g.record(3000)
+	g.closeAndCheck()
 }
 
 // TestFailedRoundRetriesTheBatchInFlightAfterIt fails the round that
@@ -298,39 +328,17 @@ func TestFailedRoundRetriesTheBatchInFlightAfterIt(t *testing.T) {
 	}
 	for _, mode := range []string{ModeAsync, ModeSpool} {
 		t.Run(mode, func(t *testing.T) {
-			c := pgtest.Start(t, clusterConfig("flight-fails-"+mode))
-			r := freshRegion(t, c)
-			ctx := testCtx(t)
-			if err := InitRegion(ctx, "eu-west", r, nil); err != nil {
-				t.Fatal(err)
-			}
-			regions := map[string]config.Region{"eu-west": r}
-			cfg := testAuditConfig(t, mode)
-			cfg.QueueSize = 1 << 16
-			rec, err := NewRecorder(ctx, cfg, regions, "i1", testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := rec.writers["eu-west"]
-			accepted := 0
-			record := func(n int) {
-				for range n {
-					if err := rec.Record(ctx, stmt("a"+strconv.Itoa(accepted%3), "s", accepted)); err != nil {
-						t.Fatalf("Record: %v", err)
-					}
-					accepted++
-				}
-			}
+			g := newBacklogRig(t, "flight-fails-"+mode, mode)
 			// One event through a round of this process's integrator
 			// first, so that the hook below counts the rounds after it.
-			record(1)
-			for w.integ.integrated.Load() == 0 {
+			g.record(1)
+			for g.w.integ.integrated.Load() == 0 {
 				time.Sleep(5 * time.Millisecond)
 			}
-			adm := adminConn(t, c, r)
+			adm := adminConn(t, g.c, g.r)
 			// The next round sleeps (the test queues a backlog meanwhile);
 			// the one after it fails.
-			if _, err := adm.Exec(ctx, `
+			if _, err := adm.Exec(g.ctx, `
 CREATE SEQUENCE public.test_rounds;
 CREATE FUNCTION public.test_round_hook() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE k bigint := nextval('public.test_rounds');
@@ -348,40 +356,24 @@ CREATE TRIGGER test_round_hook AFTER INSERT ON pgtenant_audit.events
 			}
 			rounds := func() int64 {
 				var n int64
-				if err := adm.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.test_rounds`).Scan(&n); err != nil {
+				if err := adm.QueryRow(g.ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.test_rounds`).Scan(&n); err != nil {
 					t.Fatal(err)
 				}
 				return n
 			}
-			record(1)
+			g.record(1)
 			for rounds() == 0 {
 				time.Sleep(5 * time.Millisecond)
 			}
-			record(2*directBatchMax + 5000) // while the first round sleeps
+			g.record(2*directBatchMax + 5000) // while the first round sleeps
 			if n := rounds(); n != 1 {
 				t.Fatalf("the backlog was queued during round %d, not while the first slept", n)
 			}
 			for rounds() < 2 {
 				time.Sleep(5 * time.Millisecond)
 			}
-			record(3000)
-			if err := rec.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if st := rec.Stats().Regions["eu-west"]; st.EventsFailed != 0 {
-				t.Fatalf("%d events failed", st.EventsFailed)
-			}
-			if n := countRows(t, adm, `true`); n != int64(accepted) {
-				t.Fatalf("stored %d events, accepted %d", n, accepted)
-			}
-			var disorder int
-			if err := adm.QueryRow(ctx, `SELECT count(*) FROM (SELECT ts < lag(ts) OVER (PARTITION BY chain_id ORDER BY seq) AS back
-				FROM pgtenant_audit.events) x WHERE back`).Scan(&disorder); err != nil || disorder != 0 {
-				t.Fatalf("%d events chained before an older one of their chain (%v)", disorder, err)
-			}
-			if rep := mustVerify(t, regions, VerifyOptions{}); !rep.OK {
-				t.Fatalf("verify: %+v", rep.Failures)
-			}
+			g.record(3000)
+			g.closeAndCheck()
 		})
 	}
 }
