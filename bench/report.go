@@ -13,14 +13,18 @@ import (
 
 // Results is everything one harness run measured.
 type Results struct {
-	StartedAt      time.Time    `json:"started_at"`
-	FinishedAt     time.Time    `json:"finished_at"`
-	Machine        Machine      `json:"machine"`
-	Settings       Settings     `json:"settings"`
-	PolicyEnforced *bool        `json:"policy_enforced,omitempty"` // nil when no pgtenant target ran
-	Rows           []Row        `json:"rows"`
-	WarmupErrors   []string     `json:"warmup_errors,omitempty"`
-	Scale          *ScaleResult `json:"scale,omitempty"`
+	StartedAt      time.Time `json:"started_at"`
+	FinishedAt     time.Time `json:"finished_at"`
+	Machine        Machine   `json:"machine"`
+	Settings       Settings  `json:"settings"`
+	PolicyEnforced *bool     `json:"policy_enforced,omitempty"` // nil when no pgtenant target ran
+	Rows           []Row     `json:"rows"`
+	// FailedRounds are the failed runs of cells whose row is another
+	// round's run (--rounds): a failure is reported even when the median
+	// is not one.
+	FailedRounds []Row        `json:"failed_rounds,omitempty"`
+	WarmupErrors []string     `json:"warmup_errors,omitempty"`
+	Scale        *ScaleResult `json:"scale,omitempty"`
 	// Durability is the fdatasync and commit latency measured in the run
 	// (nil when no spool-group or strict target ran).
 	Durability *Durability `json:"durability,omitempty"`
@@ -125,7 +129,8 @@ type Row struct {
 	InRunOverheadMs *float64 `json:"in_run_overhead_ms,omitempty"`
 }
 
-// Failed returns the rows whose run failed.
+// Failed returns the runs that failed: rows, and failed rounds of cells
+// whose row is another round's run.
 func (res *Results) Failed() []Row {
 	var out []Row
 	for _, r := range res.Rows {
@@ -133,7 +138,7 @@ func (res *Results) Failed() []Row {
 			out = append(out, r)
 		}
 	}
-	return out
+	return append(out, res.FailedRounds...)
 }
 
 // IsPgtenant reports whether the row measured pgtenant.

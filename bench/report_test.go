@@ -275,3 +275,13 @@ func TestAuditSummaryShowsTheAuditsCPU(t *testing.T) {
 		"| pgtenant-noaudit | prepared | 8 | 20000 | 0.00 | 0.00 | – | – | – | – | 20.0 | 30.0 |",
 		"| 5.0 + 15.0 |")
 }
+
+func TestAFailedRoundIsReportedBesideItsMedian(t *testing.T) {
+	res := &Results{Settings: Settings{Rounds: 3, Workload: "select"},
+		Rows: []Row{{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, TPS: 900, RoundTPS: []float64{900, 0, 800}}},
+		FailedRounds: []Row{{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, Error: "pgbench: hung"}}}
+	if failed := res.Failed(); len(failed) != 1 || failed[0].Error != "pgbench: hung" {
+		t.Fatalf("Failed() = %+v, want the failed round", failed)
+	}
+	markdownHas(t, res, "## Failed runs", "- pgtenant-async -M simple -c 8: pgbench: hung")
+}

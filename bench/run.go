@@ -141,8 +141,17 @@ func (h *harness) measureCell(ctx context.Context, targets []target, mode string
 		}
 	}
 	for _, rows := range runs {
-		if len(rows) > 0 {
-			res.Rows = append(res.Rows, medianRun(rows))
+		if len(rows) == 0 {
+			continue
+		}
+		m := medianRun(rows)
+		res.Rows = append(res.Rows, m)
+		if m.Error == "" {
+			for _, r := range rows {
+				if r.Error != "" {
+					res.FailedRounds = append(res.FailedRounds, r)
+				}
+			}
 		}
 	}
 	return nil
