@@ -278,7 +278,7 @@ func TestAuditSummaryShowsTheAuditsCPU(t *testing.T) {
 
 func TestAFailedRoundIsReportedBesideItsMedian(t *testing.T) {
 	res := &Results{Settings: Settings{Rounds: 3, Workload: "select"},
-		Rows: []Row{{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, TPS: 900, RoundTPS: []float64{900, 0, 800}}},
+		Rows:         []Row{{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, TPS: 900, RoundTPS: []float64{900, 0, 800}}},
 		FailedRounds: []Row{{Target: TargetPgtenantAsync, Mode: "simple", Clients: 8, Error: "pgbench: hung"}}}
 	if failed := res.Failed(); len(failed) != 1 || failed[0].Error != "pgbench: hung" {
 		t.Fatalf("Failed() = %+v, want the failed round", failed)
