@@ -239,18 +239,28 @@ func (w *regionWriter) ingest(ctx context.Context, oid uint32, rows []*Row) erro
 	return nil
 }
 
-// backoff waits before retrying; it returns false when the writer must exit now.
-func (w *regionWriter) backoff(attempt int) bool {
-	d := min(50*time.Millisecond<<min(attempt, 5), time.Second)
-	t := time.NewTimer(d)
+// pacer spaces a writer's retries after failed writes: 100 ms after the
+// first, doubling up to 1 s, until a write succeeds.
+type pacer struct {
+	failures int
+}
+
+// failed records a failed write and waits before the retry; it returns
+// false when the writer must exit now (hardStop closed).
+func (p *pacer) failed(hardStop <-chan struct{}) bool {
+	p.failures++
+	t := time.NewTimer(min(50*time.Millisecond<<min(p.failures, 5), time.Second))
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-w.hardStop:
+	case <-hardStop:
 		return false
 	}
 }
+
+// written records a successful write: the next failure waits the least.
+func (p *pacer) written() { p.failures = 0 }
 
 // writeTimeout bounds one append transaction, so that a database that
 // hangs (rather than refusing connections) is noticed as an outage too.
@@ -282,7 +292,7 @@ func (w *regionWriter) runQueue() {
 	defer close(w.done)
 	var held []*item
 	var fly *flight[*item]
-	attempt := 0
+	var pace pacer
 	for {
 		if len(held) == 0 && fly == nil {
 			select {
@@ -316,14 +326,13 @@ func (w *regionWriter) runQueue() {
 			fly = nil
 			if failed != nil {
 				held = w.retry(append(failed, held...))
-				attempt++
-				if !w.backoff(attempt) {
+				if !pace.failed(w.hardStop) {
 					w.abandon(held)
 					return
 				}
 				continue
 			}
-			attempt = 0
+			pace.written()
 		}
 		if next != nil {
 			fly = next
@@ -339,12 +348,11 @@ func (w *regionWriter) runQueue() {
 		if err == nil {
 			w.delivered(held)
 			held = held[:0]
-			attempt = 0
+			pace.written()
 			continue
 		}
 		held = w.retry(held)
-		attempt++
-		if !w.backoff(attempt) {
+		if !pace.failed(w.hardStop) {
 			w.abandon(held)
 			return
 		}
@@ -586,7 +594,7 @@ func (w *regionWriter) runSpool() {
 	var fifo []*spoolEntry // read, not yet released, in log order
 	var ready []shipRow
 	var recBuf []spoolRec // nextRecs' buffer
-	attempt := 0
+	var pace pacer
 	draining := false
 	var lingerFrom time.Time // when the batch being gathered became non-empty
 	// A direct writer keeps one batch in flight, as runQueue does: its
@@ -625,13 +633,12 @@ func (w *regionWriter) runSpool() {
 				fifo = w.release(fifo)
 				if again != nil {
 					ready = again
-					attempt++
-					if !w.backoff(attempt) {
+					if !pace.failed(w.hardStop) {
 						return
 					}
 					continue
 				}
-				attempt = 0
+				pace.written()
 				continue
 			}
 			if draining {
@@ -703,13 +710,12 @@ func (w *regionWriter) runSpool() {
 			fifo = w.release(fifo)
 			if again != nil {
 				ready = append(again, ready...)
-				attempt++
-				if !w.backoff(attempt) {
+				if !pace.failed(w.hardStop) {
 					return
 				}
 				continue
 			}
-			attempt = 0
+			pace.written()
 		}
 		if next != nil {
 			fly = next
@@ -720,13 +726,12 @@ func (w *regionWriter) runSpool() {
 		err := w.write(ctx, rows)
 		cancel()
 		if err != nil {
-			attempt++
-			if !w.backoff(attempt) {
+			if !pace.failed(w.hardStop) {
 				return
 			}
 			continue
 		}
-		attempt = 0
+		pace.written()
 		for _, r := range ready[:n] {
 			for _, e := range r.entries {
 				e.done = true
