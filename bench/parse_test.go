@@ -252,3 +252,31 @@ func TestParsePerfCSV(t *testing.T) {
 		t.Error("an uncounted event parsed")
 	}
 }
+
+// One integrator per region: audited targets sharing an audit database
+// would make the first of them chain the others' events, so each has its
+// own, and its config names it; targets without an audit have none.
+func TestEachAuditedTargetHasItsOwnAuditDatabase(t *testing.T) {
+	dbs := auditDatabases(AllTargets)
+	audited := 0
+	for _, name := range AllTargets {
+		if isAudited(name) {
+			audited++
+		} else if db := auditDatabase(name); db != "" {
+			t.Errorf("%s has audit database %q, want none", name, db)
+		}
+	}
+	if len(dbs) != audited || len(slices.Compact(slices.Sorted(slices.Values(dbs)))) != audited {
+		t.Fatalf("audit databases %v, want %d distinct ones", dbs, audited)
+	}
+	c := &cluster.Cluster{Port: 5999, Database: "app", ServiceUser: "app"}
+	region := func(cfg map[string]any) map[string]any {
+		return cfg["regions"].(map[string]any)[benchRegion].(map[string]any)
+	}
+	if got := region(pgtenantConfig(6501, 6502, "spool", "/spool", "audit_spool", c, 700, 20))["audit_database"]; got != "audit_spool" {
+		t.Errorf("spool target's audit_database = %v, want audit_spool", got)
+	}
+	if got, ok := region(pgtenantConfig(6501, 6502, "noaudit", "/spool", "", c, 700, 20))["audit_database"]; ok {
+		t.Errorf("noaudit target's audit_database = %v, want none (its region's database)", got)
+	}
+}

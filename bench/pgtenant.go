@@ -137,6 +137,18 @@ func auditDatabase(target string) string {
 	return "audit_" + strings.ReplaceAll(strings.TrimPrefix(target, "pgtenant-"), "-", "_")
 }
 
+// auditDatabases returns the audit databases of targets, one per audited
+// target.
+func auditDatabases(targets []string) []string {
+	var dbs []string
+	for _, name := range targets {
+		if db := auditDatabase(name); db != "" {
+			dbs = append(dbs, db)
+		}
+	}
+	return dbs
+}
+
 // createDatabase creates db in c unless it exists (a target restarted after
 // a failed run keeps its audit).
 func createDatabase(ctx context.Context, c *cluster.Cluster, db string) error {

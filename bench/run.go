@@ -430,13 +430,7 @@ func (h *harness) pgbenchRun(t target, mode string, clients int, d time.Duration
 // pays for another's dirty pages) and samples the proxy around it.
 func (h *harness) measure(ctx context.Context, t target, mode string, clients int) (Row, error) {
 	row := Row{Target: t.name, Mode: mode, Clients: clients, Threads: threads(clients)}
-	var auditDBs []string
-	for _, name := range h.o.Targets {
-		if db := auditDatabase(name); db != "" {
-			auditDBs = append(auditDBs, db)
-		}
-	}
-	if err := h.awaitAuditIdle(ctx, auditDBs...); err != nil {
+	if err := h.awaitAuditIdle(ctx, auditDatabases(h.o.Targets)...); err != nil {
 		return row, err
 	}
 	if err := h.c.Exec(ctx, h.c.Database, "CHECKPOINT"); err != nil {

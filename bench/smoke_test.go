@@ -60,7 +60,7 @@ func TestSmokeRun(t *testing.T) {
 		if proxied != (r.ProxyRSSBytes != nil) || proxied != (r.ProxyCPUPer1kStatements != nil) {
 			t.Errorf("%s: proxy measurements present=%v/%v, want %v", r.Target, r.ProxyRSSBytes != nil, r.ProxyCPUPer1kStatements != nil, proxied)
 		}
-		if r.ClusterCPUPer1kStatements == nil || *r.ClusterCPUPer1kStatements < 0 {
+		if r.ClusterCPUPer1kStatements == nil || *r.ClusterCPUPer1kStatements <= 0 {
 			t.Errorf("%s: PostgreSQL CPU per statement %v", r.Target, deref(r.ClusterCPUPer1kStatements))
 		}
 		if r.ProxyRSSBytes != nil && *r.ProxyRSSBytes <= 0 {
@@ -80,8 +80,9 @@ func TestSmokeRun(t *testing.T) {
 		if auditMode != (r.TPSvsNoAudit != nil) || (auditMode && *r.TPSvsNoAudit <= 0) {
 			t.Errorf("%s: TPS vs noaudit %v, want it computed: %v", r.Target, deref(r.TPSvsNoAudit), auditMode)
 		}
-		// Each audited target chains its own events in its own database:
-		// every statement of its run is counted there.
+		// Every statement of an audited run is counted in its target's
+		// audit database (TestEachAuditedTargetHasItsOwnAuditDatabase
+		// checks that the databases differ).
 		if stored := r.AuditStored; auditMode != (stored != nil) || (auditMode && *stored < r.Statements) {
 			t.Errorf("%s: audit stored %v of %d statements, want it counted: %v", r.Target, derefInt(stored), r.Statements, auditMode)
 		}
