@@ -321,18 +321,17 @@ func (w *regionWriter) runQueue() {
 			}
 		}
 		if fly != nil {
-			var failed []*item
-			failed, next = landBoth(fly, next, w.landQueued)
+			var written, ok bool
+			next, written, ok = landFlights(w, &pace, fly, next, w.landQueued,
+				func(failed []*item) { held = w.retry(append(failed, held...)) })
 			fly = nil
-			if failed != nil {
-				held = w.retry(append(failed, held...))
-				if !pace.failed(w.hardStop) {
-					w.abandon(held)
-					return
-				}
+			if !ok {
+				w.abandon(held)
+				return
+			}
+			if !written {
 				continue
 			}
-			pace.written()
 		}
 		if next != nil {
 			fly = next
@@ -409,6 +408,22 @@ func (f *flight[T]) land(w *regionWriter) error {
 	w.submitted(len(f.rows), err)
 	w.shipped(f.rows, f.start, err)
 	return err
+}
+
+// landFlights lands fly, and next with it when fly failed (landBoth).
+// What neither wrote goes to requeue, fly's first, and pace waits before
+// the retry; a success resets pace. It returns next while still in flight,
+// whether all that landed was written, and false when the writer must exit
+// now.
+func landFlights[T any](w *regionWriter, pace *pacer, fly, next *flight[T], land func(*flight[T]) []T,
+	requeue func([]T)) (stillFlying *flight[T], written, ok bool) {
+	again, next := landBoth(fly, next, land)
+	if again == nil {
+		pace.written()
+		return next, true, true
+	}
+	requeue(again)
+	return nil, false, pace.failed(w.hardStop)
 }
 
 // landBoth lands fly with land (which returns what was not written, nil
@@ -600,6 +615,13 @@ func (w *regionWriter) runSpool() {
 	// A direct writer keeps one batch in flight, as runQueue does: its
 	// entries are done (and released) only once its round wrote it.
 	var fly *flight[shipRow]
+	// A landed flight's entries are done: the fifo releases what it can.
+	land := func(f *flight[shipRow]) []shipRow {
+		again := w.landSpool(f)
+		fifo = w.release(fifo)
+		return again
+	}
+	requeue := func(again []shipRow) { ready = append(again, ready...) }
 	for {
 		var notify <-chan struct{}
 		if len(ready) < w.batchMax {
@@ -628,17 +650,11 @@ func (w *regionWriter) runSpool() {
 		if len(ready) == 0 {
 			if fly != nil {
 				// Nothing more to send now: wait for the batch in flight.
-				again := w.landSpool(fly)
+				_, _, ok := landFlights(w, &pace, fly, nil, land, requeue)
 				fly = nil
-				fifo = w.release(fifo)
-				if again != nil {
-					ready = again
-					if !pace.failed(w.hardStop) {
-						return
-					}
-					continue
+				if !ok {
+					return
 				}
-				pace.written()
 				continue
 			}
 			if draining {
@@ -704,18 +720,15 @@ func (w *regionWriter) runSpool() {
 			ready = append(ready[:0], ready[n:]...)
 		}
 		if fly != nil {
-			var again []shipRow
-			again, next = landBoth(fly, next, w.landSpool)
+			var written, ok bool
+			next, written, ok = landFlights(w, &pace, fly, next, land, requeue)
 			fly = nil
-			fifo = w.release(fifo)
-			if again != nil {
-				ready = append(again, ready...)
-				if !pace.failed(w.hardStop) {
-					return
-				}
+			if !ok {
+				return
+			}
+			if !written {
 				continue
 			}
-			pace.written()
 		}
 		if next != nil {
 			fly = next
