@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtenant/pgtenant/tenancy"
 )
 
 // parkableSession is a session past its startup, not yet started, on TCP
@@ -170,5 +173,121 @@ func TestParkedSessionRelaysOnItsClientGoroutine(t *testing.T) {
 		if st := ss.bstate.Load(); st != bFree {
 			t.Fatalf("round %d: backend state %d after the reply, want free (%d): a backend goroutine took the session", i, st, bFree)
 		}
+	}
+}
+
+// awaitingChecker allows everything, but like package policy's mirror a
+// Bind waits until the server has confirmed the named Parse before it
+// (change 1).
+type awaitingChecker struct {
+	fuzzChecker
+	confirmed bool // Resolve(1) came (client loop, like every checker call)
+}
+
+func (c *awaitingChecker) CheckParse(string, string, []uint32) tenancy.Decision {
+	return tenancy.Decision{Allow: true, Changes: []tenancy.Change{{ID: 1}}}
+}
+
+func (c *awaitingChecker) CheckBind(string, []int16, [][]byte) tenancy.Decision {
+	if !c.confirmed {
+		return tenancy.Decision{Wait: true, Reason: "await_server"}
+	}
+	return tenancy.Decision{Allow: true}
+}
+
+func (c *awaitingChecker) Resolve(id uint64, o tenancy.Outcome, _ []uint32) {
+	c.confirmed = c.confirmed || (id == 1 && o == tenancy.Confirmed)
+}
+
+// TestCheckWaitingForRepliesReadsThem checks that a Bind whose check waits
+// for the server's answer to a Parse in an earlier batch of the same
+// pipeline gets it from a backend goroutine the wait starts: between
+// batches nobody reads a session's backend socket (bFree), and without
+// the sweeper (not started here) nothing else would ever read it. A
+// session that relied on the sweeper to arm the watcher hung for good
+// once the server stopped sweeping (Shutdown), and otherwise waited up to
+// a sweep (250 ms) for every such pipeline.
+func TestCheckWaitingForRepliesReadsThem(t *testing.T) {
+	_, ss, clientConn, backendConn := parkableSession(t)
+	ss.checker = &awaitingChecker{}
+	finished := make(chan struct{})
+	ss.start(func() { close(finished) })
+	defer func() {
+		_ = clientConn.Close()
+		_ = backendConn.Close()
+		select {
+		case <-finished:
+		case <-time.After(10 * time.Second):
+			t.Error("the session did not end when both its connections closed")
+		}
+	}()
+	if st := ss.bstate.Load(); st != bFree {
+		t.Fatalf("backend state %d before the pipeline, want free (%d)", st, bFree)
+	}
+
+	// The backend answers like PostgreSQL: ParseComplete and ReadyForQuery
+	// for the first batch, then the Bind's batch.
+	backendDone := make(chan error, 1)
+	go func() {
+		be := pgproto3.NewBackend(backendConn, backendConn)
+		var reply []byte
+		for {
+			m, err := be.Receive()
+			if err != nil {
+				backendDone <- err
+				return
+			}
+			switch m.(type) {
+			case *pgproto3.Parse:
+				reply, _ = (&pgproto3.ParseComplete{}).Encode(reply)
+			case *pgproto3.Bind:
+				reply, _ = (&pgproto3.BindComplete{}).Encode(reply)
+			case *pgproto3.Execute:
+				reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")}).Encode(reply)
+			case *pgproto3.Sync:
+				reply, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(reply)
+				if _, err := backendConn.Write(reply); err != nil {
+					backendDone <- err
+					return
+				}
+				reply = reply[:0]
+			}
+		}
+	}()
+
+	var pipeline []byte
+	pipeline, _ = (&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}).Encode(pipeline)
+	pipeline, _ = (&pgproto3.Sync{}).Encode(pipeline)
+	pipeline, _ = (&pgproto3.Bind{PreparedStatement: "s1"}).Encode(pipeline)
+	pipeline, _ = (&pgproto3.Execute{}).Encode(pipeline)
+	pipeline, _ = (&pgproto3.Sync{}).Encode(pipeline)
+	if _, err := clientConn.Write(pipeline); err != nil {
+		t.Fatal(err)
+	}
+	// a generous bound that only a hang exceeds
+	_ = clientConn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fe := pgproto3.NewFrontend(clientConn, io.Discard)
+	var got []string
+	for ready := 0; ready < 2; {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("after %v: %v (with no sweeper, a waiting check must read the replies itself)", got, err)
+		}
+		got = append(got, fmt.Sprintf("%T", m))
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			ready++
+		}
+		if e, ok := m.(*pgproto3.ErrorResponse); ok {
+			t.Fatalf("the pipeline failed: %s %s", e.Code, e.Message)
+		}
+	}
+	want := "[*pgproto3.ParseComplete *pgproto3.ReadyForQuery *pgproto3.BindComplete *pgproto3.CommandComplete *pgproto3.ReadyForQuery]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("client got %v, want %s", got, want)
+	}
+	select {
+	case err := <-backendDone:
+		t.Fatalf("backend: %v", err)
+	default:
 	}
 }

@@ -239,9 +239,9 @@ func (s *session) decide(check func() tenancy.Decision) (tenancy.Decision, error
 		if err := s.bw.Flush(); err != nil {
 			return d, err
 		}
-		if s.tx != nil {
-			s.relayAsync()
-		}
+		// a backend goroutine reads the replies while this one waits (in
+		// session mode the socket may be nobody's between batches, bFree)
+		s.relayAsync()
 		resolved, ended := s.track.await(awaitRecheck)
 		if ended {
 			return d, errAwaitBackend
