@@ -1201,3 +1201,66 @@ func TestPauseEndsOnABacklog(t *testing.T) {
 		t.Fatal("the pace went on with a full round submitted")
 	}
 }
+
+// TestIngestPreparesItsInsertOnceAndAgainAfterAFailure checks the writer's
+// prepared INSERT: the statement is prepared once on a connection and
+// reused, and a batch the server refuses (here a count that does not match
+// the events, which the table's CHECK refuses) drops it, so the next batch
+// prepares it again rather than running a statement that may be what
+// failed; what was refused is not stored and what follows is.
+func TestIngestPreparesItsInsertOnceAndAgainAfterAFailure(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	row := func(i int) []byte {
+		t.Helper()
+		r, err := NewRow(stmt("42", "s", i), "eu-west", "x", StatementNormalized)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.HashVersion, r.ContentHash = HashVersion, r.ComputeContentHash()
+		return encodeEventArray(nil, oid, []*Row{r})
+	}
+	prepared := func() int64 {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE name = $1`, ingestStatement).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := range 3 {
+		if err := insertBatchPrepared(ctx, conn.Conn(), "eu-west", 1, row(i)); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		if n := prepared(); n != 1 {
+			t.Fatalf("after batch %d: %d prepared statements named %s, want 1", i, n, ingestStatement)
+		}
+	}
+	err = insertBatchPrepared(ctx, conn.Conn(), "eu-west", 2, row(3))
+	if sqlState(err) != "23514" {
+		t.Fatalf("a batch of 1 event sent as 2: %v, want the CHECK's 23514", err)
+	}
+	if n := prepared(); n != 0 {
+		t.Fatalf("after a refused batch: %d prepared statements named %s, want 0 (dropped)", n, ingestStatement)
+	}
+	if err := insertBatchPrepared(ctx, conn.Conn(), "eu-west", 1, row(4)); err != nil {
+		t.Fatalf("the batch after the refused one: %v", err)
+	}
+	if n := prepared(); n != 1 {
+		t.Fatalf("after the next batch: %d prepared statements, want 1", n)
+	}
+	db := adminConn(t, c, r)
+	var batches, events int64
+	if err := db.QueryRow(ctx, `SELECT count(*), coalesce(sum(n), 0) FROM pgtenant_audit.ingest_batches`).Scan(&batches, &events); err != nil {
+		t.Fatal(err)
+	}
+	if batches != 4 || events != 4 {
+		t.Fatalf("ingest_batches: %d batches of %d events, want 4 of 4", batches, events)
+	}
+}
