@@ -529,7 +529,7 @@ func (g *integrator) start(ctx context.Context, conn *pgx.Conn, check bool, own 
 		defer close(r.done)
 		if p.n > 0 {
 			res := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-				p.args, []uint32{oidText, oidInt8, oidInt8Array, 0, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array,
+				p.args, []uint32{oidText, oidInt8, oidInt8Array, 0, oidInt8Array, oidBytea, oidBytea, oidInt8Array,
 					oidTextArray, oidInt8Array, oidByteaArray},
 				[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read()
 			if res.Err != nil {
@@ -584,8 +584,8 @@ func (g *integrator) plan(ctx context.Context, tx pgx.Tx, check bool, own []*sub
 		return p, nil
 	}
 	n := p.n
-	// seqs, prevs and entries have one element per batch element, in
-	// the order read; nil (NULL) marks a skipped duplicate.
+	// seqs and leaves have one element per batch element, in the order
+	// read; nil (NULL) marks a skipped duplicate.
 	var batches [][]byte
 	var chains []string
 	seenChain := map[string]bool{}
@@ -647,8 +647,10 @@ func (g *integrator) plan(ctx context.Context, tx pgx.Tx, check bool, own []*sub
 		return nil, fmt.Errorf("tree size: %w", err)
 	}
 	seqs := make([][]byte, n)
-	prevs := make([][]byte, n)
-	entries := make([][]byte, n)
+	// prevs and entries: 32 bytes per element (HashSize), zeros for a
+	// skipped one (schema version 12's integrate_round cuts them by offset)
+	prevs := make([]byte, HashSize*n)
+	entries := make([]byte, HashSize*n)
 	leaves := make([][]byte, n)
 	ints := make([]byte, 16*n) // seqs and leaves, one allocation
 	leaf := size
@@ -663,9 +665,13 @@ func (g *integrator) plan(ctx context.Context, tx pgx.Tx, check bool, own []*sub
 		if h == nil {
 			return nil, fmt.Errorf("chain %q has no head", e.chain)
 		}
+		if len(h.hash) != HashSize {
+			return nil, fmt.Errorf("chain %q: its head is a hash of %d bytes, not %d", e.chain, len(h.hash), HashSize)
+		}
 		h.seq++
 		entry := EntryHash(e.chain, h.seq, h.hash, e.content)
-		prevs[i], entries[i] = h.hash, entry
+		copy(prevs[HashSize*i:], h.hash)
+		copy(entries[HashSize*i:], entry)
 		seqs[i] = binary.BigEndian.AppendUint64(ints[16*i+8:16*i+8], uint64(h.seq))
 		h.hash = entry
 	}
@@ -682,7 +688,7 @@ func (g *integrator) plan(ctx context.Context, tx pgx.Tx, check bool, own []*sub
 	// The own rows' array (ingest_event[], NULL when none) is sent with
 	// no type OID: the server takes the parameter's.
 	p.args = [][]byte{[]byte(g.region), binary.BigEndian.AppendUint64(nil, uint64(size)),
-		binArray(oidInt8, batches), ownArray, binArray(oidInt8, seqs), binArray(oidBytea, prevs), binArray(oidBytea, entries),
+		binArray(oidInt8, batches), ownArray, binArray(oidInt8, seqs), prevs, entries,
 		binArray(oidInt8, leaves), binArray(oidText, headChains), binArray(oidInt8, headSeqs), binArray(oidBytea, headEntries)}
 	return p, nil
 }

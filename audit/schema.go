@@ -1543,6 +1543,227 @@ END $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
 `,
+	// 12: a round's elements are cut from its arrays in constant time.
+	// round_elements sliced p_seq, p_prev, p_entry and p_leaf once per
+	// batch, and slicing a bytea[] walks it from its start: a round of many
+	// small batches (strict writers) spent about a quarter of the
+	// integrator's CPU in array_get_slice, growing with the square of its
+	// batches. integrate_round gains a form that takes the prev and entry
+	// hashes as two strings of 32 bytes per element, which
+	// round_elements_flat cuts per element by offset; the bigint arrays it
+	// still slices are reached by offset too (fixed-width elements, no
+	// NULLs but a duplicate's). Everything else, the checks included, is
+	// version 10's. The bytea[] form stays for proxies of version 11
+	// during a rolling upgrade: it lays its arrays out that way and calls
+	// the new one.
+	`
+-- round_elements_flat is round_elements with the prev and entry hashes of
+-- the elements as strings of 32 bytes per element, in element order
+-- (anything for a skipped element, whose seq is NULL: its hashes are NULL).
+CREATE FUNCTION pgtenant_audit.round_elements_flat(p_region text, p_batches bigint[], p_own pgtenant_audit.ingest_event[],
+	p_seq bigint[], p_prevs bytea, p_entries bytea, p_leaf bigint[])
+RETURNS TABLE (k bigint, event_id uuid, chain_id text, ts timestamptz, kind text, account_id text, subject text,
+	client_user text, client_addr inet, region text, session_id text, proxy_instance text, statement text,
+	tables text[], verdict text, reason text, sqlstate text, rows bigint, duration_us bigint, hash_version smallint,
+	content_hash bytea, statement_salt bytea, statement_commitment bytea, role text, actor text, purpose text,
+	ticket text, rewritten boolean, seq bigint, prev bytea, entry bytea, leaf bigint, ord bigint)
+LANGUAGE sql STABLE AS $$
+	SELECT pb.k, x.event_id, x.chain_id, x.ts, x.kind, x.account_id, x.subject, x.client_user, x.client_addr,
+		x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason, x.sqlstate, x.rows,
+		x.duration_us, x.hash_version, x.content_hash, x.statement_salt, x.statement_commitment, x.role, x.actor,
+		x.purpose, x.ticket, x.rewritten, x.seq,
+		CASE WHEN x.seq IS NOT NULL THEN substring(p_prevs FROM ((pb.off + x.ord - 1) * 32 + 1)::integer FOR 32) END,
+		CASE WHEN x.seq IS NOT NULL THEN substring(p_entries FROM ((pb.off + x.ord - 1) * 32 + 1)::integer FOR 32) END,
+		x.leaf, x.ord
+	FROM (SELECT s.k, s.events, s.n, sum(s.n) OVER (ORDER BY s.k) - s.n AS off
+		FROM (SELECT u.k, b.events, b.n
+			FROM unnest(p_batches) WITH ORDINALITY AS u(id, k)
+			JOIN pgtenant_audit.ingest_batches b ON b.id = u.id AND b.region = p_region
+			UNION ALL
+			SELECT coalesce(cardinality(p_batches), 0) + 1, p_own, cardinality(p_own)
+			WHERE cardinality(p_own) > 0) s) pb
+	CROSS JOIN LATERAL ROWS FROM (unnest(pb.events), unnest(p_seq[pb.off + 1 : pb.off + pb.n]),
+		unnest(p_leaf[pb.off + 1 : pb.off + pb.n])) WITH ORDINALITY
+		AS x(event_id, chain_id, ts, kind, account_id, subject, client_user, client_addr, region, session_id,
+			proxy_instance, statement, tables, verdict, reason, sqlstate, rows, duration_us, hash_version,
+			content_hash, statement_salt, statement_commitment, role, actor, purpose, ticket, rewritten,
+			seq, leaf, ord)
+$$;
+
+-- integrate_round (this form) is version 10's over the hashes p_prevs and
+-- p_entries: 32 bytes per element of the round in element order, anything
+-- for a skipped element (seq NULL).
+CREATE FUNCTION pgtenant_audit.integrate_round(p_region text, p_first_leaf bigint, p_batches bigint[],
+	p_own pgtenant_audit.ingest_event[], p_seq bigint[], p_prevs bytea, p_entries bytea, p_leaf bigint[],
+	p_head_chain text[], p_head_seq bigint[], p_head_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB' SET jit = off SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+	v_size bigint;
+	v_found integer;
+	v_total bigint;
+	v_ins bigint;
+	v_bad bigint;
+	v_maxleaf bigint;
+	v_leaves bigint;
+	v_gaps bigint;
+	v_heads bigint;
+	v_del bigint;
+	v_key integer := hashtext('pgtenant_audit.round.' || p_region);
+	v_end bigint;
+	v_chain text[];
+	v_seq bigint[];
+	v_region text[];
+	v_content bytea[];
+	v_prev bytea[];
+	v_entry bytea[];
+	v_leaf bigint[];
+BEGIN
+	SELECT count(*), coalesce(sum(b.n), 0) INTO v_found, v_total
+	FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+	IF v_found <> coalesce(cardinality(p_batches), 0)
+	   OR v_found <> (SELECT count(DISTINCT u.id) FROM unnest(p_batches) AS u(id)) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: % of % batches are pending in region %',
+			v_found, coalesce(cardinality(p_batches), 0), p_region USING ERRCODE = '40001';
+	END IF;
+	v_total := v_total + coalesce(cardinality(p_own), 0);
+	IF coalesce(cardinality(p_seq), 0) <> v_total OR coalesce(octet_length(p_prevs), 0) <> 32 * v_total
+	   OR coalesce(octet_length(p_entries), 0) <> 32 * v_total OR coalesce(cardinality(p_leaf), 0) <> v_total
+	   OR coalesce(cardinality(p_head_seq), 0) <> coalesce(cardinality(p_head_chain), 0)
+	   OR coalesce(cardinality(p_head_entry), 0) <> coalesce(cardinality(p_head_chain), 0) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: arrays do not match the round''s % events', v_total
+			USING ERRCODE = '22023';
+	END IF;
+	-- The round's tree ends at v_end: the round planned after this one
+	-- (which starts there) waits for this key, so that it checks the chains
+	-- and the tree this one leaves, committed or rolled back.
+	v_end := p_first_leaf + coalesce(cardinality(p_seq), 0) - coalesce(cardinality(array_positions(p_seq, NULL)), 0);
+	PERFORM pg_advisory_xact_lock(v_key, (v_end % 2147483648)::integer);
+	-- Insert first, without the tree's lock: the previous round may still
+	-- be checking or committing, and this work overlaps it. Everything is
+	-- checked below, once that round has ended, before this one commits.
+	WITH ins AS (
+		INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+			client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+			duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
+			role, actor, purpose, ticket, rewritten)
+		SELECT x.chain_id, x.seq, x.event_id, x.ts, x.kind, x.account_id, x.subject, x.client_user,
+			x.client_addr, x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason,
+			x.sqlstate, x.rows, x.duration_us, x.hash_version, x.content_hash, x.prev, x.entry, x.leaf,
+			x.statement_salt, x.statement_commitment, x.role, x.actor, x.purpose, x.ticket, x.rewritten
+		FROM pgtenant_audit.round_elements_flat(p_region, p_batches, p_own, p_seq, p_prevs, p_entries, p_leaf) x
+		WHERE x.seq IS NOT NULL
+		RETURNING chain_id, seq, region, content_hash, prev_hash, entry_hash, leaf)
+	SELECT count(*), array_agg(ins.chain_id), array_agg(ins.seq), array_agg(ins.region), array_agg(ins.content_hash),
+		array_agg(ins.prev_hash), array_agg(ins.entry_hash), array_agg(ins.leaf)
+	INTO v_ins, v_chain, v_seq, v_region, v_content, v_prev, v_entry, v_leaf
+	FROM ins;
+	-- Wait for the round that ends where this one starts, then take the tree.
+	PERFORM pg_advisory_xact_lock(v_key, (p_first_leaf % 2147483648)::integer);
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	IF v_size IS DISTINCT FROM p_first_leaf THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
+			USING ERRCODE = '40001';
+	END IF;
+	WITH ins AS (
+		SELECT * FROM unnest(v_chain, v_seq, v_region, v_content, v_prev, v_entry, v_leaf)
+			AS i(chain_id, seq, region, content_hash, prev_hash, entry_hash, leaf)),
+	h AS MATERIALIZED (
+		SELECT h.chain_id, h.seq, h.head, l.seq AS last_seq, l.entry AS last_entry,
+			'\x10'::bytea || int4send(octet_length(convert_to(h.chain_id, 'UTF8'))) || convert_to(h.chain_id, 'UTF8') AS prefix
+		FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+		JOIN pgtenant_audit.chain_heads h ON h.chain_id = l.chain AND h.region = p_region),
+	c AS (
+		SELECT i.*, h.seq AS h_seq, h.head AS h_head, h.prefix, h.last_seq, h.last_entry, p.entry_hash AS before
+		FROM ins i
+		LEFT JOIN h ON h.chain_id = i.chain_id
+		LEFT JOIN ins p ON p.chain_id = i.chain_id AND p.seq = i.seq - 1)
+	SELECT count(*),
+		count(*) FILTER (WHERE (c.h_seq IS NULL OR c.region IS DISTINCT FROM p_region
+			OR c.seq <= c.h_seq OR c.seq > c.last_seq
+			OR c.prev_hash IS DISTINCT FROM CASE WHEN c.seq = c.h_seq + 1 THEN c.h_head ELSE c.before END
+			OR c.entry_hash IS DISTINCT FROM sha256(c.prefix || int8send(c.seq) || c.prev_hash || c.content_hash)
+			OR (c.seq = c.last_seq AND c.entry_hash IS DISTINCT FROM c.last_entry)
+			OR c.leaf < p_first_leaf) IS NOT FALSE),
+		max(c.leaf), count(DISTINCT c.leaf),
+		(SELECT count(*) FROM h) - count(DISTINCT c.chain_id)
+			+ (SELECT coalesce(sum(h.last_seq - h.seq), 0) FROM h) - count(*)
+	INTO v_ins, v_bad, v_maxleaf, v_leaves, v_gaps
+	FROM c;
+	IF v_bad > 0 OR v_gaps <> 0 OR v_leaves <> v_ins
+	   OR (v_ins > 0 AND v_maxleaf <> p_first_leaf + v_ins - 1) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: % of % events do not extend their chains or the tree',
+			greatest(v_bad, 1), v_ins USING ERRCODE = '40001';
+	END IF;
+	-- A skipped element must repeat an event chained before or in this
+	-- round: otherwise deleting its batch (or dropping the own event) would
+	-- lose it.
+	IF array_position(p_seq, NULL) IS NOT NULL THEN
+		SELECT count(*) INTO v_bad
+		FROM pgtenant_audit.round_elements_flat(p_region, p_batches, p_own, p_seq, p_prevs, p_entries, p_leaf) x
+		WHERE x.seq IS NULL AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id);
+		IF v_bad > 0 THEN
+			RAISE EXCEPTION 'pgtenant_audit.integrate_round: % skipped events were never chained', v_bad
+				USING ERRCODE = '22023';
+		END IF;
+	END IF;
+	SELECT count(*) INTO v_heads FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+	WHERE NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.chain_id = l.chain AND e.seq = l.seq
+		AND e.entry_hash = l.entry AND e.region = p_region);
+	IF v_heads > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: % chain heads name no chained event', v_heads
+			USING ERRCODE = '40001';
+	END IF;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_ins WHERE t.region = p_region;
+	IF v_found > 0 THEN
+		PERFORM set_config('pgtenant_audit.integrated_batches', array_to_string(p_batches, ','), true);
+		DELETE FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+		GET DIAGNOSTICS v_del = ROW_COUNT;
+		PERFORM set_config('pgtenant_audit.integrated_batches', '', true);
+		IF v_del <> v_found THEN
+			RAISE EXCEPTION 'pgtenant_audit.integrate_round: deleted % of % batches', v_del, v_found USING ERRCODE = '40001';
+		END IF;
+	END IF;
+	RETURN v_ins;
+END $$;
+
+-- The bytea[] form (versions 9 to 11): its hashes laid out as the form
+-- above takes them, once per round.
+CREATE OR REPLACE FUNCTION pgtenant_audit.integrate_round(p_region text, p_first_leaf bigint, p_batches bigint[],
+	p_own pgtenant_audit.ingest_event[], p_seq bigint[], p_prev bytea[], p_entry bytea[], p_leaf bigint[],
+	p_head_chain text[], p_head_seq bigint[], p_head_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+DECLARE
+	v_prevs bytea;
+	v_entries bytea;
+	v_bad bigint;
+	v_zero bytea := decode(repeat('00', 32), 'hex');
+BEGIN
+	IF coalesce(cardinality(p_prev), 0) <> coalesce(cardinality(p_seq), 0)
+	   OR coalesce(cardinality(p_entry), 0) <> coalesce(cardinality(p_seq), 0) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: arrays do not match the round''s % events',
+			coalesce(cardinality(p_seq), 0) USING ERRCODE = '22023';
+	END IF;
+	SELECT string_agg(coalesce(u.prev, v_zero), ''::bytea ORDER BY u.o),
+		string_agg(coalesce(u.entry, v_zero), ''::bytea ORDER BY u.o),
+		count(*) FILTER (WHERE octet_length(u.prev) <> 32 OR octet_length(u.entry) <> 32)
+	INTO v_prevs, v_entries, v_bad
+	FROM unnest(p_prev, p_entry) WITH ORDINALITY AS u(prev, entry, o);
+	IF v_bad > 0 THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: % hashes are not 32 bytes long', v_bad USING ERRCODE = '22023';
+	END IF;
+	RETURN pgtenant_audit.integrate_round(p_region, p_first_leaf, p_batches, p_own, p_seq, v_prevs, v_entries, p_leaf,
+		p_head_chain, p_head_seq, p_head_entry);
+END $$;
+
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
+`,
 }
 
 // SchemaVersion is the audit schema version this build writes.
@@ -1688,6 +1909,11 @@ func initSchema(ctx context.Context, tx pgx.Tx, serviceRole string) (int, error)
 				bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]),
 				pgtenant_audit.integrate_batches(text, bigint, bigint[], bigint[], bytea[], bytea[], bigint[], text[], bigint[], bytea[]),
 				pgtenant_audit.integrated_ids(uuid[]) TO `+service)
+	}
+	if serviceRole != OwnerRole && len(migrations) >= 12 {
+		grants = append(grants,
+			`GRANT EXECUTE ON FUNCTION pgtenant_audit.integrate_round(text, bigint, bigint[], pgtenant_audit.ingest_event[],
+				bigint[], bytea, bytea, bigint[], text[], bigint[], bytea[]) TO `+service)
 	}
 	for _, s := range grants {
 		if _, err := tx.Exec(ctx, s); err != nil {

@@ -889,6 +889,10 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			return err
 		})
 	}
+	// rollBack makes runOwn roll its round back once integrate_round
+	// accepted it (errRolledBack).
+	rollBack := false
+	errRolledBack := errors.New("accepted, rolled back")
 	// runOwn is the same round with the rows as the integrator's own
 	// (p_own, in the binary form the integrator sends) and no batch.
 	int8s := func(v []*int64) [][]byte {
@@ -909,11 +913,46 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
 				return err
 			}
-			return tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
+			err := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
 				[][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.firstLeaf)), own, binArray(oidInt8, int8s(rd.seq)),
 					binArray(oidBytea, rd.prev), binArray(oidBytea, rd.entry), binArray(oidInt8, int8s(rd.leaf)),
 					binArray(oidInt8, [][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.headSeq))}), binArray(oidBytea, [][]byte{rd.headEntry})},
 				[]uint32{oidInt8, 0, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidInt8Array, oidByteaArray},
+				[]int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read().Err
+			if err == nil && rollBack {
+				return errRolledBack
+			}
+			return err
+		})
+	}
+	// runFlat is runOwn through the form the integrator calls (schema
+	// version 12): the hashes as strings of 32 bytes per element, zeros
+	// for a skipped one; runOwn's bytea[] form (proxies of version 11)
+	// lays its arrays out that way and calls it.
+	flat := func(hashes [][]byte) []byte {
+		out := make([]byte, 0, HashSize*len(hashes))
+		for _, h := range hashes {
+			if h == nil {
+				h = make([]byte, HashSize)
+			}
+			out = append(out, h...)
+		}
+		return out
+	}
+	runFlat := func(rd round) error {
+		own := encodeEventArray(nil, oid, rows)
+		return pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT * FROM pgtenant_audit.heads_of('{42}', '{eu-west}')`); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
+				return err
+			}
+			return tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
+				[][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.firstLeaf)), own, binArray(oidInt8, int8s(rd.seq)),
+					flat(rd.prev), flat(rd.entry), binArray(oidInt8, int8s(rd.leaf)),
+					binArray(oidInt8, [][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.headSeq))}), binArray(oidBytea, [][]byte{rd.headEntry})},
+				[]uint32{oidInt8, 0, oidInt8Array, oidBytea, oidBytea, oidInt8Array, oidInt8Array, oidByteaArray},
 				[]int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read().Err
 		})
 	}
@@ -930,8 +969,11 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			rd.headSeq, rd.headEntry = 2, rd.entry[1]
 		},
 		"the wrong first leaf": func(rd *round) { rd.firstLeaf = 1 },
+		// schema 12 cuts the hashes from strings of 32 bytes per element:
+		// a shorter one would shift every hash after it
+		"a hash of 31 bytes": func(rd *round) { rd.prev[1] = rd.prev[1][:31] },
 	} {
-		for how, integrate := range map[string]func(round) error{"batch": run, "own": runOwn} {
+		for how, integrate := range map[string]func(round) error{"batch": run, "own": runOwn, "own, flat hashes": runFlat} {
 			rd := good()
 			broken(&rd)
 			if err := integrate(rd); err == nil {
@@ -945,7 +987,12 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 	if got := countRows(t, db, `true`); got != 0 {
 		t.Fatalf("refused rounds stored %d events", got)
 	}
-	if err := runOwn(good()); err != nil {
+	rollBack = true
+	if err := runOwn(good()); !errors.Is(err, errRolledBack) {
+		t.Fatalf("the correct round, hashes as bytea[]: %v", err)
+	}
+	rollBack = false
+	if err := runFlat(good()); err != nil {
 		t.Fatalf("the correct round: %v", err)
 	}
 	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 3 {

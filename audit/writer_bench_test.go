@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,19 +17,25 @@ import (
 )
 
 // BenchmarkWriter measures the v3 write path into a real cluster, flat
-// out: 16 tenants, in async mode (a queue large enough not to throttle)
-// and in spool mode (the default interval fsync). It reports the rate at
+// out: 16 tenants, in async mode (a queue large enough not to throttle),
+// in spool mode (the default interval fsync) and in strict mode (eight
+// recording goroutines, each waiting for its event's commit, as eight
+// clients' sessions do: many small ingest batches, so the per-batch costs
+// of the writer and of the integrator's rounds show). It reports the rate at
 // which events are appended (events/s, Record until the queue or the spool
 // is empty) and, separately, the rate at which the region's integrator
 // chains them (chained/s, from the first event to the last one integrated).
 func BenchmarkWriter(b *testing.B) {
-	for _, mode := range []string{ModeAsync, ModeSpool} {
+	for _, mode := range []string{ModeAsync, ModeSpool, ModeStrict} {
 		b.Run(mode, func(b *testing.B) { benchWriter(b, mode) })
 	}
 }
 
 func benchWriter(b *testing.B, mode string) {
 	rec, dataDir := benchRecorder(b, mode)
+	if mode == ModeStrict {
+		b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+	}
 	ctx := context.Background()
 	evs := make([]tenancy.Event, 16)
 	for i := range evs {
