@@ -889,12 +889,10 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			return err
 		})
 	}
-	// rollBack makes runOwn roll its round back once integrate_round
-	// accepted it (errRolledBack).
+	// rollBack makes integrateOwn roll its round back once
+	// integrate_round accepted it (errRolledBack).
 	rollBack := false
 	errRolledBack := errors.New("accepted, rolled back")
-	// runOwn is the same round with the rows as the integrator's own
-	// (p_own, in the binary form the integrator sends) and no batch.
 	int8s := func(v []*int64) [][]byte {
 		out := make([][]byte, len(v))
 		for i, x := range v {
@@ -904,31 +902,8 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 		}
 		return out
 	}
-	runOwn := func(rd round) error {
-		own := encodeEventArray(nil, oid, rows)
-		return pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT * FROM pgtenant_audit.heads_of('{42}', '{eu-west}')`); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
-				return err
-			}
-			err := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
-				[][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.firstLeaf)), own, binArray(oidInt8, int8s(rd.seq)),
-					binArray(oidBytea, rd.prev), binArray(oidBytea, rd.entry), binArray(oidInt8, int8s(rd.leaf)),
-					binArray(oidInt8, [][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.headSeq))}), binArray(oidBytea, [][]byte{rd.headEntry})},
-				[]uint32{oidInt8, 0, oidInt8Array, oidByteaArray, oidByteaArray, oidInt8Array, oidInt8Array, oidByteaArray},
-				[]int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read().Err
-			if err == nil && rollBack {
-				return errRolledBack
-			}
-			return err
-		})
-	}
-	// runFlat is runOwn through the form the integrator calls (schema
-	// version 12): the hashes as strings of 32 bytes per element, zeros
-	// for a skipped one; runOwn's bytea[] form (proxies of version 11)
-	// lays its arrays out that way and calls it.
+	// flat lays hashes out as integrate_round's form of schema version 12
+	// takes them: 32 bytes per element, zeros for a skipped one.
 	flat := func(hashes [][]byte) []byte {
 		out := make([]byte, 0, HashSize*len(hashes))
 		for _, h := range hashes {
@@ -939,8 +914,16 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 		}
 		return out
 	}
-	runFlat := func(rd round) error {
+	// integrateOwn is the same round with the rows as the integrator's
+	// own (p_own, in the binary form the integrator sends) and no batch,
+	// the hashes in the form the integrator sends (flat) or as the bytea[]
+	// of proxies of version 11, which that form lays out flat and passes on.
+	integrateOwn := func(rd round, flatHashes bool) error {
 		own := encodeEventArray(nil, oid, rows)
+		prevs, entries, hashOID := binArray(oidBytea, rd.prev), binArray(oidBytea, rd.entry), uint32(oidByteaArray)
+		if flatHashes {
+			prevs, entries, hashOID = flat(rd.prev), flat(rd.entry), oidBytea
+		}
 		return pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT * FROM pgtenant_audit.heads_of('{42}', '{eu-west}')`); err != nil {
 				return err
@@ -948,14 +931,20 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
 				return err
 			}
-			return tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
+			err := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
 				[][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.firstLeaf)), own, binArray(oidInt8, int8s(rd.seq)),
-					flat(rd.prev), flat(rd.entry), binArray(oidInt8, int8s(rd.leaf)),
+					prevs, entries, binArray(oidInt8, int8s(rd.leaf)),
 					binArray(oidInt8, [][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.headSeq))}), binArray(oidBytea, [][]byte{rd.headEntry})},
-				[]uint32{oidInt8, 0, oidInt8Array, oidBytea, oidBytea, oidInt8Array, oidInt8Array, oidByteaArray},
+				[]uint32{oidInt8, 0, oidInt8Array, hashOID, hashOID, oidInt8Array, oidInt8Array, oidByteaArray},
 				[]int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read().Err
+			if err == nil && rollBack {
+				return errRolledBack
+			}
+			return err
 		})
 	}
+	runOwn := func(rd round) error { return integrateOwn(rd, false) }
+	runFlat := func(rd round) error { return integrateOwn(rd, true) }
 	one := int64(1)
 	for name, broken := range map[string]func(*round){
 		"a wrong entry hash":      func(rd *round) { rd.entry[1] = rd.entry[0]; rd.prev[2] = rd.entry[0] },
