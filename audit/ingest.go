@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -44,32 +43,24 @@ func ingestRowsBuf(ctx context.Context, pool *pgxpool.Pool, region string, elemO
 		return data, fmt.Errorf("ingest: %w", err)
 	}
 	defer conn.Release()
-	if err := insertBatchPrepared(ctx, conn.Conn(), region, len(rows), data); err != nil {
+	if err := insertBatch(ctx, conn.Conn(), region, len(rows), data); err != nil {
 		return data, fmt.Errorf("ingest: a batch of %d events: %w", len(rows), err)
 	}
 	return data, nil
 }
 
-// insertBatch appends one batch of n events, events being their binary
-// ingest_event[] (encodeEventArray). The array goes with no type OID: the
-// server takes the column's.
-func insertBatch(ctx context.Context, conn *pgconn.PgConn, region string, n int, events []byte) error {
-	return conn.ExecParams(ctx, insertBatchSQL,
-		[][]byte{[]byte(region), binary.BigEndian.AppendUint32(nil, uint32(n)), events},
-		[]uint32{oidText, oidInt4, 0}, []int16{1, 1, 1}, nil).Read().Err
-}
-
-// ingestStatement is the name insertBatchSQL is prepared under on a
-// writer's connections.
+// ingestStatement is the name insertBatchSQL is prepared under on the
+// connections that append batches.
 const ingestStatement = "pgtenant_ingest_batch"
 
-// insertBatchPrepared is insertBatch through a statement prepared once per
-// connection: a writer in strict mode inserts a batch every few
-// statements, and parsing and planning the INSERT each time took about a
-// fifth of its backend's CPU. After a failure the statement is dropped, so
-// the next batch prepares it again: a schema upgrade may have replaced the
-// type it was planned with.
-func insertBatchPrepared(ctx context.Context, conn *pgx.Conn, region string, n int, events []byte) error {
+// insertBatch appends one batch of n events, events being their binary
+// ingest_event[] (encodeEventArray), through a statement prepared once per
+// connection (the server takes the array's type from the column): a writer
+// in strict mode inserts a batch every few statements, and parsing and
+// planning the INSERT each time took about a fifth of its backend's CPU.
+// After a failure the statement is dropped, so the next batch prepares it
+// again: a schema upgrade may have replaced the type it was planned with.
+func insertBatch(ctx context.Context, conn *pgx.Conn, region string, n int, events []byte) error {
 	if _, err := conn.Prepare(ctx, ingestStatement, insertBatchSQL); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}

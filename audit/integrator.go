@@ -634,6 +634,11 @@ func (g *integrator) plan(ctx context.Context, tx pgx.Tx, check bool, own []*sub
 				hr.Close()
 				return nil, fmt.Errorf("heads: %w", err)
 			}
+			if len(h.hash) != HashSize {
+				// integrate_round takes the round's hashes 32 bytes each
+				hr.Close()
+				return nil, fmt.Errorf("heads: chain %q's head is a hash of %d bytes, not %d", c, len(h.hash), HashSize)
+			}
 			p.heads[c] = h
 		}
 		if err := hr.Err(); err != nil {
@@ -664,9 +669,6 @@ func (g *integrator) plan(ctx context.Context, tx pgx.Tx, check bool, own []*sub
 		h := p.heads[e.chain]
 		if h == nil {
 			return nil, fmt.Errorf("chain %q has no head", e.chain)
-		}
-		if len(h.hash) != HashSize {
-			return nil, fmt.Errorf("chain %q: its head is a hash of %d bytes, not %d", e.chain, len(h.hash), HashSize)
 		}
 		h.seq++
 		entry := EntryHash(e.chain, h.seq, h.hash, e.content)

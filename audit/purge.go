@@ -215,7 +215,7 @@ func purgeRegion(ctx context.Context, name string, r config.Region, cfg config.A
 			if err != nil {
 				return fmt.Errorf("purge event: %w", err)
 			}
-			if err := insertBatch(ctx, tx.Conn().PgConn(), name, 1, encodeEventArray(nil, oid, []*Row{row})); err != nil {
+			if err := insertBatch(ctx, tx.Conn(), name, 1, encodeEventArray(nil, oid, []*Row{row})); err != nil {
 				return fmt.Errorf("purge event: %w", err)
 			}
 			res.Chains++

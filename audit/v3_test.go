@@ -1271,21 +1271,21 @@ func TestIngestPreparesItsInsertOnceAndAgainAfterAFailure(t *testing.T) {
 		return n
 	}
 	for i := range 3 {
-		if err := insertBatchPrepared(ctx, conn.Conn(), "eu-west", 1, row(i)); err != nil {
+		if err := insertBatch(ctx, conn.Conn(), "eu-west", 1, row(i)); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
 		if n := prepared(); n != 1 {
 			t.Fatalf("after batch %d: %d prepared statements named %s, want 1", i, n, ingestStatement)
 		}
 	}
-	err = insertBatchPrepared(ctx, conn.Conn(), "eu-west", 2, row(3))
+	err = insertBatch(ctx, conn.Conn(), "eu-west", 2, row(3))
 	if sqlState(err) != "23514" {
 		t.Fatalf("a batch of 1 event sent as 2: %v, want the CHECK's 23514", err)
 	}
 	if n := prepared(); n != 0 {
 		t.Fatalf("after a refused batch: %d prepared statements named %s, want 0 (dropped)", n, ingestStatement)
 	}
-	if err := insertBatchPrepared(ctx, conn.Conn(), "eu-west", 1, row(4)); err != nil {
+	if err := insertBatch(ctx, conn.Conn(), "eu-west", 1, row(4)); err != nil {
 		t.Fatalf("the batch after the refused one: %v", err)
 	}
 	if n := prepared(); n != 1 {
@@ -1298,5 +1298,36 @@ func TestIngestPreparesItsInsertOnceAndAgainAfterAFailure(t *testing.T) {
 	}
 	if batches != 4 || events != 4 {
 		t.Fatalf("ingest_batches: %d batches of %d events, want 4 of 4", batches, events)
+	}
+}
+
+// TestIntegratorRefusesAHeadThatIsNoHash checks the integrator's check of
+// the chain heads it reads: integrate_round takes a round's hashes as 32
+// bytes each (schema version 12), so a head of another length (a damaged
+// chain_heads row, here written by the admin role) stops the round with
+// an error that names the chain, and nothing is chained.
+func TestIntegratorRefusesAHeadThatIsNoHash(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	db := adminConn(t, c, r)
+	if _, err := db.Exec(ctx, `INSERT INTO pgtenant_audit.chain_heads (chain_id, region, seq, head) VALUES ('99', 'eu-west', 0, '\x0102')`); err != nil {
+		t.Fatal(err)
+	}
+	pool, oid := ingestPool(ctx, t, "eu-west", r)
+	row, err := NewRow(stmt("99", "s", 0), "eu-west", "x", StatementNormalized)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row.HashVersion, row.ContentHash = HashVersion, row.ComputeContentHash()
+	if err := ingestRows(ctx, pool, "eu-west", oid, []*Row{row}); err != nil {
+		t.Fatal(err)
+	}
+	g := newIntegrator("eu-west", nil, testLogger(t))
+	_, err = g.rounds(ctx, serviceConn(t, c, r))
+	if err == nil || !strings.Contains(err.Error(), `chain "99"'s head is a hash of 2 bytes`) {
+		t.Fatalf("a round over a 2-byte head: %v, want the head refused", err)
+	}
+	if got := countRows(t, db, `true`); got != 0 {
+		t.Fatalf("%d events chained over a damaged head", got)
 	}
 }
