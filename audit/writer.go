@@ -243,18 +243,19 @@ func (w *regionWriter) ingest(ctx context.Context, oid uint32, rows []*Row) erro
 // first, doubling up to 1 s, until a write succeeds.
 type pacer struct {
 	failures int
+	hardStop <-chan struct{} // the writer's: closed, a wait ends at once
 }
 
 // failed records a failed write and waits before the retry; it returns
 // false when the writer must exit now (hardStop closed).
-func (p *pacer) failed(hardStop <-chan struct{}) bool {
+func (p *pacer) failed() bool {
 	p.failures++
 	t := time.NewTimer(min(50*time.Millisecond<<min(p.failures, 5), time.Second))
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-hardStop:
+	case <-p.hardStop:
 		return false
 	}
 }
@@ -292,7 +293,7 @@ func (w *regionWriter) runQueue() {
 	defer close(w.done)
 	var held []*item
 	var fly *flight[*item]
-	var pace pacer
+	pace := pacer{hardStop: w.hardStop}
 	for {
 		if len(held) == 0 && fly == nil {
 			select {
@@ -322,7 +323,7 @@ func (w *regionWriter) runQueue() {
 		}
 		if fly != nil {
 			var written, ok bool
-			next, written, ok = landFlights(w, &pace, fly, next, w.landQueued,
+			next, written, ok = landFlights(&pace, fly, next, w.landQueued,
 				func(failed []*item) { held = w.retry(append(failed, held...)) })
 			fly = nil
 			if !ok {
@@ -351,7 +352,7 @@ func (w *regionWriter) runQueue() {
 			continue
 		}
 		held = w.retry(held)
-		if !pace.failed(w.hardStop) {
+		if !pace.failed() {
 			w.abandon(held)
 			return
 		}
@@ -415,7 +416,7 @@ func (f *flight[T]) land(w *regionWriter) error {
 // the retry; a success resets pace. It returns next while still in flight,
 // whether all that landed was written, and false when the writer must exit
 // now.
-func landFlights[T any](w *regionWriter, pace *pacer, fly, next *flight[T], land func(*flight[T]) []T,
+func landFlights[T any](pace *pacer, fly, next *flight[T], land func(*flight[T]) []T,
 	requeue func([]T)) (stillFlying *flight[T], written, ok bool) {
 	again, next := landBoth(fly, next, land)
 	if again == nil {
@@ -423,7 +424,7 @@ func landFlights[T any](w *regionWriter, pace *pacer, fly, next *flight[T], land
 		return next, true, true
 	}
 	requeue(again)
-	return nil, false, pace.failed(w.hardStop)
+	return nil, false, pace.failed()
 }
 
 // landBoth lands fly with land (which returns what was not written, nil
@@ -609,7 +610,7 @@ func (w *regionWriter) runSpool() {
 	var fifo []*spoolEntry // read, not yet released, in log order
 	var ready []shipRow
 	var recBuf []spoolRec // nextRecs' buffer
-	var pace pacer
+	pace := pacer{hardStop: w.hardStop}
 	draining := false
 	var lingerFrom time.Time // when the batch being gathered became non-empty
 	// A direct writer keeps one batch in flight, as runQueue does: its
@@ -650,7 +651,7 @@ func (w *regionWriter) runSpool() {
 		if len(ready) == 0 {
 			if fly != nil {
 				// Nothing more to send now: wait for the batch in flight.
-				_, _, ok := landFlights(w, &pace, fly, nil, land, requeue)
+				_, _, ok := landFlights(&pace, fly, nil, land, requeue)
 				fly = nil
 				if !ok {
 					return
@@ -721,7 +722,7 @@ func (w *regionWriter) runSpool() {
 		}
 		if fly != nil {
 			var written, ok bool
-			next, written, ok = landFlights(w, &pace, fly, next, land, requeue)
+			next, written, ok = landFlights(&pace, fly, next, land, requeue)
 			fly = nil
 			if !ok {
 				return
@@ -739,7 +740,7 @@ func (w *regionWriter) runSpool() {
 		err := w.write(ctx, rows)
 		cancel()
 		if err != nil {
-			if !pace.failed(w.hardStop) {
+			if !pace.failed() {
 				return
 			}
 			continue
