@@ -1764,6 +1764,160 @@ END $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
 `,
+	// 13: a round checks its events as it inserts them. Version 12 inserted
+	// them, returned every inserted row's chain, seq, region and hashes,
+	// gathered those into eight arrays, unnested them again and joined the
+	// round with itself to find each event's predecessor: three copies of
+	// every hash and a hash join per round, a sixth of the integrator
+	// backend's CPU. The insert now reads the round's elements once
+	// (materialised), and the same statement checks each against the one
+	// before it in its chain (a window over chain and seq: consecutive seq,
+	// prev = that one's entry, entry recomputed), and keeps each chain's
+	// first and last element. Only those wait for the round before this one
+	// to end: the first must extend the chain's head as that round left it,
+	// the last must be the head the integrator declares. What a round
+	// accepts is what version 12 accepted.
+	`
+CREATE OR REPLACE FUNCTION pgtenant_audit.integrate_round(p_region text, p_first_leaf bigint, p_batches bigint[],
+	p_own pgtenant_audit.ingest_event[], p_seq bigint[], p_prevs bytea, p_entries bytea, p_leaf bigint[],
+	p_head_chain text[], p_head_seq bigint[], p_head_entry bytea[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB' SET jit = off SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+	v_size bigint;
+	v_found integer;
+	v_total bigint;
+	v_ins bigint;
+	v_bad bigint;
+	v_maxleaf bigint;
+	v_minleaf bigint;
+	v_leaves bigint;
+	v_del bigint;
+	v_key integer := hashtext('pgtenant_audit.round.' || p_region);
+	v_end bigint;
+	v_first_chain text[];
+	v_first_seq bigint[];
+	v_first_prev bytea[];
+	v_last_chain text[];
+	v_last_seq bigint[];
+	v_last_entry bytea[];
+BEGIN
+	SELECT count(*), coalesce(sum(b.n), 0) INTO v_found, v_total
+	FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+	IF v_found <> coalesce(cardinality(p_batches), 0)
+	   OR v_found <> (SELECT count(DISTINCT u.id) FROM unnest(p_batches) AS u(id)) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: % of % batches are pending in region %',
+			v_found, coalesce(cardinality(p_batches), 0), p_region USING ERRCODE = '40001';
+	END IF;
+	v_total := v_total + coalesce(cardinality(p_own), 0);
+	IF coalesce(cardinality(p_seq), 0) <> v_total OR coalesce(octet_length(p_prevs), 0) <> 32 * v_total
+	   OR coalesce(octet_length(p_entries), 0) <> 32 * v_total OR coalesce(cardinality(p_leaf), 0) <> v_total
+	   OR coalesce(cardinality(p_head_seq), 0) <> coalesce(cardinality(p_head_chain), 0)
+	   OR coalesce(cardinality(p_head_entry), 0) <> coalesce(cardinality(p_head_chain), 0) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: arrays do not match the round''s % events', v_total
+			USING ERRCODE = '22023';
+	END IF;
+	-- The round's tree ends at v_end: the round planned after this one
+	-- (which starts there) waits for this key, so that it checks the chains
+	-- and the tree this one leaves, committed or rolled back.
+	v_end := p_first_leaf + coalesce(cardinality(p_seq), 0) - coalesce(cardinality(array_positions(p_seq, NULL)), 0);
+	PERFORM pg_advisory_xact_lock(v_key, (v_end % 2147483648)::integer);
+	-- Insert and check, without the tree's lock: the previous round may
+	-- still be checking or committing, and this work overlaps it. An event
+	-- whose chain has an earlier event in the round must follow that one
+	-- (w.before_seq); a chain's first and last events are checked below,
+	-- once that round has ended, against the heads it left.
+	WITH x AS MATERIALIZED (
+		SELECT * FROM pgtenant_audit.round_elements_flat(p_region, p_batches, p_own, p_seq, p_prevs, p_entries, p_leaf) x
+		WHERE x.seq IS NOT NULL),
+	ins AS (
+		INSERT INTO pgtenant_audit.events (chain_id, seq, event_id, ts, kind, account_id, subject, client_user,
+			client_addr, region, session_id, proxy_instance, statement, tables, verdict, reason, sqlstate, rows,
+			duration_us, hash_version, content_hash, prev_hash, entry_hash, leaf, statement_salt, statement_commitment,
+			role, actor, purpose, ticket, rewritten)
+		SELECT x.chain_id, x.seq, x.event_id, x.ts, x.kind, x.account_id, x.subject, x.client_user,
+			x.client_addr, x.region, x.session_id, x.proxy_instance, x.statement, x.tables, x.verdict, x.reason,
+			x.sqlstate, x.rows, x.duration_us, x.hash_version, x.content_hash, x.prev, x.entry, x.leaf,
+			x.statement_salt, x.statement_commitment, x.role, x.actor, x.purpose, x.ticket, x.rewritten
+		FROM x
+		RETURNING 1),
+	w AS (
+		SELECT x.chain_id, x.seq, x.region, x.content_hash, x.prev, x.entry, x.leaf,
+			lag(x.seq) OVER c AS before_seq, lag(x.entry) OVER c AS before_entry,
+			lead(x.seq) OVER c IS NULL AS last
+		FROM x
+		WINDOW c AS (PARTITION BY x.chain_id ORDER BY x.seq))
+	SELECT (SELECT count(*) FROM ins),
+		count(*) FILTER (WHERE (w.region IS DISTINCT FROM p_region
+			OR w.entry IS DISTINCT FROM sha256('\x10'::bytea || int4send(octet_length(convert_to(w.chain_id, 'UTF8')))
+				|| convert_to(w.chain_id, 'UTF8') || int8send(w.seq) || w.prev || w.content_hash)
+			OR (w.before_seq IS NOT NULL AND (w.seq <> w.before_seq + 1 OR w.prev IS DISTINCT FROM w.before_entry))
+			OR w.leaf < p_first_leaf) IS NOT FALSE),
+		min(w.leaf), max(w.leaf), count(DISTINCT w.leaf),
+		array_agg(w.chain_id) FILTER (WHERE w.before_seq IS NULL), array_agg(w.seq) FILTER (WHERE w.before_seq IS NULL),
+		array_agg(w.prev) FILTER (WHERE w.before_seq IS NULL),
+		array_agg(w.chain_id) FILTER (WHERE w.last), array_agg(w.seq) FILTER (WHERE w.last),
+		array_agg(w.entry) FILTER (WHERE w.last)
+	INTO v_ins, v_bad, v_minleaf, v_maxleaf, v_leaves, v_first_chain, v_first_seq, v_first_prev,
+		v_last_chain, v_last_seq, v_last_entry
+	FROM w;
+	-- Wait for the round that ends where this one starts, then take the tree.
+	PERFORM pg_advisory_xact_lock(v_key, (p_first_leaf % 2147483648)::integer);
+	SELECT t.size INTO v_size FROM pgtenant_audit.tree_heads t WHERE t.region = p_region FOR UPDATE;
+	IF v_size IS DISTINCT FROM p_first_leaf THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: tree of % has % leaves, not %', p_region, v_size, p_first_leaf
+			USING ERRCODE = '40001';
+	END IF;
+	-- Every chain of the round: its first event extends the chain's head as
+	-- it is now, its last is the head declared for it, and the declared
+	-- heads are exactly the round's chains, once each.
+	IF v_bad = 0 THEN
+		SELECT count(*) FILTER (WHERE (f.seq = h.seq + 1 AND f.prev = h.head
+				AND l.seq = d.seq AND l.entry = d.entry) IS NOT TRUE)
+			+ abs(count(*) - coalesce(cardinality(p_head_chain), 0))
+			+ abs(count(DISTINCT d.chain) - coalesce(cardinality(p_head_chain), 0))
+		INTO v_bad
+		FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS d(chain, seq, entry)
+		FULL JOIN unnest(v_first_chain, v_first_seq, v_first_prev) AS f(chain, seq, prev) ON f.chain = d.chain
+		FULL JOIN unnest(v_last_chain, v_last_seq, v_last_entry) AS l(chain, seq, entry) ON l.chain = coalesce(d.chain, f.chain)
+		LEFT JOIN pgtenant_audit.chain_heads h ON h.chain_id = coalesce(d.chain, f.chain, l.chain) AND h.region = p_region;
+	END IF;
+	IF v_bad > 0 OR v_leaves <> v_ins
+	   OR (v_ins > 0 AND (v_minleaf <> p_first_leaf OR v_maxleaf <> p_first_leaf + v_ins - 1)) THEN
+		RAISE EXCEPTION 'pgtenant_audit.integrate_round: % of % events do not extend their chains or the tree',
+			greatest(v_bad, 1), v_ins USING ERRCODE = '40001';
+	END IF;
+	-- A skipped element must repeat an event chained before or in this
+	-- round: otherwise deleting its batch (or dropping the own event) would
+	-- lose it.
+	IF array_position(p_seq, NULL) IS NOT NULL THEN
+		SELECT count(*) INTO v_bad
+		FROM pgtenant_audit.round_elements_flat(p_region, p_batches, p_own, p_seq, p_prevs, p_entries, p_leaf) x
+		WHERE x.seq IS NULL AND NOT EXISTS (SELECT 1 FROM pgtenant_audit.events e WHERE e.event_id = x.event_id);
+		IF v_bad > 0 THEN
+			RAISE EXCEPTION 'pgtenant_audit.integrate_round: % skipped events were never chained', v_bad
+				USING ERRCODE = '22023';
+		END IF;
+	END IF;
+	UPDATE pgtenant_audit.chain_heads h SET seq = l.seq, head = l.entry, updated_at = now()
+	FROM unnest(p_head_chain, p_head_seq, p_head_entry) AS l(chain, seq, entry)
+	WHERE h.chain_id = l.chain;
+	UPDATE pgtenant_audit.tree_heads t SET size = v_size + v_ins WHERE t.region = p_region;
+	IF v_found > 0 THEN
+		PERFORM set_config('pgtenant_audit.integrated_batches', array_to_string(p_batches, ','), true);
+		DELETE FROM pgtenant_audit.ingest_batches b WHERE b.id = ANY (p_batches) AND b.region = p_region;
+		GET DIAGNOSTICS v_del = ROW_COUNT;
+		PERFORM set_config('pgtenant_audit.integrated_batches', '', true);
+		IF v_del <> v_found THEN
+			RAISE EXCEPTION 'pgtenant_audit.integrate_round: deleted % of % batches', v_del, v_found USING ERRCODE = '40001';
+		END IF;
+	END IF;
+	RETURN v_ins;
+END $$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtenant_audit FROM PUBLIC;
+`,
 }
 
 // SchemaVersion is the audit schema version this build writes.

@@ -864,18 +864,21 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 		headEntry   []byte
 		firstLeaf   int64
 	}
-	good := func() round {
+	// chained is the three events chained from prev, the first at seq
+	// first: a well-formed chain that extends the head only from genesis
+	// at seq 1.
+	chained := func(prev []byte, first int64) round {
 		var rd round
-		prev := GenesisHash("eu-west", "42")
 		for i, row := range rows {
-			seq, leaf := int64(i+1), int64(i)
+			seq, leaf := first+int64(i), int64(i)
 			e := EntryHash("42", seq, prev, row.ContentHash)
 			rd.seq, rd.prev, rd.entry, rd.leaf = append(rd.seq, &seq), append(rd.prev, prev), append(rd.entry, e), append(rd.leaf, &leaf)
 			prev = e
 		}
-		rd.headSeq, rd.headEntry = 3, prev
+		rd.headSeq, rd.headEntry = first+2, prev
 		return rd
 	}
+	good := func() round { return chained(GenesisHash("eu-west", "42"), 1) }
 	run := func(rd round) error {
 		return pgx.BeginFunc(ctx, svc, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT * FROM pgtenant_audit.heads_of('{42}', '{eu-west}')`); err != nil {
@@ -958,6 +961,10 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			rd.headSeq, rd.headEntry = 2, rd.entry[1]
 		},
 		"the wrong first leaf": func(rd *round) { rd.firstLeaf = 1 },
+		// well-formed among themselves, but not from the chain's head
+		"a chain from another head":         func(rd *round) { *rd = chained(GenesisHash("eu-west", "43"), 1) },
+		"a chain past the head":             func(rd *round) { *rd = chained(GenesisHash("eu-west", "42"), 2) },
+		"a head that is not the last event": func(rd *round) { rd.headEntry = rd.entry[1] },
 		// schema 12 cuts the hashes from strings of 32 bytes per element:
 		// a shorter one would shift every hash after it
 		"a hash of 31 bytes": func(rd *round) { rd.prev[1] = rd.prev[1][:31] },
