@@ -78,10 +78,28 @@ func newTestEngine(t testing.TB, mutate ...func(*config.Policy)) *Engine {
 // Every corpus row agrees, both with a fresh session per row and with one
 // session shared by the whole corpus (as `pgtenant check --corpus` runs it).
 func TestCorpus(t *testing.T) {
+	shared := checkCorpus(t, "testdata/tenancy.tsv", 200)
+	// in a shared session a prepared statement carries over to EXECUTE rows
+	if d := RunCorpusRow(shared, "EXECUTE p3(42)"); !d.Allow {
+		t.Errorf("EXECUTE p3(42) after the corpus: %s", d.Message)
+	}
+}
+
+// The hostile corpus (statements of every class that try to reach another
+// tenant's rows past the parser layer) agrees the same way.
+func TestHostileCorpus(t *testing.T) {
+	checkCorpus(t, "testdata/hostile.tsv", 200)
+}
+
+// checkCorpus checks every row of the corpus at path (at least min rows)
+// with a fresh session per row and with one shared session, which it
+// returns.
+func checkCorpus(t *testing.T, path string, min int) *Session {
+	t.Helper()
 	e := newTestEngine(t)
-	rows := readCorpus(t, "testdata/tenancy.tsv")
-	if len(rows) < 200 {
-		t.Fatalf("only %d corpus rows", len(rows))
+	rows := readCorpus(t, path)
+	if len(rows) < min {
+		t.Fatalf("only %d rows in %s", len(rows), path)
 	}
 	shared := e.NewSession(auth.Principal{Account: "42", Region: "eu-west"})
 	for _, r := range rows {
@@ -92,12 +110,9 @@ func TestCorpus(t *testing.T) {
 				got = "allow"
 			}
 			if got != r.verdict {
-				t.Errorf("%s session: line %d [%s] want %s got %s (%s): %s", mode, r.line, r.category, r.verdict, got, d.Message, r.sql)
+				t.Errorf("%s session: %s:%d [%s] want %s got %s (%s): %s", mode, path, r.line, r.category, r.verdict, got, d.Message, r.sql)
 			}
 		}
 	}
-	// in a shared session a prepared statement carries over to EXECUTE rows
-	if d := RunCorpusRow(shared, "EXECUTE p3(42)"); !d.Allow {
-		t.Errorf("EXECUTE p3(42) after the corpus: %s", d.Message)
-	}
+	return shared
 }

@@ -28,8 +28,9 @@ import (
 // tenancy corpus, replayed with the real psql binary (simple protocol) or pgx
 // (rows with `-- bind:`, extended protocol).
 
-// corpusPath is the project's copy of the tenancy corpus.
-const corpusPath = "../../policy/testdata/tenancy.tsv"
+// corpusPaths are the project's copy of the public tenancy corpus and its
+// hostile corpus (same format and schema).
+var corpusPaths = []string{"../../policy/testdata/tenancy.tsv", "../../policy/testdata/hostile.tsv"}
 
 // policyClusterName is the shared cluster the policy tests run against: the
 // demo schema plus the corpus extras (schema audit, report_all_orders, ...),
@@ -77,22 +78,36 @@ func policyCluster(t *testing.T) *cluster.Cluster {
 	return c
 }
 
-// corpusRow is one statement of the tenancy corpus.
+// corpusRow is one statement of the tenancy corpora: id numbers the rows
+// of all of them, file and line say where it comes from.
 type corpusRow struct {
+	id                int
+	file              string
 	line              int
 	verdict, category string
 	sql               string
 	binds             []*string // non-nil: Parse + Bind with these text values
 }
 
+// readTenancyCorpus reads every row of the corpora (corpusPaths).
 func readTenancyCorpus(t *testing.T) []corpusRow {
 	t.Helper()
-	f, err := os.Open(corpusPath)
+	var rows []corpusRow
+	for _, path := range corpusPaths {
+		rows = readCorpusFile(t, path, rows)
+	}
+	return rows
+}
+
+// readCorpusFile appends the rows of the corpus at path to rows.
+func readCorpusFile(t *testing.T, path string, rows []corpusRow) []corpusRow {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var rows []corpusRow
+	file, first := filepath.Base(path), len(rows)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -102,9 +117,9 @@ func readTenancyCorpus(t *testing.T) []corpusRow {
 		}
 		parts := strings.SplitN(line, "\t", 3)
 		if len(parts) != 3 || (parts[0] != "allow" && parts[0] != "deny") {
-			t.Fatalf("tenancy.tsv:%d: want allow|deny<TAB>category<TAB>sql", n)
+			t.Fatalf("%s:%d: want allow|deny<TAB>category<TAB>sql", file, n)
 		}
-		r := corpusRow{line: n, verdict: parts[0], category: parts[1], sql: parts[2]}
+		r := corpusRow{id: len(rows), file: file, line: n, verdict: parts[0], category: parts[1], sql: parts[2]}
 		if i := strings.LastIndex(r.sql, "-- bind:"); i >= 0 {
 			for _, v := range strings.Split(r.sql[i+len("-- bind:"):], "|") {
 				v = strings.TrimSpace(v)
@@ -121,11 +136,14 @@ func readTenancyCorpus(t *testing.T) []corpusRow {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) < 200 {
-		t.Fatalf("read only %d corpus rows", len(rows))
+	if len(rows)-first < 200 {
+		t.Fatalf("read only %d rows of %s", len(rows)-first, file)
 	}
 	return rows
 }
+
+// where names the row's file and line.
+func (r corpusRow) where() string { return fmt.Sprintf("%s:%d", r.file, r.line) }
 
 // unwrapped reports whether an allowed row runs outside BEGIN ... ROLLBACK:
 // transaction control itself, and cursors and prepared statements that a
@@ -172,13 +190,13 @@ func checkCorpusVerdict(t *testing.T, r corpusRow, errs []psqlError) {
 	}
 	switch {
 	case r.verdict == "deny" && ours == nil:
-		t.Errorf("tenancy.tsv:%d [%s] want deny, the proxy let it through (errors: %v): %s", r.line, r.category, errs, r.sql)
+		t.Errorf("%s [%s] want deny, the proxy let it through (errors: %v): %s", r.where(), r.category, errs, r.sql)
 	case r.verdict == "deny" && ours.code != "42501":
-		t.Errorf("tenancy.tsv:%d [%s] denied with SQLSTATE %s, want 42501 (%s): %s", r.line, r.category, ours.code, ours.message, r.sql)
+		t.Errorf("%s [%s] denied with SQLSTATE %s, want 42501 (%s): %s", r.where(), r.category, ours.code, ours.message, r.sql)
 	case r.verdict == "allow" && ours != nil:
-		t.Errorf("tenancy.tsv:%d [%s] want allow, got %s %s: %s", r.line, r.category, ours.code, ours.message, r.sql)
+		t.Errorf("%s [%s] want allow, got %s %s: %s", r.where(), r.category, ours.code, ours.message, r.sql)
 	case r.verdict == "allow" && len(errs) > 0:
-		t.Logf("tenancy.tsv:%d [%s] allowed; PostgreSQL said %s %s", r.line, r.category, errs[0].code, errs[0].message)
+		t.Logf("%s [%s] allowed; PostgreSQL said %s %s", r.where(), r.category, errs[0].code, errs[0].message)
 	}
 }
 
@@ -238,7 +256,7 @@ func TestPolicyCorpusThroughPsql(t *testing.T) {
 			continue
 		}
 		batched = append(batched, r)
-		fmt.Fprintf(&script, "\\warn @@ROW %d\n", r.line)
+		fmt.Fprintf(&script, "\\warn @@ROW %d\n", r.id)
 		if !r.unwrapped() {
 			script.WriteString("BEGIN\n\\g\n")
 		}
@@ -277,11 +295,11 @@ func TestPolicyCorpusThroughPsql(t *testing.T) {
 		t.Errorf("errors before the first row: %v", errs)
 	}
 	for _, r := range batched {
-		if !seen[r.line] {
-			t.Errorf("tenancy.tsv:%d: psql never reached this row", r.line)
+		if !seen[r.id] {
+			t.Errorf("%s: psql never reached this row", r.where())
 			continue
 		}
-		checkCorpusVerdict(t, r, perRow[r.line])
+		checkCorpusVerdict(t, r, perRow[r.id])
 	}
 
 	for _, r := range single {
@@ -296,7 +314,7 @@ func TestPolicyCorpusThroughPsql(t *testing.T) {
 		_, stderr, err := runPsql(t, env, tok, args...)
 		var exit *exec.ExitError
 		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: the last -c failed
-			t.Errorf("tenancy.tsv:%d: psql -c: %v\n%s", r.line, err, stderr)
+			t.Errorf("%s: psql -c: %v\n%s", r.where(), err, stderr)
 			continue
 		}
 		checkCorpusVerdict(t, r, psqlErrors(stderr))
@@ -341,7 +359,7 @@ func TestPolicyCorpusBindRows(t *testing.T) {
 		if pe, ok := res.Err.(*pgconn.PgError); ok {
 			errs = append(errs, psqlError{code: pe.Code, message: pe.Message})
 		} else if res.Err != nil {
-			t.Fatalf("tenancy.tsv:%d: %v", r.line, res.Err)
+			t.Fatalf("%s: %v", r.where(), res.Err)
 		}
 		checkCorpusVerdict(t, r, errs)
 		if !r.unwrapped() {
