@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,10 +64,41 @@ var liveFuzzWriteSQL = []string{
 	"SELECT 1",
 }
 
+// hostileFuzzSQL returns the hostile corpus's refused statements (those
+// without Bind values) turned against tenant 42: the corpus is written for
+// tenant 42 reaching tenant 7's rows, and here tenant 7 attacks, so every
+// integer 42 and 7 trade places.
+func hostileFuzzSQL(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("../../policy/testdata/hostile.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants := regexp.MustCompile(`\b(42|7)\b`)
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		parts := strings.SplitN(line, "\t", 3)
+		if len(parts) != 3 || parts[0] != "deny" || strings.Contains(parts[2], "-- bind:") {
+			continue
+		}
+		out = append(out, tenants.ReplaceAllStringFunc(parts[2], func(n string) string {
+			if n == "42" {
+				return "7"
+			}
+			return "42"
+		}))
+	}
+	if len(out) < 150 {
+		t.Fatalf("only %d refused statements in the hostile corpus", len(out))
+	}
+	return out
+}
+
 // The parser layer alone: the same live fuzz, in deny and in rewrite mode
 // (policy.unscoped), against a cluster with RLS off, so pgtenant's policy and its model of the protocol
 // are all that stand between tenant 7 and tenant 42's rows. Tenant 7 sends
-// random and mutated streams of reads, writes and COPYs aimed at tenant 42.
+// random and mutated streams of reads, writes and COPYs aimed at tenant 42,
+// and of the hostile corpus's statements turned against it.
 // Afterwards every row that is not tenant 7's must be exactly as before (no
 // row written, changed or deleted, no row of tenant 7 moved to another
 // tenant), and nothing tenant 7 read may hold tenant 42's marker.
@@ -124,7 +158,16 @@ func testLiveFuzzParserLayerAlone(t *testing.T, unscoped, poolMode string) {
 	}
 	writesBefore := writes()
 	stop := time.Now().Add(dur)
-	stats, wait := startLiveFuzz(t, env.Addr, proxytest.Token(t, "7", "eu-west", 0), liveFuzzWriteSQL, stop, []byte(suffix))
+	// the hostile corpus's statements (most name orders, the table both
+	// tenants hold rows in here) make about half of the draws; the list
+	// above, with its COPYs, cursors and prepared statements, the other half
+	hostile := hostileFuzzSQL(t)
+	var sqls []string
+	for len(sqls) < len(hostile) {
+		sqls = append(sqls, liveFuzzWriteSQL...)
+	}
+	sqls = append(sqls, hostile...)
+	stats, wait := startLiveFuzz(t, env.Addr, proxytest.Token(t, "7", "eu-west", 0), sqls, stop, []byte(suffix))
 	wait()
 	stats.log(t, dur)
 
