@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -70,18 +68,13 @@ var liveFuzzWriteSQL = []string{
 // integer 42 and 7 trade places.
 func hostileFuzzSQL(t *testing.T) []string {
 	t.Helper()
-	data, err := os.ReadFile("../../policy/testdata/hostile.tsv")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tenants := regexp.MustCompile(`\b(42|7)\b`)
 	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		parts := strings.SplitN(line, "\t", 3)
-		if len(parts) != 3 || parts[0] != "deny" || strings.Contains(parts[2], "-- bind:") {
+	for _, r := range readCorpusFile(t, hostileCorpusPath, nil) {
+		if r.verdict != "deny" || r.binds != nil {
 			continue
 		}
-		out = append(out, tenants.ReplaceAllStringFunc(parts[2], func(n string) string {
+		out = append(out, tenants.ReplaceAllStringFunc(r.sql, func(n string) string {
 			if n == "42" {
 				return "7"
 			}

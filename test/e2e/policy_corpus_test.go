@@ -28,9 +28,15 @@ import (
 // tenancy corpus, replayed with the real psql binary (simple protocol) or pgx
 // (rows with `-- bind:`, extended protocol).
 
-// corpusPaths are the project's copy of the public tenancy corpus and its
-// hostile corpus (same format and schema).
-var corpusPaths = []string{"../../policy/testdata/tenancy.tsv", "../../policy/testdata/hostile.tsv"}
+// The project's copy of the public tenancy corpus and its hostile corpus
+// (same format and schema).
+const (
+	tenancyCorpusPath = "../../policy/testdata/tenancy.tsv"
+	hostileCorpusPath = "../../policy/testdata/hostile.tsv"
+)
+
+// corpusPaths are the corpora the replays run.
+var corpusPaths = []string{tenancyCorpusPath, hostileCorpusPath}
 
 // policyClusterName is the shared cluster the policy tests run against: the
 // demo schema plus the corpus extras (schema audit, report_all_orders, ...),
