@@ -855,14 +855,26 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 	if err := svc.QueryRow(ctx, `SELECT min(batch) FROM pgtenant_audit.pending_events('eu-west', 100, false, '{}')`).Scan(&batch); err != nil {
 		t.Fatal(err)
 	}
-	// The correct round: seq 1-3 from genesis, leaves 0-2.
+	// The correct round: seq 1-3 from genesis, leaves 0-2, and the head it
+	// declares for chain 42 (heads: the chains' new heads, as the
+	// integrator declares them).
+	type head struct {
+		chain string
+		seq   int64
+		entry []byte
+	}
 	type round struct {
 		seq         []*int64
 		prev, entry [][]byte
 		leaf        []*int64
-		headSeq     int64
-		headEntry   []byte
+		heads       []head
 		firstLeaf   int64
+	}
+	headArrays := func(rd round) (chains []string, seqs []int64, entries [][]byte) {
+		for _, h := range rd.heads {
+			chains, seqs, entries = append(chains, h.chain), append(seqs, h.seq), append(entries, h.entry)
+		}
+		return chains, seqs, entries
 	}
 	// chained is the three events chained from prev, the first at seq
 	// first: a well-formed chain that extends the head only from genesis
@@ -875,7 +887,7 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			rd.seq, rd.prev, rd.entry, rd.leaf = append(rd.seq, &seq), append(rd.prev, prev), append(rd.entry, e), append(rd.leaf, &leaf)
 			prev = e
 		}
-		rd.headSeq, rd.headEntry = first+2, prev
+		rd.heads = []head{{"42", first + 2, prev}}
 		return rd
 	}
 	good := func() round { return chained(GenesisHash("eu-west", "42"), 1) }
@@ -887,8 +899,9 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `SELECT pgtenant_audit.integrate_batches('eu-west', $1, $2, $3, $4, $5, $6, '{42}', $7, $8)`,
-				rd.firstLeaf, []int64{batch}, rd.seq, rd.prev, rd.entry, rd.leaf, []int64{rd.headSeq}, [][]byte{rd.headEntry})
+			chains, seqs, entries := headArrays(rd)
+			_, err := tx.Exec(ctx, `SELECT pgtenant_audit.integrate_batches('eu-west', $1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+				rd.firstLeaf, []int64{batch}, rd.seq, rd.prev, rd.entry, rd.leaf, chains, seqs, entries)
 			return err
 		})
 	}
@@ -934,12 +947,18 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 			if _, err := tx.Exec(ctx, `SELECT pgtenant_audit.tree_size('eu-west')`); err != nil {
 				return err
 			}
-			err := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, '{42}', $7, $8)`,
+			chains, seqs, heads := headArrays(rd)
+			var texts, ints [][]byte
+			for i := range chains {
+				texts = append(texts, []byte(chains[i]))
+				ints = append(ints, binary.BigEndian.AppendUint64(nil, uint64(seqs[i])))
+			}
+			err := tx.Conn().PgConn().ExecParams(ctx, `SELECT pgtenant_audit.integrate_round('eu-west', $1, '{}', $2, $3, $4, $5, $6, $7, $8, $9)`,
 				[][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.firstLeaf)), own, binArray(oidInt8, int8s(rd.seq)),
 					prevs, entries, binArray(oidInt8, int8s(rd.leaf)),
-					binArray(oidInt8, [][]byte{binary.BigEndian.AppendUint64(nil, uint64(rd.headSeq))}), binArray(oidBytea, [][]byte{rd.headEntry})},
-				[]uint32{oidInt8, 0, oidInt8Array, hashOID, hashOID, oidInt8Array, oidInt8Array, oidByteaArray},
-				[]int16{1, 1, 1, 1, 1, 1, 1, 1}, nil).Read().Err
+					binArray(oidText, texts), binArray(oidInt8, ints), binArray(oidBytea, heads)},
+				[]uint32{oidInt8, 0, oidInt8Array, hashOID, hashOID, oidInt8Array, oidTextArray, oidInt8Array, oidByteaArray},
+				[]int16{1, 1, 1, 1, 1, 1, 1, 1, 1}, nil).Read().Err
 			if err == nil && rollBack {
 				return errRolledBack
 			}
@@ -952,19 +971,23 @@ func TestIntegrateBatchesRefusesABrokenRound(t *testing.T) {
 	for name, broken := range map[string]func(*round){
 		"a wrong entry hash":      func(rd *round) { rd.entry[1] = rd.entry[0]; rd.prev[2] = rd.entry[0] },
 		"a broken link":           func(rd *round) { rd.prev[2] = rd.prev[1] },
-		"a gap in seq":            func(rd *round) { s := int64(4); rd.seq[2] = &s; rd.headSeq = 4 },
+		"a gap in seq":            func(rd *round) { s := int64(4); rd.seq[2] = &s; rd.heads[0].seq = 4 },
 		"a repeated leaf":         func(rd *round) { rd.leaf[2] = &one },
 		"leaves past the tree":    func(rd *round) { l := int64(5); rd.leaf[2] = &l },
-		"a head short of the end": func(rd *round) { rd.headSeq, rd.headEntry = 2, rd.entry[1] },
+		"a head short of the end": func(rd *round) { rd.heads[0] = head{"42", 2, rd.entry[1]} },
 		"an event skipped, unseen": func(rd *round) {
 			rd.seq[2], rd.prev[2], rd.entry[2], rd.leaf[2] = nil, nil, nil, nil
-			rd.headSeq, rd.headEntry = 2, rd.entry[1]
+			rd.heads[0] = head{"42", 2, rd.entry[1]}
 		},
 		"the wrong first leaf": func(rd *round) { rd.firstLeaf = 1 },
 		// well-formed among themselves, but not from the chain's head
 		"a chain from another head":         func(rd *round) { *rd = chained(GenesisHash("eu-west", "43"), 1) },
 		"a chain past the head":             func(rd *round) { *rd = chained(GenesisHash("eu-west", "42"), 2) },
-		"a head that is not the last event": func(rd *round) { rd.headEntry = rd.entry[1] },
+		"a head that is not the last event": func(rd *round) { rd.heads[0].entry = rd.entry[1] },
+		// the declared heads must be the round's chains, each once
+		"no head declared":             func(rd *round) { rd.heads = nil },
+		"the head declared twice":      func(rd *round) { rd.heads = append(rd.heads, rd.heads[0]) },
+		"a head for a chain not in it": func(rd *round) { rd.heads = append(rd.heads, head{"43", 1, rd.entry[0]}) },
 		// schema 12 cuts the hashes from strings of 32 bytes per element:
 		// a shorter one would shift every hash after it
 		"a hash of 31 bytes": func(rd *round) { rd.prev[1] = rd.prev[1][:31] },
