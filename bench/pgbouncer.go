@@ -130,39 +130,41 @@ func startPgBouncer(ctx context.Context, bin, workDir, mode string, c *cluster.C
 	if err != nil {
 		return nil, fmt.Errorf("pgbouncer: %w", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	files := map[string]string{
-		"userlist.txt":  authFileLine(c.ServiceUser, secret),
-		"pgbouncer.ini": pgbouncerIni(dir, port, mode, c, o.Tenant, o.maxClients(), o.PoolSize),
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			return nil, fmt.Errorf("pgbouncer: %w", err)
+	return startOnFreePorts(func() (*pgbouncer, error) {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
 		}
-	}
-	if cred != nil {
-		for _, p := range []string{dir, filepath.Join(dir, "userlist.txt"), filepath.Join(dir, "pgbouncer.ini")} {
-			if err := os.Chown(p, uid, gid); err != nil {
-				return nil, fmt.Errorf("pgbouncer: chown %s: %w", p, err)
+		files := map[string]string{
+			"userlist.txt":  authFileLine(c.ServiceUser, secret),
+			"pgbouncer.ini": pgbouncerIni(dir, port, mode, c, o.Tenant, o.maxClients(), o.PoolSize),
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+				return nil, fmt.Errorf("pgbouncer: %w", err)
 			}
 		}
-	}
-	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
-	cmd.Dir = dir
-	p, err := startProcess("pgbouncer-"+mode, cmd, filepath.Join(dir, "stderr.log"), cred)
-	if err != nil {
-		return nil, err
-	}
-	b := &pgbouncer{process: p, port: port, mode: mode}
-	ep := b.endpoint(c)
-	if err := p.waitReady(ctx, 30*time.Second, func(ctx context.Context) error { return probe(ctx, ep) }); err != nil {
-		_ = p.stop(5 * time.Second)
-		return nil, err
-	}
-	return b, nil
+		if cred != nil {
+			for _, p := range []string{dir, filepath.Join(dir, "userlist.txt"), filepath.Join(dir, "pgbouncer.ini")} {
+				if err := os.Chown(p, uid, gid); err != nil {
+					return nil, fmt.Errorf("pgbouncer: chown %s: %w", p, err)
+				}
+			}
+		}
+		cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
+		cmd.Dir = dir
+		p, err := startProcess("pgbouncer-"+mode, cmd, filepath.Join(dir, "stderr.log"), cred)
+		if err != nil {
+			return nil, err
+		}
+		b := &pgbouncer{process: p, port: port, mode: mode}
+		ep := b.endpoint(c)
+		if err := p.waitReady(ctx, 30*time.Second, func(ctx context.Context) error { return probe(ctx, ep) }); err != nil {
+			_ = p.stop(5 * time.Second)
+			return nil, err
+		}
+		return b, nil
+	})
 }
 
 // endpoint is how pgbench reaches the cluster through this PgBouncer.

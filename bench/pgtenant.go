@@ -183,42 +183,44 @@ func startPgtenant(ctx context.Context, bin, workDir, mode, secret string, c *cl
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant: %w", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	adminPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	cfg := pgtenantConfig(port, adminPort, mode, filepath.Join(dir, "spool"), auditDB, c, o.IdleConns+o.maxClients()+100, o.PoolSize)
-	b, err := json.MarshalIndent(cfg, "", "  ") // JSON is YAML
-	if err != nil {
-		return nil, fmt.Errorf("pgtenant config: %w", err)
-	}
-	cfgPath := filepath.Join(dir, "pgtenant.yaml")
-	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
-		return nil, fmt.Errorf("pgtenant config: %w", err)
-	}
 	tok, err := auth.Mint(auth.MintOptions{Secret: []byte(secret), Account: strconv.FormatInt(o.Tenant, 10),
 		Region: benchRegion, Subject: "pgtenant-bench", TTL: 24 * time.Hour})
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant token: %w", err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Dir = dir
-	cmd.Env = append(withoutPG(os.Environ()), envJWTSecret+"="+secret, envPGPassword+"="+c.ServicePassword)
-	p, err := startProcess("pgtenant-"+mode, cmd, filepath.Join(dir, "pgtenant.log"), nil)
-	if err != nil {
-		return nil, err
-	}
-	t := &pgtenantProc{process: p, port: port, adminPort: adminPort, mode: mode, token: tok}
-	ep := t.endpoint(c)
-	if err := p.waitReady(ctx, 90*time.Second, func(ctx context.Context) error { return probe(ctx, ep) }); err != nil {
-		_ = p.stop(5 * time.Second)
-		return nil, err
-	}
-	return t, nil
+	return startOnFreePorts(func() (*pgtenantProc, error) {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		adminPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cfg := pgtenantConfig(port, adminPort, mode, filepath.Join(dir, "spool"), auditDB, c, o.IdleConns+o.maxClients()+100, o.PoolSize)
+		b, err := json.MarshalIndent(cfg, "", "  ") // JSON is YAML
+		if err != nil {
+			return nil, fmt.Errorf("pgtenant config: %w", err)
+		}
+		cfgPath := filepath.Join(dir, "pgtenant.yaml")
+		if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+			return nil, fmt.Errorf("pgtenant config: %w", err)
+		}
+		cmd := exec.Command(bin, "serve", "--config", cfgPath)
+		cmd.Dir = dir
+		cmd.Env = append(withoutPG(os.Environ()), envJWTSecret+"="+secret, envPGPassword+"="+c.ServicePassword)
+		p, err := startProcess("pgtenant-"+mode, cmd, filepath.Join(dir, "pgtenant.log"), nil)
+		if err != nil {
+			return nil, err
+		}
+		t := &pgtenantProc{process: p, port: port, adminPort: adminPort, mode: mode, token: tok}
+		ep := t.endpoint(c)
+		if err := p.waitReady(ctx, 90*time.Second, func(ctx context.Context) error { return probe(ctx, ep) }); err != nil {
+			_ = p.stop(5 * time.Second)
+			return nil, err
+		}
+		return t, nil
+	})
 }
 
 // endpoint is how pgbench reaches the cluster through pgtenant: the token

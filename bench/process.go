@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -121,6 +122,23 @@ func (p *process) waitReady(ctx context.Context, timeout time.Duration, probe fu
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// startOnFreePorts runs start, which starts a server on ports it takes
+// from freePort, up to three times while it fails because one of them was
+// taken between freePort and the server's bind: another process on this
+// machine (a parallel test, another server) can take a port in that
+// moment, and the server then exits with "address already in use".
+func startOnFreePorts[T any](start func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range 3 {
+		v, err = start()
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+			break
+		}
+	}
+	return v, err
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
