@@ -85,10 +85,6 @@ var knownDiffs = map[string]string{
 	// a conflict with another tenant's row updates nothing, where RLS raises
 	// 42501; neither changes a row
 	`INSERT INTO orders (id, total) VALUES (2002, 1) ON CONFLICT (id) DO UPDATE SET total = excluded.total`: "upsert on another tenant's key",
-	// PostgreSQL refuses COPY FROM into a table with RLS (0A000); through
-	// pgtenant each row's tenant value is checked instead (rewrite_copy_test.go)
-	`COPY orders FROM STDIN`: "COPY FROM under RLS",
-	`COPY orders (account_id, total) FROM STDIN WITH (FORMAT csv)`: "COPY FROM under RLS",
 }
 
 // nondeterministicRE matches statements whose rows are random samples.
@@ -150,6 +146,12 @@ func TestRewriteOracleRLSEquivalence(t *testing.T) {
 		switch {
 		case knownDiffs[sql] != "":
 			t.Logf("known difference (%s): %s\n through pgtenant: %s directly: %s", knownDiffs[sql], sql, proxied.out, direct.out)
+		case copyFromRE.MatchString(sql):
+			// PostgreSQL refuses COPY FROM into a table with RLS (0A000);
+			// through pgtenant each row's tenant value is checked instead
+			// (rewrite_copy_test.go). With no rows sent, neither side
+			// changes a row (the table states are compared below).
+			t.Logf("known difference (COPY FROM under RLS): %s\n through pgtenant: %s directly: %s", sql, proxied.out, direct.out)
 		case explainRE.MatchString(sql):
 			// a plan is not data: the pin shows in it, RLS's policy too
 			if strings.HasPrefix(proxied.out, "ERROR") != strings.HasPrefix(direct.out, "ERROR") {
