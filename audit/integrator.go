@@ -508,22 +508,58 @@ type runningRound struct {
 	err  error
 }
 
-// start begins a round on conn: it plans it (after, when not nil, is the
-// round still integrating before it, whose batches it leaves out and whose
-// chain heads and tree size it starts from) and has a goroutine run its
-// integrate_round and commit. check looks each event up in events to skip
-// those already chained; otherwise the unique event_id index refuses the
-// round if one was.
+// start begins a round on conn: it prepares it (prepare) and has a
+// goroutine run its integrate_round and commit (launch).
 func (g *integrator) start(ctx context.Context, conn *pgx.Conn, check bool, own []*submission, after *roundPlan) (*runningRound, error) {
+	tx, p, err := g.prepare(ctx, conn, check, own, after)
+	if err != nil {
+		return nil, err
+	}
+	return g.launch(ctx, tx, p), nil
+}
+
+// prepare plans a round in a transaction on conn (after, when not nil, is
+// the round still integrating before it, whose batches it leaves out and
+// whose chain heads and tree size it starts from; check looks each event
+// up in events to skip those already chained, otherwise the unique
+// event_id index refuses the round if one was) and takes the round's end
+// key (roundEndSQL) before it returns.
+//
+// The key orders overlapping rounds: integrate_round waits for the key of
+// the leaf it starts at, which the round before it holds until it ends.
+// integrate_round takes its own end key too, but only once its goroutine
+// has sent it: a round planned next on the other connection could take
+// that key first (a scheduling delay is enough), then wait for the tree's
+// row, which the round before holds since tree_size locked it while
+// planning, while that round waited for its key: a deadlock (SQLSTATE
+// 40P01) that failed the round and stopped the integrator for
+// takeoverPoll, leaving a backlog unintegrated for over a second (the bench
+// harness's async runs, twice in one run).
+func (g *integrator) prepare(ctx context.Context, conn *pgx.Conn, check bool, own []*submission, after *roundPlan) (pgx.Tx, *roundPlan, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("region %s: begin round: %w", g.region, err)
+		return nil, nil, fmt.Errorf("region %s: begin round: %w", g.region, err)
 	}
 	p, err := g.plan(ctx, tx, check, own, after)
+	if err == nil && p.n > 0 {
+		if _, err = tx.Exec(ctx, roundEndSQL, g.region, p.size); err != nil {
+			err = fmt.Errorf("round end key: %w", err)
+		}
+	}
 	if err != nil {
 		tx.Rollback(ctx) //nolint:errcheck // the planning error is the one to report
-		return nil, fmt.Errorf("region %s: %w", g.region, err)
+		return nil, nil, fmt.Errorf("region %s: %w", g.region, err)
 	}
+	return tx, p, nil
+}
+
+// roundEndSQL takes the advisory key of a round that ends at leaf $2 of
+// region $1's tree, as integrate_round computes it (schema versions 10 to
+// 13): held until the round's transaction ends.
+const roundEndSQL = `SELECT pg_advisory_xact_lock(hashtext('pgtenant_audit.round.' || $1::text), ($2::bigint % 2147483648)::integer)`
+
+// launch runs p's integrate_round and commits tx in a goroutine of its own.
+func (g *integrator) launch(ctx context.Context, tx pgx.Tx, p *roundPlan) *runningRound {
 	r := &runningRound{plan: p, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
@@ -542,7 +578,7 @@ func (g *integrator) start(ctx context.Context, conn *pgx.Conn, check bool, own 
 			r.err = fmt.Errorf("region %s: commit round: %w", g.region, err)
 		}
 	}()
-	return r, nil
+	return r
 }
 
 // finish waits for r to end and counts what it integrated.
