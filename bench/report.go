@@ -22,7 +22,11 @@ type Results struct {
 	// FailedRounds are the failed runs of cells whose row is another
 	// round's run (--rounds): a failure is reported even when the median
 	// is not one.
-	FailedRounds []Row        `json:"failed_rounds,omitempty"`
+	FailedRounds []Row `json:"failed_rounds,omitempty"`
+	// AuditBehind are the runs (of every round) whose audit had stored
+	// fewer events than the run's statements when it stopped growing
+	// (auditQuietFor): an integrator that stalled, or lost events.
+	AuditBehind  []Row        `json:"audit_behind,omitempty"`
 	WarmupErrors []string     `json:"warmup_errors,omitempty"`
 	Scale        *ScaleResult `json:"scale,omitempty"`
 	// Durability is the fdatasync and commit latency measured in the run
@@ -141,6 +145,12 @@ func (res *Results) Failed() []Row {
 	return append(out, res.FailedRounds...)
 }
 
+// auditBehind reports whether r's audit stored fewer events than r's
+// statements (every statement is one event or more).
+func (r Row) auditBehind() bool {
+	return r.Error == "" && r.AuditStored != nil && *r.AuditStored < r.Statements
+}
+
 // IsPgtenant reports whether the row measured pgtenant.
 func (r Row) IsPgtenant() bool { return strings.HasPrefix(r.Target, "pgtenant-") }
 
@@ -250,6 +260,13 @@ func (res *Results) Markdown(w io.Writer) {
 	res.txSummary(w)
 	res.auditSummary(w)
 	res.roundsSummary(w)
+	if len(res.AuditBehind) > 0 {
+		fmt.Fprintf(w, "\n## Audit behind when measured\n\n")
+		fmt.Fprintf(w, "Runs whose audit had stored fewer events than statements once it stopped growing for %s (a stalled integrator, or lost events):\n\n", auditQuietFor)
+		for _, r := range res.AuditBehind {
+			fmt.Fprintf(w, "- %s -M %s -c %d: %d of %d statements stored\n", r.Target, r.Mode, r.Clients, *r.AuditStored, r.Statements)
+		}
+	}
 	if failed := res.Failed(); len(failed) > 0 || len(res.WarmupErrors) > 0 {
 		fmt.Fprintf(w, "\n## Failed runs\n\n")
 		for _, r := range failed {

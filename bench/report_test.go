@@ -285,3 +285,22 @@ func TestAFailedRoundIsReportedBesideItsMedian(t *testing.T) {
 	}
 	markdownHas(t, res, "## Failed runs", "- pgtenant-async -M simple -c 8: pgbench: hung")
 }
+
+func TestAnAuditBehindIsReportedForEveryRound(t *testing.T) {
+	stored, short := int64(54476), int64(36226)
+	rows := []Row{
+		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, Statements: 54476, AuditStored: &short},
+		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, Statements: 54476, AuditStored: &stored},
+		{Target: TargetPgtenantNoAudit, Mode: "extended", Clients: 8, Statements: 54476},
+		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, Statements: 54476, AuditStored: &short, Error: "pgbench: hung"},
+	}
+	var behind []bool
+	for _, r := range rows {
+		behind = append(behind, r.auditBehind())
+	}
+	if want := []bool{true, false, false, false}; !slices.Equal(behind, want) {
+		t.Fatalf("auditBehind = %v, want %v", behind, want)
+	}
+	res := &Results{Settings: Settings{Rounds: 3, Workload: "select"}, Rows: rows[1:2], AuditBehind: rows[:1]}
+	markdownHas(t, res, "## Audit behind when measured", "- pgtenant-async -M extended -c 8: 36226 of 54476 statements stored")
+}

@@ -138,6 +138,9 @@ func (h *harness) measureCell(ctx context.Context, targets []target, mode string
 				}
 			}
 			runs[i] = append(runs[i], row)
+			if row.auditBehind() {
+				res.AuditBehind = append(res.AuditBehind, row)
+			}
 		}
 	}
 	for _, rows := range runs {
