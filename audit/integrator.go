@@ -463,12 +463,14 @@ func (g *integrator) more(r *runningRound) bool {
 // in an earlier round: a spool batch re-shipped after a crash, a write
 // retried after a lost acknowledgement), one round that looks every event
 // up retries them; a round refused as out of date (SQLSTATE 40001, as the
-// round planned beside one that failed is) is retried once as it is.
+// round planned beside one that failed is) or aborted as a deadlock
+// (40P01: rounds no longer deadlock each other, but an operator's session
+// holding what a round needs can) is retried once as it is.
 // Otherwise, or if the retry fails, own fail (their writers retry them)
 // and the error ends this hold of the lock.
 func (g *integrator) recover(ctx context.Context, conn *pgx.Conn, own []*submission, err error) (int, error) {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "23505" && pe.ConstraintName == "events_event_id_key") {
+	if errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "23505" && pe.ConstraintName == "events_event_id_key") {
 		var r *runningRound
 		r, err = g.start(ctx, conn, pe.Code == "23505", own, nil)
 		if err == nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/config"
 )
@@ -106,6 +107,57 @@ func TestOverlappingRoundSentFirstWaitsForTheRoundBefore(t *testing.T) {
 		t.Fatalf("%d events of the earlier round follow the later round's in their chain (%v)", misordered, err)
 	}
 	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 90 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// A round aborted as a deadlock (an operator's session can hold what a
+// round needs) or refused as out of date is retried once, as it was: its
+// submissions are written and their writers told so. Any other failure
+// fails them, for their writers to retry.
+func TestRecoverRetriesADeadlockedRound(t *testing.T) {
+	r, c := initRegion(t, "eu-west")
+	ctx := testCtx(t)
+	_, oid := ingestPool(ctx, t, "eu-west", r)
+	conn := serviceConn(t, c, r)
+	g := newIntegrator("eu-west", nil, testLogger(t))
+	g.setActive(true)
+	k := 0
+	submit := func() *submission {
+		rows := make([]*Row, 0, 20)
+		for range 20 {
+			k++
+			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(k%3), "s", k)))
+		}
+		o, err := g.submitAfter(ownRows{rows: rows, oid: oid, array: encodeEventArray(nil, oid, rows)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	for _, code := range []string{"40P01", "40001"} {
+		o := submit()
+		n, err := g.recover(ctx, conn, g.takeOwn(), &pgconn.PgError{Code: code, Message: "the round before"})
+		if err != nil || n != 20 {
+			t.Fatalf("%s: retried %d events, %v; want 20", code, n, err)
+		}
+		if err := o.wait(ctx); err != nil {
+			t.Fatalf("%s: the submission failed: %v", code, err)
+		}
+	}
+	o := submit()
+	refused := &pgconn.PgError{Code: "42501", Message: "permission denied"}
+	if n, err := g.recover(ctx, conn, g.takeOwn(), refused); err == nil || n != 0 {
+		t.Fatalf("42501: %d events, %v; want the error and nothing written", n, err)
+	}
+	if err := o.wait(ctx); err == nil {
+		t.Fatal("42501: the submission did not fail")
+	}
+	admin := adminConn(t, c, r)
+	if got := countRows(t, admin, `true`); got != 40 {
+		t.Fatalf("events: %d, want 40", got)
+	}
+	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 40 {
 		t.Fatalf("verify: %+v", rep)
 	}
 }
