@@ -288,19 +288,22 @@ func TestAFailedRoundIsReportedBesideItsMedian(t *testing.T) {
 
 func TestAnAuditBehindIsReportedForEveryRound(t *testing.T) {
 	stored, short := int64(54476), int64(36226)
-	rows := []Row{
-		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, Statements: 54476, AuditStored: &short},
-		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, Statements: 54476, AuditStored: &stored},
-		{Target: TargetPgtenantNoAudit, Mode: "extended", Clients: 8, Statements: 54476},
-		{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, Statements: 54476, AuditStored: &short, Error: "pgbench: hung"},
+	run := func(tps float64, audit *int64, err string) Row {
+		return Row{Target: TargetPgtenantAsync, Mode: "extended", Clients: 8, TPS: tps, Statements: 54476, AuditStored: audit, Error: err}
 	}
-	var behind []bool
-	for _, r := range rows {
-		behind = append(behind, r.auditBehind())
+	// The short run is not the median, and a failed run's count is not
+	// looked at.
+	res := &Results{Settings: Settings{Rounds: 4, Workload: "select"}}
+	res.addCell([]Row{run(900, &short, ""), run(1000, &stored, ""), run(1100, &stored, ""), run(0, &short, "pgbench: hung")})
+	res.addCell([]Row{{Target: TargetPgtenantNoAudit, Mode: "extended", Clients: 8, TPS: 1200, Statements: 54476}})
+	if len(res.Rows) != 2 || res.Rows[0].TPS != 1000 {
+		t.Fatalf("rows %+v, want the median 1000 and noaudit's", res.Rows)
 	}
-	if want := []bool{true, false, false, false}; !slices.Equal(behind, want) {
-		t.Fatalf("auditBehind = %v, want %v", behind, want)
+	if len(res.AuditBehind) != 1 || *res.AuditBehind[0].AuditStored != short || res.AuditBehind[0].TPS != 900 {
+		t.Fatalf("audit behind %+v, want the 900 TPS run alone", res.AuditBehind)
 	}
-	res := &Results{Settings: Settings{Rounds: 3, Workload: "select"}, Rows: rows[1:2], AuditBehind: rows[:1]}
+	if len(res.FailedRounds) != 1 || res.FailedRounds[0].Error != "pgbench: hung" {
+		t.Fatalf("failed rounds %+v, want the hung run", res.FailedRounds)
+	}
 	markdownHas(t, res, "## Audit behind when measured", "- pgtenant-async -M extended -c 8: 36226 of 54476 statements stored")
 }

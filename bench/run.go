@@ -138,26 +138,31 @@ func (h *harness) measureCell(ctx context.Context, targets []target, mode string
 				}
 			}
 			runs[i] = append(runs[i], row)
-			if row.auditBehind() {
-				res.AuditBehind = append(res.AuditBehind, row)
-			}
 		}
 	}
 	for _, rows := range runs {
-		if len(rows) == 0 {
-			continue
-		}
-		m := medianRun(rows)
-		res.Rows = append(res.Rows, m)
-		if m.Error == "" {
-			for _, r := range rows {
-				if r.Error != "" {
-					res.FailedRounds = append(res.FailedRounds, r)
-				}
-			}
-		}
+		res.addCell(rows)
 	}
 	return nil
+}
+
+// addCell adds one target's runs of a cell (in the order they ran) to res:
+// the median run as its row, the failed rounds when that row is another
+// run, and every run whose audit was behind when measured.
+func (res *Results) addCell(rows []Row) {
+	if len(rows) == 0 {
+		return
+	}
+	m := medianRun(rows)
+	res.Rows = append(res.Rows, m)
+	for _, r := range rows {
+		if r.Error != "" && m.Error == "" {
+			res.FailedRounds = append(res.FailedRounds, r)
+		}
+		if r.auditBehind() {
+			res.AuditBehind = append(res.AuditBehind, r)
+		}
+	}
 }
 
 // medianRun returns the run of rows (one target, mode and client count,
