@@ -557,7 +557,9 @@ func (g *integrator) prepare(ctx context.Context, conn *pgx.Conn, check bool, ow
 
 // roundEndSQL takes the advisory key of a round that ends at leaf $2 of
 // region $1's tree, as integrate_round computes it (schema versions 10 to
-// 13): held until the round's transaction ends.
+// 13, which cannot be changed to share it): held until the round's
+// transaction ends. Were the two to differ, rounds would deadlock again,
+// and TestOverlappingRoundSentFirstWaitsForTheRoundBefore fails.
 const roundEndSQL = `SELECT pg_advisory_xact_lock(hashtext('pgtenant_audit.round.' || $1::text), ($2::bigint % 2147483648)::integer)`
 
 // launch runs p's integrate_round and commits tx in a goroutine of its own.

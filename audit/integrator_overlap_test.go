@@ -1,12 +1,10 @@
 package audit
 
 import (
-	"context"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtenant/pgtenant/config"
@@ -25,25 +23,11 @@ func TestOverlappingRoundSentFirstWaitsForTheRoundBefore(t *testing.T) {
 	r, c := initRegion(t, "eu-west")
 	ctx := testCtx(t)
 	pool, oid := ingestPool(ctx, t, "eu-west", r)
-	dsn := c.DSN(c.ServiceUser, c.ServicePassword, r.AuditDatabase)
-	connect := func() *pgx.Conn {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn
-	}
-	first, second := connect(), connect()
+	first, second := serviceConn(t, c, r), serviceConn(t, c, r)
 	g := newIntegrator("eu-west", nil, testLogger(t))
-	k := 0
+	next := statementRows(t)
 	ingest := func() {
-		rows := make([]*Row, 0, 30)
-		for range 30 {
-			k++
-			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(k%3), "s", k)))
-		}
-		if err := ingestRows(ctx, pool, "eu-west", oid, rows); err != nil {
+		if err := ingestRows(ctx, pool, "eu-west", oid, next(30)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,13 +106,9 @@ func TestRecoverRetriesADeadlockedRound(t *testing.T) {
 	conn := serviceConn(t, c, r)
 	g := newIntegrator("eu-west", nil, testLogger(t))
 	g.setActive(true)
-	k := 0
+	next := statementRows(t)
 	submit := func() *submission {
-		rows := make([]*Row, 0, 20)
-		for range 20 {
-			k++
-			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(k%3), "s", k)))
-		}
+		rows := next(20)
 		o, err := g.submitAfter(ownRows{rows: rows, oid: oid, array: encodeEventArray(nil, oid, rows)}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -159,5 +139,19 @@ func TestRecoverRetriesADeadlockedRound(t *testing.T) {
 	}
 	if rep := mustVerify(t, map[string]config.Region{"eu-west": r}, VerifyOptions{}); !rep.OK || rep.Regions[0].Rows != 40 {
 		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// statementRows returns a function that makes the next n hashed statement
+// rows of three tenants, numbered on from the last call's.
+func statementRows(t *testing.T) func(n int) []*Row {
+	k := 0
+	return func(n int) []*Row {
+		rows := make([]*Row, 0, n)
+		for range n {
+			k++
+			rows = append(rows, hashedRow(t, stmt("t"+strconv.Itoa(k%3), "s", k)))
+		}
+		return rows
 	}
 }
