@@ -324,6 +324,68 @@ func TestSpoolGroupSharesOneFsyncAfterTheOneInFlight(t *testing.T) {
 	}
 }
 
+// Group mode gathers: the append that starts an fdatasync first waits
+// until as many durable appends as the last fdatasync covered have been
+// written (or gatherMax passed), so the group shares one fdatasync instead
+// of the first append syncing alone and the rest waiting for it and then
+// for one more. A group that shrank costs one wait of gatherMax, and the
+// next fdatasync starts at once.
+func TestSpoolGroupGathersTheLastGroupBeforeItsFsync(t *testing.T) {
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
+	defer s.Close()
+	const group = 8
+	s.mu.Lock()
+	s.lastGroup = group // the last fdatasync covered eight statements
+	s.gatherMax = time.Minute
+	s.mu.Unlock()
+	gathering := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.gathered != nil
+	}
+	errs := make(chan error, group)
+	go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
+	waitFor(t, "the first statement's append to wait for its group", gathering)
+	for i := 1; i < group; i++ {
+		if n := s.syncs.Load(); n != 0 {
+			t.Fatalf("an fdatasync started with %d of the %d statements written", i, group)
+		}
+		go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
+		if i < group-1 {
+			waitFor(t, "the next statement's record to be written", func() bool { return s.Pending() == int64(i+1) })
+		}
+	}
+	for range group {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.syncs.Load(); n != 1 {
+		t.Fatalf("%d fdatasyncs for one group of %d statements, want 1", n, group)
+	}
+	if s.syncedGen.Load() < group {
+		t.Fatalf("synced generation %d: a statement returned before its fdatasync", s.syncedGen.Load())
+	}
+
+	// The clients went idle but one: its append waits out gatherMax once,
+	// then the group is one statement and nobody waits.
+	s.mu.Lock()
+	s.gatherMax = 10 * time.Millisecond
+	s.mu.Unlock()
+	if err := s.Append(spoolRows(t, 1), true, true); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	last := s.lastGroup
+	s.mu.Unlock()
+	if last != 1 || s.syncs.Load() != 2 {
+		t.Fatalf("after a lone statement: last group %d, %d fdatasyncs; want 1 and 2", last, s.syncs.Load())
+	}
+	if got := len(drain(t, s)); got != group+1 {
+		t.Fatalf("read %d records, wrote %d", got, group+1)
+	}
+}
+
 // Concurrent durable appends in group mode share fdatasyncs, every record
 // is read back once, and every durable append returned only after an
 // fdatasync covered it.

@@ -1,0 +1,3 @@
+module fsprobe
+
+go 1.26.0
