@@ -381,8 +381,89 @@ func TestSpoolGroupGathersTheLastGroupBeforeItsFsync(t *testing.T) {
 	if last != 1 || s.syncs.Load() != 2 {
 		t.Fatalf("after a lone statement: last group %d, %d fdatasyncs; want 1 and 2", last, s.syncs.Load())
 	}
-	if got := len(drain(t, s)); got != group+1 {
-		t.Fatalf("read %d records, wrote %d", got, group+1)
+	// The next lone statement syncs at once, however long a gathering
+	// could wait.
+	s.mu.Lock()
+	s.gatherMax = time.Hour
+	s.mu.Unlock()
+	go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
+	waitFor(t, "a lone statement's fdatasync without gathering", func() bool { return len(errs) == 1 })
+	if err := <-errs; err != nil || s.syncs.Load() != 3 {
+		t.Fatalf("lone statement: %v, %d fdatasyncs; want nil and 3", err, s.syncs.Load())
+	}
+	if got := len(drain(t, s)); got != group+2 {
+		t.Fatalf("read %d records, wrote %d", got, group+2)
+	}
+}
+
+// A segment rotated while the starter of an fdatasync gathered its group
+// holds records that only its retire syncs: the starter must leave them to
+// it rather than sync the new segment and count them as covered. Here the
+// retire is held back; no durable append returns until it has synced.
+func TestSpoolGroupGatherThatSeesARotationLeavesItToRetire(t *testing.T) {
+	s := mustOpenSpool(t, t.TempDir(), 1<<40)
+	defer s.Close()
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	testHookRetire = func() { <-release }
+	defer func() { testHookRetire = nil }()
+	defer free() // before Close, which waits for the retire, on any failure
+	const group = 4
+	s.mu.Lock()
+	s.lastGroup, s.gatherMax = group, time.Hour
+	s.mu.Unlock()
+	errs := make(chan error, group)
+	go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
+	waitFor(t, "the first statement's append to gather its group", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.gathered != nil
+	})
+	// Results (not durable, so not counted in the group) fill the segment
+	// until it rotates; its retire waits for release.
+	big := bigRow(t)
+	for i := 0; ; i++ {
+		s.mu.Lock()
+		rotating := s.retiring != nil
+		s.mu.Unlock()
+		if rotating {
+			break
+		}
+		if i > 2*segmentMaxBytes/(64<<10) {
+			t.Fatal("the spool never rotated")
+		}
+		if err := s.AppendRef(big, uint64(i+1), false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range group - 1 {
+		go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
+	}
+	waitFor(t, "the group's records to be written", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.gathered == nil && s.syncing == nil
+	})
+	select {
+	case err := <-errs:
+		t.Fatalf("a durable append returned (%v) before the rotated segment holding the first was synced", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if n := s.syncs.Load(); n != 0 {
+		t.Fatalf("%d fdatasyncs of the new segment while the rotated one was unsynced", n)
+	}
+	free()
+	for range group {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	written := s.writeGen
+	s.mu.Unlock()
+	if s.syncedGen.Load() < written {
+		t.Fatalf("synced generation %d, written %d", s.syncedGen.Load(), written)
 	}
 }
 

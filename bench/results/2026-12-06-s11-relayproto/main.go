@@ -156,22 +156,24 @@ func loop(port int) {
 
 var raw = flag.Bool("raw", false, "raw syscalls")
 
+// read and write are unix.Read and unix.Write, or with -raw the same system
+// calls without the runtime's entersyscall/exitsyscall.
 func read(fd int, p []byte) (int, error) {
 	if !*raw {
 		return unix.Read(fd, p)
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
+	return rawIO(unix.SYS_READ, fd, p)
 }
 
 func write(fd int, p []byte) (int, error) {
 	if !*raw {
 		return unix.Write(fd, p)
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return rawIO(unix.SYS_WRITE, fd, p)
+}
+
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
