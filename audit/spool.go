@@ -1147,13 +1147,23 @@ func (s *spool) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.gathered != nil {
+		// The starter of an fdatasync waits for a group that no longer
+		// comes: it syncs now.
+		close(s.gathered)
+		s.gathered = nil
+	}
 	s.mu.Unlock()
 	s.prepWG.Wait()
 	s.mu.Lock()
-	for s.retiring != nil {
-		r := s.retiring
+	// Neither a retire nor an fdatasync in flight may find its segment cut.
+	for s.retiring != nil || s.syncing != nil {
+		wait := s.syncing
+		if r := s.retiring; r != nil {
+			wait = r.done
+		}
 		s.mu.Unlock()
-		<-r.done
+		<-wait
 		s.mu.Lock()
 	}
 	if s.next != nil {

@@ -270,6 +270,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// expectNoSync checks that no durable append of errs has returned within
+// 50 ms (before what it names) and that the spool started no fdatasync
+// (started says when that would be wrong).
+func expectNoSync(t *testing.T, s *spool, errs <-chan error, before, started string) {
+	t.Helper()
+	select {
+	case err := <-errs:
+		t.Fatalf("a durable append returned (%v) before %s", err, before)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if n := s.syncs.Load(); n != 0 {
+		t.Fatalf("%d fdatasyncs %s", n, started)
+	}
+}
+
+// isGathering reports whether the starter of an fdatasync is waiting for
+// its group (gatherLocked).
+func (s *spool) isGathering() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gathered != nil
+}
+
 // Group mode: statements that arrive while an fdatasync is in flight are
 // written at once, wait for it, and then share one fdatasync started by
 // whichever wakes first (the leader handoff); an append that needs no fsync
@@ -292,14 +315,7 @@ func TestSpoolGroupSharesOneFsyncAfterTheOneInFlight(t *testing.T) {
 	if err := s.Append(spoolRows(t, 1), false, false); err != nil {
 		t.Fatal(err) // returned although an fsync is in flight: results do not wait for it
 	}
-	select {
-	case err := <-errs:
-		t.Fatalf("a durable append returned (%v) before any fsync covered it", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if n := s.syncs.Load(); n != 0 {
-		t.Fatalf("%d fdatasyncs started while one was in flight", n)
-	}
+	expectNoSync(t, s, errs, "an fsync covered it", "started while one was in flight")
 
 	s.mu.Lock()
 	s.syncing = nil
@@ -338,14 +354,9 @@ func TestSpoolGroupGathersTheLastGroupBeforeItsFsync(t *testing.T) {
 	s.lastGroup = group // the last fdatasync covered eight statements
 	s.gatherMax = time.Minute
 	s.mu.Unlock()
-	gathering := func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.gathered != nil
-	}
 	errs := make(chan error, group)
 	go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
-	waitFor(t, "the first statement's append to wait for its group", gathering)
+	waitFor(t, "the first statement's append to wait for its group", s.isGathering)
 	for i := 1; i < group; i++ {
 		if n := s.syncs.Load(); n != 0 {
 			t.Fatalf("an fdatasync started with %d of the %d statements written", i, group)
@@ -415,11 +426,7 @@ func TestSpoolGroupGatherThatSeesARotationLeavesItToRetire(t *testing.T) {
 	s.mu.Unlock()
 	errs := make(chan error, group)
 	go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
-	waitFor(t, "the first statement's append to gather its group", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.gathered != nil
-	})
+	waitFor(t, "the first statement's append to gather its group", s.isGathering)
 	// Results (not durable, so not counted in the group) fill the segment
 	// until it rotates; its retire waits for release.
 	big := bigRow(t)
@@ -445,14 +452,7 @@ func TestSpoolGroupGatherThatSeesARotationLeavesItToRetire(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.gathered == nil && s.syncing == nil
 	})
-	select {
-	case err := <-errs:
-		t.Fatalf("a durable append returned (%v) before the rotated segment holding the first was synced", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if n := s.syncs.Load(); n != 0 {
-		t.Fatalf("%d fdatasyncs of the new segment while the rotated one was unsynced", n)
-	}
+	expectNoSync(t, s, errs, "the rotated segment holding the first was synced", "of the new segment while the rotated one was unsynced")
 	free()
 	for range group {
 		if err := <-errs; err != nil {
@@ -464,6 +464,32 @@ func TestSpoolGroupGatherThatSeesARotationLeavesItToRetire(t *testing.T) {
 	s.mu.Unlock()
 	if s.syncedGen.Load() < written {
 		t.Fatalf("synced generation %d, written %d", s.syncedGen.Load(), written)
+	}
+}
+
+// Closing the spool while the starter of an fdatasync gathers its group
+// ends the wait: the appends already written are synced (by that fdatasync
+// or Close's own) and return, and Close does not cut the segment under an
+// fdatasync in flight.
+func TestSpoolCloseEndsAGathering(t *testing.T) {
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
+	s.mu.Lock()
+	s.lastGroup, s.gatherMax = 4, time.Hour
+	s.mu.Unlock()
+	errs := make(chan error, 1)
+	go func() { errs <- s.Append(spoolRows(t, 1), true, true) }()
+	waitFor(t, "the statement's append to gather its group", s.isGathering)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	waitFor(t, "the gathering append to return once the spool closes", func() bool { return len(errs) == 1 })
+	if err := <-errs; err != nil {
+		t.Fatalf("the gathered append: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if s.syncedGen.Load() < 1 {
+		t.Fatalf("synced generation %d: the append returned unsynced", s.syncedGen.Load())
 	}
 }
 
